@@ -1,0 +1,79 @@
+"""The agent's side of enrolment: identity from the TPM, then the MakeCredential challenge answered.
+
+1. Read the EK certificate from NV, recreate the EK public area, load or create the AK.
+2. Post them to the registrar; it answers with a credential encrypted to the EK for the AK's name.
+3. ActivateCredential in the TPM recovers the secret (only possible with both keys in this TPM).
+4. Send an HMAC over the agent id keyed with the secret; the registrar marks the agent active.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from agent.registrar_client import RegistrarClient
+from geoattest.log import bound
+from geoattest.wire import AgentView, EnrolRequest, activation_proof
+
+log = logging.getLogger(__name__)
+
+
+class EnrollableTpm(Protocol):
+    """What enrolment needs from a TPM (``agent.tpm_device.TpmDevice`` provides it)."""
+
+    def read_ek_certificate(self) -> bytes: ...
+
+    def ek_public(self) -> bytes: ...
+
+    def ensure_ak(self, handle: int = ..., alg: Literal["ecc", "rsa"] = ...) -> bytes: ...
+
+    def activate_credential(
+        self, credential_blob: bytes, encrypted_secret: bytes, *, ak_handle: int = ...
+    ) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AkSpec:
+    """Where the AK is kept (persistent handle) and which kind to create when there is none."""
+
+    handle: int = 0x81010002
+    algorithm: Literal["ecc", "rsa"] = "ecc"
+
+
+def default_agent_id(ek_certificate: bytes) -> str:
+    """A stable agent id derived from the EK certificate, for nodes that are not given one."""
+    return "ek-" + hashlib.sha256(ek_certificate).hexdigest()[:16]
+
+
+def enrol(
+    device: EnrollableTpm,
+    registrar: RegistrarClient,
+    agent_id: str | None,
+    ak: AkSpec = AkSpec(),  # frozen value object, safe as a default
+) -> AgentView:
+    """Run the whole enrolment; returns the registrar's record of the now active agent.
+
+    Raises the registrar's refusal (``EkUntrusted``, ``EkNotPinned``, ``AkInvalid``,
+    ``ActivationFailed``, ``AgentIdTaken``…), ``RegistrarUnreachable`` or ``TpmUnavailable``.
+    """
+    ek_certificate = device.read_ek_certificate()
+    agent_id = agent_id or default_agent_id(ek_certificate)
+    with bound(agent_id=agent_id):
+        request = EnrolRequest(
+            agent_id=agent_id,
+            ek_certificate=ek_certificate,
+            ek_public=device.ek_public(),
+            ak_public=device.ensure_ak(ak.handle, ak.algorithm),
+        )
+        log.info("enrolling with the registrar")
+        answer = registrar.enrol(request)
+        secret = device.activate_credential(
+            answer.challenge.credential_blob,
+            answer.challenge.encrypted_secret,
+            ak_handle=ak.handle,
+        )
+        view = registrar.activate(agent_id, activation_proof(secret, agent_id))
+        log.info("enrolment complete: state %s", view.state)
+        return view

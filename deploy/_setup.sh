@@ -1,0 +1,57 @@
+# Shared set-up for deploy/quickstart and deploy/test (sourced, not run).
+# Installs what is missing and nothing else: Debian packages, a .venv, the project (editable).
+# Idempotent: a second run checks and skips. Needs root (or sudo) only when packages are missing.
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${GEOATTEST_VENV:-$REPO_ROOT/.venv}"
+PYTHON="${GEOATTEST_PYTHON:-python3}"
+
+APT_PACKAGES=(
+  swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc
+  python3-venv python3-dev redis-server gpsd gpsd-clients python3-gps
+)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "error: need root (or sudo) to run: $*" >&2; exit 1
+  fi
+}
+
+install_system_packages() {
+  local missing=() extra=("$@") pkg
+  for pkg in "${APT_PACKAGES[@]}" "${extra[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "system packages present"
+    return
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# redis-server, swtpm and gpsd are started by the project itself (test fixtures, quickstart) on free
+# loopback ports; the system daemons the packages may start are neither needed nor touched.
+
+install_python_project() {
+  local extras="$1" stamp want
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  stamp="$VENV/.geoattest-install"
+  want="$extras $(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    say "python packages up to date ($VENV)"
+    return
+  fi
+  say "installing geoattest${extras:+[$extras]} into $VENV (first time takes a few minutes: tpm2-pytss compiles)"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e "$REPO_ROOT${extras:+[$extras]}"
+  echo "$want" > "$stamp"
+}

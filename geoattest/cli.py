@@ -1,0 +1,86 @@
+"""The ``geoattest`` command: a thin layer that parses flags, builds settings, calls services.
+
+Exit status: 0 success; 2 refused (a 4xx error or failed evidence: the error code is printed);
+3 a part could not be reached (registrar, TPM, GNSS); 1 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from geoattest.errors import ConfigurationError, GeoattestError, ReachabilityError
+from geoattest.log import configure_logging
+from geoattest.settings import Settings, load_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_REFUSED = 2
+EXIT_UNREACHABLE = 3
+EXIT_CONFIG = 1
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn our errors into one clear stderr line and a documented exit status."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ConfigurationError as e:
+            click.echo(f"error: {e.code}: {e.message}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except ReachabilityError as e:
+            click.echo(f"error: {e.code}: {e.message}", err=True)
+            sys.exit(EXIT_UNREACHABLE)
+        except GeoattestError as e:
+            click.echo(f"error: {e.code}: {e.message}", err=True)
+            sys.exit(EXIT_REFUSED)
+
+    return wrapper
+
+
+def build_settings(ctx: click.Context, **overrides: Any) -> Settings:  # noqa: ANN401
+    """Settings from ``--config``, ``GEOATTEST_*`` and the flags (flags win); logging configured."""
+    config_file: Path | None = ctx.find_root().params.get("config")
+    try:
+        settings = load_settings(config_file, **overrides)
+    except (ValueError, FileNotFoundError) as e:
+        raise click.UsageError(f"bad settings: {e}") from e
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@click.group()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="GEOATTEST_CONFIG",
+    help="TOML settings file (flags and GEOATTEST_* variables override it).",
+)
+@click.version_option(package_name="geoattest")
+def main(config: Path | None) -> None:
+    """geoattest: continuous remote attestation and verifiable geofencing for edge fleets."""
+
+
+def _register_groups() -> None:
+    from geoattest.cli_agent import agent, agents  # groups import services lazily
+    from geoattest.cli_dev import dev
+    from geoattest.cli_registrar import registrar
+
+    for group in (registrar, agent, agents, dev):
+        main.add_command(group)
+    try:
+        from geoattest.cli_zones import zones
+    except ImportError:  # pragma: no cover - only while the zones CLI is being built
+        return
+    main.add_command(zones)
+
+
+_register_groups()

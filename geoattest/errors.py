@@ -1,0 +1,281 @@
+"""The one exception hierarchy of geoattest.
+
+Every error a client or a piece of evidence can cause has a stable snake_case ``code`` and the HTTP
+status it maps to. Three branches, mirroring the design's trust rules:
+
+- ``RequestError``: the caller sent something we refuse (4xx at the API edge).
+- ``IntegrityError``: evidence is wrong. In a verifier round this fails the agent and revokes.
+- ``ReachabilityError``: a part could not be reached (agent, TPM, Redis, DB). Retry, never revoke.
+
+This module is a leaf: it imports nothing from the project.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GeoattestError(Exception):
+    """Root of every error geoattest raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """The JSON error body of the API: ``{"error": {"code", "message"}}``."""
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+# --- requests we refuse -------------------------------------------------------------------------
+
+
+class RequestError(GeoattestError):
+    code = "bad_request"
+    http_status = 400
+
+
+class MalformedRequest(RequestError):
+    code = "malformed_request"
+
+
+class NotFound(RequestError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(RequestError):
+    code = "conflict"
+    http_status = 409
+
+
+class AgentIdTaken(Conflict):
+    """An agent id is already enrolled with another EK; re-enrolment never overwrites it."""
+
+    code = "agent_id_taken"
+
+
+class EkAlreadyEnrolled(Conflict):
+    """This EK is already bound to another agent id: one TPM, one agent."""
+
+    code = "ek_already_enrolled"
+
+
+class Unauthorized(RequestError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class EkUntrusted(RequestError):
+    """The EK certificate does not chain to an allowlisted manufacturer CA."""
+
+    code = "ek_untrusted"
+    http_status = 403
+
+
+class EkNotPinned(RequestError):
+    """Pins are configured and the EK certificate matches none of them."""
+
+    code = "ek_not_pinned"
+    http_status = 403
+
+
+class EkMismatch(RequestError):
+    """The EK public area the agent sent is not the key in its EK certificate."""
+
+    code = "ek_mismatch"
+
+
+class AkInvalid(RequestError):
+    """The AK public area is malformed or its attributes allow misuse (not restricted, not
+    fixedTPM...)."""
+
+    code = "ak_invalid"
+
+
+class ActivationFailed(RequestError):
+    """The agent could not prove it recovered the MakeCredential secret with its TPM."""
+
+    code = "activation_failed"
+    http_status = 403
+
+
+class LocationKeyInvalid(RequestError):
+    """A location key's attributes show it could leave the TPM, or its certification is wrong."""
+
+    code = "location_key_invalid"
+
+
+class ZoneInvalid(RequestError):
+    """A zone file or feature is not a valid polygon (names the feature and the reason)."""
+
+    code = "zone_invalid"
+
+
+class PolicyInvalid(RequestError):
+    """A policy document (runtime policy, pins file, location policy) is malformed."""
+
+    code = "policy_invalid"
+
+
+class ConfigurationError(GeoattestError):
+    """Settings or files given at start-up are unusable; raised before anything is served."""
+
+    code = "configuration_error"
+
+
+# --- evidence that is wrong ---------------------------------------------------------------------
+
+
+class IntegrityError(GeoattestError):
+    code = "integrity_failure"
+    http_status = 422
+
+
+class TpmFormatError(IntegrityError):
+    """Bytes that should be a TPM structure do not parse (truncated, bad tag, extra bytes)."""
+
+    code = "tpm_structure_invalid"
+    http_status = 400
+
+
+class QuoteSignatureInvalid(IntegrityError):
+    code = "quote_signature_invalid"
+
+
+class NonceMismatch(IntegrityError):
+    code = "nonce_mismatch"
+
+
+class PcrDigestMismatch(IntegrityError):
+    code = "pcr_digest_mismatch"
+
+
+class PcrSelectionMismatch(IntegrityError):
+    code = "pcr_selection_mismatch"
+
+
+class ClockNotMonotonic(IntegrityError):
+    """TPM clock, resetCount or restartCount moved backwards: a replayed or forged quote."""
+
+    code = "clock_not_monotonic"
+
+
+class CertifyInvalid(IntegrityError):
+    """A TPM2_Certify structure does not verify or does not name the expected key."""
+
+    code = "certify_invalid"
+
+
+class BootPcrMismatch(IntegrityError):
+    code = "boot_pcr_mismatch"
+
+
+class ImaLogInvalid(IntegrityError):
+    code = "ima_log_invalid"
+
+
+class ImaEntryNotAllowed(IntegrityError):
+    code = "ima_entry_not_allowed"
+
+
+class ImaLogRewound(IntegrityError):
+    code = "ima_log_rewound"
+
+
+class LocationEvidenceInvalid(IntegrityError):
+    """Location evidence is malformed or its signature does not verify with the location key."""
+
+    code = "location_signature_invalid"
+
+
+class LocationStale(IntegrityError):
+    code = "location_stale"
+
+
+class LocationImplausible(IntegrityError):
+    """A plausibility or spoofing check failed; ``reason`` is the check's own reason code."""
+
+    code = "location_implausible"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class LocationOutsideZone(IntegrityError):
+    code = "location_outside_zone"
+
+
+class CredentialActivationRefused(IntegrityError):
+    """The TPM refused a MakeCredential blob (TPM2_ActivateCredential failed): the blob is malformed
+    or was not made for this TPM's EK and AK."""
+
+    code = "credential_activation_refused"
+
+
+# --- parts we could not reach -------------------------------------------------------------------
+
+
+class ReachabilityError(GeoattestError):
+    code = "unreachable"
+    http_status = 503
+
+
+class AgentUnreachable(ReachabilityError):
+    code = "agent_unreachable"
+
+
+class RegistrarUnreachable(ReachabilityError):
+    code = "registrar_unreachable"
+
+
+class TpmUnavailable(ReachabilityError):
+    """The TPM device or swtpm socket could not be opened or answered with a transport error."""
+
+    code = "tpm_unavailable"
+
+
+class TpmCommandFailed(ReachabilityError):
+    """The TPM answered a command with an error code (out of object memory, lockout, no such key).
+
+    A fault of the node's TPM or its state, not wrong evidence: retried, never revoked.
+    ``rc`` is the TSS2 response code.
+    """
+
+    code = "tpm_command_failed"
+
+    def __init__(self, message: str, *, rc: int) -> None:
+        super().__init__(message)
+        self.rc = rc
+
+
+class GnssUnavailable(ReachabilityError):
+    code = "gnss_unavailable"
+
+
+def error_from_code(code: str, message: str) -> GeoattestError:
+    """Rebuild the error a remote service reported (``{"error": {"code", "message"}}``) as our
+    class.
+
+    Unknown codes (a newer server) become a plain ``RequestError`` carrying the message.
+    """
+    for cls in _all_subclasses(GeoattestError):
+        if cls.code == code:
+            try:
+                return cls(message)
+            except TypeError:  # a class that needs more than a message (e.g. a reason)
+                break
+    error = RequestError(f"{code}: {message}")
+    return error
+
+
+def _all_subclasses(cls: type[GeoattestError]) -> list[type[GeoattestError]]:
+    found: list[type[GeoattestError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found

@@ -1,0 +1,90 @@
+"""Flask wiring shared by every service: JSON error bodies, request ids, body parsing.
+
+One ``errorhandler(GeoattestError)`` renders ``{"error": {"code", "message"}}`` with the error's
+status. HTTP errors raised by Flask itself (404 route, 405 method, 413 body) get the same shape.
+Anything else is a bug: a logged 500 with a stable ``internal_error`` code and no internals leaked.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TypeVar
+
+from flask import Flask, Response, g, jsonify, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from geoattest.errors import GeoattestError, MalformedRequest
+from geoattest.log import pop_context, push_context
+
+log = logging.getLogger(__name__)
+
+Model = TypeVar("Model", bound=BaseModel)
+MAX_BODY_BYTES = 256 * 1024
+
+
+def install_api_plumbing(app: Flask) -> None:
+    """Register request ids and the JSON error handlers on ``app``."""
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.before_request(_bind_request_id)
+    app.teardown_request(_unbind_request_id)
+    app.after_request(_echo_request_id)
+    app.register_error_handler(GeoattestError, _geoattest_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def parse_body(model: type[Model]) -> Model:
+    """Validate the JSON body against ``model``; any problem is a 400 ``malformed_request``."""
+    body = request.get_json(silent=True)
+    if body is None:
+        raise MalformedRequest(
+            "request body must be a JSON object (Content-Type: application/json)"
+        )
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise MalformedRequest(f"{where}: {first['msg']} ({e.error_count()} problem(s))") from e
+
+
+def _bind_request_id() -> None:
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    g.request_id = request_id[:64]
+    g.log_context = push_context(request_id=g.request_id)
+
+
+def _unbind_request_id(_exc: BaseException | None) -> None:
+    token = g.pop("log_context", None)
+    if token is not None:
+        pop_context(token)
+
+
+def _echo_request_id(response: Response) -> Response:
+    if "request_id" in g:
+        response.headers["X-Request-Id"] = g.request_id
+    return response
+
+
+def _geoattest_error(error: GeoattestError) -> tuple[Response, int]:
+    log.warning(
+        "request refused: %s",
+        error.message,
+        extra={"code": error.code, "path": request.path, "method": request.method},
+    )
+    return jsonify(error.to_dict()), error.http_status
+
+
+def _http_error(error: HTTPException) -> tuple[Response, int]:
+    status = error.code or 500
+    code = (error.name or "http_error").lower().replace(" ", "_")
+    log.info("http error %s on %s %s", status, request.method, request.path)
+    return jsonify({"error": {"code": code, "message": error.description or ""}}), status
+
+
+def _unexpected_error(error: Exception) -> tuple[Response, int]:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    body = {"error": {"code": "internal_error", "message": "internal error; see the server log"}}
+    return jsonify(body), 500

@@ -1,0 +1,100 @@
+"""The one typed configuration object.
+
+Built once in ``main()``/``create_app(settings)`` and passed down; nothing reads ``os.environ``
+at import time. Sources, strongest first: explicit overrides (CLI flags), ``GEOATTEST_*``
+environment variables, an optional TOML file (``GEOATTEST_CONFIG`` or ``--config``), then the
+defaults below.
+
+This module is a leaf: it imports nothing from the project.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_STATE_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """Every knob of registrar, verifier and agent. Field names are the env names without prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="GEOATTEST_", frozen=True, extra="forbid")
+
+    # --- shared -------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "text"
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_STATE_DIR / 'geoattest.sqlite'}",
+        description="SQLAlchemy URL; SQLite file by default, postgresql+psycopg://… at scale.",
+    )
+
+    # --- registrar ----------------------------------------------------------------------------
+    registrar_host: str = "127.0.0.1"
+    registrar_port: int = Field(default=8890, ge=1, le=65535)
+    ek_ca_dir: Path | None = Field(
+        default=None, description="Directory of allowlisted EK manufacturer CA certs (PEM/DER)."
+    )
+    ek_pins_file: Path | None = Field(
+        default=None,
+        description="TOML purchase-order pins; when set, a valid chain alone is not enough.",
+    )
+    challenge_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="When set, operator-only routes (delete) need it as a Bearer token.",
+    )
+
+    # --- agent --------------------------------------------------------------------------------
+    agent_id: str | None = None
+    registrar_url: str = "http://127.0.0.1:8890"
+    tcti: str = "device:/dev/tpmrm0"
+    ek_algorithm: Literal["auto", "ecc", "rsa"] = "auto"
+    ak_algorithm: Literal["ecc", "rsa"] = "ecc"
+    ak_handle: int = Field(default=0x81010002, ge=0x81000000, le=0x81FFFFFF)
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("agent_id")
+    @classmethod
+    def _agent_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _is_agent_id(value):
+            raise ValueError("agent_id must be 1-64 characters of [A-Za-z0-9._-]")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat environment, environment beats the TOML file (no file unless one is given).
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _is_agent_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "._-") for c in value)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:  # noqa: ANN401
+    """Build the settings; ``None`` overrides are dropped so unset CLI flags fall through."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if config_file is None:
+        return Settings(**given)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+
+    return FileSettings(**given)

@@ -1,0 +1,112 @@
+"""Request and response schemas shared by the services' HTTP APIs.
+
+Pydantic lives only at this edge: views validate bodies into these models and convert them to the
+typed values of the core at once. Binary values travel as base64 (standard alphabet), digests as
+lowercase hex. This module is a leaf: it imports nothing from the project.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic.functional_validators import BeforeValidator
+
+AGENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_BLOB_BYTES = 16 * 1024
+
+
+def _b64_to_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a base64 string")
+    if len(value) > MAX_BLOB_BYTES * 4 // 3 + 4:
+        raise ValueError(f"base64 value longer than {MAX_BLOB_BYTES} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as e:
+        raise ValueError(f"not valid base64: {e}") from e
+
+
+B64Bytes = Annotated[
+    bytes,
+    BeforeValidator(_b64_to_bytes),
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EnrolRequest(_Wire):
+    """What an agent posts to ``POST /v1/agents`` (Keylime-style registration)."""
+
+    agent_id: AgentId
+    ek_certificate: B64Bytes  # DER (or PEM) as read from the TPM's NV index
+    ek_public: B64Bytes  # marshalled TPM2B_PUBLIC of the EK recreated from the TCG template
+    ak_public: B64Bytes  # marshalled TPM2B_PUBLIC of the attestation key
+
+
+class CredentialChallengeWire(_Wire):
+    """MakeCredential output for the AK name, encrypted to the EK."""
+
+    credential_blob: B64Bytes  # marshalled TPM2B_ID_OBJECT
+    encrypted_secret: B64Bytes  # marshalled TPM2B_ENCRYPTED_SECRET
+    expires_at: datetime
+
+
+class EnrolResponse(_Wire):
+    agent_id: AgentId
+    state: str
+    challenge: CredentialChallengeWire
+
+
+class ActivateRequest(_Wire):
+    """Proof that the agent's TPM recovered the secret: ``activation_proof`` as lowercase hex."""
+
+    proof: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class AgentView(_Wire):
+    """An agent's identity record as the registrar shows it (no secrets)."""
+
+    agent_id: AgentId
+    state: str
+    ek_fingerprint: str
+    ek_certificate: B64Bytes
+    ek_public: B64Bytes
+    ak_public: B64Bytes | None
+    ak_name: str | None
+    ek_anchor_subject: str
+    ek_anchor_fingerprint: str
+    tpm_manufacturer: str | None
+    tpm_model: str | None
+    purchase_order: str | None
+    asset_tag: str | None
+    enrolled_at: datetime
+    activated_at: datetime | None
+
+
+class AgentList(_Wire):
+    agents: list[AgentView]
+
+
+def activation_proof(secret: bytes, agent_id: str) -> bytes:
+    """HMAC-SHA256 keyed with the credential secret over the agent id.
+
+    It proves ActivateCredential ran in the TPM without sending the secret itself.
+
+    Binding the agent id stops a proof for one enrolment being replayed for another.
+    """
+    return hmac.new(
+        secret, b"geoattest-activate:" + agent_id.encode("ascii"), hashlib.sha256
+    ).digest()

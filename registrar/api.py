@@ -1,0 +1,111 @@
+"""The registrar's REST API under ``/v1``: views parse, call the ``Registry``, serialize."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from geoattest.errors import Unauthorized
+from geoattest.http import parse_body
+from geoattest.wire import (
+    ActivateRequest,
+    AgentList,
+    AgentView,
+    CredentialChallengeWire,
+    EnrolRequest,
+    EnrolResponse,
+)
+from registrar.identity import AgentIdentity
+from registrar.registry import EnrolmentEvidence, Registry
+
+blueprint = Blueprint("registrar", __name__, url_prefix="/v1")
+
+
+def _registry() -> Registry:
+    registry: Registry = current_app.extensions["geoattest.registry"]
+    return registry
+
+
+def _require_admin() -> None:
+    """Operator-only routes need ``Authorization: Bearer <admin token>`` when a token is
+    configured."""
+    token: str | None = current_app.config.get("GEOATTEST_ADMIN_TOKEN")
+    if token is None:
+        return
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("this operation needs the registrar's admin token")
+
+
+@blueprint.post("/agents")
+def enrol() -> tuple[Response, int]:
+    body = parse_body(EnrolRequest)
+    issued = _registry().enrol(
+        EnrolmentEvidence(
+            agent_id=body.agent_id,
+            ek_certificate=body.ek_certificate,
+            ek_public=body.ek_public,
+            ak_public=body.ak_public,
+        )
+    )
+    response = EnrolResponse(
+        agent_id=issued.agent_id,
+        state=issued.state,
+        challenge=CredentialChallengeWire(
+            credential_blob=issued.credential_blob,
+            encrypted_secret=issued.encrypted_secret,
+            expires_at=issued.expires_at,
+        ),
+    )
+    return jsonify(response.model_dump(mode="json")), 201
+
+
+@blueprint.post("/agents/<agent_id>/activate")
+def activate(agent_id: str) -> Response:
+    body = parse_body(ActivateRequest)
+    identity = _registry().activate(agent_id, bytes.fromhex(body.proof))
+    return jsonify(_view(identity).model_dump(mode="json"))
+
+
+@blueprint.get("/agents")
+def list_agents() -> Response:
+    views = [_view(identity) for identity in _registry().list()]
+    return jsonify(AgentList(agents=views).model_dump(mode="json"))
+
+
+@blueprint.get("/agents/<agent_id>")
+def show_agent(agent_id: str) -> Response:
+    return jsonify(_view(_registry().get(agent_id)).model_dump(mode="json"))
+
+
+@blueprint.delete("/agents/<agent_id>")
+def delete_agent(agent_id: str) -> tuple[str, int]:
+    _require_admin()
+    _registry().delete(agent_id)
+    return "", 204
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok", "service": "registrar"})
+
+
+def _view(identity: AgentIdentity) -> AgentView:
+    return AgentView(
+        agent_id=identity.agent_id,
+        state=identity.state,
+        ek_fingerprint=identity.ek_fingerprint,
+        ek_certificate=identity.ek_certificate,
+        ek_public=identity.ek_public,
+        ak_public=identity.ak_public,
+        ak_name=identity.ak_name.hex() if identity.ak_name else None,
+        ek_anchor_subject=identity.ek_anchor_subject,
+        ek_anchor_fingerprint=identity.ek_anchor_fingerprint,
+        tpm_manufacturer=identity.tpm_manufacturer,
+        tpm_model=identity.tpm_model,
+        purchase_order=identity.purchase_order,
+        asset_tag=identity.asset_tag,
+        enrolled_at=identity.enrolled_at,
+        activated_at=identity.activated_at,
+    )

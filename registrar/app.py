@@ -1,0 +1,62 @@
+"""The registrar's app factory: settings in, a Flask app out (trust store loaded, DB migrated)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+
+from allowlists import PinSet, parse_pins
+from geoattest.db import make_engine, migrate, session_factory
+from geoattest.errors import ConfigurationError
+from geoattest.http import install_api_plumbing
+from geoattest.settings import Settings
+from geoattest.trust_files import load_trust_store_dir
+from registrar.api import blueprint
+from registrar.registry import Registry, TrustPolicy
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Flask:
+    """Build the registrar. Raises ``ConfigurationError`` when no EK trust store is configured."""
+    trust = load_trust_policy(settings)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    app = Flask("geoattest.registrar")
+    if settings.admin_token is not None:
+        app.config["GEOATTEST_ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
+    install_api_plumbing(app)
+    app.extensions["geoattest.registry"] = Registry(session_factory(engine), trust)
+    app.extensions["geoattest.engine"] = engine
+    app.register_blueprint(blueprint)
+    return app
+
+
+def load_trust_policy(settings: Settings) -> TrustPolicy:
+    if settings.ek_ca_dir is None:
+        raise ConfigurationError(
+            "no EK trust store: set --ek-ca DIR (GEOATTEST_EK_CA_DIR) to a directory of "
+            "manufacturer CA certificates"
+        )
+    store = load_trust_store_dir(settings.ek_ca_dir)
+    pins = _load_pins(settings.ek_pins_file) if settings.ek_pins_file else None
+    log.info(
+        "EK trust store loaded: %d CA certificate(s) from %s; pins: %s",
+        len(store),
+        settings.ek_ca_dir,
+        "none" if pins is None else settings.ek_pins_file,
+    )
+    return TrustPolicy(
+        store=store, pins=pins, challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds)
+    )
+
+
+def _load_pins(path: Path) -> PinSet:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigurationError(f"cannot read EK pins file {path}: {e}") from e
+    return parse_pins(text)

@@ -1,0 +1,240 @@
+"""Enrolment: who may join the fleet, and the proof that an AK lives in the same TPM as an EK.
+
+Protocol (Keylime's, with our record keeping):
+1. ``enrol``: the agent sends its EK certificate, EK public area and AK public area. The EK
+   certificate must chain to an allowlisted manufacturer CA (and match a purchase-order pin when
+   pins are configured); the EK public area must be the certificate's key with EK attributes; the
+   AK must be a restricted, fixedTPM signing key. The answer is a MakeCredential challenge: a fresh
+   secret encrypted to the EK, bound to the AK's name, which only a TPM holding both keys can open
+   (ActivateCredential).
+2. ``activate``: the agent proves it recovered the secret (HMAC over its agent id). Only then is
+   the AK recorded as the agent's attestation key and the agent ``active``.
+
+An agent id stays bound to its EK: enrolling it again with another EK is refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+import tpm
+from allowlists import EkTrustStore, PinSet, check_ek, load_certificate
+from geoattest.db import transaction
+from geoattest.errors import (
+    ActivationFailed,
+    AgentIdTaken,
+    AkInvalid,
+    EkAlreadyEnrolled,
+    EkMismatch,
+    EkUntrusted,
+    MalformedRequest,
+    NotFound,
+    TpmFormatError,
+)
+from geoattest.wire import activation_proof
+from registrar.identity import AgentIdentity, as_utc
+from registrar.models import AgentRecord, PendingChallenge
+
+log = logging.getLogger(__name__)
+
+SECRET_BYTES = 32
+MAX_FAILED_PROOFS = 3
+
+
+class AgentState(StrEnum):
+    PENDING = "pending"  # enrolled, AK not yet proven
+    ACTIVE = "active"  # AK proven to live in the TPM of the allowlisted EK
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrustPolicy:
+    """What the registrar trusts: manufacturer CAs, optional purchase-order pins, challenge
+    lifetime."""
+
+    store: EkTrustStore
+    pins: PinSet | None
+    challenge_ttl: timedelta
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrolmentEvidence:
+    agent_id: str
+    ek_certificate: bytes
+    ek_public: bytes
+    ak_public: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedChallenge:
+    agent_id: str
+    state: AgentState
+    credential_blob: bytes
+    encrypted_secret: bytes
+    expires_at: datetime
+
+
+class Registry:
+    """The registrar's core: enrol, activate, look up and remove agent identities."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        trust: TrustPolicy,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._sessions = sessions
+        self._trust = trust
+        self._clock = clock
+        self._random_bytes = random_bytes
+
+    def enrol(self, evidence: EnrolmentEvidence) -> IssuedChallenge:
+        """Check EK and AK, then issue a MakeCredential challenge for the AK's name.
+
+        Raises ``EkUntrusted``/``EkNotPinned`` (EK certificate), ``EkMismatch`` (EK public area),
+        ``AkInvalid`` (AK), ``AgentIdTaken``/``EkAlreadyEnrolled`` (identity conflicts).
+        """
+        now = self._clock()
+        try:
+            certificate = load_certificate(evidence.ek_certificate)
+        except EkUntrusted as e:
+            raise MalformedRequest(f"ek_certificate is not an X.509 certificate: {e}") from e
+        verdict = check_ek(certificate, store=self._trust.store, pins=self._trust.pins, now=now)
+        ek_public = _parse_public(evidence.ek_public, EkMismatch, "EK public area")
+        tpm.check_ek_attributes(ek_public)
+        if not tpm.public_key_matches(ek_public, verdict.certificate.public_key):
+            raise EkMismatch("EK public area does not hold the key of the EK certificate")
+        ak_public = _parse_public(evidence.ak_public, AkInvalid, "AK public area")
+        tpm.check_ak_attributes(ak_public)
+
+        secret = self._random_bytes(SECRET_BYTES)
+        challenge = tpm.make_credential(ek_public, ak_public.name, secret)
+        expires_at = now + self._trust.challenge_ttl
+        fingerprint = verdict.certificate.fingerprint.hex()
+        with transaction(self._sessions) as session:
+            record = _claim_identity(session, evidence.agent_id, fingerprint)
+            if record is None:
+                record = AgentRecord(
+                    agent_id=evidence.agent_id,
+                    state=AgentState.PENDING,
+                    ek_fingerprint=fingerprint,
+                    enrolled_at=now,
+                )
+                session.add(record)
+            record.ek_certificate = evidence.ek_certificate
+            record.ek_public = evidence.ek_public
+            record.ek_anchor_subject = verdict.chain.anchor.subject
+            record.ek_anchor_fingerprint = verdict.chain.anchor.fingerprint.hex()
+            record.tpm_manufacturer = verdict.certificate.tpm_manufacturer
+            record.tpm_model = verdict.certificate.tpm_model
+            record.purchase_order = verdict.pin.purchase_order if verdict.pin else None
+            record.asset_tag = verdict.pin.asset_tag if verdict.pin else None
+            session.merge(
+                PendingChallenge(
+                    agent_id=evidence.agent_id,
+                    ak_public=evidence.ak_public,
+                    ak_name=ak_public.name,
+                    secret=secret,
+                    expires_at=expires_at,
+                    failed_attempts=0,
+                )
+            )
+            state = AgentState(record.state)
+        log.info(
+            "enrolment challenge issued",
+            extra={"agent_id": evidence.agent_id, "ek_fingerprint": fingerprint},
+        )
+        return IssuedChallenge(
+            agent_id=evidence.agent_id,
+            state=state,
+            credential_blob=challenge.credential_blob,
+            encrypted_secret=challenge.encrypted_secret,
+            expires_at=expires_at,
+        )
+
+    def activate(self, agent_id: str, proof: bytes) -> AgentIdentity:
+        """Accept the AK of the open challenge if ``proof`` shows the TPM recovered its secret.
+
+        Raises ``NotFound`` (no such agent), ``ActivationFailed`` (no open or an expired challenge,
+        or a wrong proof; after ``MAX_FAILED_PROOFS`` wrong proofs the challenge is withdrawn).
+        """
+        now = self._clock()
+        with transaction(self._sessions) as session:
+            record = _get_record(session, agent_id)
+            pending = session.get(PendingChallenge, agent_id)
+            if pending is None:
+                raise ActivationFailed(f"agent {agent_id!r} has no open challenge: enrol first")
+            if as_utc(pending.expires_at) <= now:
+                session.delete(pending)
+                raise ActivationFailed(f"challenge for agent {agent_id!r} expired: enrol again")
+            expected = activation_proof(pending.secret, agent_id)
+            if not hmac.compare_digest(expected, proof):
+                pending.failed_attempts += 1
+                if pending.failed_attempts >= MAX_FAILED_PROOFS:
+                    session.delete(pending)
+                log.warning("wrong activation proof", extra={"agent_id": agent_id})
+                raise ActivationFailed(
+                    f"activation proof for agent {agent_id!r} does not match the challenge"
+                )
+            record.ak_public = pending.ak_public
+            record.ak_name = pending.ak_name
+            record.state = AgentState.ACTIVE
+            record.activated_at = now
+            session.delete(pending)
+            identity = AgentIdentity.from_record(record)
+        log.info("agent activated", extra={"agent_id": agent_id})
+        return identity
+
+    def get(self, agent_id: str) -> AgentIdentity:
+        with transaction(self._sessions) as session:
+            return AgentIdentity.from_record(_get_record(session, agent_id))
+
+    def list(self) -> list[AgentIdentity]:
+        with transaction(self._sessions) as session:
+            records = session.scalars(select(AgentRecord).order_by(AgentRecord.agent_id))
+            return [AgentIdentity.from_record(record) for record in records]
+
+    def delete(self, agent_id: str) -> None:
+        with transaction(self._sessions) as session:
+            session.delete(_get_record(session, agent_id))
+        log.info("agent deleted", extra={"agent_id": agent_id})
+
+
+def _claim_identity(session: Session, agent_id: str, ek_fingerprint: str) -> AgentRecord | None:
+    """The existing record for this agent id and EK, ``None`` if new; refuses any other pairing."""
+    record = session.get(AgentRecord, agent_id)
+    if record is not None and record.ek_fingerprint != ek_fingerprint:
+        raise AgentIdTaken(
+            f"agent id {agent_id!r} is enrolled with another EK "
+            f"(sha256 {record.ek_fingerprint[:16]}…); delete it first to re-use the id"
+        )
+    owner = session.scalar(select(AgentRecord).where(AgentRecord.ek_fingerprint == ek_fingerprint))
+    if owner is not None and owner.agent_id != agent_id:
+        raise EkAlreadyEnrolled(f"this EK is already enrolled as agent {owner.agent_id!r}")
+    return record
+
+
+def _get_record(session: Session, agent_id: str) -> AgentRecord:
+    record = session.get(AgentRecord, agent_id)
+    if record is None:
+        raise NotFound(f"no agent {agent_id!r}")
+    return record
+
+
+def _parse_public(
+    data: bytes, error: type[EkMismatch] | type[AkInvalid], what: str
+) -> tpm.TpmPublic:
+    try:
+        return tpm.parse_tpm2b_public(data)
+    except TpmFormatError as e:
+        raise error(f"{what} is not a TPM2B_PUBLIC: {e.message}") from e

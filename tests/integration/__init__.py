@@ -1,0 +1,1 @@
+"""Integration tests: real swtpm, redis-server, database and HTTP."""

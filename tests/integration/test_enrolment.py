@@ -1,0 +1,271 @@
+"""Enrolment end to end: real swtpm, real registrar over HTTP, real SQLite.
+
+Each attack here fails if the registrar check that stops it is removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from agent._ek_template import signing_key_template
+from agent.enrolment import AkSpec, default_agent_id, enrol
+from agent.registrar_client import RegistrarClient
+from agent.tpm_device import TpmDevice
+from geoattest.errors import (
+    ActivationFailed,
+    AgentIdTaken,
+    AkInvalid,
+    CredentialActivationRefused,
+    EkAlreadyEnrolled,
+    EkNotPinned,
+    EkUntrusted,
+    NotFound,
+)
+from geoattest.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.wire import EnrolRequest, activation_proof
+from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+
+pytestmark = pytest.mark.swtpm
+
+MakeSwtpm = Callable[..., SwtpmInstance]
+
+
+@pytest.fixture
+def trust_dir(tmp_path: Path, test_ca: SwtpmCa) -> Path:
+    return trust_dir_with(tmp_path / "ek-ca", test_ca.trust_store)
+
+
+@pytest.fixture
+def registrar(tmp_path: Path, trust_dir: Path) -> Iterator[RunningRegistrar]:
+    with running_registrar(tmp_path, trust_dir) as running:
+        yield running
+
+
+@pytest.fixture
+def client(registrar: RunningRegistrar) -> Iterator[RegistrarClient]:
+    registrar_client = RegistrarClient(registrar.url)
+    yield registrar_client
+    registrar_client.close()
+
+
+def _enrol_request(device: TpmDevice, agent_id: str) -> EnrolRequest:
+    return EnrolRequest(
+        agent_id=agent_id,
+        ek_certificate=device.read_ek_certificate(),
+        ek_public=device.ek_public(),
+        ak_public=device.ensure_ak(),
+    )
+
+
+def test_genuine_tpm_enrols_and_is_listed(swtpm: SwtpmInstance, client: RegistrarClient) -> None:
+    with TpmDevice(swtpm.tcti) as device:
+        ek_cert = device.read_ek_certificate()
+        view = enrol(device, client, None)
+        ak_public = device.ensure_ak()
+    assert view.agent_id == default_agent_id(ek_cert)
+    assert view.state == "active"
+    assert view.ek_fingerprint == hashlib.sha256(ek_cert).hexdigest()
+    assert view.ak_public == ak_public
+    assert view.activated_at is not None
+    listed = client.list_agents().agents
+    assert [agent.agent_id for agent in listed] == [view.agent_id]
+    assert client.get_agent(view.agent_id).ak_name == view.ak_name
+
+
+def test_rsa_ek_and_rsa_ak_enrol(make_swtpm: MakeSwtpm, client: RegistrarClient) -> None:
+    rsa_tpm = make_swtpm(ecc=False)
+    with TpmDevice(rsa_tpm.tcti, ek_algorithm="rsa") as device:
+        view = enrol(device, client, "rsa-node", AkSpec(algorithm="rsa"))
+    assert view.state == "active"
+
+
+def test_tpm_from_foreign_manufacturer_is_refused(
+    make_swtpm: MakeSwtpm, foreign_ca: SwtpmCa, client: RegistrarClient
+) -> None:
+    foreign = make_swtpm(ca=foreign_ca)
+    with TpmDevice(foreign.tcti) as device, pytest.raises(EkUntrusted):
+        enrol(device, client, "intruder")
+    assert client.list_agents().agents == []
+
+
+def test_pinned_policy_refuses_unpinned_ek_and_records_the_pin(
+    tmp_path: Path, trust_dir: Path, make_swtpm: MakeSwtpm
+) -> None:
+    pinned, unpinned = make_swtpm(), make_swtpm()
+    with TpmDevice(pinned.tcti) as device:
+        fingerprint = hashlib.sha256(device.read_ek_certificate()).hexdigest()
+    pins = tmp_path / "pins.toml"
+    pins.write_text(
+        f'[[pin]]\nsha256 = "{fingerprint}"\npurchase_order = "PO-2026-0042"\n'
+        'asset_tag = "edge-fra-017"\n'
+    )
+    with running_registrar(tmp_path, trust_dir, pins_file=pins) as registrar:
+        client = RegistrarClient(registrar.url)
+        with TpmDevice(unpinned.tcti) as device, pytest.raises(EkNotPinned):
+            enrol(device, client, "unpinned")
+        with TpmDevice(pinned.tcti) as device:
+            view = enrol(device, client, "pinned")
+        client.close()
+    assert view.state == "active"
+    assert view.purchase_order == "PO-2026-0042"
+    assert view.asset_tag == "edge-fra-017"
+
+
+def test_forged_activation_proof_is_refused_and_agent_stays_pending(
+    swtpm: SwtpmInstance, client: RegistrarClient
+) -> None:
+    with TpmDevice(swtpm.tcti) as device:
+        client.enrol(_enrol_request(device, "forger"))
+    with pytest.raises(ActivationFailed, match="does not match"):
+        client.activate("forger", b"\x00" * 32)
+    assert client.get_agent("forger").state == "pending"
+    assert client.get_agent("forger").ak_public is None
+
+
+def test_three_wrong_proofs_withdraw_the_challenge(
+    swtpm: SwtpmInstance, client: RegistrarClient
+) -> None:
+    with TpmDevice(swtpm.tcti) as device:
+        answer = client.enrol(_enrol_request(device, "guesser"))
+        for _ in range(3):
+            with pytest.raises(ActivationFailed):
+                client.activate("guesser", b"\x01" * 32)
+        # Even the right answer is now too late: the challenge is gone.
+        secret = device.activate_credential(
+            answer.challenge.credential_blob, answer.challenge.encrypted_secret
+        )
+    with pytest.raises(ActivationFailed, match="no open challenge"):
+        client.activate("guesser", activation_proof(secret, "guesser"))
+
+
+def test_ak_from_another_tpm_cannot_be_activated(
+    make_swtpm: MakeSwtpm, client: RegistrarClient
+) -> None:
+    """Attack: a genuine EK (copied off a real node) claimed with an AK living in another TPM."""
+    victim, attacker = make_swtpm(), make_swtpm()
+    with TpmDevice(victim.tcti) as victim_device, TpmDevice(attacker.tcti) as attacker_device:
+        request = EnrolRequest(
+            agent_id="hijack",
+            ek_certificate=victim_device.read_ek_certificate(),
+            ek_public=victim_device.ek_public(),
+            ak_public=attacker_device.ensure_ak(),
+        )
+        answer = client.enrol(request)
+        # The attacker's TPM holds the AK but not the victim's EK: it cannot open the credential.
+        with pytest.raises(CredentialActivationRefused):
+            attacker_device.activate_credential(
+                answer.challenge.credential_blob, answer.challenge.encrypted_secret
+            )
+    with pytest.raises(ActivationFailed):
+        client.activate("hijack", hashlib.sha256(b"guess").digest())
+    assert client.get_agent("hijack").state == "pending"
+
+
+@pytest.mark.parametrize(
+    ("weakness", "reason"),
+    [({"fixed_tpm": False}, "fixedTPM"), ({"restricted": False}, "restricted")],
+)
+def test_ak_that_could_leave_the_tpm_or_sign_anything_is_refused(
+    swtpm: SwtpmInstance, client: RegistrarClient, weakness: dict[str, bool], reason: str
+) -> None:
+    with TpmDevice(swtpm.tcti) as device:
+        weak_ak = device.create_signing_key(signing_key_template("ecc", **weakness))
+        request = EnrolRequest(
+            agent_id="weak-ak",
+            ek_certificate=device.read_ek_certificate(),
+            ek_public=device.ek_public(),
+            ak_public=weak_ak,
+        )
+    with pytest.raises(AkInvalid, match=reason):
+        client.enrol(request)
+    with pytest.raises(NotFound):
+        client.get_agent("weak-ak")
+
+
+def test_agent_restart_keeps_its_ak_and_identity(
+    swtpm: SwtpmInstance, client: RegistrarClient
+) -> None:
+    with TpmDevice(swtpm.tcti) as device:
+        first = enrol(device, client, "restarting")
+    swtpm.restart()
+    with TpmDevice(swtpm.tcti) as device:
+        second = enrol(device, client, "restarting")
+    assert second.ak_name == first.ak_name
+    assert second.ek_fingerprint == first.ek_fingerprint
+    assert second.state == "active"
+
+
+def test_agent_id_keeps_its_ek(make_swtpm: MakeSwtpm, client: RegistrarClient) -> None:
+    owner, other = make_swtpm(), make_swtpm()
+    with TpmDevice(owner.tcti) as device:
+        original = enrol(device, client, "edge-01")
+    with TpmDevice(other.tcti) as device, pytest.raises(AgentIdTaken):
+        enrol(device, client, "edge-01")
+    assert client.get_agent("edge-01") == original
+
+
+def test_an_ek_belongs_to_one_agent_id(swtpm: SwtpmInstance, client: RegistrarClient) -> None:
+    with TpmDevice(swtpm.tcti) as device:
+        enrol(device, client, "first-name")
+        with pytest.raises(EkAlreadyEnrolled):
+            enrol(device, client, "second-name")
+
+
+def test_delete_needs_the_admin_token_when_configured(
+    tmp_path: Path, trust_dir: Path, swtpm: SwtpmInstance
+) -> None:
+    admin_token = "for-tests-only"  # noqa: S105  # a test value, not a credential
+    with running_registrar(tmp_path, trust_dir, admin_token=admin_token) as registrar:
+        client = RegistrarClient(registrar.url)
+        with TpmDevice(swtpm.tcti) as device:
+            enrol(device, client, "doomed")
+        refused = requests.delete(f"{registrar.url}/v1/agents/doomed", timeout=5)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "unauthorized"
+        client.delete_agent("doomed", admin_token=admin_token)
+        with pytest.raises(NotFound):
+            client.get_agent("doomed")
+        client.close()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_malformed_bodies_get_400_with_codes_and_nothing_stored_is_lost(
+    swtpm: SwtpmInstance, registrar: RunningRegistrar, client: RegistrarClient
+) -> None:
+    with TpmDevice(swtpm.tcti) as device:
+        kept = enrol(device, client, "kept")
+        good = _enrol_request(device, "kept").model_dump(mode="json")
+    cases: list[tuple[object, int, str]] = [
+        ("not an object", 400, "malformed_request"),
+        ({}, 400, "malformed_request"),
+        ({**good, "agent_id": "bad id"}, 400, "malformed_request"),
+        ({**good, "ak_public": "%%%"}, 400, "malformed_request"),
+        ({**good, "ak_public": _b64(b"\x00\x05junk")}, 400, "ak_invalid"),
+        ({**good, "ek_public": _b64(b"\xff" * 40)}, 400, "ek_mismatch"),
+        ({**good, "ek_certificate": _b64(b"not a certificate")}, 400, "malformed_request"),
+        ({**good, "ek_certificate": _b64(b"\x30\x82\xff\xff")}, 400, "malformed_request"),
+    ]
+    for body, status, code in cases:
+        response = registrar.post("/v1/agents", body)
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), body
+    bad_activations: list[object] = [{}, {"proof": "zz"}, {"proof": 5}, []]
+    for body in bad_activations:
+        response = registrar.post("/v1/agents/kept/activate", body)
+        assert response.status_code == 400, body
+    raw = requests.post(
+        registrar.url + "/v1/agents",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert raw.status_code == 400
+    assert client.get_agent("kept") == kept

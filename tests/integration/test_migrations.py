@@ -1,0 +1,32 @@
+"""The Alembic history and the SQLAlchemy models describe the same schema, on a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+import registrar.models  # noqa: F401  # registers the registrar's tables
+from geoattest.db import Base, make_engine, migrate
+
+
+def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'fresh.sqlite'}")
+    migrate(engine)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_migrate_is_idempotent_and_creates_the_parent_directory(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "geoattest.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    migrate(engine)
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert path.exists()
+    assert {"registrar_agents", "registrar_challenges", "alembic_version"} <= tables

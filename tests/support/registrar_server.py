@@ -1,0 +1,71 @@
+"""A real registrar served over HTTP on a free loopback port, with its own SQLite file."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from waitress.server import create_server
+
+from geoattest.settings import load_settings
+from registrar.app import create_app
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRegistrar:
+    url: str
+    database: Path
+    trust_dir: Path
+
+    def post(self, path: str, body: object) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=10)
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(self.url + path, timeout=10)
+
+
+def trust_dir_with(directory: Path, certificates: Sequence[Path]) -> Path:
+    """A trust-store directory holding copies of ``certificates``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for cert in certificates:
+        shutil.copyfile(cert, directory / cert.name)
+    return directory
+
+
+@contextmanager
+def running_registrar(
+    workdir: Path,
+    trust_dir: Path,
+    *,
+    pins_file: Path | None = None,
+    admin_token: str | None = None,
+    challenge_ttl_seconds: int | None = None,
+) -> Iterator[RunningRegistrar]:
+    """Serve ``create_app`` with waitress in a thread (real sockets and HTTP) for the block."""
+    database = workdir / "registrar.sqlite"
+    settings = load_settings(
+        database_url=f"sqlite:///{database}",
+        ek_ca_dir=trust_dir,
+        ek_pins_file=pins_file,
+        admin_token=admin_token,
+        challenge_ttl_seconds=challenge_ttl_seconds,
+    )
+    app = create_app(settings)
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    # waitress's stubs omit effective_port; a server with one listening socket always has it.
+    port = int(server.effective_port)  # type: ignore[union-attr]
+    thread = threading.Thread(target=server.run, name="registrar", daemon=True)
+    thread.start()
+    try:
+        yield RunningRegistrar(
+            url=f"http://127.0.0.1:{port}", database=database, trust_dir=trust_dir
+        )
+    finally:
+        server.close()
+        thread.join(timeout=5)
+        app.extensions["geoattest.engine"].dispose()

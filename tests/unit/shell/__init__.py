@@ -1,0 +1,1 @@
+"""Unit tests of the shell leaf modules and HTTP plumbing."""

@@ -1,0 +1,100 @@
+"""The JSON error contract of every service, checked on a tiny Flask app (no services needed)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from flask import Flask, jsonify
+from flask.testing import FlaskClient
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+
+from geoattest.errors import EkUntrusted
+from geoattest.http import install_api_plumbing, parse_body
+
+
+class _Body(BaseModel):
+    name: str
+
+
+@pytest.fixture
+def client() -> FlaskClient:
+    app = Flask("test")
+    install_api_plumbing(app)
+
+    @app.post("/echo")
+    def echo() -> ResponseReturnValue:
+        return jsonify({"name": parse_body(_Body).name})
+
+    @app.get("/refuse")
+    def refuse() -> ResponseReturnValue:
+        raise EkUntrusted("issuer 'CN=x' not in trust store")
+
+    @app.get("/bug")
+    def bug() -> ResponseReturnValue:
+        raise RuntimeError("secret internals")
+
+    return app.test_client()
+
+
+def test_geoattest_error_renders_code_and_status(client: FlaskClient) -> None:
+    response = client.get("/refuse")
+    assert response.status_code == 403
+    assert response.json == {
+        "error": {"code": "ek_untrusted", "message": "issuer 'CN=x' not in trust store"}
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"data": "not json", "content_type": "application/json"},
+        {"json": ["a list"]},
+        {"json": {"name": 3}},
+        {"json": {}},
+        {"data": "name=x"},
+    ],
+)
+def test_malformed_bodies_are_400_not_500(client: FlaskClient, kwargs: dict[str, object]) -> None:
+    response = client.post("/echo", **kwargs)
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"]["code"] == "malformed_request"
+
+
+def test_unknown_route_and_method_are_json(client: FlaskClient) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404
+    assert missing.json is not None
+    assert missing.json["error"]["code"] == "not_found"
+    wrong = client.get("/echo")
+    assert wrong.status_code == 405
+    assert wrong.json is not None
+    assert wrong.json["error"]["code"] == "method_not_allowed"
+
+
+def test_oversized_body_is_413(client: FlaskClient) -> None:
+    response = client.post("/echo", data=b"x" * (300 * 1024), content_type="application/json")
+    assert response.status_code == 413
+    assert response.json is not None
+    assert response.json["error"]["code"] == "request_entity_too_large"
+
+
+def test_bug_is_a_logged_500_without_internals(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/bug")
+    assert response.status_code == 500
+    assert response.json == {
+        "error": {"code": "internal_error", "message": "internal error; see the server log"}
+    }
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert any("unhandled error" in record.message for record in caplog.records)
+
+
+def test_request_id_is_echoed(client: FlaskClient) -> None:
+    response = client.get("/refuse", headers={"X-Request-Id": "abc123"})
+    assert response.headers["X-Request-Id"] == "abc123"
+    assert len(client.get("/refuse").headers["X-Request-Id"]) == 32

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import base64
+
+import pytest
+from pydantic import ValidationError
+
+from geoattest.wire import ActivateRequest, EnrolRequest, activation_proof
+
+
+def _enrol_body(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "agent_id": "edge-01",
+        "ek_certificate": base64.b64encode(b"cert").decode(),
+        "ek_public": base64.b64encode(b"ek").decode(),
+        "ak_public": base64.b64encode(b"ak").decode(),
+    }
+    body.update(changes)
+    return body
+
+
+def test_enrol_request_decodes_base64_and_round_trips() -> None:
+    request = EnrolRequest.model_validate(_enrol_body())
+    assert request.ek_certificate == b"cert"
+    assert EnrolRequest.model_validate(request.model_dump(mode="json")) == request
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"agent_id": "has space"},
+        {"agent_id": "a" * 65},
+        {"ek_certificate": "not base64!"},
+        {"ak_public": 42},
+        {"unexpected": "field"},
+        {"ek_certificate": base64.b64encode(b"x" * 20000).decode()},
+    ],
+)
+def test_enrol_request_rejects_bad_fields(changes: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        EnrolRequest.model_validate(_enrol_body(**changes))
+
+
+def test_enrol_request_requires_every_field() -> None:
+    body = _enrol_body()
+    del body["ak_public"]
+    with pytest.raises(ValidationError, match="ak_public"):
+        EnrolRequest.model_validate(body)
+
+
+def test_activation_proof_binds_secret_and_agent_id() -> None:
+    proof = activation_proof(b"s" * 32, "edge-01")
+    assert len(proof) == 32
+    assert proof != activation_proof(b"s" * 32, "edge-02")
+    assert proof != activation_proof(b"t" * 32, "edge-01")
+    ActivateRequest(proof=proof.hex())
+    with pytest.raises(ValidationError):
+        ActivateRequest(proof=proof.hex().upper())
