@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from pathlib import Path
 
 from flask import Flask
 
-from allowlists import PinSet, parse_pins
 from geoattest.db import make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
 from geoattest.http import install_api_plumbing
 from geoattest.settings import Settings
-from geoattest.trust_files import load_trust_store_dir
+from geoattest.trust_files import load_pins_file, load_trust_store_dir
 from registrar.api import blueprint
 from registrar.registry import Registry, TrustPolicy
 
@@ -42,7 +40,7 @@ def load_trust_policy(settings: Settings) -> TrustPolicy:
             "manufacturer CA certificates"
         )
     store = load_trust_store_dir(settings.ek_ca_dir)
-    pins = _load_pins(settings.ek_pins_file) if settings.ek_pins_file else None
+    pins = load_pins_file(settings.ek_pins_file)
     log.info(
         "EK trust store loaded: %d CA certificate(s) from %s; pins: %s",
         len(store),
@@ -52,11 +50,3 @@ def load_trust_policy(settings: Settings) -> TrustPolicy:
     return TrustPolicy(
         store=store, pins=pins, challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds)
     )
-
-
-def _load_pins(path: Path) -> PinSet:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigurationError(f"cannot read EK pins file {path}: {e}") from e
-    return parse_pins(text)

@@ -172,26 +172,23 @@ class Registry:
         with transaction(self._sessions) as session:
             record = _get_record(session, agent_id)
             pending = session.get(PendingChallenge, agent_id)
-            if pending is None:
-                raise ActivationFailed(f"agent {agent_id!r} has no open challenge: enrol first")
-            if as_utc(pending.expires_at) <= now:
+            refusal = _check_proof(pending, agent_id, proof, now)
+            if pending is not None and refusal is None:
+                record.ak_public = pending.ak_public
+                record.ak_name = pending.ak_name
+                record.state = AgentState.ACTIVE
+                record.activated_at = now
                 session.delete(pending)
-                raise ActivationFailed(f"challenge for agent {agent_id!r} expired: enrol again")
-            expected = activation_proof(pending.secret, agent_id)
-            if not hmac.compare_digest(expected, proof):
-                pending.failed_attempts += 1
-                if pending.failed_attempts >= MAX_FAILED_PROOFS:
+            elif pending is not None and refusal is not None:
+                # Commit the bookkeeping (attempt counted, challenge withdrawn), then refuse.
+                if refusal.withdraw:
                     session.delete(pending)
-                log.warning("wrong activation proof", extra={"agent_id": agent_id})
-                raise ActivationFailed(
-                    f"activation proof for agent {agent_id!r} does not match the challenge"
-                )
-            record.ak_public = pending.ak_public
-            record.ak_name = pending.ak_name
-            record.state = AgentState.ACTIVE
-            record.activated_at = now
-            session.delete(pending)
+                else:
+                    pending.failed_attempts += 1
             identity = AgentIdentity.from_record(record)
+        if refusal is not None:
+            log.warning("activation refused: %s", refusal.message, extra={"agent_id": agent_id})
+            raise ActivationFailed(refusal.message)
         log.info("agent activated", extra={"agent_id": agent_id})
         return identity
 
@@ -222,6 +219,29 @@ def _claim_identity(session: Session, agent_id: str, ek_fingerprint: str) -> Age
     if owner is not None and owner.agent_id != agent_id:
         raise EkAlreadyEnrolled(f"this EK is already enrolled as agent {owner.agent_id!r}")
     return record
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    message: str
+    withdraw: bool  # drop the challenge: the agent must enrol again
+
+
+def _check_proof(
+    pending: PendingChallenge | None, agent_id: str, proof: bytes, now: datetime
+) -> _Refusal | None:
+    if pending is None:
+        return _Refusal(f"agent {agent_id!r} has no open challenge: enrol first", withdraw=False)
+    if as_utc(pending.expires_at) <= now:
+        return _Refusal(f"challenge for agent {agent_id!r} expired: enrol again", withdraw=True)
+    if hmac.compare_digest(activation_proof(pending.secret, agent_id), proof):
+        return None
+    last_try = pending.failed_attempts + 1 >= MAX_FAILED_PROOFS
+    suffix = "; challenge withdrawn, enrol again" if last_try else ""
+    return _Refusal(
+        f"activation proof for agent {agent_id!r} does not match the challenge{suffix}",
+        withdraw=last_try,
+    )
 
 
 def _get_record(session: Session, agent_id: str) -> AgentRecord:

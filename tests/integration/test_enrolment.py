@@ -169,7 +169,7 @@ def test_ak_from_another_tpm_cannot_be_activated(
 
 @pytest.mark.parametrize(
     ("weakness", "reason"),
-    [({"fixed_tpm": False}, "fixedTPM"), ({"restricted": False}, "restricted")],
+    [({"fixed_tpm": False}, "FIXED_TPM"), ({"restricted": False}, "RESTRICTED")],
 )
 def test_ak_that_could_leave_the_tpm_or_sign_anything_is_refused(
     swtpm: SwtpmInstance, client: RegistrarClient, weakness: dict[str, bool], reason: str

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from waitress.server import create_server
+from werkzeug.serving import make_server
 
 from geoattest.settings import load_settings
 from registrar.app import create_app
@@ -46,7 +46,11 @@ def running_registrar(
     admin_token: str | None = None,
     challenge_ttl_seconds: int | None = None,
 ) -> Iterator[RunningRegistrar]:
-    """Serve ``create_app`` with waitress in a thread (real sockets and HTTP) for the block."""
+    """Serve ``create_app`` over real HTTP on a free loopback port for the block.
+
+    werkzeug's threaded server is used in-process because it stops cleanly from another thread
+    (waitress has no thread-safe stop); the waitress path is covered by the CLI test.
+    """
     database = workdir / "registrar.sqlite"
     settings = load_settings(
         database_url=f"sqlite:///{database}",
@@ -56,16 +60,16 @@ def running_registrar(
         challenge_ttl_seconds=challenge_ttl_seconds,
     )
     app = create_app(settings)
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    # waitress's stubs omit effective_port; a server with one listening socket always has it.
-    port = int(server.effective_port)  # type: ignore[union-attr]
-    thread = threading.Thread(target=server.run, name="registrar", daemon=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, name="registrar", daemon=True)
     thread.start()
     try:
         yield RunningRegistrar(
             url=f"http://127.0.0.1:{port}", database=database, trust_dir=trust_dir
         )
     finally:
-        server.close()
+        server.shutdown()
+        server.server_close()
         thread.join(timeout=5)
         app.extensions["geoattest.engine"].dispose()

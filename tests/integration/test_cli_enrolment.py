@@ -1,0 +1,103 @@
+"""The commands as an operator runs them: ``geoattest registrar serve`` (waitress) in its own
+process, ``geoattest agent enrol`` and ``geoattest agents list`` against it over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from geoattest.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
+from tests.support.registrar_server import trust_dir_with
+
+pytestmark = pytest.mark.swtpm
+
+GEOATTEST = [sys.executable, "-m", "geoattest"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GEOATTEST_")}
+    return subprocess.run(
+        [*GEOATTEST, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+@pytest.fixture
+def registrar_url(tmp_path: Path, test_ca: SwtpmCa) -> Iterator[str]:
+    port = free_port_pair()
+    trust_dir = trust_dir_with(tmp_path / "ek-ca", test_ca.trust_store)
+    log = (tmp_path / "registrar.log").open("wb")
+    server = subprocess.Popen(
+        [
+            *GEOATTEST, "registrar", "serve", "--ek-ca", str(trust_dir), "--port", str(port),
+            "--db", f"sqlite:///{tmp_path / 'registrar.sqlite'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "registrar exited during start-up"
+        try:
+            if requests.get(url + "/v1/healthz", timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    pytest.fail("registrar did not become healthy in 30 s")
+
+
+def test_enrol_command_succeeds_and_lists_the_agent(
+    registrar_url: str, swtpm: SwtpmInstance
+) -> None:
+    enrolled = _run(
+        "agent", "enrol", "--registrar", registrar_url, "--tcti", swtpm.tcti,
+        "--agent-id", "edge-cli", "--json",
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    record = json.loads(enrolled.stdout)
+    assert record["agent_id"] == "edge-cli"
+    assert record["state"] == "active"
+    listing = _run("agents", "list", "--registrar", registrar_url)
+    assert listing.returncode == 0, listing.stderr
+    assert "edge-cli" in listing.stdout
+    assert "active" in listing.stdout
+
+
+def test_enrol_command_reports_refusal_code_and_exit_status(
+    registrar_url: str, make_swtpm: Callable[..., SwtpmInstance], foreign_ca: SwtpmCa
+) -> None:
+    foreign = make_swtpm(ca=foreign_ca)
+    refused = _run("agent", "enrol", "--registrar", registrar_url, "--tcti", foreign.tcti)
+    assert refused.returncode == 2
+    assert "error: ek_untrusted:" in refused.stderr
+
+
+def test_enrol_command_reports_an_unreachable_registrar(swtpm: SwtpmInstance) -> None:
+    port = free_port_pair()
+    result = _run("agent", "enrol", "--registrar", f"http://127.0.0.1:{port}", "--tcti", swtpm.tcti)
+    assert result.returncode == 3
+    assert "error: registrar_unreachable:" in result.stderr
+
+
+def test_registrar_without_trust_store_refuses_to_start(tmp_path: Path) -> None:
+    result = _run("registrar", "serve", "--db", f"sqlite:///{tmp_path / 'r.sqlite'}")
+    assert result.returncode == 1
+    assert "error: configuration_error: no EK trust store" in result.stderr
