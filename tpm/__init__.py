@@ -1,0 +1,104 @@
+"""Pure TPM 2.0 structures and checks: parse, encode and verify; no device, no I/O, no clock.
+
+Everything a verifier needs is re-exported here; the submodules hold one concept each.
+"""
+
+from __future__ import annotations
+
+from tpm.attest import (
+    Attest,
+    CertifyInfo,
+    ClockInfo,
+    QuoteInfo,
+    encode_tpms_attest,
+    parse_tpms_attest,
+)
+from tpm.certify import verify_certify
+from tpm.constants import (
+    TPM_GENERATED_VALUE,
+    TPM_ST_ATTEST_CERTIFY,
+    TPM_ST_ATTEST_QUOTE,
+    Alg,
+    EccCurve,
+    ObjectAttributes,
+    St,
+)
+from tpm.credential import CredentialChallenge, make_credential
+from tpm.keys import check_ak_attributes, check_ek_attributes, check_location_key_attributes
+from tpm.pcr import (
+    PcrSelection,
+    PcrValues,
+    ToolsPcrDump,
+    encode_tpml_pcr_selection,
+    parse_tpm2_tools_pcr_blob,
+    parse_tpml_pcr_selection,
+    pcr_digest,
+)
+from tpm.public import (
+    PublicKey,
+    SymmetricDef,
+    TpmPublic,
+    build_public,
+    encode_tpm2b_public,
+    encode_tpmt_public,
+    parse_tpm2b_public,
+    parse_tpmt_public,
+    public_key_matches,
+)
+from tpm.quote import ClockProgress, QuoteResult, check_clock_progress, verify_quote
+from tpm.signature import (
+    TpmSignature,
+    encode_tpmt_signature,
+    parse_tpmt_signature,
+    verify_signature,
+)
+from tpm.templates import ak_public, ek_public, location_key_public
+
+__all__ = [
+    "TPM_GENERATED_VALUE",
+    "TPM_ST_ATTEST_CERTIFY",
+    "TPM_ST_ATTEST_QUOTE",
+    "Alg",
+    "Attest",
+    "CertifyInfo",
+    "ClockInfo",
+    "ClockProgress",
+    "CredentialChallenge",
+    "EccCurve",
+    "ObjectAttributes",
+    "PcrSelection",
+    "PcrValues",
+    "PublicKey",
+    "QuoteInfo",
+    "QuoteResult",
+    "St",
+    "SymmetricDef",
+    "ToolsPcrDump",
+    "TpmPublic",
+    "TpmSignature",
+    "ak_public",
+    "build_public",
+    "check_ak_attributes",
+    "check_clock_progress",
+    "check_ek_attributes",
+    "check_location_key_attributes",
+    "ek_public",
+    "encode_tpm2b_public",
+    "encode_tpml_pcr_selection",
+    "encode_tpms_attest",
+    "encode_tpmt_public",
+    "encode_tpmt_signature",
+    "location_key_public",
+    "make_credential",
+    "parse_tpm2_tools_pcr_blob",
+    "parse_tpm2b_public",
+    "parse_tpml_pcr_selection",
+    "parse_tpms_attest",
+    "parse_tpmt_public",
+    "parse_tpmt_signature",
+    "pcr_digest",
+    "public_key_matches",
+    "verify_certify",
+    "verify_quote",
+    "verify_signature",
+]
