@@ -61,6 +61,32 @@ class Settings(BaseSettings):
     ak_algorithm: Literal["ecc", "rsa"] = "ecc"
     ak_handle: int = Field(default=0x81010002, ge=0x81000000, le=0x81FFFFFF)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
+    agent_host: str = "127.0.0.1"
+    agent_port: int = Field(default=9002, ge=1, le=65535)
+    agent_url: str | None = Field(
+        default=None, description="URL the verifier reaches this agent at (default from host/port)."
+    )
+    agent_state_dir: Path = Field(
+        default=DEFAULT_STATE_DIR / "agent", description="Agent TLS key and certificate live here."
+    )
+    verifier_client_ca: Path | None = Field(
+        default=None, description="CA (PEM) whose client certificates may call the agent's API."
+    )
+    ima_log_path: Path = Path("/sys/kernel/security/ima/ascii_runtime_measurements")
+
+    # --- verifier -----------------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    verifier_host: str = "127.0.0.1"
+    verifier_port: int = Field(default=8891, ge=1, le=65535)
+    verifier_tls_dir: Path = Field(
+        default=DEFAULT_STATE_DIR / "verifier",
+        description="Verifier client CA, client key and certificate for mTLS to agents.",
+    )
+    round_interval_seconds: float = Field(default=2.0, gt=0)
+    agent_timeout_seconds: float = Field(default=5.0, gt=0)
+    unreachable_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: SecretStr | None = None
 
     @field_validator("agent_id")
     @classmethod

@@ -54,6 +54,10 @@ class EnrolRequest(_Wire):
     ek_certificate: B64Bytes  # DER (or PEM) as read from the TPM's NV index
     ek_public: B64Bytes  # marshalled TPM2B_PUBLIC of the EK recreated from the TCG template
     ak_public: B64Bytes  # marshalled TPM2B_PUBLIC of the attestation key
+    agent_url: (
+        Annotated[str, Field(pattern=r"^https://[^\s/]+(:\d+)?(/\S*)?$", max_length=512)] | None
+    ) = None  # the agent's evidence API: https only (mTLS), optionally with a path prefix
+    tls_certificate: B64Bytes | None = None  # DER of the agent API's server certificate (pinned)
 
 
 class CredentialChallengeWire(_Wire):
@@ -94,6 +98,8 @@ class AgentView(_Wire):
     asset_tag: str | None
     enrolled_at: datetime
     activated_at: datetime | None
+    agent_url: str | None = None  # where the verifier reaches the agent's evidence API
+    tls_certificate: B64Bytes | None = None  # the agent API's server certificate, to pin
 
 
 class AgentList(_Wire):
@@ -110,3 +116,54 @@ def activation_proof(secret: bytes, agent_id: str) -> bytes:
     return hmac.new(
         secret, b"geoattest-activate:" + agent_id.encode("ascii"), hashlib.sha256
     ).digest()
+
+
+# --- attestation evidence: verifier ⇄ agent (``POST /v1/evidence`` on the agent's mTLS API) ------
+
+BankName = Annotated[str, Field(pattern=r"^(sha1|sha256|sha384|sha512)$")]
+HexDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{40,128}$")]
+MAX_PCR_INDEX = 23
+
+
+class EvidenceRequest(_Wire):
+    """What the verifier asks for in one round.
+
+    ``ima_offset`` is the number of IMA entries the verifier has already verified: the agent
+    returns the measurement list from that entry on (0 after a reboot or on the first round).
+    """
+
+    nonce: Annotated[str, Field(pattern=r"^[0-9a-f]{32,128}$")]  # 16..64 bytes, hex
+    pcrs: dict[BankName, list[Annotated[int, Field(ge=0, le=MAX_PCR_INDEX)]]]
+    ima_offset: Annotated[int, Field(ge=0)] = 0
+    include_location: bool = False
+
+
+class QuoteWire(_Wire):
+    attest: B64Bytes  # TPMS_ATTEST as the TPM signed it
+    signature: B64Bytes  # marshalled TPMT_SIGNATURE
+
+
+class ImaWire(_Wire):
+    offset: Annotated[int, Field(ge=0)]  # index of the first line below in the whole log
+    lines: list[str]  # ascii_runtime_measurements lines, without trailing newline
+
+
+class EvidenceResponse(_Wire):
+    """One round's evidence. The quote's extraData is ``quote_qualifying_data(nonce, location)``;
+    the IMA lines are read *after* the quote, so they cover at least what PCR 10 reflects."""
+
+    quote: QuoteWire
+    pcrs: dict[BankName, dict[str, HexDigest]]  # bank -> PCR index (decimal string) -> value
+    ima: ImaWire
+    location: B64Bytes | None = None  # signed location evidence (geofence), when asked for
+    location_signature: B64Bytes | None = None  # TPMT_SIGNATURE by the TPM-resident location key
+
+
+def quote_qualifying_data(nonce: bytes, location_evidence: bytes | None) -> bytes:
+    """The quote's extraData: binds the verifier's nonce and the location evidence in one digest.
+
+    ``SHA-256("geoattest-quote-v1" ‖ nonce ‖ SHA-256(location evidence))``; without location
+    evidence the last part is empty. A quote cannot be reused with other location evidence.
+    """
+    location_digest = hashlib.sha256(location_evidence).digest() if location_evidence else b""
+    return hashlib.sha256(b"geoattest-quote-v1" + nonce + location_digest).digest()

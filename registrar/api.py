@@ -47,6 +47,8 @@ def enrol() -> tuple[Response, int]:
             ek_certificate=body.ek_certificate,
             ek_public=body.ek_public,
             ak_public=body.ak_public,
+            agent_url=body.agent_url,
+            tls_certificate=body.tls_certificate,
         )
     )
     response = EnrolResponse(
@@ -108,4 +110,6 @@ def _view(identity: AgentIdentity) -> AgentView:
         asset_tag=identity.asset_tag,
         enrolled_at=identity.enrolled_at,
         activated_at=identity.activated_at,
+        agent_url=identity.agent_url,
+        tls_certificate=identity.tls_certificate,
     )

@@ -25,6 +25,8 @@ class AgentIdentity:
     asset_tag: str | None
     enrolled_at: datetime
     activated_at: datetime | None
+    agent_url: str | None
+    tls_certificate: bytes | None
 
     @classmethod
     def from_record(cls, record: AgentRecord) -> AgentIdentity:
@@ -44,6 +46,8 @@ class AgentIdentity:
             asset_tag=record.asset_tag,
             enrolled_at=as_utc(record.enrolled_at),
             activated_at=as_utc(record.activated_at) if record.activated_at else None,
+            agent_url=record.agent_url,
+            tls_certificate=record.tls_certificate,
         )
 
 

@@ -30,6 +30,8 @@ class AgentRecord(Base):
     asset_tag: Mapped[str | None] = mapped_column(String(128))
     enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    agent_url: Mapped[str | None] = mapped_column(String(512))
+    tls_certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class PendingChallenge(Base):
@@ -49,3 +51,5 @@ class PendingChallenge(Base):
     secret: Mapped[bytes] = mapped_column(LargeBinary)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    agent_url: Mapped[str | None] = mapped_column(String(512))
+    tls_certificate: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -71,6 +71,8 @@ class EnrolmentEvidence:
     ek_certificate: bytes
     ek_public: bytes
     ak_public: bytes
+    agent_url: str | None = None
+    tls_certificate: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +149,8 @@ class Registry:
                     secret=secret,
                     expires_at=expires_at,
                     failed_attempts=0,
+                    agent_url=evidence.agent_url,
+                    tls_certificate=evidence.tls_certificate,
                 )
             )
             state = AgentState(record.state)
@@ -176,6 +180,9 @@ class Registry:
             if pending is not None and refusal is None:
                 record.ak_public = pending.ak_public
                 record.ak_name = pending.ak_name
+                # The API address and certificate are proven together with the AK they came with.
+                record.agent_url = pending.agent_url
+                record.tls_certificate = pending.tls_certificate
                 record.state = AgentState.ACTIVE
                 record.activated_at = now
                 session.delete(pending)
