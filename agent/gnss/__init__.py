@@ -1,0 +1,17 @@
+"""GNSS sources on the node: raw NMEA lines from a file, a serial port or gpsd.
+
+All of them satisfy :class:`GnssSource`; :mod:`geofence` turns the lines into fixes.
+"""
+
+from agent.gnss.gpsd import GpsdSky, GpsdSource, GpsdTpv, parse_gpsd_report
+from agent.gnss.source import FileReplaySource, GnssSource, SerialSource
+
+__all__ = [
+    "FileReplaySource",
+    "GnssSource",
+    "GpsdSky",
+    "GpsdSource",
+    "GpsdTpv",
+    "SerialSource",
+    "parse_gpsd_report",
+]

@@ -1,0 +1,44 @@
+"""``geoattest zones check`` output and exit codes."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from geoattest.cli_zones import EXIT_INSIDE, EXIT_INVALID, EXIT_OUTSIDE, EXIT_UNCERTAIN, zones
+from tests.paths import shared_data
+
+
+def run(*args: str) -> tuple[int, str]:
+    path = str(shared_data("zones/ne_110m_admin_0_countries.geojson"))
+    result = CliRunner().invoke(zones, ["check", path, *args])
+    return result.exit_code, result.output
+
+
+def test_inside() -> None:
+    code, out = run("--lat", "55.79", "--lon", "23.57", "--accuracy", "20", "--repair")
+    assert code == EXIT_INSIDE
+    assert "inside    LTU (Lithuania)" in out
+    assert "repaired SDN (Sudan)" in out
+
+
+def test_uncertain_and_outside() -> None:
+    code, out = run("--lat", "55.79", "--lon", "23.57", "--accuracy", "80000", "--repair")
+    assert code == EXIT_UNCERTAIN
+    assert "uncertain LTU" in out
+    code, out = run("--lat", "0", "--lon", "-30", "--repair")
+    assert code == EXIT_OUTSIDE
+    assert "outside all 177 zones" in out
+    code, out = run("--lat", "55.79", "--lon", "23.57", "--zone", "FRA", "--repair")
+    assert code == EXIT_OUTSIDE
+    assert "outside   FRA (France)" in out
+
+
+def test_invalid_file_and_usage() -> None:
+    code, out = run("--lat", "55.79", "--lon", "23.57")
+    assert code == EXIT_INVALID
+    assert "'SDN' (Sudan): invalid geometry" in out
+    code, _ = run("--lat", "95", "--lon", "0")
+    assert code == 2
+    code, out = run("--lat", "1", "--lon", "0", "--zone", "XXX", "--repair")
+    assert code == 2
+    assert "no zone with id 'XXX'" in out
