@@ -3,39 +3,96 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from agent.enrolment import AkSpec
+from agent.enrolment import AkSpec, ApiEndpoint, default_agent_id
 from agent.enrolment import enrol as run_enrolment
 from agent.registrar_client import RegistrarClient
 from geoattest.cli import build_settings, reports_errors
+from geoattest.settings import Settings
 from geoattest.wire import AgentView
+
+_DIR = click.Path(file_okay=False, path_type=Path)
+_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.group()
 def agent() -> None:
-    """The node side: TPM identity and enrolment."""
+    """The node side: TPM identity, enrolment and the evidence API."""
 
 
 @agent.command("enrol")
 @click.option("--registrar", "registrar_url", help="Registrar base URL, e.g. http://10.0.0.5:8890.")
 @click.option("--tcti", help="TPM to use: swtpm:host=H,port=P or device:/dev/tpmrm0.")
 @click.option("--agent-id", "agent_id", help="Agent id (default: derived from the EK certificate).")
+@click.option("--host", "agent_host", help="Host the verifier reaches the agent API at.")
+@click.option("--port", "agent_port", type=int, help="Port of the agent API.")
+@click.option("--agent-url", "agent_url", help="Full API URL to register (default from host/port).")
+@click.option("--state-dir", "agent_state_dir", type=_DIR, help="Where the agent TLS key lives.")
 @click.option("--json", "as_json", is_flag=True, help="Print the registrar's record as JSON.")
 @click.pass_context
 @reports_errors
 def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
-    """Enrol this node: prove the AK lives in the allowlisted TPM. Exit 0 when active."""
-    from agent.tpm_device import TpmDevice  # needs libtss2 only here
+    """Enrol this node: prove the AK lives in the allowlisted TPM. Exit 0 when active.
+
+    Also registers the evidence API's URL and TLS certificate (created in the state directory
+    if needed), which the verifier pins.
+    """
+    from agent.server import agent_url  # needs libtss2 only here
+    from agent.tls import ensure_server_identity
+    from agent.tpm_device import TpmDevice
 
     settings = build_settings(ctx, **flags)
+
+    def endpoint(agent_id: str) -> ApiEndpoint:
+        identity = ensure_server_identity(
+            settings.agent_state_dir, agent_id, settings.agent_host, renew=True
+        )
+        return ApiEndpoint(url=agent_url(settings), tls_certificate=identity.certificate_der)
+
     client = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
     ak = AkSpec(handle=settings.ak_handle, algorithm=settings.ak_algorithm)
-    with TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm) as device:
-        view = run_enrolment(device, client, settings.agent_id, ak)
-    client.close()
+    try:
+        with TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm) as device:
+            view = run_enrolment(device, client, settings.agent_id, ak, endpoint=endpoint)
+    finally:
+        client.close()
     print_agent(view, as_json)
+
+
+@agent.command("serve")
+@click.option("--tcti", help="TPM to use: swtpm:host=H,port=P or device:/dev/tpmrm0.")
+@click.option("--agent-id", "agent_id", help="Agent id (default: derived from the EK certificate).")
+@click.option("--host", "agent_host", help="Address to listen on (and the certificate's SAN).")
+@click.option("--port", "agent_port", type=int, help="Port to listen on.")
+@click.option("--ima-log", "ima_log_path", type=_FILE, help="IMA ascii measurement list.")
+@click.option(
+    "--verifier-ca", "verifier_client_ca", type=_FILE, help="CA (PEM) of verifier client certs."
+)
+@click.option("--state-dir", "agent_state_dir", type=_DIR, help="Where the agent TLS key lives.")
+@click.pass_context
+@reports_errors
+def serve(ctx: click.Context, /, **flags: object) -> None:
+    """Serve the evidence API to the verifier over mTLS until interrupted."""
+    from agent.server import serve as run_server  # needs libtss2 only here
+    from agent.tpm_device import TpmDevice
+
+    settings = build_settings(ctx, **flags)
+    agent_id = settings.agent_id or _agent_id_from_tpm(settings)
+
+    def open_device() -> TpmDevice:
+        return TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm)
+
+    run_server(settings, open_device, agent_id)
+
+
+def _agent_id_from_tpm(settings: Settings) -> str:
+    from agent.tpm_device import TpmDevice
+
+    with TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm) as device:
+        return default_agent_id(device.read_ek_certificate())
 
 
 @click.group()

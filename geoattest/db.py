@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -65,3 +66,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error (nothing half-written)."""
     with factory() as session, session.begin():
         yield session
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime: SQLite hands back naive ones for timezone columns, and
+    everything geoattest stores is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

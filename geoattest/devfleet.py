@@ -23,9 +23,9 @@ from pathlib import Path
 import requests
 
 from agent.enrolment import enrol
-from agent.registrar_client import RegistrarClient
 from agent.tpm_device import TpmDevice
 from geoattest.errors import ConfigurationError
+from geoattest.registrar_client import RegistrarClient
 from geoattest.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
 from geoattest.wire import AgentView
 

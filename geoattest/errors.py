@@ -121,6 +121,20 @@ class PolicyInvalid(RequestError):
     code = "policy_invalid"
 
 
+class AgentNotActive(Conflict):
+    """The registrar has not (yet) proven this agent's AK, or it lacks an evidence API."""
+
+    code = "agent_not_active"
+
+
+class AgentAlreadyVerified(Conflict):
+    code = "agent_already_verified"
+
+
+class PolicyInUse(Conflict):
+    code = "policy_in_use"
+
+
 class ConfigurationError(GeoattestError):
     """Settings or files given at start-up are unusable; raised before anything is served."""
 
@@ -140,6 +154,12 @@ class TpmFormatError(IntegrityError):
 
     code = "tpm_structure_invalid"
     http_status = 400
+
+
+class EvidenceMalformed(IntegrityError):
+    """An agent's answer does not have the evidence shape (bad JSON, fields, encodings)."""
+
+    code = "evidence_malformed"
 
 
 class QuoteSignatureInvalid(IntegrityError):
@@ -178,8 +198,29 @@ class ImaLogInvalid(IntegrityError):
     code = "ima_log_invalid"
 
 
+class ImaPcrMismatch(ImaLogInvalid):
+    """No prefix of the IMA log replays to the quoted PCR 10: PCR 10 was extended without a log
+    entry, or the log was altered."""
+
+    code = "ima_pcr_mismatch"
+
+
 class ImaEntryNotAllowed(IntegrityError):
+    """An IMA entry the quote covers is not allowed by the runtime policy.
+
+    ``path`` (file path or ima-buf name), ``digest`` (``alg:hex``) and ``line_number`` (1-based,
+    in the whole log) name the offending entry; they are empty/0 when rebuilt from a code.
+    """
+
     code = "ima_entry_not_allowed"
+
+    def __init__(
+        self, message: str, *, path: str = "", digest: str = "", line_number: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.digest = digest
+        self.line_number = line_number
 
 
 class ImaLogRewound(IntegrityError):

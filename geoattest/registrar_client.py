@@ -1,4 +1,4 @@
-"""The agent's HTTP client for the registrar's ``/v1`` API."""
+"""HTTP client for the registrar's ``/v1`` API, used by agents (enrolment) and the verifier."""
 
 from __future__ import annotations
 

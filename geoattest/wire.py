@@ -47,6 +47,18 @@ class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class LocationKeyWire(_Wire):
+    """The TPM-resident location key and its TPM2_Certify by the AK (``POST /v1/agents`` field,
+    ``PUT /v1/agents/<id>/location-key`` body).
+
+    The certify's qualifying data is ``location_key_qualifying_data(agent_id, ak_name)``.
+    """
+
+    public: B64Bytes  # marshalled TPM2B_PUBLIC of the location key
+    certify_attest: B64Bytes  # TPMS_ATTEST of TPM2_Certify(location key, AK)
+    certify_signature: B64Bytes  # TPMT_SIGNATURE over it by the AK
+
+
 class EnrolRequest(_Wire):
     """What an agent posts to ``POST /v1/agents`` (Keylime-style registration)."""
 
@@ -58,6 +70,7 @@ class EnrolRequest(_Wire):
         Annotated[str, Field(pattern=r"^https://[^\s/]+(:\d+)?(/\S*)?$", max_length=512)] | None
     ) = None  # the agent's evidence API: https only (mTLS), optionally with a path prefix
     tls_certificate: B64Bytes | None = None  # DER of the agent API's server certificate (pinned)
+    location_key: LocationKeyWire | None = None  # certified by ``ak_public`` (geofencing nodes)
 
 
 class CredentialChallengeWire(_Wire):
@@ -100,6 +113,9 @@ class AgentView(_Wire):
     activated_at: datetime | None
     agent_url: str | None = None  # where the verifier reaches the agent's evidence API
     tls_certificate: B64Bytes | None = None  # the agent API's server certificate, to pin
+    location_key_public: B64Bytes | None = None  # TPM2B_PUBLIC of the TPM-resident location key
+    location_key_certify_attest: B64Bytes | None = None  # its TPM2_Certify by the AK (TPMS_ATTEST)
+    location_key_certify_signature: B64Bytes | None = None  # and the AK's TPMT_SIGNATURE over it
 
 
 class AgentList(_Wire):
@@ -115,6 +131,17 @@ def activation_proof(secret: bytes, agent_id: str) -> bytes:
     """
     return hmac.new(
         secret, b"geoattest-activate:" + agent_id.encode("ascii"), hashlib.sha256
+    ).digest()
+
+
+def location_key_qualifying_data(agent_id: str, ak_name: bytes) -> bytes:
+    """The extraData of the location key's TPM2_Certify, derived alike by agent and registrar.
+
+    ``SHA-256("geoattest-location-key-v1" ‖ 0x00 ‖ agent id ‖ 0x00 ‖ AK name)``: a certification
+    made for one agent id or one AK cannot be presented for another.
+    """
+    return hashlib.sha256(
+        b"geoattest-location-key-v1\x00" + agent_id.encode("ascii") + b"\x00" + ak_name
     ).digest()
 
 
@@ -167,3 +194,54 @@ def quote_qualifying_data(nonce: bytes, location_evidence: bytes | None) -> byte
     """
     location_digest = hashlib.sha256(location_evidence).digest() if location_evidence else b""
     return hashlib.sha256(b"geoattest-quote-v1" + nonce + location_digest).digest()
+
+
+# --- verifier API ---------------------------------------------------------------------------------
+
+PolicyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+class PolicyDocument(_Wire):
+    """An attestation policy as operators write it (``PUT /v1/policies/<name>``).
+
+    ``runtime_policy`` is an IMA runtime policy in geoattest's JSON format (docs/ima-policy.md);
+    it stays a JSON object here and is parsed into a typed policy at once by the verifier.
+    """
+
+    boot_pcrs: dict[BankName, dict[str, HexDigest]] = Field(default_factory=dict)
+    ima_banks: list[BankName] = Field(default_factory=lambda: ["sha256"])
+    runtime_policy: dict[str, object] | None = None
+
+
+class PolicyView(_Wire):
+    name: PolicyName
+    version: int
+    updated_at: datetime
+    document: PolicyDocument
+
+
+class AddAgentRequest(_Wire):
+    policy: PolicyName
+
+
+class AgentStatusView(_Wire):
+    agent_id: AgentId
+    policy: PolicyName
+    state: str
+    reason: str | None
+    message: str | None
+    details: dict[str, str] = Field(default_factory=dict)  # e.g. offending IMA path and digest
+    state_since: datetime
+    last_round_at: datetime | None = None
+    ima_entries_verified: int | None = None
+
+
+class EventView(_Wire):
+    id: int
+    agent_id: AgentId
+    at: datetime
+    from_state: str
+    to_state: str
+    reason: str | None
+    message: str | None
+    details: dict[str, str] = Field(default_factory=dict)  # e.g. offending IMA path and digest

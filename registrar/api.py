@@ -15,9 +15,10 @@ from geoattest.wire import (
     CredentialChallengeWire,
     EnrolRequest,
     EnrolResponse,
+    LocationKeyWire,
 )
 from registrar.identity import AgentIdentity
-from registrar.registry import EnrolmentEvidence, Registry
+from registrar.registry import EnrolmentEvidence, LocationKey, Registry
 
 blueprint = Blueprint("registrar", __name__, url_prefix="/v1")
 
@@ -49,6 +50,7 @@ def enrol() -> tuple[Response, int]:
             ak_public=body.ak_public,
             agent_url=body.agent_url,
             tls_certificate=body.tls_certificate,
+            location_key=_location_key(body.location_key) if body.location_key else None,
         )
     )
     response = EnrolResponse(
@@ -67,6 +69,14 @@ def enrol() -> tuple[Response, int]:
 def activate(agent_id: str) -> Response:
     body = parse_body(ActivateRequest)
     identity = _registry().activate(agent_id, bytes.fromhex(body.proof))
+    return jsonify(_view(identity).model_dump(mode="json"))
+
+
+@blueprint.put("/agents/<agent_id>/location-key")
+def put_location_key(agent_id: str) -> Response:
+    """Register or rotate an active agent's location key; the AK's certification authorises it."""
+    body = parse_body(LocationKeyWire)
+    identity = _registry().register_location_key(agent_id, _location_key(body))
     return jsonify(_view(identity).model_dump(mode="json"))
 
 
@@ -93,6 +103,14 @@ def healthz() -> Response:
     return jsonify({"status": "ok", "service": "registrar"})
 
 
+def _location_key(wire: LocationKeyWire) -> LocationKey:
+    return LocationKey(
+        public=wire.public,
+        certify_attest=wire.certify_attest,
+        certify_signature=wire.certify_signature,
+    )
+
+
 def _view(identity: AgentIdentity) -> AgentView:
     return AgentView(
         agent_id=identity.agent_id,
@@ -112,4 +130,7 @@ def _view(identity: AgentIdentity) -> AgentView:
         activated_at=identity.activated_at,
         agent_url=identity.agent_url,
         tls_certificate=identity.tls_certificate,
+        location_key_public=identity.location_key_public,
+        location_key_certify_attest=identity.location_key_certify_attest,
+        location_key_certify_signature=identity.location_key_certify_signature,
     )

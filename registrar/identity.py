@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from geoattest.db import as_utc
 from registrar.models import AgentRecord
 
 
@@ -27,6 +28,9 @@ class AgentIdentity:
     activated_at: datetime | None
     agent_url: str | None
     tls_certificate: bytes | None
+    location_key_public: bytes | None
+    location_key_certify_attest: bytes | None
+    location_key_certify_signature: bytes | None
 
     @classmethod
     def from_record(cls, record: AgentRecord) -> AgentIdentity:
@@ -48,9 +52,8 @@ class AgentIdentity:
             activated_at=as_utc(record.activated_at) if record.activated_at else None,
             agent_url=record.agent_url,
             tls_certificate=record.tls_certificate,
+            location_key_public=record.location_key_public,
+            location_key_certify_attest=record.location_key_certify_attest,
+            location_key_certify_signature=record.location_key_certify_signature,
         )
 
-
-def as_utc(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes for timezone-aware columns; everything stored is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -32,6 +32,9 @@ class AgentRecord(Base):
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     agent_url: Mapped[str | None] = mapped_column(String(512))
     tls_certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
+    location_key_public: Mapped[bytes | None] = mapped_column(LargeBinary)
+    location_key_certify_attest: Mapped[bytes | None] = mapped_column(LargeBinary)
+    location_key_certify_signature: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class PendingChallenge(Base):
@@ -53,3 +56,6 @@ class PendingChallenge(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     agent_url: Mapped[str | None] = mapped_column(String(512))
     tls_certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
+    location_key_public: Mapped[bytes | None] = mapped_column(LargeBinary)
+    location_key_certify_attest: Mapped[bytes | None] = mapped_column(LargeBinary)
+    location_key_certify_signature: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -10,6 +10,12 @@ Protocol (Keylime's, with our record keeping):
 2. ``activate``: the agent proves it recovered the secret (HMAC over its agent id). Only then is
    the AK recorded as the agent's attestation key and the agent ``active``.
 
+A geofencing agent also sends its location key with a TPM2_Certify by the AK (extraData
+``location_key_qualifying_data(agent_id, AK name)``). It is refused unless its attributes show it
+cannot leave the TPM and the certification verifies with the AK being enrolled; it is recorded
+with the AK at activation. An active agent may register or rotate it later
+(``register_location_key``), certified by its registered AK.
+
 An agent id stays bound to its EK: enrolling it again with another EK is refused, never overwritten.
 """
 
@@ -28,20 +34,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import tpm
 from allowlists import EkTrustStore, PinSet, check_ek, load_certificate
-from geoattest.db import transaction
+from geoattest.db import as_utc, transaction
 from geoattest.errors import (
     ActivationFailed,
     AgentIdTaken,
+    AgentNotActive,
     AkInvalid,
+    CertifyInvalid,
     EkAlreadyEnrolled,
     EkMismatch,
     EkUntrusted,
+    LocationKeyInvalid,
     MalformedRequest,
     NotFound,
     TpmFormatError,
 )
-from geoattest.wire import activation_proof
-from registrar.identity import AgentIdentity, as_utc
+from geoattest.wire import activation_proof, location_key_qualifying_data
+from registrar.identity import AgentIdentity
 from registrar.models import AgentRecord, PendingChallenge
 
 log = logging.getLogger(__name__)
@@ -66,6 +75,15 @@ class TrustPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LocationKey:
+    """A location key's TPM2B_PUBLIC and its TPM2_Certify by the AK (TPMS_ATTEST, TPMT_SIGNATURE)."""
+
+    public: bytes
+    certify_attest: bytes
+    certify_signature: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EnrolmentEvidence:
     agent_id: str
     ek_certificate: bytes
@@ -73,6 +91,7 @@ class EnrolmentEvidence:
     ak_public: bytes
     agent_url: str | None = None
     tls_certificate: bytes | None = None
+    location_key: LocationKey | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +123,8 @@ class Registry:
         """Check EK and AK, then issue a MakeCredential challenge for the AK's name.
 
         Raises ``EkUntrusted``/``EkNotPinned`` (EK certificate), ``EkMismatch`` (EK public area),
-        ``AkInvalid`` (AK), ``AgentIdTaken``/``EkAlreadyEnrolled`` (identity conflicts).
+        ``AkInvalid`` (AK), ``LocationKeyInvalid`` (location key attributes or certification, see
+        ``check_location_key``), ``AgentIdTaken``/``EkAlreadyEnrolled`` (identity conflicts).
         """
         now = self._clock()
         try:
@@ -118,6 +138,9 @@ class Registry:
             raise EkMismatch("EK public area does not hold the key of the EK certificate")
         ak_public = _parse_public(evidence.ak_public, AkInvalid, "AK public area")
         tpm.check_ak_attributes(ak_public)
+        location_key = evidence.location_key
+        if location_key is not None:
+            check_location_key(location_key, ak=ak_public, agent_id=evidence.agent_id)
 
         secret = self._random_bytes(SECRET_BYTES)
         challenge = tpm.make_credential(ek_public, ak_public.name, secret)
@@ -151,6 +174,13 @@ class Registry:
                     failed_attempts=0,
                     agent_url=evidence.agent_url,
                     tls_certificate=evidence.tls_certificate,
+                    location_key_public=location_key.public if location_key else None,
+                    location_key_certify_attest=(
+                        location_key.certify_attest if location_key else None
+                    ),
+                    location_key_certify_signature=(
+                        location_key.certify_signature if location_key else None
+                    ),
                 )
             )
             state = AgentState(record.state)
@@ -183,6 +213,10 @@ class Registry:
                 # The API address and certificate are proven together with the AK they came with.
                 record.agent_url = pending.agent_url
                 record.tls_certificate = pending.tls_certificate
+                # So is the location key: its certification was checked against this AK.
+                record.location_key_public = pending.location_key_public
+                record.location_key_certify_attest = pending.location_key_certify_attest
+                record.location_key_certify_signature = pending.location_key_certify_signature
                 record.state = AgentState.ACTIVE
                 record.activated_at = now
                 session.delete(pending)
@@ -199,6 +233,24 @@ class Registry:
         log.info("agent activated", extra={"agent_id": agent_id})
         return identity
 
+    def register_location_key(self, agent_id: str, key: LocationKey) -> AgentIdentity:
+        """Record (or rotate) the location key of an active agent, certified by its registered AK.
+
+        Raises ``NotFound``, ``AgentNotActive`` (no AK proven yet) or ``LocationKeyInvalid``.
+        """
+        with transaction(self._sessions) as session:
+            record = _get_record(session, agent_id)
+            if record.state != AgentState.ACTIVE or record.ak_public is None:
+                raise AgentNotActive(f"agent {agent_id!r} is not active: enrol and activate first")
+            ak_public = _parse_public(record.ak_public, AkInvalid, "registered AK public area")
+            check_location_key(key, ak=ak_public, agent_id=agent_id)
+            record.location_key_public = key.public
+            record.location_key_certify_attest = key.certify_attest
+            record.location_key_certify_signature = key.certify_signature
+            identity = AgentIdentity.from_record(record)
+        log.info("location key registered", extra={"agent_id": agent_id})
+        return identity
+
     def get(self, agent_id: str) -> AgentIdentity:
         with transaction(self._sessions) as session:
             return AgentIdentity.from_record(_get_record(session, agent_id))
@@ -212,6 +264,35 @@ class Registry:
         with transaction(self._sessions) as session:
             session.delete(_get_record(session, agent_id))
         log.info("agent deleted", extra={"agent_id": agent_id})
+
+
+def check_location_key(key: LocationKey, *, ak: tpm.TpmPublic, agent_id: str) -> tpm.TpmPublic:
+    """Check a location key and its certification; returns its parsed public area.
+
+    The public area must parse and show a key that cannot leave the TPM (fixedTPM, fixedParent,
+    sensitiveDataOrigin; unrestricted ECC P-256 ECDSA-SHA256 signing key, see
+    ``tpm.check_location_key_attributes``), and the TPM2_Certify must verify with ``ak``, name
+    exactly this public area and carry ``location_key_qualifying_data(agent_id, ak.name)``: only
+    then was the key created inside the TPM that holds the AK. Raises ``LocationKeyInvalid``.
+    """
+    try:
+        public = tpm.parse_tpm2b_public(key.public)
+    except TpmFormatError as e:
+        raise LocationKeyInvalid(f"location key is not a TPM2B_PUBLIC: {e.message}") from e
+    tpm.check_location_key_attributes(public)
+    try:
+        tpm.verify_certify(
+            signer=ak,
+            attest=key.certify_attest,
+            signature=key.certify_signature,
+            certified=public,
+            qualifying_data=location_key_qualifying_data(agent_id, ak.name),
+        )
+    except CertifyInvalid as e:
+        raise LocationKeyInvalid(
+            f"location key is not certified by the agent's AK: {e.message}"
+        ) from e
+    return public
 
 
 def _claim_identity(session: Session, agent_id: str, ek_fingerprint: str) -> AgentRecord | None:

@@ -15,7 +15,6 @@ import requests
 
 from agent._ek_template import signing_key_template
 from agent.enrolment import AkSpec, default_agent_id, enrol
-from agent.registrar_client import RegistrarClient
 from agent.tpm_device import TpmDevice
 from geoattest.errors import (
     ActivationFailed,
@@ -27,6 +26,7 @@ from geoattest.errors import (
     EkUntrusted,
     NotFound,
 )
+from geoattest.registrar_client import RegistrarClient
 from geoattest.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.wire import EnrolRequest, activation_proof
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with

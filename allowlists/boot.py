@@ -1,0 +1,64 @@
+"""Golden boot PCRs: the measured-boot reference values a node's policy pins.
+
+A node whose firmware, bootloader or kernel changed reports other values in PCRs 0-9; the check
+names every PCR that differs so an operator sees what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from geoattest.errors import BootPcrMismatch, PolicyInvalid
+
+BANK_DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BootPolicy:
+    """Expected PCR values per bank name (``"sha256"``) and PCR index; empty means unchecked."""
+
+    golden: Mapping[str, Mapping[int, bytes]] = field(default_factory=dict)
+
+    def selection(self) -> dict[str, list[int]]:
+        return {bank: sorted(values) for bank, values in self.golden.items()}
+
+
+def parse_boot_policy(document: Mapping[str, Mapping[str, str]]) -> BootPolicy:
+    """``{"sha256": {"0": "hex", …}}`` to ``BootPolicy``; ``PolicyInvalid`` names a bad entry."""
+    golden: dict[str, dict[int, bytes]] = {}
+    for bank, values in document.items():
+        size = BANK_DIGEST_SIZES.get(bank)
+        if size is None:
+            raise PolicyInvalid(f"boot_pcrs: unknown bank {bank!r} (sha1, sha256, sha384, sha512)")
+        golden[bank] = {}
+        for index_text, hex_value in values.items():
+            where = f"boot_pcrs.{bank}.{index_text}"
+            if not index_text.isdigit() or not 0 <= int(index_text) <= 23:
+                raise PolicyInvalid(f"{where}: PCR index must be 0..23")
+            try:
+                value = bytes.fromhex(hex_value)
+            except (ValueError, TypeError) as e:
+                raise PolicyInvalid(f"{where}: not a hex digest") from e
+            if len(value) != size:
+                raise PolicyInvalid(f"{where}: {len(value)} bytes, a {bank} PCR has {size}")
+            golden[bank][int(index_text)] = value
+    return BootPolicy(golden=golden)
+
+
+def check_boot_pcrs(values: Mapping[str, Mapping[int, bytes]], policy: BootPolicy) -> None:
+    """Every golden PCR must be reported and equal; raises ``BootPcrMismatch`` listing the ones
+    that differ (``expected … got …``) or are missing."""
+    problems = []
+    for bank, golden in policy.golden.items():
+        reported = values.get(bank, {})
+        for index, expected in sorted(golden.items()):
+            actual = reported.get(index)
+            if actual is None:
+                problems.append(f"{bank} PCR {index} not reported")
+            elif actual != expected:
+                problems.append(
+                    f"{bank} PCR {index}: expected {expected.hex()}, got {actual.hex()}"
+                )
+    if problems:
+        raise BootPcrMismatch("boot PCRs differ from the golden values: " + "; ".join(problems))

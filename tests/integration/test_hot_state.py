@@ -1,0 +1,65 @@
+"""The verifier's Redis state on a real redis-server: schedule claims, locks, round memory."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from allowlists.ima.replay import ImaState
+from tpm import ClockInfo
+from verifier.hot_state import HotState, LiveStatus
+from verifier.round import RoundMemory
+from verifier.states import AgentState
+
+pytestmark = pytest.mark.redis
+
+
+def _hot(url: str) -> HotState:
+    return HotState(redis.Redis.from_url(url))
+
+
+def test_claim_due_takes_each_due_agent_once(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    for n in range(10):
+        hot.schedule(f"a{n}", due=100.0 + n)
+    first = hot.claim_due(now=104.5, until=200.0, limit=100)
+    assert first == [f"a{n}" for n in range(5)]
+    assert hot.claim_due(now=104.5, until=200.0, limit=100) == []
+    assert hot.claim_due(now=150.0, until=300.0, limit=3) == ["a5", "a6", "a7"]
+    assert hot.due_count(199.0) == 2
+    assert hot.scheduled_count() == 10
+
+
+def test_lock_is_exclusive_and_only_its_owner_unlocks(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    assert hot.try_lock("a", "owner", ttl_seconds=5)
+    assert not hot.try_lock("a", "other", ttl_seconds=5)
+    hot.unlock("a", "other")
+    assert not hot.try_lock("a", "other", ttl_seconds=5)
+    hot.unlock("a", "owner")
+    assert hot.try_lock("a", "other", ttl_seconds=5)
+
+
+def test_live_status_round_trips(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    status = LiveStatus(
+        state=AgentState.ATTESTED,
+        memory=RoundMemory(
+            clock=ClockInfo(clock=123, reset_count=2, restart_count=0, safe=True),
+            ima=ImaState(entries_verified=42, pcr10={"sha256": b"\x01" * 32, "sha1": b"\x02" * 20}),
+        ),
+        last_round_at=1000.5,
+        unreachable_streak=0,
+    )
+    hot.store("a", status)
+    assert hot.load("a") == status
+    assert hot.load_many(["a", "missing"]) == {"a": status}
+    hot.forget("a")
+    assert hot.load("a") is None
+
+
+def test_config_version_moves(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    before = hot.config_version()
+    assert hot.bump_config_version() == before + 1
+    assert hot.config_version() == before + 1

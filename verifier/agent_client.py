@@ -1,0 +1,106 @@
+"""Fetching evidence from agents over mutual TLS.
+
+The verifier trusts an agent's API only through the server certificate registered at enrolment:
+the TLS handshake must present exactly that certificate (SHA-256 fingerprint pinning, no CA, no
+hostname games), and the verifier proves itself with its client certificate. One small
+connection pool per agent keeps connections alive between rounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import urllib3
+from pydantic import ValidationError
+
+from geoattest.errors import AgentUnreachable, EvidenceMalformed
+from geoattest.wire import EvidenceRequest, EvidenceResponse
+
+MAX_EVIDENCE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """The verifier's TLS client certificate and key (PEM files)."""
+
+    cert_file: Path
+    key_file: Path
+
+
+class AgentClient:
+    """Thread-safe: rounds for many agents run concurrently in one worker."""
+
+    def __init__(self, identity: ClientIdentity, *, timeout: float) -> None:
+        self._identity = identity
+        self._timeout = urllib3.Timeout(connect=min(timeout, 3.0), read=timeout)
+        self._pools: dict[tuple[str, int, str], urllib3.HTTPSConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def fetch_evidence(
+        self, agent_url: str, tls_certificate: bytes, request: EvidenceRequest
+    ) -> EvidenceResponse:
+        """POST the request to ``<agent_url>/v1/evidence``.
+
+        Raises ``AgentUnreachable`` for transport failures, timeouts, a wrong server certificate
+        and 5xx answers; ``EvidenceMalformed`` when the agent answers with something that is not
+        evidence (a 4xx or a body that does not parse): that is the agent's integrity problem.
+        """
+        parts = urlsplit(agent_url)
+        pool = self._pool(parts.hostname or "", parts.port or 443, tls_certificate)
+        path = parts.path.rstrip("/") + "/v1/evidence"
+        try:
+            response = pool.request(
+                "POST",
+                path,
+                body=request.model_dump_json().encode(),
+                headers={"Content-Type": "application/json"},
+                retries=False,
+                preload_content=False,
+            )
+            body = response.read(MAX_EVIDENCE_BYTES + 1, decode_content=True)
+            response.release_conn()
+        except urllib3.exceptions.HTTPError as e:
+            raise AgentUnreachable(f"agent at {agent_url} unreachable: {e}") from e
+        if response.status >= 500:
+            raise AgentUnreachable(f"agent at {agent_url} answered {response.status}")
+        if response.status != 200 or len(body) > MAX_EVIDENCE_BYTES:
+            raise EvidenceMalformed(
+                f"agent at {agent_url} answered {response.status} "
+                f"({len(body)} bytes) instead of evidence: {body[:200]!r}"
+            )
+        try:
+            return EvidenceResponse.model_validate(json.loads(body))
+        except (ValueError, ValidationError) as e:
+            raise EvidenceMalformed(f"agent at {agent_url} sent malformed evidence: {e}") from e
+
+    def close(self) -> None:
+        with self._lock:
+            for pool in self._pools.values():
+                pool.close()
+            self._pools.clear()
+
+    def _pool(self, host: str, port: int, certificate: bytes) -> urllib3.HTTPSConnectionPool:
+        fingerprint = hashlib.sha256(certificate).hexdigest()
+        key = (host, port, fingerprint)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = urllib3.HTTPSConnectionPool(
+                    host,
+                    port,
+                    maxsize=2,
+                    block=False,
+                    timeout=self._timeout,
+                    cert_file=str(self._identity.cert_file),
+                    key_file=str(self._identity.key_file),
+                    cert_reqs="CERT_NONE",  # trust comes from the pinned fingerprint below
+                    assert_hostname=False,
+                    assert_fingerprint=fingerprint,
+                )
+                self._pools[key] = pool
+            return pool

@@ -1,0 +1,27 @@
+"""Turn an agent's wire answer into the typed evidence of a round."""
+
+from __future__ import annotations
+
+from geoattest.errors import EvidenceMalformed
+from geoattest.wire import EvidenceResponse
+from verifier.round import RoundEvidence
+
+
+def parse_evidence(response: EvidenceResponse, nonce: bytes) -> RoundEvidence:
+    """``EvidenceMalformed`` for values the schema lets through but that are not evidence."""
+    pcrs: dict[str, dict[int, bytes]] = {}
+    for bank, values in response.pcrs.items():
+        pcrs[bank] = {}
+        for index_text, hex_value in values.items():
+            if not index_text.isdigit() or int(index_text) > 23:
+                raise EvidenceMalformed(f"PCR index {index_text!r} in bank {bank} is not 0..23")
+            pcrs[bank][int(index_text)] = bytes.fromhex(hex_value)
+    return RoundEvidence(
+        nonce=nonce,
+        attest=response.quote.attest,
+        signature=response.quote.signature,
+        pcrs=pcrs,
+        ima_offset=response.ima.offset,
+        ima_lines=response.ima.lines,
+        location=response.location,
+    )

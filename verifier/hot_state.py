@@ -1,0 +1,170 @@
+"""The verifier's hot state in Redis: the round schedule, per-agent locks and round memory.
+
+Rounds run every couple of seconds for thousands of agents, so what changes every round lives in
+Redis, not in SQL: the schedule (a sorted set of agent ids by due time), a lock per agent (one
+round at a time, across workers) and each agent's ``RoundMemory`` plus live status. SQL keeps
+what must survive: agents, policies, state transitions and events.
+
+If Redis loses this state the next round of each agent replays its IMA log from entry 0 and takes
+its TPM clock as new: slower, never weaker, because every round has a fresh nonce.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+
+from allowlists.ima.replay import ImaState
+from tpm import ClockInfo
+from verifier.round import RoundMemory
+from verifier.states import AgentState
+
+SCHEDULE_KEY = "geoattest:schedule"
+CONFIG_VERSION_KEY = "geoattest:config-version"
+REVOCATION_CHANNEL = "geoattest:revocations"
+
+
+def _memory_key(agent_id: str) -> str:
+    return f"geoattest:memory:{agent_id}"
+
+
+def _lock_key(agent_id: str) -> str:
+    return f"geoattest:lock:{agent_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveStatus:
+    """An agent's live status: its state machine position and what the last round remembered."""
+
+    state: AgentState
+    memory: RoundMemory
+    last_round_at: float | None = None
+    unreachable_streak: int = 0
+
+
+class HotState:
+    """Typed access to the verifier's Redis keys."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    # --- schedule ---------------------------------------------------------------------------
+
+    def schedule(self, agent_id: str, due: float) -> None:
+        self._redis.zadd(SCHEDULE_KEY, {agent_id: due})
+
+    def unschedule(self, agent_id: str) -> None:
+        self._redis.zrem(SCHEDULE_KEY, agent_id)
+
+    def claim_due(self, now: float, until: float, limit: int) -> list[str]:
+        """Atomically take up to ``limit`` agents due at ``now``, pushing them to ``until`` so no
+        other dispatcher takes them again before their round reschedules them."""
+        claimed: list[str] = self._redis.eval(_CLAIM_DUE_LUA, 1, SCHEDULE_KEY, now, until, limit)
+        return [agent.decode() if isinstance(agent, bytes) else agent for agent in claimed]
+
+    def due_count(self, now: float) -> int:
+        return int(self._redis.zcount(SCHEDULE_KEY, "-inf", now))
+
+    def scheduled_count(self) -> int:
+        return int(self._redis.zcard(SCHEDULE_KEY))
+
+    # --- locks ------------------------------------------------------------------------------
+
+    def try_lock(self, agent_id: str, token: str, ttl_seconds: float) -> bool:
+        return bool(
+            self._redis.set(_lock_key(agent_id), token, nx=True, px=int(ttl_seconds * 1000))
+        )
+
+    def unlock(self, agent_id: str, token: str) -> None:
+        self._redis.eval(_UNLOCK_LUA, 1, _lock_key(agent_id), token)
+
+    # --- live status ------------------------------------------------------------------------
+
+    def load(self, agent_id: str) -> LiveStatus | None:
+        raw = self._redis.get(_memory_key(agent_id))
+        return None if raw is None else _decode_status(raw)
+
+    def load_many(self, agent_ids: Iterable[str]) -> dict[str, LiveStatus]:
+        ids = list(agent_ids)
+        if not ids:
+            return {}
+        raws = self._redis.mget([_memory_key(agent_id) for agent_id in ids])
+        return {
+            agent_id: _decode_status(raw) for agent_id, raw in zip(ids, raws, strict=True) if raw
+        }
+
+    def store(self, agent_id: str, status: LiveStatus) -> None:
+        self._redis.set(_memory_key(agent_id), _encode_status(status))
+
+    def forget(self, agent_id: str) -> None:
+        self._redis.delete(_memory_key(agent_id))
+        self.unschedule(agent_id)
+
+    # --- configuration changes and revocations ----------------------------------------------
+
+    def bump_config_version(self) -> int:
+        """Tell every worker that agents or policies changed: they reload at their next batch."""
+        return int(self._redis.incr(CONFIG_VERSION_KEY))
+
+    def config_version(self) -> int:
+        return int(self._redis.get(CONFIG_VERSION_KEY) or 0)
+
+    def publish_revocation(self, message: str) -> None:
+        self._redis.publish(REVOCATION_CHANNEL, message)
+
+
+_CLAIM_DUE_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, agent in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], agent) end
+return due
+"""
+
+_UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _encode_status(status: LiveStatus) -> str:
+    memory = status.memory
+    body: dict[str, object] = {
+        "state": status.state.value,
+        "last_round_at": status.last_round_at,
+        "unreachable_streak": status.unreachable_streak,
+        "clock": None,
+        "ima": None,
+    }
+    if memory.clock is not None:
+        clock = memory.clock
+        body["clock"] = [clock.clock, clock.reset_count, clock.restart_count, clock.safe]
+    if memory.ima is not None:
+        body["ima"] = {
+            "entries": memory.ima.entries_verified,
+            "pcr10": {bank: value.hex() for bank, value in memory.ima.pcr10.items()},
+        }
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _decode_status(raw: bytes | str) -> LiveStatus:
+    body = json.loads(raw)
+    clock = None
+    if body["clock"] is not None:
+        ticks, reset_count, restart_count, safe = body["clock"]
+        clock = ClockInfo(
+            clock=ticks, reset_count=reset_count, restart_count=restart_count, safe=bool(safe)
+        )
+    ima = None
+    if body["ima"] is not None:
+        ima = ImaState(
+            entries_verified=body["ima"]["entries"],
+            pcr10={bank: bytes.fromhex(value) for bank, value in body["ima"]["pcr10"].items()},
+        )
+    return LiveStatus(
+        state=AgentState(body["state"]),
+        memory=RoundMemory(clock=clock, ima=ima),
+        last_round_at=body["last_round_at"],
+        unreachable_streak=body["unreachable_streak"],
+    )

@@ -1,0 +1,151 @@
+"""Telling the world an agent failed: revocation events on Redis and signed webhooks.
+
+On every transition to ``failed`` the verifier publishes a revocation message on the Redis channel
+``geoattest:revocations`` (token services and dashboards subscribe), and creates one delivery per
+configured webhook. Deliveries run as Celery tasks with retries and backoff; every attempt is
+recorded in ``verifier_webhook_deliveries``.
+
+Webhook requests are ``POST`` with a JSON body and the headers ``X-Geoattest-Timestamp`` and
+``X-Geoattest-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>``; receivers
+should reject old timestamps and bad signatures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import requests
+from sqlalchemy.orm import Session, sessionmaker
+
+from geoattest.db import as_utc, transaction
+from geoattest.errors import ReachabilityError
+from verifier.hot_state import HotState
+from verifier.models import EventRecord, WebhookDelivery
+from verifier.store import Transition
+
+log = logging.getLogger(__name__)
+
+MAX_DELIVERY_ATTEMPTS = 8
+
+
+class WebhookDeliveryFailed(ReachabilityError):
+    code = "webhook_delivery_failed"
+
+
+def sign_payload(secret: bytes, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+class FailureNotifier:
+    """Called by the round runner on each transition to ``failed``."""
+
+    def __init__(
+        self,
+        *,
+        hot: HotState,
+        sessions: sessionmaker[Session],
+        webhook_urls: Sequence[str],
+        enqueue_delivery: Callable[[int], None],
+    ) -> None:
+        self._hot = hot
+        self._sessions = sessions
+        self._urls = tuple(webhook_urls)
+        self._enqueue = enqueue_delivery
+
+    def __call__(self, event_id: int, transition: Transition) -> None:
+        message = {
+            "type": "agent_failed",
+            "event_id": event_id,
+            "agent_id": transition.agent_id,
+            "reason": transition.reason,
+            "message": transition.message,
+            "details": dict(transition.details),
+        }
+        self._hot.publish_revocation(json.dumps(message))
+        if not self._urls:
+            return
+        now = datetime.now(UTC)
+        with transaction(self._sessions) as session:
+            deliveries = [
+                WebhookDelivery(
+                    event_id=event_id, url=url, status="pending", attempts=0, updated_at=now
+                )
+                for url in self._urls
+            ]
+            session.add_all(deliveries)
+            session.flush()
+            ids = [delivery.id for delivery in deliveries]
+        for delivery_id in ids:
+            self._enqueue(delivery_id)
+
+
+class WebhookSender:
+    """Performs one delivery attempt and records it; raises ``WebhookDeliveryFailed`` to retry."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], secret: bytes | None, *, timeout: float = 5.0
+    ) -> None:
+        self._sessions = sessions
+        self._secret = secret
+        self._timeout = timeout
+
+    def deliver(self, delivery_id: int) -> None:
+        with transaction(self._sessions) as session:
+            delivery = session.get(WebhookDelivery, delivery_id)
+            if delivery is None or delivery.status != "pending":
+                return
+            event = session.get(EventRecord, delivery.event_id)
+            if event is None:
+                return
+            url, body = delivery.url, _payload(event)
+        error = self._post(url, body)
+        with transaction(self._sessions) as session:
+            delivery = session.get(WebhookDelivery, delivery_id)
+            if delivery is None:
+                return
+            delivery.attempts += 1
+            delivery.updated_at = datetime.now(UTC)
+            delivery.last_error = error
+            if error is None:
+                delivery.status = "delivered"
+            elif delivery.attempts >= MAX_DELIVERY_ATTEMPTS:
+                delivery.status = "gave_up"
+            attempts, status = delivery.attempts, delivery.status
+        if error is None:
+            log.info("webhook delivered to %s (attempt %d)", url, attempts)
+        elif status == "pending":
+            raise WebhookDeliveryFailed(f"webhook {url} attempt {attempts}: {error}")
+        else:
+            log.error("webhook %s: giving up after %d attempts: %s", url, attempts, error)
+
+    def _post(self, url: str, body: bytes) -> str | None:
+        timestamp = str(int(datetime.now(UTC).timestamp()))
+        headers = {"Content-Type": "application/json", "X-Geoattest-Timestamp": timestamp}
+        if self._secret is not None:
+            headers["X-Geoattest-Signature"] = sign_payload(self._secret, timestamp, body)
+        try:
+            response = requests.post(url, data=body, headers=headers, timeout=self._timeout)
+        except requests.RequestException as e:
+            return f"{type(e).__name__}: {e}"
+        return None if response.ok else f"HTTP {response.status_code}"
+
+
+def _payload(event: EventRecord) -> bytes:
+    body = {
+        "type": "agent_failed",
+        "event_id": event.id,
+        "agent_id": event.agent_id,
+        "at": as_utc(event.at).isoformat(),
+        "from_state": event.from_state,
+        "to_state": event.to_state,
+        "reason": event.reason,
+        "message": event.message,
+        "details": json.loads(event.details) if event.details else {},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()

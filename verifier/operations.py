@@ -1,0 +1,132 @@
+"""Operator actions on the verified fleet: policies, adding agents, pause/resume/re-admit/remove.
+
+Every change bumps the configuration version in Redis, so workers pick it up at their next batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from geoattest.errors import AgentNotActive, Conflict
+from geoattest.registrar_client import RegistrarClient
+from geoattest.wire import PolicyDocument
+from verifier.hot_state import HotState, LiveStatus
+from verifier.policy import policy_from_document
+from verifier.round import RoundMemory
+from verifier.states import AgentState
+from verifier.store import AgentTarget, StoredPolicy, Transition, VerifiedAgentView, VerifierStore
+
+
+class Operations:
+    def __init__(
+        self,
+        *,
+        store: VerifierStore,
+        hot: HotState,
+        registrar: RegistrarClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._hot = hot
+        self._registrar = registrar
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def put_policy(self, name: str, document: PolicyDocument) -> StoredPolicy:
+        """Validate (``PolicyInvalid`` names the problem) and store; takes effect next round."""
+        policy_from_document(name, 0, document)
+        stored = self._store.put_policy(name, document, self._now())
+        self._hot.bump_config_version()
+        return stored
+
+    def delete_policy(self, name: str) -> None:
+        self._store.delete_policy(name)
+        self._hot.bump_config_version()
+
+    def add_agent(self, agent_id: str, policy_name: str) -> VerifiedAgentView:
+        """Take an enrolled, active agent under verification; its first round is due at once."""
+        identity = self._registrar.get_agent(agent_id)
+        if identity.state != "active" or identity.ak_public is None:
+            raise AgentNotActive(f"agent {agent_id!r} is {identity.state} at the registrar")
+        if identity.agent_url is None or identity.tls_certificate is None:
+            raise AgentNotActive(
+                f"agent {agent_id!r} enrolled without an evidence API (agent_url, TLS certificate)"
+            )
+        target = AgentTarget(
+            agent_id=agent_id,
+            policy_name=policy_name,
+            ak_public=identity.ak_public,
+            agent_url=identity.agent_url,
+            tls_certificate=identity.tls_certificate,
+            state=AgentState.REGISTERED,
+        )
+        self._store.add_agent(target, self._now())
+        self._hot.store(agent_id, LiveStatus(state=AgentState.REGISTERED, memory=RoundMemory()))
+        self._hot.bump_config_version()
+        self._hot.schedule(agent_id, self._clock())
+        return self._store.get_agent(agent_id)
+
+    def set_policy(self, agent_id: str, policy_name: str) -> VerifiedAgentView:
+        self._store.set_policy_of(agent_id, policy_name)
+        self._hot.bump_config_version()
+        return self._store.get_agent(agent_id)
+
+    def pause(self, agent_id: str) -> VerifiedAgentView:
+        current = self._store.get_agent(agent_id)
+        if current.state is AgentState.PAUSED:
+            return current
+        self._hot.unschedule(agent_id)
+        self._move(agent_id, current.state, AgentState.PAUSED, "operator_paused", keep_memory=True)
+        return self._store.get_agent(agent_id)
+
+    def resume(self, agent_id: str) -> VerifiedAgentView:
+        current = self._store.get_agent(agent_id)
+        if current.state is not AgentState.PAUSED:
+            raise Conflict(f"agent {agent_id!r} is {current.state}, not paused")
+        self._move(
+            agent_id, current.state, AgentState.ATTESTING, "operator_resumed", keep_memory=True
+        )
+        self._hot.schedule(agent_id, self._clock())
+        return self._store.get_agent(agent_id)
+
+    def readmit(self, agent_id: str) -> VerifiedAgentView:
+        """A failed agent starts over (IMA replay from entry 0) after an operator looked at it."""
+        current = self._store.get_agent(agent_id)
+        if current.state is not AgentState.FAILED:
+            raise Conflict(f"agent {agent_id!r} is {current.state}, not failed")
+        self._move(
+            agent_id, current.state, AgentState.REGISTERED, "operator_readmitted", keep_memory=False
+        )
+        self._hot.schedule(agent_id, self._clock())
+        return self._store.get_agent(agent_id)
+
+    def remove(self, agent_id: str) -> None:
+        self._store.remove_agent(agent_id)
+        self._hot.forget(agent_id)
+        self._hot.bump_config_version()
+
+    def status(self, agent_id: str) -> tuple[VerifiedAgentView, LiveStatus | None]:
+        return self._store.get_agent(agent_id), self._hot.load(agent_id)
+
+    def _move(
+        self, agent_id: str, old: AgentState, new: AgentState, reason: str, *, keep_memory: bool
+    ) -> None:
+        live = self._hot.load(agent_id)
+        memory = live.memory if live is not None and keep_memory else RoundMemory()
+        self._hot.store(agent_id, LiveStatus(state=new, memory=memory))
+        self._store.record_transition(
+            Transition(
+                agent_id=agent_id,
+                from_state=old,
+                to_state=new,
+                reason=reason,
+                message=None,
+                details={},
+            ),
+            self._now(),
+        )
+        self._hot.bump_config_version()

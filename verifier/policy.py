@@ -1,0 +1,45 @@
+"""The typed attestation policy a round is checked against: golden boot PCRs and IMA policy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from allowlists.boot import BootPolicy, parse_boot_policy
+from allowlists.ima.policy import RuntimePolicy, parse_runtime_policy
+from geoattest.wire import PolicyDocument
+
+IMA_PCR = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestationPolicy:
+    name: str
+    version: int
+    boot: BootPolicy
+    runtime: RuntimePolicy | None  # None: the IMA log is not checked
+    ima_banks: tuple[str, ...]
+
+    def pcr_selection(self) -> dict[str, list[int]]:
+        """What the verifier asks the agent to quote: golden PCRs, and PCR 10 for IMA replay."""
+        selection = {bank: set(indices) for bank, indices in self.boot.selection().items()}
+        if self.runtime is not None:
+            for bank in self.ima_banks:
+                selection.setdefault(bank, set()).add(IMA_PCR)
+        if not selection:  # nothing pinned: still quote PCR 0 to prove liveness and identity
+            selection["sha256"] = {0}
+        return {bank: sorted(indices) for bank, indices in selection.items()}
+
+
+def policy_from_document(name: str, version: int, document: PolicyDocument) -> AttestationPolicy:
+    """Parse an operator's document; raises ``PolicyInvalid`` naming what is wrong."""
+    runtime = None
+    if document.runtime_policy is not None:
+        runtime = parse_runtime_policy(json.dumps(document.runtime_policy))
+    return AttestationPolicy(
+        name=name,
+        version=version,
+        boot=parse_boot_policy(document.boot_pcrs),
+        runtime=runtime,
+        ima_banks=tuple(dict.fromkeys(document.ima_banks)),
+    )

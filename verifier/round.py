@@ -1,0 +1,149 @@
+"""One attestation round, decided by a pure function: evidence + policy + memory → result.
+
+``verify_round`` does no I/O and reads no clock. It runs the design's checks in order:
+1. the quote's signature verifies with the agent's registered AK, its extraData is the fresh nonce
+   (bound with the location evidence), its PCR digest matches the PCR values sent, and the PCRs
+   quoted are the ones asked for;
+2. the TPM clock, resetCount and restartCount only move forward; a reboot restarts IMA replay;
+3. boot PCRs equal the golden values;
+4. the IMA log from the last verified entry reproduces PCR 10 and every entry is allowed.
+Any ``IntegrityError`` becomes an ``integrity_failure`` result carrying its code and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from allowlists.boot import check_boot_pcrs
+from allowlists.ima.policy import RuntimePolicy
+from allowlists.ima.replay import ImaState, replay_and_check
+from geoattest.errors import ImaLogRewound, IntegrityError, PcrSelectionMismatch
+from geoattest.wire import quote_qualifying_data
+from tpm import Alg, ClockInfo, ClockProgress, TpmPublic, check_clock_progress, verify_quote
+from verifier.policy import IMA_PCR, AttestationPolicy
+from verifier.states import Outcome
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundMemory:
+    """What the verifier remembers about an agent between rounds."""
+
+    clock: ClockInfo | None = None
+    ima: ImaState | None = None  # None: nothing verified since the last (re)boot
+
+    def ima_offset(self) -> int:
+        return self.ima.entries_verified if self.ima is not None else 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundEvidence:
+    """One answer of an agent, typed (see ``verifier.evidence.parse_evidence``)."""
+
+    nonce: bytes
+    attest: bytes
+    signature: bytes
+    pcrs: Mapping[str, Mapping[int, bytes]]  # bank name → PCR index → value
+    ima_offset: int
+    ima_lines: Sequence[str]
+    location: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundResult:
+    outcome: Outcome
+    memory: RoundMemory  # what to remember for the next round
+    reason: str | None = None  # stable error code when the outcome is not ``passed``
+    message: str = ""
+    new_ima_entries: int = 0
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+def verify_round(
+    evidence: RoundEvidence,
+    *,
+    ak: TpmPublic,
+    policy: AttestationPolicy,
+    previous: RoundMemory,
+) -> RoundResult:
+    """Decide one round. Never raises for bad evidence: the result says what failed and why."""
+    try:
+        return _verify(evidence, ak, policy, previous)
+    except IntegrityError as e:
+        details = {
+            key: str(value)
+            for key in ("path", "digest", "line")
+            if (value := getattr(e, key, None)) is not None
+        }
+        return RoundResult(
+            outcome=Outcome.INTEGRITY_FAILURE,
+            memory=previous,
+            reason=e.code,
+            message=e.message,
+            details=details,
+        )
+
+
+def _verify(
+    evidence: RoundEvidence, ak: TpmPublic, policy: AttestationPolicy, previous: RoundMemory
+) -> RoundResult:
+    quote = verify_quote(
+        ak=ak,
+        attest=evidence.attest,
+        signature=evidence.signature,
+        nonce=quote_qualifying_data(evidence.nonce, evidence.location),
+        pcr_values={Alg[bank.upper()]: values for bank, values in evidence.pcrs.items()},
+    )
+    _check_selection(evidence.pcrs, policy.pcr_selection())
+    progress = check_clock_progress(previous.clock, quote.clock_info)
+    ima = previous.ima
+    if progress is ClockProgress.REBOOT:
+        ima = None
+        if evidence.ima_offset != 0:
+            # The log we were sent continues the previous boot's offset: it means nothing now.
+            return RoundResult(
+                outcome=Outcome.REBOOTED,
+                memory=RoundMemory(clock=quote.clock_info, ima=None),
+                reason="reboot_detected",
+                message="TPM resetCount moved: node rebooted; IMA replay restarts from entry 0",
+            )
+    check_boot_pcrs(evidence.pcrs, policy.boot)
+    new_entries = 0
+    if policy.runtime is not None:
+        ima, new_entries = _replay_ima(evidence, policy.runtime, policy.ima_banks, ima)
+    return RoundResult(
+        outcome=Outcome.PASSED,
+        memory=RoundMemory(clock=quote.clock_info, ima=ima),
+        new_ima_entries=new_entries,
+    )
+
+
+def _replay_ima(
+    evidence: RoundEvidence,
+    runtime: RuntimePolicy,
+    banks: Sequence[str],
+    ima: ImaState | None,
+) -> tuple[ImaState, int]:
+    state = ima or ImaState.initial(banks)
+    if evidence.ima_offset != state.entries_verified:
+        raise ImaLogRewound(
+            f"agent sent the IMA log from entry {evidence.ima_offset}, "
+            f"but {state.entries_verified} entries are already verified"
+        )
+    quoted = {bank: evidence.pcrs[bank][IMA_PCR] for bank in banks}
+    result = replay_and_check(
+        evidence.ima_lines,
+        state=state,
+        quoted_pcr10=quoted,
+        policy=runtime,
+    )
+    return result.state, result.consumed
+
+
+def _check_selection(
+    reported: Mapping[str, Mapping[int, bytes]], wanted: Mapping[str, Sequence[int]]
+) -> None:
+    for bank, indices in wanted.items():
+        missing = sorted(set(indices) - set(reported.get(bank, {})))
+        if missing:
+            raise PcrSelectionMismatch(f"quote lacks {bank} PCRs {missing} that the policy needs")
