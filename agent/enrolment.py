@@ -4,12 +4,16 @@
 2. Post them to the registrar; it answers with a credential encrypted to the EK for the AK's name.
 3. ActivateCredential in the TPM recovers the secret (only possible with both keys in this TPM).
 4. Send an HMAC over the agent id keyed with the secret; the registrar marks the agent active.
+
+With an ``ApiEndpoint`` the request also carries the URL of the agent's evidence API and the DER
+of its TLS server certificate, which the verifier pins.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -42,6 +46,14 @@ class AkSpec:
     algorithm: Literal["ecc", "rsa"] = "ecc"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiEndpoint:
+    """Where the verifier reaches the agent's evidence API, and its TLS certificate (DER)."""
+
+    url: str
+    tls_certificate: bytes
+
+
 def default_agent_id(ek_certificate: bytes) -> str:
     """A stable agent id derived from the EK certificate, for nodes that are not given one."""
     return "ek-" + hashlib.sha256(ek_certificate).hexdigest()[:16]
@@ -52,8 +64,13 @@ def enrol(
     registrar: RegistrarClient,
     agent_id: str | None,
     ak: AkSpec = AkSpec(),  # frozen value object, safe as a default
+    *,
+    endpoint: Callable[[str], ApiEndpoint] | None = None,
 ) -> AgentView:
     """Run the whole enrolment; returns the registrar's record of the now active agent.
+
+    ``endpoint`` maps the agent id (known only once the EK certificate is read) to the API
+    endpoint to register; without it the agent enrols its identity only.
 
     Raises the registrar's refusal (``EkUntrusted``, ``EkNotPinned``, ``AkInvalid``,
     ``ActivationFailed``, ``AgentIdTaken``…), ``RegistrarUnreachable`` or ``TpmUnavailable``.
@@ -61,11 +78,14 @@ def enrol(
     ek_certificate = device.read_ek_certificate()
     agent_id = agent_id or default_agent_id(ek_certificate)
     with bound(agent_id=agent_id):
+        api = endpoint(agent_id) if endpoint is not None else None
         request = EnrolRequest(
             agent_id=agent_id,
             ek_certificate=ek_certificate,
             ek_public=device.ek_public(),
             ak_public=device.ensure_ak(ak.handle, ak.algorithm),
+            agent_url=api.url if api else None,
+            tls_certificate=api.tls_certificate if api else None,
         )
         log.info("enrolling with the registrar")
         answer = registrar.enrol(request)
