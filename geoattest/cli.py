@@ -70,17 +70,16 @@ def main(config: Path | None) -> None:
 
 
 def _register_groups() -> None:
-    from geoattest.cli_agent import agent, agents  # groups import services lazily
+    # Imported here, after ``main`` exists: each group module imports ``main``'s helpers.
+    from geoattest.cli_agent import agent, agents
     from geoattest.cli_dev import dev
+    from geoattest.cli_policy import policy
     from geoattest.cli_registrar import registrar
+    from geoattest.cli_verifier import verifier
+    from geoattest.cli_zones import zones
 
-    for group in (registrar, agent, agents, dev):
+    for group in (registrar, verifier, agent, agents, policy, zones, dev):
         main.add_command(group)
-    try:
-        from geoattest.cli_zones import zones
-    except ImportError:  # pragma: no cover - only while the zones CLI is being built
-        return
-    main.add_command(zones)
 
 
 _register_groups()

@@ -248,7 +248,22 @@ class LocationImplausible(IntegrityError):
 
 
 class LocationOutsideZone(IntegrityError):
+    """The zone decision does not satisfy the policy: ``outside``, or ``uncertain`` (never
+    inside)."""
+
     code = "location_outside_zone"
+
+
+class LocationNonceMismatch(IntegrityError):
+    """Location evidence answers another nonce than this round's: replayed or pre-computed."""
+
+    code = "location_nonce_mismatch"
+
+
+class LocationMissing(IntegrityError):
+    """The policy needs location evidence and the agent sent none (or no signature)."""
+
+    code = "location_missing"
 
 
 class CredentialActivationRefused(IntegrityError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from allowlists.boot import check_boot_pcrs
 from allowlists.ima.policy import RuntimePolicy
 from allowlists.ima.replay import ImaState, replay_and_check
+from allowlists.ima.template import parse_entry
 from geoattest.errors import ImaLogRewound, IntegrityError, PcrSelectionMismatch
 from geoattest.wire import quote_qualifying_data
 from tpm import Alg, ClockInfo, ClockProgress, TpmPublic, check_clock_progress, verify_quote
@@ -137,6 +138,11 @@ def _replay_ima(
         quoted_pcr10=quoted,
         policy=runtime,
     )
+    # Lines past the quoted PCR 10 belong to the next round, but an honest agent never sends a
+    # line that is not a measurement: a malformed one fails now (ImaLogInvalid).
+    first_unused = state.entries_verified + result.consumed + 1
+    for number, line in enumerate(evidence.ima_lines[result.consumed :], start=first_unused):
+        parse_entry(line, number)
     return result.state, result.consumed
 
 

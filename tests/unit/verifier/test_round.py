@@ -225,3 +225,12 @@ def test_quote_without_the_pcrs_the_policy_needs_fails(node: SoftwareNode) -> No
     )
     result = verify_round(evidence, ak=node.ak.public, policy=policy, previous=RoundMemory())
     assert result.reason == "pcr_selection_mismatch"
+
+
+def test_malformed_line_after_the_quoted_prefix_fails(node: SoftwareNode) -> None:
+    policy = _policy(node, ALLOWED)
+    evidence = node.answer(os.urandom(32), 0)
+    broken = replace(evidence, ima_lines=[*evidence.ima_lines, "10 zz ima-ng garbage"])
+    result = verify_round(broken, ak=node.ak.public, policy=policy, previous=RoundMemory())
+    assert result.outcome is Outcome.INTEGRITY_FAILURE
+    assert result.reason == "ima_log_invalid"

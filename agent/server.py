@@ -1,0 +1,124 @@
+"""The agent's HTTPS server: app factory, mTLS listener, and ``serve(settings)`` for the CLI.
+
+Why werkzeug's threaded server and not gunicorn or waitress (ADR 0001's default): the agent has
+one client, the verifier, polling at a low rate (a round every few seconds), and it holds a TPM
+connection that cannot be shared: swtpm serves one connection at a time, ``/dev/tpmrm0`` handles
+and ESAPI contexts do not survive ``fork``, so pre-forking workers would each need their own TPM
+session and would fight over the device. One process with a few threads behind one lock is what
+the TPM allows anyway. Waitress has no TLS, and terminating TLS in a proxy would move the client
+certificate check out of the process that owns the key.
+
+The TLS handshake runs in the connection's worker thread with a timeout (werkzeug would run it
+inside ``accept`` on the serving thread, where one silent client stalls everyone).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+
+from flask import Flask
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from agent.api import EVIDENCE_SERVICE, blueprint
+from agent.evidence import EvidenceService, QuotingTpm
+from agent.ima_source import ImaLogSource
+from agent.tls import ensure_server_identity, server_ssl_context
+from agent.tpm_device import parse_tcti
+from geoattest.errors import ConfigurationError
+from geoattest.http import install_api_plumbing
+from geoattest.settings import Settings
+
+__all__ = ["AgentServer", "agent_url", "create_app", "make_agent_server", "serve"]
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+IDLE_TIMEOUT_SECONDS = 60.0  # keep-alive connections from the verifier idle between rounds
+SINGLE_CONNECTION_TCTIS = frozenset({"swtpm", "mssim"})  # released between requests
+
+
+def create_app(service: EvidenceService) -> Flask:
+    """The agent's Flask app around an ``EvidenceService`` (JSON errors, request ids)."""
+    app = Flask("geoattest.agent")
+    install_api_plumbing(app)
+    app.extensions[EVIDENCE_SERVICE] = service
+    app.register_blueprint(blueprint)
+    return app
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = IDLE_TIMEOUT_SECONDS  # applied to the connection by StreamRequestHandler.setup
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug("%s %s -> %s", self.command, self.path, code)
+
+
+class AgentServer(ThreadedWSGIServer):
+    """werkzeug's threaded WSGI server over TLS, with the handshake in the worker thread."""
+
+    def __init__(self, host: str, port: int, app: Flask, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(host, port, app, handler=_Handler)
+        self.socket = ssl_context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self.ssl_context = ssl_context
+
+    def finish_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[str, int]
+    ) -> None:
+        if not isinstance(request, ssl.SSLSocket):  # pragma: no cover - the listener is TLS
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError) as e:
+            log.info("TLS handshake with %s refused: %s", client_address[0], e)
+            return
+        super().finish_request(request, client_address)
+
+
+def make_agent_server(app: Flask, ssl_context: ssl.SSLContext, host: str, port: int) -> AgentServer:
+    """Bind the agent API on ``host:port`` (0 for a free port); call ``serve_forever``."""
+    return AgentServer(host, port, app, ssl_context)
+
+
+def agent_url(settings: Settings) -> str:
+    """The URL the verifier reaches this agent at: ``agent_url`` or ``https://host:port``."""
+    if settings.agent_url:
+        return settings.agent_url
+    host = settings.agent_host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{settings.agent_port}"
+
+
+def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: str) -> None:
+    """Serve the evidence API until interrupted. ``agent_id`` names the TLS certificate.
+
+    Raises ConfigurationError when ``verifier_client_ca`` is not set or TLS material is unusable.
+    """
+    if settings.verifier_client_ca is None:
+        raise ConfigurationError(
+            "no verifier client CA: set --verifier-ca PEM (GEOATTEST_VERIFIER_CLIENT_CA); the "
+            "agent serves nothing without client certificates"
+        )
+    identity = ensure_server_identity(settings.agent_state_dir, agent_id, settings.agent_host)
+    context = server_ssl_context(identity.cert_path, identity.key_path, settings.verifier_client_ca)
+    service = EvidenceService(
+        open_device,
+        ImaLogSource(settings.ima_log_path),
+        ak_handle=settings.ak_handle,
+        hold_connection=parse_tcti(settings.tcti)[0] not in SINGLE_CONNECTION_TCTIS,
+    )
+    server = make_agent_server(
+        create_app(service), context, settings.agent_host, settings.agent_port
+    )
+    log.info("agent %s serving evidence on %s", agent_id, agent_url(settings))
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        service.close()

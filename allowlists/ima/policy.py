@@ -1,0 +1,244 @@
+"""The IMA runtime policy: which measurements a node may show (format: ``docs/ima-policy.md``).
+
+A file measurement (``ima``, ``ima-ng``, ``ima-sig``) is allowed when its ``alg:hex`` digest is
+listed for its path in ``digests``, or its path matches ``excludes`` (globs, full match, ``*``
+crosses ``/``) or ``exclude_regexes`` (Python regexes matched at the start of the path, Keylime's
+semantics; kept for imported policies). ``boot_aggregate`` is a path like any other.
+
+A buffer measurement (``ima-buf``) is allowed when its digest is listed for its name in
+``keyrings`` or ``ima_buf``; a name listed in neither is allowed only when ``ignored_keyrings``
+holds it or ``"*"``. Excludes never apply to buffers.
+
+Digests are compared as lowercase ``alg:hex`` text, exactly as the kernel prints them, so the
+replay loop looks a line's digest up without decoding it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from allowlists.ima.template import DIGEST_SIZES
+from geoattest.errors import PolicyInvalid
+
+POLICY_VERSION = 1
+_TOP_KEYS = frozenset(
+    {"version", "meta", "digests", "excludes", "exclude_regexes", "keyrings", "ima_buf"}
+    | {"ignored_keyrings"}
+)
+_DIGEST_TEXT = re.compile(r"([a-z0-9_]+):([0-9a-f]+)")
+
+
+def _never(_path: str) -> bool:
+    return False
+
+
+def _freeze(table: Mapping[str, Iterable[str]]) -> Mapping[str, frozenset[str]]:
+    return MappingProxyType({key: frozenset(values) for key, values in table.items()})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimePolicy:
+    """A parsed runtime policy with its excludes compiled into one regex."""
+
+    digests: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    excludes: tuple[str, ...] = ()
+    exclude_regexes: tuple[str, ...] = ()
+    keyrings: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    ima_buf: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    ignored_keyrings: frozenset[str] = frozenset()
+    meta: Mapping[str, str] = field(default_factory=dict)
+    is_excluded: Callable[[str], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("digests", "keyrings", "ima_buf"):
+            object.__setattr__(self, name, _freeze(getattr(self, name)))
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+        object.__setattr__(self, "is_excluded", _compile_excludes(self))
+
+    def allows_file(self, path: str, digest_text: str) -> bool:
+        """True when ``digest_text`` (``alg:hex``) is listed for ``path``, or it is excluded."""
+
+        allowed = self.digests.get(path)
+        if allowed is not None and digest_text.lower() in allowed:
+            return True
+        return self.is_excluded(path)
+
+    def allows_buffer(self, name: str, digest_text: str) -> bool:
+        """True when an ima-buf measurement named ``name`` with this digest is allowed."""
+        digest_text = digest_text.lower()
+        listed = False
+        for table in (self.keyrings, self.ima_buf):
+            allowed = table.get(name)
+            if allowed is not None:
+                listed = True
+                if digest_text in allowed:
+                    return True
+        if listed:
+            return False
+        return name in self.ignored_keyrings or "*" in self.ignored_keyrings
+
+
+def _compile_excludes(policy: RuntimePolicy) -> Callable[[str], bool]:
+    parts = [fnmatch.translate(glob) for glob in policy.excludes]
+    parts += [f"(?:{regex})" for regex in policy.exclude_regexes]
+    if not parts:
+        return _never
+    try:
+        match = re.compile("|".join(parts)).match
+    except re.error as e:  # only exclude_regexes can fail; parse names the bad one first
+        raise PolicyInvalid(f"excludes do not compile: {e}") from None
+    return lambda path: match(path) is not None
+
+
+# --- JSON ----------------------------------------------------------------------------------------
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise PolicyInvalid(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def load_json_object(text: str, what: str) -> dict[str, Any]:
+    """Parse JSON text that must be an object, refusing duplicate keys (``PolicyInvalid``)."""
+    try:
+        document = json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as e:
+        raise PolicyInvalid(
+            f"{what}: not JSON: line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
+    except PolicyInvalid as e:
+        raise PolicyInvalid(f"{what}: {e.message}") from None
+    except RecursionError:
+        raise PolicyInvalid(f"{what}: nested too deeply") from None
+    if not isinstance(document, dict):
+        raise PolicyInvalid(f"{what}: the top level must be a JSON object")
+    return document
+
+
+def check_digest_text(text: object, where: str) -> str:
+    """``text`` if it is a well-formed lowercase ``alg:hex`` of the algorithm's size."""
+    if not isinstance(text, str):
+        raise PolicyInvalid(f"{where}: expected an 'alg:hex' string, got {type(text).__name__}")
+    found = _DIGEST_TEXT.fullmatch(text)
+    if found is None:
+        raise PolicyInvalid(f"{where}: expected lowercase 'alg:hex', got {text[:80]!r}")
+    alg, hexd = found.groups()
+    size = DIGEST_SIZES.get(alg)
+    if size is None:
+        raise PolicyInvalid(f"{where}: unknown digest algorithm {alg!r}")
+    if len(hexd) != 2 * size:
+        raise PolicyInvalid(f"{where}: a {alg} digest has {2 * size} hex digits, not {len(hexd)}")
+    return text
+
+
+def _strings(value: object, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise PolicyInvalid(f"{where}: expected a list of strings")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise PolicyInvalid(f"{where}[{index}]: expected a non-empty string")
+    return value
+
+
+def _digest_table(value: object, where: str) -> dict[str, frozenset[str]]:
+    if not isinstance(value, dict):
+        raise PolicyInvalid(f"{where}: expected an object mapping names to digest lists")
+    table: dict[str, frozenset[str]] = {}
+    for name, digests in value.items():
+        spot = f"{where}[{json.dumps(name)}]"
+        if not name:
+            raise PolicyInvalid(f"{spot}: empty name")
+        if not isinstance(digests, list):
+            raise PolicyInvalid(f"{spot}: expected a list of 'alg:hex' strings")
+        table[name] = frozenset(
+            check_digest_text(item, f"{spot}[{index}]") for index, item in enumerate(digests)
+        )
+    return table
+
+
+def parse_runtime_policy(text: str) -> RuntimePolicy:
+    """Parse our JSON runtime policy; ``PolicyInvalid`` names the offending location (``$.…``)."""
+    document = load_json_object(text, "runtime policy")
+    unknown = sorted(set(document) - _TOP_KEYS)
+    if unknown:
+        raise PolicyInvalid(f"$: unknown key(s) {', '.join(map(repr, unknown))}")
+    if document.get("version") != POLICY_VERSION:
+        raise PolicyInvalid(f"$.version: must be {POLICY_VERSION}, got {document.get('version')!r}")
+    meta = document.get("meta", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise PolicyInvalid("$.meta: expected an object of strings")
+    excludes = _strings(document.get("excludes", []), "$.excludes")
+    regexes = _strings(document.get("exclude_regexes", []), "$.exclude_regexes")
+    for index, regex in enumerate(regexes):
+        try:
+            re.compile(regex)
+        except re.error as e:
+            raise PolicyInvalid(f"$.exclude_regexes[{index}]: not a regex: {e}") from None
+    return RuntimePolicy(
+        digests=_digest_table(document.get("digests", {}), "$.digests"),
+        excludes=tuple(excludes),
+        exclude_regexes=tuple(regexes),
+        keyrings=_digest_table(document.get("keyrings", {}), "$.keyrings"),
+        ima_buf=_digest_table(document.get("ima_buf", {}), "$.ima_buf"),
+        ignored_keyrings=frozenset(
+            _strings(document.get("ignored_keyrings", []), "$.ignored_keyrings")
+        ),
+        meta=meta,
+    )
+
+
+def dump_runtime_policy(policy: RuntimePolicy) -> str:
+    """The policy as our JSON format: sorted, stable, one digest per line."""
+    document: dict[str, object] = {"version": POLICY_VERSION}
+    if policy.meta:
+        document["meta"] = dict(sorted(policy.meta.items()))
+    document["digests"] = {path: sorted(policy.digests[path]) for path in sorted(policy.digests)}
+    document["excludes"] = list(policy.excludes)
+    if policy.exclude_regexes:
+        document["exclude_regexes"] = list(policy.exclude_regexes)
+    document["keyrings"] = {name: sorted(policy.keyrings[name]) for name in sorted(policy.keyrings)}
+    document["ima_buf"] = {name: sorted(policy.ima_buf[name]) for name in sorted(policy.ima_buf)}
+    document["ignored_keyrings"] = sorted(policy.ignored_keyrings)
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+def generate_policy(
+    files: Iterable[tuple[str, bytes]],
+    *,
+    alg: str = "sha256",
+    excludes: Iterable[str] = (),
+    boot_aggregate: Iterable[str] = (),
+    meta: Mapping[str, str] | None = None,
+) -> RuntimePolicy:
+    """A policy allowing exactly these ``(path, digest)`` files, digests computed with ``alg``.
+
+    ``boot_aggregate`` holds ``alg:hex`` values to allow for the boot aggregate entry (it
+    depends on firmware and boot chain, not on files; exclude it or list it). A path seen twice
+    keeps both digests. Raises ``PolicyInvalid`` for a digest of the wrong size.
+    """
+    size = DIGEST_SIZES.get(alg)
+    if size is None:
+        raise PolicyInvalid(f"unknown digest algorithm {alg!r}")
+    digests: dict[str, set[str]] = {}
+    for path, digest in files:
+        if len(digest) != size:
+            raise PolicyInvalid(f"{path}: a {alg} digest has {size} bytes, not {len(digest)}")
+        digests.setdefault(path, set()).add(f"{alg}:{digest.hex()}")
+    aggregates = [check_digest_text(text, "boot_aggregate") for text in boot_aggregate]
+    if aggregates:
+        digests.setdefault("boot_aggregate", set()).update(aggregates)
+    return RuntimePolicy(
+        digests={path: frozenset(values) for path, values in digests.items()},
+        excludes=tuple(excludes),
+        meta=meta or {},
+    )

@@ -1,0 +1,1 @@
+"""Benchmarks (figures in docs/benchmarks.md)."""

@@ -1,0 +1,406 @@
+"""A fleet of simulated agents behind one loopback port, for fleet benchmarks and e2e tests.
+
+N ``AgentSimulator``s (software TPMs producing genuine-format quotes and real ima-ng lines)
+are served by one asyncio HTTP/1.1 server, routed by path:
+
+    POST {base}/agents/<agent_id>/v1/evidence     GET {base}/agents/<agent_id>/v1/healthz
+
+so an agent's URL is ``{base}/agents/<agent_id>``. One port instead of one per agent: 10,000
+listening sockets and TLS contexts would cost more than the agents, and a verifier keeps one
+keep-alive pool for the whole fleet instead of one connection per agent. TLS is optional: with
+a server certificate (shared by the simulated agents, so every agent registers the same pin)
+and optionally a client CA, the verifier's real mTLS client code is exercised.
+
+Enrolment uses the agent's own ``agent.enrolment.enrol`` on each simulator's software TPM
+against a real registrar (software ActivateCredential).
+
+Run ``python -m bench.fleet_sim --agents 1000 --measure 10`` to serve a fleet and measure the
+evidence rate it sustains from a client in another process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+
+from agent.enrolment import ApiEndpoint, enrol
+from agent.registrar_client import RegistrarClient
+from agent.tls import ensure_server_identity, server_ssl_context
+from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
+from geoattest.wire import AgentView
+from tests.support.agent_simulator import AgentSimulator, make_simulators
+from tests.support.software_pki import make_ca
+
+__all__ = [
+    "FleetServer",
+    "FleetTls",
+    "agent_path",
+    "client_ssl_context",
+    "enrol_fleet",
+    "fleet_tls",
+    "measure_rate",
+    "serve_fleet",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 256 * 1024
+_PREFIX = "/agents/"
+
+
+def agent_path(agent_id: str) -> str:
+    """The path prefix of one simulated agent's API."""
+    return f"{_PREFIX}{agent_id}"
+
+
+class FleetServer:
+    """Serves ``sims`` on ``host:port`` (0 picks a free port) from a background event loop.
+
+    Use as a context manager, or ``start()``/``stop()``. ``ssl_context`` makes it HTTPS.
+    A simulator with ``offline = True`` gets its connections dropped without an answer.
+    """
+
+    def __init__(
+        self,
+        sims: Iterable[AgentSimulator],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.sims = {sim.agent_id: sim for sim in sims}
+        self.offline: set[str] = set()
+        self._host, self._port = host, port
+        self._ssl = ssl_context
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.requests = 0
+
+    @property
+    def base_url(self) -> str:
+        scheme = "https" if self._ssl else "http"
+        return f"{scheme}://{self._host}:{self._port}"
+
+    def agent_url(self, agent_id: str) -> str:
+        return self.base_url + agent_path(agent_id)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="fleet-sim", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=10) or self._server is None:
+            raise RuntimeError("fleet simulator did not start")
+
+    def stop(self) -> None:
+        loop, server = self._loop, self._server
+        if loop is None or server is None:
+            return
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> FleetServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(
+                    self._connection, self._host, self._port, ssl=self._ssl, backlog=1024
+                )
+            )
+            self._port = self._server.sockets[0].getsockname()[1]
+            self._ready.set()
+            loop.run_forever()
+            self._server.close()
+            loop.run_until_complete(self._server.wait_closed())
+            _cancel_all(loop)
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    break
+                method, path, body, keep_alive = request
+                answer = self._dispatch(method, path, body)
+                if answer is None:  # simulated outage: drop the connection, say nothing
+                    writer.transport.abort()
+                    return
+                writer.write(_response(*answer, keep_alive=keep_alive))
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
+        self.requests += 1
+        if not path.startswith(_PREFIX):
+            return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}")
+        agent_id, _, route = path[len(_PREFIX) :].partition("/")
+        sim = self.sims.get(agent_id)
+        if sim is None:
+            return _error(HTTPStatus.NOT_FOUND, "not_found", f"no simulated agent {agent_id!r}")
+        if agent_id in self.offline:
+            return None
+        if route == "v1/evidence" and method == "POST":
+            return sim.answer(body)
+        if route == "v1/healthz" and method == "GET":
+            return 200, b'{"status":"ok"}'
+        return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {method} {path}")
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes, bool] | None:
+    """(method, path, body, keep-alive) of the next request; None at a clean end of stream."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as e:
+        if e.partial:
+            raise
+        return None
+    if len(head) > MAX_HEADER_BYTES:
+        raise ValueError("request head too large")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, version = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    if not 0 <= length <= MAX_BODY_BYTES:
+        raise ValueError("bad content length")
+    body = await reader.readexactly(length) if length else b""
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
+    return method, path.split("?", 1)[0], body, keep_alive
+
+
+def _response(status: int, body: bytes, *, keep_alive: bool) -> bytes:
+    reason = HTTPStatus(status).phrase
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}"
+        "\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def _error(status: HTTPStatus, code: str, message: str) -> tuple[int, bytes]:
+    return status.value, json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+@contextmanager
+def serve_fleet(
+    sims: Iterable[AgentSimulator], *, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[FleetServer]:
+    """A started ``FleetServer`` on a free loopback port for the block."""
+    server = FleetServer(sims, ssl_context=ssl_context)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def enrol_fleet(
+    registrar_url: str,
+    sims: Sequence[AgentSimulator],
+    server: FleetServer,
+    *,
+    tls_certificate: bytes | None = None,
+) -> list[AgentView]:
+    """Enrol every simulator with a real registrar (MakeCredential answered in software).
+
+    Each agent registers ``server.agent_url(agent_id)`` and, with TLS, the fleet's shared server
+    certificate DER. Raises the registrar's refusal for the first agent it refuses.
+    """
+    client = RegistrarClient(registrar_url)
+    try:
+        views = []
+        for sim in sims:
+            endpoint = None
+            if tls_certificate is not None:
+                api = ApiEndpoint(
+                    url=server.agent_url(sim.agent_id), tls_certificate=tls_certificate
+                )
+                endpoint = _Endpoint(api)
+            views.append(enrol(sim.tpm, client, sim.agent_id, endpoint=endpoint))
+        return views
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """The same endpoint for every agent id (``enrol`` asks per agent)."""
+
+    api: ApiEndpoint
+
+    def __call__(self, _agent_id: str) -> ApiEndpoint:
+        return self.api
+
+
+# --- load measurement -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTls:
+    """mTLS material of a simulated fleet: one server certificate for all agents (each registers
+    it as its pin), and the verifier's client CA and certificate."""
+
+    server_context: ssl.SSLContext
+    server_cert: Path
+    server_certificate_der: bytes
+    client: ClientTlsFiles
+
+    def client_context(self) -> ssl.SSLContext:
+        return client_ssl_context(self.server_cert, self.client)
+
+
+def client_ssl_context(server_cert: Path, client: ClientTlsFiles) -> ssl.SSLContext:
+    """What a verifier uses: the pinned server certificate as the only anchor, host name
+    checked, and its client certificate."""
+    context = ssl.create_default_context(cafile=str(server_cert))
+    context.load_cert_chain(client.client_cert, client.client_key)
+    return context
+
+
+def fleet_tls(directory: Path, host: str = "127.0.0.1") -> FleetTls:
+    """Create-or-load the fleet's TLS material in ``directory`` (``verifier/`` holds the
+    verifier's client CA, key and certificate)."""
+    client = ensure_verifier_client_tls(directory / "verifier")
+    identity = ensure_server_identity(directory / "fleet", "fleet-sim", host, renew=True)
+    context = server_ssl_context(identity.cert_path, identity.key_path, client.ca_cert)
+    return FleetTls(context, identity.cert_path, identity.certificate_der, client)
+
+
+def _load_client(
+    host: str,
+    port: int,
+    agent_ids: list[str],
+    seconds: float,
+    connections: int,
+    tls: tuple[Path, ClientTlsFiles] | None,
+    out: object,
+) -> None:
+    """Runs in another process: ``connections`` keep-alive connections posting evidence
+    requests round-robin over the agents for ``seconds``; puts (requests, errors) on ``out``."""
+    request_body = json.dumps(
+        {"nonce": os.urandom(20).hex(), "pcrs": {"sha256": [0, 1, 2, 3, 4, 5, 6, 7, 10]}}
+    ).encode()
+
+    async def one(conn: int, deadline: float) -> tuple[int, int]:
+        context = client_ssl_context(*tls) if tls else None
+        reader, writer = await asyncio.open_connection(host, port, ssl=context)
+        done = errors = 0
+        i = conn
+        while time.monotonic() < deadline:
+            agent_id = agent_ids[i % len(agent_ids)]
+            i += connections
+            head_out = (
+                f"POST {agent_path(agent_id)}/v1/evidence HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(request_body)}\r\n\r\n"
+            )
+            writer.write(head_out.encode() + request_body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            done += 1
+            errors += not head.startswith(b"HTTP/1.1 200")
+        writer.close()
+        await writer.wait_closed()
+        return done, errors
+
+    async def run() -> tuple[int, int]:
+        deadline = time.monotonic() + seconds
+        results = await asyncio.gather(*(one(c, deadline) for c in range(connections)))
+        return sum(r[0] for r in results), sum(r[1] for r in results)
+
+    out.put(asyncio.run(run()))  # type: ignore[attr-defined]  # a multiprocessing queue
+
+
+def measure_rate(
+    server: FleetServer, seconds: float, connections: int = 8, tls: FleetTls | None = None
+) -> float:
+    """Evidence requests per second the fleet answers to a client in another process."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    host, port = server.base_url.split("://", 1)[1].rsplit(":", 1)
+    client_tls = None if tls is None else (tls.server_cert, tls.client)
+    process = context.Process(
+        target=_load_client,
+        args=(host, int(port), list(server.sims), seconds, connections, client_tls, queue),
+    )
+    process.start()
+    done, errors = queue.get(timeout=seconds + 60)
+    process.join()
+    queue.close()
+    queue.join_thread()
+    if errors:
+        raise RuntimeError(f"{errors} of {done} evidence requests failed")
+    return float(done) / seconds
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--measure", type=float, default=0.0, help="measure for N seconds, exit")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--tls-dir", type=Path, help="serve HTTPS with mTLS material kept here")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    sims = make_simulators(args.agents, make_ca())
+    print(f"{len(sims)} simulated agents in {time.perf_counter() - started:.1f} s", flush=True)
+    tls = fleet_tls(args.tls_dir) if args.tls_dir else None
+    server = FleetServer(sims, port=args.port, ssl_context=tls.server_context if tls else None)
+    with server:
+        print(f"serving on {server.base_url}{_PREFIX}<agent_id>/v1/evidence", flush=True)
+        if args.measure:
+            rate = measure_rate(server, args.measure, args.connections, tls)
+            print(f"{rate:.0f} evidence requests/s over {args.connections} connections", flush=True)
+            return
+        with suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

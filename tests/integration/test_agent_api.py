@@ -1,0 +1,360 @@
+"""The agent's evidence API end to end: real swtpm, real HTTPS with client certificates, IMA
+emulated on the same swtpm.
+
+The evidence must verify with the pure ``tpm`` checks a verifier uses; nothing is served to a
+client without a certificate from the verifier's CA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+import tpm
+from agent.evidence import EvidenceService
+from agent.ima_source import ImaLogSource
+from agent.server import create_app, make_agent_server
+from agent.tls import ensure_server_identity, server_ssl_context
+from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
+from bench.fleet_sim import enrol_fleet, fleet_tls, serve_fleet
+from geoattest.swtpm import SwtpmInstance, free_port_pair
+from geoattest.tls_material import (
+    ClientTlsFiles,
+    create_client_ca,
+    ensure_verifier_client_tls,
+    issue_client_certificate,
+    write_certified_key,
+)
+from geoattest.wire import EvidenceRequest, EvidenceResponse, quote_qualifying_data
+from tests.support.agent_simulator import make_simulators
+from tests.support.ima_emulator import IMA_PCR, ImaEmulator
+from tests.support.registrar_server import RunningRegistrar, running_registrar
+from tests.support.software_pki import SoftwareCa, make_ca
+from tpm import Alg
+
+pytestmark = pytest.mark.swtpm
+
+PCRS = {"sha256": [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}  # swtpm_setup activates sha256 only
+BANK_ALGS = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
+
+
+@dataclass(frozen=True, slots=True)
+class RunningAgent:
+    url: str
+    server_cert: Path
+    client: ClientTlsFiles
+    ak: tpm.TpmPublic
+    ima: ImaEmulator
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE silently replaces session.verify
+        session.cert = (str(self.client.client_cert), str(self.client.client_key))
+        session.verify = str(self.server_cert)  # the pinned, self-signed certificate
+        return session
+
+
+@pytest.fixture
+def agent(swtpm: SwtpmInstance, tmp_path: Path) -> Iterator[RunningAgent]:
+    with TpmDevice(swtpm.tcti) as device:
+        ak = tpm.parse_tpm2b_public(device.ensure_ak())
+    ima = ImaEmulator(swtpm.tcti, tmp_path / "ascii_runtime_measurements")
+    ima.boot_aggregate()
+    client = ensure_verifier_client_tls(tmp_path / "verifier")
+    identity = ensure_server_identity(tmp_path / "agent", "agent-under-test", "127.0.0.1")
+    context = server_ssl_context(identity.cert_path, identity.key_path, client.ca_cert)
+    service = EvidenceService(
+        lambda: TpmDevice(swtpm.tcti),
+        ImaLogSource(ima.log_path),
+        ak_handle=DEFAULT_AK_HANDLE,
+        hold_connection=False,
+    )
+    server = make_agent_server(create_app(service), context, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, name="agent-api", daemon=True)
+    thread.start()
+    try:
+        yield RunningAgent(
+            url=f"https://127.0.0.1:{server.server_port}",
+            server_cert=identity.cert_path,
+            client=client,
+            ak=ak,
+            ima=ima,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        service.close()
+
+
+def _ask(
+    session: requests.Session, agent: RunningAgent, offset: int = 0
+) -> tuple[bytes, EvidenceResponse]:
+    nonce = os.urandom(20)
+    body = EvidenceRequest(nonce=nonce.hex(), pcrs=PCRS, ima_offset=offset)
+    answer = session.post(f"{agent.url}/v1/evidence", json=body.model_dump(), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return nonce, EvidenceResponse.model_validate_json(answer.content)
+
+
+def _verify(
+    agent: RunningAgent | tpm.TpmPublic, nonce: bytes, evidence: EvidenceResponse
+) -> tpm.QuoteResult:
+    values = {
+        BANK_ALGS[bank]: {int(i): bytes.fromhex(v) for i, v in pcrs.items()}
+        for bank, pcrs in evidence.pcrs.items()
+    }
+    return tpm.verify_quote(
+        ak=agent.ak if isinstance(agent, RunningAgent) else agent,
+        attest=evidence.quote.attest,
+        signature=evidence.quote.signature,
+        nonce=quote_qualifying_data(nonce, None),
+        pcr_values=values,
+    )
+
+
+def test_evidence_verifies_and_ima_lines_come_from_the_offset(agent: RunningAgent) -> None:
+    with agent.session() as session:
+        nonce, first = _ask(session, agent)
+        result = _verify(agent, nonce, first)
+        assert first.ima.offset == 0
+        assert first.ima.lines == agent.ima.lines()
+        assert first.ima.lines[0].endswith(" boot_aggregate")
+
+        agent.ima.measure("/usr/bin/first", b"first binary")
+        agent.ima.measure("/usr/bin/second", b"second binary")
+        nonce, second = _ask(session, agent, offset=1)
+        later = _verify(agent, nonce, second)
+        assert later.clock_info.clock >= result.clock_info.clock
+        assert second.ima.offset == 1
+        assert second.ima.lines == [e.line for e in agent.ima.entries[1:]]
+        assert second.pcrs["sha256"][str(IMA_PCR)] != first.pcrs["sha256"][str(IMA_PCR)]
+
+        nonce, caught_up = _ask(session, agent, offset=3)
+        _verify(agent, nonce, caught_up)
+        assert (caught_up.ima.offset, caught_up.ima.lines) == (3, [])
+
+
+def test_pcr10_is_the_replay_of_the_returned_log(agent: RunningAgent) -> None:
+    """The emulator extends what it logs: replaying the lines reproduces the quoted PCR 10."""
+    agent.ima.measure("/etc/hosts", b"127.0.0.1 localhost\n")
+    with agent.session() as session:
+        _, evidence = _ask(session, agent)
+    pcr10 = bytes(32)
+    for entry in agent.ima.entries:
+        assert entry.line in evidence.ima.lines
+        pcr10 = hashlib.sha256(pcr10 + entry.template_hash_sha256).digest()
+    assert evidence.pcrs["sha256"][str(IMA_PCR)] == pcr10.hex()
+
+
+def test_offset_past_the_end_returns_the_whole_log(agent: RunningAgent) -> None:
+    with agent.session() as session:
+        _, evidence = _ask(session, agent, offset=50)
+    assert evidence.ima.offset == 0
+    assert evidence.ima.lines == agent.ima.lines()
+
+
+def test_no_client_certificate_is_refused(agent: RunningAgent) -> None:
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"{agent.url}/v1/healthz", verify=str(agent.server_cert), timeout=10)
+
+
+def test_client_certificate_of_another_ca_is_refused(agent: RunningAgent, tmp_path: Path) -> None:
+    rogue = issue_client_certificate(create_client_ca("geoattest verifier client CA"))
+    cert, key = tmp_path / "rogue.pem", tmp_path / "rogue-key.pem"
+    write_certified_key(rogue, cert, key)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(
+            f"{agent.url}/v1/healthz",
+            cert=(str(cert), str(key)),
+            verify=str(agent.server_cert),
+            timeout=10,
+        )
+
+
+def test_handshake_itself_fails_without_a_certificate(agent: RunningAgent) -> None:
+    """Below HTTP: the TLS layer aborts (TLS 1.3 reports it on the first read)."""
+    context = ssl.create_default_context(cafile=str(agent.server_cert))
+    host, port = "127.0.0.1", int(agent.url.rsplit(":", 1)[1])
+    with context.wrap_socket(_connect(host, port), server_hostname=host) as tls:
+        tls.sendall(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
+            tls.recv(1024)
+
+
+def test_client_pinning_the_server_certificate_connects(agent: RunningAgent) -> None:
+    with agent.session() as session:
+        answer = session.get(f"{agent.url}/v1/healthz", timeout=10)
+    assert answer.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b"not json", "JSON object"),
+        (b"[]", "body"),
+        (b'{"pcrs": {"sha256": [10]}}', "nonce"),
+        (b'{"nonce": "zz", "pcrs": {"sha256": [10]}}', "nonce"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"md5": [10]}}', "pcrs"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [24]}}', "pcrs"),
+        (b'{"nonce": "' + b"a" * 33 + b'", "pcrs": {"sha256": [10]}}', "hex digits"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {}, "ima_offset": -1}', "ima_offset"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {}, "extra": 1}', "extra"),
+    ],
+)
+def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where: str) -> None:
+    with agent.session() as session:
+        answer = session.post(
+            f"{agent.url}/v1/evidence",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "malformed_request"
+    assert where in error["message"]
+
+
+def test_tpm_down_is_503_and_the_agent_recovers(agent: RunningAgent, swtpm: SwtpmInstance) -> None:
+    swtpm.stop()
+    with agent.session() as session:
+        down = session.post(
+            f"{agent.url}/v1/evidence",
+            json=EvidenceRequest(nonce="ab" * 16, pcrs=PCRS).model_dump(),
+            timeout=30,
+        )
+        assert down.status_code == 503
+        assert down.json()["error"]["code"] == "tpm_unavailable"
+        swtpm.start()
+        nonce, evidence = _ask(session, agent)
+    _verify(agent, nonce, evidence)
+
+
+def _connect(host: str, port: int) -> socket.socket:
+    return socket.create_connection((host, port), timeout=10)
+
+
+# --- the simulated fleet: same protocol, software TPMs, one port ------------------------------
+
+
+@pytest.fixture
+def software_ca() -> SoftwareCa:
+    return make_ca()
+
+
+@pytest.fixture
+def sim_registrar(tmp_path: Path, software_ca: SoftwareCa) -> Iterator[RunningRegistrar]:
+    trust = tmp_path / "ek-ca"
+    trust.mkdir()
+    (trust / "sim-root.pem").write_bytes(software_ca.pem)
+    with running_registrar(tmp_path, trust) as running:
+        yield running
+
+
+def test_fleet_enrols_and_serves_verifiable_evidence_over_mtls(
+    tmp_path: Path, software_ca: SoftwareCa, sim_registrar: RunningRegistrar
+) -> None:
+    sims = make_simulators(3, software_ca)
+    tls = fleet_tls(tmp_path / "fleet-tls")
+    with serve_fleet(sims, ssl_context=tls.server_context) as fleet:
+        views = enrol_fleet(sim_registrar.url, sims, fleet)
+        assert [v.state for v in views] == ["active"] * 3
+        with requests.Session() as session:
+            session.trust_env = False
+            session.verify = str(tls.server_cert)
+            session.cert = (str(tls.client.client_cert), str(tls.client.client_key))
+            for sim, view in zip(sims, views, strict=True):
+                nonce = os.urandom(20)
+                body = EvidenceRequest(nonce=nonce.hex(), pcrs=PCRS).model_dump()
+                url = fleet.agent_url(sim.agent_id) + "/v1/evidence"
+                answer = session.post(url, json=body, timeout=10)
+                assert answer.status_code == 200, answer.text
+                evidence = EvidenceResponse.model_validate_json(answer.content)
+                assert view.ak_public is not None
+                ak = tpm.parse_tpm2b_public(view.ak_public)
+                _verify(ak, nonce, evidence)
+            unknown = session.post(fleet.agent_url("nobody") + "/v1/evidence", json={}, timeout=10)
+            assert unknown.status_code == 404
+            fleet.offline.add(sims[0].agent_id)
+            with pytest.raises(requests.exceptions.ConnectionError):
+                session.post(
+                    fleet.agent_url(sims[0].agent_id) + "/v1/evidence", json=body, timeout=10
+                )
+        with pytest.raises(requests.exceptions.ConnectionError):  # no client certificate
+            requests.get(
+                fleet.agent_url(sims[1].agent_id) + "/v1/healthz",
+                verify=str(tls.server_cert),
+                timeout=10,
+            )
+
+
+def test_fleet_registers_its_path_routed_urls_and_pin(
+    tmp_path: Path, software_ca: SoftwareCa, sim_registrar: RunningRegistrar
+) -> None:
+    sims = make_simulators(2, software_ca)
+    tls = fleet_tls(tmp_path / "fleet-tls")
+    with serve_fleet(sims, ssl_context=tls.server_context) as fleet:
+        views = enrol_fleet(
+            sim_registrar.url, sims, fleet, tls_certificate=tls.server_certificate_der
+        )
+    for sim, view in zip(sims, views, strict=True):
+        assert view.agent_url == f"{fleet.base_url}/agents/{sim.agent_id}"
+        assert view.tls_certificate == tls.server_certificate_der
+
+
+def test_cli_serve_answers_over_mtls(swtpm: SwtpmInstance, tmp_path: Path) -> None:
+    """``geoattest agent serve`` wires settings, TLS identity, IMA log and TPM together."""
+    with TpmDevice(swtpm.tcti) as device:
+        ak = tpm.parse_tpm2b_public(device.ensure_ak())
+    ima = ImaEmulator(swtpm.tcti, tmp_path / "ima.log")
+    ima.boot_aggregate()
+    client = ensure_verifier_client_tls(tmp_path / "verifier")
+    port = free_port_pair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEOATTEST_")}
+    argv = [
+        sys.executable, "-m", "geoattest", "agent", "serve", "--tcti", swtpm.tcti,
+        "--agent-id", "cli-node", "--host", "127.0.0.1", "--port", str(port),
+        "--ima-log", str(ima.log_path), "--verifier-ca", str(client.ca_cert),
+        "--state-dir", str(tmp_path / "agent"),
+    ]  # fmt: skip
+    with (tmp_path / "agent.log").open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        cert = tmp_path / "agent" / "server.pem"
+        running = RunningAgent(f"https://127.0.0.1:{port}", cert, client, ak, ima)
+        _wait_until_serving(running, process)
+        with running.session() as session:
+            nonce, evidence = _ask(session, running)
+        _verify(running, nonce, evidence)
+        assert evidence.ima.lines == ima.lines()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_until_serving(agent: RunningAgent, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "agent serve exited early"
+        if agent.server_cert.is_file():
+            try:
+                with agent.session() as session:
+                    if session.get(f"{agent.url}/v1/healthz", timeout=2).ok:
+                        return
+            except requests.RequestException:
+                pass
+        time.sleep(0.2)
+    raise AssertionError("agent serve did not come up")

@@ -1,0 +1,339 @@
+"""Continuous attestation end to end: simulated agents (software TPMs, genuine-format evidence) over
+mTLS, a real registrar, verifier API, Celery worker + beat, redis-server and SQLite.
+
+Each test owns one simulated agent of a shared fleet, tampers with it like an attacker would, and
+waits for the verifier to notice within a few rounds (rounds every 0.5 s here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bench.fleet_sim import FleetServer, enrol_fleet, fleet_tls, serve_fleet
+from tests.support.agent_simulator import AgentSimulator, Malformed, make_simulators
+from tests.support.redis_server import running_redis
+from tests.support.registrar_server import running_registrar
+from tests.support.software_pki import make_ca
+from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+from verifier.notify import sign_payload
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+ALLOWED_FILES = {"/usr/bin/bash": b"bash", "/usr/sbin/sshd": b"sshd"}
+WEBHOOK_SECRET = "webhook-test-secret"  # noqa: S105  # a test value
+
+
+@dataclass
+class Webhooks:
+    """A real HTTP receiver recording every webhook request."""
+
+    received: list[tuple[dict[str, str], bytes]]
+    url: str
+
+
+@dataclass
+class Stack:
+    verifier: RunningVerifier
+    sims: dict[str, AgentSimulator]
+    server: FleetServer
+    webhooks: Webhooks
+    redis_url: str
+
+
+def _policy_document(sim: AgentSimulator) -> dict[str, object]:
+    boot = {str(i): sim.pcrs["sha256"][i].hex() for i in range(8)}
+    digests: dict[str, list[str]] = {}
+    for line in sim.ima.lines:
+        _, _, _, digest, path = line.split(" ", 4)
+        digests.setdefault(path, []).append(digest)
+    for path, content in ALLOWED_FILES.items():
+        digests.setdefault(path, []).append("sha256:" + hashlib.sha256(content).hexdigest())
+    return {
+        "boot_pcrs": {"sha256": boot},
+        "ima_banks": ["sha256"],
+        "runtime_policy": {"version": 1, "digests": digests, "excludes": ["/var/log/*"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def webhooks() -> Iterator[Webhooks]:
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's naming
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Webhooks(received=received, url=f"http://127.0.0.1:{server.server_port}/hook")
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, webhooks: Webhooks) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("verifier-e2e")
+    ca = make_ca()
+    trust_dir = work / "ek-ca"
+    trust_dir.mkdir()
+    (trust_dir / "ca.pem").write_bytes(ca.pem)
+    sims = make_simulators(30, ca, prefix="e2e")
+    tls = fleet_tls(work / "tls")
+    with (
+        running_redis(work) as redis_url,
+        running_registrar(work, trust_dir) as registrar,
+        serve_fleet(sims, ssl_context=tls.server_context) as server,
+    ):
+        enrol_fleet(registrar.url, sims, server, tls_certificate=tls.server_certificate_der)
+        settings = verifier_settings(
+            work,
+            redis_url,
+            registrar.url,
+            tls_dir=work / "tls" / "verifier",
+            webhook_urls=(webhooks.url,),
+            webhook_secret=WEBHOOK_SECRET,
+        )
+        with running_verifier(settings, work) as verifier:
+            response = verifier.put_policy("edge", _policy_document(sims[0]))
+            assert response.status_code == 200, response.text
+            yield Stack(
+                verifier=verifier,
+                sims={sim.agent_id: sim for sim in sims},
+                server=server,
+                webhooks=webhooks,
+                redis_url=redis_url,
+            )
+
+
+_taken: set[str] = set()
+
+
+def _attested_agent(stack: Stack) -> AgentSimulator:
+    """A fresh simulated agent of the fleet, added to the verifier and attested."""
+    agent_id = next(agent_id for agent_id in stack.sims if agent_id not in _taken)
+    _taken.add(agent_id)
+    response = stack.verifier.add_agent(agent_id, "edge")
+    assert response.status_code == 201, response.text
+    stack.verifier.wait_for_state(agent_id, "attested")
+    return stack.sims[agent_id]
+
+
+def _failure_event(stack: Stack, agent_id: str) -> dict[str, object]:
+    status = stack.verifier.wait_for_state(agent_id, "failed", timeout=15)
+    events = stack.verifier.events(agent_id)
+    assert events[0]["to_state"] == "failed"
+    assert events[0]["reason"] == status["reason"]
+    return events[0]
+
+
+def test_healthy_agent_stays_attested_over_rounds(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    served = sim.served
+    sim.measure("/usr/bin/bash", content=b"bash")
+    sim.measure("/var/log/syslog", content=b"excluded by the policy")
+    deadline_rounds = served + 6
+    while sim.served < deadline_rounds:
+        status = stack.verifier.status(sim.agent_id)
+        assert status["state"] == "attested", status
+    status = stack.verifier.status(sim.agent_id)
+    assert status["ima_entries_verified"] == len(sim.ima.lines)
+    events = stack.verifier.events(sim.agent_id)
+    assert [event["to_state"] for event in events] == ["attested"]
+
+
+def test_executing_a_file_not_in_the_policy_fails_with_the_offending_entry(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    sim.measure("/tmp/cryptominer", content=b"evil")
+    event = _failure_event(stack, sim.agent_id)
+    assert event["reason"] == "ima_entry_not_allowed"
+    assert "/tmp/cryptominer" in str(event["message"])
+    assert hashlib.sha256(b"evil").hexdigest() in str(event["message"])
+
+
+def test_pcr10_extended_without_a_log_entry_fails(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    sim.extend_without_log()
+    event = _failure_event(stack, sim.agent_id)
+    assert str(event["reason"]).startswith("ima_")
+
+
+def test_replayed_old_quote_fails(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    assert sim.last_response is not None
+    sim.replay_next = sim.last_response
+    event = _failure_event(stack, sim.agent_id)
+    assert event["reason"] == "nonce_mismatch"
+
+
+def test_quote_signed_by_another_tpms_key_fails(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    sim.sign_with = ec.generate_private_key(ec.SECP256R1())
+    event = _failure_event(stack, sim.agent_id)
+    assert event["reason"] == "quote_signature_invalid"
+
+
+def test_rewritten_log_line_fails(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    sim.measure("/tmp/evil", content=b"evil")  # not yet seen: the agent fails at once …
+    sim.rewrite_line(len(sim.ima.lines) - 1, path="/usr/bin/bash")  # … unless hidden: it cannot be
+    event = _failure_event(stack, sim.agent_id)
+    assert str(event["reason"]).startswith("ima_")
+
+
+def test_truncated_log_fails(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    sim.measure("/usr/bin/bash", content=b"bash")
+    stack.verifier.wait_for_state(sim.agent_id, "attested")
+    served = sim.served
+    while sim.served < served + 2:  # let the verifier take the new entry in
+        pass
+    sim.truncate_log(1)
+    sim.measure("/usr/sbin/sshd", content=b"sshd")
+    event = _failure_event(stack, sim.agent_id)
+    assert str(event["reason"]).startswith("ima_")
+
+
+def test_reboot_is_handled_without_a_false_failure(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    sim.measure("/usr/bin/bash", content=b"bash")
+    served = sim.served
+    while sim.served < served + 2:
+        pass
+    sim.reboot()
+    sim.measure("/usr/sbin/sshd", content=b"sshd")
+    served = sim.served
+    while sim.served < served + 4:
+        assert stack.verifier.status(sim.agent_id)["state"] == "attested"
+    status = stack.verifier.status(sim.agent_id)
+    assert status["ima_entries_verified"] == len(sim.ima.lines)
+    assert all(event["to_state"] != "failed" for event in stack.verifier.events(sim.agent_id))
+
+
+INTEGRITY_CODES = {
+    "evidence_malformed",
+    "tpm_structure_invalid",
+    "quote_signature_invalid",
+    "ima_log_invalid",
+}
+
+
+@pytest.mark.parametrize("how", list(Malformed))
+def test_malformed_answers_are_integrity_failures_not_crashes(stack: Stack, how: Malformed) -> None:
+    sim = _attested_agent(stack)
+    sim.malformed = how
+    event = _failure_event(stack, sim.agent_id)
+    assert event["reason"] in INTEGRITY_CODES
+
+
+def test_failure_publishes_revocation_and_calls_the_signed_webhook(stack: Stack) -> None:
+    subscriber = redis.Redis.from_url(stack.redis_url).pubsub()  # type: ignore[no-untyped-call]  # redis-py leaves pubsub() untyped
+    subscriber.subscribe("geoattest:revocations")
+    sim = _attested_agent(stack)
+    sim.measure("/tmp/dropper", content=b"x")
+    event = _failure_event(stack, sim.agent_id)
+    revocation = None
+    for _ in range(100):
+        message = subscriber.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            body = json.loads(message["data"])
+            if body["agent_id"] == sim.agent_id:
+                revocation = body
+                break
+    subscriber.close()
+    assert revocation is not None
+    assert revocation["reason"] == "ima_entry_not_allowed"
+    assert revocation["event_id"] == event["id"]
+    hook = _wait_for_webhook(stack, sim.agent_id)
+    headers, body = hook
+    expected = sign_payload(WEBHOOK_SECRET.encode(), headers["X-Geoattest-Timestamp"], body)
+    assert headers["X-Geoattest-Signature"] == expected
+    assert json.loads(body)["reason"] == "ima_entry_not_allowed"
+
+
+def _wait_for_webhook(stack: Stack, agent_id: str) -> tuple[dict[str, str], bytes]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for headers, body in stack.webhooks.received:
+            if json.loads(body)["agent_id"] == agent_id:
+                return headers, body
+        time.sleep(0.1)
+    pytest.fail(f"no webhook for {agent_id}: {stack.webhooks.received}")
+
+
+def test_failed_agent_stays_failed_until_readmitted(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    sim.measure("/tmp/evil", content=b"evil")
+    _failure_event(stack, sim.agent_id)
+    assert stack.verifier.act(sim.agent_id, "resume").status_code == 409
+    # The operator cleans the node (a fresh boot) and re-admits it.
+    sim.reboot()
+    assert stack.verifier.act(sim.agent_id, "readmit").status_code == 200
+    stack.verifier.wait_for_state(sim.agent_id, "attested")
+
+
+def test_paused_agent_is_not_polled(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    assert stack.verifier.act(sim.agent_id, "pause").status_code == 200
+    stack.verifier.wait_for_state(sim.agent_id, "paused")
+    time.sleep(1.0)
+    served = sim.served
+    time.sleep(1.5)
+    assert sim.served == served
+    assert stack.verifier.act(sim.agent_id, "resume").status_code == 200
+    stack.verifier.wait_for_state(sim.agent_id, "attested")
+
+
+def test_changing_the_policy_takes_effect_at_the_next_round(stack: Stack) -> None:
+    sim = _attested_agent(stack)
+    document = _policy_document(sim)
+    runtime = document["runtime_policy"]
+    assert isinstance(runtime, dict)
+    runtime["digests"]["/opt/new-release"] = ["sha256:" + hashlib.sha256(b"v2").hexdigest()]
+    response = stack.verifier.put_policy("edge-v2", document)
+    assert response.status_code == 200
+    moved = requests.put(
+        f"{stack.verifier.url}/v1/agents/{sim.agent_id}/policy",
+        json={"policy": "edge-v2"},
+        timeout=10,
+    )
+    assert moved.status_code == 200, moved.text
+    served = sim.served
+    while sim.served < served + 2:
+        pass
+    sim.measure("/opt/new-release", content=b"v2")
+    served = sim.served
+    while sim.served < served + 3:
+        assert stack.verifier.status(sim.agent_id)["state"] == "attested"
+
+
+def test_bad_operator_input_gets_clear_4xx(stack: Stack, tmp_path: Path) -> None:
+    verifier = stack.verifier
+    bad_policy = verifier.put_policy("broken", {"boot_pcrs": {"sha256": {"0": "zz"}}})
+    assert bad_policy.status_code == 400
+    bad_runtime = verifier.put_policy("broken", {"runtime_policy": {"version": 99}})
+    assert bad_runtime.status_code == 400
+    assert bad_runtime.json()["error"]["code"] == "policy_invalid"
+    unknown_agent = verifier.add_agent("not-enrolled", "edge")
+    assert unknown_agent.status_code == 404
+    unknown_policy = verifier.add_agent(next(iter(stack.sims)), "no-such-policy")
+    assert unknown_policy.status_code == 404

@@ -1,0 +1,232 @@
+"""A TPM in software: EK and AK keys, PCR banks, clock and counters, genuine-format output.
+
+``SoftwareTpm`` offers the calls the agent makes on ``agent.tpm_device.TpmDevice`` (EK
+certificate, EK public, AK, ActivateCredential, quote, PCR extend/read), so the agent's own
+enrolment and evidence code runs on it unchanged. Quotes are TPMS_ATTEST marshalled with
+``tpm.encode_tpms_attest`` and ECDSA P-256 TPMT_SIGNATUREs; a verifier cannot tell them from a
+real TPM's by format. Simulators (``tests.support.agent_simulator``) tamper on top of it.
+
+``software_activate`` is TPM2_ActivateCredential written with cryptography's KBKDF and ConcatKDF,
+independently of ``tpm.credential`` (the same reference model as ``tests/unit/tpm``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
+
+import tpm
+from agent.tpm_device import DEFAULT_AK_HANDLE, TpmQuote
+from geoattest.errors import ConfigurationError, CredentialActivationRefused, MalformedRequest
+from tests.support.software_pki import SoftwareCa
+from tpm import Alg, Attest, ClockInfo, PcrSelection, QuoteInfo, St, TpmPublic, TpmSignature
+
+try:
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - cryptography < 47
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
+
+__all__ = ["BANKS", "EkPrivate", "SoftwareTpm", "software_activate"]
+
+EkPrivate = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+BANKS: dict[str, Alg] = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
+_DIGEST_SIZES = {"sha1": 20, "sha256": 32}
+PCR_COUNT = 24
+MAX_NONCE_BYTES = 64
+
+
+class SoftwareTpm:
+    """One software TPM with an ECC P-256 EK (certificate from ``ca``) and an ECC P-256 AK.
+
+    ``pcrs[bank][index]`` holds the PCR values (sha1 and sha256 banks; assign to tamper).
+    ``sign_with`` replaces the AK for signing quotes (another TPM's key, an attacker's key).
+    The clock follows real time in milliseconds from ``clock_start``; ``reboot`` is a TPM Reset.
+    """
+
+    def __init__(self, ca: SoftwareCa, *, clock_start: int = 1_000_000) -> None:
+        self.ek_key = ec.generate_private_key(ec.SECP256R1())
+        self.ek = tpm.ek_public(self.ek_key.public_key())
+        self.ek_certificate = ca.issue_ek_certificate(self.ek_key.public_key())
+        self.ak_key = ec.generate_private_key(ec.SECP256R1())
+        self.ak = tpm.ak_public(self.ak_key.public_key())
+        self.sign_with: ec.EllipticCurvePrivateKey | None = None
+        self.pcrs: dict[str, list[bytes]] = _zero_pcrs()
+        self.reset_count = 0
+        self.restart_count = 0
+        self.firmware_version = 0x2024_0001_0000_0001
+        self._clock_base = clock_start
+        self._started = time.monotonic()
+        self._last_clock = 0
+
+    # --- identity and enrolment (agent.enrolment.EnrollableTpm) ---------------------------------
+
+    def read_ek_certificate(self) -> bytes:
+        return self.ek_certificate
+
+    def ek_public(self) -> bytes:
+        return tpm.encode_tpm2b_public(self.ek)
+
+    def ensure_ak(
+        self, handle: int = DEFAULT_AK_HANDLE, alg: Literal["ecc", "rsa"] = "ecc"
+    ) -> bytes:
+        if alg != "ecc":
+            raise ConfigurationError("the software TPM has an ECC AK only")
+        return tpm.encode_tpm2b_public(self.ak)
+
+    def activate_credential(
+        self, credential_blob: bytes, encrypted_secret: bytes, *, ak_handle: int = DEFAULT_AK_HANDLE
+    ) -> bytes:
+        try:
+            return software_activate(
+                self.ek_key, self.ek, self.ak.name, credential_blob, encrypted_secret
+            )
+        except ValueError as e:
+            raise CredentialActivationRefused(f"software TPM refused the credential: {e}") from e
+
+    # --- PCRs, clock and quotes (agent.evidence.QuotingTpm) -------------------------------------
+
+    def pcr_extend(self, index: int, digests_by_bank: Mapping[str, bytes]) -> None:
+        for bank, digest in digests_by_bank.items():
+            if len(digest) != _DIGEST_SIZES[bank]:
+                raise ValueError(f"{bank} digest must be {_DIGEST_SIZES[bank]} bytes")
+            old = self.pcrs[bank][index]
+            self.pcrs[bank][index] = hashlib.new(bank, old + digest).digest()
+
+    def pcr_read(self, pcrs: Mapping[str, Sequence[int]]) -> dict[str, dict[int, bytes]]:
+        try:
+            return {
+                bank: {i: self.pcrs[bank][i] for i in sorted(set(idx))}
+                for bank, idx in pcrs.items()
+            }
+        except KeyError as e:
+            raise ConfigurationError(f"PCR bank {e} is not active on the software TPM") from e
+
+    def clock_info(self) -> ClockInfo:
+        """Clock in ms (never going back), resetCount, restartCount, safe."""
+        now = self._clock_base + int((time.monotonic() - self._started) * 1000)
+        self._last_clock = max(now, self._last_clock)
+        return ClockInfo(
+            clock=self._last_clock,
+            reset_count=self.reset_count,
+            restart_count=self.restart_count,
+            safe=True,
+        )
+
+    def quote(
+        self,
+        nonce: bytes,
+        pcrs: Mapping[str, Sequence[int]],
+        *,
+        ak_handle: int = DEFAULT_AK_HANDLE,
+    ) -> TpmQuote:
+        """TPM2_Quote in software: (TPMS_ATTEST, TPMT_SIGNATURE, the PCR values quoted)."""
+        if len(nonce) > MAX_NONCE_BYTES:
+            raise MalformedRequest(f"nonce is {len(nonce)} bytes; a TPM quote takes at most 64")
+        values = self.pcr_read(pcrs)
+        by_alg = {BANKS[bank]: v for bank, v in values.items()}
+        selection = PcrSelection.of({alg: v.keys() for alg, v in by_alg.items()})
+        attest = tpm.encode_tpms_attest(
+            Attest(
+                type=St.ATTEST_QUOTE,
+                qualified_signer=self.ak.name,
+                extra_data=nonce,
+                clock_info=self.clock_info(),
+                firmware_version=self.firmware_version,
+                attested=QuoteInfo(
+                    pcr_selection=selection,
+                    pcr_digest=tpm.pcr_digest(by_alg, selection, Alg.SHA256),
+                ),
+            )
+        )
+        return TpmQuote(attest, self.sign(attest), values)
+
+    def sign(self, message: bytes) -> bytes:
+        """ECDSA-SHA256 TPMT_SIGNATURE over ``message`` with the AK (or ``sign_with``)."""
+        key = self.sign_with or self.ak_key
+        der = key.sign(message, ec.ECDSA(hashes.SHA256()))
+        return tpm.encode_tpmt_signature(TpmSignature.ecdsa_from_der(der))
+
+    def reboot(self) -> None:
+        """TPM Reset (platform reboot): PCRs cleared, resetCount up, restartCount 0."""
+        self.pcrs = _zero_pcrs()
+        self.reset_count += 1
+        self.restart_count = 0
+
+    def close(self) -> None:
+        """Nothing to release (present for ``agent.evidence.QuotingTpm``)."""
+
+
+def _zero_pcrs() -> dict[str, list[bytes]]:
+    return {bank: [bytes(size)] * PCR_COUNT for bank, size in _DIGEST_SIZES.items()}
+
+
+def _split_tpm2b(data: bytes) -> tuple[bytes, bytes]:
+    size = int.from_bytes(data[:2], "big")
+    if len(data) < 2 + size:
+        raise ValueError("truncated TPM2B")
+    return data[2 : 2 + size], data[2 + size :]
+
+
+def _kbkdf(seed: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    return KBKDFHMAC(
+        algorithm=hashes.SHA256(),
+        mode=Mode.CounterMode,
+        length=length,
+        rlen=4,
+        llen=4,
+        location=CounterLocation.BeforeFixed,
+        label=label,
+        context=context,
+        fixed=None,
+    ).derive(seed)
+
+
+def software_activate(
+    ek_key: EkPrivate, ek: TpmPublic, name: bytes, blob: bytes, encrypted_secret: bytes
+) -> bytes:
+    """TPM2_ActivateCredential in software (SHA-256 EK nameAlg, AES-128-CFB) for RSA or ECC EKs.
+
+    ``blob`` is a marshalled TPM2B_ID_OBJECT, ``encrypted_secret`` a TPM2B_ENCRYPTED_SECRET,
+    ``name`` the TPM name of the object the credential is bound to. Raises ValueError when the
+    structures are malformed or the integrity HMAC does not verify (wrong EK or name).
+    """
+    id_object, rest = _split_tpm2b(blob)
+    if rest:
+        raise ValueError("trailing bytes after the TPM2B_ID_OBJECT")
+    integrity, enc_identity = _split_tpm2b(id_object)
+    secret, rest = _split_tpm2b(encrypted_secret)
+    if rest:
+        raise ValueError("trailing bytes after the TPM2B_ENCRYPTED_SECRET")
+    if isinstance(ek_key, rsa.RSAPrivateKey):
+        oaep = padding.OAEP(
+            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=b"IDENTITY\0"
+        )
+        seed = ek_key.decrypt(secret, oaep)
+    else:
+        x, rest = _split_tpm2b(secret)
+        y, rest = _split_tpm2b(rest)
+        if rest or ek.ecc_x is None:
+            raise ValueError("malformed ECC encrypted secret")
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(ek_key.curve, b"\x04" + x + y)
+        z = ek_key.exchange(ec.ECDH(), peer)
+        seed = ConcatKDFHash(hashes.SHA256(), 32, otherinfo=b"IDENTITY\0" + x + ek.ecc_x).derive(z)
+    hmac_key = _kbkdf(seed, b"INTEGRITY", b"", 32)
+    expected = hmac.new(hmac_key, enc_identity + name, "sha256").digest()
+    if not hmac.compare_digest(integrity, expected):
+        raise ValueError("integrity HMAC mismatch")
+    sym_key = _kbkdf(seed, b"STORAGE", name, 16)
+    decryptor = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).decryptor()
+    plain = decryptor.update(enc_identity) + decryptor.finalize()
+    credential, rest = _split_tpm2b(plain)
+    if rest:
+        raise ValueError("trailing bytes after the credential")
+    return credential

@@ -1,0 +1,165 @@
+"""A real verifier for end-to-end tests: its API over HTTP in a thread, and a Celery worker with
+an embedded beat in its own process, both on a real redis-server and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from geoattest.settings import Settings, load_settings
+from geoattest.tls_material import ensure_verifier_client_tls
+from verifier.app import create_app
+
+
+@dataclass(frozen=True, slots=True)
+class RunningVerifier:
+    url: str
+    settings: Settings
+    client_ca: Path  # agents must trust this CA for the verifier's client certificate
+
+    def put_policy(self, name: str, document: dict[str, object]) -> requests.Response:
+        return requests.put(f"{self.url}/v1/policies/{name}", json=document, timeout=10)
+
+    def add_agent(self, agent_id: str, policy: str) -> requests.Response:
+        return requests.post(
+            f"{self.url}/v1/agents/{agent_id}", json={"policy": policy}, timeout=10
+        )
+
+    def status(self, agent_id: str) -> dict[str, object]:
+        response = requests.get(f"{self.url}/v1/agents/{agent_id}", timeout=10)
+        response.raise_for_status()
+        body: dict[str, object] = response.json()
+        return body
+
+    def events(self, agent_id: str) -> list[dict[str, object]]:
+        response = requests.get(f"{self.url}/v1/agents/{agent_id}/events", timeout=10)
+        response.raise_for_status()
+        events: list[dict[str, object]] = response.json()["events"]
+        return events
+
+    def act(self, agent_id: str, action: str) -> requests.Response:
+        return requests.post(f"{self.url}/v1/agents/{agent_id}/{action}", json={}, timeout=10)
+
+    def wait_for_state(
+        self, agent_id: str, state: str, *, timeout: float = 30.0
+    ) -> dict[str, object]:
+        """Poll until the agent is in ``state``; fail with its last status and events if not."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            status = self.status(agent_id)
+            if status["state"] == state:
+                return status
+            time.sleep(0.1)
+        pytest.fail(
+            f"agent {agent_id} not {state} after {timeout:.0f} s: {status}; "
+            f"events: {self.events(agent_id)}"
+        )
+
+
+def verifier_settings(
+    workdir: Path,
+    redis_url: str,
+    registrar_url: str,
+    *,
+    tls_dir: Path | None = None,
+    **extra: Any,  # noqa: ANN401  # any Settings field
+) -> Settings:
+    """Test settings: fast rounds (0.5 s), short timeouts, the verifier's client TLS in place."""
+    tls_dir = tls_dir or workdir / "verifier-tls"
+    ensure_verifier_client_tls(tls_dir)
+    return load_settings(
+        database_url=f"sqlite:///{workdir / 'verifier.sqlite'}",
+        redis_url=redis_url,
+        registrar_url=registrar_url,
+        verifier_tls_dir=tls_dir,
+        round_interval_seconds=0.5,
+        agent_timeout_seconds=2.0,
+        unreachable_backoff_max_seconds=2.0,
+        **extra,
+    )
+
+
+@contextmanager
+def running_verifier(settings: Settings, workdir: Path) -> Iterator[RunningVerifier]:
+    """The API in a thread and a Celery worker (+beat) subprocess, stopped at the end."""
+    app = create_app(settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="verifier-api", daemon=True)
+    thread.start()
+    try:
+        with _celery_worker(settings, workdir):
+            yield RunningVerifier(
+                url=f"http://127.0.0.1:{server.server_port}",
+                settings=settings,
+                client_ca=settings.verifier_tls_dir / "client-ca.pem",
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        app.extensions["geoattest.engine"].dispose()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The ``GEOATTEST_*`` variables that rebuild ``settings`` in another process."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GEOATTEST_")}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if name in ("admin_token", "webhook_secret"):
+            secret = getattr(settings, name)
+            value = secret.get_secret_value()
+        env[f"GEOATTEST_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
+
+
+@contextmanager
+def _celery_worker(settings: Settings, workdir: Path) -> Iterator[None]:
+    log_path = workdir / "celery-worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "geoattest", "verifier", "worker", "--beat",
+             "--concurrency", "2"],
+            env=settings_environment(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )  # fmt: skip
+    try:
+        _wait_for(lambda: b"ready." in log_path.read_bytes(), process, log_path, "worker ready")
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for(
+    condition: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, what: str
+) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"celery worker exited ({process.returncode}): {log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    pytest.fail(f"no {what} in 60 s: {log.read_text()[-3000:]}")

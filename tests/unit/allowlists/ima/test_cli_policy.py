@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from allowlists.ima.policy import parse_runtime_policy
+from allowlists.ima.template import encode_entry
+from geoattest.cli import main
+from tests.paths import shared_data
+from tests.unit.allowlists.ima.ima_vectors import VERIFICATION
+
+
+def test_import_keylime_policy(tmp_path: Path) -> None:
+    out = tmp_path / "policy.json"
+    source = shared_data(f"{VERIFICATION}/runtime_policy_with_verification_keys.json")
+    result = CliRunner().invoke(main, ["policy", "ima", "import", str(source), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "verification-keys dropped" in result.output
+    assert "boot_aggregate" in parse_runtime_policy(out.read_text()).digests
+
+
+def test_import_bogus_policy_exits_2() -> None:
+    source = shared_data("keylime/runtime_policy/sign/runtime-policy-bogus.json")
+    result = CliRunner().invoke(main, ["policy", "ima", "import", str(source), "-o", "-"])
+    assert result.exit_code == 2
+    assert "policy_invalid" in result.output
+
+
+def test_generate_then_check(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "tmp").mkdir()
+    (root / "usr/bin/tool").write_bytes(b"tool")
+    (root / "tmp/scratch").write_bytes(b"scratch")
+    (root / "usr/bin/link").symlink_to("tool")
+    out = tmp_path / "policy.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            *("policy", "ima", "generate", str(root), "-o", str(out), "--exclude", "/tmp/*"),
+            *("--boot-aggregate", "sha1:" + "00" * 20),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "hashed 1 files, skipped 0 unreadable, 1 excluded" in result.output
+    document = json.loads(out.read_text())
+    tool = "sha256:" + hashlib.sha256(b"tool").hexdigest()
+    assert document["digests"] == {"/usr/bin/tool": [tool], "boot_aggregate": ["sha1:" + "00" * 20]}
+    assert document["excludes"] == ["/tmp/*"]
+
+    log = tmp_path / "log"
+    good = [
+        encode_entry(path="boot_aggregate", digest=bytes(20), digest_alg="sha1").line,
+        encode_entry(path="/usr/bin/tool", digest=hashlib.sha256(b"tool").digest()).line,
+        encode_entry(path="/tmp/other", digest=bytes(32)).line,
+    ]
+    log.write_text("\n".join(good) + "\n")
+    result = CliRunner().invoke(main, ["policy", "ima", "check", str(out), str(log)])
+    assert result.exit_code == 0, result.output
+    assert "ok: 3 entries allowed" in result.output
+
+    evil = encode_entry(path="/usr/bin/evil", digest=bytes(32)).line
+    log.write_text("\n".join([*good, evil]) + "\n")
+    result = CliRunner().invoke(main, ["policy", "ima", "check", str(out), str(log)])
+    assert result.exit_code == 2
+    assert "ima_entry_not_allowed: IMA line 4: file '/usr/bin/evil'" in result.output
+
+
+def test_check_against_a_quoted_pcr_that_the_log_never_reaches(tmp_path: Path) -> None:
+    out = tmp_path / "policy.json"
+    out.write_text('{"version": 1, "excludes": ["*"]}')
+    log = tmp_path / "log"
+    log.write_text(encode_entry(path="/x", digest=bytes(32)).line + "\n")
+    result = CliRunner().invoke(
+        main, ["policy", "ima", "check", str(out), str(log), "--pcr10", "sha256:" + "11" * 32]
+    )
+    assert result.exit_code == 2
+    assert "ima_pcr_mismatch" in result.output
+
+
+def test_generate_reports_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("geoattest.cli_policy.PROGRESS_EVERY", 2)
+    for i in range(5):
+        (tmp_path / f"f{i}").write_bytes(b"%d" % i)
+    result = CliRunner().invoke(main, ["policy", "ima", "generate", str(tmp_path), "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert "hashed 2 files\n" in result.output
+    assert "hashed 4 files\n" in result.output
+    assert "hashed 5 files, skipped 0 unreadable" in result.output

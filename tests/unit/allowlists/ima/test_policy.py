@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from allowlists.ima.policy import (
+    RuntimePolicy,
+    dump_runtime_policy,
+    generate_policy,
+    parse_runtime_policy,
+)
+from geoattest.errors import PolicyInvalid
+
+SHA256 = "sha256:" + "ab" * 32
+SHA1 = "sha1:" + "cd" * 20
+
+
+def doc(**fields: object) -> str:
+    return json.dumps({"version": 1, **fields})
+
+
+def test_parse_full_document_and_round_trip() -> None:
+    text = doc(
+        meta={"generator": "test"},
+        digests={"/usr/bin/dd": [SHA256, SHA1], "boot_aggregate": [SHA1]},
+        excludes=["/tmp/*"],
+        exclude_regexes=["/var/log/"],
+        keyrings={".ima": [SHA256]},
+        ima_buf={"kexec-cmdline": [SHA256]},
+        ignored_keyrings=[".builtin_trusted_keys"],
+    )
+    policy = parse_runtime_policy(text)
+    assert policy.digests["/usr/bin/dd"] == frozenset({SHA256, SHA1})
+    assert policy.meta["generator"] == "test"
+    again = parse_runtime_policy(dump_runtime_policy(policy))
+    assert again == policy
+    assert dump_runtime_policy(again) == dump_runtime_policy(policy)
+
+
+def test_minimal_document_is_an_empty_policy() -> None:
+    policy = parse_runtime_policy('{"version": 1}')
+    assert not policy.allows_file("/bin/sh", SHA256)
+    assert not policy.allows_buffer(".ima", SHA256)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("{", r"not JSON: line 1 column 2"),
+        ("[]", "top level must be a JSON object"),
+        ('{"version": 2}', r"\$\.version: must be 1"),
+        ('{"version": 1, "digest": {}}', r"\$: unknown key\(s\) 'digest'"),
+        (doc(digests={"/a": ["sha256:00"]}), r'\$\.digests\["/a"\]\[0\]: a sha256 digest has 64'),
+        (doc(digests={"/a": [SHA1, "AB" * 32]}), r'\$\.digests\["/a"\]\[1\]: expected lowercase'),
+        (doc(digests={"/a": ["md4:" + "00" * 16]}), r'\$\.digests\["/a"\]\[0\]: unknown digest'),
+        (doc(digests={"/a": SHA1}), r'\$\.digests\["/a"\]: expected a list'),
+        (doc(digests={"/a": [1]}), r'\$\.digests\["/a"\]\[0\]: expected an .alg:hex. string'),
+        (doc(digests={"": [SHA1]}), r'\$\.digests\[""\]: empty name'),
+        (doc(digests=[]), r"\$\.digests: expected an object"),
+        (doc(keyrings={".ima": ["x"]}), r'\$\.keyrings\["\.ima"\]\[0\]'),
+        (doc(ima_buf={"k": [SHA1, 2]}), r'\$\.ima_buf\["k"\]\[1\]'),
+        (doc(excludes=["/tmp", ""]), r"\$\.excludes\[1\]: expected a non-empty string"),
+        (doc(exclude_regexes=["("]), r"\$\.exclude_regexes\[0\]: not a regex"),
+        (doc(ignored_keyrings=".ima"), r"\$\.ignored_keyrings: expected a list"),
+        (doc(meta={"a": 1}), r"\$\.meta: expected an object of strings"),
+        ('{"version": 1, "version": 1}', "duplicate key 'version'"),
+    ],
+)
+def test_invalid_documents_name_the_location(text: str, where: str) -> None:
+    with pytest.raises(PolicyInvalid, match=where):
+        parse_runtime_policy(text)
+
+
+def test_file_allowed_by_listed_digest_only() -> None:
+    policy = RuntimePolicy(digests={"/usr/bin/dd": frozenset({SHA256})})
+    assert policy.allows_file("/usr/bin/dd", SHA256)
+    assert policy.allows_file("/usr/bin/dd", SHA256.upper().replace("SHA256", "sha256"))
+    assert not policy.allows_file("/usr/bin/dd", SHA1)
+    assert not policy.allows_file("/usr/bin/ddx", SHA256)
+
+
+def test_glob_excludes_match_whole_paths() -> None:
+    policy = RuntimePolicy(excludes=("/tmp/*", "/var/lib/[ab]?"))
+    assert policy.allows_file("/tmp/x/y", SHA1)
+    assert policy.allows_file("/var/lib/ax", SHA1)
+    assert not policy.allows_file("/var/lib/cx", SHA1)
+    assert not policy.allows_file("/tmpx", SHA1)
+    assert not policy.allows_file("x/tmp/y", SHA1)
+
+
+def test_exclude_regexes_match_at_the_start_like_keylime() -> None:
+    policy = RuntimePolicy(exclude_regexes=("/opt/.*\\.log", "boot_aggregate"))
+    assert policy.allows_file("/opt/a/b.log", SHA1)
+    assert policy.allows_file("boot_aggregate", SHA1)
+    assert policy.allows_file("boot_aggregate_x", SHA1)  # re.match: prefix semantics
+    assert not policy.allows_file("/x/opt/b.log", SHA1)
+
+
+def test_buffers_keyrings_ima_buf_and_ignored() -> None:
+    policy = RuntimePolicy(
+        keyrings={".ima": frozenset({SHA256})},
+        ima_buf={"kexec-cmdline": frozenset({SHA1})},
+        ignored_keyrings=frozenset({".builtin_trusted_keys"}),
+        excludes=("*",),
+    )
+    assert policy.allows_buffer(".ima", SHA256)
+    assert not policy.allows_buffer(".ima", SHA1)  # excludes never apply to buffers
+    assert policy.allows_buffer("kexec-cmdline", SHA1)
+    assert not policy.allows_buffer("kexec-cmdline", SHA256)
+    assert policy.allows_buffer(".builtin_trusted_keys", SHA1)
+    assert not policy.allows_buffer(".platform", SHA1)
+
+
+def test_ignore_all_keyrings_does_not_rescue_a_listed_name() -> None:
+    policy = RuntimePolicy(
+        keyrings={".ima": frozenset({SHA256})}, ignored_keyrings=frozenset({"*"})
+    )
+    assert policy.allows_buffer(".platform", SHA1)
+    assert not policy.allows_buffer(".ima", SHA1)
+
+
+def test_generate_policy() -> None:
+    policy = generate_policy(
+        [("/bin/a", bytes(32)), ("/bin/a", bytes([1]) * 32), ("/bin/b", bytes(32))],
+        excludes=["/tmp/*"],
+        boot_aggregate=[SHA1],
+        meta={"root": "/srv/image"},
+    )
+    assert policy.digests["/bin/a"] == {"sha256:" + "00" * 32, "sha256:" + "01" * 32}
+    assert policy.allows_file("boot_aggregate", SHA1)
+    assert policy.allows_file("/tmp/q", SHA1)
+    assert parse_runtime_policy(dump_runtime_policy(policy)) == policy
+    with pytest.raises(PolicyInvalid, match="/bin/c: a sha256 digest has 32 bytes"):
+        generate_policy([("/bin/c", bytes(20))])
+    with pytest.raises(PolicyInvalid, match="unknown digest algorithm"):
+        generate_policy([], alg="crc32")
+
+
+@given(st.text(max_size=200))
+def test_parser_raises_only_policy_invalid_on_random_text(text: str) -> None:
+    with contextlib.suppress(PolicyInvalid):
+        parse_runtime_policy(text)
