@@ -1,0 +1,261 @@
+"""Continuous attestation of real agents: swtpm, the agent's evidence API over mTLS, an IMA log
+written like a kernel would (PCR 10 extended in the swtpm), and the real verifier (API, Celery
+worker + beat, redis-server, SQLite) polling every 0.5 s."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from agent.enrolment import ApiEndpoint, enrol
+from agent.evidence import EvidenceService
+from agent.ima_source import ImaLogSource
+from agent.server import AgentServer, create_app, make_agent_server
+from agent.tls import ensure_server_identity, server_ssl_context
+from agent.tpm_device import TpmDevice
+from geoattest.registrar_client import RegistrarClient
+from geoattest.swtpm import SwtpmCa, SwtpmInstance
+from tests.support.ima_emulator import ImaEmulator, boot_aggregate_digest
+from tests.support.redis_server import running_redis
+from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+
+pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
+
+ALLOWED = {"/usr/bin/bash": b"bash", "/usr/sbin/sshd": b"sshd"}
+MakeSwtpm = Callable[..., SwtpmInstance]
+
+
+@dataclass
+class Stack:
+    registrar: RunningRegistrar
+    verifier: RunningVerifier
+
+
+@dataclass
+class Node:
+    """One edge node: its swtpm, its IMA log (kernel stand-in) and its evidence API."""
+
+    agent_id: str
+    swtpm: SwtpmInstance
+    ima: ImaEmulator
+    state_dir: Path
+    client_ca: Path
+    port: int = 0
+    server: AgentServer | None = None
+    thread: threading.Thread | None = None
+    services: list[EvidenceService] = field(default_factory=list)
+
+    def start_api(self, tcti: str | None = None) -> None:
+        """Serve the evidence API (on the same port after a restart), quoting with ``tcti``."""
+        identity = ensure_server_identity(self.state_dir, self.agent_id, "127.0.0.1")
+        context = server_ssl_context(identity.cert_path, identity.key_path, self.client_ca)
+        tpm = tcti or self.swtpm.tcti
+        service = EvidenceService(
+            lambda: TpmDevice(tpm),
+            ImaLogSource(self.ima.log_path),
+            ak_handle=0x81010002,
+            hold_connection=False,
+        )
+        self.services.append(service)
+        self.server = make_agent_server(create_app(service), context, "127.0.0.1", self.port)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop_api(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(timeout=5)
+            self.server = self.thread = None
+        for service in self.services:
+            service.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("swtpm-attestation")
+    trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
+    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
+        settings = verifier_settings(work, redis_url, registrar.url)
+        with running_verifier(settings, work) as verifier:
+            boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
+            digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
+            for path, content in ALLOWED.items():
+                digests[path] = ["sha256:" + hashlib.sha256(content).hexdigest()]
+            document = {
+                "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
+                "ima_banks": ["sha256"],
+                "runtime_policy": {"version": 1, "digests": digests},
+            }
+            response = verifier.put_policy("swtpm-edge", document)
+            assert response.status_code == 200, response.text
+            yield Stack(registrar=registrar, verifier=verifier)
+
+
+def _node(stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, agent_id: str) -> Node:
+    swtpm = make_swtpm()
+    node = Node(
+        agent_id=agent_id,
+        swtpm=swtpm,
+        ima=ImaEmulator(swtpm.tcti, tmp_path / "ascii_runtime_measurements"),
+        state_dir=tmp_path / "agent",
+        client_ca=stack.verifier.client_ca,
+    )
+    node.ima.boot_aggregate()
+    node.start_api()
+    certificate = ensure_server_identity(node.state_dir, agent_id, "127.0.0.1").certificate_der
+    endpoint = ApiEndpoint(url=f"https://127.0.0.1:{node.port}", tls_certificate=certificate)
+    client = RegistrarClient(stack.registrar.url)
+    with TpmDevice(swtpm.tcti) as device:
+        enrol(device, client, agent_id, endpoint=lambda _agent_id: endpoint)
+    client.close()
+    response = stack.verifier.add_agent(agent_id, "swtpm-edge")
+    assert response.status_code == 201, response.text
+    stack.verifier.wait_for_state(agent_id, "attested")
+    return node
+
+
+@pytest.fixture
+def node_factory(
+    stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], Node]]:
+    nodes: list[Node] = []
+
+    def make() -> Node:
+        agent_id = f"{request.node.name[5:40].replace('_', '-')}-{len(nodes)}"
+        node = _node(stack, make_swtpm, tmp_path / f"n{len(nodes)}", agent_id)
+        nodes.append(node)
+        return node
+
+    yield make
+    registrar = RegistrarClient(stack.registrar.url)
+    for node in nodes:
+        node.stop_api()
+        # Swtpm templates repeat EKs across tests: leave neither service holding this one.
+        requests.delete(f"{stack.verifier.url}/v1/agents/{node.agent_id}", timeout=10)
+        registrar.delete_agent(node.agent_id)
+    registrar.close()
+
+
+def _rounds(stack: Stack, agent_id: str, count: int) -> None:
+    """Wait until the verifier has finished ``count`` more rounds of the agent."""
+    first = stack.verifier.status(agent_id)["last_round_at"]
+    seen = 0
+    last = first
+    deadline = time.monotonic() + 30
+    while seen < count and time.monotonic() < deadline:
+        current = stack.verifier.status(agent_id)["last_round_at"]
+        if current != last:
+            seen, last = seen + 1, current
+        time.sleep(0.05)
+    assert seen >= count, f"only {seen} rounds of {agent_id} in 30 s"
+
+
+def test_real_agent_stays_attested_then_fails_on_an_unknown_executable(
+    stack: Stack, node_factory: Callable[[], Node]
+) -> None:
+    node = node_factory()
+    node.ima.measure("/usr/bin/bash", ALLOWED["/usr/bin/bash"])
+    node.ima.measure("/usr/sbin/sshd", ALLOWED["/usr/sbin/sshd"])
+    _rounds(stack, node.agent_id, 3)
+    status = stack.verifier.status(node.agent_id)
+    assert status["state"] == "attested"
+    assert status["ima_entries_verified"] == 3
+    node.ima.measure("/tmp/.hidden/miner", b"not in any policy")
+    failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=10)
+    assert failed["reason"] == "ima_entry_not_allowed"
+    assert "/tmp/.hidden/miner" in str(failed["message"])
+
+
+def test_pcr10_extended_without_a_log_entry_fails(
+    stack: Stack, node_factory: Callable[[], Node]
+) -> None:
+    node = node_factory()
+    node.ima.extend_without_log()
+    failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=10)
+    assert str(failed["reason"]).startswith("ima_")
+
+
+def test_swtpm_reboot_is_handled_without_a_false_failure(
+    stack: Stack, node_factory: Callable[[], Node]
+) -> None:
+    node = node_factory()
+    node.ima.measure("/usr/bin/bash", ALLOWED["/usr/bin/bash"])
+    _rounds(stack, node.agent_id, 2)
+    node.swtpm.restart()  # TPM Reset: resetCount up, PCRs back to zero
+    node.ima.new_boot()
+    node.ima.boot_aggregate()
+    node.ima.measure("/usr/sbin/sshd", ALLOWED["/usr/sbin/sshd"])
+    _rounds(stack, node.agent_id, 4)
+    status = stack.verifier.status(node.agent_id)
+    assert status["state"] == "attested", stack.verifier.events(node.agent_id)
+    assert status["ima_entries_verified"] == 2
+    events = stack.verifier.events(node.agent_id)
+    assert all(event["to_state"] != "failed" for event in events)
+
+
+def test_stopped_agent_is_unreachable_not_failed_and_comes_back(
+    stack: Stack, node_factory: Callable[[], Node]
+) -> None:
+    node = node_factory()
+    node.stop_api()
+    unreachable = stack.verifier.wait_for_state(node.agent_id, "unreachable", timeout=10)
+    assert unreachable["reason"] == "agent_unreachable"
+    node.start_api()
+    stack.verifier.wait_for_state(node.agent_id, "attested", timeout=15)
+    states = [event["to_state"] for event in stack.verifier.events(node.agent_id)]
+    assert "failed" not in states
+    assert states[:2] == ["attested", "unreachable"]
+
+
+def test_quote_from_another_tpm_fails(
+    stack: Stack, node_factory: Callable[[], Node], make_swtpm: MakeSwtpm
+) -> None:
+    node = node_factory()
+    other = make_swtpm()
+    with TpmDevice(other.tcti) as device:
+        device.ensure_ak()
+    node.stop_api()
+    node.start_api(tcti=other.tcti)  # the same node, answering with another TPM's AK
+    failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=10)
+    assert failed["reason"] == "quote_signature_invalid"
+
+
+def _first_bytes_of_a_request(port: int, client: tuple[Path, Path] | None) -> bytes:
+    """Send an evidence request over TLS (optionally with a client certificate); the answer's
+    first bytes, or b"" when the server refused the connection."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if client is not None:
+        context.load_cert_chain(*client)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            tls.sendall(b"POST /v1/evidence HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            return tls.recv(12)
+    except (ssl.SSLError, OSError):
+        return b""
+
+
+def test_agent_api_refuses_clients_without_the_verifiers_certificate(
+    stack: Stack, node_factory: Callable[[], Node]
+) -> None:
+    node = node_factory()
+    assert _first_bytes_of_a_request(node.port, None) == b""
+    tls_dir = stack.verifier.settings.verifier_tls_dir
+    verifier_identity = (tls_dir / "client.pem", tls_dir / "client-key.pem")
+    assert _first_bytes_of_a_request(node.port, verifier_identity) == b"HTTP/1.1 400"
