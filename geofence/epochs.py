@@ -111,7 +111,13 @@ class EpochAssembler:
         self._identity: list[str] = []
 
     def feed(self, s: Sentence) -> Fix | None:
-        """Add one sentence; returns the fix of the epoch it closed, if that epoch had one."""
+        """Add one sentence; returns the fix of the epoch it closed, if that epoch had one.
+
+        The sentence's fields are converted here (:meth:`Sentence.checked_body`): one with a
+        malformed field is skipped, counted as rejected by its parser, and never reaches a fix.
+        """
+        if s.checked_body() is None:
+            return None
         self._note_identity(s)
         time = _sentence_time(s.body)
         done: Fix | None = None

@@ -56,4 +56,3 @@ class AgentIdentity:
             location_key_certify_attest=record.location_key_certify_attest,
             location_key_certify_signature=record.location_key_certify_signature,
         )
-

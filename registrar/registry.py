@@ -76,7 +76,8 @@ class TrustPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocationKey:
-    """A location key's TPM2B_PUBLIC and its TPM2_Certify by the AK (TPMS_ATTEST, TPMT_SIGNATURE)."""
+    """A location key's TPM2B_PUBLIC and its TPM2_Certify by the AK (TPMS_ATTEST and
+    TPMT_SIGNATURE)."""
 
     public: bytes
     certify_attest: bytes

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ class RunningVerifier:
     settings: Settings
     client_ca: Path  # agents must trust this CA for the verifier's client certificate
 
-    def put_policy(self, name: str, document: dict[str, object]) -> requests.Response:
+    def put_policy(self, name: str, document: Mapping[str, object]) -> requests.Response:
         return requests.put(f"{self.url}/v1/policies/{name}", json=document, timeout=10)
 
     def add_agent(self, agent_id: str, policy: str) -> requests.Response:

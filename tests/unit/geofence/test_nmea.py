@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import pynmea2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geofence.epochs import fixes_from_lines
 from geofence.nmea import NmeaParser, ParseStats, RejectReason, parse_lines, split_lines
 from geofence.sentences import Gga, Gsv, Proprietary, Rmc
 from tests.paths import shared_data
@@ -128,11 +130,70 @@ GOOD_GGA = "GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"
     ],
 )
 def test_bad_lines_are_counted(line: str | bytes, reason: str) -> None:
+    """Framing errors at ``parse``; bad fields when the sentence is converted (lazily)."""
     p = NmeaParser()
-    assert p.parse(line) is None
+    s = p.parse(line)
+    if reason == "bad_field":
+        assert s is not None
+        assert p.stats().accepted == 1
+        assert s.checked_body() is None
+        assert s.checked_body() is None  # counted once
+        with pytest.raises(ValueError, match=r"bad|not|range"):
+            s.body  # noqa: B018 - the property converts
+    else:
+        assert s is None
     stats = p.stats()
-    assert stats.rejected == 1
+    assert (stats.accepted, stats.rejected) == (0, 1)
     assert stats.rejections[0].reason == reason
+    assert stats.rejections[0].line_no == 1
+
+
+def test_bad_field_never_reaches_a_fix_and_is_counted() -> None:
+    good = shared_data("nmea/nl2008u.log").read_bytes()
+    lines = split_lines(good)
+    index = next(i for i, ln in enumerate(lines) if ln.startswith(b"$GNGGA"))
+    bad_gga = _sentence(lines[index].decode().strip()[1:-3].replace(",N,", ",Q,", 1)).encode()
+    lines[index] = bad_gga
+    clean, _ = fixes_from_lines(split_lines(good))
+    fixes, stats = fixes_from_lines(lines)
+    assert [(r.line_no, r.reason) for r in stats.rejections] == [
+        (index + 1, RejectReason.BAD_FIELD)
+    ]
+    assert stats.accepted + stats.rejected == SENTENCES["nl2008u.log"]
+    assert all(bad_gga.decode() not in f.nmea_digest.hex() for f in fixes)
+    changed = [f for f, c in zip(fixes, clean, strict=True) if f.nmea_digest != c.nmea_digest]
+    assert len(changed) == 1  # the epoch without its GGA: no GGA altitude or quality
+    assert changed[0].quality is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["GP", "GN", "gp", "G_", "P1", "BD"]),
+    st.sampled_from(["GGA", "RMC", "GSV", "gsv", "XYZ", "GGQ"]),
+    st.text(alphabet="0123456789.,-+NSEWAV*$ ", max_size=60),
+    st.sampled_from(["", "ok", "00", "zz", "+1", "0a", "A"]),
+)
+def test_fast_path_frames_like_pynmea2(talker: str, kind: str, fields: str, tail: str) -> None:
+    """Accepted or rejected (and why) exactly as through ``pynmea2.parse(check=True)``."""
+    body = f"{talker}{kind},{fields}"
+    line = _sentence(body) if tail == "ok" else f"${body}*{tail}"
+    fast = NmeaParser()
+    sentence = fast.parse(line)
+    try:
+        msg = pynmea2.parse(line[line.rfind("$") :], check=True)
+        expected = "ok"
+    except pynmea2.ChecksumError:
+        expected = "bad_checksum"
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+        expected = "malformed"
+    stats = fast.stats()
+    got = "ok" if stats.rejected == 0 else str(stats.rejections[0].reason)
+    if got in ("no_checksum", "not_nmea"):
+        got = "bad_checksum" if expected == "bad_checksum" else "malformed"
+    if expected == "ok" and isinstance(msg, pynmea2.TalkerSentence) and sentence is not None:
+        assert sentence.talker == msg.talker
+        assert (sentence.kind, sentence.text) == (msg.sentence_type, line[line.rfind("$") :])
+    assert got == expected or (expected == "bad_checksum" and got == "malformed")
 
 
 def test_good_line_accepted() -> None:
@@ -162,6 +223,8 @@ _TYPES = ["RMC", "GGA", "GNS", "GSA", "GSV", "VTG", "GST", "TXT", "ZDA", "GLL", 
 )
 def test_checksummed_garbage_fields_never_raise(talker: str, kind: str, fields: str) -> None:
     p = NmeaParser()
-    p.parse(_sentence(f"{talker}{kind},{fields}"))
+    s = p.parse(_sentence(f"{talker}{kind},{fields}"))
+    if s is not None:
+        s.checked_body()
     stats = p.stats()
     assert stats.accepted + stats.rejected == 1
