@@ -1,0 +1,211 @@
+"""The location check of a round: signed evidence → verified fix → plausibility → zone decision.
+
+``check_location`` is pure (no I/O, no clock) and runs the design's trust rule 6 in order:
+
+1. the TPMT_SIGNATURE over the evidence bytes verifies with the agent's registered location key
+   (which the registrar accepted only as a fixedTPM key certified by the AK); the bytes are then
+   decoded, canonical form only (``location_signature_invalid``);
+2. the evidence answers this round's nonce (``location_nonce_mismatch``: replayed evidence);
+3. the fix is fresh (``location_stale``) and plausible against the recent ``track``
+   (``location_implausible`` with the check's own reason, e.g. ``location_teleport``);
+4. the zone decision is ``inside`` one of the policy's zones; ``uncertain`` never counts as
+   inside (``location_outside_zone``).
+
+The quote's binding of the same evidence bytes (``quote_qualifying_data``) is checked by the
+round's quote verification, not here.
+
+Evidence v1 carries no per-satellite C/N0 or vertical accuracy, so the C/N0-uniformity and
+vertical-speed checks cannot run on the verifier's side; the agent screens C/N0 before it signs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from geoattest.errors import (
+    LocationEvidenceInvalid,
+    LocationMissing,
+    LocationNonceMismatch,
+    LocationOutsideZone,
+    NotFound,
+    PolicyInvalid,
+    QuoteSignatureInvalid,
+    TpmFormatError,
+)
+from geofence import (
+    AccuracySource,
+    Fix,
+    LocationEvidence,
+    LocationPolicy,
+    ReceiverIdentity,
+    ZoneDecision,
+    ZoneSet,
+    ZoneVerdict,
+    check_fix,
+    decode_evidence,
+    policy_from_mapping,
+)
+from tpm import TpmPublic, parse_tpmt_signature, verify_signature
+
+__all__ = [
+    "LocationRoundPolicy",
+    "LocationVerdict",
+    "check_location",
+    "fix_from_evidence",
+    "location_policy_from_mapping",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocationRoundPolicy:
+    """Plausibility thresholds, the zones, and the zone ids a fix must be inside one of (PoG)."""
+
+    thresholds: LocationPolicy
+    zones: ZoneSet
+    zone_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.zone_ids:
+            raise PolicyInvalid("location policy names no zone")
+        for zone_id in self.zone_ids:
+            try:
+                self.zones.zone(zone_id)
+            except NotFound as e:
+                raise PolicyInvalid(f"location policy: {e.message}") from e
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocationVerdict:
+    """A passed location check: the verified fix (append it to the track), the decision
+    (``inside``), the zone it is inside and a lower bound of its distance to that zone's border."""
+
+    fix: Fix
+    decision: ZoneDecision
+    zone_id: str
+    distance_m: float
+
+
+def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> LocationRoundPolicy:
+    """``{"zones": ["DEU", ...], "thresholds": {...LocationPolicy fields}}`` → policy.
+
+    Raises PolicyInvalid for unknown keys, a missing or empty zone list, unknown zone ids or bad
+    thresholds.
+    """
+    unknown = set(data) - {"zones", "thresholds"}
+    if unknown:
+        raise PolicyInvalid(f"location policy: unknown keys {sorted(unknown)}")
+    zone_ids = data.get("zones")
+    if not isinstance(zone_ids, list) or not all(isinstance(z, str) for z in zone_ids):
+        raise PolicyInvalid("location policy: zones must be a list of zone ids")
+    thresholds = data.get("thresholds", {})
+    if not isinstance(thresholds, Mapping):
+        raise PolicyInvalid("location policy: thresholds must be a table")
+    return LocationRoundPolicy(
+        thresholds=policy_from_mapping(thresholds), zones=zones, zone_ids=tuple(zone_ids)
+    )
+
+
+def fix_from_evidence(ev: LocationEvidence) -> Fix:
+    """The fix as far as the signed evidence states it (no satellites, no vertical accuracy)."""
+    receiver = ReceiverIdentity(texts=tuple(ev.receiver.split(" | "))) if ev.receiver else None
+    return Fix(
+        utc=ev.utc,
+        time_of_day=ev.utc.time(),
+        latitude=ev.latitude,
+        longitude=ev.longitude,
+        altitude_m=ev.altitude_m,
+        quality=ev.quality,
+        rmc_status=None,
+        rmc_mode=ev.rmc_mode,
+        gns_mode=ev.gns_mode,
+        fix_type=None,
+        satellites_used=ev.satellites_used,
+        satellites_in_view=None,
+        hdop=ev.hdop,
+        pdop=None,
+        vdop=None,
+        horizontal_accuracy_m=ev.horizontal_accuracy_m,
+        accuracy_source=AccuracySource(ev.accuracy_source),
+        vertical_accuracy_m=None,
+        speed_mps=ev.speed_mps,
+        course_deg=ev.course_deg,
+        signals=(),
+        receiver=receiver,
+        nmea_digest=ev.nmea_digest,
+        sentence_count=0,
+    )
+
+
+def _verified_evidence(evidence: bytes, signature: bytes, key: TpmPublic) -> LocationEvidence:
+    try:
+        verify_signature(key, evidence, parse_tpmt_signature(signature))
+    except (QuoteSignatureInvalid, TpmFormatError) as e:
+        raise LocationEvidenceInvalid(
+            f"location evidence is not signed by the agent's location key: {e.message}"
+        ) from e
+    try:
+        ev = decode_evidence(evidence)
+        AccuracySource(ev.accuracy_source)
+    except ValueError as e:
+        raise LocationEvidenceInvalid(f"location evidence malformed: {e}") from e
+    return ev
+
+
+def _zone_verdict(fix: Fix, policy: LocationRoundPolicy) -> ZoneVerdict:
+    accuracy = fix.horizontal_accuracy_m
+    if accuracy is None:  # plausibility refuses this first; kept so the decision never guesses
+        raise LocationOutsideZone("fix has no horizontal accuracy: zone decision is uncertain")
+    verdicts = [
+        policy.zones.decide(zone_id, fix.latitude, fix.longitude, accuracy)
+        for zone_id in policy.zone_ids
+    ]
+    inside = [v for v in verdicts if v.decision is ZoneDecision.INSIDE]
+    if inside:
+        return max(inside, key=lambda v: v.distance_to_border_m)
+    where = f"({fix.latitude:.6f}, {fix.longitude:.6f}) ± {accuracy:.1f} m"
+    uncertain = [v.zone_id for v in verdicts if v.decision is ZoneDecision.UNCERTAIN]
+    if uncertain:
+        raise LocationOutsideZone(
+            f"fix {where} is uncertain for zone(s) {', '.join(uncertain)}: the accuracy disc "
+            "crosses the border, and uncertain is never inside"
+        )
+    raise LocationOutsideZone(f"fix {where} is outside zone(s) {', '.join(policy.zone_ids)}")
+
+
+def check_location(
+    *,
+    evidence: bytes | None,
+    signature: bytes | None,
+    location_key: TpmPublic,
+    nonce: bytes,
+    policy: LocationRoundPolicy,
+    track: Sequence[Fix],
+    now: dt.datetime,
+) -> LocationVerdict:
+    """Check one round's location evidence (see the module docstring for the order).
+
+    ``track`` holds the fixes of earlier passed rounds, oldest first (``LocationVerdict.fix``);
+    ``now`` is the verifier's aware UTC time. Raises LocationMissing, LocationEvidenceInvalid,
+    LocationNonceMismatch, LocationStale, LocationImplausible (``reason`` = the check's code) or
+    LocationOutsideZone; all are IntegrityErrors.
+    """
+    if evidence is None or signature is None:
+        raise LocationMissing("the policy requires signed location evidence; the agent sent none")
+    ev = _verified_evidence(evidence, signature, location_key)
+    if not hmac.compare_digest(ev.nonce, nonce):
+        raise LocationNonceMismatch(
+            f"location evidence answers nonce {ev.nonce.hex()[:16]}…, not this round's "
+            f"{nonce.hex()[:16]}…: replayed"
+        )
+    fix = fix_from_evidence(ev)
+    check_fix(fix, track, policy.thresholds, now).raise_for_failure()
+    verdict = _zone_verdict(fix, policy)
+    return LocationVerdict(
+        fix=fix,
+        decision=verdict.decision,
+        zone_id=verdict.zone_id,
+        distance_m=verdict.distance_to_border_m,
+    )
