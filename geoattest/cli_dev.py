@@ -12,6 +12,14 @@ import click
 from geoattest.cli import build_settings, reports_errors
 from geoattest.cli_agent import print_agent
 
+STATE_DIR_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/quickstart"),
+    show_default=True,
+    help="Where the CA, TPM states, databases and logs live (reused across runs).",
+)
+
 
 @click.group()
 def dev() -> None:
@@ -19,18 +27,12 @@ def dev() -> None:
 
 
 @dev.command("fleet")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("var/quickstart"),
-    show_default=True,
-    help="Where the CA, TPM states, database and logs live (reused across runs).",
-)
+@STATE_DIR_OPTION
 @click.option(
     "--agents",
     "agent_count",
     type=click.IntRange(1, 50),
-    default=1,
+    default=2,
     show_default=True,
     help="How many agents, each on its own swtpm.",
 )
@@ -41,28 +43,77 @@ def dev() -> None:
     show_default=True,
     help="Registrar port (another free port is used if this one is taken).",
 )
-@click.option("--once", is_flag=True, help="Stop after enrolling and printing, instead of serving.")
+@click.option(
+    "--verifier-port",
+    type=int,
+    default=8891,
+    show_default=True,
+    help="Verifier API port (another free port is used if this one is taken).",
+)
+@click.option(
+    "--once", is_flag=True, help="Stop after the agents are attested, instead of serving."
+)
 @click.pass_context
 @reports_errors
 def fleet(
-    ctx: click.Context, /, state_dir: Path, agent_count: int, registrar_port: int, once: bool
+    ctx: click.Context,
+    /,
+    state_dir: Path,
+    agent_count: int,
+    registrar_port: int,
+    verifier_port: int,
+    once: bool,
 ) -> None:
-    """Start a CA, a registrar and agents on swtpm; enrol the agents; print their identities."""
-    from geoattest.devfleet import enrol_all, local_fleet, pick_port
+    """Run a local fleet: registrar, verifier, agents on swtpm; enrol and attest them."""
+    from geoattest.devfleet import admit_all, enrol_all, local_fleet
+    from geoattest.devprocs import free_port, port_accepts
 
     build_settings(ctx)
     agent_ids = [f"edge-{n:02d}" for n in range(1, agent_count + 1)]
-    with local_fleet(state_dir, agent_ids, registrar_port=pick_port(registrar_port)) as running:
+    ports = {
+        name: free_port() if port_accepts(port) else port
+        for name, port in (("registrar", registrar_port), ("verifier", verifier_port))
+    }
+    with local_fleet(
+        state_dir, agent_ids, registrar_port=ports["registrar"], verifier_port=ports["verifier"]
+    ) as running:
         click.echo(f"\nenrolling {len(agent_ids)} agent(s) with {running.registrar_url}")
         for view in enrol_all(running):
             click.echo("")
             print_agent(view, as_json=False)
-        click.echo(f"\nregistrar: {running.registrar_url}/v1/agents   logs: {state_dir}/logs")
+        click.echo(f"\nputting the agents under continuous attestation at {running.verifier_url}")
+        statuses = admit_all(running)
+        click.echo(f"\n{'AGENT':<10} {'STATE':<12} {'IMA ENTRIES':>11}  REASON")
+        for status in statuses:
+            click.echo(
+                f"{status['agent_id']!s:<10} {status['state']!s:<12} "
+                f"{status['ima_entries_verified']!s:>11}  {status['reason'] or '-'}"
+            )
+        if any(status["state"] != "attested" for status in statuses):
+            raise click.ClickException(f"not every agent is attested; see {state_dir}/logs")
+        click.echo(f"\nregistrar {running.registrar_url}/v1/agents · verifier "
+                   f"{running.verifier_url}/v1/agents · logs {state_dir}/logs")  # fmt: skip
         if once:
             return
-        click.echo("fleet running; Ctrl-C stops it")
+        click.echo(
+            "fleet running; Ctrl-C stops it. Try, in another terminal:\n"
+            f"  geoattest dev measure --state-dir {state_dir} edge-01 /usr/bin/python3\n"
+            f"  curl -s {running.verifier_url}/v1/agents/edge-01   # failed within seconds"
+        )
         _wait_for_interrupt()
     click.echo("fleet stopped")
+
+
+@dev.command("measure")
+@STATE_DIR_OPTION
+@click.argument("agent_id")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@reports_errors
+def measure(state_dir: Path, agent_id: str, path: Path) -> None:
+    """Record PATH as executed on a running fleet's agent (IMA log + PCR 10), as IMA would."""
+    from geoattest.devfleet import measure_on
+
+    click.echo(measure_on(state_dir, agent_id, path))
 
 
 def _wait_for_interrupt() -> None:

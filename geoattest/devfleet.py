@@ -1,77 +1,275 @@
-"""A local fleet on one machine, for quickstart and demos: real swtpm, registrar, enrolment.
+"""A local fleet on one machine, for quickstart and demos, built from the real parts.
 
-Everything lives under one state directory and is reused by the next run:
+A private TPM manufacturer CA, redis-server, the registrar, the verifier (API + Celery worker with
+beat), and per agent: a swtpm whose EK certificate the CA issued, an IMA measurement list written
+by the emulator (no IMA in containers), and the agent's evidence API over mTLS. Everything lives
+under one state directory and is reused by the next run:
 
-    state/ca/           private TPM manufacturer CA (swtpm_localca)
-    state/ek-ca/        the registrar's trust store (that CA's root and issuing certificates)
-    state/tpm/<agent>/  each agent's swtpm state (EK certificate issued by the CA, persistent AK)
-    state/registrar.sqlite, state/logs/
+    ca/ ek-ca/ tpm/<agent>/ agent/<agent>/ ima/<agent>.log verifier-tls/ redis/ logs/
+    registrar.sqlite  verifier.sqlite  fleet.json (ports of the running fleet)
+
+Each run restarts the swtpms, which is a reboot: the agents' IMA logs start over.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-from agent.enrolment import enrol
+from agent.enrolment import ApiEndpoint, enrol
+from agent.tls import ensure_server_identity
 from agent.tpm_device import TpmDevice
+from geoattest.devprocs import (
+    GEOATTEST,
+    free_port,
+    geoattest_env,
+    http_ok,
+    managed_process,
+    port_accepts,
+    redis_server,
+)
 from geoattest.errors import ConfigurationError
+from geoattest.ima_emulator import ImaEmulator
 from geoattest.registrar_client import RegistrarClient
-from geoattest.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
+from geoattest.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.tls_material import ensure_verifier_client_tls
 from geoattest.wire import AgentView
 
 log = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_SECONDS = 30.0
+POLICY_NAME = "local-fleet"
+# Real executables of this machine, measured into every agent's log at boot (as if run).
+SAMPLE_EXECUTABLES = ("/usr/bin/bash", "/usr/bin/ls", "/usr/bin/cat", "/usr/bin/env")
+
+
+@dataclass(slots=True)
+class AgentNode:
+    agent_id: str
+    swtpm: SwtpmInstance
+    ima: ImaEmulator
+    state_dir: Path
+    url: str
 
 
 @dataclass(slots=True)
 class Fleet:
-    """The running parts of a local fleet; ``stop`` ends them in reverse order."""
-
     state_dir: Path
     registrar_url: str
-    agents: dict[str, SwtpmInstance] = field(default_factory=dict)
+    verifier_url: str
+    agents: dict[str, AgentNode] = field(default_factory=dict)
 
 
 @contextmanager
-def local_fleet(state_dir: Path, agent_ids: list[str], *, registrar_port: int) -> Iterator[Fleet]:
-    """Start the CA, the registrar and one swtpm per agent; stop everything on exit."""
+def local_fleet(
+    state_dir: Path, agent_ids: list[str], *, registrar_port: int, verifier_port: int
+) -> Iterator[Fleet]:
+    """Start every part; stop them all (in reverse) when the block ends."""
     state_dir = state_dir.resolve()
-    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    logs = state_dir / "logs"
     with ExitStack() as stack:
-        print(f"[1/3] TPM manufacturer CA in {state_dir / 'ca'}", flush=True)
+        _step(1, f"TPM manufacturer CA in {state_dir / 'ca'}")
         ca = SwtpmCa.create(state_dir / "ca")
         trust_dir = _trust_store_dir(state_dir / "ek-ca", ca)
-        print(f"[2/3] registrar on 127.0.0.1:{registrar_port}, trusting {trust_dir}", flush=True)
-        url = stack.enter_context(_registrar(state_dir, trust_dir, registrar_port))
-        fleet = Fleet(state_dir=state_dir, registrar_url=url)
-        print(f"[3/3] {len(agent_ids)} agent TPM(s) on swtpm", flush=True)
+        _step(2, "redis-server")
+        redis_url = stack.enter_context(redis_server(state_dir / "redis", free_port()))
+        _step(3, f"registrar on 127.0.0.1:{registrar_port}")
+        registrar_url = f"http://127.0.0.1:{registrar_port}"
+        stack.enter_context(
+            managed_process(
+                "registrar",
+                [
+                    *GEOATTEST,
+                    "registrar",
+                    "serve",
+                    "--ek-ca",
+                    str(trust_dir),
+                    "--port",
+                    str(registrar_port),
+                    "--db",
+                    _sqlite(state_dir, "registrar"),
+                ],
+                log_path=logs / "registrar.log",
+                ready=http_ok(f"{registrar_url}/v1/healthz"),
+                env=geoattest_env({}),
+            )
+        )
+        _step(4, f"verifier API on 127.0.0.1:{verifier_port}, Celery worker with beat")
+        tls = ensure_verifier_client_tls(state_dir / "verifier-tls")
+        verifier_env = geoattest_env(
+            {
+                "GEOATTEST_DATABASE_URL": _sqlite(state_dir, "verifier"),
+                "GEOATTEST_REDIS_URL": redis_url,
+                "GEOATTEST_REGISTRAR_URL": registrar_url,
+                "GEOATTEST_VERIFIER_TLS_DIR": str(state_dir / "verifier-tls"),
+                "GEOATTEST_VERIFIER_PORT": str(verifier_port),
+            }
+        )
+        verifier_url = f"http://127.0.0.1:{verifier_port}"
+        stack.enter_context(
+            managed_process(
+                "verifier API",
+                [*GEOATTEST, "verifier", "serve"],
+                log_path=logs / "verifier.log",
+                ready=http_ok(f"{verifier_url}/v1/healthz"),
+                env=verifier_env,
+            )
+        )
+        worker_log = logs / "verifier-worker.log"
+        stack.enter_context(
+            managed_process(
+                "verifier worker",
+                [*GEOATTEST, "verifier", "worker", "--beat", "--concurrency", "1"],
+                log_path=worker_log,
+                ready=lambda: b" ready." in worker_log.read_bytes(),
+                env=verifier_env,
+            )
+        )
+        fleet = Fleet(state_dir=state_dir, registrar_url=registrar_url, verifier_url=verifier_url)
+        _step(5, f"{len(agent_ids)} agent(s): swtpm, IMA log, evidence API over mTLS")
         for agent_id in agent_ids:
-            fleet.agents[agent_id] = stack.enter_context(_agent_tpm(state_dir, ca, agent_id))
+            fleet.agents[agent_id] = _start_agent(stack, state_dir, ca, agent_id, tls.ca_cert)
+        _write_fleet_file(fleet)
         yield fleet
 
 
 def enrol_all(fleet: Fleet) -> list[AgentView]:
-    """Enrol every agent of the fleet through the registrar's HTTP API (idempotent)."""
+    """Enrol every agent (EK chain, AK activation, API address and certificate); idempotent."""
     client = RegistrarClient(fleet.registrar_url)
     views = []
     try:
-        for agent_id, swtpm in fleet.agents.items():
-            with TpmDevice(swtpm.tcti) as device:
-                views.append(enrol(device, client, agent_id))
+        for node in fleet.agents.values():
+            identity = ensure_server_identity(node.state_dir, node.agent_id, "127.0.0.1")
+            endpoint = ApiEndpoint(url=node.url, tls_certificate=identity.certificate_der)
+            with TpmDevice(node.swtpm.tcti) as device:
+                views.append(enrol(device, client, node.agent_id, endpoint=_fixed(endpoint)))
     finally:
         client.close()
     return views
+
+
+def admit_all(fleet: Fleet, *, timeout: float = 60.0) -> list[dict[str, object]]:
+    """Give the verifier a policy made from what the agents measured, put every agent under
+    verification (re-admitting failed ones), and wait until all are attested."""
+    response = requests.put(
+        f"{fleet.verifier_url}/v1/policies/{POLICY_NAME}", json=_policy(fleet), timeout=10
+    )
+    response.raise_for_status()
+    for agent_id in fleet.agents:
+        added = requests.post(
+            f"{fleet.verifier_url}/v1/agents/{agent_id}", json={"policy": POLICY_NAME}, timeout=10
+        )
+        if added.status_code == 409:  # known from an earlier run: new address, start it over
+            for action in ("refresh", "readmit", "resume"):
+                requests.post(f"{fleet.verifier_url}/v1/agents/{agent_id}/{action}", timeout=10)
+        elif not added.ok:
+            raise ConfigurationError(f"verifier refused {agent_id}: {added.text}")
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = [
+            requests.get(f"{fleet.verifier_url}/v1/agents/{agent_id}", timeout=10).json()
+            for agent_id in fleet.agents
+        ]
+        if all(status["state"] == "attested" for status in statuses):
+            return statuses
+        if time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.3)
+
+
+def measure_on(state_dir: Path, agent_id: str, path: Path) -> str:
+    """Record ``path`` as executed on a running fleet's agent (its IMA log and PCR 10)."""
+    fleet_file = state_dir / "fleet.json"
+    if not fleet_file.is_file():
+        raise ConfigurationError(f"no running fleet in {state_dir} (start 'geoattest dev fleet')")
+    agents = json.loads(fleet_file.read_text())["agents"]
+    if agent_id not in agents:
+        raise ConfigurationError(f"no agent {agent_id!r} in the fleet ({', '.join(agents)})")
+    ima = ImaEmulator(agents[agent_id]["tcti"], Path(agents[agent_id]["ima_log"]))
+    entry = ima.measure(str(path), path.read_bytes())
+    return entry.line
+
+
+def _start_agent(
+    stack: ExitStack, state_dir: Path, ca: SwtpmCa, agent_id: str, client_ca: Path
+) -> AgentNode:
+    tpm_dir = state_dir / "tpm" / agent_id
+    if SwtpmInstance.is_manufactured(tpm_dir):
+        swtpm = SwtpmInstance(tpm_dir)
+    else:
+        print(f"      manufacturing TPM for {agent_id} (EK certificate from the CA)", flush=True)
+        swtpm = SwtpmInstance.setup(tpm_dir, ca)
+    stack.enter_context(swtpm)
+    ima = ImaEmulator(swtpm.tcti, state_dir / "ima" / f"{agent_id}.log")
+    ima.new_boot()  # the swtpm just started: a new boot, a new measurement list
+    ima.boot_aggregate()
+    for executable in SAMPLE_EXECUTABLES:
+        if Path(executable).is_file():
+            ima.measure(executable, Path(executable).read_bytes())
+    port = free_port()
+    agent_dir = state_dir / "agent" / agent_id
+    ensure_server_identity(agent_dir, agent_id, "127.0.0.1", renew=True)
+    stack.enter_context(
+        managed_process(
+            f"agent {agent_id}",
+            [*GEOATTEST, "agent", "serve", "--tcti", swtpm.tcti, "--agent-id", agent_id,
+             "--host", "127.0.0.1", "--port", str(port), "--ima-log", str(ima.log_path),
+             "--verifier-ca", str(client_ca), "--state-dir", str(agent_dir)],
+            log_path=state_dir / "logs" / f"agent-{agent_id}.log",
+            ready=lambda: port_accepts(port),
+            env=geoattest_env({}),
+        ),
+    )  # fmt: skip
+    return AgentNode(
+        agent_id=agent_id,
+        swtpm=swtpm,
+        ima=ima,
+        state_dir=agent_dir,
+        url=f"https://127.0.0.1:{port}",
+    )
+
+
+def _policy(fleet: Fleet) -> dict[str, object]:
+    digests: dict[str, set[str]] = {}
+    for node in fleet.agents.values():
+        for line in node.ima.lines():
+            _, _, _, digest, path = line.split(" ", 4)
+            digests.setdefault(path, set()).add(digest)
+    first = next(iter(fleet.agents.values()))
+    with TpmDevice(first.swtpm.tcti) as device:
+        boot = device.pcr_read({"sha256": list(range(8))})["sha256"]
+    return {
+        "boot_pcrs": {"sha256": {str(index): value.hex() for index, value in boot.items()}},
+        "ima_banks": ["sha256"],
+        "runtime_policy": {
+            "version": 1,
+            "meta": {"generated_by": "geoattest dev fleet"},
+            "digests": {path: sorted(values) for path, values in digests.items()},
+        },
+    }
+
+
+def _fixed(endpoint: ApiEndpoint) -> Callable[[str], ApiEndpoint]:
+    return lambda _agent_id: endpoint
+
+
+def _write_fleet_file(fleet: Fleet) -> None:
+    body = {
+        "registrar_url": fleet.registrar_url,
+        "verifier_url": fleet.verifier_url,
+        "agents": {
+            agent_id: {"tcti": node.swtpm.tcti, "ima_log": str(node.ima.log_path), "url": node.url}
+            for agent_id, node in fleet.agents.items()
+        },
+    }
+    (fleet.state_dir / "fleet.json").write_text(json.dumps(body, indent=2))
 
 
 def _trust_store_dir(directory: Path, ca: SwtpmCa) -> Path:
@@ -81,70 +279,9 @@ def _trust_store_dir(directory: Path, ca: SwtpmCa) -> Path:
     return directory
 
 
-@contextmanager
-def _agent_tpm(state_dir: Path, ca: SwtpmCa, agent_id: str) -> Iterator[SwtpmInstance]:
-    tpm_dir = state_dir / "tpm" / agent_id
-    if SwtpmInstance.is_manufactured(tpm_dir):
-        instance = SwtpmInstance(tpm_dir)
-    else:
-        print(f"      manufacturing TPM for {agent_id} (EK certificate from the CA)", flush=True)
-        instance = SwtpmInstance.setup(tpm_dir, ca)
-    instance.start()
-    try:
-        yield instance
-    finally:
-        instance.stop()
+def _sqlite(state_dir: Path, name: str) -> str:
+    return f"sqlite:///{state_dir / f'{name}.sqlite'}"
 
 
-@contextmanager
-def _registrar(state_dir: Path, trust_dir: Path, port: int) -> Iterator[str]:
-    log_path = state_dir / "logs" / "registrar.log"
-    argv = [
-        sys.executable, "-m", "geoattest", "registrar", "serve",
-        "--ek-ca", str(trust_dir),
-        "--port", str(port),
-        "--db", f"sqlite:///{state_dir / 'registrar.sqlite'}",
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: S603  # our own interpreter and arguments
-    try:
-        _wait_healthy(url, process, log_path)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ConfigurationError(
-                f"registrar exited with status {process.returncode}; see {log_path}"
-            )
-        try:
-            if requests.get(f"{url}/v1/healthz", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise ConfigurationError(
-        f"registrar not healthy after {STARTUP_TIMEOUT_SECONDS:.0f} s; see {log_path}"
-    )
-
-
-def pick_port(preferred: int) -> int:
-    """``preferred`` when free, else any free loopback port (a second fleet must not collide)."""
-    import socket
-
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            return free_port_pair()
+def _step(number: int, text: str) -> None:
+    print(f"[{number}/5] {text}", flush=True)

@@ -10,21 +10,22 @@ and a NUL), each preceded by its length as a little-endian u32; a bank's templat
 bank's hash of the template data. The ascii line shows the sha1 one:
 ``10 <sha1 template hash> ima-ng sha256:<file digest> <path>``.
 
-The encoder here is private to the test support: ``allowlists/ima/template.py`` (being written
-in parallel) is the product's; once it lands, ``ima_ng_entry`` should delegate to it, and a test
-should pin both to the same vectors.
+Entries are encoded by the product's own encoder (``allowlists.ima.template``), so what the
+emulator writes is exactly what the verifier parses. Used by the tests and by the local fleet
+(``geoattest dev fleet``), since containers and VMs without IMA have no measurement list.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import struct
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from allowlists.ima.template import encode_entry, template_hash
 
 __all__ = [
     "BOOT_AGGREGATE_PCRS",
@@ -38,7 +39,6 @@ __all__ = [
 
 IMA_PCR = 10
 BOOT_AGGREGATE_PCRS = tuple(range(10))  # PCRs 0-9 for a TPM 2.0 sha256 bank (Linux >= 5.8)
-_LEN = struct.Struct("<I")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,15 +63,12 @@ def ima_ng_entry(path: str, digest: bytes, *, digest_alg: str = "sha256") -> Ima
     """
     if any(c in path for c in " \n"):
         raise ValueError(f"ima-ng ascii lines cannot carry this path: {path!r}")
-    d_ng = digest_alg.encode("ascii") + b":\0" + digest
-    n_ng = path.encode("utf-8") + b"\0"
-    template_data = _LEN.pack(len(d_ng)) + d_ng + _LEN.pack(len(n_ng)) + n_ng
-    sha1 = hashlib.sha1(template_data).digest()  # noqa: S324 - the sha1 PCR bank, by definition
+    encoded = encode_entry(path=path, digest=digest, digest_alg=digest_alg, pcr=IMA_PCR)
     return ImaEntry(
-        line=f"{IMA_PCR} {sha1.hex()} ima-ng {digest_alg}:{digest.hex()} {path}",
-        template_data=template_data,
-        template_hash_sha1=sha1,
-        template_hash_sha256=hashlib.sha256(template_data).digest(),
+        line=encoded.line,
+        template_data=encoded.template_data,
+        template_hash_sha1=encoded.template_hash_sha1,
+        template_hash_sha256=template_hash(encoded.template_data, "sha256"),
     )
 
 

@@ -90,7 +90,13 @@ def set_agent_policy(agent_id: str) -> Response:
 
 @blueprint.post("/agents/<agent_id>/<action>")
 def act_on_agent(agent_id: str, action: str) -> Response:
-    actions = {"pause": _ops().pause, "resume": _ops().resume, "readmit": _ops().readmit}
+    ops = _ops()
+    actions = {
+        "pause": ops.pause,
+        "resume": ops.resume,
+        "readmit": ops.readmit,
+        "refresh": ops.refresh,
+    }
     if action not in actions:
         return jsonify({"error": {"code": "not_found", "message": f"no action {action!r}"}}), 404  # type: ignore[return-value]
     return jsonify(_status_view(actions[action](agent_id), None))

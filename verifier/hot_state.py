@@ -56,6 +56,16 @@ class HotState:
     def schedule(self, agent_id: str, due: float) -> None:
         self._redis.zadd(SCHEDULE_KEY, {agent_id: due})
 
+    def schedule_missing(self, agent_ids: Iterable[str], due: float) -> int:
+        """Add the agents the schedule lacks (never moving a scheduled one); returns how many.
+
+        The schedule lives only in Redis: after a Redis restart this puts the fleet back."""
+        mapping: dict[str, float] = dict.fromkeys(agent_ids, due)
+        if not mapping:
+            return 0
+        added = self._redis.zadd(SCHEDULE_KEY, mapping, nx=True)
+        return int(added) if added is not None else 0
+
     def unschedule(self, agent_id: str) -> None:
         self._redis.zrem(SCHEDULE_KEY, agent_id)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from geoattest.errors import AgentNotActive, Conflict
@@ -17,6 +18,15 @@ from verifier.policy import policy_from_document
 from verifier.round import RoundMemory
 from verifier.states import AgentState
 from verifier.store import AgentTarget, StoredPolicy, Transition, VerifiedAgentView, VerifierStore
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActiveIdentity:
+    """What the verifier takes from the registrar's record of an active agent."""
+
+    ak_public: bytes
+    agent_url: str
+    tls_certificate: bytes
 
 
 class Operations:
@@ -36,6 +46,20 @@ class Operations:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
+    def _active_identity(self, agent_id: str) -> ActiveIdentity:
+        identity = self._registrar.get_agent(agent_id)
+        if identity.state != "active" or identity.ak_public is None:
+            raise AgentNotActive(f"agent {agent_id!r} is {identity.state} at the registrar")
+        if identity.agent_url is None or identity.tls_certificate is None:
+            raise AgentNotActive(
+                f"agent {agent_id!r} enrolled without an evidence API (agent_url, TLS certificate)"
+            )
+        return ActiveIdentity(
+            ak_public=identity.ak_public,
+            agent_url=identity.agent_url,
+            tls_certificate=identity.tls_certificate,
+        )
+
     def put_policy(self, name: str, document: PolicyDocument) -> StoredPolicy:
         """Validate (``PolicyInvalid`` names the problem) and store; takes effect next round."""
         policy_from_document(name, 0, document)
@@ -49,13 +73,7 @@ class Operations:
 
     def add_agent(self, agent_id: str, policy_name: str) -> VerifiedAgentView:
         """Take an enrolled, active agent under verification; its first round is due at once."""
-        identity = self._registrar.get_agent(agent_id)
-        if identity.state != "active" or identity.ak_public is None:
-            raise AgentNotActive(f"agent {agent_id!r} is {identity.state} at the registrar")
-        if identity.agent_url is None or identity.tls_certificate is None:
-            raise AgentNotActive(
-                f"agent {agent_id!r} enrolled without an evidence API (agent_url, TLS certificate)"
-            )
+        identity = self._active_identity(agent_id)
         target = AgentTarget(
             agent_id=agent_id,
             policy_name=policy_name,
@@ -68,6 +86,25 @@ class Operations:
         self._hot.store(agent_id, LiveStatus(state=AgentState.REGISTERED, memory=RoundMemory()))
         self._hot.bump_config_version()
         self._hot.schedule(agent_id, self._clock())
+        return self._store.get_agent(agent_id)
+
+    def refresh(self, agent_id: str) -> VerifiedAgentView:
+        """Take the agent's identity again from the registrar (it re-enrolled: new API address or
+        certificate, or a new AK). A new AK starts the agent over, as a new identity must."""
+        current = self._store.get_agent(agent_id)
+        identity = self._active_identity(agent_id)
+        changed_ak = self._store.update_identity(
+            agent_id,
+            ak_public=identity.ak_public,
+            agent_url=identity.agent_url,
+            tls_certificate=identity.tls_certificate,
+        )
+        if changed_ak and current.state not in (AgentState.PAUSED, AgentState.FAILED):
+            self._move(
+                agent_id, current.state, AgentState.REGISTERED, "ak_changed", keep_memory=False
+            )
+            self._hot.schedule(agent_id, self._clock())
+        self._hot.bump_config_version()
         return self._store.get_agent(agent_id)
 
     def set_policy(self, agent_id: str, policy_name: str) -> VerifiedAgentView:

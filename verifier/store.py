@@ -136,6 +136,18 @@ class VerifierStore:
                 for record in session.scalars(select(VerifiedAgent))
             }
 
+    def update_identity(
+        self, agent_id: str, *, ak_public: bytes, agent_url: str, tls_certificate: bytes
+    ) -> bool:
+        """Store a refreshed identity; returns whether the AK changed."""
+        with transaction(self._sessions) as session:
+            record = _agent(session, agent_id)
+            changed = record.ak_public != ak_public
+            record.ak_public = ak_public
+            record.agent_url = agent_url
+            record.tls_certificate = tls_certificate
+            return changed
+
     def set_policy_of(self, agent_id: str, policy_name: str) -> None:
         with transaction(self._sessions) as session:
             if session.get(PolicyRecord, policy_name) is None:

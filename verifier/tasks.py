@@ -23,6 +23,7 @@ from tpm import TpmPublic
 from verifier.notify import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
 from verifier.policy import AttestationPolicy
 from verifier.runtime import VerifierRuntime, runtime_for
+from verifier.states import POLLED_STATES
 from verifier.store import AgentTarget
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ BATCH_SIZE = 25
 CLAIM_HORIZON = 30.0
 MAX_CLAIMS_PER_DISPATCH = 5000
 
+RECONCILE_PERIOD = 5.0
 DISPATCH_TASK = "geoattest.verifier.dispatch"
+RECONCILE_TASK = "geoattest.verifier.reconcile"
 BATCH_TASK = "geoattest.verifier.attest_batch"
 WEBHOOK_TASK = "geoattest.verifier.deliver_webhook"
 
@@ -53,7 +56,12 @@ def create_celery(settings: Settings) -> Celery:
                 "task": DISPATCH_TASK,
                 "schedule": DISPATCH_PERIOD,
                 "options": {"expires": DISPATCH_PERIOD * 4},
-            }
+            },
+            "reconcile-schedule": {
+                "task": RECONCILE_TASK,
+                "schedule": RECONCILE_PERIOD,
+                "options": {"expires": RECONCILE_PERIOD},
+            },
         },
     )
 
@@ -72,6 +80,20 @@ def create_celery(settings: Settings) -> Celery:
         for start in range(0, len(claimed), BATCH_SIZE):
             attest_batch.apply_async((claimed[start : start + BATCH_SIZE],), expires=CLAIM_HORIZON)
         return len(claimed)
+
+    @app.task(name=RECONCILE_TASK, ignore_result=True)
+    def reconcile() -> int:
+        """Schedule polled agents the Redis schedule lacks (Redis restarted, entry lost)."""
+        rt = runtime()
+        polled = [
+            agent_id
+            for agent_id, target in rt.fleet().targets.items()
+            if target.state in POLLED_STATES
+        ]
+        added = rt.hot.schedule_missing(polled, time.time())
+        if added:
+            log.warning("re-scheduled %d agent(s) missing from the Redis schedule", added)
+        return added
 
     @app.task(name=BATCH_TASK, ignore_result=True, acks_late=True)
     def attest_batch(agent_ids: Sequence[str]) -> int:

@@ -29,6 +29,7 @@ from agent.server import create_app, make_agent_server
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from bench.fleet_sim import enrol_fleet, fleet_tls, serve_fleet
+from geoattest.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.swtpm import SwtpmInstance, free_port_pair
 from geoattest.tls_material import (
     ClientTlsFiles,
@@ -39,7 +40,6 @@ from geoattest.tls_material import (
 )
 from geoattest.wire import EvidenceRequest, EvidenceResponse, quote_qualifying_data
 from tests.support.agent_simulator import make_simulators
-from tests.support.ima_emulator import IMA_PCR, ImaEmulator
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 from tests.support.software_pki import SoftwareCa, make_ca
 from tpm import Alg

@@ -63,3 +63,12 @@ def test_config_version_moves(redis_url: str) -> None:
     before = hot.config_version()
     assert hot.bump_config_version() == before + 1
     assert hot.config_version() == before + 1
+
+
+def test_schedule_missing_adds_only_absent_agents(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    hot.schedule("kept", due=500.0)
+    assert hot.schedule_missing(["kept", "lost-1", "lost-2"], due=100.0) == 2
+    assert hot.claim_due(now=100.0, until=900.0, limit=10) == ["lost-1", "lost-2"]
+    assert hot.claim_due(now=499.0, until=900.0, limit=10) == []
+    assert hot.schedule_missing([], due=1.0) == 0

@@ -36,14 +36,14 @@ from agent.evidence import LocationProvider, collect_evidence
 from agent.ima_source import ImaLines
 from agent.tpm_device import DEFAULT_AK_HANDLE
 from geoattest.errors import GeoattestError, MalformedRequest
-from geoattest.wire import EvidenceRequest, EvidenceResponse
-from tests.support.ima_emulator import (
+from geoattest.ima_emulator import (
     BOOT_AGGREGATE_PCRS,
     IMA_PCR,
     ImaEntry,
     boot_aggregate_digest,
     ima_ng_entry,
 )
+from geoattest.wire import EvidenceRequest, EvidenceResponse
 from tests.support.software_pki import SoftwareCa
 from tests.support.software_tpm import SoftwareTpm
 

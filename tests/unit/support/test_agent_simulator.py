@@ -18,9 +18,9 @@ from geoattest.errors import (
     QuoteSignatureInvalid,
     TpmFormatError,
 )
+from geoattest.ima_emulator import ima_ng_entry
 from geoattest.wire import EvidenceRequest, EvidenceResponse, quote_qualifying_data
 from tests.support.agent_simulator import AgentSimulator, Malformed
-from tests.support.ima_emulator import ima_ng_entry
 from tests.support.software_pki import SoftwareCa, make_ca
 from tests.support.software_tpm import software_activate
 from tpm import Alg

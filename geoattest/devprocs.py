@@ -1,0 +1,110 @@
+"""Child processes of the local fleet: started with a log file, awaited until ready, stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from geoattest.errors import ConfigurationError
+
+GEOATTEST = (sys.executable, "-m", "geoattest")
+READY_TIMEOUT_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return requests.get(url, timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    return check
+
+
+def geoattest_env(values: Mapping[str, str]) -> dict[str, str]:
+    """This environment without any ``GEOATTEST_*`` of the caller, plus ``values``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GEOATTEST_")}
+    env.update(values)
+    return env
+
+
+@contextmanager
+def managed_process(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    ready: Callable[[], bool],
+    env: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` with output to ``log_path`` until the block ends; wait until ``ready()``.
+
+    Raises ``ConfigurationError`` (naming the log) when it exits or is not ready in time.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603  # our own argv, no shell
+            list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env else None
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not ready():
+            if process.poll() is not None:
+                raise ConfigurationError(f"{name} exited with {process.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                limit = f"{READY_TIMEOUT_SECONDS:.0f} s"
+                raise ConfigurationError(f"{name} not ready in {limit}; see {log_path}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def redis_server(directory: Path, port: int) -> Iterator[str]:
+    """A private redis-server (no persistence) for the local fleet; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ConfigurationError("redis-server not found: apt-get install redis-server")
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+            "no", "--dir", str(directory)]  # fmt: skip
+    with managed_process(
+        "redis-server", argv, log_path=directory / "redis.log", ready=lambda: port_accepts(port)
+    ):
+        yield f"redis://127.0.0.1:{port}/0"
