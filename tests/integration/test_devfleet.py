@@ -70,8 +70,9 @@ def test_drift_on_a_running_fleet_fails_the_agent_within_seconds(tmp_path: Path)
             assert time.monotonic() < deadline, "fleet did not start"
             time.sleep(0.5)
         verifier_url = json.loads((state_dir / "fleet.json").read_text())["verifier_url"]
+        measure = [*GEOATTEST, "dev", "measure", "--state-dir", str(state_dir)]
         measured = subprocess.run(
-            [*GEOATTEST, "dev", "measure", "--state-dir", str(state_dir), "edge-01", sys.executable],
+            [*measure, "edge-01", sys.executable],
             capture_output=True, text=True, timeout=60, env=_env(), check=False,
         )  # fmt: skip
         assert measured.returncode == 0, measured.stderr
