@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         default=None, description="CA (PEM) whose client certificates may call the agent's API."
     )
     ima_log_path: Path = Path("/sys/kernel/security/ima/ascii_runtime_measurements")
+    gnss_source: str | None = Field(
+        default=None,
+        description="GNSS receiver: file:PATH[?paced], serial:URL[?baud=N] or gpsd:HOST:PORT; "
+        "unset = this node gives no location evidence.",
+    )
+    location_key_handle: int = Field(default=0x81010003, ge=0x81000000, le=0x81FFFFFF)
+    location_max_fix_age_seconds: float = Field(default=5.0, gt=0)
+    location_wait_for_fix_seconds: float = Field(default=2.0, ge=0)
 
     # --- verifier -----------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -85,6 +93,12 @@ class Settings(BaseSettings):
     round_interval_seconds: float = Field(default=2.0, gt=0)
     agent_timeout_seconds: float = Field(default=5.0, gt=0)
     unreachable_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    zones_file: Path | None = Field(
+        default=None, description="GeoJSON zones that location policies name (verifier)."
+    )
+    zones_repair: bool = Field(
+        default=False, description="Load invalid zone geometry repaired (each repair is logged)."
+    )
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: SecretStr | None = None
 

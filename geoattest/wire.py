@@ -211,6 +211,9 @@ class PolicyDocument(_Wire):
     boot_pcrs: dict[BankName, dict[str, HexDigest]] = Field(default_factory=dict)
     ima_banks: list[BankName] = Field(default_factory=lambda: ["sha256"])
     runtime_policy: dict[str, object] | None = None
+    # Proof-of-Geofencing: ``{"zones": ["DEU", …], "thresholds": {…}}`` (docs/location-policy.md);
+    # the zone ids name features of the verifier's zones file. None: location is not checked.
+    location: dict[str, object] | None = None
 
 
 class PolicyView(_Wire):

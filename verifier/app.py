@@ -13,6 +13,7 @@ from verifier.api import blueprint
 from verifier.hot_state import HotState
 from verifier.operations import Operations
 from verifier.store import VerifierStore
+from verifier.zones_file import load_zones_file
 
 
 def create_app(settings: Settings) -> Flask:
@@ -26,7 +27,9 @@ def create_app(settings: Settings) -> Flask:
         app.config["GEOATTEST_ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
     install_api_plumbing(app)
     app.extensions["geoattest.verifier_store"] = store
-    app.extensions["geoattest.operations"] = Operations(store=store, hot=hot, registrar=registrar)
+    app.extensions["geoattest.operations"] = Operations(
+        store=store, hot=hot, registrar=registrar, zones=load_zones_file(settings)
+    )
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
     return app

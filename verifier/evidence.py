@@ -24,4 +24,5 @@ def parse_evidence(response: EvidenceResponse, nonce: bytes) -> RoundEvidence:
         ima_offset=response.ima.offset,
         ima_lines=response.ima.lines,
         location=response.location,
+        location_signature=response.location_signature,
     )

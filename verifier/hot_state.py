@@ -11,6 +11,7 @@ its TPM clock as new: slower, never weaker, because every round has a fresh nonc
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -150,6 +151,8 @@ def _encode_status(status: LiveStatus) -> str:
     if memory.clock is not None:
         clock = memory.clock
         body["clock"] = [clock.clock, clock.reset_count, clock.restart_count, clock.safe]
+    if memory.location_track:
+        body["location_track"] = [base64.b64encode(item).decode() for item in memory.location_track]
     if memory.ima is not None:
         body["ima"] = {
             "entries": memory.ima.entries_verified,
@@ -172,9 +175,10 @@ def _decode_status(raw: bytes | str) -> LiveStatus:
             entries_verified=body["ima"]["entries"],
             pcr10={bank: bytes.fromhex(value) for bank, value in body["ima"]["pcr10"].items()},
         )
+    track = tuple(base64.b64decode(item) for item in body.get("location_track", ()))
     return LiveStatus(
         state=AgentState(body["state"]),
-        memory=RoundMemory(clock=clock, ima=ima),
+        memory=RoundMemory(clock=clock, ima=ima, location_track=track),
         last_round_at=body["last_round_at"],
         unreachable_streak=body["unreachable_streak"],
     )

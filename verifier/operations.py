@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from geoattest.errors import AgentNotActive, Conflict
 from geoattest.registrar_client import RegistrarClient
 from geoattest.wire import PolicyDocument
+from geofence import ZoneSet
 from verifier.hot_state import HotState, LiveStatus
 from verifier.policy import policy_from_document
 from verifier.round import RoundMemory
@@ -27,6 +28,7 @@ class ActiveIdentity:
     ak_public: bytes
     agent_url: str
     tls_certificate: bytes
+    location_key_public: bytes | None  # certified by the AK at the registrar (geofencing nodes)
 
 
 class Operations:
@@ -36,8 +38,10 @@ class Operations:
         store: VerifierStore,
         hot: HotState,
         registrar: RegistrarClient,
+        zones: ZoneSet | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._zones = zones
         self._store = store
         self._hot = hot
         self._registrar = registrar
@@ -58,11 +62,12 @@ class Operations:
             ak_public=identity.ak_public,
             agent_url=identity.agent_url,
             tls_certificate=identity.tls_certificate,
+            location_key_public=identity.location_key_public,
         )
 
     def put_policy(self, name: str, document: PolicyDocument) -> StoredPolicy:
         """Validate (``PolicyInvalid`` names the problem) and store; takes effect next round."""
-        policy_from_document(name, 0, document)
+        policy_from_document(name, 0, document, self._zones)
         stored = self._store.put_policy(name, document, self._now())
         self._hot.bump_config_version()
         return stored
@@ -80,6 +85,7 @@ class Operations:
             ak_public=identity.ak_public,
             agent_url=identity.agent_url,
             tls_certificate=identity.tls_certificate,
+            location_key_public=identity.location_key_public,
             state=AgentState.REGISTERED,
         )
         self._store.add_agent(target, self._now())
@@ -98,13 +104,16 @@ class Operations:
             ak_public=identity.ak_public,
             agent_url=identity.agent_url,
             tls_certificate=identity.tls_certificate,
+            location_key_public=identity.location_key_public,
         )
-        if changed_ak and current.state not in (AgentState.PAUSED, AgentState.FAILED):
+        polled = current.state not in (AgentState.PAUSED, AgentState.FAILED)
+        if changed_ak and polled:
             self._move(
                 agent_id, current.state, AgentState.REGISTERED, "ak_changed", keep_memory=False
             )
-            self._hot.schedule(agent_id, self._clock())
         self._hot.bump_config_version()
+        if polled:  # try the new address at once, not after an unreachable agent's backoff
+            self._hot.schedule(agent_id, self._clock())
         return self._store.get_agent(agent_id)
 
     def set_policy(self, agent_id: str, policy_name: str) -> VerifiedAgentView:

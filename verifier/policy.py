@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from allowlists.boot import BootPolicy, parse_boot_policy
 from allowlists.ima.policy import RuntimePolicy, parse_runtime_policy
+from geoattest.errors import PolicyInvalid
 from geoattest.wire import PolicyDocument
+from geofence import ZoneSet
+from verifier.location import LocationRoundPolicy, location_policy_from_mapping
 
 IMA_PCR = 10
 
@@ -19,6 +22,7 @@ class AttestationPolicy:
     boot: BootPolicy
     runtime: RuntimePolicy | None  # None: the IMA log is not checked
     ima_banks: tuple[str, ...]
+    location: LocationRoundPolicy | None = None  # None: no Proof-of-Geofencing required
 
     def pcr_selection(self) -> dict[str, list[int]]:
         """What the verifier asks the agent to quote: golden PCRs, and PCR 10 for IMA replay."""
@@ -31,15 +35,26 @@ class AttestationPolicy:
         return {bank: sorted(indices) for bank, indices in selection.items()}
 
 
-def policy_from_document(name: str, version: int, document: PolicyDocument) -> AttestationPolicy:
-    """Parse an operator's document; raises ``PolicyInvalid`` naming what is wrong."""
+def policy_from_document(
+    name: str, version: int, document: PolicyDocument, zones: ZoneSet | None
+) -> AttestationPolicy:
+    """Parse an operator's document; raises ``PolicyInvalid`` naming what is wrong (also when it
+    asks for a location check and the verifier has no zones)."""
     runtime = None
     if document.runtime_policy is not None:
         runtime = parse_runtime_policy(json.dumps(document.runtime_policy))
+    location = None
+    if document.location is not None:
+        if zones is None:
+            raise PolicyInvalid(
+                "location: this verifier has no zones (set zones_file / GEOATTEST_ZONES_FILE)"
+            )
+        location = location_policy_from_mapping(document.location, zones)
     return AttestationPolicy(
         name=name,
         version=version,
         boot=parse_boot_policy(document.boot_pcrs),
         runtime=runtime,
         ima_banks=tuple(dict.fromkeys(document.ima_banks)),
+        location=location,
     )

@@ -12,6 +12,7 @@ Any ``IntegrityError`` becomes an ``integrity_failure`` result carrying its code
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,11 +20,15 @@ from allowlists.boot import check_boot_pcrs
 from allowlists.ima.policy import RuntimePolicy
 from allowlists.ima.replay import ImaState, replay_and_check
 from allowlists.ima.template import parse_entry
-from geoattest.errors import ImaLogRewound, IntegrityError, PcrSelectionMismatch
+from geoattest.errors import ImaLogRewound, IntegrityError, LocationMissing, PcrSelectionMismatch
 from geoattest.wire import quote_qualifying_data
+from geofence import decode_evidence
 from tpm import Alg, ClockInfo, ClockProgress, TpmPublic, check_clock_progress, verify_quote
+from verifier.location import LocationVerdict, check_location, fix_from_evidence
 from verifier.policy import IMA_PCR, AttestationPolicy
 from verifier.states import Outcome
+
+LOCATION_TRACK_LENGTH = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +37,9 @@ class RoundMemory:
 
     clock: ClockInfo | None = None
     ima: ImaState | None = None  # None: nothing verified since the last (re)boot
+    # Signed location evidence of the last passed rounds, oldest first (for track checks such as
+    # teleport and frozen fixes); survives reboots, as the node's position does.
+    location_track: tuple[bytes, ...] = ()
 
     def ima_offset(self) -> int:
         return self.ima.entries_verified if self.ima is not None else 0
@@ -48,6 +56,7 @@ class RoundEvidence:
     ima_offset: int
     ima_lines: Sequence[str]
     location: bytes | None = None
+    location_signature: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +67,7 @@ class RoundResult:
     message: str = ""
     new_ima_entries: int = 0
     details: Mapping[str, str] = field(default_factory=dict)
+    location: LocationVerdict | None = None  # the zone decision, when the policy checks location
 
 
 def verify_round(
@@ -66,10 +76,16 @@ def verify_round(
     ak: TpmPublic,
     policy: AttestationPolicy,
     previous: RoundMemory,
+    now: dt.datetime,
+    location_key: TpmPublic | None = None,
 ) -> RoundResult:
-    """Decide one round. Never raises for bad evidence: the result says what failed and why."""
+    """Decide one round. Never raises for bad evidence: the result says what failed and why.
+
+    ``location_key`` is the agent's registered TPM-resident location key (needed when the policy
+    checks location); ``now`` is the verifier's aware UTC time (location freshness).
+    """
     try:
-        return _verify(evidence, ak, policy, previous)
+        return _verify(evidence, ak, policy, previous, now, location_key)
     except IntegrityError as e:
         details = {
             key: str(value)
@@ -86,7 +102,12 @@ def verify_round(
 
 
 def _verify(
-    evidence: RoundEvidence, ak: TpmPublic, policy: AttestationPolicy, previous: RoundMemory
+    evidence: RoundEvidence,
+    ak: TpmPublic,
+    policy: AttestationPolicy,
+    previous: RoundMemory,
+    now: dt.datetime,
+    location_key: TpmPublic | None,
 ) -> RoundResult:
     quote = verify_quote(
         ak=ak,
@@ -104,7 +125,9 @@ def _verify(
             # The log we were sent continues the previous boot's offset: it means nothing now.
             return RoundResult(
                 outcome=Outcome.REBOOTED,
-                memory=RoundMemory(clock=quote.clock_info, ima=None),
+                memory=RoundMemory(
+                    clock=quote.clock_info, ima=None, location_track=previous.location_track
+                ),
                 reason="reboot_detected",
                 message="TPM resetCount moved: node rebooted; IMA replay restarts from entry 0",
             )
@@ -112,10 +135,27 @@ def _verify(
     new_entries = 0
     if policy.runtime is not None:
         ima, new_entries = _replay_ima(evidence, policy.runtime, policy.ima_banks, ima)
+    verdict, track = None, previous.location_track
+    if policy.location is not None:
+        if location_key is None:
+            raise LocationMissing("the policy requires location; the agent has no location key")
+        if evidence.location is None:
+            raise LocationMissing("the policy requires signed location evidence; none was sent")
+        verdict = check_location(
+            evidence=evidence.location,
+            signature=evidence.location_signature,
+            location_key=location_key,
+            nonce=evidence.nonce,
+            policy=policy.location,
+            track=[fix_from_evidence(decode_evidence(old)) for old in track],
+            now=now,
+        )
+        track = (*track, evidence.location)[-LOCATION_TRACK_LENGTH:]
     return RoundResult(
         outcome=Outcome.PASSED,
-        memory=RoundMemory(clock=quote.clock_info, ima=ima),
+        memory=RoundMemory(clock=quote.clock_info, ima=ima, location_track=track),
         new_ima_entries=new_entries,
+        location=verdict,
     )
 
 

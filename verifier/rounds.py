@@ -70,7 +70,11 @@ class RoundRunner:
         self._clock = clock
 
     def run(
-        self, target: AgentTarget, ak: TpmPublic, policy: AttestationPolicy
+        self,
+        target: AgentTarget,
+        ak: TpmPublic,
+        policy: AttestationPolicy,
+        location_key: TpmPublic | None = None,
     ) -> RoundResult | None:
         """One round for ``target``; ``None`` when another worker holds its lock or it is not
         polled (failed, paused)."""
@@ -79,12 +83,16 @@ class RoundRunner:
             return None
         try:
             with bound(agent_id=target.agent_id, round_id=token[:12]):
-                return self._run_locked(target, ak, policy)
+                return self._run_locked(target, ak, policy, location_key)
         finally:
             self._hot.unlock(target.agent_id, token)
 
     def _run_locked(
-        self, target: AgentTarget, ak: TpmPublic, policy: AttestationPolicy
+        self,
+        target: AgentTarget,
+        ak: TpmPublic,
+        policy: AttestationPolicy,
+        location_key: TpmPublic | None,
     ) -> RoundResult | None:
         status = self._hot.load(target.agent_id) or LiveStatus(
             state=target.state, memory=RoundMemory()
@@ -92,7 +100,7 @@ class RoundRunner:
         if status.state not in POLLED_STATES:
             self._hot.unschedule(target.agent_id)
             return None
-        result = self._attest(target, ak, policy, status.memory)
+        result = self._attest(target, ak, policy, location_key, status.memory)
         now = self._clock()
         new_state = next_state(status.state, result.outcome)
         streak = status.unreachable_streak + 1 if result.outcome is Outcome.UNREACHABLE else 0
@@ -111,11 +119,19 @@ class RoundRunner:
         return result
 
     def _attest(
-        self, target: AgentTarget, ak: TpmPublic, policy: AttestationPolicy, memory: RoundMemory
+        self,
+        target: AgentTarget,
+        ak: TpmPublic,
+        policy: AttestationPolicy,
+        location_key: TpmPublic | None,
+        memory: RoundMemory,
     ) -> RoundResult:
         nonce = os.urandom(NONCE_BYTES)
         request = EvidenceRequest(
-            nonce=nonce.hex(), pcrs=policy.pcr_selection(), ima_offset=memory.ima_offset()
+            nonce=nonce.hex(),
+            pcrs=policy.pcr_selection(),
+            ima_offset=memory.ima_offset(),
+            include_location=policy.location is not None,
         )
         try:
             response = self._client.fetch_evidence(
@@ -131,7 +147,14 @@ class RoundRunner:
             return RoundResult(
                 outcome=Outcome.INTEGRITY_FAILURE, memory=memory, reason=e.code, message=e.message
             )
-        result = verify_round(evidence, ak=ak, policy=policy, previous=memory)
+        result = verify_round(
+            evidence,
+            ak=ak,
+            policy=policy,
+            previous=memory,
+            now=datetime.fromtimestamp(self._clock(), UTC),
+            location_key=location_key,
+        )
         if result.outcome is Outcome.INTEGRITY_FAILURE:
             log.warning("integrity failure %s: %s", result.reason, result.message)
         return result

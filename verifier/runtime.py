@@ -28,6 +28,7 @@ from verifier.policy import AttestationPolicy, policy_from_document
 from verifier.rounds import Cadence, RoundRunner
 from verifier.store import AgentTarget, VerifierStore
 from verifier.tls_files import verifier_client_files
+from verifier.zones_file import load_zones_file
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class FleetConfig:
     targets: dict[str, AgentTarget] = field(default_factory=dict)
     aks: dict[str, TpmPublic] = field(default_factory=dict)
     policies: dict[str, AttestationPolicy] = field(default_factory=dict)
+    location_keys: dict[str, TpmPublic] = field(default_factory=dict)
 
 
 class VerifierRuntime:
@@ -51,7 +53,9 @@ class VerifierRuntime:
         self.hot = HotState(redis.Redis.from_url(settings.redis_url))
         cert, key = verifier_client_files(settings.verifier_tls_dir)
         self.client = AgentClient(
-            ClientIdentity(cert_file=cert, key_file=key), timeout=settings.agent_timeout_seconds
+            ClientIdentity(cert_file=cert, key_file=key),
+            timeout=settings.agent_timeout_seconds,
+            connections_per_endpoint=ROUND_THREADS,
         )
         self.runner = RoundRunner(
             store=self.store,
@@ -73,6 +77,7 @@ class VerifierRuntime:
         self.webhooks = WebhookSender(
             self.sessions, secret.get_secret_value().encode() if secret else None
         )
+        self.zones = load_zones_file(settings)
         self.pool = ThreadPoolExecutor(ROUND_THREADS, thread_name_prefix="round")
         self._config = FleetConfig()
         self._config_lock = threading.Lock()
@@ -90,12 +95,14 @@ class VerifierRuntime:
         for stored in self.store.list_policies():
             try:
                 config.policies[stored.name] = policy_from_document(
-                    stored.name, stored.version, stored.document
+                    stored.name, stored.version, stored.document, self.zones
                 )
             except GeoattestError as e:  # stored policies were validated; log, never crash
                 log.error("policy %s unusable: %s", stored.name, e.message)
         for agent_id, target in config.targets.items():
             config.aks[agent_id] = parse_tpm2b_public(target.ak_public)
+            if target.location_key_public is not None:
+                config.location_keys[agent_id] = parse_tpm2b_public(target.location_key_public)
         log.info(
             "fleet configuration v%d: %d agents, %d policies",
             version,

@@ -30,6 +30,7 @@ class AgentTarget:
     agent_url: str
     tls_certificate: bytes
     state: AgentState
+    location_key_public: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +107,7 @@ class VerifierStore:
                     ak_public=target.ak_public,
                     agent_url=target.agent_url,
                     tls_certificate=target.tls_certificate,
+                    location_key_public=target.location_key_public,
                     state=target.state,
                     state_since=now,
                     added_at=now,
@@ -132,12 +134,19 @@ class VerifierStore:
                     agent_url=record.agent_url,
                     tls_certificate=record.tls_certificate,
                     state=AgentState(record.state),
+                    location_key_public=record.location_key_public,
                 )
                 for record in session.scalars(select(VerifiedAgent))
             }
 
     def update_identity(
-        self, agent_id: str, *, ak_public: bytes, agent_url: str, tls_certificate: bytes
+        self,
+        agent_id: str,
+        *,
+        ak_public: bytes,
+        agent_url: str,
+        tls_certificate: bytes,
+        location_key_public: bytes | None,
     ) -> bool:
         """Store a refreshed identity; returns whether the AK changed."""
         with transaction(self._sessions) as session:
@@ -146,6 +155,7 @@ class VerifierStore:
             record.ak_public = ak_public
             record.agent_url = agent_url
             record.tls_certificate = tls_certificate
+            record.location_key_public = location_key_public
             return changed
 
     def set_policy_of(self, agent_id: str, policy_name: str) -> None:

@@ -129,17 +129,28 @@ def run_batch(runtime: VerifierRuntime, agent_ids: Sequence[str]) -> int:
             log.error("agent %s: policy %s unusable; round skipped", agent_id, target.policy_name)
             continue
         futures.append(
-            runtime.pool.submit(_guarded_round, runtime, target, fleet.aks[agent_id], policy)
+            runtime.pool.submit(
+                _guarded_round,
+                runtime,
+                target,
+                fleet.aks[agent_id],
+                policy,
+                fleet.location_keys.get(agent_id),
+            )
         )
     done, _ = wait(futures)
     return sum(1 for future in done if future.result())
 
 
 def _guarded_round(
-    runtime: VerifierRuntime, target: AgentTarget, ak: TpmPublic, policy: AttestationPolicy
+    runtime: VerifierRuntime,
+    target: AgentTarget,
+    ak: TpmPublic,
+    policy: AttestationPolicy,
+    location_key: TpmPublic | None,
 ) -> bool:
     try:
-        result = runtime.runner.run(target, ak, policy)
+        result = runtime.runner.run(target, ak, policy, location_key)
     except Exception:  # the outermost boundary of a round: log it, keep the worker alive
         log.exception("round for agent %s crashed", target.agent_id)
         return False

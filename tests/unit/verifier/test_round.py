@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,6 +21,7 @@ from verifier.round import RoundEvidence, RoundMemory, RoundResult, verify_round
 from verifier.states import Outcome
 
 GOLDEN_PCR0 = hashlib.sha256(b"firmware v1").digest()
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -84,10 +86,25 @@ def _policy(node: SoftwareNode, allowed: dict[str, bytes]) -> AttestationPolicy:
 ALLOWED = {"/usr/bin/bash": b"bash", "/usr/bin/sshd": b"sshd"}
 
 
+def _check(
+    evidence: RoundEvidence,
+    node: SoftwareNode,
+    policy: AttestationPolicy,
+    memory: RoundMemory | None = None,
+) -> RoundResult:
+    return verify_round(
+        evidence, ak=node.ak.public, policy=policy, previous=memory or RoundMemory(), now=NOW
+    )
+
+
 def _round(node: SoftwareNode, policy: AttestationPolicy, memory: RoundMemory) -> RoundResult:
     nonce = os.urandom(32)
     return verify_round(
-        node.answer(nonce, memory.ima_offset()), ak=node.ak.public, policy=policy, previous=memory
+        node.answer(nonce, memory.ima_offset()),
+        ak=node.ak.public,
+        policy=policy,
+        previous=memory,
+        now=NOW,
     )
 
 
@@ -139,7 +156,7 @@ def test_replayed_quote_fails_on_the_nonce(node: SoftwareNode) -> None:
     old = node.answer(os.urandom(32), 0)
     fresh_nonce = os.urandom(32)
     replayed = replace(old, nonce=fresh_nonce)
-    result = verify_round(replayed, ak=node.ak.public, policy=policy, previous=RoundMemory())
+    result = _check(replayed, node, policy)
     assert result.outcome is Outcome.INTEGRITY_FAILURE
     assert result.reason == "nonce_mismatch"
 
@@ -147,9 +164,7 @@ def test_replayed_quote_fails_on_the_nonce(node: SoftwareNode) -> None:
 def test_quote_by_another_ak_fails(node: SoftwareNode) -> None:
     policy = _policy(node, ALLOWED)
     impostor = SoftwareNode(log=list(node.log), pcr10=node.pcr10)
-    result = verify_round(
-        impostor.answer(os.urandom(32), 0), ak=node.ak.public, policy=policy, previous=RoundMemory()
-    )
+    result = _check(impostor.answer(os.urandom(32), 0), node, policy)
     assert result.outcome is Outcome.INTEGRITY_FAILURE
     assert result.reason == "quote_signature_invalid"
 
@@ -158,7 +173,7 @@ def test_pcr_values_that_do_not_match_the_quote_fail(node: SoftwareNode) -> None
     policy = _policy(node, ALLOWED)
     evidence = node.answer(os.urandom(32), 0)
     lying = replace(evidence, pcrs={"sha256": {0: GOLDEN_PCR0, 10: bytes(32)}})
-    result = verify_round(lying, ak=node.ak.public, policy=policy, previous=RoundMemory())
+    result = _check(lying, node, policy)
     assert result.reason == "pcr_digest_mismatch"
 
 
@@ -183,7 +198,7 @@ def test_rewound_offset_fails(node: SoftwareNode) -> None:
     policy = _policy(node, ALLOWED)
     memory = _round(node, policy, RoundMemory()).memory
     evidence = node.answer(os.urandom(32), 0)  # the agent restarts the log from entry 0
-    result = verify_round(evidence, ak=node.ak.public, policy=policy, previous=memory)
+    result = _check(evidence, node, policy, memory)
     assert result.reason == "ima_log_rewound"
 
 
@@ -223,7 +238,7 @@ def test_quote_without_the_pcrs_the_policy_needs_fails(node: SoftwareNode) -> No
         ima_offset=0,
         ima_lines=node.log,
     )
-    result = verify_round(evidence, ak=node.ak.public, policy=policy, previous=RoundMemory())
+    result = _check(evidence, node, policy)
     assert result.reason == "pcr_selection_mismatch"
 
 
@@ -231,6 +246,6 @@ def test_malformed_line_after_the_quoted_prefix_fails(node: SoftwareNode) -> Non
     policy = _policy(node, ALLOWED)
     evidence = node.answer(os.urandom(32), 0)
     broken = replace(evidence, ima_lines=[*evidence.ima_lines, "10 zz ima-ng garbage"])
-    result = verify_round(broken, ak=node.ak.public, policy=policy, previous=RoundMemory())
+    result = _check(broken, node, policy)
     assert result.outcome is Outcome.INTEGRITY_FAILURE
     assert result.reason == "ima_log_invalid"
