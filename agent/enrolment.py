@@ -6,7 +6,9 @@
 4. Send an HMAC over the agent id keyed with the secret; the registrar marks the agent active.
 
 With an ``ApiEndpoint`` the request also carries the URL of the agent's evidence API and the DER
-of its TLS server certificate, which the verifier pins.
+of its TLS server certificate, which the verifier pins. With a ``location_key_handle`` (nodes with
+a GNSS receiver) it also carries the TPM-resident location key, created if absent and certified by
+the AK (``agent.location.ensure_location_key``); the registrar records it once the AK is proven.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from agent.location import LocationKeyTpm, ensure_location_key
 from agent.registrar_client import RegistrarClient
 from geoattest.log import bound
 from geoattest.wire import AgentView, EnrolRequest, activation_proof
@@ -24,7 +27,7 @@ from geoattest.wire import AgentView, EnrolRequest, activation_proof
 log = logging.getLogger(__name__)
 
 
-class EnrollableTpm(Protocol):
+class EnrollableTpm(LocationKeyTpm, Protocol):
     """What enrolment needs from a TPM (``agent.tpm_device.TpmDevice`` provides it)."""
 
     def read_ek_certificate(self) -> bytes: ...
@@ -66,26 +69,36 @@ def enrol(
     ak: AkSpec = AkSpec(),  # frozen value object, safe as a default
     *,
     endpoint: Callable[[str], ApiEndpoint] | None = None,
+    location_key_handle: int | None = None,
 ) -> AgentView:
     """Run the whole enrolment; returns the registrar's record of the now active agent.
 
     ``endpoint`` maps the agent id (known only once the EK certificate is read) to the API
-    endpoint to register; without it the agent enrols its identity only.
+    endpoint to register; without it the agent enrols its identity only. ``location_key_handle``
+    (nodes that give location evidence) is where the location key lives or is created.
 
     Raises the registrar's refusal (``EkUntrusted``, ``EkNotPinned``, ``AkInvalid``,
-    ``ActivationFailed``, ``AgentIdTaken``…), ``RegistrarUnreachable`` or ``TpmUnavailable``.
+    ``ActivationFailed``, ``AgentIdTaken``, ``LocationKeyInvalid``…), ``RegistrarUnreachable``,
+    ``TpmUnavailable``, or ConfigurationError when the location key handle holds an unfit key.
     """
     ek_certificate = device.read_ek_certificate()
     agent_id = agent_id or default_agent_id(ek_certificate)
     with bound(agent_id=agent_id):
         api = endpoint(agent_id) if endpoint is not None else None
+        ak_public = device.ensure_ak(ak.handle, ak.algorithm)
+        location_key = None
+        if location_key_handle is not None:
+            location_key = ensure_location_key(
+                device, handle=location_key_handle, ak_handle=ak.handle, agent_id=agent_id
+            )
         request = EnrolRequest(
             agent_id=agent_id,
             ek_certificate=ek_certificate,
             ek_public=device.ek_public(),
-            ak_public=device.ensure_ak(ak.handle, ak.algorithm),
+            ak_public=ak_public,
             agent_url=api.url if api else None,
             tls_certificate=api.tls_certificate if api else None,
+            location_key=location_key,
         )
         log.info("enrolling with the registrar")
         answer = registrar.enrol(request)

@@ -5,8 +5,9 @@ Order matters. The quote is taken first, the IMA lines are read after it: every 
 PCR 10 reflects at quote time is already in the log, so the verifier's replay can always reach
 the quoted PCR 10 (entries appended after the quote just show up again next round).
 
-The quote's extraData is ``quote_qualifying_data(nonce, location evidence)``; location evidence
-comes from an optional ``LocationProvider`` (the geofence issue plugs it in here).
+The quote's extraData is ``quote_qualifying_data(nonce, location evidence)``. When the request
+asks for location, the evidence is signed first (by ``agent.location.LocationProvider``, with the
+TPM connection held under the same lock) so the quote that follows binds its digest.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from agent.ima_source import MeasurementList
+from agent.location import DigestSigner, SignedLocation
 from agent.tpm_device import TpmQuote
 from geoattest.errors import GnssUnavailable, MalformedRequest, TpmUnavailable
 from geoattest.wire import (
@@ -46,21 +47,18 @@ class QuotingTpm(Protocol):
         self, nonce: bytes, pcrs: Mapping[str, Sequence[int]], *, ak_handle: int = ...
     ) -> TpmQuote: ...
 
+    def sign_digest(self, key_handle: int, digest: bytes) -> bytes: ...
+
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignedLocation:
-    """Location evidence and its TPMT_SIGNATURE by the TPM-resident location key."""
-
-    evidence: bytes
-    signature: bytes
-
-
 class LocationProvider(Protocol):
-    """Hook for the geofence work: fresh signed location evidence for this round."""
+    """Fresh signed location evidence for a round's nonce (``agent.location.LocationProvider``),
+    signed with ``device`` (the connection the round already holds) when given."""
 
-    def signed_location(self) -> SignedLocation: ...
+    def signed_location(
+        self, nonce: bytes, *, device: DigestSigner | None = None
+    ) -> SignedLocation: ...
 
 
 def collect_evidence(
@@ -75,15 +73,16 @@ def collect_evidence(
     asked for), then read the IMA entries from ``request.ima_offset``.
 
     The caller serialises TPM access (see ``EvidenceService``). Raises MalformedRequest for a
-    nonce that is not hex, GnssUnavailable when location is asked for and there is no source,
-    and the TPM's errors (TpmUnavailable, TpmCommandFailed, ConfigurationError for an inactive
+    nonce that is not hex, GnssUnavailable when location is asked for and there is no source or
+    no fresh fix, LocationImplausible when the agent's own spoofing screen refuses the fix, and
+    the TPM's errors (TpmUnavailable, TpmCommandFailed, ConfigurationError for an inactive
     bank or a missing AK).
     """
     try:
         nonce = bytes.fromhex(request.nonce)
     except ValueError as e:  # the wire pattern allows an odd number of hex digits
         raise MalformedRequest(f"nonce is not an even number of hex digits: {e}") from e
-    signed = _location_for(request, location)
+    signed = _location_for(request, location, nonce, device)
     extra_data = quote_qualifying_data(nonce, signed.evidence if signed else None)
     quoted = device.quote(extra_data, request.pcrs, ak_handle=ak_handle)
     ima_lines = ima.read_from(request.ima_offset)
@@ -100,13 +99,16 @@ def collect_evidence(
 
 
 def _location_for(
-    request: EvidenceRequest, location: LocationProvider | None
+    request: EvidenceRequest,
+    location: LocationProvider | None,
+    nonce: bytes,
+    device: QuotingTpm,
 ) -> SignedLocation | None:
     if not request.include_location:
         return None
     if location is None:
         raise GnssUnavailable("location evidence was asked for; this agent has no location source")
-    return location.signed_location()
+    return location.signed_location(nonce, device=device)
 
 
 class EvidenceService:

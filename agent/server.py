@@ -10,6 +10,10 @@ certificate check out of the process that owns the key.
 
 The TLS handshake runs in the connection's worker thread with a timeout (werkzeug would run it
 inside ``accept`` on the serving thread, where one silent client stalls everyone).
+
+With ``gnss_source`` set, a ``LocationProvider`` reads the receiver in a background thread and
+signs the latest fix with the location key for rounds that ask for location (``agent enrol
+--gnss`` registered that key).
 """
 
 from __future__ import annotations
@@ -24,14 +28,23 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from agent.api import EVIDENCE_SERVICE, blueprint
 from agent.evidence import EvidenceService, QuotingTpm
+from agent.gnss.spec import open_source
 from agent.ima_source import ImaLogSource
+from agent.location import LocationProvider
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import parse_tcti
 from geoattest.errors import ConfigurationError
 from geoattest.http import install_api_plumbing
 from geoattest.settings import Settings
 
-__all__ = ["AgentServer", "agent_url", "create_app", "make_agent_server", "serve"]
+__all__ = [
+    "AgentServer",
+    "agent_url",
+    "create_app",
+    "location_provider",
+    "make_agent_server",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +108,23 @@ def agent_url(settings: Settings) -> str:
     return f"https://{host}:{settings.agent_port}"
 
 
+def location_provider(settings: Settings) -> LocationProvider | None:
+    """The (not yet started) location provider ``settings`` configure, None without
+    ``gnss_source``. It signs with the device each round holds (see ``EvidenceService``).
+
+    Raises ConfigurationError for a bad source spec, GnssUnavailable for a port that will not open.
+    """
+    if settings.gnss_source is None:
+        return None
+    return LocationProvider(
+        open_source(settings.gnss_source),
+        None,
+        settings.location_key_handle,
+        max_fix_age_s=settings.location_max_fix_age_seconds,
+        wait_for_fix_s=settings.location_wait_for_fix_seconds,
+    )
+
+
 def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: str) -> None:
     """Serve the evidence API until interrupted. ``agent_id`` names the TLS certificate.
 
@@ -107,18 +137,27 @@ def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: s
         )
     identity = ensure_server_identity(settings.agent_state_dir, agent_id, settings.agent_host)
     context = server_ssl_context(identity.cert_path, identity.key_path, settings.verifier_client_ca)
+    location = location_provider(settings)
     service = EvidenceService(
         open_device,
         ImaLogSource(settings.ima_log_path),
         ak_handle=settings.ak_handle,
+        location=location,
         hold_connection=parse_tcti(settings.tcti)[0] not in SINGLE_CONNECTION_TCTIS,
     )
-    server = make_agent_server(
-        create_app(service), context, settings.agent_host, settings.agent_port
-    )
-    log.info("agent %s serving evidence on %s", agent_id, agent_url(settings))
     try:
-        server.serve_forever()
+        server = make_agent_server(
+            create_app(service), context, settings.agent_host, settings.agent_port
+        )
+        if location is not None:
+            location.start()
+            log.info("reading GNSS from %s", settings.gnss_source)
+        log.info("agent %s serving evidence on %s", agent_id, agent_url(settings))
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
     finally:
-        server.server_close()
+        if location is not None:
+            location.close()
         service.close()

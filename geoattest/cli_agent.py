@@ -9,6 +9,7 @@ import click
 
 from agent.enrolment import AkSpec, ApiEndpoint, default_agent_id
 from agent.enrolment import enrol as run_enrolment
+from agent.gnss.spec import parse_source_spec
 from agent.registrar_client import RegistrarClient
 from geoattest.cli import build_settings, reports_errors
 from geoattest.settings import Settings
@@ -16,6 +17,7 @@ from geoattest.wire import AgentView
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
+_GNSS_HELP = "GNSS receiver: file:PATH[?paced], serial:URL[?baud=N] or gpsd:HOST:PORT."
 
 
 @click.group()
@@ -31,6 +33,7 @@ def agent() -> None:
 @click.option("--port", "agent_port", type=int, help="Port of the agent API.")
 @click.option("--agent-url", "agent_url", help="Full API URL to register (default from host/port).")
 @click.option("--state-dir", "agent_state_dir", type=_DIR, help="Where the agent TLS key lives.")
+@click.option("--gnss", "gnss_source", help=_GNSS_HELP + " Also registers the location key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the registrar's record as JSON.")
 @click.pass_context
 @reports_errors
@@ -38,7 +41,8 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
     """Enrol this node: prove the AK lives in the allowlisted TPM. Exit 0 when active.
 
     Also registers the evidence API's URL and TLS certificate (created in the state directory
-    if needed), which the verifier pins.
+    if needed), which the verifier pins. With a GNSS source (--gnss), also the TPM-resident
+    location key (created if absent, certified by the AK) that signs location evidence.
     """
     from agent.server import agent_url  # needs libtss2 only here
     from agent.tls import ensure_server_identity
@@ -54,9 +58,20 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
 
     client = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
     ak = AkSpec(handle=settings.ak_handle, algorithm=settings.ak_algorithm)
+    location_key_handle = None
+    if settings.gnss_source is not None:
+        parse_source_spec(settings.gnss_source)  # a typo fails here, not at ``agent serve``
+        location_key_handle = settings.location_key_handle
     try:
         with TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm) as device:
-            view = run_enrolment(device, client, settings.agent_id, ak, endpoint=endpoint)
+            view = run_enrolment(
+                device,
+                client,
+                settings.agent_id,
+                ak,
+                endpoint=endpoint,
+                location_key_handle=location_key_handle,
+            )
     finally:
         client.close()
     print_agent(view, as_json)
@@ -72,10 +87,15 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
     "--verifier-ca", "verifier_client_ca", type=_FILE, help="CA (PEM) of verifier client certs."
 )
 @click.option("--state-dir", "agent_state_dir", type=_DIR, help="Where the agent TLS key lives.")
+@click.option("--gnss", "gnss_source", help=_GNSS_HELP + " Default: no location evidence.")
 @click.pass_context
 @reports_errors
 def serve(ctx: click.Context, /, **flags: object) -> None:
-    """Serve the evidence API to the verifier over mTLS until interrupted."""
+    """Serve the evidence API to the verifier over mTLS until interrupted.
+
+    With a GNSS source (--gnss), rounds that ask for location get the latest fix signed by the
+    location key registered with ``agent enrol --gnss``.
+    """
     from agent.server import serve as run_server  # needs libtss2 only here
     from agent.tpm_device import TpmDevice
 
@@ -166,6 +186,7 @@ def print_agent(view: AgentView, as_json: bool) -> None:
         ("EK trust anchor", view.ek_anchor_subject),
         ("TPM", " ".join(filter(None, [view.tpm_manufacturer, view.tpm_model])) or "-"),
         ("AK name", view.ak_name or "-"),
+        ("location key", "registered" if view.location_key_public else "-"),
         ("purchase order", view.purchase_order or "-"),
         ("asset tag", view.asset_tag or "-"),
         ("enrolled at", view.enrolled_at.isoformat()),

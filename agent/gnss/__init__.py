@@ -5,6 +5,7 @@ All of them satisfy :class:`GnssSource`; :mod:`geofence` turns the lines into fi
 
 from agent.gnss.gpsd import GpsdSky, GpsdSource, GpsdTpv, parse_gpsd_report
 from agent.gnss.source import FileReplaySource, GnssSource, SerialSource
+from agent.gnss.spec import SourceSpec, open_source, parse_source_spec
 
 __all__ = [
     "FileReplaySource",
@@ -13,5 +14,8 @@ __all__ = [
     "GpsdSource",
     "GpsdTpv",
     "SerialSource",
+    "SourceSpec",
+    "open_source",
     "parse_gpsd_report",
+    "parse_source_spec",
 ]

@@ -184,14 +184,26 @@ def test_client_certificate_of_another_ca_is_refused(agent: RunningAgent, tmp_pa
         )
 
 
+def _ask_health(tls: ssl.SSLSocket) -> bytes:
+    tls.sendall(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    return tls.recv(1024)
+
+
 def test_handshake_itself_fails_without_a_certificate(agent: RunningAgent) -> None:
-    """Below HTTP: the TLS layer aborts (TLS 1.3 reports it on the first read)."""
+    """Below HTTP: the TLS layer aborts (TLS 1.3 reports it on the first read).
+
+    The server sends a certificate_required alert and closes; depending on timing the client
+    reads the alert or only the closed connection. Either way no HTTP answer comes back (the
+    next test is the positive control with a client certificate)."""
     context = ssl.create_default_context(cafile=str(agent.server_cert))
     host, port = "127.0.0.1", int(agent.url.rsplit(":", 1)[1])
-    with context.wrap_socket(_connect(host, port), server_hostname=host) as tls:
-        tls.sendall(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
-            tls.recv(1024)
+    with (
+        context.wrap_socket(_connect(host, port), server_hostname=host) as tls,
+        pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)) as refused,
+    ):
+        _ask_health(tls)
+    if isinstance(refused.value, ssl.SSLError) and not isinstance(refused.value, ssl.SSLEOFError):
+        assert "CERTIFICATE_REQUIRED" in str(refused.value)
 
 
 def test_client_pinning_the_server_certificate_connects(agent: RunningAgent) -> None:

@@ -12,6 +12,8 @@ TPMT_SIGNATURE, PCR banks, ima-ng lines) from software keys, and a test tampers 
     sim.reboot()                                      # TPM Reset: counters, PCRs, new log
     sim.truncate_log(3); sim.rewrite_line(2, ...)     # log rewound / rewritten
     sim.malformed = Malformed.TRUNCATED_QUOTE         # answers broken on the wire (until None)
+    sim.location = LocationProvider(None, None)       # location evidence, signed by sim.tpm
+    sim.location_key()                                # ... with this key (certified by the AK)
 
 The evidence itself comes from ``agent.evidence.collect_evidence`` over a ``SoftwareTpm`` and an
 in-memory measurement list: the agent's own code path, with the TPM in software. ``answer``
@@ -34,6 +36,7 @@ from pydantic import ValidationError
 import tpm
 from agent.evidence import LocationProvider, collect_evidence
 from agent.ima_source import ImaLines
+from agent.location import ensure_location_key
 from agent.tpm_device import DEFAULT_AK_HANDLE
 from geoattest.errors import GeoattestError, MalformedRequest
 from geoattest.ima_emulator import (
@@ -43,7 +46,7 @@ from geoattest.ima_emulator import (
     boot_aggregate_digest,
     ima_ng_entry,
 )
-from geoattest.wire import EvidenceRequest, EvidenceResponse
+from geoattest.wire import EvidenceRequest, EvidenceResponse, LocationKeyWire
 from tests.support.software_pki import SoftwareCa
 from tests.support.software_tpm import SoftwareTpm
 
@@ -132,6 +135,11 @@ class AgentSimulator:
     @sign_with.setter
     def sign_with(self, key: ec.EllipticCurvePrivateKey | None) -> None:
         self.tpm.sign_with = key
+
+    def location_key(self) -> LocationKeyWire:
+        """The location key (created on first use) and its certification by the AK, as the
+        agent sends it at enrolment; ``location`` providers sign with it through ``sim.tpm``."""
+        return ensure_location_key(self.tpm, agent_id=self.agent_id)
 
     # --- the node's life ---------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """A TPM in software: EK and AK keys, PCR banks, clock and counters, genuine-format output.
 
 ``SoftwareTpm`` offers the calls the agent makes on ``agent.tpm_device.TpmDevice`` (EK
-certificate, EK public, AK, ActivateCredential, quote, PCR extend/read), so the agent's own
-enrolment and evidence code runs on it unchanged. Quotes are TPMS_ATTEST marshalled with
+certificate, EK public, AK, ActivateCredential, quote, PCR extend/read, and the location key:
+create, TPM2_Certify by the AK, TPM2_Sign of a digest), so the agent's own enrolment, evidence
+and location code runs on it unchanged. Quotes are TPMS_ATTEST marshalled with
 ``tpm.encode_tpms_attest`` and ECDSA P-256 TPMT_SIGNATUREs; a verifier cannot tell them from a
 real TPM's by format. Simulators (``tests.support.agent_simulator``) tamper on top of it.
 
@@ -20,15 +21,26 @@ from typing import Literal
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 
 import tpm
-from agent.tpm_device import DEFAULT_AK_HANDLE, TpmQuote
+from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmQuote
 from geoattest.errors import ConfigurationError, CredentialActivationRefused, MalformedRequest
 from tests.support.software_pki import SoftwareCa
-from tpm import Alg, Attest, ClockInfo, PcrSelection, QuoteInfo, St, TpmPublic, TpmSignature
+from tpm import (
+    Alg,
+    Attest,
+    CertifyInfo,
+    ClockInfo,
+    PcrSelection,
+    QuoteInfo,
+    St,
+    TpmPublic,
+    TpmSignature,
+)
 
 try:
     from cryptography.hazmat.decrepit.ciphers.modes import CFB
@@ -50,6 +62,7 @@ class SoftwareTpm:
     ``pcrs[bank][index]`` holds the PCR values (sha1 and sha256 banks; assign to tamper).
     ``sign_with`` replaces the AK for signing quotes (another TPM's key, an attacker's key).
     The clock follows real time in milliseconds from ``clock_start``; ``reboot`` is a TPM Reset.
+    ``location_keys`` maps persistent handles to location keys (``create_location_key``).
     """
 
     def __init__(self, ca: SoftwareCa, *, clock_start: int = 1_000_000) -> None:
@@ -59,6 +72,7 @@ class SoftwareTpm:
         self.ak_key = ec.generate_private_key(ec.SECP256R1())
         self.ak = tpm.ak_public(self.ak_key.public_key())
         self.sign_with: ec.EllipticCurvePrivateKey | None = None
+        self.location_keys: dict[int, tuple[ec.EllipticCurvePrivateKey, TpmPublic]] = {}
         self.pcrs: dict[str, list[bytes]] = _zero_pcrs()
         self.reset_count = 0
         self.restart_count = 0
@@ -154,6 +168,57 @@ class SoftwareTpm:
         key = self.sign_with or self.ak_key
         der = key.sign(message, ec.ECDSA(hashes.SHA256()))
         return tpm.encode_tpmt_signature(TpmSignature.ecdsa_from_der(der))
+
+    # --- location key (agent.location.LocationKeyTpm, DigestSigner) -----------------------------
+
+    def create_location_key(self, handle: int = DEFAULT_LOCATION_KEY_HANDLE) -> bytes:
+        """TPM2B_PUBLIC of the ECC P-256 location key at ``handle``, created if absent."""
+        if handle not in self.location_keys:
+            key = ec.generate_private_key(ec.SECP256R1())
+            self.location_keys[handle] = (key, tpm.location_key_public(key.public_key()))
+        return tpm.encode_tpm2b_public(self.location_keys[handle][1])
+
+    def read_public(self, handle: int) -> bytes:
+        """TPM2B_PUBLIC of the AK (at any AK handle) or of a location key."""
+        if handle in self.location_keys:
+            return tpm.encode_tpm2b_public(self.location_keys[handle][1])
+        return tpm.encode_tpm2b_public(self.ak)
+
+    def certify(
+        self, key_handle: int, qualifying_data: bytes, *, ak_handle: int = DEFAULT_AK_HANDLE
+    ) -> tuple[bytes, bytes]:
+        """TPM2_Certify of a location key by the AK: (TPMS_ATTEST, TPMT_SIGNATURE)."""
+        if len(qualifying_data) > MAX_NONCE_BYTES:
+            raise MalformedRequest("qualifying data is longer than 64 bytes")
+        name = self._location_key(key_handle)[1].name
+        attest = tpm.encode_tpms_attest(
+            Attest(
+                type=St.ATTEST_CERTIFY,
+                qualified_signer=self.ak.name,
+                extra_data=qualifying_data,
+                clock_info=self.clock_info(),
+                firmware_version=self.firmware_version,
+                attested=CertifyInfo(
+                    name=name,
+                    qualified_name=name[:2] + hashlib.sha256(self.ek.name + name).digest(),
+                ),
+            )
+        )
+        return attest, self.sign(attest)
+
+    def sign_digest(self, key_handle: int, digest: bytes) -> bytes:
+        """TPM2_Sign of a SHA-256 digest with a location key: ECDSA TPMT_SIGNATURE."""
+        if len(digest) != _DIGEST_SIZES["sha256"]:
+            raise ValueError("sign_digest takes a 32-byte SHA-256 digest")
+        key = self._location_key(key_handle)[0]
+        der = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        return tpm.encode_tpmt_signature(TpmSignature.ecdsa_from_der(der))
+
+    def _location_key(self, handle: int) -> tuple[ec.EllipticCurvePrivateKey, TpmPublic]:
+        try:
+            return self.location_keys[handle]
+        except KeyError:
+            raise ConfigurationError(f"no location key at handle {handle:#x}") from None
 
     def reboot(self) -> None:
         """TPM Reset (platform reboot): PCRs cleared, resetCount up, restartCount 0."""

@@ -1,0 +1,298 @@
+"""Proof-of-Geofencing end to end: swtpm nodes whose GNSS receivers replay real captures live,
+the agent's evidence API over mTLS, the registrar recording each node's location key, and the
+real verifier (API, Celery worker + beat, redis-server, SQLite, Natural Earth country zones)
+polling every 0.5 s with a policy that requires zone ``DEU``.
+
+A capture from 2015 would be stale at verification time, so ``LiveReceiver`` replays it as a
+receiver would emit it now: one epoch per second, each timed sentence (RMC, GGA, GNS, GST, ZDA,
+GLL) re-stamped with the current UTC time and date and its checksum recomputed; positions,
+satellites, DOPs and C/N0 stay as recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from agent.enrolment import ApiEndpoint, enrol
+from agent.evidence import EvidenceService
+from agent.ima_source import ImaLogSource
+from agent.location import LocationProvider
+from agent.server import AgentServer, create_app, make_agent_server
+from agent.tls import ensure_server_identity, server_ssl_context
+from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
+from geoattest.ima_emulator import ImaEmulator, boot_aggregate_digest
+from geoattest.registrar_client import RegistrarClient
+from geoattest.swtpm import SwtpmCa, SwtpmInstance
+from geofence.nmea import split_lines
+from tests.paths import shared_data
+from tests.support.redis_server import running_redis
+from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+
+pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
+
+MakeSwtpm = Callable[..., SwtpmInstance]
+POLICY = "geofenced-de"
+# Where each capture's time field is, by sentence type (the epoch-closing, timed sentences).
+_TIME_FIELD = {b"RMC": 1, b"GGA": 1, b"GNS": 1, b"GST": 1, b"ZDA": 1, b"GLL": 5}
+
+
+# --- a live receiver from a capture ------------------------------------------------------------
+
+
+def _fields(line: bytes) -> list[bytes] | None:
+    """The comma fields of a ``$…*HH`` sentence (any run of leading ``$``), or None."""
+    text = line.rstrip(b"\r")
+    if not text.startswith(b"$"):
+        return None
+    body, star, _ = text.lstrip(b"$").partition(b"*")
+    return body.split(b",") if star else None
+
+
+def _time_of(line: bytes) -> bytes | None:
+    fields = _fields(line)
+    if fields is None or fields[0][2:5] not in _TIME_FIELD:
+        return None
+    index = _TIME_FIELD[fields[0][2:5]]
+    return fields[index] if len(fields) > index and fields[index] else None
+
+
+def epochs(lines: Sequence[bytes]) -> list[list[bytes]]:
+    """The capture cut into epochs (lines sharing one receiver time); lines before the first
+    timed sentence (the receiver's banner) belong to the first epoch."""
+    groups: list[list[bytes]] = [[]]
+    current: bytes | None = None
+    for line in lines:
+        if not line.strip() or line.startswith(b"#"):
+            continue
+        time = _time_of(line)
+        if time is not None and current is not None and time != current:
+            groups.append([])
+        if time is not None:
+            current = time
+        groups[-1].append(line)
+    return groups
+
+
+def restamped(line: bytes, at: dt.datetime) -> bytes:
+    """``line`` with its time (and date) fields set to ``at``; other lines unchanged."""
+    fields = _fields(line)
+    if fields is None or _time_of(line) is None:
+        return line
+    kind = fields[0][2:5]
+    fields[_TIME_FIELD[kind]] = f"{at:%H%M%S}.{at.microsecond // 10_000:02d}".encode()
+    if kind == b"RMC" and len(fields) > 9:
+        fields[9] = f"{at:%d%m%y}".encode()
+    if kind == b"ZDA" and len(fields) > 4:
+        fields[2:5] = [f"{at:%d}".encode(), f"{at:%m}".encode(), f"{at:%Y}".encode()]
+    body = b",".join(fields)
+    checksum = functools.reduce(lambda a, b: a ^ b, body, 0)
+    return b"$" + body + b"*" + f"{checksum:02X}".encode()
+
+
+class LiveReceiver:
+    """Feeds a provider one epoch a second, restamped to now, going back and forth over the
+    chosen epochs (an honest track: no jumps at the turn); ``switch`` changes the capture."""
+
+    def __init__(self, provider: LocationProvider, epochs: Sequence[list[bytes]]) -> None:
+        self._provider = provider
+        self._epochs = list(epochs)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live-gnss", daemon=True)
+        self._thread.start()
+
+    def switch(self, epochs: Sequence[list[bytes]]) -> None:
+        with self._lock:
+            self._epochs = list(epochs)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        step, direction = 0, 1
+        while not self._stop.is_set():
+            at = dt.datetime.now(dt.UTC)
+            with self._lock:
+                chosen = self._epochs
+            step %= len(chosen)
+            for line in chosen[step]:
+                self._provider.feed(restamped(line, at))
+            if not 0 <= step + direction < len(chosen):
+                direction = -direction
+            step += direction if len(chosen) > 1 else 0
+            self._stop.wait(1.0 - (dt.datetime.now(dt.UTC) - at).total_seconds() % 1.0)
+
+
+def black_forest() -> list[list[bytes]]:
+    """NaviLock NL-8002U near Schramberg, DE: the five epochs of one stretch of road (the
+    capture's next epoch is 20 minutes and 700 m later), with the receiver banner."""
+    all_epochs = epochs(split_lines(shared_data("nmea/nl2008u.log").read_bytes()))
+    banner = [line for line in all_epochs[0] if _time_of(line) is None]
+    moving = all_epochs[2:7]
+    return [banner + moving[0], *moving[1:]]
+
+
+def loire_valley() -> list[list[bytes]]:
+    """ST Teseo LIV4F, static at La Ville-aux-Dames (Indre-et-Loire), FR."""
+    return epochs(split_lines(shared_data("nmea/st-teseo-liv4f.log").read_bytes()))
+
+
+# --- the stack and the nodes -------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    registrar: RunningRegistrar
+    verifier: RunningVerifier
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("location-e2e")
+    trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
+    zones = shared_data("zones/ne_110m_admin_0_countries.geojson")  # Sudan needs repair
+    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
+        settings = verifier_settings(
+            work, redis_url, registrar.url, zones_file=zones, zones_repair=True
+        )
+        with running_verifier(settings, work) as verifier:
+            boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
+            document = {
+                "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
+                "ima_banks": ["sha256"],
+                "runtime_policy": {
+                    "version": 1,
+                    "digests": {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]},
+                },
+                "location": {"zones": ["DEU"], "thresholds": {}},
+            }
+            response = verifier.put_policy(POLICY, document)
+            assert response.status_code == 200, response.text
+            yield Stack(registrar=registrar, verifier=verifier)
+
+
+@dataclass
+class Node:
+    agent_id: str
+    receiver: LiveReceiver
+    server: AgentServer
+    thread: threading.Thread
+    services: list[EvidenceService] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.receiver.stop()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+        for service in self.services:
+            service.close()
+
+
+def _start_node(
+    stack: Stack, swtpm: SwtpmInstance, workdir: Path, agent_id: str, gnss: list[list[bytes]]
+) -> Node:
+    """A geofencing node: enrolled with its location key, API serving, receiver running."""
+    ima = ImaEmulator(swtpm.tcti, workdir / "ascii_runtime_measurements")
+    ima.boot_aggregate()
+    provider = LocationProvider(None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=1.5)
+    service = EvidenceService(
+        lambda: TpmDevice(swtpm.tcti),
+        ImaLogSource(ima.log_path),
+        ak_handle=DEFAULT_AK_HANDLE,
+        location=provider,
+        hold_connection=False,
+    )
+    identity = ensure_server_identity(workdir / "agent", agent_id, "127.0.0.1")
+    context = server_ssl_context(identity.cert_path, identity.key_path, stack.verifier.client_ca)
+    server = make_agent_server(create_app(service), context, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = ApiEndpoint(
+        url=f"https://127.0.0.1:{server.server_port}", tls_certificate=identity.certificate_der
+    )
+    client = RegistrarClient(stack.registrar.url)
+    with TpmDevice(swtpm.tcti) as device:
+        view = enrol(
+            device,
+            client,
+            agent_id,
+            endpoint=lambda _agent_id: endpoint,
+            location_key_handle=DEFAULT_LOCATION_KEY_HANDLE,
+        )
+    client.close()
+    assert view.location_key_public is not None
+    return Node(agent_id, LiveReceiver(provider, gnss), server, thread, [service])
+
+
+@pytest.fixture
+def start_node(
+    stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[list[list[bytes]]], Node]]:
+    nodes: list[Node] = []
+
+    def start(gnss: list[list[bytes]]) -> Node:
+        digest = hashlib.sha256(request.node.name.encode()).hexdigest()[:8]
+        agent_id = f"geo-{digest}-{len(nodes)}"
+        node = _start_node(stack, make_swtpm(), tmp_path / f"n{len(nodes)}", agent_id, gnss)
+        nodes.append(node)
+        response = stack.verifier.add_agent(agent_id, POLICY)
+        assert response.status_code == 201, response.text
+        return node
+
+    yield start
+    registrar = RegistrarClient(stack.registrar.url)
+    for node in nodes:
+        node.stop()
+        requests.delete(f"{stack.verifier.url}/v1/agents/{node.agent_id}", timeout=10)
+        registrar.delete_agent(node.agent_id)
+    registrar.close()
+
+
+def _rounds(stack: Stack, agent_id: str, count: int) -> None:
+    """Wait for ``count`` more finished rounds of the agent (at most 30 s)."""
+    seen, last = 0, stack.verifier.status(agent_id)["last_round_at"]
+    deadline = time.monotonic() + 30
+    while seen < count and time.monotonic() < deadline:
+        current = stack.verifier.status(agent_id)["last_round_at"]
+        if current != last:
+            seen, last = seen + 1, current
+        time.sleep(0.05)
+    assert seen >= count, f"only {seen} rounds of {agent_id} in 30 s"
+
+
+# --- the tests ---------------------------------------------------------------------------------
+
+
+def test_node_in_germany_stays_attested_then_a_teleport_to_france_fails(
+    stack: Stack, start_node: Callable[[list[list[bytes]]], Node]
+) -> None:
+    node = start_node(black_forest())
+    stack.verifier.wait_for_state(node.agent_id, "attested")
+    _rounds(stack, node.agent_id, 4)
+    status = stack.verifier.status(node.agent_id)
+    assert status["state"] == "attested", status
+    node.receiver.switch(loire_valley())  # 600 km in a second
+    failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=15)
+    assert failed["reason"] == "location_implausible", failed
+    assert "location_teleport" in str(failed["message"])
+
+
+def test_node_in_france_fails_a_policy_that_requires_germany(
+    stack: Stack, start_node: Callable[[list[list[bytes]]], Node]
+) -> None:
+    node = start_node(loire_valley())
+    failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=15)
+    assert failed["reason"] == "location_outside_zone", failed
+    assert "DEU" in str(failed["message"])
