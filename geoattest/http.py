@@ -7,15 +7,16 @@ Anything else is a bug: a logged 500 with a stable ``internal_error`` code and n
 
 from __future__ import annotations
 
+import hmac
 import logging
 import uuid
 from typing import TypeVar
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from geoattest.errors import GeoattestError, MalformedRequest
+from geoattest.errors import GeoattestError, MalformedRequest, Unauthorized
 from geoattest.log import pop_context, push_context
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,17 @@ def parse_body(model: type[Model]) -> Model:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise MalformedRequest(f"{where}: {first['msg']} ({e.error_count()} problem(s))") from e
+
+
+def require_admin_token(service: str) -> None:
+    """Operator-only calls need ``Authorization: Bearer <admin token>`` when the app has one
+    (``GEOATTEST_ADMIN_TOKEN``); raises ``Unauthorized`` otherwise. Constant-time comparison."""
+    token: str | None = current_app.config.get("GEOATTEST_ADMIN_TOKEN")
+    if token is None:
+        return
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized(f"this operation needs the {service}'s admin token")
 
 
 def _bind_request_id() -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hmac
+from flask import Blueprint, Response, current_app, jsonify
 
-from flask import Blueprint, Response, current_app, jsonify, request
-
-from geoattest.errors import Unauthorized
-from geoattest.http import parse_body
+from geoattest.http import parse_body, require_admin_token
 from geoattest.wire import (
     ActivateRequest,
     AgentList,
@@ -26,17 +23,6 @@ blueprint = Blueprint("registrar", __name__, url_prefix="/v1")
 def _registry() -> Registry:
     registry: Registry = current_app.extensions["geoattest.registry"]
     return registry
-
-
-def _require_admin() -> None:
-    """Operator-only routes need ``Authorization: Bearer <admin token>`` when a token is
-    configured."""
-    token: str | None = current_app.config.get("GEOATTEST_ADMIN_TOKEN")
-    if token is None:
-        return
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("this operation needs the registrar's admin token")
 
 
 @blueprint.post("/agents")
@@ -93,7 +79,7 @@ def show_agent(agent_id: str) -> Response:
 
 @blueprint.delete("/agents/<agent_id>")
 def delete_agent(agent_id: str) -> tuple[str, int]:
-    _require_admin()
+    require_admin_token("registrar")
     _registry().delete(agent_id)
     return "", 204
 

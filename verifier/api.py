@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from geoattest.errors import Unauthorized
-from geoattest.http import parse_body
+from geoattest.http import parse_body, require_admin_token
 from geoattest.wire import (
     AddAgentRequest,
     AgentStatusView,
@@ -35,12 +32,8 @@ def _store() -> VerifierStore:
 
 @blueprint.before_request
 def _require_admin_for_changes() -> None:
-    token: str | None = current_app.config.get("GEOATTEST_ADMIN_TOKEN")
-    if token is None or request.method in ("GET", "HEAD"):
-        return
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("changing the verifier needs its admin token")
+    if request.method not in ("GET", "HEAD"):
+        require_admin_token("verifier")
 
 
 @blueprint.put("/policies/<name>")

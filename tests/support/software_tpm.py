@@ -234,14 +234,14 @@ def _zero_pcrs() -> dict[str, list[bytes]]:
     return {bank: [bytes(size)] * PCR_COUNT for bank, size in _DIGEST_SIZES.items()}
 
 
-def _split_tpm2b(data: bytes) -> tuple[bytes, bytes]:
+def split_tpm2b(data: bytes) -> tuple[bytes, bytes]:
     size = int.from_bytes(data[:2], "big")
     if len(data) < 2 + size:
         raise ValueError("truncated TPM2B")
     return data[2 : 2 + size], data[2 + size :]
 
 
-def _kbkdf(seed: bytes, label: bytes, context: bytes, length: int) -> bytes:
+def kbkdf(seed: bytes, label: bytes, context: bytes, length: int) -> bytes:
     return KBKDFHMAC(
         algorithm=hashes.SHA256(),
         mode=Mode.CounterMode,
@@ -264,11 +264,11 @@ def software_activate(
     ``name`` the TPM name of the object the credential is bound to. Raises ValueError when the
     structures are malformed or the integrity HMAC does not verify (wrong EK or name).
     """
-    id_object, rest = _split_tpm2b(blob)
+    id_object, rest = split_tpm2b(blob)
     if rest:
         raise ValueError("trailing bytes after the TPM2B_ID_OBJECT")
-    integrity, enc_identity = _split_tpm2b(id_object)
-    secret, rest = _split_tpm2b(encrypted_secret)
+    integrity, enc_identity = split_tpm2b(id_object)
+    secret, rest = split_tpm2b(encrypted_secret)
     if rest:
         raise ValueError("trailing bytes after the TPM2B_ENCRYPTED_SECRET")
     if isinstance(ek_key, rsa.RSAPrivateKey):
@@ -277,21 +277,21 @@ def software_activate(
         )
         seed = ek_key.decrypt(secret, oaep)
     else:
-        x, rest = _split_tpm2b(secret)
-        y, rest = _split_tpm2b(rest)
+        x, rest = split_tpm2b(secret)
+        y, rest = split_tpm2b(rest)
         if rest or ek.ecc_x is None:
             raise ValueError("malformed ECC encrypted secret")
         peer = ec.EllipticCurvePublicKey.from_encoded_point(ek_key.curve, b"\x04" + x + y)
         z = ek_key.exchange(ec.ECDH(), peer)
         seed = ConcatKDFHash(hashes.SHA256(), 32, otherinfo=b"IDENTITY\0" + x + ek.ecc_x).derive(z)
-    hmac_key = _kbkdf(seed, b"INTEGRITY", b"", 32)
+    hmac_key = kbkdf(seed, b"INTEGRITY", b"", 32)
     expected = hmac.new(hmac_key, enc_identity + name, "sha256").digest()
     if not hmac.compare_digest(integrity, expected):
         raise ValueError("integrity HMAC mismatch")
-    sym_key = _kbkdf(seed, b"STORAGE", name, 16)
+    sym_key = kbkdf(seed, b"STORAGE", name, 16)
     decryptor = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).decryptor()
     plain = decryptor.update(enc_identity) + decryptor.finalize()
-    credential, rest = _split_tpm2b(plain)
+    credential, rest = split_tpm2b(plain)
     if rest:
         raise ValueError("trailing bytes after the credential")
     return credential

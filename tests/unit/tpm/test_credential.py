@@ -3,18 +3,16 @@ cross-check with tpm2-pytss (its make_credential output and its TPM2B unmarshall
 
 from __future__ import annotations
 
-import hmac
 import itertools
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
-from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 
 from geoattest.errors import AkInvalid, EkMismatch
 from tests.paths import shared_data
+from tests.support.software_tpm import kbkdf, software_activate, split_tpm2b
 from tpm import (
     Alg,
     TpmPublic,
@@ -26,71 +24,9 @@ from tpm import (
 )
 from tpm.credential import kdfa, kdfe
 
-try:
-    from cryptography.hazmat.decrepit.ciphers.modes import CFB
-except ImportError:  # pragma: no cover - cryptography < 47
-    from cryptography.hazmat.primitives.ciphers.modes import CFB
-
 EkPrivate = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 AK_NAME = ak_public(ec.generate_private_key(ec.SECP256R1()).public_key()).name
 SECRET = b"0123456789abcdef0123456789abcdef"
-
-
-def _split_tpm2b(data: bytes) -> tuple[bytes, bytes]:
-    size = int.from_bytes(data[:2], "big")
-    assert len(data) >= 2 + size
-    return data[2 : 2 + size], data[2 + size :]
-
-
-def _kbkdf(seed: bytes, label: bytes, context: bytes, length: int) -> bytes:
-    return KBKDFHMAC(
-        algorithm=hashes.SHA256(),
-        mode=Mode.CounterMode,
-        length=length,
-        rlen=4,
-        llen=4,
-        location=CounterLocation.BeforeFixed,
-        label=label,
-        context=context,
-        fixed=None,
-    ).derive(seed)
-
-
-def software_activate(
-    ek_key: EkPrivate, ek: TpmPublic, name: bytes, blob: bytes, encrypted_secret: bytes
-) -> bytes:
-    """TPM2_ActivateCredential in software (SHA-256 EK, AES-128-CFB), written independently of
-    tpm.credential with cryptography's KBKDF / ConcatKDF. Raises ValueError on an HMAC failure."""
-    id_object, rest = _split_tpm2b(blob)
-    assert rest == b""
-    integrity, enc_identity = _split_tpm2b(id_object)
-    secret, rest = _split_tpm2b(encrypted_secret)
-    assert rest == b""
-    if isinstance(ek_key, rsa.RSAPrivateKey):
-        oaep = padding.OAEP(
-            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=b"IDENTITY\0"
-        )
-        seed = ek_key.decrypt(secret, oaep)
-    else:
-        x, rest = _split_tpm2b(secret)
-        y, rest = _split_tpm2b(rest)
-        assert rest == b""
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(ek_key.curve, b"\x04" + x + y)
-        z = ek_key.exchange(ec.ECDH(), peer)
-        assert ek.ecc_x is not None
-        kdf = ConcatKDFHash(hashes.SHA256(), 32, otherinfo=b"IDENTITY\0" + x + ek.ecc_x)
-        seed = kdf.derive(z)
-    hmac_key = _kbkdf(seed, b"INTEGRITY", b"", 32)
-    if not hmac.compare_digest(
-        integrity, hmac.new(hmac_key, enc_identity + name, "sha256").digest()
-    ):
-        raise ValueError("integrity HMAC mismatch")
-    sym_key = _kbkdf(seed, b"STORAGE", name, 16)
-    decryptor = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).decryptor()
-    plain = decryptor.update(enc_identity) + decryptor.finalize()
-    credential, rest = _split_tpm2b(plain)
-    assert rest == b""
-    return credential
 
 
 def _ek(kind: str) -> tuple[EkPrivate, TpmPublic]:
@@ -190,23 +126,23 @@ def test_same_shape_as_tpm2_tools_makecredential() -> None:
     secret = shared_data(f"{base}/secret.data").read_bytes()
     tools = shared_data(f"{base}/mkcred.out").read_bytes()
     assert tools[:8] == bytes.fromhex("badcc0de00000001")
-    id_object, rest = _split_tpm2b(tools[8:])
-    enc_secret, rest = _split_tpm2b(rest)
+    id_object, rest = split_tpm2b(tools[8:])
+    enc_secret, rest = split_tpm2b(rest)
     assert rest == b""
     ours = make_credential(ek, name, secret)
     assert len(ours.credential_blob) == 2 + len(id_object)
     assert len(ours.encrypted_secret) == 2 + len(enc_secret)
-    integrity, _ = _split_tpm2b(id_object)
-    ours_integrity, _ = _split_tpm2b(_split_tpm2b(ours.credential_blob)[0])
+    integrity, _ = split_tpm2b(id_object)
+    ours_integrity, _ = split_tpm2b(split_tpm2b(ours.credential_blob)[0])
     assert len(integrity) == len(ours_integrity) == 32
 
 
 def test_kdfs_match_cryptography() -> None:
     seed = bytes(range(32))
-    assert kdfa(Alg.SHA256, seed, b"STORAGE", b"ctx", b"", 128) == _kbkdf(
+    assert kdfa(Alg.SHA256, seed, b"STORAGE", b"ctx", b"", 128) == kbkdf(
         seed, b"STORAGE", b"ctx", 16
     )
-    assert kdfa(Alg.SHA256, seed, b"INTEGRITY\0", b"", b"", 520) == _kbkdf(
+    assert kdfa(Alg.SHA256, seed, b"INTEGRITY\0", b"", b"", 520) == kbkdf(
         seed, b"INTEGRITY", b"", 65
     )
     expected = ConcatKDFHash(hashes.SHA256(), 40, otherinfo=b"IDENTITY\0uv").derive(seed)
