@@ -8,6 +8,11 @@ the quoted PCR 10 (entries appended after the quote just show up again next roun
 The quote's extraData is ``quote_qualifying_data(nonce, location evidence)``. When the request
 asks for location, the evidence is signed first (by ``agent.location.LocationProvider``, with the
 TPM connection held under the same lock) so the quote that follows binds its digest.
+
+When the request asks for the boot event log (``include_boot_log``), the agent sends the TCG
+``binary_bios_measurements`` file as it is, read after the quote like the IMA lines. The agent
+does not judge it: without a readable log the answer simply has none, and the verifier's policy
+decides whether that fails the round.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from agent.ima_source import MeasurementList
@@ -22,6 +28,7 @@ from agent.location import DigestSigner, SignedLocation
 from agent.tpm_device import TpmQuote
 from geoattest.errors import GnssUnavailable, MalformedRequest, TpmUnavailable
 from geoattest.wire import (
+    MAX_BOOT_LOG_BYTES,
     EvidenceRequest,
     EvidenceResponse,
     ImaWire,
@@ -30,6 +37,8 @@ from geoattest.wire import (
 )
 
 __all__ = [
+    "BootLog",
+    "BootLogFile",
     "EvidenceService",
     "LocationProvider",
     "QuotingTpm",
@@ -61,6 +70,52 @@ class LocationProvider(Protocol):
     ) -> SignedLocation: ...
 
 
+class BootLog(Protocol):
+    """Where evidence collection gets the boot event log from (a file here, memory in tests)."""
+
+    def read(self) -> bytes | None:
+        """The whole log, or None when this node has none to give."""
+        ...
+
+
+class BootLogFile:
+    """The TCG event log file (``/sys/kernel/security/tpm0/binary_bios_measurements``).
+
+    ``read`` returns None, and logs why once (until a read succeeds again), when the file is
+    missing, unreadable or larger than ``max_bytes``: the verifier's policy decides what a
+    missing log means. The file is read in full on every call (securityfs reports size 0).
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = MAX_BOOT_LOG_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def read(self) -> bytes | None:
+        try:
+            with self.path.open("rb") as f:
+                data = f.read(self.max_bytes + 1)
+        except OSError as e:
+            self._warn_once("cannot read the boot event log %s: %s", self.path, e)
+            return None
+        if len(data) > self.max_bytes:
+            self._warn_once(
+                "boot event log %s is larger than %s bytes; not sent", self.path, self.max_bytes
+            )
+            return None
+        with self._lock:
+            self._warned = False
+        return data
+
+    def _warn_once(self, message: str, *args: object) -> None:
+        with self._lock:
+            if self._warned:
+                return
+            self._warned = True
+        log.warning(message, *args)
+
+
 def collect_evidence(
     device: QuotingTpm,
     ima: MeasurementList,
@@ -68,9 +123,11 @@ def collect_evidence(
     *,
     ak_handle: int,
     location: LocationProvider | None = None,
+    boot_log: BootLog | None = None,
 ) -> EvidenceResponse:
     """Quote ``request.pcrs`` with extraData bound to the nonce (and location evidence when
-    asked for), then read the IMA entries from ``request.ima_offset``.
+    asked for), then read the IMA entries from ``request.ima_offset`` and, when asked for, the
+    boot event log (none in the answer when ``boot_log`` is None or has nothing).
 
     The caller serialises TPM access (see ``EvidenceService``). Raises MalformedRequest for a
     nonce that is not hex, GnssUnavailable when location is asked for and there is no source or
@@ -86,6 +143,7 @@ def collect_evidence(
     extra_data = quote_qualifying_data(nonce, signed.evidence if signed else None)
     quoted = device.quote(extra_data, request.pcrs, ak_handle=ak_handle)
     ima_lines = ima.read_from(request.ima_offset)
+    boot_log_data = boot_log.read() if request.include_boot_log and boot_log else None
     return EvidenceResponse(
         quote=QuoteWire(attest=quoted.attest, signature=quoted.signature),
         pcrs={
@@ -95,6 +153,7 @@ def collect_evidence(
         ima=ImaWire(offset=ima_lines.offset, lines=ima_lines.lines),
         location=signed.evidence if signed else None,
         location_signature=signed.signature if signed else None,
+        boot_log=boot_log_data,
     )
 
 
@@ -130,9 +189,11 @@ class EvidenceService:
         ak_handle: int,
         location: LocationProvider | None = None,
         hold_connection: bool = True,
+        boot_log: BootLog | None = None,
     ) -> None:
         self._open_device = open_device
         self._ima = ima
+        self._boot_log = boot_log
         self._ak_handle = ak_handle
         self._location = location
         self._hold = hold_connection
@@ -151,6 +212,7 @@ class EvidenceService:
                     request,
                     ak_handle=self._ak_handle,
                     location=self._location,
+                    boot_log=self._boot_log,
                 )
             except TpmUnavailable:
                 log.warning("TPM unavailable; reconnecting on the next request")

@@ -27,7 +27,7 @@ from flask import Flask
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from agent.api import EVIDENCE_SERVICE, blueprint
-from agent.evidence import EvidenceService, QuotingTpm
+from agent.evidence import BootLogFile, EvidenceService, QuotingTpm
 from agent.gnss.spec import open_source
 from agent.ima_source import ImaLogSource
 from agent.location import LocationProvider
@@ -144,6 +144,7 @@ def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: s
         ak_handle=settings.ak_handle,
         location=location,
         hold_connection=parse_tcti(settings.tcti)[0] not in SINGLE_CONNECTION_TCTIS,
+        boot_log=BootLogFile(settings.boot_log_path),
     )
     try:
         server = make_agent_server(

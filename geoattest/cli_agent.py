@@ -83,6 +83,7 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
 @click.option("--host", "agent_host", help="Address to listen on (and the certificate's SAN).")
 @click.option("--port", "agent_port", type=int, help="Port to listen on.")
 @click.option("--ima-log", "ima_log_path", type=_FILE, help="IMA ascii measurement list.")
+@click.option("--boot-log", "boot_log_path", type=_FILE, help="TCG boot event log (binary).")
 @click.option(
     "--verifier-ca", "verifier_client_ca", type=_FILE, help="CA (PEM) of verifier client certs."
 )

@@ -194,6 +194,40 @@ class BootPcrMismatch(IntegrityError):
     code = "boot_pcr_mismatch"
 
 
+class BootLogInvalid(TpmFormatError):
+    """The boot event log (TCG crypto-agile ``binary_bios_measurements``) does not parse, breaks
+    a cap, or lacks a bank it must replay; the message names the byte offset."""
+
+    code = "boot_log_invalid"
+    http_status = 422
+
+
+class BootLogMissing(IntegrityError):
+    """The policy replays the boot event log and the agent sent none."""
+
+    code = "boot_log_missing"
+
+
+class BootLogMismatch(IntegrityError):
+    """Replaying the boot event log does not reproduce a quoted PCR 0-7: the log was altered,
+    or a PCR was extended without a log event.
+
+    ``bank``, ``pcr``, ``expected`` (replayed, hex) and ``actual`` (quoted, hex) name the first
+    PCR that differs; they are empty when rebuilt from a code.
+    """
+
+    code = "boot_log_pcr_mismatch"
+
+    def __init__(
+        self, message: str, *, bank: str = "", pcr: str = "", expected: str = "", actual: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.bank = bank
+        self.pcr = pcr
+        self.expected = expected
+        self.actual = actual
+
+
 class ImaLogInvalid(IntegrityError):
     code = "ima_log_invalid"
 

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         default=None, description="CA (PEM) whose client certificates may call the agent's API."
     )
     ima_log_path: Path = Path("/sys/kernel/security/ima/ascii_runtime_measurements")
+    boot_log_path: Path = Field(
+        default=Path("/sys/kernel/security/tpm0/binary_bios_measurements"),
+        description="TCG boot event log sent when the verifier asks (a missing file: none sent).",
+    )
     gnss_source: str | None = Field(
         default=None,
         description="GNSS receiver: file:PATH[?paced], serial:URL[?baud=N] or gpsd:HOST:PORT; "

@@ -19,25 +19,40 @@ from pydantic.functional_validators import BeforeValidator
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 MAX_BLOB_BYTES = 16 * 1024
+MAX_BOOT_LOG_BYTES = 4 * 1024 * 1024  # a TCG event log; real ones are 20-200 KiB
 
 
-def _b64_to_bytes(value: object) -> bytes:
+def _b64_to_bytes(value: object, limit: int = MAX_BLOB_BYTES) -> bytes:
     if isinstance(value, bytes):
         return value
     if not isinstance(value, str):
         raise ValueError("expected a base64 string")
-    if len(value) > MAX_BLOB_BYTES * 4 // 3 + 4:
-        raise ValueError(f"base64 value longer than {MAX_BLOB_BYTES} bytes")
+    if len(value) > limit * 4 // 3 + 4:
+        raise ValueError(f"base64 value longer than {limit} bytes")
     try:
         return base64.b64decode(value, validate=True)
     except binascii.Error as e:
         raise ValueError(f"not valid base64: {e}") from e
 
 
+def _b64_boot_log(value: object) -> bytes:
+    return _b64_to_bytes(value, MAX_BOOT_LOG_BYTES)
+
+
+def _bytes_to_b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
 B64Bytes = Annotated[
     bytes,
     BeforeValidator(_b64_to_bytes),
-    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str),
+    PlainSerializer(_bytes_to_b64, return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+B64BootLog = Annotated[  # B64Bytes with room for a whole boot event log
+    bytes,
+    BeforeValidator(_b64_boot_log),
+    PlainSerializer(_bytes_to_b64, return_type=str),
     WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
@@ -163,6 +178,7 @@ class EvidenceRequest(_Wire):
     pcrs: dict[BankName, list[Annotated[int, Field(ge=0, le=MAX_PCR_INDEX)]]]
     ima_offset: Annotated[int, Field(ge=0)] = 0
     include_location: bool = False
+    include_boot_log: bool = False  # also send the TCG boot event log (binary_bios_measurements)
 
 
 class QuoteWire(_Wire):
@@ -184,6 +200,7 @@ class EvidenceResponse(_Wire):
     ima: ImaWire
     location: B64Bytes | None = None  # signed location evidence (geofence), when asked for
     location_signature: B64Bytes | None = None  # TPMT_SIGNATURE by the TPM-resident location key
+    boot_log: B64BootLog | None = None  # TCG event log, when asked for and the agent has one
 
 
 def quote_qualifying_data(nonce: bytes, location_evidence: bytes | None) -> bytes:
@@ -214,6 +231,9 @@ class PolicyDocument(_Wire):
     # Proof-of-Geofencing: ``{"zones": ["DEU", …], "thresholds": {…}}`` (docs/location-policy.md);
     # the zone ids name features of the verifier's zones file. None: location is not checked.
     location: dict[str, object] | None = None
+    # Replay the node's TCG boot event log and require it to reproduce the quoted PCRs 0-7
+    # (a consistency check on top of the golden ``boot_pcrs``; docs/api.md).
+    boot_log: bool = False
 
 
 class PolicyView(_Wire):

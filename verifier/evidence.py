@@ -25,4 +25,5 @@ def parse_evidence(response: EvidenceResponse, nonce: bytes) -> RoundEvidence:
         ima_lines=response.ima.lines,
         location=response.location,
         location_signature=response.location_signature,
+        boot_log=response.boot_log,
     )

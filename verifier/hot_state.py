@@ -92,6 +92,37 @@ class HotState:
     def unlock(self, agent_id: str, token: str) -> None:
         self._redis.eval(_UNLOCK_LUA, 1, _lock_key(agent_id), token)
 
+    # --- a round's two round trips ------------------------------------------------------------
+    # A round used five sequential Redis calls (lock, load, store, schedule, unlock); under load
+    # every one of them waits for the worker's GIL again, so they are pipelined into two.
+
+    def lock_and_load(
+        self, agent_id: str, token: str, ttl_seconds: float
+    ) -> tuple[bool, LiveStatus | None]:
+        """``try_lock`` and ``load`` in one round trip; the status means nothing unless locked."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(_lock_key(agent_id), token, nx=True, px=int(ttl_seconds * 1000))
+        pipe.get(_memory_key(agent_id))
+        locked, raw = pipe.execute()
+        if not locked:
+            return False, None
+        return True, None if raw is None else _decode_status(raw)
+
+    def finish_round(
+        self, agent_id: str, token: str, status: LiveStatus | None, due: float | None
+    ) -> None:
+        """Atomically (MULTI/EXEC) store ``status`` (unless ``None``), schedule the next round at
+        ``due`` or unschedule the agent (``None``), and release the lock held with ``token``."""
+        pipe = self._redis.pipeline(transaction=True)
+        if status is not None:
+            pipe.set(_memory_key(agent_id), _encode_status(status))
+        if due is None:
+            pipe.zrem(SCHEDULE_KEY, agent_id)
+        else:
+            pipe.zadd(SCHEDULE_KEY, {agent_id: due})
+        pipe.eval(_UNLOCK_LUA, 1, _lock_key(agent_id), token)
+        pipe.execute()
+
     # --- live status ------------------------------------------------------------------------
 
     def load(self, agent_id: str) -> LiveStatus | None:

@@ -1,4 +1,5 @@
-"""The typed attestation policy a round is checked against: golden boot PCRs and IMA policy."""
+"""The typed attestation policy a round is checked against: golden boot PCRs, IMA policy,
+boot event log replay and location."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from geofence import ZoneSet
 from verifier.location import LocationRoundPolicy, location_policy_from_mapping
 
 IMA_PCR = 10
+BOOT_LOG_PCRS = tuple(range(8))  # the firmware's PCRs, which the boot event log accounts for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,10 +25,16 @@ class AttestationPolicy:
     runtime: RuntimePolicy | None  # None: the IMA log is not checked
     ima_banks: tuple[str, ...]
     location: LocationRoundPolicy | None = None  # None: no Proof-of-Geofencing required
+    # Replay the TCG boot event log; it must reproduce the quoted PCRs 0-7 (``boot_log_pcr_…``).
+    boot_log_replay: bool = False
 
     def pcr_selection(self) -> dict[str, list[int]]:
-        """What the verifier asks the agent to quote: golden PCRs, and PCR 10 for IMA replay."""
+        """What the verifier asks the agent to quote: golden PCRs, PCR 10 for IMA replay, and
+        PCRs 0-7 for boot log replay (in the golden banks, sha256 when none is pinned)."""
         selection = {bank: set(indices) for bank, indices in self.boot.selection().items()}
+        if self.boot_log_replay:
+            for bank in list(selection) or ["sha256"]:
+                selection.setdefault(bank, set()).update(BOOT_LOG_PCRS)
         if self.runtime is not None:
             for bank in self.ima_banks:
                 selection.setdefault(bank, set()).add(IMA_PCR)
@@ -57,4 +65,5 @@ def policy_from_document(
         runtime=runtime,
         ima_banks=tuple(dict.fromkeys(document.ima_banks)),
         location=location,
+        boot_log_replay=document.boot_log,
     )

@@ -5,7 +5,8 @@
    (bound with the location evidence), its PCR digest matches the PCR values sent, and the PCRs
    quoted are the ones asked for;
 2. the TPM clock, resetCount and restartCount only move forward; a reboot restarts IMA replay;
-3. boot PCRs equal the golden values;
+3. boot PCRs equal the golden values and, when the policy asks, replaying the boot event log
+   reproduces the quoted PCRs 0-7;
 4. the IMA log from the last verified entry reproduces PCR 10 and every entry is allowed.
 Any ``IntegrityError`` becomes an ``integrity_failure`` result carrying its code and message.
 """
@@ -20,12 +21,29 @@ from allowlists.boot import check_boot_pcrs
 from allowlists.ima.policy import RuntimePolicy
 from allowlists.ima.replay import ImaState, replay_and_check
 from allowlists.ima.template import parse_entry
-from geoattest.errors import ImaLogRewound, IntegrityError, LocationMissing, PcrSelectionMismatch
+from geoattest.errors import (
+    BootLogInvalid,
+    BootLogMismatch,
+    BootLogMissing,
+    ImaLogRewound,
+    IntegrityError,
+    LocationMissing,
+    PcrSelectionMismatch,
+)
 from geoattest.wire import quote_qualifying_data
 from geofence import decode_evidence
-from tpm import Alg, ClockInfo, ClockProgress, TpmPublic, check_clock_progress, verify_quote
+from tpm import (
+    Alg,
+    ClockInfo,
+    ClockProgress,
+    TpmPublic,
+    check_clock_progress,
+    parse_event_log,
+    replay_event_log,
+    verify_quote,
+)
 from verifier.location import LocationVerdict, check_location, fix_from_evidence
-from verifier.policy import IMA_PCR, AttestationPolicy
+from verifier.policy import BOOT_LOG_PCRS, IMA_PCR, AttestationPolicy
 from verifier.states import Outcome
 
 LOCATION_TRACK_LENGTH = 16
@@ -57,6 +75,7 @@ class RoundEvidence:
     ima_lines: Sequence[str]
     location: bytes | None = None
     location_signature: bytes | None = None
+    boot_log: bytes | None = None  # TCG event log (binary_bios_measurements), when asked for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +108,7 @@ def verify_round(
     except IntegrityError as e:
         details = {
             key: str(value)
-            for key in ("path", "digest", "line")
+            for key in ("path", "digest", "line", "bank", "pcr", "expected", "actual")
             if (value := getattr(e, key, None)) is not None
         }
         return RoundResult(
@@ -132,6 +151,8 @@ def _verify(
                 message="TPM resetCount moved: node rebooted; IMA replay restarts from entry 0",
             )
     check_boot_pcrs(evidence.pcrs, policy.boot)
+    if policy.boot_log_replay:
+        _check_boot_log(evidence, policy.pcr_selection())
     new_entries = 0
     if policy.runtime is not None:
         ima, new_entries = _replay_ima(evidence, policy.runtime, policy.ima_banks, ima)
@@ -184,6 +205,40 @@ def _replay_ima(
     for number, line in enumerate(evidence.ima_lines[result.consumed :], start=first_unused):
         parse_entry(line, number)
     return result.state, result.consumed
+
+
+def _check_boot_log(evidence: RoundEvidence, selection: Mapping[str, Sequence[int]]) -> None:
+    """The boot event log must replay to every quoted PCR 0-7 of ``selection`` in the banks
+    the log carries (PCRs no event extends keep their start value)."""
+    if evidence.boot_log is None:
+        raise BootLogMissing("the policy replays the boot event log; the agent sent none")
+    log = parse_event_log(evidence.boot_log)
+    banks = [bank for bank in selection if bank in log.spec.digest_sizes]
+    if not banks:
+        raise BootLogInvalid(
+            f"the boot event log carries {', '.join(log.spec.banks)} digests; the quote covers "
+            f"{', '.join(selection)}: nothing to compare"
+        )
+    replayed = replay_event_log(log, banks)
+    mismatches = []
+    for bank in banks:
+        size = log.spec.digest_sizes[bank]
+        for index in sorted(set(selection[bank]) & set(BOOT_LOG_PCRS)):
+            quoted = evidence.pcrs[bank][index]
+            expected = replayed[bank].get(index, bytes(size))  # PCR 0 is always replayed
+            if quoted != expected:
+                mismatches.append((bank, index, expected, quoted))
+    if mismatches:
+        bank, index, expected, quoted = mismatches[0]
+        more = "".join(f"; and {b} PCR {i}" for b, i, _, _ in mismatches[1:])
+        raise BootLogMismatch(
+            f"boot event log does not reproduce {bank} PCR {index}: replayed {expected.hex()}, "
+            f"quoted {quoted.hex()}{more}",
+            bank=bank,
+            pcr=str(index),
+            expected=expected.hex(),
+            actual=quoted.hex(),
+        )
 
 
 def _check_selection(

@@ -79,13 +79,24 @@ class RoundRunner:
         """One round for ``target``; ``None`` when another worker holds its lock or it is not
         polled (failed, paused)."""
         token = uuid.uuid4().hex
-        if not self._hot.try_lock(target.agent_id, token, self._cadence.lock_ttl):
+        locked, loaded = self._hot.lock_and_load(target.agent_id, token, self._cadence.lock_ttl)
+        if not locked:
             return None
+        released = False
         try:
             with bound(agent_id=target.agent_id, round_id=token[:12]):
-                return self._run_locked(target, ak, policy, location_key)
+                status = loaded or LiveStatus(state=target.state, memory=RoundMemory())
+                if status.state not in POLLED_STATES:
+                    self._hot.finish_round(target.agent_id, token, None, None)
+                    released = True
+                    return None
+                result, new_status, due = self._run_locked(target, ak, policy, location_key, status)
+                self._hot.finish_round(target.agent_id, token, new_status, due)
+                released = True
+                return result
         finally:
-            self._hot.unlock(target.agent_id, token)
+            if not released:
+                self._hot.unlock(target.agent_id, token)
 
     def _run_locked(
         self,
@@ -93,30 +104,23 @@ class RoundRunner:
         ak: TpmPublic,
         policy: AttestationPolicy,
         location_key: TpmPublic | None,
-    ) -> RoundResult | None:
-        status = self._hot.load(target.agent_id) or LiveStatus(
-            state=target.state, memory=RoundMemory()
-        )
-        if status.state not in POLLED_STATES:
-            self._hot.unschedule(target.agent_id)
-            return None
+        status: LiveStatus,
+    ) -> tuple[RoundResult, LiveStatus, float | None]:
+        """The round's result, the status to store and when the next round is due (``None``:
+        not polled any more)."""
         result = self._attest(target, ak, policy, location_key, status.memory)
         now = self._clock()
         new_state = next_state(status.state, result.outcome)
         streak = status.unreachable_streak + 1 if result.outcome is Outcome.UNREACHABLE else 0
         if new_state is not status.state:
             self._transition(target.agent_id, status.state, new_state, result)
-        self._hot.store(
-            target.agent_id,
-            LiveStatus(
-                state=new_state, memory=result.memory, last_round_at=now, unreachable_streak=streak
-            ),
+        new_status = LiveStatus(
+            state=new_state, memory=result.memory, last_round_at=now, unreachable_streak=streak
         )
+        due = None
         if new_state in POLLED_STATES:
-            self._hot.schedule(target.agent_id, self._cadence.next_due(now, result.outcome, streak))
-        else:
-            self._hot.unschedule(target.agent_id)
-        return result
+            due = self._cadence.next_due(now, result.outcome, streak)
+        return result, new_status, due
 
     def _attest(
         self,
@@ -132,6 +136,7 @@ class RoundRunner:
             pcrs=policy.pcr_selection(),
             ima_offset=memory.ima_offset(),
             include_location=policy.location is not None,
+            include_boot_log=policy.boot_log_replay,
         )
         try:
             response = self._client.fetch_evidence(
