@@ -34,7 +34,8 @@ def parse_boot_policy(document: Mapping[str, Mapping[str, str]]) -> BootPolicy:
         golden[bank] = {}
         for index_text, hex_value in values.items():
             where = f"boot_pcrs.{bank}.{index_text}"
-            if not index_text.isdigit() or not 0 <= int(index_text) <= 23:
+            index = pcr_index(index_text)
+            if index is None:
                 raise PolicyInvalid(f"{where}: PCR index must be 0..23")
             try:
                 value = bytes.fromhex(hex_value)
@@ -42,8 +43,16 @@ def parse_boot_policy(document: Mapping[str, Mapping[str, str]]) -> BootPolicy:
                 raise PolicyInvalid(f"{where}: not a hex digest") from e
             if len(value) != size:
                 raise PolicyInvalid(f"{where}: {len(value)} bytes, a {bank} PCR has {size}")
-            golden[bank][int(index_text)] = value
+            golden[bank][index] = value
     return BootPolicy(golden=golden)
+
+
+def pcr_index(text: str) -> int | None:
+    """``"0"``..``"23"`` (ASCII digits only) as an int, else None."""
+    if not (1 <= len(text) <= 2 and text.isascii() and text.isdigit()):
+        return None
+    index = int(text)
+    return index if index <= 23 else None
 
 
 def check_boot_pcrs(values: Mapping[str, Mapping[int, bytes]], policy: BootPolicy) -> None:

@@ -183,7 +183,7 @@ def print_agent(view: AgentView, as_json: bool) -> None:
     rows = [
         ("agent id", view.agent_id),
         ("state", view.state),
-        ("EK certificate SHA-256", view.ek_fingerprint),
+        ("EK key SHA-256 (SPKI)", view.ek_fingerprint),
         ("EK trust anchor", view.ek_anchor_subject),
         ("TPM", " ".join(filter(None, [view.tpm_manufacturer, view.tpm_model])) or "-"),
         ("AK name", view.ak_name or "-"),

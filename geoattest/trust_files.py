@@ -55,6 +55,9 @@ def load_pins_file(path: Path | None) -> PinSet | None:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigurationError(f"EK pins file {path}: {e}") from e
     try:
-        return parse_pins(text)
+        pins = parse_pins(text)
     except PolicyInvalid as e:
         raise ConfigurationError(f"EK pins file {path}: {e.message}") from e
+    if not pins.configured:  # a pins file was asked for: an empty one must not mean "no pinning"
+        raise ConfigurationError(f"EK pins file {path} holds no pins; remove --pins to disable")
+    return pins

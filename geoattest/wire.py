@@ -163,7 +163,8 @@ def location_key_qualifying_data(agent_id: str, ak_name: bytes) -> bytes:
 # --- attestation evidence: verifier ⇄ agent (``POST /v1/evidence`` on the agent's mTLS API) ------
 
 BankName = Annotated[str, Field(pattern=r"^(sha1|sha256|sha384|sha512)$")]
-HexDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{40,128}$")]
+HexDigest = Annotated[str, Field(pattern=r"^(?:[0-9a-f]{2}){20,64}$")]  # whole bytes only
+PcrIndexText = Annotated[str, Field(pattern=r"^(?:1?[0-9]|2[0-3])$")]  # "0".."23", ASCII digits
 MAX_PCR_INDEX = 23
 
 
@@ -196,7 +197,7 @@ class EvidenceResponse(_Wire):
     the IMA lines are read *after* the quote, so they cover at least what PCR 10 reflects."""
 
     quote: QuoteWire
-    pcrs: dict[BankName, dict[str, HexDigest]]  # bank -> PCR index (decimal string) -> value
+    pcrs: dict[BankName, dict[PcrIndexText, HexDigest]]  # bank -> PCR index -> value
     ima: ImaWire
     location: B64Bytes | None = None  # signed location evidence (geofence), when asked for
     location_signature: B64Bytes | None = None  # TPMT_SIGNATURE by the TPM-resident location key
@@ -225,7 +226,7 @@ class PolicyDocument(_Wire):
     it stays a JSON object here and is parsed into a typed policy at once by the verifier.
     """
 
-    boot_pcrs: dict[BankName, dict[str, HexDigest]] = Field(default_factory=dict)
+    boot_pcrs: dict[BankName, dict[PcrIndexText, HexDigest]] = Field(default_factory=dict)
     ima_banks: list[BankName] = Field(default_factory=lambda: ["sha256"])
     runtime_policy: dict[str, object] | None = None
     # Proof-of-Geofencing: ``{"zones": ["DEU", …], "thresholds": {…}}`` (docs/location-policy.md);

@@ -25,6 +25,9 @@ Codes = npt.NDArray[np.int8]
 Array = npt.NDArray[np.float64]
 
 
+NUMERIC_SLACK_DEG = 1e-9
+
+
 class BatchIndex:
     """The per-zone grid; built once per zone on first use (tens of milliseconds)."""
 
@@ -55,7 +58,9 @@ class BatchIndex:
     ) -> tuple[Codes, npt.NDArray[np.intp]]:
         """Codes for all points, and the indices still needing the exact single-point test."""
         x0, y0, x1, y1 = self.bounds
-        rho = degree_radius(lats, radii_m)
+        # A point within floating-point noise of the border is on it: uncertain, as the exact
+        # single-point lower bound also says (1e-9 degrees is about 0.1 mm).
+        rho = np.maximum(degree_radius(lats, radii_m), NUMERIC_SLACK_DEG)
         ix = np.floor((lons - x0) / self.cw).astype(np.intp)
         iy = np.floor((lats - y0) / self.ch).astype(np.intp)
         in_box = (lons >= x0) & (lons <= x1) & (lats >= y0) & (lats <= y1)
@@ -66,7 +71,8 @@ class BatchIndex:
                        np.maximum(np.maximum(y0 - lats, lats - y1), 0.0))  # fmt: skip
         clearance = np.where(in_box, self.clearance[iy, ix], gap)
         wraps = (lons - rho < -180.0) | (lons + rho > 180.0)
-        decided = (state != _MIXED) & (clearance >= rho) & ~wraps
+        # strict: a disc that touches the border (clearance == radius) is uncertain, as in decide()
+        decided = (state != _MIXED) & (clearance > rho) & ~wraps
         codes = np.where(decided, state, np.int8(UNCERTAIN)).astype(np.int8)
         rest = np.flatnonzero(~decided)
         if rest.size == 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -165,7 +166,23 @@ def decode_evidence(data: bytes) -> LocationEvidence:
         raise LocationEvidenceInvalid(f"evidence field malformed: {e}") from e
     if canonical != data:
         raise LocationEvidenceInvalid("evidence is not in canonical form")
+    _check_ranges(ev)
     return ev
+
+
+def _check_ranges(ev: LocationEvidence) -> None:
+    """Signed is not sane: a key-holding attacker must not crash the zone code with values no
+    receiver produces."""
+    if not (math.isfinite(ev.latitude) and -90.0 <= ev.latitude <= 90.0):
+        raise LocationEvidenceInvalid(f"latitude {ev.latitude} outside -90..90")
+    if not (math.isfinite(ev.longitude) and -180.0 <= ev.longitude <= 180.0):
+        raise LocationEvidenceInvalid(f"longitude {ev.longitude} outside -180..180")
+    for name in ("horizontal_accuracy_m", "hdop", "speed_mps"):
+        value = getattr(ev, name)
+        if value is not None and not (math.isfinite(value) and value >= 0.0):
+            raise LocationEvidenceInvalid(f"{name} {value} is not a finite non-negative number")
+    if ev.altitude_m is not None and not math.isfinite(ev.altitude_m):
+        raise LocationEvidenceInvalid(f"altitude {ev.altitude_m} is not finite")
 
 
 def evidence_digest(encoded: bytes) -> bytes:

@@ -21,6 +21,7 @@ An agent id stays bound to its EK: enrolling it again with another EK is refused
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -29,6 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+import sqlalchemy.exc
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +45,7 @@ from geoattest.errors import (
     AgentNotActive,
     AkInvalid,
     CertifyInvalid,
+    Conflict,
     EkAlreadyEnrolled,
     EkMismatch,
     EkUntrusted,
@@ -146,45 +151,52 @@ class Registry:
         secret = self._random_bytes(SECRET_BYTES)
         challenge = tpm.make_credential(ek_public, ak_public.name, secret)
         expires_at = now + self._trust.challenge_ttl
-        fingerprint = verdict.certificate.fingerprint.hex()
-        with transaction(self._sessions) as session:
-            record = _claim_identity(session, evidence.agent_id, fingerprint)
-            if record is None:
-                record = AgentRecord(
-                    agent_id=evidence.agent_id,
-                    state=AgentState.PENDING,
-                    ek_fingerprint=fingerprint,
-                    enrolled_at=now,
+        # An EK is identified by its public key: certificate bytes can be re-encoded (non-minimal
+        # DER, ECDSA s -> n-s) and still validate, but the key cannot change.
+        fingerprint = ek_key_fingerprint(verdict.certificate.public_key)
+        try:
+            with transaction(self._sessions) as session:
+                record = _claim_identity(session, evidence.agent_id, fingerprint)
+                if record is None:
+                    record = AgentRecord(
+                        agent_id=evidence.agent_id,
+                        state=AgentState.PENDING,
+                        ek_fingerprint=fingerprint,
+                        enrolled_at=now,
+                    )
+                    session.add(record)
+                record.ek_certificate = evidence.ek_certificate
+                record.ek_public = evidence.ek_public
+                record.ek_anchor_subject = verdict.chain.anchor.subject
+                record.ek_anchor_fingerprint = verdict.chain.anchor.fingerprint.hex()
+                record.tpm_manufacturer = verdict.certificate.tpm_manufacturer
+                record.tpm_model = verdict.certificate.tpm_model
+                record.purchase_order = verdict.pin.purchase_order if verdict.pin else None
+                record.asset_tag = verdict.pin.asset_tag if verdict.pin else None
+                session.merge(
+                    PendingChallenge(
+                        agent_id=evidence.agent_id,
+                        ak_public=evidence.ak_public,
+                        ak_name=ak_public.name,
+                        secret=secret,
+                        expires_at=expires_at,
+                        failed_attempts=0,
+                        agent_url=evidence.agent_url,
+                        tls_certificate=evidence.tls_certificate,
+                        location_key_public=location_key.public if location_key else None,
+                        location_key_certify_attest=(
+                            location_key.certify_attest if location_key else None
+                        ),
+                        location_key_certify_signature=(
+                            location_key.certify_signature if location_key else None
+                        ),
+                    )
                 )
-                session.add(record)
-            record.ek_certificate = evidence.ek_certificate
-            record.ek_public = evidence.ek_public
-            record.ek_anchor_subject = verdict.chain.anchor.subject
-            record.ek_anchor_fingerprint = verdict.chain.anchor.fingerprint.hex()
-            record.tpm_manufacturer = verdict.certificate.tpm_manufacturer
-            record.tpm_model = verdict.certificate.tpm_model
-            record.purchase_order = verdict.pin.purchase_order if verdict.pin else None
-            record.asset_tag = verdict.pin.asset_tag if verdict.pin else None
-            session.merge(
-                PendingChallenge(
-                    agent_id=evidence.agent_id,
-                    ak_public=evidence.ak_public,
-                    ak_name=ak_public.name,
-                    secret=secret,
-                    expires_at=expires_at,
-                    failed_attempts=0,
-                    agent_url=evidence.agent_url,
-                    tls_certificate=evidence.tls_certificate,
-                    location_key_public=location_key.public if location_key else None,
-                    location_key_certify_attest=(
-                        location_key.certify_attest if location_key else None
-                    ),
-                    location_key_certify_signature=(
-                        location_key.certify_signature if location_key else None
-                    ),
-                )
-            )
-            state = AgentState(record.state)
+                state = AgentState(record.state)
+        except sqlalchemy.exc.IntegrityError as e:  # a concurrent enrolment won the race
+            raise Conflict(
+                f"another enrolment of agent {evidence.agent_id!r} or of this EK is in progress"
+            ) from e
         log.info(
             "enrolment challenge issued",
             extra={"agent_id": evidence.agent_id, "ek_fingerprint": fingerprint},
@@ -294,6 +306,12 @@ def check_location_key(key: LocationKey, *, ak: tpm.TpmPublic, agent_id: str) ->
             f"location key is not certified by the agent's AK: {e.message}"
         ) from e
     return public
+
+
+def ek_key_fingerprint(key: CertificatePublicKeyTypes) -> str:
+    """SHA-256 (hex) of the EK's SubjectPublicKeyInfo: the agent's stable EK identity."""
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
 
 
 def _claim_identity(session: Session, agent_id: str, ek_fingerprint: str) -> AgentRecord | None:

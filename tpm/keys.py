@@ -105,7 +105,8 @@ def check_ek_attributes(pub: TpmPublic) -> None:
         pub.symmetric is None
         or pub.symmetric.alg is not Alg.AES
         or pub.symmetric.mode is not Alg.CFB
+        or pub.symmetric.key_bits not in (128, 192, 256)
     ):
-        raise EkMismatch(f"EK symmetric must be AES-CFB, got {pub.symmetric}")
+        raise EkMismatch(f"EK symmetric must be AES-128/192/256-CFB, got {pub.symmetric}")
     if pub.public_key is None:
         raise EkMismatch("EK public area carries no public key")

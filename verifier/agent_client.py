@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 import urllib3
 from pydantic import ValidationError
 
-from geoattest.errors import AgentUnreachable, EvidenceMalformed
+from geoattest.errors import AgentUnreachable, EvidenceMalformed, LocationMissing
 from geoattest.wire import EvidenceRequest, EvidenceResponse
 
-MAX_EVIDENCE_BYTES = 64 * 1024 * 1024
+MAX_EVIDENCE_BYTES = 16 * 1024 * 1024
 DEFAULT_CONNECTIONS_PER_ENDPOINT = 2
 
 
@@ -55,7 +55,9 @@ class AgentClient:
         self._identity = identity
         self._context = _client_context(identity)
         self._connections = connections_per_endpoint
-        self._timeout = urllib3.Timeout(connect=min(timeout, 3.0), read=timeout)
+        # total: a whole request, however slowly an agent drips bytes, ends within ``timeout``
+        # (shorter than a round's lock, so a stale round cannot outlive its lock).
+        self._timeout = urllib3.Timeout(total=timeout, connect=min(timeout, 3.0), read=timeout)
         self._pools: dict[tuple[str, int, str], urllib3.HTTPSConnectionPool] = {}
         self._lock = threading.Lock()
 
@@ -64,9 +66,11 @@ class AgentClient:
     ) -> EvidenceResponse:
         """POST the request to ``<agent_url>/v1/evidence``.
 
-        Raises ``AgentUnreachable`` for transport failures, timeouts, a wrong server certificate
-        and 5xx answers; ``EvidenceMalformed`` when the agent answers with something that is not
-        evidence (a 4xx or a body that does not parse): that is the agent's integrity problem.
+        Raises ``AgentUnreachable`` for transport failures, timeouts, a wrong server certificate,
+        5xx and unexpected statuses (a proxy's 404/429…); ``EvidenceMalformed`` when the agent
+        refuses our well-formed request (400/422) or answers with something that is not evidence;
+        ``LocationMissing`` when location was asked for and the agent has no fix (GNSS down or
+        jammed): under a geofencing policy that is not an excuse to stay attested.
         """
         parts = urlsplit(agent_url)
         pool = self._pool(parts.hostname or "", parts.port or 443, tls_certificate)
@@ -84,16 +88,13 @@ class AgentClient:
             response.release_conn()
         except urllib3.exceptions.HTTPError as e:
             raise AgentUnreachable(f"agent at {agent_url} unreachable: {e}") from e
-        if response.status >= 500:
-            raise AgentUnreachable(f"agent at {agent_url} answered {response.status}")
-        if response.status != 200 or len(body) > MAX_EVIDENCE_BYTES:
-            raise EvidenceMalformed(
-                f"agent at {agent_url} answered {response.status} "
-                f"({len(body)} bytes) instead of evidence: {body[:200]!r}"
-            )
+        if response.status != 200:
+            raise _refusal(agent_url, response.status, body, request.include_location)
+        if len(body) > MAX_EVIDENCE_BYTES:
+            raise EvidenceMalformed(f"agent at {agent_url} sent over {MAX_EVIDENCE_BYTES} bytes")
         try:
             return EvidenceResponse.model_validate(json.loads(body))
-        except (ValueError, ValidationError) as e:
+        except (ValueError, ValidationError, RecursionError) as e:
             raise EvidenceMalformed(f"agent at {agent_url} sent malformed evidence: {e}") from e
 
     def close(self) -> None:
@@ -121,6 +122,26 @@ class AgentClient:
                 )
                 self._pools[key] = pool
             return pool
+
+
+def _refusal(
+    agent_url: str, status: int, body: bytes, asked_location: bool
+) -> AgentUnreachable | EvidenceMalformed | LocationMissing:
+    code = _error_code(body)
+    what = f"agent at {agent_url} answered {status} ({code or 'no error code'})"
+    if asked_location and code == "gnss_unavailable":
+        return LocationMissing(f"{what}: no location fix to sign")
+    if status in (400, 422):
+        return EvidenceMalformed(f"{what} to a well-formed evidence request: {body[:200]!r}")
+    return AgentUnreachable(what)
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        error = json.loads(body[:4096])["error"]
+        return str(error["code"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
 
 
 def _client_context(identity: ClientIdentity) -> ssl.SSLContext:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from geoattest.http import parse_body, require_admin_token
@@ -148,13 +150,14 @@ def _status_view(view: VerifiedAgentView, live: LiveStatus | None) -> dict[str, 
         reason=view.reason,
         message=view.message,
         state_since=view.state_since,
-        last_round_at=None,
+        last_round_at=(
+            datetime.fromtimestamp(live.last_round_at, UTC)
+            if live is not None and live.last_round_at is not None
+            else None
+        ),
         ima_entries_verified=live.memory.ima_offset() if live is not None else None,
     )
-    body = status.model_dump(mode="json")
-    if live is not None and live.last_round_at is not None:
-        body["last_round_at"] = live.last_round_at
-    return body
+    return status.model_dump(mode="json")
 
 
 __all__ = ["PolicyName", "blueprint"]

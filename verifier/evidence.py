@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allowlists.boot import pcr_index
 from geoattest.errors import EvidenceMalformed
 from geoattest.wire import EvidenceResponse
 from verifier.round import RoundEvidence
@@ -13,9 +14,13 @@ def parse_evidence(response: EvidenceResponse, nonce: bytes) -> RoundEvidence:
     for bank, values in response.pcrs.items():
         pcrs[bank] = {}
         for index_text, hex_value in values.items():
-            if not index_text.isdigit() or int(index_text) > 23:
+            index = pcr_index(index_text)
+            if index is None:
                 raise EvidenceMalformed(f"PCR index {index_text!r} in bank {bank} is not 0..23")
-            pcrs[bank][int(index_text)] = bytes.fromhex(hex_value)
+            try:
+                pcrs[bank][index] = bytes.fromhex(hex_value)
+            except ValueError as e:
+                raise EvidenceMalformed(f"{bank} PCR {index} is not hex: {e}") from e
     return RoundEvidence(
         nonce=nonce,
         attest=response.quote.attest,

@@ -10,9 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from geoattest.errors import AgentNotActive, Conflict
+import tpm
+from geoattest.errors import (
+    AgentNotActive,
+    AkInvalid,
+    CertifyInvalid,
+    Conflict,
+    LocationKeyInvalid,
+    TpmFormatError,
+)
 from geoattest.registrar_client import RegistrarClient
-from geoattest.wire import PolicyDocument
+from geoattest.wire import AgentView, PolicyDocument, location_key_qualifying_data
 from geofence import ZoneSet
 from verifier.hot_state import HotState, LiveStatus
 from verifier.policy import policy_from_document
@@ -29,6 +37,36 @@ class ActiveIdentity:
     agent_url: str
     tls_certificate: bytes
     location_key_public: bytes | None  # certified by the AK at the registrar (geofencing nodes)
+
+
+def _recheck(agent_id: str, ak_public: bytes, identity: AgentView) -> None:
+    """Trust the registrar's record only as far as it proves itself: the AK must be an AK, and a
+    location key must carry the AK's certification (a tampered answer is refused here)."""
+    try:
+        ak = tpm.parse_tpm2b_public(ak_public)
+        tpm.check_ak_attributes(ak)
+    except (TpmFormatError, AkInvalid) as e:
+        raise AkInvalid(f"registrar record of {agent_id!r}: {e.message}") from e
+    if identity.location_key_public is None:
+        return
+    attest, signature = (
+        identity.location_key_certify_attest,
+        identity.location_key_certify_signature,
+    )
+    try:
+        if attest is None or signature is None:
+            raise LocationKeyInvalid("the location key comes without its certification")
+        key = tpm.parse_tpm2b_public(identity.location_key_public)
+        tpm.check_location_key_attributes(key)
+        tpm.verify_certify(
+            signer=ak,
+            attest=attest,
+            signature=signature,
+            certified=key,
+            qualifying_data=location_key_qualifying_data(agent_id, ak.name),
+        )
+    except (TpmFormatError, CertifyInvalid, LocationKeyInvalid) as e:
+        raise LocationKeyInvalid(f"registrar record of {agent_id!r}: {e.message}") from e
 
 
 class Operations:
@@ -58,6 +96,7 @@ class Operations:
             raise AgentNotActive(
                 f"agent {agent_id!r} enrolled without an evidence API (agent_url, TLS certificate)"
             )
+        _recheck(agent_id, identity.ak_public, identity)
         return ActiveIdentity(
             ak_public=identity.ak_public,
             agent_url=identity.agent_url,

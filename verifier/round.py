@@ -62,6 +62,17 @@ class RoundMemory:
     def ima_offset(self) -> int:
         return self.ima.entries_verified if self.ima is not None else 0
 
+    def ima_for(self, banks: Sequence[str]) -> ImaState | None:
+        """The IMA memory, if it tracks exactly ``banks``: after a policy changes its banks the
+        log is replayed again from entry 0 rather than compared across banks."""
+        if self.ima is None or set(self.ima.pcr10) != set(banks):
+            return None
+        return self.ima
+
+    def ima_offset_for(self, banks: Sequence[str]) -> int:
+        ima = self.ima_for(banks)
+        return ima.entries_verified if ima is not None else 0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoundEvidence:
@@ -137,7 +148,11 @@ def _verify(
     )
     _check_selection(evidence.pcrs, policy.pcr_selection())
     progress = check_clock_progress(previous.clock, quote.clock_info)
-    ima = previous.ima
+    # The boot itself is judged in every round, the round that reveals a reboot included.
+    check_boot_pcrs(evidence.pcrs, policy.boot)
+    if policy.boot_log_replay:
+        _check_boot_log(evidence, policy.pcr_selection())
+    ima = previous.ima_for(policy.ima_banks)
     if progress is ClockProgress.REBOOT:
         ima = None
         if evidence.ima_offset != 0:
@@ -150,9 +165,6 @@ def _verify(
                 reason="reboot_detected",
                 message="TPM resetCount moved: node rebooted; IMA replay restarts from entry 0",
             )
-    check_boot_pcrs(evidence.pcrs, policy.boot)
-    if policy.boot_log_replay:
-        _check_boot_log(evidence, policy.pcr_selection())
     new_entries = 0
     if policy.runtime is not None:
         ima, new_entries = _replay_ima(evidence, policy.runtime, policy.ima_banks, ima)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from geoattest.errors import AgentUnreachable, EvidenceMalformed
+from geoattest.errors import AgentUnreachable, IntegrityError
 from geoattest.log import bound
 from geoattest.wire import EvidenceRequest
 from tpm import TpmPublic
@@ -30,6 +30,9 @@ from verifier.store import AgentTarget, Transition, VerifierStore
 log = logging.getLogger(__name__)
 
 NONCE_BYTES = 32
+# Failing closed on evidence the checks could not evaluate: an attested state must be re-proven
+# by every round, so a crash must never leave the last good state standing.
+EVIDENCE_UNVERIFIABLE = "evidence_unverifiable"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +137,7 @@ class RoundRunner:
         request = EvidenceRequest(
             nonce=nonce.hex(),
             pcrs=policy.pcr_selection(),
-            ima_offset=memory.ima_offset(),
+            ima_offset=memory.ima_offset_for(policy.ima_banks),
             include_location=policy.location is not None,
             include_boot_log=policy.boot_log_replay,
         )
@@ -148,18 +151,27 @@ class RoundRunner:
             return RoundResult(
                 outcome=Outcome.UNREACHABLE, memory=memory, reason=e.code, message=e.message
             )
-        except EvidenceMalformed as e:
+        except IntegrityError as e:  # malformed evidence, or no location under a PoG policy
             return RoundResult(
                 outcome=Outcome.INTEGRITY_FAILURE, memory=memory, reason=e.code, message=e.message
             )
-        result = verify_round(
-            evidence,
-            ak=ak,
-            policy=policy,
-            previous=memory,
-            now=datetime.fromtimestamp(self._clock(), UTC),
-            location_key=location_key,
-        )
+        try:
+            result = verify_round(
+                evidence,
+                ak=ak,
+                policy=policy,
+                previous=memory,
+                now=datetime.fromtimestamp(self._clock(), UTC),
+                location_key=location_key,
+            )
+        except Exception:  # a bug on evidence we cannot judge: fail closed, never stay attested
+            log.exception("evidence could not be verified")
+            return RoundResult(
+                outcome=Outcome.INTEGRITY_FAILURE,
+                memory=memory,
+                reason=EVIDENCE_UNVERIFIABLE,
+                message="the verifier could not evaluate this evidence (see the verifier log)",
+            )
         if result.outcome is Outcome.INTEGRITY_FAILURE:
             log.warning("integrity failure %s: %s", result.reason, result.message)
         return result

@@ -49,5 +49,6 @@ def next_state(current: AgentState, outcome: Outcome) -> AgentState:
         return AgentState.FAILED
     if outcome is Outcome.UNREACHABLE:
         return AgentState.UNREACHABLE
-    # A reboot proves nothing bad, and not yet that the new boot is good: wait for the next round.
-    return AgentState.ATTESTING if current is AgentState.REGISTERED else current
+    # A reboot proves nothing bad, and not yet that the new boot's runtime is good: the agent is
+    # attesting again until a full round of the new boot passes.
+    return AgentState.ATTESTING

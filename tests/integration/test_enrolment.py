@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
 
 from agent._ek_template import signing_key_template
 from agent.enrolment import AkSpec, default_agent_id, enrol
@@ -22,6 +23,7 @@ from geoattest.errors import (
     AkInvalid,
     CredentialActivationRefused,
     EkAlreadyEnrolled,
+    EkMismatch,
     EkNotPinned,
     EkUntrusted,
     NotFound,
@@ -29,6 +31,7 @@ from geoattest.errors import (
 from geoattest.registrar_client import RegistrarClient
 from geoattest.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.wire import EnrolRequest, activation_proof
+from registrar.registry import ek_key_fingerprint
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 
 pytestmark = pytest.mark.swtpm
@@ -70,7 +73,8 @@ def test_genuine_tpm_enrols_and_is_listed(swtpm: SwtpmInstance, client: Registra
         ak_public = device.ensure_ak()
     assert view.agent_id == default_agent_id(ek_cert)
     assert view.state == "active"
-    assert view.ek_fingerprint == hashlib.sha256(ek_cert).hexdigest()
+    ek_key = x509.load_der_x509_certificate(ek_cert).public_key()
+    assert view.ek_fingerprint == ek_key_fingerprint(ek_key)
     assert view.ak_public == ak_public
     assert view.activated_at is not None
     listed = client.list_agents().agents
@@ -269,3 +273,22 @@ def test_malformed_bodies_get_400_with_codes_and_nothing_stored_is_lost(
     )
     assert raw.status_code == 400
     assert client.get_agent("kept") == kept
+
+
+def test_genuine_ek_certificate_with_another_tpms_ek_public_is_refused(
+    make_swtpm: MakeSwtpm, client: RegistrarClient
+) -> None:
+    """Attack: a real EK certificate (copied off a node) presented with the attacker's own EK
+    public area, so that the credential would be encrypted to a key the attacker holds."""
+    victim, attacker = make_swtpm(), make_swtpm()
+    with TpmDevice(victim.tcti) as victim_device, TpmDevice(attacker.tcti) as attacker_device:
+        request = EnrolRequest(
+            agent_id="ek-swap",
+            ek_certificate=victim_device.read_ek_certificate(),
+            ek_public=attacker_device.ek_public(),
+            ak_public=attacker_device.ensure_ak(),
+        )
+    with pytest.raises(EkMismatch, match="does not hold the key of the EK certificate"):
+        client.enrol(request)
+    with pytest.raises(NotFound):
+        client.get_agent("ek-swap")

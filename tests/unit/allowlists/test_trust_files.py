@@ -61,3 +61,11 @@ def test_pins_file(tmp_path: Path) -> None:
         load_pins_file(path)
     with pytest.raises(ConfigurationError, match="EK pins file"):
         load_pins_file(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize("text", ["", "# no pins yet\n", "version = 1\n"])
+def test_empty_pins_file_is_refused_not_taken_as_no_pinning(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "pins.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match="holds no pins"):
+        load_pins_file(path)

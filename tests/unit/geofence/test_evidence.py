@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from geofence.evidence import (
     encode_evidence,
     evidence_digest,
 )
+from geofence.fix import Fix
 from tests.unit.geofence.captures import fixes
 
 NONCE = bytes(range(16))
@@ -114,3 +116,26 @@ def test_non_canonical_and_garbage_rejected() -> None:
 def test_random_bytes_rejected_cleanly(data: bytes) -> None:
     with pytest.raises(LocationEvidenceInvalid):
         decode_evidence(data)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("latitude", 91.0),
+        ("latitude", -90.5),
+        ("longitude", 180.5),
+        ("horizontal_accuracy_m", -1.0),
+        ("hdop", -0.5),
+        ("speed_mps", -3.0),
+    ],
+)
+def test_signed_but_impossible_values_are_refused(field: str, value: float) -> None:
+    ev = LocationEvidence.from_fix(_range_fix(), nonce=b"\x01" * 32)
+    changes: dict[str, Any] = {field: value}
+    encoded = encode_evidence(dataclasses.replace(ev, **changes))
+    with pytest.raises(LocationEvidenceInvalid, match=field.split("_")[0]):
+        decode_evidence(encoded)
+
+
+def _range_fix() -> Fix:
+    return fixes("nl2008u.log")[0]

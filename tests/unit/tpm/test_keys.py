@@ -117,7 +117,7 @@ def test_ek_missing_attribute_rejected(flag: ObjectAttributes) -> None:
 
 
 def test_ek_needs_aes_cfb_and_no_sign() -> None:
-    with pytest.raises(EkMismatch, match="symmetric must be AES-CFB"):
+    with pytest.raises(EkMismatch, match="symmetric must be AES-128/192/256-CFB"):
         check_ek_attributes(build_public(RSA2048, attributes=EK_ATTRIBUTES))
     signing = build_public(
         RSA2048,
@@ -126,6 +126,18 @@ def test_ek_needs_aes_cfb_and_no_sign() -> None:
     )
     with pytest.raises(EkMismatch, match="must not set SIGN_ENCRYPT"):
         check_ek_attributes(signing)
+
+
+@pytest.mark.parametrize("bits", [0, 64, 100, 512])
+def test_ek_with_an_aes_key_size_no_tpm_has_is_refused(bits: int) -> None:
+    """Before MakeCredential would trip over it (a 500); found by review."""
+    odd = build_public(
+        RSA2048,
+        attributes=EK_ATTRIBUTES,
+        symmetric=SymmetricDef(alg=Alg.AES, key_bits=bits, mode=Alg.CFB),
+    )
+    with pytest.raises(EkMismatch, match="AES-128/192/256-CFB"):
+        check_ek_attributes(odd)
 
 
 def test_location_key_rules() -> None:

@@ -31,12 +31,15 @@ class SoftwareNode:
     ak: SoftwareAk = field(default_factory=SoftwareAk.ecc)
     pcr0: bytes = GOLDEN_PCR0
     pcr10: bytes = bytes(32)
+    pcr10_sha1: bytes = bytes(20)  # the node also has a sha1 bank, quoted with PCR 10 only
     log: list[str] = field(default_factory=list)
 
     def measure(self, path: str, content: bytes) -> None:
         entry = encode_entry(path=path, digest=hashlib.sha256(content).digest())
         self.log.append(entry.line)
         self.extend(template_hash(entry.template_data, "sha256"))
+        sha1 = template_hash(entry.template_data, "sha1")
+        self.pcr10_sha1 = hashlib.sha1(self.pcr10_sha1 + sha1).digest()  # noqa: S324  # sha1 bank
 
     def extend(self, digest: bytes) -> None:
         self.pcr10 = hashlib.sha256(self.pcr10 + digest).digest()
@@ -47,7 +50,7 @@ class SoftwareNode:
         self.ak.clock = ClockInfo(
             clock=clock.clock + 50, reset_count=clock.reset_count + 1, restart_count=0, safe=True
         )
-        self.pcr10, self.log = bytes(32), []
+        self.pcr10, self.pcr10_sha1, self.log = bytes(32), bytes(20), []
 
     def tick(self) -> None:
         clock = self.ak.clock
@@ -55,13 +58,13 @@ class SoftwareNode:
 
     def answer(self, nonce: bytes, offset: int) -> RoundEvidence:
         self.tick()
-        values = {Alg.SHA256: {0: self.pcr0, 10: self.pcr10}}
+        values = {Alg.SHA256: {0: self.pcr0, 10: self.pcr10}, Alg.SHA1: {10: self.pcr10_sha1}}
         attest, signature = self.ak.quote(quote_qualifying_data(nonce, None), values)
         return RoundEvidence(
             nonce=nonce,
             attest=attest,
             signature=signature,
-            pcrs={"sha256": {0: self.pcr0, 10: self.pcr10}},
+            pcrs={"sha256": {0: self.pcr0, 10: self.pcr10}, "sha1": {10: self.pcr10_sha1}},
             ima_offset=offset,
             ima_lines=self.log[offset:],
         )
@@ -100,7 +103,7 @@ def _check(
 def _round(node: SoftwareNode, policy: AttestationPolicy, memory: RoundMemory) -> RoundResult:
     nonce = os.urandom(32)
     return verify_round(
-        node.answer(nonce, memory.ima_offset()),
+        node.answer(nonce, memory.ima_offset_for(policy.ima_banks)),
         ak=node.ak.public,
         policy=policy,
         previous=memory,
@@ -148,7 +151,7 @@ def test_pcr10_extended_without_log_entry_fails(node: SoftwareNode) -> None:
     result = _round(node, policy, memory)
     assert result.outcome is Outcome.INTEGRITY_FAILURE
     assert result.reason is not None
-    assert result.reason.startswith("ima_")
+    assert result.reason == "ima_pcr_mismatch"
 
 
 def test_replayed_quote_fails_on_the_nonce(node: SoftwareNode) -> None:
@@ -172,7 +175,7 @@ def test_quote_by_another_ak_fails(node: SoftwareNode) -> None:
 def test_pcr_values_that_do_not_match_the_quote_fail(node: SoftwareNode) -> None:
     policy = _policy(node, ALLOWED)
     evidence = node.answer(os.urandom(32), 0)
-    lying = replace(evidence, pcrs={"sha256": {0: GOLDEN_PCR0, 10: bytes(32)}})
+    lying = replace(evidence, pcrs={**evidence.pcrs, "sha256": {0: GOLDEN_PCR0, 10: bytes(32)}})
     result = _check(lying, node, policy)
     assert result.reason == "pcr_digest_mismatch"
 
@@ -249,3 +252,28 @@ def test_malformed_line_after_the_quoted_prefix_fails(node: SoftwareNode) -> Non
     result = _check(broken, node, policy)
     assert result.outcome is Outcome.INTEGRITY_FAILURE
     assert result.reason == "ima_log_invalid"
+
+
+def test_changing_the_policys_ima_banks_replays_from_entry_zero(node: SoftwareNode) -> None:
+    sha256_policy = _policy(node, ALLOWED)
+    memory = _round(node, sha256_policy, RoundMemory()).memory
+    assert memory.ima_offset() == 1
+    both_banks = replace(sha256_policy, ima_banks=("sha1", "sha256"))
+    assert memory.ima_offset_for(both_banks.ima_banks) == 0
+    node.measure("/usr/bin/sshd", b"sshd")
+    # The memory tracks sha256 only: the log is replayed again, from entry 0, in both banks.
+    result = _round(node, both_banks, memory)
+    assert result.outcome is Outcome.PASSED, result.message
+    assert result.new_ima_entries == 2
+    assert result.memory.ima is not None
+    assert set(result.memory.ima.pcr10) == {"sha1", "sha256"}
+
+
+def test_round_that_reveals_a_reboot_still_checks_the_boot(node: SoftwareNode) -> None:
+    policy = _policy(node, ALLOWED)
+    memory = _round(node, policy, RoundMemory()).memory
+    node.reboot()
+    node.pcr0 = hashlib.sha256(b"unapproved firmware").digest()
+    result = _round(node, policy, memory)
+    assert result.outcome is Outcome.INTEGRITY_FAILURE
+    assert result.reason == "boot_pcr_mismatch"
