@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -110,18 +111,33 @@ class HotState:
 
     def finish_round(
         self, agent_id: str, token: str, status: LiveStatus | None, due: float | None
-    ) -> None:
-        """Atomically (MULTI/EXEC) store ``status`` (unless ``None``), schedule the next round at
-        ``due`` or unschedule the agent (``None``), and release the lock held with ``token``."""
-        pipe = self._redis.pipeline(transaction=True)
-        if status is not None:
-            pipe.set(_memory_key(agent_id), _encode_status(status))
-        if due is None:
-            pipe.zrem(SCHEDULE_KEY, agent_id)
-        else:
-            pipe.zadd(SCHEDULE_KEY, {agent_id: due})
-        pipe.eval(_UNLOCK_LUA, 1, _lock_key(agent_id), token)
-        pipe.execute()
+    ) -> bool:
+        """Atomically, and only while ``token`` still holds the agent's lock: store ``status``
+        (unless ``None``), schedule the next round at ``due`` or unschedule the agent (``None``),
+        and release the lock. Returns False, writing nothing, for a round that outlived its lock
+        (another round or an operator may have moved the agent since)."""
+        keys = (_lock_key(agent_id), _memory_key(agent_id), SCHEDULE_KEY)
+        args = (
+            token,
+            "" if status is None else _encode_status(status),
+            "" if due is None else repr(due),
+            agent_id,
+        )
+        return bool(self._redis.eval(_FINISH_ROUND_LUA, len(keys), *keys, *args))
+
+    def holds_lock(self, agent_id: str, token: str) -> bool:
+        raw = self._redis.get(_lock_key(agent_id))
+        held = raw.decode() if isinstance(raw, bytes) else raw
+        return bool(held == token)
+
+    def wait_for_lock(self, agent_id: str, token: str, ttl_seconds: float, wait: float) -> bool:
+        """Take the agent's lock, waiting up to ``wait`` seconds for a running round to end."""
+        deadline = time.monotonic() + wait
+        while not self.try_lock(agent_id, token, ttl_seconds):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     # --- live status ------------------------------------------------------------------------
 
@@ -162,6 +178,15 @@ _CLAIM_DUE_LUA = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, agent in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], agent) end
 return due
+"""
+
+_FINISH_ROUND_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+if ARGV[3] == '' then redis.call('ZREM', KEYS[3], ARGV[4])
+else redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) end
+redis.call('DEL', KEYS[1])
+return 1
 """
 
 _UNLOCK_LUA = """

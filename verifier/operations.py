@@ -6,6 +6,7 @@ Every change bumps the configuration version in Redis, so workers pick it up at 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,10 @@ def _recheck(agent_id: str, ak_public: bytes, identity: AgentView) -> None:
         )
     except (TpmFormatError, CertifyInvalid, LocationKeyInvalid) as e:
         raise LocationKeyInvalid(f"registrar record of {agent_id!r}: {e.message}") from e
+
+
+OPERATOR_LOCK_TTL = 30.0
+OPERATOR_LOCK_WAIT = 20.0  # longer than any round (its HTTP fetch has a total deadline)
 
 
 class Operations:
@@ -200,18 +205,25 @@ class Operations:
     def _move(
         self, agent_id: str, old: AgentState, new: AgentState, reason: str, *, keep_memory: bool
     ) -> None:
-        live = self._hot.load(agent_id)
-        memory = live.memory if live is not None and keep_memory else RoundMemory()
-        self._hot.store(agent_id, LiveStatus(state=new, memory=memory))
-        self._store.record_transition(
-            Transition(
-                agent_id=agent_id,
-                from_state=old,
-                to_state=new,
-                reason=reason,
-                message=None,
-                details={},
-            ),
-            self._now(),
-        )
+        # Under the agent's lock: a round running now finishes first, and cannot undo this.
+        token = uuid.uuid4().hex
+        if not self._hot.wait_for_lock(agent_id, token, OPERATOR_LOCK_TTL, OPERATOR_LOCK_WAIT):
+            raise Conflict(f"a round of agent {agent_id!r} does not finish; try again")
+        try:
+            live = self._hot.load(agent_id)
+            memory = live.memory if live is not None and keep_memory else RoundMemory()
+            self._hot.store(agent_id, LiveStatus(state=new, memory=memory))
+            self._store.record_transition(
+                Transition(
+                    agent_id=agent_id,
+                    from_state=old,
+                    to_state=new,
+                    reason=reason,
+                    message=None,
+                    details={},
+                ),
+                self._now(),
+            )
+        finally:
+            self._hot.unlock(agent_id, token)
         self._hot.bump_config_version()

@@ -93,8 +93,11 @@ class RoundRunner:
                     self._hot.finish_round(target.agent_id, token, None, None)
                     released = True
                     return None
-                result, new_status, due = self._run_locked(target, ak, policy, location_key, status)
-                self._hot.finish_round(target.agent_id, token, new_status, due)
+                result, new_status, due = self._run_locked(
+                    target, ak, policy, location_key, status, token
+                )
+                if not self._hot.finish_round(target.agent_id, token, new_status, due):
+                    log.warning("round outlived its lock; its result was discarded")
                 released = True
                 return result
         finally:
@@ -108,6 +111,7 @@ class RoundRunner:
         policy: AttestationPolicy,
         location_key: TpmPublic | None,
         status: LiveStatus,
+        token: str,
     ) -> tuple[RoundResult, LiveStatus, float | None]:
         """The round's result, the status to store and when the next round is due (``None``:
         not polled any more)."""
@@ -115,7 +119,9 @@ class RoundRunner:
         now = self._clock()
         new_state = next_state(status.state, result.outcome)
         streak = status.unreachable_streak + 1 if result.outcome is Outcome.UNREACHABLE else 0
-        if new_state is not status.state:
+        # Only a round that still holds its lock may move the agent (a stalled round must not
+        # undo what a newer round or an operator decided meanwhile).
+        if new_state is not status.state and self._hot.holds_lock(target.agent_id, token):
             self._transition(target.agent_id, status.state, new_state, result)
         new_status = LiveStatus(
             state=new_state, memory=result.memory, last_round_at=now, unreachable_streak=streak

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -72,3 +74,28 @@ def test_schedule_missing_adds_only_absent_agents(redis_url: str) -> None:
     assert hot.claim_due(now=100.0, until=900.0, limit=10) == ["lost-1", "lost-2"]
     assert hot.claim_due(now=499.0, until=900.0, limit=10) == []
     assert hot.schedule_missing([], due=1.0) == 0
+
+
+def test_a_round_that_lost_its_lock_writes_nothing(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    failed = LiveStatus(state=AgentState.FAILED, memory=RoundMemory())
+    attested = LiveStatus(state=AgentState.ATTESTED, memory=RoundMemory())
+    hot.store("a", failed)
+    assert hot.try_lock("a", "stalled-round", ttl_seconds=0.05)
+    time.sleep(0.1)  # its lock expired; an operator (or a newer round) takes the agent
+    assert hot.try_lock("a", "operator", ttl_seconds=5)
+    assert not hot.finish_round("a", "stalled-round", attested, due=123.0)
+    assert hot.load("a") == failed
+    assert hot.scheduled_count() == 0
+    assert hot.holds_lock("a", "operator")
+    assert hot.finish_round("a", "operator", attested, due=123.0)
+    assert hot.load("a") == attested
+    assert hot.claim_due(now=200.0, until=300.0, limit=5) == ["a"]
+    assert not hot.holds_lock("a", "operator")
+
+
+def test_wait_for_lock_waits_for_the_running_round(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    assert hot.try_lock("a", "round", ttl_seconds=0.2)
+    assert not hot.wait_for_lock("a", "operator", ttl_seconds=5, wait=0.05)
+    assert hot.wait_for_lock("a", "operator", ttl_seconds=5, wait=2.0)
