@@ -29,7 +29,7 @@ from geoattest.errors import PolicyInvalid
 POLICY_VERSION = 1
 _TOP_KEYS = frozenset(
     {"version", "meta", "digests", "excludes", "exclude_regexes", "keyrings", "ima_buf"}
-    | {"ignored_keyrings"}
+    | {"ignored_keyrings", "allow_violations"}
 )
 _DIGEST_TEXT = re.compile(r"([a-z0-9_]+):([0-9a-f]+)")
 
@@ -52,6 +52,7 @@ class RuntimePolicy:
     keyrings: Mapping[str, frozenset[str]] = field(default_factory=dict)
     ima_buf: Mapping[str, frozenset[str]] = field(default_factory=dict)
     ignored_keyrings: frozenset[str] = frozenset()
+    allow_violations: bool = False  # ToMToU/open-writers events; their path is unauthenticated
     meta: Mapping[str, str] = field(default_factory=dict)
     is_excluded: Callable[[str], bool] = field(init=False, repr=False, compare=False)
 
@@ -141,6 +142,12 @@ def check_digest_text(text: object, where: str) -> str:
     return text
 
 
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyInvalid(f"{where}: expected true or false")
+    return value
+
+
 def _strings(value: object, where: str) -> list[str]:
     if not isinstance(value, list):
         raise PolicyInvalid(f"{where}: expected a list of strings")
@@ -194,6 +201,7 @@ def parse_runtime_policy(text: str) -> RuntimePolicy:
             _strings(document.get("ignored_keyrings", []), "$.ignored_keyrings")
         ),
         meta=meta,
+        allow_violations=_flag(document.get("allow_violations", False), "$.allow_violations"),
     )
 
 
@@ -209,6 +217,8 @@ def dump_runtime_policy(policy: RuntimePolicy) -> str:
     document["keyrings"] = {name: sorted(policy.keyrings[name]) for name in sorted(policy.keyrings)}
     document["ima_buf"] = {name: sorted(policy.ima_buf[name]) for name in sorted(policy.ima_buf)}
     document["ignored_keyrings"] = sorted(policy.ignored_keyrings)
+    if policy.allow_violations:
+        document["allow_violations"] = True
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
 

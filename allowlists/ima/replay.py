@@ -100,6 +100,10 @@ def check_not_rewound(*, entries_verified: int, first_entry_index: int, log_leng
 
 
 def _not_allowed(entry: ImaEntry, policy: RuntimePolicy) -> bool:
+    if entry.is_violation:
+        # A violation's template hash is all zeros: its path and digest are authenticated by
+        # nothing, so an attacker could relabel it as any allowed file. Judge the event itself.
+        return not policy.allow_violations
     if entry.template == "ima-buf":
         return not policy.allows_buffer(entry.path, entry.digest_text)
     return not policy.allows_file(entry.path, entry.digest_text)

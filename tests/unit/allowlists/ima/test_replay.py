@@ -25,7 +25,7 @@ from tests.unit.allowlists.ima.ima_vectors import (
     vector_lines,
 )
 
-ALLOW_ALL = RuntimePolicy(excludes=("*",), ignored_keyrings=frozenset({"*"}))
+ALLOW_ALL = RuntimePolicy(excludes=("*",), ignored_keyrings=frozenset({"*"}), allow_violations=True)
 BOTH = ("sha1", "sha256")
 
 
@@ -278,7 +278,12 @@ def test_violations_extend_all_ones_and_need_policy() -> None:
     quoted = expected_pcr10(lines)
     with pytest.raises(ImaEntryNotAllowed, match="/var/log/syslog"):
         replay_and_check(lines, state=ImaState.initial(), quoted_pcr10=quoted, policy=policy)
-    allowed = RuntimePolicy(digests=policy.digests, excludes=("/var/log/*",))
+    # The violation's path is unauthenticated (all-zero template hash): an exclude covering it
+    # does not let it pass, or an attacker could relabel any violation as an excluded file.
+    excluded = RuntimePolicy(digests=policy.digests, excludes=("/var/log/*",))
+    with pytest.raises(ImaEntryNotAllowed, match="/var/log/syslog"):
+        replay_and_check(lines, state=ImaState.initial(), quoted_pcr10=quoted, policy=excluded)
+    allowed = RuntimePolicy(digests=policy.digests, allow_violations=True)
     result = replay_and_check(lines, state=ImaState.initial(), quoted_pcr10=quoted, policy=allowed)
     assert result.consumed == 4
 
