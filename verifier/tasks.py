@@ -138,7 +138,11 @@ def run_batch(runtime: VerifierRuntime, agent_ids: Sequence[str]) -> int:
                 fleet.location_keys.get(agent_id),
             )
         )
-    done, _ = wait(futures)
+    # Rounds end by themselves (HTTP total deadline); this bound only keeps a batch task from
+    # hanging on a bug. Rounds still running go on in the pool and finish under their lock.
+    done, pending = wait(futures, timeout=runtime.settings.agent_timeout_seconds * 2 + 10)
+    if pending:
+        log.error("%d round(s) of a batch still running after the batch deadline", len(pending))
     return sum(1 for future in done if future.result())
 
 
