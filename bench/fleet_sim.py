@@ -29,11 +29,13 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
+from typing import TypeVar
 
 from agent.enrolment import ApiEndpoint, enrol
 from agent.registrar_client import RegistrarClient
@@ -60,6 +62,8 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 256 * 1024
 _PREFIX = "/agents/"
 
+_T = TypeVar("_T")
+
 
 def agent_path(agent_id: str) -> str:
     """The path prefix of one simulated agent's API."""
@@ -70,7 +74,8 @@ class FleetServer:
     """Serves ``sims`` on ``host:port`` (0 picks a free port) from a background event loop.
 
     Use as a context manager, or ``start()``/``stop()``. ``ssl_context`` makes it HTTPS.
-    A simulator with ``offline = True`` gets its connections dropped without an answer.
+    An agent id in ``offline`` gets its connections dropped without an answer. ``on_evidence``,
+    when set, is called with the agent id of every evidence request served (on the loop).
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class FleetServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self.requests = 0
+        self.on_evidence: Callable[[str], None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -113,6 +119,28 @@ class FleetServer:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def call(self, function: Callable[[], _T], timeout: float = 30.0) -> _T:
+        """Run ``function`` on the server's event loop (between requests, so a simulator is never
+        changed while it answers) and return its result."""
+        loop = self._loop
+        if loop is None:
+            return function()
+        future: Future[_T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(function())
+            except BaseException as e:  # handed to the caller
+                future.set_exception(e)
+
+        loop.call_soon_threadsafe(run)
+        return future.result(timeout)
+
+    def add(self, sims: Iterable[AgentSimulator]) -> None:
+        """Serve more simulators (a fleet that grows while it is served)."""
+        new = {sim.agent_id: sim for sim in sims}
+        self.call(lambda: self.sims.update(new))
 
     def __enter__(self) -> FleetServer:
         self.start()
@@ -173,6 +201,8 @@ class FleetServer:
         if agent_id in self.offline:
             return None
         if route == "v1/evidence" and method == "POST":
+            if self.on_evidence is not None:
+                self.on_evidence(agent_id)
             return sim.answer(body)
         if route == "v1/healthz" and method == "GET":
             return 200, b'{"status":"ok"}'
