@@ -28,14 +28,11 @@ import logging
 import math
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +56,7 @@ from bench._fleet_stats import (
     percentile,
     round_figures,
 )
+from geoattest.devprocs import GEOATTEST, free_port, http_ok, managed_process
 from geoattest.settings import Settings, load_settings
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar
@@ -96,51 +94,6 @@ class StepResult:
     setup_seconds: dict[str, float]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait(
-    what: str, condition: Callable[[], bool], timeout: float, process: subprocess.Popen[bytes]
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if process.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {process.returncode}")
-        time.sleep(0.1)
-    raise RuntimeError(f"{what}: not ready after {timeout:.0f} s")
-
-
-@contextmanager
-def _service(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "geoattest", *argv], env=env, stdout=out,
-            stderr=subprocess.STDOUT, cwd=log.parent,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _api_up(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/v1/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def _child_pid(parent: int, name: str) -> int:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -167,7 +120,7 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
     with running_redis(work) as redis_url, running_registrar(work, trust) as registrar:
         fleet = FleetProcess(FleetSpec(key_pem, ca.pem, work / "tls", registrar.url))
         try:
-            port = _free_port()
+            port = free_port()
             settings = load_settings(
                 database_url=f"sqlite:///{work / 'verifier.sqlite'}",
                 redis_url=redis_url,
@@ -178,12 +131,18 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
             )
             env = settings_environment(settings)
             api_url = f"http://127.0.0.1:{port}"
-            with _service(["verifier", "serve"], env, work / "api.log") as api:
-                _wait("verifier API", lambda: _api_up(api_url), 60, api)
-                worker_argv = ["verifier", "worker", "--beat", "--concurrency", str(workers)]
+            api_argv = [*GEOATTEST, "verifier", "serve"]
+            with managed_process(
+                "verifier API", api_argv, log_path=work / "api.log",
+                ready=http_ok(f"{api_url}/v1/healthz"), env=env,
+            ) as api:  # fmt: skip
+                worker_argv = [*GEOATTEST, "verifier", "worker", "--beat",
+                               "--concurrency", str(workers)]  # fmt: skip
                 worker_log = work / "worker.log"
-                with _service(worker_argv, env, worker_log) as worker:
-                    _wait("worker", lambda: b"ready." in worker_log.read_bytes(), 60, worker)
+                with managed_process(
+                    "verifier worker", worker_argv, log_path=worker_log,
+                    ready=lambda: b"ready." in worker_log.read_bytes(), env=env,
+                ) as worker:  # fmt: skip
                     client = redis.Redis.from_url(redis_url)
                     yield Stack(
                         settings=settings,

@@ -14,21 +14,17 @@ and optionally a client CA, the verifier's real mTLS client code is exercised.
 Enrolment uses the agent's own ``agent.enrolment.enrol`` on each simulator's software TPM
 against a real registrar (software ActivateCredential).
 
-Run ``python -m bench.fleet_sim --agents 1000 --measure 10`` to serve a fleet and measure the
+Run ``python -m bench.fleet_load --agents 1000 --measure 10`` to serve a fleet and measure the
 evidence rate it sustains from a client in another process.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-import multiprocessing
-import os
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
@@ -42,8 +38,7 @@ from agent.registrar_client import RegistrarClient
 from agent.tls import ensure_server_identity, server_ssl_context
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import AgentView
-from tests.support.agent_simulator import AgentSimulator, make_simulators
-from tests.support.software_pki import make_ca
+from tests.support.agent_simulator import AgentSimulator
 
 __all__ = [
     "FleetServer",
@@ -52,7 +47,6 @@ __all__ = [
     "client_ssl_context",
     "enrol_fleet",
     "fleet_tls",
-    "measure_rate",
     "serve_fleet",
 ]
 
@@ -60,14 +54,14 @@ log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 256 * 1024
-_PREFIX = "/agents/"
+AGENTS_PREFIX = "/agents/"
 
 _T = TypeVar("_T")
 
 
 def agent_path(agent_id: str) -> str:
     """The path prefix of one simulated agent's API."""
-    return f"{_PREFIX}{agent_id}"
+    return f"{AGENTS_PREFIX}{agent_id}"
 
 
 class FleetServer:
@@ -192,9 +186,9 @@ class FleetServer:
 
     def _dispatch(self, method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
         self.requests += 1
-        if not path.startswith(_PREFIX):
+        if not path.startswith(AGENTS_PREFIX):
             return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}")
-        agent_id, _, route = path[len(_PREFIX) :].partition("/")
+        agent_id, _, route = path[len(AGENTS_PREFIX) :].partition("/")
         sim = self.sims.get(agent_id)
         if sim is None:
             return _error(HTTPStatus.NOT_FOUND, "not_found", f"no simulated agent {agent_id!r}")
@@ -340,97 +334,3 @@ def fleet_tls(directory: Path, host: str = "127.0.0.1") -> FleetTls:
     identity = ensure_server_identity(directory / "fleet", "fleet-sim", host, renew=True)
     context = server_ssl_context(identity.cert_path, identity.key_path, client.ca_cert)
     return FleetTls(context, identity.cert_path, identity.certificate_der, client)
-
-
-def _load_client(
-    host: str,
-    port: int,
-    agent_ids: list[str],
-    seconds: float,
-    connections: int,
-    tls: tuple[Path, ClientTlsFiles] | None,
-    out: object,
-) -> None:
-    """Runs in another process: ``connections`` keep-alive connections posting evidence
-    requests round-robin over the agents for ``seconds``; puts (requests, errors) on ``out``."""
-    request_body = json.dumps(
-        {"nonce": os.urandom(20).hex(), "pcrs": {"sha256": [0, 1, 2, 3, 4, 5, 6, 7, 10]}}
-    ).encode()
-
-    async def one(conn: int, deadline: float) -> tuple[int, int]:
-        context = client_ssl_context(*tls) if tls else None
-        reader, writer = await asyncio.open_connection(host, port, ssl=context)
-        done = errors = 0
-        i = conn
-        while time.monotonic() < deadline:
-            agent_id = agent_ids[i % len(agent_ids)]
-            i += connections
-            head_out = (
-                f"POST {agent_path(agent_id)}/v1/evidence HTTP/1.1\r\nHost: x\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(request_body)}\r\n\r\n"
-            )
-            writer.write(head_out.encode() + request_body)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-            done += 1
-            errors += not head.startswith(b"HTTP/1.1 200")
-        writer.close()
-        await writer.wait_closed()
-        return done, errors
-
-    async def run() -> tuple[int, int]:
-        deadline = time.monotonic() + seconds
-        results = await asyncio.gather(*(one(c, deadline) for c in range(connections)))
-        return sum(r[0] for r in results), sum(r[1] for r in results)
-
-    out.put(asyncio.run(run()))  # type: ignore[attr-defined]  # a multiprocessing queue
-
-
-def measure_rate(
-    server: FleetServer, seconds: float, connections: int = 8, tls: FleetTls | None = None
-) -> float:
-    """Evidence requests per second the fleet answers to a client in another process."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    host, port = server.base_url.split("://", 1)[1].rsplit(":", 1)
-    client_tls = None if tls is None else (tls.server_cert, tls.client)
-    process = context.Process(
-        target=_load_client,
-        args=(host, int(port), list(server.sims), seconds, connections, client_tls, queue),
-    )
-    process.start()
-    done, errors = queue.get(timeout=seconds + 60)
-    process.join()
-    queue.close()
-    queue.join_thread()
-    if errors:
-        raise RuntimeError(f"{errors} of {done} evidence requests failed")
-    return float(done) / seconds
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--measure", type=float, default=0.0, help="measure for N seconds, exit")
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--tls-dir", type=Path, help="serve HTTPS with mTLS material kept here")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    sims = make_simulators(args.agents, make_ca())
-    print(f"{len(sims)} simulated agents in {time.perf_counter() - started:.1f} s", flush=True)
-    tls = fleet_tls(args.tls_dir) if args.tls_dir else None
-    server = FleetServer(sims, port=args.port, ssl_context=tls.server_context if tls else None)
-    with server:
-        print(f"serving on {server.base_url}{_PREFIX}<agent_id>/v1/evidence", flush=True)
-        if args.measure:
-            rate = measure_rate(server, args.measure, args.connections, tls)
-            print(f"{rate:.0f} evidence requests/s over {args.connections} connections", flush=True)
-            return
-        with suppress(KeyboardInterrupt):
-            threading.Event().wait()
-
-
-if __name__ == "__main__":
-    main()

@@ -30,10 +30,9 @@ from tpm.eventlog import (
     EventType,
     SpecIdEvent,
     encode_event_log,
-    initial_pcr_value,
     parse_event_log,
-    replay_event_log,
 )
+from tpm.eventlog_replay import initial_pcr_value, replay_event_log
 from tpm.keys import check_ak_attributes, check_ek_attributes, check_location_key_attributes
 from tpm.pcr import (
     PcrSelection,

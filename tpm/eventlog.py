@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from geoattest.errors import BootLogInvalid, TpmFormatError
-from tpm.constants import Alg, digest_size, hash_constructor
+from tpm.constants import Alg, digest_size
 
 __all__ = [
     "MAX_EVENTS",
@@ -39,9 +39,7 @@ __all__ = [
     "EventType",
     "SpecIdEvent",
     "encode_event_log",
-    "initial_pcr_value",
     "parse_event_log",
-    "replay_event_log",
 ]
 
 MAX_LOG_BYTES: Final = 4 * 1024 * 1024
@@ -331,49 +329,6 @@ def _startup_locality(event: Event, at: int, seen: int | None, pcr0_extended: bo
     if locality not in (0, 3, 4):
         raise BootLogInvalid(f"StartupLocality event at offset {at}: locality {locality}")
     return locality
-
-
-def initial_pcr_value(index: int, size: int, startup_locality: int = 0) -> bytes:
-    """A PCR's value after TPM2_Startup: zero, except PCR 0's last byte (the locality)."""
-    value = bytearray(size)
-    if index == 0:
-        value[-1] = startup_locality
-    return bytes(value)
-
-
-def replay_event_log(
-    log: EventLog, banks: Iterable[str] | None = None
-) -> dict[str, dict[int, bytes]]:
-    """The PCR values the log's events produce, per bank (all of the log's banks by default):
-    ``{"sha256": {0: …, 1: …}}`` for PCR 0 and every PCR an event extends.
-
-    ``EV_NO_ACTION`` events are skipped; PCR 0 starts at ``log.startup_locality``. Raises
-    ``BootLogInvalid`` for a bank the log does not carry or cannot be replayed (no hash).
-    """
-    wanted = tuple(log.spec.banks if banks is None else banks)
-    result: dict[str, dict[int, bytes]] = {}
-    for bank in wanted:
-        size = log.spec.digest_sizes.get(bank)
-        if size is None:
-            raise BootLogInvalid(
-                f"boot log carries no {bank} digests (it has {', '.join(log.spec.banks)})"
-            )
-        try:
-            new_hash = hash_constructor(Alg[bank.upper()])
-        except (KeyError, TpmFormatError):
-            raise BootLogInvalid(f"boot log bank {bank} cannot be replayed (no hash)") from None
-        zero = bytes(size)
-        pcrs = {0: initial_pcr_value(0, size, log.startup_locality)}
-        for event in log.events:
-            if event.event_type == EventType.EV_NO_ACTION:
-                continue
-            old = pcrs.get(event.pcr, zero)
-            h = new_hash()
-            h.update(old)
-            h.update(event.digests[bank])
-            pcrs[event.pcr] = h.digest()
-        result[bank] = dict(sorted(pcrs.items()))
-    return result
 
 
 def encode_event_log(log: EventLog) -> bytes:

@@ -1,14 +1,4 @@
-"""swtpm tooling for development, tests and ``deploy/quickstart``: a private manufacturer CA and
-software TPMs whose EK certificates it issues.
-
-- ``SwtpmCa``: a test "TPM manufacturer" made with ``swtpm_localca`` configured into one directory.
-  Its root certificate and issuing certificate form the trust store a registrar is given.
-- ``SwtpmInstance``: one swtpm state directory, manufactured with ``swtpm_setup`` (EK + platform
-  certificates signed by a ``SwtpmCa``, NVRAM locked), and served on a loopback TCP port pair.
-
-This is not production code: production nodes talk to ``/dev/tpmrm0``. Nothing here weakens a check;
-it makes a TPM with a real certificate chain.
-"""
+"""One software TPM: a swtpm state directory, manufactured and served on loopback ports."""
 
 from __future__ import annotations
 
@@ -20,163 +10,26 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from geoattest.errors import ConfigurationError
+from geoattest.swtpm._tools import (
+    LOOPBACK,
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    PortBusy,
+    alive,
+    free_port_pair,
+    require_binary,
+    run_tool,
+    tail,
+    wait_for_exit,
+)
+from geoattest.swtpm.ca import SwtpmCa
 
 logger = logging.getLogger(__name__)
-
-LOOPBACK = "127.0.0.1"
-_APT_PACKAGE = {"swtpm": "swtpm", "swtpm_setup": "swtpm-tools", "swtpm_localca": "swtpm-tools"}
-_SETUP_TIMEOUT_S = 120.0
-_START_TIMEOUT_S = 10.0
-_STOP_TIMEOUT_S = 5.0
-# TPM identity passed to swtpm_localca when it is run only to create the CA (the values swtpm_setup
-# passes for swtpm 0.7).
-_SPEC_ARGS = (
-    "--tpm-spec-family", "2.0", "--tpm-spec-level", "0", "--tpm-spec-revision", "164",
-    "--tpm-manufacturer", "id:00001014", "--tpm-model", "swtpm", "--tpm-version", "id:20191023",
-)  # fmt: skip
-
-
-def require_binary(name: str) -> str:
-    """Path of an swtpm tool; raises ConfigurationError naming the apt package if absent."""
-    path = shutil.which(name)
-    if path is None:
-        package = _APT_PACKAGE.get(name, name)
-        raise ConfigurationError(
-            f"{name} not found on PATH: install the Debian package {package} "
-            f"(apt-get install {package})"
-        )
-    return path
-
-
-def free_port_pair(host: str = LOOPBACK, *, attempts: int = 50) -> int:
-    """A port P such that P and P+1 were both free on ``host`` a moment ago (server, control).
-
-    Another process may still take them before swtpm binds; ``SwtpmInstance.start`` retries with a
-    new pair when it chose the port itself. Raises ConfigurationError when no pair is found.
-    """
-    for _ in range(attempts):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
-            first.bind((host, 0))
-            port = int(first.getsockname()[1])
-            if port >= 65535:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
-                try:
-                    second.bind((host, port + 1))
-                except OSError:
-                    continue
-        return port
-    raise ConfigurationError(f"no free port pair found on {host} after {attempts} attempts")
-
-
-def _run(argv: list[str], what: str) -> None:
-    """Run a tool to completion; raises ConfigurationError with its output when it fails."""
-    logger.debug("running %s", " ".join(argv))
-    done = subprocess.run(  # noqa: S603 - argv is built from fixed tool paths and our own paths
-        argv, capture_output=True, text=True, timeout=_SETUP_TIMEOUT_S, check=False
-    )
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip()[-2000:]
-        raise ConfigurationError(f"{what} failed (exit {done.returncode}): {output}")
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-
-
-@dataclass(frozen=True, slots=True)
-class SwtpmCa:
-    """A private EK-certificate CA in ``directory`` (root + issuing CA, made by swtpm_localca)."""
-
-    directory: Path
-
-    @property
-    def root_cert(self) -> Path:
-        """PEM of the self-signed root CA."""
-        return self.directory / "swtpm-localca-rootca-cert.pem"
-
-    @property
-    def issuer_cert(self) -> Path:
-        """PEM of the intermediate CA that signs EK and platform certificates."""
-        return self.directory / "issuercert.pem"
-
-    @property
-    def trust_store(self) -> tuple[Path, Path]:
-        """The certificates a registrar must trust to accept this CA's TPMs (root, issuer)."""
-        return (self.root_cert, self.issuer_cert)
-
-    @property
-    def localca_config(self) -> Path:
-        return self.directory / "swtpm-localca.conf"
-
-    @property
-    def localca_options(self) -> Path:
-        return self.directory / "swtpm-localca.options"
-
-    @property
-    def setup_config(self) -> Path:
-        """The ``swtpm_setup --config`` file that routes certificate creation to this CA."""
-        return self.directory / "swtpm_setup.conf"
-
-    @classmethod
-    def create(cls, directory: Path) -> SwtpmCa:
-        """Create (or reuse) the CA in ``directory``: config files, root and issuing certificate.
-
-        Idempotent: an existing CA's keys are kept. Raises ConfigurationError when swtpm_localca is
-        missing or fails.
-        """
-        directory = directory.resolve()
-        directory.mkdir(parents=True, exist_ok=True)
-        ca = cls(directory)
-        ca._write_configs()
-        if not (ca.root_cert.exists() and ca.issuer_cert.exists()):
-            ca._issue_dummy_ek_cert()
-            logger.info("created swtpm test CA in %s", directory)
-        return ca
-
-    def _write_configs(self) -> None:
-        d = self.directory
-        _write_if_changed(
-            self.localca_config,
-            f"statedir = {d}\nsigningkey = {d}/signkey.pem\n"
-            f"issuercert = {self.issuer_cert}\ncertserial = {d}/certserial\n",
-        )
-        _write_if_changed(
-            self.localca_options,
-            "--platform-manufacturer geoattest\n--platform-version 2.1\n--platform-model swtpm\n",
-        )
-        _write_if_changed(
-            self.setup_config,
-            f"create_certs_tool = {require_binary('swtpm_localca')}\n"
-            f"create_certs_tool_config = {self.localca_config}\n"
-            f"create_certs_tool_options = {self.localca_options}\n"
-            "active_pcr_banks = sha256\n",
-        )
-
-    def _issue_dummy_ek_cert(self) -> None:
-        """swtpm_localca creates its CA on first use: issue one certificate for a throwaway key."""
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
-        scratch = self.directory / "bootstrap"
-        scratch.mkdir(exist_ok=True)
-        try:
-            argv = [
-                require_binary("swtpm_localca"), "--type", "ek", "--tpm2",
-                "--ek", f"x={numbers.x:064x},y={numbers.y:064x}", "--dir", str(scratch),
-                "--configfile", str(self.localca_config), "--optsfile", str(self.localca_options),
-                *_SPEC_ARGS,
-            ]  # fmt: skip
-            _run(argv, f"swtpm_localca creating the CA in {self.directory}")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 class SwtpmInstance:
@@ -224,7 +77,7 @@ class SwtpmInstance:
         ]  # fmt: skip
         if ecc:
             argv.append("--ecc")
-        _run(argv, f"swtpm_setup for {instance.state_dir}")
+        run_tool(argv, f"swtpm_setup for {instance.state_dir}")
         logger.info("manufactured swtpm state in %s", instance.state_dir)
         return instance
 
@@ -294,7 +147,7 @@ class SwtpmInstance:
             try:
                 self._launch(chosen, daemon=daemon)
                 return
-            except _PortBusy:
+            except PortBusy:
                 if port is not None or attempt == 2:
                     raise ConfigurationError(
                         f"swtpm could not bind {self.host}:{chosen}/{chosen + 1}: ports in use"
@@ -327,7 +180,7 @@ class SwtpmInstance:
                 start_new_session=daemon,
             )
         if daemon:
-            returncode = process.wait(timeout=_START_TIMEOUT_S)
+            returncode = process.wait(timeout=START_TIMEOUT_S)
             if returncode != 0:
                 self._raise_failed_start(port, stderr_path, returncode)
             self._port_file.write_text(f"{port}\n")
@@ -338,7 +191,7 @@ class SwtpmInstance:
         logger.info("swtpm for %s listening on %s:%s", self.state_dir, self.host, port)
 
     def _wait_until_accepting(self, port: int, stderr_path: Path) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT_S
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 returncode = self._process.wait()
@@ -351,9 +204,9 @@ class SwtpmInstance:
         raise ConfigurationError(f"swtpm on {self.host}:{port} did not accept within 10 s")
 
     def _raise_failed_start(self, port: int, stderr_path: Path, returncode: int) -> None:
-        output = _tail(stderr_path) + _tail(self.log_file)
+        output = tail(stderr_path) + tail(self.log_file)
         if "Address already in use" in output:
-            raise _PortBusy(port)
+            raise PortBusy(port)
         raise ConfigurationError(f"swtpm exited with status {returncode} on start: {output}")
 
     def stop(self) -> None:
@@ -367,14 +220,14 @@ class SwtpmInstance:
             if process.poll() is None:
                 process.terminate()
                 try:
-                    process.wait(timeout=_STOP_TIMEOUT_S)
+                    process.wait(timeout=STOP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
         pid = self._daemon_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-            _wait_for_exit(pid)
+            wait_for_exit(pid)
 
     def restart(self) -> None:
         """Reboot the TPM on the same ports: stop, then start with Startup(CLEAR)."""
@@ -403,7 +256,7 @@ class SwtpmInstance:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (ValueError, OSError):
             return None
-        if not _alive(pid) or not cmdline or not cmdline[0].endswith(b"swtpm"):
+        if not alive(pid) or not cmdline or not cmdline[0].endswith(b"swtpm"):
             return None
         if f"dir={self.state_dir}".encode() not in cmdline:
             return None
@@ -424,35 +277,3 @@ class SwtpmInstance:
 
     def __repr__(self) -> str:
         return f"SwtpmInstance({str(self.state_dir)!r}, port={self._port})"
-
-
-class _PortBusy(Exception):
-    """swtpm could not bind its ports (internal: start() retries with another pair)."""
-
-
-def _tail(path: Path, limit: int = 1500) -> str:
-    """The last ``limit`` bytes of a log file as text ("" when it does not exist)."""
-    try:
-        return path.read_bytes()[-limit:].decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (exited, not yet reaped by init) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    state = stat.rpartition(")")[2].split()[:1]
-    return state not in (["Z"], ["X"])
-
-
-def _wait_for_exit(pid: int) -> None:
-    deadline = time.monotonic() + _STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.01)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)

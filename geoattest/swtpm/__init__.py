@@ -1,0 +1,17 @@
+"""swtpm tooling for development, tests and ``deploy/quickstart``: a private manufacturer CA and
+software TPMs whose EK certificates it issues.
+
+- ``SwtpmCa``: a test "TPM manufacturer" made with ``swtpm_localca`` configured into one directory.
+  Its root certificate and issuing certificate form the trust store a registrar is given.
+- ``SwtpmInstance``: one swtpm state directory, manufactured with ``swtpm_setup`` (EK + platform
+  certificates signed by a ``SwtpmCa``, NVRAM locked), and served on a loopback TCP port pair.
+
+This is not production code: production nodes talk to ``/dev/tpmrm0``. Nothing here weakens a check;
+it makes a TPM with a real certificate chain.
+"""
+
+from geoattest.swtpm._tools import LOOPBACK, free_port_pair, require_binary
+from geoattest.swtpm.ca import SwtpmCa
+from geoattest.swtpm.instance import SwtpmInstance
+
+__all__ = ["LOOPBACK", "SwtpmCa", "SwtpmInstance", "free_port_pair", "require_binary"]
