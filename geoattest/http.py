@@ -16,7 +16,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from geoattest.errors import GeoattestError, MalformedRequest, Unauthorized
+from geoattest.errors import ConfigurationError, GeoattestError, MalformedRequest, Unauthorized
 from geoattest.log import pop_context, push_context
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,17 @@ def parse_body(model: type[Model]) -> Model:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise MalformedRequest(f"{where}: {first['msg']} ({e.error_count()} problem(s))") from e
+
+
+def check_exposure(host: str, admin_token: object | None, service: str) -> None:
+    """Operator routes (delete, readmit, policy changes) are open without an admin token; that is
+    only acceptable on loopback. Raises ``ConfigurationError`` for any other listen address."""
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if admin_token is None and not loopback:
+        raise ConfigurationError(
+            f"the {service} listens on {host} without an admin token: set GEOATTEST_ADMIN_TOKEN "
+            "(operators send it as 'Authorization: Bearer …')"
+        )
 
 
 def require_admin_token(service: str) -> None:

@@ -9,7 +9,7 @@ from flask import Flask
 
 from geoattest.db import make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
-from geoattest.http import install_api_plumbing
+from geoattest.http import check_exposure, install_api_plumbing
 from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
 from registrar.api import blueprint
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> Flask:
     """Build the registrar. Raises ``ConfigurationError`` when no EK trust store is configured."""
+    check_exposure(settings.registrar_host, settings.admin_token, "registrar")
     trust = load_trust_policy(settings)
     engine = make_engine(settings.database_url)
     migrate(engine)

@@ -6,7 +6,7 @@ import redis
 from flask import Flask
 
 from geoattest.db import make_engine, migrate, session_factory
-from geoattest.http import install_api_plumbing
+from geoattest.http import check_exposure, install_api_plumbing
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
 from verifier.api import blueprint
@@ -17,6 +17,7 @@ from verifier.zones_file import load_zones_file
 
 
 def create_app(settings: Settings) -> Flask:
+    check_exposure(settings.verifier_host, settings.admin_token, "verifier")
     engine = make_engine(settings.database_url)
     migrate(engine)
     store = VerifierStore(session_factory(engine))

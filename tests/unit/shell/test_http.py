@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
-from geoattest.errors import EkUntrusted
-from geoattest.http import install_api_plumbing, parse_body, require_admin_token
+from geoattest.errors import ConfigurationError, EkUntrusted
+from geoattest.http import check_exposure, install_api_plumbing, parse_body, require_admin_token
 
 
 class _Body(BaseModel):
@@ -118,3 +118,15 @@ def test_admin_token_is_required_only_when_configured() -> None:
     assert refused.json["error"]["code"] == "unauthorized"
     assert client.delete("/thing", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.delete("/thing", headers={"Authorization": "Bearer t0ken"}).status_code == 204
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "localhost", "::1"])
+def test_loopback_may_run_without_an_admin_token(host: str) -> None:
+    check_exposure(host, None, "registrar")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::"])  # what is refused
+def test_other_addresses_need_an_admin_token(host: str) -> None:
+    with pytest.raises(ConfigurationError, match="without an admin token"):
+        check_exposure(host, None, "verifier")
+    check_exposure(host, "token", "verifier")
