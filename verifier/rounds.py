@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from geoattest.errors import AgentUnreachable, IntegrityError
@@ -115,6 +115,14 @@ class RoundRunner:
     ) -> tuple[RoundResult, LiveStatus, float | None]:
         """The round's result, the status to store and when the next round is due (``None``:
         not polled any more)."""
+        if status.state is AgentState.REGISTERED:  # the first round: registered -> attesting
+            self._transition(
+                target.agent_id,
+                status.state,
+                AgentState.ATTESTING,
+                RoundResult(outcome=Outcome.PASSED, memory=status.memory, reason="first_round"),
+            )
+            status = replace(status, state=AgentState.ATTESTING)
         result = self._attest(target, ak, policy, location_key, status.memory)
         now = self._clock()
         new_state = next_state(status.state, result.outcome)
