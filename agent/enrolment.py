@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 from agent.location import LocationKeyTpm, ensure_location_key
 from agent.registrar_client import RegistrarClient
 from geoattest.log import bound
-from geoattest.wire import AgentView, EnrolRequest, activation_proof
+from geoattest.wire import AgentView, EnrolRequest, activation_proof, enrolment_digest
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,6 @@ def enrol(
             answer.challenge.encrypted_secret,
             ak_handle=ak.handle,
         )
-        view = registrar.activate(agent_id, activation_proof(secret, agent_id))
+        view = registrar.activate(agent_id, activation_proof(secret, enrolment_digest(request)))
         log.info("enrolment complete: state %s", view.state)
         return view

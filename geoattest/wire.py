@@ -137,16 +137,20 @@ class AgentList(_Wire):
     agents: list[AgentView]
 
 
-def activation_proof(secret: bytes, agent_id: str) -> bytes:
-    """HMAC-SHA256 keyed with the credential secret over the agent id.
+def enrolment_digest(request: EnrolRequest) -> bytes:
+    """SHA-256 of the request's canonical JSON (this model's own serialisation, so the agent and
+    the registrar, which re-serialises what it parsed, compute it alike)."""
+    return hashlib.sha256(request.model_dump_json().encode()).digest()
 
-    It proves ActivateCredential ran in the TPM without sending the secret itself.
 
-    Binding the agent id stops a proof for one enrolment being replayed for another.
+def activation_proof(secret: bytes, request_digest: bytes) -> bytes:
+    """HMAC-SHA256 keyed with the credential secret over the whole enrolment request's digest.
+
+    It proves ActivateCredential ran in the TPM without sending the secret, and binds everything
+    the agent sent (agent id, AK, API address, TLS certificate, location key): whoever alters the
+    request on its way cannot produce the proof for the altered one, so it is never activated.
     """
-    return hmac.new(
-        secret, b"geoattest-activate:" + agent_id.encode("ascii"), hashlib.sha256
-    ).digest()
+    return hmac.new(secret, b"geoattest-activate-v2\x00" + request_digest, hashlib.sha256).digest()
 
 
 def location_key_qualifying_data(agent_id: str, ak_name: bytes) -> bytes:

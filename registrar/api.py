@@ -13,6 +13,7 @@ from geoattest.wire import (
     EnrolRequest,
     EnrolResponse,
     LocationKeyWire,
+    enrolment_digest,
 )
 from registrar.identity import AgentIdentity
 from registrar.registry import EnrolmentEvidence, LocationKey, Registry
@@ -37,6 +38,7 @@ def enrol() -> tuple[Response, int]:
             agent_url=body.agent_url,
             tls_certificate=body.tls_certificate,
             location_key=_location_key(body.location_key) if body.location_key else None,
+            request_digest=enrolment_digest(body),
         )
     )
     response = EnrolResponse(

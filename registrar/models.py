@@ -54,6 +54,7 @@ class PendingChallenge(Base):
     secret: Mapped[bytes] = mapped_column(LargeBinary)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    request_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
     agent_url: Mapped[str | None] = mapped_column(String(512))
     tls_certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
     location_key_public: Mapped[bytes | None] = mapped_column(LargeBinary)

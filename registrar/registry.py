@@ -98,6 +98,7 @@ class EnrolmentEvidence:
     agent_url: str | None = None
     tls_certificate: bytes | None = None
     location_key: LocationKey | None = None
+    request_digest: bytes  # ``enrolment_digest`` of the request: what the activation proof binds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +184,7 @@ class Registry:
                         failed_attempts=0,
                         agent_url=evidence.agent_url,
                         tls_certificate=evidence.tls_certificate,
+                        request_digest=evidence.request_digest,
                         location_key_public=location_key.public if location_key else None,
                         location_key_certify_attest=(
                             location_key.certify_attest if location_key else None
@@ -341,7 +343,9 @@ def _check_proof(
         return _Refusal(f"agent {agent_id!r} has no open challenge: enrol first", withdraw=False)
     if as_utc(pending.expires_at) <= now:
         return _Refusal(f"challenge for agent {agent_id!r} expired: enrol again", withdraw=True)
-    if hmac.compare_digest(activation_proof(pending.secret, agent_id), proof):
+    if pending.request_digest is None:  # opened before digests were kept: cannot be proven
+        return _Refusal(f"challenge for agent {agent_id!r} predates this version", withdraw=True)
+    if hmac.compare_digest(activation_proof(pending.secret, pending.request_digest), proof):
         return None
     last_try = pending.failed_attempts + 1 >= MAX_FAILED_PROOFS
     suffix = "; challenge withdrawn, enrol again" if last_try else ""

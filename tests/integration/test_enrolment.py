@@ -30,7 +30,7 @@ from geoattest.errors import (
 )
 from geoattest.registrar_client import RegistrarClient
 from geoattest.swtpm import SwtpmCa, SwtpmInstance
-from geoattest.wire import EnrolRequest, activation_proof
+from geoattest.wire import EnrolRequest, activation_proof, enrolment_digest
 from registrar.registry import ek_key_fingerprint
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 
@@ -136,7 +136,8 @@ def test_three_wrong_proofs_withdraw_the_challenge(
     swtpm: SwtpmInstance, client: RegistrarClient
 ) -> None:
     with TpmDevice(swtpm.tcti) as device:
-        answer = client.enrol(_enrol_request(device, "guesser"))
+        request = _enrol_request(device, "guesser")
+        answer = client.enrol(request)
         for _ in range(3):
             with pytest.raises(ActivationFailed):
                 client.activate("guesser", b"\x01" * 32)
@@ -145,7 +146,7 @@ def test_three_wrong_proofs_withdraw_the_challenge(
             answer.challenge.credential_blob, answer.challenge.encrypted_secret
         )
     with pytest.raises(ActivationFailed, match="no open challenge"):
-        client.activate("guesser", activation_proof(secret, "guesser"))
+        client.activate("guesser", activation_proof(secret, enrolment_digest(request)))
 
 
 def test_ak_from_another_tpm_cannot_be_activated(
@@ -292,3 +293,24 @@ def test_genuine_ek_certificate_with_another_tpms_ek_public_is_refused(
         client.enrol(request)
     with pytest.raises(NotFound):
         client.get_agent("ek-swap")
+
+
+def test_request_altered_on_its_way_is_never_activated(
+    swtpm: SwtpmInstance, client: RegistrarClient
+) -> None:
+    """Attack on the enrolment path: the agent's request reaches the registrar with another
+    evidence API address (the attacker's). The TPM still opens the credential, but the proof
+    binds the request the agent sent, so the altered one cannot be activated."""
+    with TpmDevice(swtpm.tcti) as device:
+        sent = _enrol_request(device, "mitm").model_copy(
+            update={"agent_url": "https://10.0.0.7:9002"}
+        )
+        received = sent.model_copy(update={"agent_url": "https://203.0.113.66:9002"})
+        answer = client.enrol(received)
+        secret = device.activate_credential(
+            answer.challenge.credential_blob, answer.challenge.encrypted_secret
+        )
+    with pytest.raises(ActivationFailed, match="does not match"):
+        client.activate("mitm", activation_proof(secret, enrolment_digest(sent)))
+    assert client.get_agent("mitm").state == "pending"
+    assert client.get_agent("mitm").agent_url is None

@@ -38,6 +38,7 @@ from geoattest.wire import (
     EnrolRequest,
     LocationKeyWire,
     activation_proof,
+    enrolment_digest,
     location_key_qualifying_data,
 )
 from geofence import LocationPolicy, ZoneDecision, ZoneSet, decode_evidence, load_zones
@@ -111,13 +112,14 @@ def enrol_and_activate(
     """The agent's enrolment with the location key (what ``agent.enrolment.enrol`` will send)."""
     device.ensure_ak()
     key = ensure_location_key(device, agent_id=agent_id) if with_location_key else None
-    answer = client.enrol(enrol_request(device, agent_id, key))
+    request = enrol_request(device, agent_id, key)
+    answer = client.enrol(request)
     pending = client.get_agent(agent_id)
     assert pending.location_key_public is None  # recorded only once the AK is proven
     secret = device.activate_credential(
         answer.challenge.credential_blob, answer.challenge.encrypted_secret
     )
-    return client.activate(agent_id, activation_proof(secret, agent_id))
+    return client.activate(agent_id, activation_proof(secret, enrolment_digest(request)))
 
 
 def registered_key(view: AgentView) -> TpmPublic:

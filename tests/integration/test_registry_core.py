@@ -56,6 +56,7 @@ def _evidence(ca: SoftwareCa, agent_id: str) -> EnrolmentEvidence:
         ek_certificate=ek_cert,
         ek_public=tpm.encode_tpm2b_public(tpm.ek_public(ek_key.public_key())),
         ak_public=tpm.encode_tpm2b_public(tpm.ak_public(ak_key.public_key())),
+        request_digest=bytes(32),
     )
 
 

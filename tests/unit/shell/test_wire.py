@@ -5,7 +5,7 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from geoattest.wire import ActivateRequest, EnrolRequest, activation_proof
+from geoattest.wire import ActivateRequest, EnrolRequest, activation_proof, enrolment_digest
 
 
 def _enrol_body(**changes: object) -> dict[str, object]:
@@ -48,11 +48,22 @@ def test_enrol_request_requires_every_field() -> None:
         EnrolRequest.model_validate(body)
 
 
-def test_activation_proof_binds_secret_and_agent_id() -> None:
-    proof = activation_proof(b"s" * 32, "edge-01")
+def test_activation_proof_binds_secret_and_the_whole_request() -> None:
+    request = EnrolRequest.model_validate(_enrol_body())
+    digest = enrolment_digest(request)
+    proof = activation_proof(b"s" * 32, digest)
     assert len(proof) == 32
-    assert proof != activation_proof(b"s" * 32, "edge-02")
-    assert proof != activation_proof(b"t" * 32, "edge-01")
+    assert proof != activation_proof(b"t" * 32, digest)
+    for change in ({"agent_id": "edge-02"}, {"agent_url": "https://evil.example:9002"}):
+        altered = EnrolRequest.model_validate(_enrol_body(**change))
+        assert proof != activation_proof(b"s" * 32, enrolment_digest(altered))
     ActivateRequest(proof=proof.hex())
     with pytest.raises(ValidationError):
         ActivateRequest(proof=proof.hex().upper())
+
+
+def test_enrolment_digest_survives_the_wire() -> None:
+    """The agent hashes its own object, the registrar what it parsed: the same digest."""
+    request = EnrolRequest.model_validate(_enrol_body(agent_url="https://10.0.0.7:9002"))
+    parsed = EnrolRequest.model_validate_json(request.model_dump_json())
+    assert enrolment_digest(parsed) == enrolment_digest(request)
