@@ -14,9 +14,10 @@ A fix is signed at most once: a round that comes before the receiver's next fix 
 little, then fails with ``GnssUnavailable`` (as does a source that fell silent), because the
 verifier rejects a fix it has already seen (``location_frozen``).
 
-The provider also screens the fix for a spoofer's signature that only the node can see, C/N0
-equal across satellites: location evidence v1 does not carry per-satellite C/N0, so the verifier
-cannot run that check itself. It refuses to sign with ``LocationImplausible``.
+The provider also screens the fix for a spoofer's signature, C/N0 equal across satellites, and
+refuses to sign with ``LocationImplausible``. Location evidence v2 carries the per-satellite C/N0,
+so the verifier runs the same check itself (it does not take the node's word for it); the screen
+here stays as defence in depth and so that a spoofed fix is never signed at all.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 AGENT_SCREENS = frozenset({LocationReason.CN0_UNIFORM})
-"""Plausibility reasons the agent itself refuses to sign (see the module docstring)."""
+"""Plausibility reasons the agent itself refuses to sign (the verifier checks them too)."""
 _DEFAULT_SCREEN_POLICY = LocationPolicy()
 
 

@@ -1,13 +1,27 @@
 """Location evidence and its canonical byte encoding (what the TPM location key signs).
 
-**Encoding** (version 1): one JSON object, UTF-8 (in practice ASCII: non-ASCII is ``\\uXXXX``
+**Encoding** (version 2): one JSON object, UTF-8 (in practice ASCII: non-ASCII is ``\\uXXXX``
 escaped), keys sorted by code point, no whitespace (``,`` and ``:`` separators), and:
 
-* ``type`` = ``"geoattest.location-evidence"``, ``v`` = 1;
+* ``type`` = ``"geoattest.location-evidence"``, ``v`` = 2;
 * floats as JSON numbers with a fixed number of decimals per field (:data:`DECIMALS`: 9 for
   degrees ≈ 0.1 mm, 3 for metres and m/s, 2 for DOP and course); ``-0`` is written as ``0``;
 * integers in decimal, ``null`` for absent values, byte strings (nonce, NMEA digest) as lowercase
-  hex, the time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, always 6 fraction digits).
+  hex, the time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, always 6 fraction digits);
+* ``cn0_dbhz``: the per-satellite C/N0 as a JSON array of ``["<constellation>:<prn>", dB-Hz]``
+  pairs, e.g. ``[["GPS:12",45],["Galileo:3",38]]``: one pair per satellite (its strongest signal,
+  as :meth:`Fix.cn0_values`), the value rounded to an integer 0..99 (NMEA GSV's own range and
+  resolution), strictly sorted by the id string's code points, at most :data:`MAX_CN0_SATELLITES`
+  (the strongest, when a receiver tracks more); ``[]`` when the receiver reports none;
+* ``rmc_status``: RMC's status letter (``A`` valid, ``V`` void) or ``null``.
+
+Version 2 adds ``cn0_dbhz`` and ``rmc_status`` to version 1 so that the verifier runs the
+C/N0-uniformity spoofing check and the RMC-status part of the fix-quality check itself, instead
+of trusting the node that vouches for itself. :func:`decode_evidence` still *decodes* version 1
+(the verifier's remembered track holds evidence of earlier rounds, signed before an upgrade), but
+``verifier.location.check_location`` refuses version 1 as a round's evidence: an old agent's
+evidence lacks the C/N0 the check needs, and skipping the check would let exactly the evidence
+that hides it pass. :attr:`LocationEvidence.version` says which one was decoded.
 
 Values are rounded to those decimals when the evidence is built (:meth:`LocationEvidence.from_fix`),
 so ``decode_evidence(encode_evidence(ev)) == ev``. :func:`decode_evidence` accepts only the
@@ -21,6 +35,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -28,8 +43,11 @@ from geoattest.errors import LocationEvidenceInvalid
 from geofence.fix import Fix
 
 EVIDENCE_TYPE = "geoattest.location-evidence"
-EVIDENCE_VERSION = 1
+EVIDENCE_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 MAX_EVIDENCE_BYTES = 4096
+MAX_CN0_SATELLITES = 64
+MAX_CN0_DBHZ = 99
 DECIMALS = {
     "latitude": 9,
     "longitude": 9,
@@ -40,11 +58,39 @@ DECIMALS = {
     "course_deg": 2,
 }
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_SATELLITE_ID = re.compile(r"[A-Za-z]{1,16}:(0|[1-9][0-9]{0,3})")
+
+Cn0 = tuple[tuple[str, int], ...]
+"""Per-satellite C/N0: ``(("GPS:12", 45), ...)``, strictly sorted by id."""
+
+
+def satellite_id(constellation: str, prn: int) -> str:
+    """The id of a satellite in ``cn0_dbhz``: ``"<constellation>:<prn>"``."""
+    return f"{constellation}:{prn}"
+
+
+def _cn0_of(fix: Fix) -> Cn0:
+    best: dict[str, float] = {}
+    for s in fix.signals:
+        if s.cn0_dbhz is not None:
+            key = satellite_id(s.constellation, s.prn)
+            best[key] = max(best.get(key, s.cn0_dbhz), s.cn0_dbhz)
+    pairs: list[tuple[str, int]] = []
+    for key, value in best.items():
+        if not math.isfinite(value):
+            raise LocationEvidenceInvalid(f"C/N0 of satellite {key} is {value}")
+        pairs.append((key, round(value)))
+    strongest = sorted(pairs, key=lambda p: (-p[1], p[0]))[:MAX_CN0_SATELLITES]
+    return tuple(sorted(strongest))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocationEvidence:
-    """A fix as evidence: bound to the verifier's nonce, the receiver and the raw NMEA digest."""
+    """A fix as evidence: bound to the verifier's nonce, the receiver and the raw NMEA digest.
+
+    ``version`` is the encoding version (not a field of the JSON object: its ``v``); version 1
+    evidence has no ``cn0_dbhz`` (empty) and no ``rmc_status`` (None).
+    """
 
     nonce: bytes
     utc: dt.datetime
@@ -62,17 +108,21 @@ class LocationEvidence:
     course_deg: float | None
     receiver: str
     nmea_digest: bytes
+    rmc_status: str | None = None
+    cn0_dbhz: Cn0 = ()
+    version: int = EVIDENCE_VERSION
 
     @classmethod
     def from_fix(cls, fix: Fix, *, nonce: bytes) -> LocationEvidence:
-        """Evidence for ``fix`` answering ``nonce``. LocationEvidenceInvalid if it has no date."""
+        """Evidence for ``fix`` answering ``nonce``. LocationEvidenceInvalid if it has no date
+        or holds a value the verifier would refuse (:func:`decode_evidence`'s range checks)."""
         if fix.utc is None:
             raise LocationEvidenceInvalid("fix has no valid UTC date; it cannot be evidence")
 
         def q(name: str, value: float | None) -> float | None:
             return None if value is None else round(value, DECIMALS[name]) + 0.0
 
-        return cls(
+        ev = cls(
             nonce=nonce,
             utc=fix.utc.astimezone(dt.UTC),
             latitude=round(fix.latitude, 9) + 0.0,
@@ -89,15 +139,40 @@ class LocationEvidence:
             course_deg=q("course_deg", fix.course_deg),
             receiver=str(fix.receiver) if fix.receiver else "",
             nmea_digest=fix.nmea_digest,
+            rmc_status=fix.rmc_status,
+            cn0_dbhz=_cn0_of(fix),
         )
+        _check_ranges(ev)
+        return ev
 
 
-_FIELDS = tuple(f.name for f in fields(LocationEvidence))
-_STR_FIELDS = {"accuracy_source", "rmc_mode", "gns_mode", "receiver"}
+_FIELDS = tuple(f.name for f in fields(LocationEvidence) if f.name != "version")
+_V2_ONLY = ("rmc_status", "cn0_dbhz")
+_FIELDS_BY_VERSION = {1: tuple(n for n in _FIELDS if n not in _V2_ONLY), 2: _FIELDS}
+_STR_FIELDS = {"accuracy_source", "rmc_mode", "gns_mode", "receiver", "rmc_status"}
 _INT_FIELDS = {"quality", "satellites_used"}
 
 
+def _cn0_value(value: object) -> str:
+    if not isinstance(value, tuple):
+        raise LocationEvidenceInvalid(f"evidence field cn0_dbhz: unexpected {type(value).__name__}")
+    out = []
+    for pair in value:
+        if not (
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], int)
+            and not isinstance(pair[1], bool)
+        ):
+            raise LocationEvidenceInvalid(f"evidence field cn0_dbhz: bad entry {pair!r}")
+        out.append(f"[{json.dumps(pair[0], ensure_ascii=True)},{pair[1]}]")
+    return "[" + ",".join(out) + "]"
+
+
 def _value(name: str, value: object) -> str:
+    if name == "cn0_dbhz":
+        return _cn0_value(value)
     if value is None:
         return "null"
     if name in DECIMALS and isinstance(value, float):
@@ -117,10 +192,18 @@ def _value(name: str, value: object) -> str:
 
 
 def encode_evidence(ev: LocationEvidence) -> bytes:
-    """The canonical bytes of ``ev`` (see the module docstring)."""
-    items = {name: _value(name, getattr(ev, name)) for name in _FIELDS}
+    """The canonical bytes of ``ev`` (see the module docstring), in ``ev.version``'s encoding.
+
+    LocationEvidenceInvalid for an unknown version, or version 1 evidence holding v2-only values
+    (they would be silently dropped from what is signed)."""
+    names = _FIELDS_BY_VERSION.get(ev.version)
+    if names is None:
+        raise LocationEvidenceInvalid(f"unsupported evidence version {ev.version!r}")
+    if ev.version == 1 and (ev.cn0_dbhz or ev.rmc_status is not None):
+        raise LocationEvidenceInvalid("version 1 evidence cannot carry C/N0 or RMC status")
+    items = {name: _value(name, getattr(ev, name)) for name in names}
     items["type"] = json.dumps(EVIDENCE_TYPE)
-    items["v"] = str(EVIDENCE_VERSION)
+    items["v"] = str(ev.version)
     return ("{" + ",".join(f'"{k}":{items[k]}' for k in sorted(items)) + "}").encode("ascii")
 
 
@@ -142,11 +225,14 @@ def _field(name: str, raw: object) -> object:
         return dt.datetime.strptime(raw, _TIME_FORMAT).replace(tzinfo=dt.UTC)
     if name in DECIMALS and isinstance(raw, int | float):
         return float(raw) + 0.0
+    if name == "cn0_dbhz" and isinstance(raw, list):
+        return tuple(tuple(pair) if isinstance(pair, list) else pair for pair in raw)
     return raw
 
 
 def decode_evidence(data: bytes) -> LocationEvidence:
-    """Parse canonical evidence bytes; LocationEvidenceInvalid on anything else."""
+    """Parse canonical evidence bytes (version 2, or 1: see the module docstring);
+    LocationEvidenceInvalid on anything else."""
     if len(data) > MAX_EVIDENCE_BYTES:
         raise LocationEvidenceInvalid(f"evidence is {len(data)} bytes (max {MAX_EVIDENCE_BYTES})")
     try:
@@ -155,12 +241,17 @@ def decode_evidence(data: bytes) -> LocationEvidence:
         raise LocationEvidenceInvalid(f"evidence is not canonical JSON: {e}") from e
     if not isinstance(doc, dict) or doc.get("type") != EVIDENCE_TYPE:
         raise LocationEvidenceInvalid("not geoattest location evidence")
-    if doc.get("v") != EVIDENCE_VERSION:
-        raise LocationEvidenceInvalid(f"unsupported evidence version {doc.get('v')!r}")
-    if set(doc) != {*_FIELDS, "type", "v"}:
-        raise LocationEvidenceInvalid(f"evidence fields differ: {sorted(set(doc) ^ {*_FIELDS})}")
+    version = doc.get("v")
+    names = _FIELDS_BY_VERSION.get(version) if type(version) is int else None
+    if names is None:
+        raise LocationEvidenceInvalid(f"unsupported evidence version {version!r}")
+    if set(doc) != {*names, "type", "v"}:
+        raise LocationEvidenceInvalid(
+            f"evidence fields differ: {sorted(set(doc) ^ {*names, 'type', 'v'})}"
+        )
     try:
-        ev = LocationEvidence(**{name: _field(name, doc[name]) for name in _FIELDS})  # type: ignore[arg-type]  # checked by the re-encoding below
+        values = {name: _field(name, doc[name]) for name in names}
+        ev = LocationEvidence(**values, version=version)  # type: ignore[arg-type]  # checked by the re-encoding below
         canonical = encode_evidence(ev)
     except (ValueError, TypeError, AttributeError) as e:
         raise LocationEvidenceInvalid(f"evidence field malformed: {e}") from e
@@ -183,6 +274,27 @@ def _check_ranges(ev: LocationEvidence) -> None:
             raise LocationEvidenceInvalid(f"{name} {value} is not a finite non-negative number")
     if ev.altitude_m is not None and not math.isfinite(ev.altitude_m):
         raise LocationEvidenceInvalid(f"altitude {ev.altitude_m} is not finite")
+    _check_cn0(ev.cn0_dbhz)
+
+
+def _check_cn0(cn0: Cn0) -> None:
+    if len(cn0) > MAX_CN0_SATELLITES:
+        raise LocationEvidenceInvalid(
+            f"cn0_dbhz has {len(cn0)} satellites (max {MAX_CN0_SATELLITES})"
+        )
+    previous = ""
+    for sat, value in cn0:
+        if not _SATELLITE_ID.fullmatch(sat):
+            raise LocationEvidenceInvalid(f"cn0_dbhz: bad satellite id {sat!r}")
+        if not 0 <= value <= MAX_CN0_DBHZ:
+            raise LocationEvidenceInvalid(
+                f"cn0_dbhz: {sat} at {value} dB-Hz outside 0..{MAX_CN0_DBHZ}"
+            )
+        if sat <= previous:
+            raise LocationEvidenceInvalid(
+                f"cn0_dbhz: satellite {sat} out of order or repeated (ids must strictly increase)"
+            )
+        previous = sat
 
 
 def evidence_digest(encoded: bytes) -> bytes:

@@ -14,8 +14,14 @@
 The quote's binding of the same evidence bytes (``quote_qualifying_data``) is checked by the
 round's quote verification, not here.
 
-Evidence v1 carries no per-satellite C/N0 or vertical accuracy, so the C/N0-uniformity and
-vertical-speed checks cannot run on the verifier's side; the agent screens C/N0 before it signs.
+Evidence v2 carries the per-satellite C/N0 and the RMC status, so ``check_fix`` runs the
+C/N0-uniformity spoofing check (``location_cn0_uniform``) and the whole fix-quality check here, on
+the verifier, not only on the agent that vouches for itself (the agent still screens C/N0 before it
+signs: defence in depth). Evidence v1 (an agent from before that change) is refused as a round's
+evidence (``location_signature_invalid``): it lacks the C/N0 the check needs, and skipping the check
+for it would let an attacker opt out of it by sending v1. v1 evidence remembered on the track from
+earlier rounds still decodes (``fix_from_evidence``): it was checked when it was current. Evidence
+carries no vertical accuracy, so the vertical-speed check does not run on the verifier's side.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from geofence import (
     LocationEvidence,
     LocationPolicy,
     ReceiverIdentity,
+    SatelliteSignal,
     ZoneDecision,
     ZoneSet,
     ZoneVerdict,
@@ -48,6 +55,7 @@ from geofence import (
     decode_evidence,
     policy_from_mapping,
 )
+from geofence.evidence import EVIDENCE_VERSION
 from tpm import TpmPublic, parse_tpmt_signature, verify_signature
 
 __all__ = [
@@ -109,8 +117,22 @@ def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> 
 
 
 def fix_from_evidence(ev: LocationEvidence) -> Fix:
-    """The fix as far as the signed evidence states it (no satellites, no vertical accuracy)."""
+    """The fix as far as the signed evidence states it: one signal per satellite with its C/N0
+    (v2; none for v1), no elevation/azimuth, no vertical accuracy."""
     receiver = ReceiverIdentity(texts=tuple(ev.receiver.split(" | "))) if ev.receiver else None
+    signals = []
+    for sat, cn0 in ev.cn0_dbhz:
+        constellation, _, prn = sat.rpartition(":")
+        signals.append(
+            SatelliteSignal(
+                constellation=constellation,
+                prn=int(prn),
+                signal_id=None,
+                elevation_deg=None,
+                azimuth_deg=None,
+                cn0_dbhz=float(cn0),
+            )
+        )
     return Fix(
         utc=ev.utc,
         time_of_day=ev.utc.time(),
@@ -118,7 +140,7 @@ def fix_from_evidence(ev: LocationEvidence) -> Fix:
         longitude=ev.longitude,
         altitude_m=ev.altitude_m,
         quality=ev.quality,
-        rmc_status=None,
+        rmc_status=ev.rmc_status,
         rmc_mode=ev.rmc_mode,
         gns_mode=ev.gns_mode,
         fix_type=None,
@@ -132,7 +154,7 @@ def fix_from_evidence(ev: LocationEvidence) -> Fix:
         vertical_accuracy_m=None,
         speed_mps=ev.speed_mps,
         course_deg=ev.course_deg,
-        signals=(),
+        signals=tuple(signals),
         receiver=receiver,
         nmea_digest=ev.nmea_digest,
         sentence_count=0,
@@ -151,6 +173,11 @@ def _verified_evidence(evidence: bytes, signature: bytes, key: TpmPublic) -> Loc
         AccuracySource(ev.accuracy_source)
     except ValueError as e:
         raise LocationEvidenceInvalid(f"location evidence malformed: {e}") from e
+    if ev.version != EVIDENCE_VERSION:
+        raise LocationEvidenceInvalid(
+            f"location evidence v{ev.version} is refused: it carries no per-satellite C/N0, so "
+            f"the verifier cannot run its spoofing check (the agent must send v{EVIDENCE_VERSION})"
+        )
     return ev
 
 

@@ -119,7 +119,7 @@ def verify_round(
     except IntegrityError as e:
         details = {
             key: str(value)
-            for key in ("path", "digest", "line", "bank", "pcr", "expected", "actual")
+            for key in ("path", "digest", "line", "bank", "pcr", "expected", "actual", "reason")
             if (value := getattr(e, key, None)) is not None
         }
         return RoundResult(

@@ -12,8 +12,7 @@ import base64
 import datetime as dt
 import functools
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -32,7 +31,7 @@ from geoattest.errors import (
     NotFound,
 )
 from geoattest.registrar_client import RegistrarClient
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.swtpm import SwtpmInstance
 from geoattest.wire import (
     AgentView,
     EnrolRequest,
@@ -44,7 +43,7 @@ from geoattest.wire import (
 from geofence import LocationPolicy, ZoneDecision, ZoneSet, decode_evidence, load_zones
 from geofence.nmea import split_lines
 from tests.paths import shared_data
-from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.registrar_server import RunningRegistrar
 from tpm import (
     TpmPublic,
     TpmSignature,
@@ -59,24 +58,6 @@ pytestmark = pytest.mark.swtpm
 
 MakeSwtpm = Callable[..., SwtpmInstance]
 WEAK_KEY_HANDLE = 0x81010009
-
-
-@pytest.fixture
-def trust_dir(tmp_path: Path, test_ca: SwtpmCa) -> Path:
-    return trust_dir_with(tmp_path / "ek-ca", test_ca.trust_store)
-
-
-@pytest.fixture
-def registrar(tmp_path: Path, trust_dir: Path) -> Iterator[RunningRegistrar]:
-    with running_registrar(tmp_path, trust_dir) as running:
-        yield running
-
-
-@pytest.fixture
-def client(registrar: RunningRegistrar) -> Iterator[RegistrarClient]:
-    registrar_client = RegistrarClient(registrar.url)
-    yield registrar_client
-    registrar_client.close()
 
 
 @functools.cache
@@ -163,6 +144,12 @@ def test_tpm_signed_evidence_passes_and_the_key_is_on_record(
     evidence = decode_evidence(signed.evidence)
     assert evidence.receiver.startswith("u-blox AG")  # the receiver's identity is signed too
     assert evidence.nmea_digest == signed.fix.nmea_digest
+    # evidence v2: the per-satellite C/N0 is signed, and the verifier's fix has it
+    assert evidence.version == 2
+    assert len(evidence.cn0_dbhz) == len(signed.fix.cn0_values()) >= 6
+    assert sorted(verdict.fix.cn0_values()) == sorted(
+        float(round(v)) for v in signed.fix.cn0_values()
+    )
 
 
 def test_replayed_tpm_signed_evidence_is_refused(
@@ -314,8 +301,8 @@ def _with_constant_cn0(line: bytes, cn0: bytes = b"40") -> bytes:
 
 
 def test_agent_refuses_to_sign_a_fix_with_uniform_cn0(swtpm: SwtpmInstance) -> None:
-    """Attack (RF spoofer): every satellite at one power. The evidence does not carry C/N0, so
-    the agent screens it before signing."""
+    """Attack (RF spoofer): every satellite at one power. The agent screens it before signing
+    (defence in depth; the verifier checks the signed C/N0 too, test below)."""
     spoofed = [_with_constant_cn0(line) for line in black_forest_lines()]
     with TpmDevice(swtpm.tcti) as device:
         device.ensure_ak()
@@ -328,6 +315,28 @@ def test_agent_refuses_to_sign_a_fix_with_uniform_cn0(swtpm: SwtpmInstance) -> N
         assert caught.value.reason == "location_cn0_uniform"
         genuine = fed_provider(device, black_forest_lines())
         assert genuine.signed_location(os.urandom(32)).evidence
+
+
+def test_verifier_refuses_tpm_signed_uniform_cn0(swtpm: SwtpmInstance) -> None:
+    """The same spoofed fix from an agent whose own screen is off (misconfigured, or the node
+    vouching for itself is not trusted): the TPM signs it, the verifier refuses it."""
+    spoofed = [_with_constant_cn0(line) for line in black_forest_lines()]
+    nonce = os.urandom(32)
+    with TpmDevice(swtpm.tcti) as device:
+        device.ensure_ak()
+        ensure_location_key(device, agent_id="unscreened")
+        key = parse_tpm2b_public(device.read_public(DEFAULT_LOCATION_KEY_HANDLE))
+        provider = LocationProvider(
+            None, device, wait_for_fix_s=0.0, screen_policy=LocationPolicy(cn0_min_stddev_db=0.0)
+        )
+        for line in spoofed:
+            provider.feed(line)
+        signed = provider.signed_location(nonce)
+    assert {v for _, v in decode_evidence(signed.evidence).cn0_dbhz} == {40}
+    with pytest.raises(LocationImplausible) as caught:
+        verify(signed.evidence, signed.signature, key, nonce)
+    assert caught.value.code == "location_implausible"
+    assert caught.value.reason == "location_cn0_uniform"
 
 
 def test_a_fix_is_signed_once(swtpm: SwtpmInstance) -> None:

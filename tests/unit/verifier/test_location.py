@@ -32,6 +32,7 @@ from geofence import (
     LocationPolicy,
     ZoneDecision,
     ZoneSet,
+    decode_evidence,
     encode_evidence,
     load_zones,
 )
@@ -289,3 +290,83 @@ def test_policy_from_mapping() -> None:
     for data in bad:
         with pytest.raises(PolicyInvalid):
             location_policy_from_mapping(data, countries())
+
+
+def constant_cn0(fix: Fix, cn0: float = 42.0) -> Fix:
+    """A spoofer's fix: every satellite at one power (the real fix's satellites and position)."""
+    return dataclasses.replace(
+        fix, signals=tuple(dataclasses.replace(s, cn0_dbhz=cn0) for s in fix.signals)
+    )
+
+
+def test_constant_cn0_is_refused_by_the_verifier_itself(key: SoftKey) -> None:
+    """Attack (RF spoofer): one power on every satellite. The evidence is signed directly (no
+    agent, so no agent-side screen): only the verifier's own C/N0 check can stop it."""
+    fix = novato()
+    assert len(fix.cn0_values()) >= 6
+    assert check(fix, key, track=novato_track()) is ZoneDecision.INSIDE  # real C/N0 passes
+    with pytest.raises(LocationImplausible) as caught:
+        check(constant_cn0(fix), key, track=novato_track())
+    assert caught.value.reason == "location_cn0_uniform"
+    # nothing else about the fix is wrong: C/N0 varying by a few dB-Hz passes again
+    varied = dataclasses.replace(
+        fix,
+        signals=tuple(dataclasses.replace(s, cn0_dbhz=40.0 + (s.prn % 5)) for s in fix.signals),
+    )
+    assert check(varied, key, track=novato_track()) is ZoneDecision.INSIDE
+
+
+def test_v1_evidence_is_refused(key: SoftKey) -> None:
+    """An old agent's evidence carries no C/N0: accepting it would skip the spoofing check."""
+    fix = novato()
+    v1 = dataclasses.replace(
+        LocationEvidence.from_fix(fix, nonce=NONCE), version=1, rmc_status=None, cn0_dbhz=()
+    )
+    evidence = encode_evidence(v1)
+    assert b'"v":1' in evidence
+    assert fix.utc is not None
+    with pytest.raises(LocationEvidenceInvalid, match="v1 is refused"):
+        check_location(
+            evidence=evidence,
+            signature=key.sign(evidence),
+            location_key=key.public,
+            nonce=NONCE,
+            policy=usa(),
+            track=(),
+            now=fix.utc,
+        )
+
+
+def test_v1_evidence_on_the_track_still_counts(key: SoftKey) -> None:
+    """Evidence remembered from rounds before the upgrade decodes (without C/N0) and the track
+    checks still run over it."""
+    fix = novato()
+    assert fix.utc is not None
+    old = dataclasses.replace(
+        LocationEvidence.from_fix(novato(4), nonce=os.urandom(32)),
+        version=1,
+        rmc_status=None,
+        cn0_dbhz=(),
+    )
+    remembered = fix_from_evidence(decode_evidence(encode_evidence(old)))
+    assert remembered.cn0_values() == []
+    assert check(fix, key, track=(remembered,)) is ZoneDecision.INSIDE
+    far = dataclasses.replace(old, latitude=old.latitude + 1.0)
+    with pytest.raises(LocationImplausible) as caught:
+        check(fix, key, track=(fix_from_evidence(far),))
+    assert caught.value.reason == "location_teleport"
+
+
+@pytest.mark.parametrize("name", ["ublox-neo-m9n-nmea.log", "furuno_gl_ga.log", "nl2008u.log"])
+def test_fix_from_evidence_keeps_cn0_and_rmc_status(name: str) -> None:
+    for f in fixes(name):
+        seen = fix_from_evidence(LocationEvidence.from_fix(f, nonce=NONCE))
+        assert sorted(seen.cn0_values()) == sorted(float(round(v)) for v in f.cn0_values())
+        assert seen.rmc_status == f.rmc_status
+        assert len(seen.cn0_values()) >= 6
+
+
+def test_void_rmc_status_is_refused_by_the_verifier(key: SoftKey) -> None:
+    with pytest.raises(LocationImplausible) as caught:
+        check(dataclasses.replace(novato(), rmc_status="V"), key)
+    assert caught.value.reason == "location_fix_quality"

@@ -8,8 +8,8 @@ import os
 from dataclasses import replace
 
 from geoattest.wire import quote_qualifying_data
-from geofence import Fix, LocationPolicy
-from tests.unit.verifier.test_location import SoftKey, countries, novato, signed
+from geofence import Fix, LocationEvidence, LocationPolicy, encode_evidence
+from tests.unit.verifier.test_location import SoftKey, constant_cn0, countries, novato, signed
 from tests.unit.verifier.test_round import ALLOWED, SoftwareNode, _policy
 from tpm import Alg, TpmPublic
 from verifier.location import LocationRoundPolicy
@@ -116,3 +116,38 @@ def test_agent_without_location_key_or_evidence_fails() -> None:
     assert no_key.reason == "location_missing"
     no_evidence = _round(node, policy, key, fix, send_location=False, bind=False)
     assert no_evidence.reason == "location_missing"
+
+
+def test_constant_cn0_fails_the_round() -> None:
+    """Evidence signed without the agent's screen: the verifier's own C/N0 check stops it."""
+    node, key = SoftwareNode(), SoftKey.new()
+    result = _round(node, _geofenced(node, "USA"), key, constant_cn0(novato()))
+    assert result.outcome is Outcome.INTEGRITY_FAILURE
+    assert result.reason == "location_implausible"
+    assert "location_cn0_uniform" in result.message
+    assert result.details["reason"] == "location_cn0_uniform"  # the event names the check
+
+
+def test_v1_evidence_remembered_before_the_upgrade_does_not_fail_the_round() -> None:
+    """The track persisted before evidence v2 still decodes; only a round's own evidence must
+    be v2."""
+    node, key = SoftwareNode(), SoftKey.new()
+    old = replace(
+        LocationEvidence.from_fix(novato(4), nonce=os.urandom(32)),
+        version=1,
+        rmc_status=None,
+        cn0_dbhz=(),
+    )
+    fix = novato()
+    nonce = os.urandom(32)
+    assert fix.utc is not None
+    result = verify_round(
+        _answer(node, nonce, key, fix),
+        ak=node.ak.public,
+        policy=_geofenced(node, "USA"),
+        previous=RoundMemory(location_track=(encode_evidence(old),)),
+        now=fix.utc + dt.timedelta(seconds=1),
+        location_key=key.public,
+    )
+    assert result.outcome is Outcome.PASSED, result.message
+    assert len(result.memory.location_track) == 2
