@@ -1,13 +1,19 @@
-"""Integration fixtures beyond the TPM ones of ``tests/conftest.py``: a real redis-server."""
+"""Integration fixtures beyond the TPM ones of ``tests/conftest.py``: a real redis-server, and a
+real registrar over HTTP trusting the session's test CA (``trust_dir``, ``registrar``,
+``client``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
+from geoattest.registrar_client import RegistrarClient
+from geoattest.swtpm import SwtpmCa
 from tests.support.redis_server import running_redis
+from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +30,21 @@ def redis_url(redis_server: str) -> str:
     client.flushall()
     client.close()
     return redis_server
+
+
+@pytest.fixture
+def trust_dir(tmp_path: Path, test_ca: SwtpmCa) -> Path:
+    return trust_dir_with(tmp_path / "ek-ca", test_ca.trust_store)
+
+
+@pytest.fixture
+def registrar(tmp_path: Path, trust_dir: Path) -> Iterator[RunningRegistrar]:
+    with running_registrar(tmp_path, trust_dir) as running:
+        yield running
+
+
+@pytest.fixture
+def client(registrar: RunningRegistrar) -> Iterator[RegistrarClient]:
+    registrar_client = RegistrarClient(registrar.url)
+    yield registrar_client
+    registrar_client.close()

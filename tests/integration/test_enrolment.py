@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,29 +32,11 @@ from geoattest.registrar_client import RegistrarClient
 from geoattest.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.wire import EnrolRequest, activation_proof, enrolment_digest
 from registrar.registry import ek_key_fingerprint
-from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.registrar_server import RunningRegistrar, running_registrar
 
 pytestmark = pytest.mark.swtpm
 
 MakeSwtpm = Callable[..., SwtpmInstance]
-
-
-@pytest.fixture
-def trust_dir(tmp_path: Path, test_ca: SwtpmCa) -> Path:
-    return trust_dir_with(tmp_path / "ek-ca", test_ca.trust_store)
-
-
-@pytest.fixture
-def registrar(tmp_path: Path, trust_dir: Path) -> Iterator[RunningRegistrar]:
-    with running_registrar(tmp_path, trust_dir) as running:
-        yield running
-
-
-@pytest.fixture
-def client(registrar: RunningRegistrar) -> Iterator[RegistrarClient]:
-    registrar_client = RegistrarClient(registrar.url)
-    yield registrar_client
-    registrar_client.close()
 
 
 def _enrol_request(device: TpmDevice, agent_id: str) -> EnrolRequest:
