@@ -267,13 +267,13 @@ def encode_tpmt_public(
     if scheme is not Alg.NULL and scheme_hash is None:
         raise ValueError(f"scheme {scheme.name} needs a scheme_hash")
     scheme_bytes = u16(scheme) + (u16(scheme_hash) if scheme_hash is not None else b"")
-    head = u16(0) + u16(name_alg) + u32(attributes) + tpm2b(auth_policy)
+    head = u16(name_alg) + u32(attributes) + tpm2b(auth_policy)
     if isinstance(key, rsa.RSAPublicKey):
         nums = key.public_numbers()
         exponent = 0 if nums.e == _RSA_DEFAULT_EXPONENT else nums.e
         modulus = nums.n.to_bytes((key.key_size + 7) // 8, "big")
         body = _encode_symmetric(symmetric) + scheme_bytes + u16(key.key_size) + u32(exponent)
-        return u16(Alg.RSA) + head[2:] + body + tpm2b(modulus)
+        return u16(Alg.RSA) + head + body + tpm2b(modulus)
     curve = _CURVE_IDS.get(key.curve.name)
     if curve is None:
         raise ValueError(f"curve {key.curve.name} has no TPM curve id here")
@@ -281,7 +281,7 @@ def encode_tpmt_public(
     enc = key.public_numbers()
     body = _encode_symmetric(symmetric) + scheme_bytes + u16(curve) + u16(Alg.NULL)
     point = tpm2b(enc.x.to_bytes(size, "big")) + tpm2b(enc.y.to_bytes(size, "big"))
-    return u16(Alg.ECC) + head[2:] + body + point
+    return u16(Alg.ECC) + head + body + point
 
 
 def build_public(

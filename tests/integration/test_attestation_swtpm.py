@@ -8,7 +8,6 @@ import hashlib
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,27 +147,13 @@ def node_factory(
     registrar.close()
 
 
-def _rounds(stack: Stack, agent_id: str, count: int) -> None:
-    """Wait until the verifier has finished ``count`` more rounds of the agent."""
-    first = stack.verifier.status(agent_id)["last_round_at"]
-    seen = 0
-    last = first
-    deadline = time.monotonic() + 30
-    while seen < count and time.monotonic() < deadline:
-        current = stack.verifier.status(agent_id)["last_round_at"]
-        if current != last:
-            seen, last = seen + 1, current
-        time.sleep(0.05)
-    assert seen >= count, f"only {seen} rounds of {agent_id} in 30 s"
-
-
 def test_real_agent_stays_attested_then_fails_on_an_unknown_executable(
     stack: Stack, node_factory: Callable[[], Node]
 ) -> None:
     node = node_factory()
     node.ima.measure("/usr/bin/bash", ALLOWED["/usr/bin/bash"])
     node.ima.measure("/usr/sbin/sshd", ALLOWED["/usr/sbin/sshd"])
-    _rounds(stack, node.agent_id, 3)
+    stack.verifier.wait_rounds(node.agent_id, 3)
     status = stack.verifier.status(node.agent_id)
     assert status["state"] == "attested"
     assert status["ima_entries_verified"] == 3
@@ -192,12 +177,12 @@ def test_swtpm_reboot_is_handled_without_a_false_failure(
 ) -> None:
     node = node_factory()
     node.ima.measure("/usr/bin/bash", ALLOWED["/usr/bin/bash"])
-    _rounds(stack, node.agent_id, 2)
+    stack.verifier.wait_rounds(node.agent_id, 2)
     node.swtpm.restart()  # TPM Reset: resetCount up, PCRs back to zero
     node.ima.new_boot()
     node.ima.boot_aggregate()
     node.ima.measure("/usr/sbin/sshd", ALLOWED["/usr/sbin/sshd"])
-    _rounds(stack, node.agent_id, 4)
+    stack.verifier.wait_rounds(node.agent_id, 4)
     status = stack.verifier.status(node.agent_id)
     assert status["state"] == "attested", stack.verifier.events(node.agent_id)
     assert status["ima_entries_verified"] == 2

@@ -15,7 +15,6 @@ import datetime as dt
 import functools
 import hashlib
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,18 +259,6 @@ def start_node(
     registrar.close()
 
 
-def _rounds(stack: Stack, agent_id: str, count: int) -> None:
-    """Wait for ``count`` more finished rounds of the agent (at most 30 s)."""
-    seen, last = 0, stack.verifier.status(agent_id)["last_round_at"]
-    deadline = time.monotonic() + 30
-    while seen < count and time.monotonic() < deadline:
-        current = stack.verifier.status(agent_id)["last_round_at"]
-        if current != last:
-            seen, last = seen + 1, current
-        time.sleep(0.05)
-    assert seen >= count, f"only {seen} rounds of {agent_id} in 30 s"
-
-
 # --- the tests ---------------------------------------------------------------------------------
 
 
@@ -280,7 +267,7 @@ def test_node_in_germany_stays_attested_then_a_teleport_to_france_fails(
 ) -> None:
     node = start_node(black_forest())
     stack.verifier.wait_for_state(node.agent_id, "attested")
-    _rounds(stack, node.agent_id, 4)
+    stack.verifier.wait_rounds(node.agent_id, 4)
     status = stack.verifier.status(node.agent_id)
     assert status["state"] == "attested", status
     node.receiver.switch(loire_valley())  # 600 km in a second

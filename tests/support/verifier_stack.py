@@ -54,6 +54,17 @@ class RunningVerifier:
     def act(self, agent_id: str, action: str) -> requests.Response:
         return requests.post(f"{self.url}/v1/agents/{agent_id}/{action}", json={}, timeout=10)
 
+    def wait_rounds(self, agent_id: str, count: int, *, timeout: float = 30.0) -> None:
+        """Wait until the verifier has finished ``count`` more rounds of the agent."""
+        seen, last = 0, self.status(agent_id)["last_round_at"]
+        deadline = time.monotonic() + timeout
+        while seen < count and time.monotonic() < deadline:
+            current = self.status(agent_id)["last_round_at"]
+            if current != last:
+                seen, last = seen + 1, current
+            time.sleep(0.05)
+        assert seen >= count, f"only {seen} rounds of {agent_id} in {timeout:.0f} s"
+
     def wait_for_state(
         self, agent_id: str, state: str, *, timeout: float = 30.0
     ) -> dict[str, object]:
