@@ -13,7 +13,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ import requests
 import tpm
 from agent.evidence import EvidenceService
 from agent.ima_source import ImaLogSource
-from agent.server import create_app, make_agent_server
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from bench.fleet_sim import enrol_fleet, fleet_tls, serve_fleet
@@ -39,6 +37,7 @@ from geoattest.tls_material import (
     write_certified_key,
 )
 from geoattest.wire import EvidenceRequest, EvidenceResponse, quote_qualifying_data
+from tests.support.agent_server import serving_agent
 from tests.support.agent_simulator import make_simulators
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 from tests.support.software_pki import SoftwareCa, make_ca
@@ -81,22 +80,8 @@ def agent(swtpm: SwtpmInstance, tmp_path: Path) -> Iterator[RunningAgent]:
         ak_handle=DEFAULT_AK_HANDLE,
         hold_connection=False,
     )
-    server = make_agent_server(create_app(service), context, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, name="agent-api", daemon=True)
-    thread.start()
-    try:
-        yield RunningAgent(
-            url=f"https://127.0.0.1:{server.server_port}",
-            server_cert=identity.cert_path,
-            client=client,
-            ak=ak,
-            ima=ima,
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        service.close()
+    with serving_agent(service, context) as url:
+        yield RunningAgent(url=url, server_cert=identity.cert_path, client=client, ak=ak, ima=ima)
 
 
 def _ask(

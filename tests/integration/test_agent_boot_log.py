@@ -5,7 +5,6 @@ asked, and ``verify_round`` replaying it against the genuine quote."""
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -16,7 +15,6 @@ import requests
 
 import tpm
 from agent.evidence import BootLogFile, EvidenceService
-from agent.server import create_app, make_agent_server
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from allowlists.boot import BootPolicy
@@ -24,6 +22,7 @@ from geoattest.swtpm import SwtpmInstance
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import EvidenceRequest, EvidenceResponse
 from tests.paths import shared_data
+from tests.support.agent_server import serving_agent
 from tests.support.agent_simulator import MemoryMeasurementList
 from tpm import EventType
 from verifier.evidence import parse_evidence
@@ -102,22 +101,14 @@ def agent(swtpm: SwtpmInstance, tmp_path: Path) -> Iterator[BootedAgent]:
         hold_connection=False,
         boot_log=BootLogFile(boot_log_path),
     )
-    server = make_agent_server(create_app(service), context, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, name="agent-api", daemon=True)
-    thread.start()
-    try:
+    with serving_agent(service, context) as url:
         yield BootedAgent(
-            url=f"https://127.0.0.1:{server.server_port}",
+            url=url,
             server_cert=identity.cert_path,
             client=client,
             ak=ak,
             boot_log_path=boot_log_path,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        service.close()
 
 
 def test_agent_returns_the_configured_log_only_when_asked(agent: BootedAgent) -> None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 
 from agent.enrolment import ApiEndpoint, enrol
 from agent.evidence import EvidenceService
@@ -138,13 +137,9 @@ def node_factory(
         return node
 
     yield make
-    registrar = RegistrarClient(stack.registrar.url)
     for node in nodes:
         node.stop_api()
-        # Swtpm templates repeat EKs across tests: leave neither service holding this one.
-        requests.delete(f"{stack.verifier.url}/v1/agents/{node.agent_id}", timeout=10)
-        registrar.delete_agent(node.agent_id)
-    registrar.close()
+    stack.verifier.forget(stack.registrar.url, [node.agent_id for node in nodes])
 
 
 def test_real_agent_stays_attested_then_fails_on_an_unknown_executable(

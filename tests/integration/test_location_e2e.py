@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 
 from agent.enrolment import ApiEndpoint, enrol
 from agent.evidence import EvidenceService
@@ -251,12 +250,9 @@ def start_node(
         return node
 
     yield start
-    registrar = RegistrarClient(stack.registrar.url)
     for node in nodes:
         node.stop()
-        requests.delete(f"{stack.verifier.url}/v1/agents/{node.agent_id}", timeout=10)
-        registrar.delete_agent(node.agent_id)
-    registrar.close()
+    stack.verifier.forget(stack.registrar.url, [node.agent_id for node in nodes])
 
 
 # --- the tests ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
+from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings, load_settings
 from geoattest.tls_material import ensure_verifier_client_tls
 from verifier.app import create_app
@@ -53,6 +54,17 @@ class RunningVerifier:
 
     def act(self, agent_id: str, action: str) -> requests.Response:
         return requests.post(f"{self.url}/v1/agents/{agent_id}/{action}", json={}, timeout=10)
+
+    def forget(self, registrar_url: str, agent_ids: Iterable[str]) -> None:
+        """Remove agents from this verifier and from the registrar (swtpm templates repeat EKs
+        across tests: neither service may keep holding one)."""
+        registrar = RegistrarClient(registrar_url)
+        try:
+            for agent_id in agent_ids:
+                requests.delete(f"{self.url}/v1/agents/{agent_id}", timeout=10)
+                registrar.delete_agent(agent_id)
+        finally:
+            registrar.close()
 
     def wait_rounds(self, agent_id: str, count: int, *, timeout: float = 30.0) -> None:
         """Wait until the verifier has finished ``count`` more rounds of the agent."""
