@@ -56,14 +56,14 @@ from bench._fleet_stats import (
     percentile,
     round_figures,
 )
-from geoattest.devprocs import GEOATTEST, free_port, http_ok, managed_process
+from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process
 from geoattest.settings import Settings, load_settings
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar
 from tests.support.software_pki import make_ca
 from tests.support.verifier_stack import settings_environment
-from verifier.hot_state import HotState
-from verifier.states import AgentState
+from verifier.core.states import AgentState
+from verifier.storage.hot_state import HotState
 
 POLICY = "fleet"
 SWEEP = (500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000, 10000)

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.tpm_device import TpmDevice
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from tpm import Alg, parse_tpm2b_public, parse_tpmt_signature, verify_quote
 
 PEERS = Path(__file__).parent / ".venv-peers" / "bin" / "python"

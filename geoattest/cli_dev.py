@@ -65,8 +65,8 @@ def fleet(
     once: bool,
 ) -> None:
     """Run a local fleet: registrar, verifier, agents on swtpm; enrol and attest them."""
-    from geoattest.devfleet import admit_all, enrol_all, local_fleet
-    from geoattest.devprocs import free_port, port_accepts
+    from geoattest.dev.fleet import admit_all, enrol_all, local_fleet
+    from geoattest.dev.procs import free_port, port_accepts
 
     build_settings(ctx)
     agent_ids = [f"edge-{n:02d}" for n in range(1, agent_count + 1)]
@@ -111,7 +111,7 @@ def fleet(
 @reports_errors
 def measure(state_dir: Path, agent_id: str, path: Path) -> None:
     """Record PATH as executed on a running fleet's agent (IMA log + PCR 10), as IMA would."""
-    from geoattest.devfleet import measure_on
+    from geoattest.dev.fleet import measure_on
 
     click.echo(measure_on(state_dir, agent_id, path))
 

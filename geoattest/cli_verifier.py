@@ -59,7 +59,7 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
 @reports_errors
 def worker(ctx: click.Context, /, concurrency: int, beat: bool, **flags: object) -> None:
     """Run rounds (Celery worker); with --beat also dispatch them (one beat per fleet)."""
-    from verifier.tasks import create_celery
+    from verifier.worker import create_celery
 
     settings = build_settings(ctx, **flags)
     app = create_celery(settings)

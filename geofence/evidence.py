@@ -19,7 +19,7 @@ Version 2 adds ``cn0_dbhz`` and ``rmc_status`` to version 1 so that the verifier
 C/N0-uniformity spoofing check and the RMC-status part of the fix-quality check itself, instead
 of trusting the node that vouches for itself. :func:`decode_evidence` still *decodes* version 1
 (the verifier's remembered track holds evidence of earlier rounds, signed before an upgrade), but
-``verifier.location.check_location`` refuses version 1 as a round's evidence: an old agent's
+``verifier.core.location.check_location`` refuses version 1 as a round's evidence: an old agent's
 evidence lacks the C/N0 the check needs, and skipping the check would let exactly the evidence
 that hides it pass. :attr:`LocationEvidence.version` says which one was decoded.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent.tpm_device import TpmDevice
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from tests.support import MakeSwtpm, SwtpmTemplates, require_swtpm, swtpm_factory
 
 

@@ -9,10 +9,10 @@ from geoattest.db import make_engine, migrate, session_factory
 from geoattest.http import check_exposure, install_api_plumbing
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
-from verifier.api import blueprint
-from verifier.hot_state import HotState
 from verifier.operations import Operations
-from verifier.store import VerifierStore
+from verifier.storage.hot_state import HotState
+from verifier.storage.sql import VerifierStore
+from verifier.web.api import blueprint
 from verifier.zones_file import load_zones_file
 
 

@@ -23,11 +23,17 @@ from geoattest.errors import (
 from geoattest.registrar_client import RegistrarClient
 from geoattest.wire import AgentView, PolicyDocument, location_key_qualifying_data
 from geofence import ZoneSet
-from verifier.hot_state import HotState, LiveStatus
-from verifier.policy import policy_from_document
-from verifier.round import RoundMemory
-from verifier.states import AgentState
-from verifier.store import AgentTarget, StoredPolicy, Transition, VerifiedAgentView, VerifierStore
+from verifier.core.policy import policy_from_document
+from verifier.core.round import RoundMemory
+from verifier.core.states import AgentState
+from verifier.storage.hot_state import HotState, LiveStatus
+from verifier.storage.sql import (
+    AgentTarget,
+    StoredPolicy,
+    Transition,
+    VerifiedAgentView,
+    VerifierStore,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

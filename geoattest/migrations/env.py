@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import registrar.models  # noqa: F401  # registers the registrar tables on the metadata
-import verifier.models  # noqa: F401  # and the verifier tables
+import verifier.storage.models  # noqa: F401  # and the verifier tables
 from geoattest.db import Base
 
 connection = context.config.attributes.get("connection")

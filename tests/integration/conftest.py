@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from geoattest.dev.swtpm import SwtpmCa
 from geoattest.registrar_client import RegistrarClient
-from geoattest.swtpm import SwtpmCa
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 

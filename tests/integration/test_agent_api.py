@@ -27,8 +27,8 @@ from agent.ima_source import ImaLogSource
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from bench.fleet_sim import enrol_fleet, fleet_tls, serve_fleet
-from geoattest.ima_emulator import IMA_PCR, ImaEmulator
-from geoattest.swtpm import SwtpmInstance, free_port_pair
+from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
+from geoattest.dev.swtpm import SwtpmInstance, free_port_pair
 from geoattest.tls_material import (
     ClientTlsFiles,
     create_client_ca,

@@ -18,17 +18,17 @@ from agent.evidence import BootLogFile, EvidenceService
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from allowlists.boot import BootPolicy
-from geoattest.swtpm import SwtpmInstance
+from geoattest.dev.swtpm import SwtpmInstance
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import EvidenceRequest, EvidenceResponse
 from tests.paths import shared_data
 from tests.support.agent_server import serving_agent
 from tests.support.agent_simulator import MemoryMeasurementList
 from tpm import EventType
-from verifier.evidence import parse_evidence
-from verifier.policy import AttestationPolicy
-from verifier.round import RoundMemory, RoundResult, verify_round
-from verifier.states import Outcome
+from verifier.core.evidence import parse_evidence
+from verifier.core.policy import AttestationPolicy
+from verifier.core.round import RoundMemory, RoundResult, verify_round
+from verifier.core.states import Outcome
 
 pytestmark = pytest.mark.swtpm
 

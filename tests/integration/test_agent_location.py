@@ -29,11 +29,11 @@ from agent.location import LocationProvider
 from agent.server import create_app, location_provider, make_agent_server
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
+from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.errors import NonceMismatch, QuoteSignatureInvalid
-from geoattest.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import load_settings
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import (
     AgentView,

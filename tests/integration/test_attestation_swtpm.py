@@ -20,9 +20,9 @@ from agent.ima_source import ImaLogSource
 from agent.server import AgentServer, create_app, make_agent_server
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import TpmDevice
-from geoattest.ima_emulator import ImaEmulator, boot_aggregate_digest
+from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.registrar_client import RegistrarClient
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings

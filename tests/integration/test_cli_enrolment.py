@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from geoattest.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
 from tests.support.registrar_server import trust_dir_with
 
 pytestmark = pytest.mark.swtpm

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from geoattest.devprocs import free_port
+from geoattest.dev.procs import free_port
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
 

@@ -17,6 +17,7 @@ from cryptography import x509
 from agent._ek_template import signing_key_template
 from agent.enrolment import AkSpec, default_agent_id, enrol
 from agent.tpm_device import TpmDevice
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.errors import (
     ActivationFailed,
     AgentIdTaken,
@@ -29,7 +30,6 @@ from geoattest.errors import (
     NotFound,
 )
 from geoattest.registrar_client import RegistrarClient
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.wire import EnrolRequest, activation_proof, enrolment_digest
 from registrar.registry import ek_key_fingerprint
 from tests.support.registrar_server import RunningRegistrar, running_registrar

@@ -9,9 +9,9 @@ import redis
 
 from allowlists.ima.replay import ImaState
 from tpm import ClockInfo
-from verifier.hot_state import HotState, LiveStatus
-from verifier.round import RoundMemory
-from verifier.states import AgentState
+from verifier.core.round import RoundMemory
+from verifier.core.states import AgentState
+from verifier.storage.hot_state import HotState, LiveStatus
 
 pytestmark = pytest.mark.redis
 

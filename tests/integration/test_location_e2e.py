@@ -28,9 +28,9 @@ from agent.location import LocationProvider
 from agent.server import AgentServer, create_app, make_agent_server
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
-from geoattest.ima_emulator import ImaEmulator, boot_aggregate_digest
+from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.registrar_client import RegistrarClient
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
 from geofence.nmea import split_lines
 from tests.paths import shared_data
 from tests.support.redis_server import running_redis

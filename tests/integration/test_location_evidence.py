@@ -2,7 +2,7 @@
 
 The location key is created in the swtpm and certified by its AK; the registrar records it at
 enrolment (or later) and refuses keys that could leave the TPM or that another TPM certified;
-evidence signed in the TPM passes ``verifier.location.check_location`` and evidence signed
+evidence signed in the TPM passes ``verifier.core.location.check_location`` and evidence signed
 anywhere else does not. Each attack fails if the check that stops it is removed.
 """
 
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent._ek_template import signing_key_template
 from agent.location import LocationProvider, ensure_location_key
 from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
+from geoattest.dev.swtpm import SwtpmInstance
 from geoattest.errors import (
     GnssUnavailable,
     LocationEvidenceInvalid,
@@ -31,7 +32,6 @@ from geoattest.errors import (
     NotFound,
 )
 from geoattest.registrar_client import RegistrarClient
-from geoattest.swtpm import SwtpmInstance
 from geoattest.wire import (
     AgentView,
     EnrolRequest,
@@ -52,7 +52,7 @@ from tpm import (
     location_key_public,
     parse_tpm2b_public,
 )
-from verifier.location import LocationRoundPolicy, LocationVerdict, check_location
+from verifier.core.location import LocationRoundPolicy, LocationVerdict, check_location
 
 pytestmark = pytest.mark.swtpm
 

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import registrar.models  # noqa: F401  # registers the registrar's tables
-import verifier.models  # noqa: F401  # and the verifier's
+import verifier.storage.models  # noqa: F401  # and the verifier's
 from geoattest.db import Base, make_engine, migrate
 
 

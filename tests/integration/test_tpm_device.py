@@ -23,13 +23,13 @@ from agent.tpm_device import (
     parse_tcti,
     signing_key_template,
 )
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
 from geoattest.errors import (
     ConfigurationError,
     CredentialActivationRefused,
     MalformedRequest,
     TpmUnavailable,
 )
-from geoattest.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
 from tests.support import MakeSwtpm, public_key_of
 
 pytestmark = pytest.mark.swtpm

@@ -27,7 +27,7 @@ from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar
 from tests.support.software_pki import make_ca
 from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
-from verifier.notify import sign_payload
+from verifier.notify.webhooks import sign_payload
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tpm2_pytss.constants import TPM2_ALG, TPM2_ECC
 from tpm2_pytss.types import TPM2B_PUBLIC
 
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 
 SWTPM_BINARIES = ("swtpm", "swtpm_setup", "swtpm_localca")
 

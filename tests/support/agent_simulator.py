@@ -38,14 +38,14 @@ from agent.evidence import LocationProvider, collect_evidence
 from agent.ima_source import ImaLines
 from agent.location import ensure_location_key
 from agent.tpm_device import DEFAULT_AK_HANDLE
-from geoattest.errors import GeoattestError, MalformedRequest
-from geoattest.ima_emulator import (
+from geoattest.dev.ima_emulator import (
     BOOT_AGGREGATE_PCRS,
     IMA_PCR,
     ImaEntry,
     boot_aggregate_digest,
     ima_ng_entry,
 )
+from geoattest.errors import GeoattestError, MalformedRequest
 from geoattest.wire import EvidenceRequest, EvidenceResponse, LocationKeyWire
 from tests.support.software_pki import SoftwareCa
 from tests.support.software_tpm import SoftwareTpm

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import tpm
+from geoattest.dev.ima_emulator import ima_ng_entry
 from geoattest.errors import (
     ClockNotMonotonic,
     NonceMismatch,
@@ -18,7 +19,6 @@ from geoattest.errors import (
     QuoteSignatureInvalid,
     TpmFormatError,
 )
-from geoattest.ima_emulator import ima_ng_entry
 from geoattest.wire import EvidenceRequest, EvidenceResponse, quote_qualifying_data
 from tests.support.agent_simulator import AgentSimulator, Malformed
 from tests.support.software_pki import SoftwareCa, make_ca

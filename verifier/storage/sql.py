@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from geoattest.db import as_utc, transaction
 from geoattest.errors import AgentAlreadyVerified, NotFound, PolicyInUse
 from geoattest.wire import PolicyDocument
-from verifier.models import EventRecord, PolicyRecord, VerifiedAgent
-from verifier.states import AgentState
+from verifier.core.states import AgentState
+from verifier.storage.models import EventRecord, PolicyRecord, VerifiedAgent
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from geoattest.wire import (
 from tests.paths import shared_data
 from tests.unit.tpm.softak import SoftwareAk
 from tpm import Alg, EventLog, encode_event_log, parse_event_log, replay_event_log
-from verifier.evidence import parse_evidence
-from verifier.policy import AttestationPolicy, policy_from_document
-from verifier.round import RoundEvidence, RoundMemory, RoundResult, verify_round
-from verifier.states import Outcome
+from verifier.core.evidence import parse_evidence
+from verifier.core.policy import AttestationPolicy, policy_from_document
+from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_round
+from verifier.core.states import Outcome
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 AGILE = shared_data("keylime/uefi_eventlog/binary_bios_measurements").read_bytes()

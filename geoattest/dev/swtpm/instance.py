@@ -14,8 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from geoattest.errors import ConfigurationError
-from geoattest.swtpm._tools import (
+from geoattest.dev.swtpm._tools import (
     LOOPBACK,
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -27,7 +26,8 @@ from geoattest.swtpm._tools import (
     tail,
     wait_for_exit,
 )
-from geoattest.swtpm.ca import SwtpmCa
+from geoattest.dev.swtpm.ca import SwtpmCa
+from geoattest.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 

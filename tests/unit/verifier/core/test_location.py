@@ -1,4 +1,4 @@
-"""``verifier.location.check_location``: each attack fails if the check that stops it is removed.
+"""``verifier.core.location.check_location``: each attack fails if its check is removed.
 
 Fixes are real (the u-blox NEO-M9N capture, Novato CA, and the NaviLock capture, Black Forest)
 and zones are the real Natural Earth countries. The location key here is a software key standing
@@ -39,7 +39,7 @@ from geofence import (
 from tests.paths import shared_data
 from tests.unit.geofence.captures import fixes
 from tpm import TpmPublic, TpmSignature, encode_tpmt_signature, location_key_public
-from verifier.location import (
+from verifier.core.location import (
     LocationRoundPolicy,
     check_location,
     fix_from_evidence,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from allowlists.boot import pcr_index
 from geoattest.errors import EvidenceMalformed
 from geoattest.wire import EvidenceResponse
-from verifier.round import RoundEvidence
+from verifier.core.round import RoundEvidence
 
 
 def parse_evidence(response: EvidenceResponse, nonce: bytes) -> RoundEvidence:

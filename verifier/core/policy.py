@@ -11,7 +11,7 @@ from allowlists.ima.policy import RuntimePolicy, parse_runtime_policy
 from geoattest.errors import PolicyInvalid
 from geoattest.wire import PolicyDocument
 from geofence import ZoneSet
-from verifier.location import LocationRoundPolicy, location_policy_from_mapping
+from verifier.core.location import LocationRoundPolicy, location_policy_from_mapping
 
 IMA_PCR = 10
 BOOT_LOG_PCRS = tuple(range(8))  # the firmware's PCRs, which the boot event log accounts for

@@ -16,9 +16,9 @@ from allowlists.ima.template import encode_entry, template_hash
 from geoattest.wire import quote_qualifying_data
 from tests.unit.tpm.softak import SoftwareAk
 from tpm import Alg, ClockInfo
-from verifier.policy import AttestationPolicy
-from verifier.round import RoundEvidence, RoundMemory, RoundResult, verify_round
-from verifier.states import Outcome
+from verifier.core.policy import AttestationPolicy
+from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_round
+from verifier.core.states import Outcome
 
 GOLDEN_PCR0 = hashlib.sha256(b"firmware v1").digest()
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -15,9 +15,9 @@ from geoattest.wire import (
     PolicyName,
     PolicyView,
 )
-from verifier.hot_state import LiveStatus
 from verifier.operations import Operations
-from verifier.store import StoredPolicy, VerifiedAgentView, VerifierStore
+from verifier.storage.hot_state import LiveStatus
+from verifier.storage.sql import StoredPolicy, VerifiedAgentView, VerifierStore
 
 blueprint = Blueprint("verifier", __name__, url_prefix="/v1")
 

@@ -1,9 +1,7 @@
-"""Telling the world an agent failed: revocation events on Redis and signed webhooks.
+"""Signed webhooks: one delivery per configured URL for each integrity failure, retried.
 
-On every transition to ``failed`` the verifier publishes a revocation message on the Redis channel
-``geoattest:revocations`` (token services and dashboards subscribe), and creates one delivery per
-configured webhook. Deliveries run as Celery tasks with retries and backoff; every attempt is
-recorded in ``verifier_webhook_deliveries``.
+Deliveries run as Celery tasks with retries and backoff; every attempt is recorded in
+``verifier_webhook_deliveries``.
 
 Webhook requests are ``POST`` with a JSON body and the headers ``X-Geoattest-Timestamp`` and
 ``X-Geoattest-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>``; receivers
@@ -16,7 +14,6 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import requests
@@ -24,9 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from geoattest.db import as_utc, transaction
 from geoattest.errors import ReachabilityError
-from verifier.hot_state import HotState
-from verifier.models import EventRecord, WebhookDelivery
-from verifier.store import Transition
+from verifier.storage.models import EventRecord, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -40,49 +35,6 @@ class WebhookDeliveryFailed(ReachabilityError):
 def sign_payload(secret: bytes, timestamp: str, body: bytes) -> str:
     digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
-
-
-class FailureNotifier:
-    """Called by the round runner on each transition to ``failed``."""
-
-    def __init__(
-        self,
-        *,
-        hot: HotState,
-        sessions: sessionmaker[Session],
-        webhook_urls: Sequence[str],
-        enqueue_delivery: Callable[[int], None],
-    ) -> None:
-        self._hot = hot
-        self._sessions = sessions
-        self._urls = tuple(webhook_urls)
-        self._enqueue = enqueue_delivery
-
-    def __call__(self, event_id: int, transition: Transition) -> None:
-        message = {
-            "type": "agent_failed",
-            "event_id": event_id,
-            "agent_id": transition.agent_id,
-            "reason": transition.reason,
-            "message": transition.message,
-            "details": dict(transition.details),
-        }
-        self._hot.publish_revocation(json.dumps(message))
-        if not self._urls:
-            return
-        now = datetime.now(UTC)
-        with transaction(self._sessions) as session:
-            deliveries = [
-                WebhookDelivery(
-                    event_id=event_id, url=url, status="pending", attempts=0, updated_at=now
-                )
-                for url in self._urls
-            ]
-            session.add_all(deliveries)
-            session.flush()
-            ids = [delivery.id for delivery in deliveries]
-        for delivery_id in ids:
-            self._enqueue(delivery_id)
 
 
 class WebhookSender:

@@ -19,13 +19,13 @@ from geoattest.errors import AgentUnreachable, IntegrityError
 from geoattest.log import bound
 from geoattest.wire import EvidenceRequest
 from tpm import TpmPublic
-from verifier.agent_client import AgentClient
-from verifier.evidence import parse_evidence
-from verifier.hot_state import HotState, LiveStatus
-from verifier.policy import AttestationPolicy
-from verifier.round import RoundMemory, RoundResult, verify_round
-from verifier.states import POLLED_STATES, AgentState, Outcome, next_state
-from verifier.store import AgentTarget, Transition, VerifierStore
+from verifier.core.evidence import parse_evidence
+from verifier.core.policy import AttestationPolicy
+from verifier.core.round import RoundMemory, RoundResult, verify_round
+from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state
+from verifier.engine.fetch import AgentClient
+from verifier.storage.hot_state import HotState, LiveStatus
+from verifier.storage.sql import AgentTarget, Transition, VerifierStore
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from celery import Celery
 
 from geoattest.settings import Settings
 from tpm import TpmPublic
-from verifier.notify import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
-from verifier.policy import AttestationPolicy
-from verifier.runtime import VerifierRuntime, runtime_for
-from verifier.states import POLLED_STATES
-from verifier.store import AgentTarget
+from verifier.core.policy import AttestationPolicy
+from verifier.core.states import POLLED_STATES
+from verifier.engine.runtime import VerifierRuntime, runtime_for
+from verifier.notify.webhooks import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
+from verifier.storage.sql import AgentTarget
 
 log = logging.getLogger(__name__)
 

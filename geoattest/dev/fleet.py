@@ -27,7 +27,8 @@ import requests
 from agent.enrolment import ApiEndpoint, enrol
 from agent.tls import ensure_server_identity
 from agent.tpm_device import TpmDevice
-from geoattest.devprocs import (
+from geoattest.dev.ima_emulator import ImaEmulator
+from geoattest.dev.procs import (
     GEOATTEST,
     free_port,
     geoattest_env,
@@ -36,10 +37,9 @@ from geoattest.devprocs import (
     port_accepts,
     redis_server,
 )
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.errors import ConfigurationError
-from geoattest.ima_emulator import ImaEmulator
 from geoattest.registrar_client import RegistrarClient
-from geoattest.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.tls_material import ensure_verifier_client_tls
 from geoattest.wire import AgentView
 

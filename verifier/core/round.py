@@ -42,9 +42,9 @@ from tpm import (
     replay_event_log,
     verify_quote,
 )
-from verifier.location import LocationVerdict, check_location, fix_from_evidence
-from verifier.policy import BOOT_LOG_PCRS, IMA_PCR, AttestationPolicy
-from verifier.states import Outcome
+from verifier.core.location import LocationVerdict, check_location, fix_from_evidence
+from verifier.core.policy import BOOT_LOG_PCRS, IMA_PCR, AttestationPolicy
+from verifier.core.states import Outcome
 
 LOCATION_TRACK_LENGTH = 16
 
@@ -76,7 +76,7 @@ class RoundMemory:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoundEvidence:
-    """One answer of an agent, typed (see ``verifier.evidence.parse_evidence``)."""
+    """One answer of an agent, typed (see ``verifier.core.evidence.parse_evidence``)."""
 
     nonce: bytes
     attest: bytes

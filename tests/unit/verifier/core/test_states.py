@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from verifier.states import POLLED_STATES, AgentState, Outcome, next_state
+from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,8 @@ import redis
 
 from allowlists.ima.replay import ImaState
 from tpm import ClockInfo
-from verifier.round import RoundMemory
-from verifier.states import AgentState
+from verifier.core.round import RoundMemory
+from verifier.core.states import AgentState
 
 SCHEDULE_KEY = "geoattest:schedule"
 CONFIG_VERSION_KEY = "geoattest:config-version"

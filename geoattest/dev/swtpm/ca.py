@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoattest.swtpm._tools import require_binary, run_tool, write_if_changed
+from geoattest.dev.swtpm._tools import require_binary, run_tool, write_if_changed
 
 logger = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from dataclasses import replace
 
 from geoattest.wire import quote_qualifying_data
 from geofence import Fix, LocationEvidence, LocationPolicy, encode_evidence
-from tests.unit.verifier.test_location import SoftKey, constant_cn0, countries, novato, signed
-from tests.unit.verifier.test_round import ALLOWED, SoftwareNode, _policy
+from tests.unit.verifier.core.test_location import SoftKey, constant_cn0, countries, novato, signed
+from tests.unit.verifier.core.test_round import ALLOWED, SoftwareNode, _policy
 from tpm import Alg, TpmPublic
-from verifier.location import LocationRoundPolicy
-from verifier.policy import AttestationPolicy
-from verifier.round import RoundEvidence, RoundMemory, RoundResult, verify_round
-from verifier.states import Outcome
+from verifier.core.location import LocationRoundPolicy
+from verifier.core.policy import AttestationPolicy
+from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_round
+from verifier.core.states import Outcome
 
 
 def _geofenced(node: SoftwareNode, zone: str) -> AttestationPolicy:

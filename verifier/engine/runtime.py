@@ -21,12 +21,13 @@ from geoattest.db import make_engine, session_factory
 from geoattest.errors import GeoattestError
 from geoattest.settings import Settings
 from tpm import TpmPublic, parse_tpm2b_public
-from verifier.agent_client import AgentClient, ClientIdentity
-from verifier.hot_state import HotState
-from verifier.notify import FailureNotifier, WebhookSender
-from verifier.policy import AttestationPolicy, policy_from_document
-from verifier.rounds import Cadence, RoundRunner
-from verifier.store import AgentTarget, VerifierStore
+from verifier.core.policy import AttestationPolicy, policy_from_document
+from verifier.engine.fetch import AgentClient, ClientIdentity
+from verifier.engine.runner import Cadence, RoundRunner
+from verifier.notify.revocations import FailureNotifier
+from verifier.notify.webhooks import WebhookSender
+from verifier.storage.hot_state import HotState
+from verifier.storage.sql import AgentTarget, VerifierStore
 from verifier.tls_files import verifier_client_files
 from verifier.zones_file import load_zones_file
 

@@ -10,8 +10,8 @@ This is not production code: production nodes talk to ``/dev/tpmrm0``. Nothing h
 it makes a TPM with a real certificate chain.
 """
 
-from geoattest.swtpm._tools import LOOPBACK, free_port_pair, require_binary
-from geoattest.swtpm.ca import SwtpmCa
-from geoattest.swtpm.instance import SwtpmInstance
+from geoattest.dev.swtpm._tools import LOOPBACK, free_port_pair, require_binary
+from geoattest.dev.swtpm.ca import SwtpmCa
+from geoattest.dev.swtpm.instance import SwtpmInstance
 
 __all__ = ["LOOPBACK", "SwtpmCa", "SwtpmInstance", "free_port_pair", "require_binary"]
