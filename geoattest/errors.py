@@ -319,6 +319,32 @@ class AgentUnreachable(ReachabilityError):
     code = "agent_unreachable"
 
 
+class AgentDeadlineExceeded(AgentUnreachable):
+    """The agent did not finish answering within the round's total deadline (however slowly it
+    dripped bytes)."""
+
+    code = "agent_deadline_exceeded"
+
+
+class AgentCertificateMismatch(AgentUnreachable):
+    """The agent's TLS server certificate is not the one pinned at enrolment: not our agent."""
+
+    code = "agent_certificate_mismatch"
+
+
+class AgentProtocolMismatch(ReachabilityError):
+    """The agent answered, but not with evidence: an error status, or a body that is not an
+    evidence response (another version, or not an agent). A fault, never an integrity failure."""
+
+    code = "agent_protocol_mismatch"
+
+
+class AgentUrlInvalid(ReachabilityError):
+    """The agent's registered API address cannot be used (it does not parse, or is not https)."""
+
+    code = "agent_url_invalid"
+
+
 class RegistrarUnreachable(ReachabilityError):
     code = "registrar_unreachable"
 

@@ -105,6 +105,26 @@ class Settings(BaseSettings):
     )
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: SecretStr | None = None
+    verifier_id: str | None = Field(
+        default=None,
+        description="Names this verifier in evidence records (default: the host name).",
+        max_length=64,
+    )
+    lease_max_age_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long a passed round vouches for an agent when its policy does not say "
+        "(default: 2 x round interval + agent timeout + 1 s).",
+    )
+    record_sample_seconds: float = Field(
+        default=300.0, gt=0, description="One passed round per agent kept in full this often."
+    )
+    record_hot_window_seconds: float = Field(
+        default=3600.0, gt=0, description="Every round is kept in full this long, then folded."
+    )
+    record_retention_days: float = Field(
+        default=400.0, gt=0, description="Evidence records and folds older than this are deleted."
+    )
 
     @field_validator("agent_id")
     @classmethod

@@ -59,6 +59,20 @@ AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
 
 
 class _Wire(BaseModel):
+    """A message between peers (agent, registrar, verifier) that may run other versions.
+
+    Unknown fields are accepted and ignored, and senders omit fields at their default
+    (``model_dump_json(exclude_defaults=True)``), so a new optional field never breaks the other
+    side. A field that changes meaning gets a new name, never a new meaning.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class _OperatorInput(BaseModel):
+    """What an operator asks of a service: strict, because ignoring a field an operator meant
+    (a policy setting the verifier does not know) would silently weaken what they asked for."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -223,7 +237,7 @@ def quote_qualifying_data(nonce: bytes, location_evidence: bytes | None) -> byte
 PolicyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
-class PolicyDocument(_Wire):
+class PolicyDocument(_OperatorInput):
     """An attestation policy as operators write it (``PUT /v1/policies/<name>``).
 
     ``runtime_policy`` is an IMA runtime policy in geoattest's JSON format (docs/ima-policy.md);
@@ -239,6 +253,8 @@ class PolicyDocument(_Wire):
     # Replay the node's TCG boot event log and require it to reproduce the quoted PCRs 0-7
     # (a consistency check on top of the golden ``boot_pcrs``; docs/api.md).
     boot_log: bool = False
+    # The lease: seconds a passed round vouches for the agent (None: 2 x interval + deadline + 1).
+    max_age_seconds: float | None = None
 
 
 class PolicyView(_Wire):
@@ -248,23 +264,36 @@ class PolicyView(_Wire):
     document: PolicyDocument
 
 
-class AddAgentRequest(_Wire):
+class AddAgentRequest(_OperatorInput):
     policy: PolicyName
 
 
 class AgentStatusView(_Wire):
+    """An agent as the verifier shows it. ``state`` is derived through the lease: ``attested``
+    only while the last passed round is younger than ``lease_max_age_seconds``; the stored
+    verdict is ``stored_state``."""
+
     agent_id: AgentId
     policy: PolicyName
     state: str
+    stored_state: str
     reason: str | None
     message: str | None
     details: dict[str, str] = Field(default_factory=dict)  # e.g. offending IMA path and digest
     state_since: datetime
     last_round_at: datetime | None = None
+    last_passed_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    lease_remaining_seconds: float = 0.0
+    lease_max_age_seconds: float
     ima_entries_verified: int | None = None
+    records: int = 0  # evidence records so far (the seq of the newest)
 
 
 class EventView(_Wire):
+    """One transition; the same body as the revocation channel and the webhook."""
+
+    type: str
     id: int
     agent_id: AgentId
     at: datetime
@@ -273,3 +302,52 @@ class EventView(_Wire):
     reason: str | None
     message: str | None
     details: dict[str, str] = Field(default_factory=dict)  # e.g. offending IMA path and digest
+    round_id: str | None = None
+    record_seq: int | None = None
+
+
+class RoundSummaryView(_Wire):
+    """One evidence record in a page of ``GET /v1/agents/<id>/rounds``."""
+
+    kind: str  # round | operator | watchdog
+    seq: int
+    round_id: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: str | None
+    reason: str | None
+    kept: bool  # kept in full for good (else folded after the hot window)
+    digest: str
+    prev: str
+    size: int
+
+
+class FoldView(_Wire):
+    """Consecutive records folded past the hot window: the chain's two ends and the counts."""
+
+    kind: str = "fold"
+    first_seq: int
+    last_seq: int
+    count: int
+    first_at: datetime
+    last_at: datetime
+    prev: str
+    head: str
+    outcomes: dict[str, int]
+
+
+class RoundPage(_Wire):
+    items: list[RoundSummaryView | FoldView]
+    next_after_seq: int | None  # pass as ``after_seq`` for the next page; None: no more
+
+
+class RoundRecordView(_Wire):
+    """One stored record: its digest, its canonical bytes (base64) and their decoded JSON."""
+
+    agent_id: AgentId
+    seq: int
+    round_id: str
+    digest: str
+    kept: bool
+    canonical: B64Bytes
+    record: dict[str, object]

@@ -9,27 +9,45 @@ from geoattest.db import make_engine, migrate, session_factory
 from geoattest.http import check_exposure, install_api_plumbing
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
+from verifier.core.round_record import RecordOrigin
+from verifier.engine.runtime import lease_defaults_of, verifier_id_of
+from verifier.engine.status import StatusReader
 from verifier.operations import Operations
 from verifier.storage.hot_state import HotState
+from verifier.storage.records import RecordStore
 from verifier.storage.sql import VerifierStore
+from verifier.storage.verdicts import VerdictStore
 from verifier.web.api import blueprint
-from verifier.zones_file import load_zones_file
+from verifier.zones_file import load_zones_with_digest
 
 
 def create_app(settings: Settings) -> Flask:
     check_exposure(settings.verifier_host, settings.admin_token, "verifier")
     engine = make_engine(settings.database_url)
     migrate(engine)
-    store = VerifierStore(session_factory(engine))
+    sessions = session_factory(engine)
+    store = VerifierStore(sessions)
     hot = HotState(redis.Redis.from_url(settings.redis_url))
     registrar = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
+    zones = load_zones_with_digest(settings)
+    origin = RecordOrigin(
+        verifier_id=verifier_id_of(settings),
+        zones_sha256=zones.sha256 if zones is not None else None,
+    )
     app = Flask("geoattest.verifier")
     if settings.admin_token is not None:
         app.config["GEOATTEST_ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
     install_api_plumbing(app)
     app.extensions["geoattest.verifier_store"] = store
+    app.extensions["geoattest.records"] = RecordStore(sessions)
+    app.extensions["geoattest.status"] = StatusReader(store, lease_defaults_of(settings))
     app.extensions["geoattest.operations"] = Operations(
-        store=store, hot=hot, registrar=registrar, zones=load_zones_file(settings)
+        store=store,
+        verdicts=VerdictStore(sessions, settings.webhook_urls),
+        hot=hot,
+        registrar=registrar,
+        origin=origin,
+        zones=zones.zones if zones is not None else None,
     )
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)

@@ -1,6 +1,8 @@
 """Operator actions on the verified fleet: policies, adding agents, pause/resume/re-admit/remove.
 
 Every change bumps the configuration version in Redis, so workers pick it up at their next batch.
+A state change by an operator is a verdict like a round's: taken under the agent's lock and its
+fencing token, committed with an evidence record (kind ``operator``) that continues the chain.
 """
 
 from __future__ import annotations
@@ -14,26 +16,28 @@ from datetime import UTC, datetime
 import tpm
 from geoattest.errors import (
     AgentNotActive,
+    AgentUrlInvalid,
     AkInvalid,
     CertifyInvalid,
     Conflict,
     LocationKeyInvalid,
+    PolicyInvalid,
     TpmFormatError,
 )
 from geoattest.registrar_client import RegistrarClient
 from geoattest.wire import AgentView, PolicyDocument, location_key_qualifying_data
 from geofence import ZoneSet
-from verifier.core.policy import policy_from_document
+from verifier.core.policy import canonical_document, document_digest, policy_from_document
+from verifier.core.reasons import Reason
+from verifier.core.record import RecordKind
 from verifier.core.round import RoundMemory
+from verifier.core.round_record import RecordOrigin, action_record
 from verifier.core.states import AgentState
+from verifier.engine.fetch import parse_agent_url
+from verifier.notify.revocations import EventPublisher
 from verifier.storage.hot_state import HotState, LiveStatus
-from verifier.storage.sql import (
-    AgentTarget,
-    StoredPolicy,
-    Transition,
-    VerifiedAgentView,
-    VerifierStore,
-)
+from verifier.storage.sql import AgentTarget, StoredPolicy, VerifiedAgentView, VerifierStore
+from verifier.storage.verdicts import Committed, Refused, VerdictDraft, VerdictStore
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,28 +89,42 @@ class Operations:
         self,
         *,
         store: VerifierStore,
+        verdicts: VerdictStore,
         hot: HotState,
         registrar: RegistrarClient,
+        origin: RecordOrigin,
         zones: ZoneSet | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._zones = zones
         self._store = store
+        self._verdicts = verdicts
         self._hot = hot
         self._registrar = registrar
+        self._origin = origin
         self._clock = clock
+        self._publish = EventPublisher(hot=hot, enqueue_delivery=_no_deliveries)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     def _active_identity(self, agent_id: str) -> ActiveIdentity:
         identity = self._registrar.get_agent(agent_id)
+        if identity.agent_id != agent_id:
+            raise AgentNotActive(
+                f"the registrar answered for agent {identity.agent_id!r} when asked for "
+                f"{agent_id!r}"
+            )
         if identity.state != "active" or identity.ak_public is None:
             raise AgentNotActive(f"agent {agent_id!r} is {identity.state} at the registrar")
         if identity.agent_url is None or identity.tls_certificate is None:
             raise AgentNotActive(
                 f"agent {agent_id!r} enrolled without an evidence API (agent_url, TLS certificate)"
             )
+        try:
+            parse_agent_url(identity.agent_url)
+        except AgentUrlInvalid as e:
+            raise AgentNotActive(f"agent {agent_id!r}: {e.message}") from e
         _recheck(agent_id, identity.ak_public, identity)
         return ActiveIdentity(
             ak_public=identity.ak_public,
@@ -116,9 +134,21 @@ class Operations:
         )
 
     def put_policy(self, name: str, document: PolicyDocument) -> StoredPolicy:
-        """Validate (``PolicyInvalid`` names the problem) and store; takes effect next round."""
-        policy_from_document(name, 0, document, self._zones)
-        stored = self._store.put_policy(name, document, self._now())
+        """Validate (``PolicyInvalid`` names the problem) and store; takes effect next round.
+
+        The document is checked exactly as workers will reload it: rendered to its canonical
+        bytes, parsed back from them and built into a policy. What cannot survive that trip
+        (NaN, infinity, an empty bank list, a bad threshold) is refused now, not at reload."""
+        canonical = canonical_document(document)
+        try:
+            reloaded = PolicyDocument.model_validate_json(canonical)
+        except ValueError as e:
+            raise PolicyInvalid(f"policy does not survive being stored: {e}") from e
+        digest = document_digest(canonical)
+        policy_from_document(name, 0, reloaded, self._zones, digest=digest)
+        stored = self._store.put_policy(
+            name, canonical, digest, self._now(), max_age_seconds=reloaded.max_age_seconds
+        )
         self._hot.bump_config_version()
         return stored
 
@@ -159,7 +189,7 @@ class Operations:
         polled = current.state not in (AgentState.PAUSED, AgentState.FAILED)
         if changed_ak and polled:
             self._move(
-                agent_id, current.state, AgentState.REGISTERED, "ak_changed", keep_memory=False
+                agent_id, _polled, AgentState.REGISTERED, Reason.AK_CHANGED, keep_memory=False
             )
         self._hot.bump_config_version()
         if polled:  # try the new address at once, not after an unreachable agent's backoff
@@ -176,7 +206,9 @@ class Operations:
         if current.state is AgentState.PAUSED:
             return current
         self._hot.unschedule(agent_id)
-        self._move(agent_id, current.state, AgentState.PAUSED, "operator_paused", keep_memory=True)
+        self._move(
+            agent_id, _not_paused, AgentState.PAUSED, Reason.OPERATOR_PAUSED, keep_memory=True
+        )
         return self._store.get_agent(agent_id)
 
     def resume(self, agent_id: str) -> VerifiedAgentView:
@@ -184,7 +216,7 @@ class Operations:
         if current.state is not AgentState.PAUSED:
             raise Conflict(f"agent {agent_id!r} is {current.state}, not paused")
         self._move(
-            agent_id, current.state, AgentState.ATTESTING, "operator_resumed", keep_memory=True
+            agent_id, _paused, AgentState.ATTESTING, Reason.OPERATOR_RESUMED, keep_memory=True
         )
         self._hot.schedule(agent_id, self._clock())
         return self._store.get_agent(agent_id)
@@ -195,7 +227,7 @@ class Operations:
         if current.state is not AgentState.FAILED:
             raise Conflict(f"agent {agent_id!r} is {current.state}, not failed")
         self._move(
-            agent_id, current.state, AgentState.REGISTERED, "operator_readmitted", keep_memory=False
+            agent_id, _failed, AgentState.REGISTERED, Reason.OPERATOR_READMITTED, keep_memory=False
         )
         self._hot.schedule(agent_id, self._clock())
         return self._store.get_agent(agent_id)
@@ -209,27 +241,78 @@ class Operations:
         return self._store.get_agent(agent_id), self._hot.load(agent_id)
 
     def _move(
-        self, agent_id: str, old: AgentState, new: AgentState, reason: str, *, keep_memory: bool
+        self,
+        agent_id: str,
+        allowed: Callable[[AgentState], bool],
+        new: AgentState,
+        reason: Reason,
+        *,
+        keep_memory: bool,
     ) -> None:
         # Under the agent's lock: a round running now finishes first, and cannot undo this.
         token = uuid.uuid4().hex
-        if not self._hot.wait_for_lock(agent_id, token, OPERATOR_LOCK_TTL, OPERATOR_LOCK_WAIT):
+        fence = self._hot.wait_for_lock(agent_id, token, OPERATOR_LOCK_TTL, OPERATOR_LOCK_WAIT)
+        if fence is None:
             raise Conflict(f"a round of agent {agent_id!r} does not finish; try again")
         try:
+            result = self._commit_move(agent_id, token, fence, allowed, new, reason)
             live = self._hot.load(agent_id)
             memory = live.memory if live is not None and keep_memory else RoundMemory()
-            self._hot.store(agent_id, LiveStatus(state=new, memory=memory))
-            self._store.record_transition(
-                Transition(
-                    agent_id=agent_id,
-                    from_state=old,
-                    to_state=new,
-                    reason=reason,
-                    message=None,
-                    details={},
-                ),
-                self._now(),
-            )
+            self._hot.store_and_unlock(agent_id, token, LiveStatus(state=new, memory=memory))
         finally:
             self._hot.unlock(agent_id, token)
+        self._publish(result)
         self._hot.bump_config_version()
+
+    def _commit_move(
+        self,
+        agent_id: str,
+        token: str,
+        fence: int,
+        allowed: Callable[[AgentState], bool],
+        new: AgentState,
+        reason: Reason,
+    ) -> Committed:
+        def decide(stored: AgentState) -> AgentState | None:
+            return new if allowed(stored) else None
+
+        record = action_record(
+            agent_id=agent_id,
+            round_id=token,
+            at=self._now(),
+            kind=RecordKind.OPERATOR,
+            origin=self._origin,
+            reason=reason,
+        )
+        for _ in range(2):  # a second try after lifting a fence counter Redis forgot
+            result = self._verdicts.commit(
+                [VerdictDraft(record=record, fence=fence, decide=decide)]
+            )[0]
+            if isinstance(result, Committed):
+                return result
+            if result.why == "fence" and result.stored_fence:
+                fence = self._hot.raise_fence(agent_id, result.stored_fence)
+                continue
+            break
+        stored = result.stored_state if isinstance(result, Refused) else None
+        raise Conflict(f"agent {agent_id!r} is {stored or 'gone'}; cannot {reason.value}")
+
+
+def _no_deliveries(_delivery_id: int) -> None:
+    """Operator actions never fail an agent, so they have no webhook deliveries to enqueue."""
+
+
+def _polled(state: AgentState) -> bool:
+    return state not in (AgentState.PAUSED, AgentState.FAILED)
+
+
+def _not_paused(state: AgentState) -> bool:
+    return state is not AgentState.PAUSED
+
+
+def _paused(state: AgentState) -> bool:
+    return state is AgentState.PAUSED
+
+
+def _failed(state: AgentState) -> bool:
+    return state is AgentState.FAILED

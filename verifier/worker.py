@@ -1,5 +1,8 @@
 """Celery on Redis: beat dispatches due rounds in batches; workers run them; webhooks retry.
 
+Beat also runs the watchdog every ``WATCHDOG_PERIOD`` (leases that ran out become ``stale``) and
+the compaction every ``COMPACT_PERIOD`` (records past the hot window fold; old ones expire).
+
 Scale design: beat does not schedule one task per agent. Every ``DISPATCH_PERIOD`` seconds the
 ``dispatch`` task atomically claims the agents that are due (a Redis sorted set by due time) and
 enqueues them in batches of ``BATCH_SIZE``; a worker runs a batch's rounds concurrently on a
@@ -11,6 +14,7 @@ again after ``CLAIM_HORIZON`` seconds.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
@@ -19,12 +23,12 @@ from concurrent.futures import wait
 from celery import Celery
 
 from geoattest.settings import Settings
-from tpm import TpmPublic
-from verifier.core.policy import AttestationPolicy
+from verifier.core.reasons import Reason
 from verifier.core.states import POLLED_STATES
+from verifier.engine.runner import RoundTarget
 from verifier.engine.runtime import VerifierRuntime, runtime_for
+from verifier.engine.watchdog import Watchdog
 from verifier.notify.webhooks import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
-from verifier.storage.sql import AgentTarget
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,12 @@ CLAIM_HORIZON = 30.0
 MAX_CLAIMS_PER_DISPATCH = 5000
 
 RECONCILE_PERIOD = 5.0
+WATCHDOG_PERIOD = 1.0
+COMPACT_PERIOD = 60.0
 DISPATCH_TASK = "geoattest.verifier.dispatch"
 RECONCILE_TASK = "geoattest.verifier.reconcile"
+WATCHDOG_TASK = "geoattest.verifier.watchdog"
+COMPACT_TASK = "geoattest.verifier.compact"
 BATCH_TASK = "geoattest.verifier.attest_batch"
 WEBHOOK_TASK = "geoattest.verifier.deliver_webhook"
 
@@ -61,6 +69,16 @@ def create_celery(settings: Settings) -> Celery:
                 "task": RECONCILE_TASK,
                 "schedule": RECONCILE_PERIOD,
                 "options": {"expires": RECONCILE_PERIOD},
+            },
+            "expire-leases": {
+                "task": WATCHDOG_TASK,
+                "schedule": WATCHDOG_PERIOD,
+                "options": {"expires": WATCHDOG_PERIOD * 2},
+            },
+            "compact-records": {
+                "task": COMPACT_TASK,
+                "schedule": COMPACT_PERIOD,
+                "options": {"expires": COMPACT_PERIOD},
             },
         },
     )
@@ -95,6 +113,16 @@ def create_celery(settings: Settings) -> Celery:
             log.warning("re-scheduled %d agent(s) missing from the Redis schedule", added)
         return added
 
+    @app.task(name=WATCHDOG_TASK, ignore_result=True)
+    def watchdog() -> int:
+        """Record ``stale`` for agents whose lease ran out; returns how many."""
+        return expire_leases(runtime())
+
+    @app.task(name=COMPACT_TASK, ignore_result=True)
+    def compact() -> int:
+        """Fold records past the hot window and delete expired ones; returns how many."""
+        return compact_records(runtime())
+
     @app.task(name=BATCH_TASK, ignore_result=True, acks_late=True)
     def attest_batch(agent_ids: Sequence[str]) -> int:
         """Run the rounds of ``agent_ids`` concurrently; returns how many rounds ran."""
@@ -125,37 +153,67 @@ def run_batch(runtime: VerifierRuntime, agent_ids: Sequence[str]) -> int:
             runtime.hot.unschedule(agent_id)
             continue
         policy = fleet.policies.get(target.policy_name)
-        if policy is None:
-            log.error("agent %s: policy %s unusable; round skipped", agent_id, target.policy_name)
-            continue
-        futures.append(
-            runtime.pool.submit(
-                _guarded_round,
-                runtime,
-                target,
-                fleet.aks[agent_id],
-                policy,
-                fleet.location_keys.get(agent_id),
+        ak = fleet.aks.get(agent_id)
+        if policy is None or ak is None:
+            _cannot_judge(
+                runtime, agent_id, target.policy_name, fleet.unusable, fleet.broken_agents
             )
+            continue
+        round_target = RoundTarget(
+            target=target, ak=ak, policy=policy, location_key=fleet.location_keys.get(agent_id)
         )
-    # Rounds end by themselves (HTTP total deadline); this bound only keeps a batch task from
-    # hanging on a bug. Rounds still running go on in the pool and finish under their lock.
-    done, pending = wait(futures, timeout=runtime.settings.agent_timeout_seconds * 2 + 10)
+        futures.append(runtime.pool.submit(runtime.runner.run, round_target))
+    # Rounds end by themselves (fetch and commit deadlines); this bound only keeps a batch task
+    # from hanging on a bug. Rounds still running go on in the pool and finish under their lock.
+    done, pending = wait(futures, timeout=runtime.settings.agent_timeout_seconds * 2 + 20)
     if pending:
         log.error("%d round(s) of a batch still running after the batch deadline", len(pending))
-    return sum(1 for future in done if future.result())
+    return sum(1 for future in done if future.exception() is None and future.result())
 
 
-def _guarded_round(
+def _cannot_judge(
     runtime: VerifierRuntime,
-    target: AgentTarget,
-    ak: TpmPublic,
-    policy: AttestationPolicy,
-    location_key: TpmPublic | None,
-) -> bool:
-    try:
-        result = runtime.runner.run(target, ak, policy, location_key)
-    except Exception:  # the outermost boundary of a round: log it, keep the worker alive
-        log.exception("round for agent %s crashed", target.agent_id)
-        return False
-    return result is not None
+    agent_id: str,
+    policy_name: str,
+    unusable: dict[str, str],
+    broken: dict[str, str],
+) -> None:
+    """No verdict is possible: name the fault (the watchdog shows it when the lease runs out) and
+    keep the agent scheduled, so that it is judged again as soon as the cause is fixed."""
+    if agent_id in broken:
+        reason, message = (
+            Reason.ROUND_CRASHED,
+            f"the agent's stored keys are unusable: {broken[agent_id]}",
+        )
+    else:
+        why = unusable.get(policy_name, "no such policy")
+        reason, message = Reason.POLICY_UNUSABLE, f"policy {policy_name} unusable: {why}"
+    log.error("agent %s not judged: %s", agent_id, message)
+    runtime.hot.mark_fault(agent_id, reason, message)
+    runtime.hot.schedule(agent_id, time.time() + runtime.settings.round_interval_seconds)
+
+
+def expire_leases(runtime: VerifierRuntime) -> int:
+    watchdog = Watchdog(
+        store=runtime.store,
+        hot=runtime.hot,
+        committer=runtime.committer,
+        publish=runtime.publish,
+        lease=runtime.lease,
+        origin=runtime.origin,
+    )
+    return watchdog.expire(runtime.fleet(), dt.datetime.now(dt.UTC))
+
+
+def compact_records(runtime: VerifierRuntime) -> int:
+    settings = runtime.settings
+    now = dt.datetime.now(dt.UTC)
+    folded = runtime.records.fold(
+        now=now, hot_window=dt.timedelta(seconds=settings.record_hot_window_seconds)
+    )
+    expired = runtime.records.expire(
+        now=now, retention=dt.timedelta(days=settings.record_retention_days)
+    )
+    if folded or expired:
+        log.info("evidence records: %d folded, %d expired", folded, expired)
+    return folded + expired

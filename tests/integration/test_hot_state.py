@@ -34,12 +34,53 @@ def test_claim_due_takes_each_due_agent_once(redis_url: str) -> None:
 
 def test_lock_is_exclusive_and_only_its_owner_unlocks(redis_url: str) -> None:
     hot = _hot(redis_url)
-    assert hot.try_lock("a", "owner", ttl_seconds=5)
-    assert not hot.try_lock("a", "other", ttl_seconds=5)
+    assert hot.take_lock("a", "owner", ttl_seconds=5)
+    assert hot.take_lock("a", "other", ttl_seconds=5) is None
     hot.unlock("a", "other")
-    assert not hot.try_lock("a", "other", ttl_seconds=5)
+    assert hot.take_lock("a", "other", ttl_seconds=5) is None
     hot.unlock("a", "owner")
-    assert hot.try_lock("a", "other", ttl_seconds=5)
+    assert hot.take_lock("a", "other", ttl_seconds=5)
+
+
+def test_every_lock_taken_hands_out_a_larger_fence(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    fences = []
+    for n in range(3):
+        fence, _ = hot.lock_and_load("a", f"round-{n}", ttl_seconds=5)
+        assert fence is not None
+        fences.append(fence)
+        assert hot.finish_round("a", f"round-{n}", None, due=1.0)
+    operator = hot.take_lock("a", "operator", ttl_seconds=5)
+    assert operator is not None
+    assert fences == sorted(set(fences))
+    assert operator > fences[-1]
+    assert hot.take_lock("b", "other-agent", ttl_seconds=5) == 1  # counters are per agent
+
+
+def test_raise_fence_lifts_a_counter_that_redis_forgot(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    assert hot.take_lock("a", "t1", ttl_seconds=5) == 1
+    assert hot.raise_fence("a", 500) == 501  # SQL stored 500 before Redis lost its data
+    hot.unlock("a", "t1")
+    assert hot.take_lock("a", "t2", ttl_seconds=5) == 502
+    assert hot.raise_fence("a", 10) == 503  # never lowered
+
+
+def test_confirm_lock_extends_only_the_holders_lock(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    assert hot.take_lock("a", "round", ttl_seconds=0.2)
+    assert hot.confirm_lock("a", "round", ttl_seconds=5)
+    assert not hot.confirm_lock("a", "intruder", ttl_seconds=5)
+    time.sleep(0.3)  # the extension holds past the first ttl
+    assert hot.holds_lock("a", "round")
+
+
+def test_faults_are_remembered_per_agent_and_cleared(redis_url: str) -> None:
+    hot = _hot(redis_url)
+    hot.mark_fault("a", "record_failed", "database locked")
+    assert hot.faults(["a", "b"]) == {"a": ("record_failed", "database locked")}
+    hot.clear_fault("a")
+    assert hot.faults(["a"]) == {}
 
 
 def test_live_status_round_trips(redis_url: str) -> None:
@@ -81,9 +122,10 @@ def test_a_round_that_lost_its_lock_writes_nothing(redis_url: str) -> None:
     failed = LiveStatus(state=AgentState.FAILED, memory=RoundMemory())
     attested = LiveStatus(state=AgentState.ATTESTED, memory=RoundMemory())
     hot.store("a", failed)
-    assert hot.try_lock("a", "stalled-round", ttl_seconds=0.05)
+    assert hot.take_lock("a", "stalled-round", ttl_seconds=0.05)
     time.sleep(0.1)  # its lock expired; an operator (or a newer round) takes the agent
-    assert hot.try_lock("a", "operator", ttl_seconds=5)
+    assert not hot.confirm_lock("a", "stalled-round", ttl_seconds=5)
+    assert hot.take_lock("a", "operator", ttl_seconds=5)
     assert not hot.finish_round("a", "stalled-round", attested, due=123.0)
     assert hot.load("a") == failed
     assert hot.scheduled_count() == 0
@@ -96,6 +138,6 @@ def test_a_round_that_lost_its_lock_writes_nothing(redis_url: str) -> None:
 
 def test_wait_for_lock_waits_for_the_running_round(redis_url: str) -> None:
     hot = _hot(redis_url)
-    assert hot.try_lock("a", "round", ttl_seconds=0.2)
-    assert not hot.wait_for_lock("a", "operator", ttl_seconds=5, wait=0.05)
+    assert hot.take_lock("a", "round", ttl_seconds=0.2)
+    assert hot.wait_for_lock("a", "operator", ttl_seconds=5, wait=0.05) is None
     assert hot.wait_for_lock("a", "operator", ttl_seconds=5, wait=2.0)

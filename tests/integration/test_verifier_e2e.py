@@ -168,7 +168,9 @@ def test_healthy_agent_stays_attested_over_rounds(stack: Stack) -> None:
     status = stack.verifier.status(sim.agent_id)
     assert status["ima_entries_verified"] == len(sim.ima.lines)
     events = stack.verifier.events(sim.agent_id)
-    assert [event["to_state"] for event in events] == ["attested", "attesting"]  # newest first
+    assert [(e["from_state"], e["to_state"]) for e in events] == [("registered", "attested")]
+    assert status["lease_remaining_seconds"] > 0
+    assert status["records"] >= 6  # every round left an evidence record
 
 
 def test_executing_a_file_not_in_the_policy_fails_with_the_offending_entry(stack: Stack) -> None:
@@ -234,20 +236,36 @@ def test_reboot_is_handled_without_a_false_failure(stack: Stack) -> None:
     assert all(event["to_state"] != "failed" for event in stack.verifier.events(sim.agent_id))
 
 
-INTEGRITY_CODES = {
-    "evidence_malformed",
-    "tpm_structure_invalid",
-    "quote_signature_invalid",
-    "ima_log_invalid",
+# An answer that is not evidence at all is a protocol fault (another version, or not an agent):
+# unreachable, never revoked. Evidence that parses but is wrong is an integrity failure.
+NOT_EVIDENCE = {
+    Malformed.BAD_JSON,
+    Malformed.NOT_AN_OBJECT,
+    Malformed.MISSING_FIELD,
+    Malformed.BAD_BASE64,
+    Malformed.BAD_PCR_VALUE,
+    Malformed.EMPTY,
 }
+INTEGRITY_CODES = {"tpm_structure_invalid", "quote_signature_invalid", "ima_log_invalid"}
 
 
-@pytest.mark.parametrize("how", list(Malformed))
-def test_malformed_answers_are_integrity_failures_not_crashes(stack: Stack, how: Malformed) -> None:
+@pytest.mark.parametrize("how", sorted(set(Malformed) - NOT_EVIDENCE))
+def test_wrong_evidence_is_an_integrity_failure_not_a_crash(stack: Stack, how: Malformed) -> None:
     sim = _attested_agent(stack)
     sim.malformed = how
     event = _failure_event(stack, sim.agent_id)
     assert event["reason"] in INTEGRITY_CODES
+
+
+@pytest.mark.parametrize("how", sorted(NOT_EVIDENCE))
+def test_an_answer_that_is_not_evidence_is_a_protocol_fault(stack: Stack, how: Malformed) -> None:
+    sim = _attested_agent(stack)
+    sim.malformed = how
+    status = stack.verifier.wait_for_state(sim.agent_id, "unreachable", timeout=15)
+    assert status["reason"] == "agent_protocol_mismatch"
+    assert all(e["to_state"] != "failed" for e in stack.verifier.events(sim.agent_id))
+    sim.malformed = None
+    stack.verifier.wait_for_state(sim.agent_id, "attested")
 
 
 def test_failure_publishes_revocation_and_calls_the_signed_webhook(stack: Stack) -> None:
@@ -267,12 +285,13 @@ def test_failure_publishes_revocation_and_calls_the_signed_webhook(stack: Stack)
     subscriber.close()
     assert revocation is not None
     assert revocation["reason"] == "ima_entry_not_allowed"
-    assert revocation["event_id"] == event["id"]
+    assert revocation["id"] == event["id"]
+    assert revocation == event  # one event model: the channel, the webhook and the API agree
     hook = _wait_for_webhook(stack, sim.agent_id)
     headers, body = hook
     expected = sign_payload(WEBHOOK_SECRET.encode(), headers["X-Geoattest-Timestamp"], body)
     assert headers["X-Geoattest-Signature"] == expected
-    assert json.loads(body)["reason"] == "ima_entry_not_allowed"
+    assert json.loads(body) == event
 
 
 def _wait_for_webhook(stack: Stack, agent_id: str) -> tuple[dict[str, str], bytes]:

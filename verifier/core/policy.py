@@ -3,8 +3,13 @@ boot event log replay and location."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
+import math
 from dataclasses import dataclass
+
+import rfc8785
 
 from allowlists.boot import BootPolicy, parse_boot_policy
 from allowlists.ima.policy import RuntimePolicy, parse_runtime_policy
@@ -27,6 +32,9 @@ class AttestationPolicy:
     location: LocationRoundPolicy | None = None  # None: no Proof-of-Geofencing required
     # Replay the TCG boot event log; it must reproduce the quoted PCRs 0-7 (``boot_log_pcr_…``).
     boot_log_replay: bool = False
+    # The lease: how long a passed round vouches for the agent (None: the verifier's default).
+    max_age: dt.timedelta | None = None
+    digest: bytes = b""  # SHA-256 of the canonical document (``canonical_document``)
 
     def pcr_selection(self) -> dict[str, list[int]]:
         """What the verifier asks the agent to quote: golden PCRs, PCR 10 for IMA replay, and
@@ -43,11 +51,36 @@ class AttestationPolicy:
         return {bank: sorted(indices) for bank, indices in selection.items()}
 
 
+def canonical_document(document: PolicyDocument) -> bytes:
+    """The bytes a policy is stored, digested and exported as: RFC 8785 canonical JSON of the
+    document with every field. ``PolicyInvalid`` for values JSON cannot carry (NaN, infinity)."""
+    try:
+        return rfc8785.dumps(document.model_dump(mode="json"))
+    except ValueError as e:  # rfc8785.CanonicalizationError for NaN, infinity, huge ints
+        raise PolicyInvalid(f"policy is not representable as canonical JSON: {e}") from e
+
+
+def document_digest(canonical: bytes) -> bytes:
+    return hashlib.sha256(canonical).digest()
+
+
 def policy_from_document(
-    name: str, version: int, document: PolicyDocument, zones: ZoneSet | None
+    name: str,
+    version: int,
+    document: PolicyDocument,
+    zones: ZoneSet | None,
+    *,
+    digest: bytes = b"",
 ) -> AttestationPolicy:
     """Parse an operator's document; raises ``PolicyInvalid`` naming what is wrong (also when it
     asks for a location check and the verifier has no zones)."""
+    if not document.ima_banks:
+        raise PolicyInvalid('ima_banks: at least one PCR bank is needed (e.g. ["sha256"])')
+    max_age = None
+    if document.max_age_seconds is not None:
+        if not math.isfinite(document.max_age_seconds) or document.max_age_seconds <= 0:
+            raise PolicyInvalid(f"max_age_seconds must be > 0, not {document.max_age_seconds}")
+        max_age = dt.timedelta(seconds=document.max_age_seconds)
     runtime = None
     if document.runtime_policy is not None:
         runtime = parse_runtime_policy(json.dumps(document.runtime_policy))
@@ -66,4 +99,6 @@ def policy_from_document(
         ima_banks=tuple(dict.fromkeys(document.ima_banks)),
         location=location,
         boot_log_replay=document.boot_log,
+        max_age=max_age,
+        digest=digest,
     )

@@ -14,8 +14,9 @@ Any ``IntegrityError`` becomes an ``integrity_failure`` result carrying its code
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from allowlists.boot import check_boot_pcrs
 from allowlists.ima.policy import RuntimePolicy
@@ -36,6 +37,7 @@ from tpm import (
     Alg,
     ClockInfo,
     ClockProgress,
+    QuoteResult,
     TpmPublic,
     check_clock_progress,
     parse_event_log,
@@ -44,6 +46,7 @@ from tpm import (
 )
 from verifier.core.location import LocationVerdict, check_location, fix_from_evidence
 from verifier.core.policy import BOOT_LOG_PCRS, IMA_PCR, AttestationPolicy
+from verifier.core.reasons import Reason, reason_of_code
 from verifier.core.states import Outcome
 
 LOCATION_TRACK_LENGTH = 16
@@ -89,15 +92,46 @@ class RoundEvidence:
     boot_log: bytes | None = None  # TCG event log (binary_bios_measurements), when asked for
 
 
+class Check(StrEnum):
+    """The checks of a round, in the order they run (the first failure names the round)."""
+
+    QUOTE = "quote"  # AK signature, extraData = nonce (+ location digest), PCR digest
+    PCR_SELECTION = "pcr_selection"
+    CLOCK = "clock"  # TPM clock, resetCount, restartCount only move forward
+    BOOT_PCRS = "boot_pcrs"
+    BOOT_LOG = "boot_log"
+    IMA = "ima"
+    LOCATION = "location"
+
+
+class Verdict(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the policy does not ask for this check
+    NOT_RUN = "not_run"  # a check it depends on failed (nothing unauthenticated is judged)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckResult:
+    check: Check
+    verdict: Verdict
+    reason: Reason | None = None
+    message: str = ""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoundResult:
     outcome: Outcome
     memory: RoundMemory  # what to remember for the next round
-    reason: str | None = None  # stable error code when the outcome is not ``passed``
+    reason: Reason | None = None  # why the outcome is not ``passed`` (the first failed check)
     message: str = ""
     new_ima_entries: int = 0
     details: Mapping[str, str] = field(default_factory=dict)
     location: LocationVerdict | None = None  # the zone decision, when the policy checks location
+    checks: tuple[CheckResult, ...] = ()  # a verdict per check, not only the first failure
+
+    def check(self, check: Check) -> CheckResult | None:
+        return next((c for c in self.checks if c.check is check), None)
 
 
 def verify_round(
@@ -111,85 +145,162 @@ def verify_round(
 ) -> RoundResult:
     """Decide one round. Never raises for bad evidence: the result says what failed and why.
 
+    Once the quote verifies, every other check runs on its own, so the result carries a verdict
+    per check; the round's reason is the first failed check in ``Check`` order.
     ``location_key`` is the agent's registered TPM-resident location key (needed when the policy
     checks location); ``now`` is the verifier's aware UTC time (location freshness).
     """
-    try:
-        return _verify(evidence, ak, policy, previous, now, location_key)
-    except IntegrityError as e:
-        details = {
-            key: str(value)
-            for key in ("path", "digest", "line", "bank", "pcr", "expected", "actual", "reason")
-            if (value := getattr(e, key, None)) is not None
-        }
-        return RoundResult(
-            outcome=Outcome.INTEGRITY_FAILURE,
-            memory=previous,
-            reason=e.code,
-            message=e.message,
-            details=details,
+    return _Round(evidence, ak, policy, previous, now, location_key).run()
+
+
+_DETAIL_KEYS = ("path", "digest", "line", "bank", "pcr", "expected", "actual", "reason")
+
+
+class _Round:
+    """One evaluation: runs the checks, collecting a verdict and the first failure."""
+
+    def __init__(
+        self,
+        evidence: RoundEvidence,
+        ak: TpmPublic,
+        policy: AttestationPolicy,
+        previous: RoundMemory,
+        now: dt.datetime,
+        location_key: TpmPublic | None,
+    ) -> None:
+        self.evidence, self.ak, self.policy = evidence, ak, policy
+        self.previous, self.now, self.location_key = previous, now, location_key
+        self.checks: list[CheckResult] = []
+        self.failure: IntegrityError | None = None
+
+    def _run(self, check: Check, body: Callable[[], None]) -> bool:
+        try:
+            body()
+        except IntegrityError as e:
+            self.checks.append(
+                CheckResult(
+                    check=check,
+                    verdict=Verdict.FAILED,
+                    reason=reason_of_code(e.code),
+                    message=e.message,
+                )
+            )
+            self.failure = self.failure or e
+            return False
+        self.checks.append(CheckResult(check=check, verdict=Verdict.PASSED))
+        return True
+
+    def _mark(self, verdict: Verdict, *checks: Check) -> None:
+        self.checks.extend(CheckResult(check=c, verdict=verdict) for c in checks)
+
+    def run(self) -> RoundResult:
+        evidence, policy = self.evidence, self.policy
+        quote: list[QuoteResult] = []
+
+        def check_quote() -> None:
+            quote.append(
+                verify_quote(
+                    ak=self.ak,
+                    attest=evidence.attest,
+                    signature=evidence.signature,
+                    nonce=quote_qualifying_data(evidence.nonce, evidence.location),
+                    pcr_values={Alg[bank.upper()]: v for bank, v in evidence.pcrs.items()},
+                )
+            )
+
+        if not self._run(Check.QUOTE, check_quote):
+            # Nothing else is judged on evidence the TPM did not vouch for.
+            self._mark(Verdict.NOT_RUN, *list(Check)[1:])
+            return self._failed()
+        clock_info = quote[0].clock_info
+        self._run(
+            Check.PCR_SELECTION, lambda: _check_selection(evidence.pcrs, policy.pcr_selection())
         )
-
-
-def _verify(
-    evidence: RoundEvidence,
-    ak: TpmPublic,
-    policy: AttestationPolicy,
-    previous: RoundMemory,
-    now: dt.datetime,
-    location_key: TpmPublic | None,
-) -> RoundResult:
-    quote = verify_quote(
-        ak=ak,
-        attest=evidence.attest,
-        signature=evidence.signature,
-        nonce=quote_qualifying_data(evidence.nonce, evidence.location),
-        pcr_values={Alg[bank.upper()]: values for bank, values in evidence.pcrs.items()},
-    )
-    _check_selection(evidence.pcrs, policy.pcr_selection())
-    progress = check_clock_progress(previous.clock, quote.clock_info)
-    # The boot itself is judged in every round, the round that reveals a reboot included.
-    check_boot_pcrs(evidence.pcrs, policy.boot)
-    if policy.boot_log_replay:
-        _check_boot_log(evidence, policy.pcr_selection())
-    ima = previous.ima_for(policy.ima_banks)
-    if progress is ClockProgress.REBOOT:
-        ima = None
-        if evidence.ima_offset != 0:
+        progress: list[ClockProgress] = []
+        self._run(
+            Check.CLOCK,
+            lambda: progress.append(check_clock_progress(self.previous.clock, clock_info)),
+        )
+        # The boot itself is judged in every round, the round that reveals a reboot included.
+        self._run(Check.BOOT_PCRS, lambda: check_boot_pcrs(evidence.pcrs, policy.boot))
+        if policy.boot_log_replay:
+            self._run(Check.BOOT_LOG, lambda: _check_boot_log(evidence, policy.pcr_selection()))
+        else:
+            self._mark(Verdict.SKIPPED, Check.BOOT_LOG)
+        rebooted = bool(progress) and progress[0] is ClockProgress.REBOOT
+        if rebooted and evidence.ima_offset != 0 and self.failure is None:
             # The log we were sent continues the previous boot's offset: it means nothing now.
+            self._mark(Verdict.NOT_RUN, Check.IMA, Check.LOCATION)
             return RoundResult(
                 outcome=Outcome.REBOOTED,
                 memory=RoundMemory(
-                    clock=quote.clock_info, ima=None, location_track=previous.location_track
+                    clock=clock_info, ima=None, location_track=self.previous.location_track
                 ),
-                reason="reboot_detected",
+                reason=Reason.REBOOT_DETECTED,
                 message="TPM resetCount moved: node rebooted; IMA replay restarts from entry 0",
+                checks=tuple(self.checks),
             )
-    new_entries = 0
-    if policy.runtime is not None:
-        ima, new_entries = _replay_ima(evidence, policy.runtime, policy.ima_banks, ima)
-    verdict, track = None, previous.location_track
-    if policy.location is not None:
-        if location_key is None:
+        ima = None if rebooted else self.previous.ima_for(policy.ima_banks)
+        new_entries = [0]
+        if policy.runtime is not None:
+            runtime = policy.runtime
+
+            def check_ima() -> None:
+                nonlocal ima
+                ima, new_entries[0] = _replay_ima(evidence, runtime, policy.ima_banks, ima)
+
+            self._run(Check.IMA, check_ima)
+        else:
+            self._mark(Verdict.SKIPPED, Check.IMA)
+        verdict: list[LocationVerdict] = []
+        if policy.location is not None:
+            self._run(Check.LOCATION, lambda: verdict.append(self._check_location()))
+        else:
+            self._mark(Verdict.SKIPPED, Check.LOCATION)
+        if self.failure is not None:
+            return self._failed()
+        track = self.previous.location_track
+        if verdict and evidence.location is not None:
+            track = (*track, evidence.location)[-LOCATION_TRACK_LENGTH:]
+        return RoundResult(
+            outcome=Outcome.PASSED,
+            memory=RoundMemory(clock=clock_info, ima=ima, location_track=track),
+            new_ima_entries=new_entries[0],
+            location=verdict[0] if verdict else None,
+            checks=tuple(self.checks),
+        )
+
+    def _check_location(self) -> LocationVerdict:
+        policy, evidence = self.policy.location, self.evidence
+        assert policy is not None  # noqa: S101  # only called when the policy checks location
+        if self.location_key is None:
             raise LocationMissing("the policy requires location; the agent has no location key")
         if evidence.location is None:
             raise LocationMissing("the policy requires signed location evidence; none was sent")
-        verdict = check_location(
+        return check_location(
             evidence=evidence.location,
             signature=evidence.location_signature,
-            location_key=location_key,
+            location_key=self.location_key,
             nonce=evidence.nonce,
-            policy=policy.location,
-            track=[fix_from_evidence(decode_evidence(old)) for old in track],
-            now=now,
+            policy=policy,
+            track=[fix_from_evidence(decode_evidence(old)) for old in self.previous.location_track],
+            now=self.now,
         )
-        track = (*track, evidence.location)[-LOCATION_TRACK_LENGTH:]
-    return RoundResult(
-        outcome=Outcome.PASSED,
-        memory=RoundMemory(clock=quote.clock_info, ima=ima, location_track=track),
-        new_ima_entries=new_entries,
-        location=verdict,
-    )
+
+    def _failed(self) -> RoundResult:
+        e = self.failure
+        assert e is not None  # noqa: S101  # only called after a check failed
+        details = {
+            key: str(value) for key in _DETAIL_KEYS if (value := getattr(e, key, None)) is not None
+        }
+        return RoundResult(
+            outcome=Outcome.INTEGRITY_FAILURE,
+            memory=self.previous,
+            reason=reason_of_code(e.code),
+            message=e.message,
+            details=details,
+            checks=tuple(self.checks),
+        )
 
 
 def _replay_ima(

@@ -1,13 +1,18 @@
-"""The agent state machine of the verifier, with the reasons that move it.
+"""The agent state machine of the verifier, with the outcomes that move it.
 
-    registered ──first round──▶ attesting ──pass──▶ attested
-         ▲                          │                  │  ▲
-         │ operator re-admits       │ integrity        │  │ a full fresh round passes
-      failed ◀──────────────────────┴──────────────────┘  │
-                               unreachable ◀── no answer ──┘ (retried with backoff, never revoked)
-    paused: an operator stopped rounds; resume returns to the state before.
+    registered ──first round──▶ attesting ──pass──▶ attested ◀──────────────┐
+         ▲                          │                  │  │                  │ a round passes
+         │ operator re-admits       │ integrity        │  │ lease ran out    │
+      failed ◀──────────────────────┴──────────────────┘  └──▶ stale ────────┤
+                               unreachable ◀── no usable answer ─────────────┘
+    paused: an operator stopped rounds; resume returns to attesting.
 
-Integrity failures and reachability faults never mix: only evidence that is wrong fails an agent.
+Three kinds of trouble never mix: an *integrity failure* (evidence is wrong: ``failed``, revoked,
+alerted); a *reachability fault* (no usable answer: ``unreachable``, retried with backoff); a
+*verifier fault* (nothing judged the agent within its lease: ``stale``). Only the first revokes.
+
+``attested`` as stored is never taken at its word: readers derive the state through
+``verifier.core.lease``, which turns an ``attested`` without a recent passed round into ``stale``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ class AgentState(StrEnum):
     ATTESTED = "attested"
     FAILED = "failed"
     UNREACHABLE = "unreachable"
+    STALE = "stale"
     PAUSED = "paused"
 
 
@@ -30,17 +36,28 @@ class Outcome(StrEnum):
     PASSED = "passed"  # every check held
     REBOOTED = "rebooted"  # a valid quote shows a reboot: IMA replay restarts from entry 0
     INTEGRITY_FAILURE = "integrity_failure"  # evidence is wrong
-    UNREACHABLE = "unreachable"  # no usable answer from the agent (transport)
+    UNREACHABLE = "unreachable"  # no usable answer from the agent (transport, protocol)
+    VERIFIER_FAULT = "verifier_fault"  # the verifier could not judge (its own bug or part)
 
 
 # States in which the verifier runs rounds.
 POLLED_STATES = frozenset(
-    {AgentState.REGISTERED, AgentState.ATTESTING, AgentState.ATTESTED, AgentState.UNREACHABLE}
+    {
+        AgentState.REGISTERED,
+        AgentState.ATTESTING,
+        AgentState.ATTESTED,
+        AgentState.UNREACHABLE,
+        AgentState.STALE,
+    }
 )
 
 
 def next_state(current: AgentState, outcome: Outcome) -> AgentState:
-    """The state after a round with ``outcome``; states that are not polled never move here."""
+    """The state after a round with ``outcome``; states that are not polled never move here.
+
+    A verifier fault changes nothing: it is no verdict, and the lease (not this function) ends an
+    ``attested`` that no round renews.
+    """
     if current not in POLLED_STATES:
         return current
     if outcome is Outcome.PASSED:
@@ -49,6 +66,8 @@ def next_state(current: AgentState, outcome: Outcome) -> AgentState:
         return AgentState.FAILED
     if outcome is Outcome.UNREACHABLE:
         return AgentState.UNREACHABLE
+    if outcome is Outcome.VERIFIER_FAULT:
+        return current
     # A reboot proves nothing bad, and not yet that the new boot's runtime is good: the agent is
     # attesting again until a full round of the new boot passes.
     return AgentState.ATTESTING

@@ -1,38 +1,43 @@
-"""One agent's round: lock, fetch evidence, decide with ``verify_round``, record, reschedule.
+"""One agent's round: lock, judge, commit the verdict, reschedule, tell the world.
 
-This is the imperative shell around the pure round check. A round never raises for anything an
-agent does: unreachable agents become ``unreachable`` (retried with backoff, never revoked), wrong
-or malformed evidence becomes ``failed`` with its reason code.
+The imperative shell around the pure round. Every path after a round starts ends in a recorded
+verdict or a named verifier fault, never in silence:
+
+- the verdict (record, state, lease, event, webhook rows) is committed by ``VerdictStore`` under
+  the round's fencing token, after the round has confirmed it still holds the agent's lock;
+- a round that lost its lock, whose commit the database refused or failed, or that crashed,
+  commits nothing and marks a fault (``lock_lost``, ``record_failed``, ``round_crashed``): the
+  agent's lease is not renewed, and the watchdog names that cause when the lease runs out.
+
+Redis keeps the round memory and schedule; it is updated only after the commit, fenced by the
+lock token (``HotState.finish_round``), and repaired from SQL when SQL refused a stale view.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from typing import Protocol
 
-from geoattest.errors import AgentUnreachable, IntegrityError
 from geoattest.log import bound
-from geoattest.wire import EvidenceRequest
 from tpm import TpmPublic
-from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy
-from verifier.core.round import RoundMemory, RoundResult, verify_round
+from verifier.core.reasons import Reason
+from verifier.core.record import EvidenceRecord
+from verifier.core.round import RoundMemory, RoundResult
+from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state
-from verifier.engine.fetch import AgentClient
+from verifier.engine.fetch import EvidenceSource
+from verifier.engine.judge import judge
 from verifier.storage.hot_state import HotState, LiveStatus
-from verifier.storage.sql import AgentTarget, Transition, VerifierStore
+from verifier.storage.sql import AgentTarget
+from verifier.storage.verdicts import CommitResult, Committed, Refused, VerdictDraft
 
 log = logging.getLogger(__name__)
-
-NONCE_BYTES = 32
-# Failing closed on evidence the checks could not evaluate: an attested state must be re-proven
-# by every round, so a crash must never leave the last good state standing.
-EVIDENCE_UNVERIFIABLE = "evidence_unverifiable"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +45,8 @@ class Cadence:
     interval: float  # seconds between rounds of a healthy agent
     lock_ttl: float  # a crashed worker's lock expires after this
     backoff_max: float  # longest wait between retries of an unreachable agent
+    commit_timeout: float = 10.0  # longest a round waits for its verdict to commit
+    sample_every: dt.timedelta = dt.timedelta(minutes=5)  # one round per agent kept in full
 
     def next_due(self, now: float, outcome: Outcome, unreachable_streak: int) -> float:
         if outcome is Outcome.REBOOTED:
@@ -49,7 +56,33 @@ class Cadence:
         return now + self.interval
 
 
-FailureHook = Callable[[int, Transition], None]
+class Committer(Protocol):
+    """Commits a verdict (``GroupCommitter`` in production)."""
+
+    def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult: ...
+
+
+class Publisher(Protocol):
+    """Tells the world about a committed verdict (revocation channel, webhooks)."""
+
+    def __call__(self, committed: Committed) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundTarget:
+    """Everything one round needs, from the worker's cached fleet configuration."""
+
+    target: AgentTarget
+    ak: TpmPublic
+    policy: AttestationPolicy
+    location_key: TpmPublic | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundReport:
+    result: RoundResult
+    committed: Committed | None  # None: nothing was committed (see the fault)
+    fault: Reason | None = None
 
 
 class RoundRunner:
@@ -58,151 +91,163 @@ class RoundRunner:
     def __init__(
         self,
         *,
-        store: VerifierStore,
         hot: HotState,
-        client: AgentClient,
+        source: EvidenceSource,
+        committer: Committer,
+        publish: Publisher,
         cadence: Cadence,
-        on_failure: FailureHook,
+        origin: RecordOrigin,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
         self._hot = hot
-        self._client = client
+        self._source = source
+        self._committer = committer
+        self._publish = publish
         self._cadence = cadence
-        self._on_failure = on_failure
+        self._origin = origin
         self._clock = clock
 
-    def run(
-        self,
-        target: AgentTarget,
-        ak: TpmPublic,
-        policy: AttestationPolicy,
-        location_key: TpmPublic | None = None,
-    ) -> RoundResult | None:
-        """One round for ``target``; ``None`` when another worker holds its lock or it is not
-        polled (failed, paused)."""
+    def run(self, round_target: RoundTarget) -> RoundReport | None:
+        """One round; ``None`` when another writer holds the agent's lock or it is not polled."""
+        agent_id = round_target.target.agent_id
         token = uuid.uuid4().hex
-        locked, loaded = self._hot.lock_and_load(target.agent_id, token, self._cadence.lock_ttl)
-        if not locked:
+        fence, loaded = self._hot.lock_and_load(agent_id, token, self._cadence.lock_ttl)
+        if fence is None:
             return None
-        released = False
-        try:
-            with bound(agent_id=target.agent_id, round_id=token[:12]):
-                status = loaded or LiveStatus(state=target.state, memory=RoundMemory())
-                if status.state not in POLLED_STATES:
-                    self._hot.finish_round(target.agent_id, token, None, None)
-                    released = True
-                    return None
-                result, new_status, due = self._run_locked(
-                    target, ak, policy, location_key, status, token
-                )
-                if not self._hot.finish_round(target.agent_id, token, new_status, due):
-                    log.warning("round outlived its lock; its result was discarded")
-                released = True
-                return result
-        finally:
-            if not released:
-                self._hot.unlock(target.agent_id, token)
+        with bound(agent_id=agent_id, round_id=token[:12]):
+            try:
+                return self._locked(round_target, token, fence, loaded)
+            except Exception:  # the outermost boundary of a round: named, never silent
+                log.exception("round crashed")
+                self._fault(agent_id, Reason.ROUND_CRASHED, "the round crashed (verifier log)")
+                self._hot.unlock(agent_id, token)
+                return None
 
-    def _run_locked(
-        self,
-        target: AgentTarget,
-        ak: TpmPublic,
-        policy: AttestationPolicy,
-        location_key: TpmPublic | None,
-        status: LiveStatus,
-        token: str,
-    ) -> tuple[RoundResult, LiveStatus, float | None]:
-        """The round's result, the status to store and when the next round is due (``None``:
-        not polled any more)."""
-        if status.state is AgentState.REGISTERED:  # the first round: registered -> attesting
-            self._transition(
-                target.agent_id,
-                status.state,
-                AgentState.ATTESTING,
-                RoundResult(outcome=Outcome.PASSED, memory=status.memory, reason="first_round"),
-            )
-            status = replace(status, state=AgentState.ATTESTING)
-        result = self._attest(target, ak, policy, location_key, status.memory)
-        now = self._clock()
-        new_state = next_state(status.state, result.outcome)
+    def _locked(
+        self, rt: RoundTarget, token: str, fence: int, loaded: LiveStatus | None
+    ) -> RoundReport | None:
+        agent_id = rt.target.agent_id
+        status = loaded or LiveStatus(state=rt.target.state, memory=RoundMemory())
+        if status.state not in POLLED_STATES:
+            self._hot.finish_round(agent_id, token, None, None)
+            return None
+        started = self._clock()
+        judged = judge(
+            source=self._source,
+            agent_url=rt.target.agent_url,
+            tls_certificate=rt.target.tls_certificate,
+            ak=rt.ak,
+            policy=rt.policy,
+            location_key=rt.location_key,
+            memory=status.memory,
+            clock=self._clock,
+        )
+        result = judged.result
+        ended = self._clock()
+        record = round_record(
+            agent_id=agent_id,
+            round_id=token,
+            started_at=_utc(started),
+            ended_at=_utc(ended),
+            judged_at=judged.judged_at,
+            origin=self._origin,
+            policy=rt.policy,
+            ak=rt.ak,
+            location_key=rt.location_key,
+            previous=status.memory,
+            evidence=judged.evidence,
+            result=result,
+        )
+        committed = self._commit(rt, token, fence, record, result)
+        if committed is None:
+            return RoundReport(result=result, committed=None, fault=Reason.RECORD_FAILED)
+        if isinstance(committed, Refused):
+            self._repair(agent_id, token, committed, ended, status)
+            return RoundReport(result=result, committed=None, fault=Reason.LOCK_LOST)
+        new_state = committed.record.to_state
+        passed = result.outcome is Outcome.PASSED
         streak = status.unreachable_streak + 1 if result.outcome is Outcome.UNREACHABLE else 0
-        # Only a round that still holds its lock may move the agent (a stalled round must not
-        # undo what a newer round or an operator decided meanwhile).
-        if new_state is not status.state and self._hot.holds_lock(target.agent_id, token):
-            self._transition(target.agent_id, status.state, new_state, result)
+        # A verifier fault keeps the memory the round started from; any verdict moves it on.
+        memory = status.memory if result.outcome is Outcome.VERIFIER_FAULT else result.memory
         new_status = LiveStatus(
-            state=new_state, memory=result.memory, last_round_at=now, unreachable_streak=streak
+            state=new_state, memory=memory, last_round_at=ended, unreachable_streak=streak
         )
         due = None
         if new_state in POLLED_STATES:
-            due = self._cadence.next_due(now, result.outcome, streak)
-        return result, new_status, due
+            due = self._cadence.next_due(ended, result.outcome, streak)
+        if passed:
+            self._hot.clear_fault(agent_id)
+        elif result.outcome is Outcome.VERIFIER_FAULT and result.reason is not None:
+            self._hot.mark_fault(agent_id, result.reason, result.message)
+        if not self._hot.finish_round(agent_id, token, new_status, due):
+            log.warning("lock expired while the verdict committed; the verdict stands")
+        self._publish(committed)
+        return RoundReport(result=result, committed=committed)
 
-    def _attest(
+    def _commit(
         self,
-        target: AgentTarget,
-        ak: TpmPublic,
-        policy: AttestationPolicy,
-        location_key: TpmPublic | None,
-        memory: RoundMemory,
-    ) -> RoundResult:
-        nonce = os.urandom(NONCE_BYTES)
-        request = EvidenceRequest(
-            nonce=nonce.hex(),
-            pcrs=policy.pcr_selection(),
-            ima_offset=memory.ima_offset_for(policy.ima_banks),
-            include_location=policy.location is not None,
-            include_boot_log=policy.boot_log_replay,
-        )
-        try:
-            response = self._client.fetch_evidence(
-                target.agent_url, target.tls_certificate, request
-            )
-            evidence = parse_evidence(response, nonce)
-        except AgentUnreachable as e:
-            log.info("agent unreachable: %s", e.message)
-            return RoundResult(
-                outcome=Outcome.UNREACHABLE, memory=memory, reason=e.code, message=e.message
-            )
-        except IntegrityError as e:  # malformed evidence, or no location under a PoG policy
-            return RoundResult(
-                outcome=Outcome.INTEGRITY_FAILURE, memory=memory, reason=e.code, message=e.message
-            )
-        try:
-            result = verify_round(
-                evidence,
-                ak=ak,
-                policy=policy,
-                previous=memory,
-                now=datetime.fromtimestamp(self._clock(), UTC),
-                location_key=location_key,
-            )
-        except Exception:  # a bug on evidence we cannot judge: fail closed, never stay attested
-            log.exception("evidence could not be verified")
-            return RoundResult(
-                outcome=Outcome.INTEGRITY_FAILURE,
-                memory=memory,
-                reason=EVIDENCE_UNVERIFIABLE,
-                message="the verifier could not evaluate this evidence (see the verifier log)",
-            )
-        if result.outcome is Outcome.INTEGRITY_FAILURE:
-            log.warning("integrity failure %s: %s", result.reason, result.message)
-        return result
+        rt: RoundTarget,
+        token: str,
+        fence: int,
+        record: EvidenceRecord,
+        result: RoundResult,
+    ) -> CommitResult | None:
+        agent_id = rt.target.agent_id
+        margin = self._cadence.commit_timeout + 5.0
+        if not self._hot.confirm_lock(agent_id, token, margin):
+            log.warning("round outlived its lock; its result was discarded")
+            self._fault(agent_id, Reason.LOCK_LOST, "a round outlived its lock")
+            return Refused(why="fence")
+        outcome = result.outcome
 
-    def _transition(
-        self, agent_id: str, old: AgentState, new: AgentState, result: RoundResult
+        def decide(stored: AgentState) -> AgentState | None:
+            if stored not in POLLED_STATES:
+                return None  # paused or failed since this round started: not ours to move
+            return next_state(stored, outcome)
+
+        draft = VerdictDraft(
+            record=record,
+            fence=fence,
+            decide=decide,
+            passed=outcome is Outcome.PASSED,
+            ima_entries_verified=(
+                result.memory.ima_offset_for(rt.policy.ima_banks)
+                if outcome is Outcome.PASSED
+                else None
+            ),
+            sample_every=self._cadence.sample_every,
+        )
+        try:
+            return self._committer.commit(draft, timeout=self._cadence.commit_timeout)
+        except Exception as e:  # database down, locked, or slower than the timeout
+            log.warning("the verdict could not be recorded: %s", e)
+            self._fault(agent_id, Reason.RECORD_FAILED, f"the verdict could not be recorded: {e}")
+            # Nothing was recorded, so nothing moves: retry at the normal cadence.
+            self._hot.finish_round(agent_id, token, None, self._clock() + self._cadence.interval)
+            return None
+
+    def _repair(
+        self, agent_id: str, token: str, refused: Refused, now: float, status: LiveStatus
     ) -> None:
-        transition = Transition(
-            agent_id=agent_id,
-            from_state=old,
-            to_state=new,
-            reason=result.reason,
-            message=result.message or None,
-            details=result.details,
+        """SQL refused this round because Redis had a stale view: a fence counter that restarted
+        (Redis lost its data), or a cached state SQL no longer has. Take SQL's word and retry."""
+        if refused.why == "missing" or refused.stored_state is None:
+            self._hot.finish_round(agent_id, token, None, None)  # removed meanwhile
+            return
+        if refused.stored_fence:
+            self._hot.raise_fence(agent_id, refused.stored_fence)
+        stored = refused.stored_state
+        new_status = None if stored is status.state else replace(status, state=stored)
+        self._hot.finish_round(
+            agent_id, token, new_status, now if stored in POLLED_STATES else None
         )
-        event_id = self._store.record_transition(
-            transition, datetime.fromtimestamp(self._clock(), UTC)
-        )
-        if new is AgentState.FAILED:
-            self._on_failure(event_id, transition)
+
+    def _fault(self, agent_id: str, reason: Reason, message: str) -> None:
+        try:
+            self._hot.mark_fault(agent_id, reason, message)
+        except Exception:  # Redis itself is down: the lease still ends the agent's attestation
+            log.exception("could not record the fault %s", reason)
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)

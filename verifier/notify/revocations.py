@@ -1,62 +1,39 @@
-"""Telling the world an agent failed: revocation events on Redis, and a webhook delivery per URL.
+"""Telling the world an agent's state changed: Redis channels and the webhook outbox.
 
-On every transition to ``failed`` the verifier publishes a revocation message on the Redis channel
-``geoattest:revocations`` (token services and dashboards subscribe), and creates one delivery per
-configured webhook (sent by ``verifier.notify.webhooks``).
+Every committed transition is published on ``geoattest:events`` (dashboards); a transition that
+ends the agent's trust (a failure, or leaving ``attested``) also on ``geoattest:revocations``
+(token services drop what they issued). Both carry ``AgentEvent.to_json()``, the same body as the
+webhook and the events API. Webhook deliveries were written with the verdict (an outbox); they
+are enqueued here, after the commit.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+import logging
+from collections.abc import Callable
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from geoattest.db import transaction
 from verifier.storage.hot_state import HotState
-from verifier.storage.models import WebhookDelivery
-from verifier.storage.sql import Transition
+from verifier.storage.verdicts import Committed
+
+log = logging.getLogger(__name__)
 
 
-class FailureNotifier:
-    """Called by the round runner on each transition to ``failed``."""
+class EventPublisher:
+    """Called by the round runner (and operator actions, the watchdog) after each commit."""
 
-    def __init__(
-        self,
-        *,
-        hot: HotState,
-        sessions: sessionmaker[Session],
-        webhook_urls: Sequence[str],
-        enqueue_delivery: Callable[[int], None],
-    ) -> None:
+    def __init__(self, *, hot: HotState, enqueue_delivery: Callable[[int], None]) -> None:
         self._hot = hot
-        self._sessions = sessions
-        self._urls = tuple(webhook_urls)
         self._enqueue = enqueue_delivery
 
-    def __call__(self, event_id: int, transition: Transition) -> None:
-        message = {
-            "type": "agent_failed",
-            "event_id": event_id,
-            "agent_id": transition.agent_id,
-            "reason": transition.reason,
-            "message": transition.message,
-            "details": dict(transition.details),
-        }
-        self._hot.publish_revocation(json.dumps(message))
-        if not self._urls:
+    def __call__(self, committed: Committed) -> None:
+        event = committed.event
+        if event is None:
             return
-        now = datetime.now(UTC)
-        with transaction(self._sessions) as session:
-            deliveries = [
-                WebhookDelivery(
-                    event_id=event_id, url=url, status="pending", attempts=0, updated_at=now
-                )
-                for url in self._urls
-            ]
-            session.add_all(deliveries)
-            session.flush()
-            ids = [delivery.id for delivery in deliveries]
-        for delivery_id in ids:
+        message = json.dumps(event.to_json(), separators=(",", ":"))
+        try:
+            self._hot.publish_event(message, ends_trust=event.ends_trust)
+        except Exception:  # subscribers re-read state; the commit is what counts
+            log.exception("could not publish event %d", event.id)
+        for delivery_id in committed.deliveries:
             self._enqueue(delivery_id)

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
-from geoattest.db import as_utc, transaction
+from geoattest.db import transaction
 from geoattest.errors import ReachabilityError
 from verifier.storage.models import EventRecord, WebhookDelivery
+from verifier.storage.sql import event_of
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +90,5 @@ class WebhookSender:
 
 
 def _payload(event: EventRecord) -> bytes:
-    body = {
-        "type": "agent_failed",
-        "event_id": event.id,
-        "agent_id": event.agent_id,
-        "at": as_utc(event.at).isoformat(),
-        "from_state": event.from_state,
-        "to_state": event.to_state,
-        "reason": event.reason,
-        "message": event.message,
-        "details": json.loads(event.details) if event.details else {},
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
+    """The webhook body: the event model's JSON (``AgentEvent.to_json``), as everywhere else."""
+    return json.dumps(event_of(event).to_json(), separators=(",", ":")).encode()

@@ -1,11 +1,16 @@
 """The verifier's hot state in Redis: the round schedule, per-agent locks and round memory.
 
-Rounds run every couple of seconds for thousands of agents, so what changes every round lives in
-Redis, not in SQL: the schedule (a sorted set of agent ids by due time), a lock per agent (one
-round at a time, across workers) and each agent's ``RoundMemory`` plus live status. SQL keeps
-what must survive: agents, policies, state transitions and events.
+Rounds run every couple of seconds for thousands of agents, so what a round needs fast lives in
+Redis: the schedule (a sorted set of agent ids by due time), a lock per agent (one writer at a
+time, across workers) with its fencing token, each agent's ``RoundMemory`` (a cache) and the last
+verifier fault seen for it. SQL is the truth for state, lease and evidence
+(``verifier.storage.verdicts``); the state cached here only decides whether to poll.
 
-If Redis loses this state the next round of each agent replays its IMA log from entry 0 and takes
+The fencing token is a per-agent counter incremented by every lock taken. After a Redis restart
+without persistence the counters start again below what SQL stored; a commit refused on its fence
+then raises the counter (``raise_fence``), costing one round.
+
+If Redis loses the memory, the next round of each agent replays its IMA log from entry 0 and takes
 its TPM clock as new: slower, never weaker, because every round has a fresh nonce.
 """
 
@@ -27,6 +32,7 @@ from verifier.core.states import AgentState
 SCHEDULE_KEY = "geoattest:schedule"
 CONFIG_VERSION_KEY = "geoattest:config-version"
 REVOCATION_CHANNEL = "geoattest:revocations"
+EVENTS_CHANNEL = "geoattest:events"
 
 
 def _memory_key(agent_id: str) -> str:
@@ -35,6 +41,17 @@ def _memory_key(agent_id: str) -> str:
 
 def _lock_key(agent_id: str) -> str:
     return f"geoattest:lock:{agent_id}"
+
+
+def _fence_key(agent_id: str) -> str:
+    return f"geoattest:fence:{agent_id}"
+
+
+def _fault_key(agent_id: str) -> str:
+    return f"geoattest:fault:{agent_id}"
+
+
+FAULT_TTL_SECONDS = 3600  # a fault nobody repeats stops naming causes after an hour
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,31 +100,45 @@ class HotState:
     def scheduled_count(self) -> int:
         return int(self._redis.zcard(SCHEDULE_KEY))
 
-    # --- locks ------------------------------------------------------------------------------
+    # --- locks and fencing tokens ------------------------------------------------------------
 
-    def try_lock(self, agent_id: str, token: str, ttl_seconds: float) -> bool:
-        return bool(
-            self._redis.set(_lock_key(agent_id), token, nx=True, px=int(ttl_seconds * 1000))
-        )
+    def take_lock(self, agent_id: str, token: str, ttl_seconds: float) -> int | None:
+        """The agent's lock and a fresh fencing token, or ``None`` when someone holds it."""
+        keys = (_lock_key(agent_id), _fence_key(agent_id))
+        fence = self._redis.eval(_TAKE_LOCK_LUA, len(keys), *keys, token, int(ttl_seconds * 1000))
+        return int(fence) if fence else None
 
     def unlock(self, agent_id: str, token: str) -> None:
         self._redis.eval(_UNLOCK_LUA, 1, _lock_key(agent_id), token)
 
+    def confirm_lock(self, agent_id: str, token: str, ttl_seconds: float) -> bool:
+        """Whether ``token`` still holds the lock; if so it is extended to ``ttl_seconds`` (a
+        writer confirms just before it commits, so its lock outlives the commit)."""
+        return bool(
+            self._redis.eval(_CONFIRM_LUA, 1, _lock_key(agent_id), token, int(ttl_seconds * 1000))
+        )
+
+    def raise_fence(self, agent_id: str, at_least: int) -> int:
+        """Lift the fencing counter above ``at_least`` (SQL stored it; Redis forgot) and return
+        a fresh token from it, for the lock holder's retry."""
+        return int(self._redis.eval(_RAISE_FENCE_LUA, 1, _fence_key(agent_id), at_least))
+
     # --- a round's two round trips ------------------------------------------------------------
     # A round used five sequential Redis calls (lock, load, store, schedule, unlock); under load
-    # every one of them waits for the worker's GIL again, so they are pipelined into two.
+    # every one of them waits for the worker's GIL again, so they are scripted into two.
 
     def lock_and_load(
         self, agent_id: str, token: str, ttl_seconds: float
-    ) -> tuple[bool, LiveStatus | None]:
-        """``try_lock`` and ``load`` in one round trip; the status means nothing unless locked."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(_lock_key(agent_id), token, nx=True, px=int(ttl_seconds * 1000))
-        pipe.get(_memory_key(agent_id))
-        locked, raw = pipe.execute()
-        if not locked:
-            return False, None
-        return True, None if raw is None else _decode_status(raw)
+    ) -> tuple[int | None, LiveStatus | None]:
+        """``take_lock`` and ``load`` in one round trip: the fence (``None``: not locked) and the
+        cached status (meaningless unless locked)."""
+        keys = (_lock_key(agent_id), _fence_key(agent_id), _memory_key(agent_id))
+        fence, raw = self._redis.eval(
+            _LOCK_AND_LOAD_LUA, len(keys), *keys, token, int(ttl_seconds * 1000)
+        )
+        if not fence:
+            return None, None
+        return int(fence), None if not raw else _decode_status(raw)
 
     def finish_round(
         self, agent_id: str, token: str, status: LiveStatus | None, due: float | None
@@ -125,19 +156,52 @@ class HotState:
         )
         return bool(self._redis.eval(_FINISH_ROUND_LUA, len(keys), *keys, *args))
 
+    def store_and_unlock(self, agent_id: str, token: str, status: LiveStatus) -> bool:
+        """Store ``status`` and release the lock, only while ``token`` holds it; the schedule is
+        left as it is (an operator or the watchdog moved the agent, rounds go on)."""
+        keys = (_lock_key(agent_id), _memory_key(agent_id))
+        return bool(
+            self._redis.eval(_STORE_AND_UNLOCK_LUA, len(keys), *keys, token, _encode_status(status))
+        )
+
     def holds_lock(self, agent_id: str, token: str) -> bool:
         raw = self._redis.get(_lock_key(agent_id))
         held = raw.decode() if isinstance(raw, bytes) else raw
         return bool(held == token)
 
-    def wait_for_lock(self, agent_id: str, token: str, ttl_seconds: float, wait: float) -> bool:
-        """Take the agent's lock, waiting up to ``wait`` seconds for a running round to end."""
+    def wait_for_lock(
+        self, agent_id: str, token: str, ttl_seconds: float, wait: float
+    ) -> int | None:
+        """Take the agent's lock (its fence), waiting up to ``wait`` seconds for a running round
+        to end; ``None`` if it does not."""
         deadline = time.monotonic() + wait
-        while not self.try_lock(agent_id, token, ttl_seconds):
+        while (fence := self.take_lock(agent_id, token, ttl_seconds)) is None:
             if time.monotonic() > deadline:
-                return False
+                return None
             time.sleep(0.02)
-        return True
+        return fence
+
+    # --- verifier faults (the watchdog names them when a lease runs out) -----------------------
+
+    def mark_fault(self, agent_id: str, reason: str, message: str) -> None:
+        body = json.dumps({"reason": reason, "message": message[:500], "at": time.time()})
+        self._redis.set(_fault_key(agent_id), body, ex=FAULT_TTL_SECONDS)
+
+    def clear_fault(self, agent_id: str) -> None:
+        self._redis.delete(_fault_key(agent_id))
+
+    def faults(self, agent_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """The last fault (reason, message) of each agent that has one."""
+        ids = list(agent_ids)
+        if not ids:
+            return {}
+        raws = self._redis.mget([_fault_key(agent_id) for agent_id in ids])
+        found = {}
+        for agent_id, raw in zip(ids, raws, strict=True):
+            if raw:
+                body = json.loads(raw)
+                found[agent_id] = (str(body["reason"]), str(body["message"]))
+        return found
 
     # --- live status ------------------------------------------------------------------------
 
@@ -158,7 +222,7 @@ class HotState:
         self._redis.set(_memory_key(agent_id), _encode_status(status))
 
     def forget(self, agent_id: str) -> None:
-        self._redis.delete(_memory_key(agent_id))
+        self._redis.delete(_memory_key(agent_id), _fault_key(agent_id))
         self.unschedule(agent_id)
 
     # --- configuration changes and revocations ----------------------------------------------
@@ -170,9 +234,41 @@ class HotState:
     def config_version(self) -> int:
         return int(self._redis.get(CONFIG_VERSION_KEY) or 0)
 
-    def publish_revocation(self, message: str) -> None:
-        self._redis.publish(REVOCATION_CHANNEL, message)
+    def publish_event(self, message: str, *, ends_trust: bool) -> None:
+        """Every event on the events channel; those that end trust also on the revocations one."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.publish(EVENTS_CHANNEL, message)
+        if ends_trust:
+            pipe.publish(REVOCATION_CHANNEL, message)
+        pipe.execute()
 
+
+_TAKE_LOCK_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"""
+
+_LOCK_AND_LOAD_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
+  return {redis.call('INCR', KEYS[2]), redis.call('GET', KEYS[3])}
+end
+return {0, false}
+"""
+
+_CONFIRM_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+
+_RAISE_FENCE_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return redis.call('INCR', KEYS[1])
+"""
 
 _CLAIM_DUE_LUA = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -185,6 +281,13 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 if ARGV[3] == '' then redis.call('ZREM', KEYS[3], ARGV[4])
 else redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+_STORE_AND_UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[1])
 return 1
 """

@@ -1,10 +1,22 @@
-"""The verifier's durable tables: policies, agents under verification, state events, deliveries."""
+"""The verifier's durable tables: policies, agents under verification, evidence records, state
+events, webhook deliveries."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geoattest.db import Base
@@ -15,7 +27,9 @@ class PolicyRecord(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
-    document: Mapped[str] = mapped_column(Text)  # the PolicyDocument as JSON
+    document: Mapped[str] = mapped_column(Text)  # RFC 8785 canonical JSON of the PolicyDocument
+    sha256: Mapped[bytes | None] = mapped_column(LargeBinary)  # of ``document``'s UTF-8 bytes
+    max_age_seconds: Mapped[float | None] = mapped_column(Float)  # the lease, for fast readers
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -33,8 +47,69 @@ class VerifiedAgent(Base):
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[str | None] = mapped_column(Text)  # JSON object of the last transition
     state_since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The lease and the chain, written by every verdict under the writer's fencing token: a
+    # writer whose ``fence`` is not above the stored one took the lock earlier and changes nothing.
+    fence: Mapped[int] = mapped_column(Integer, default=0)
+    chain_seq: Mapped[int] = mapped_column(Integer, default=0)  # seq of the newest record
+    chain_head: Mapped[bytes | None] = mapped_column(LargeBinary)  # its digest
+    last_round_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_passed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_sample_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ima_entries_verified: Mapped[int | None] = mapped_column(Integer)
+
+
+class RecordRow(Base):
+    """One evidence record (``verifier.core.record``): its canonical bytes, zlib-compressed."""
+
+    __tablename__ = "verifier_records"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "seq", name="uq_verifier_records_agent_seq"),
+        Index("ix_verifier_records_agent_ended", "agent_id", "ended_at"),
+        Index("ix_verifier_records_fold", "kept", "ended_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    round_id: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    # Kept in full for good (failure, transition, reboot, sample); others fold after the hot window.
+    kept: Mapped[bool] = mapped_column(Boolean)
+    digest: Mapped[bytes] = mapped_column(LargeBinary)
+    prev: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # zlib(canonical record bytes)
+    size: Mapped[int] = mapped_column(Integer)  # bytes of the canonical record
+
+
+class RecordFold(Base):
+    """A run of consecutive records past the hot window, kept as their chain's two ends.
+
+    ``prev`` is the digest before the run's first record and ``head`` the digest of its last, so
+    the chain still links the kept records on both sides; ``outcomes`` counts the run's outcomes.
+    """
+
+    __tablename__ = "verifier_record_folds"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "first_seq", name="uq_verifier_record_folds_agent_first"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(String(64), index=True)
+    first_seq: Mapped[int] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    prev: Mapped[bytes] = mapped_column(LargeBinary)
+    head: Mapped[bytes] = mapped_column(LargeBinary)
+    outcomes: Mapped[str] = mapped_column(Text)  # JSON object: outcome -> count
 
 
 class EventRecord(Base):
@@ -50,6 +125,8 @@ class EventRecord(Base):
     reason: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     details: Mapped[str | None] = mapped_column(Text)  # JSON object: offending path, digest…
+    round_id: Mapped[str | None] = mapped_column(String(32))
+    record_seq: Mapped[int | None] = mapped_column(Integer)  # the evidence record behind it
 
 
 class WebhookDelivery(Base):

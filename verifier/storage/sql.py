@@ -1,7 +1,12 @@
-"""The verifier's SQL records: policies, agents under verification, transitions and events."""
+"""The verifier's SQL tables as typed values: policies, agents under verification, events.
+
+Verdicts (records, state, lease) are written by ``verifier.storage.verdicts`` only; this module
+reads them and writes the configuration (policies, the agents' identities).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -14,8 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from geoattest.db import as_utc, transaction
 from geoattest.errors import AgentAlreadyVerified, NotFound, PolicyInUse
 from geoattest.wire import PolicyDocument
+from verifier.core.events import AgentEvent
+from verifier.core.reasons import Reason
 from verifier.core.states import AgentState
-from verifier.storage.models import EventRecord, PolicyRecord, VerifiedAgent
+from verifier.storage.models import (
+    EventRecord,
+    PolicyRecord,
+    RecordFold,
+    RecordRow,
+    VerifiedAgent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +52,8 @@ class StoredPolicy:
     version: int
     updated_at: datetime
     document: PolicyDocument
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Transition:
-    agent_id: str
-    from_state: AgentState
-    to_state: AgentState
-    reason: str | None
-    message: str | None
-    details: Mapping[str, str]
+    canonical: bytes  # the stored RFC 8785 bytes the digest covers
+    digest: bytes
 
 
 class VerifierStore:
@@ -57,14 +62,25 @@ class VerifierStore:
 
     # --- policies ---------------------------------------------------------------------------
 
-    def put_policy(self, name: str, document: PolicyDocument, now: datetime) -> StoredPolicy:
+    def put_policy(
+        self,
+        name: str,
+        canonical: bytes,
+        digest: bytes,
+        now: datetime,
+        *,
+        max_age_seconds: float | None = None,
+    ) -> StoredPolicy:
+        """Store a validated policy as its canonical bytes (``canonical_document``)."""
         with transaction(self._sessions) as session:
             record = session.get(PolicyRecord, name)
             if record is None:
                 record = PolicyRecord(name=name, version=0)
                 session.add(record)
             record.version += 1
-            record.document = document.model_dump_json()
+            record.document = canonical.decode("utf-8")
+            record.sha256 = digest
+            record.max_age_seconds = max_age_seconds
             record.updated_at = now
             return _policy(record)
 
@@ -74,6 +90,13 @@ class VerifierStore:
             if record is None:
                 raise NotFound(f"no policy {name!r}")
             return _policy(record)
+
+    def policy_max_ages(self) -> dict[str, float | None]:
+        """Each policy's lease setting (seconds; None: the verifier's default), without loading
+        the documents (a whole-system runtime policy is tens of MB)."""
+        with transaction(self._sessions) as session:
+            rows = session.execute(select(PolicyRecord.name, PolicyRecord.max_age_seconds))
+            return {name: max_age for name, max_age in rows}
 
     def list_policies(self) -> list[StoredPolicy]:
         with transaction(self._sessions) as session:
@@ -100,6 +123,7 @@ class VerifierStore:
                 raise AgentAlreadyVerified(
                     f"agent {target.agent_id!r} is already under verification"
                 )
+            seq, head = _chain_end(session, target.agent_id)
             session.add(
                 VerifiedAgent(
                     agent_id=target.agent_id,
@@ -111,6 +135,9 @@ class VerifierStore:
                     state=target.state,
                     state_since=now,
                     added_at=now,
+                    fence=0,
+                    chain_seq=seq,
+                    chain_head=head,
                 )
             )
 
@@ -168,35 +195,7 @@ class VerifierStore:
         with transaction(self._sessions) as session:
             session.delete(_agent(session, agent_id))
 
-    def record_transition(self, transition: Transition, now: datetime) -> int:
-        """Store the agent's new state and an event; returns the event id."""
-        with transaction(self._sessions) as session:
-            record = _agent(session, transition.agent_id)
-            record.state = transition.to_state
-            record.reason = transition.reason
-            record.message = transition.message
-            record.state_since = now
-            event = EventRecord(
-                agent_id=transition.agent_id,
-                at=now,
-                from_state=transition.from_state,
-                to_state=transition.to_state,
-                reason=transition.reason,
-                message=transition.message,
-                details=json.dumps(dict(transition.details)) if transition.details else None,
-            )
-            session.add(event)
-            session.flush()
-            log.info(
-                "agent %s: %s -> %s (%s)",
-                transition.agent_id,
-                transition.from_state,
-                transition.to_state,
-                transition.reason or "ok",
-            )
-            return event.id
-
-    def events(self, agent_id: str, limit: int = 100) -> list[EventRecordView]:
+    def events(self, agent_id: str, limit: int = 100) -> list[AgentEvent]:
         with transaction(self._sessions) as session:
             _agent(session, agent_id)
             records = session.scalars(
@@ -205,17 +204,42 @@ class VerifierStore:
                 .order_by(EventRecord.id.desc())
                 .limit(limit)
             )
-            return [EventRecordView.of(record) for record in records]
+            return [event_of(record) for record in records]
+
+    def attested_since_before(self, cutoff: datetime) -> list[tuple[str, str, datetime | None]]:
+        """Agents stored ``attested`` whose last pass is older than ``cutoff`` (or missing):
+        (agent id, policy name, last passed at). The watchdog's candidates."""
+        with transaction(self._sessions) as session:
+            rows = session.execute(
+                select(
+                    VerifiedAgent.agent_id, VerifiedAgent.policy_name, VerifiedAgent.last_passed_at
+                ).where(
+                    VerifiedAgent.state == AgentState.ATTESTED.value,
+                    (VerifiedAgent.last_passed_at < cutoff)
+                    | (VerifiedAgent.last_passed_at.is_(None)),
+                )
+            )
+            return [
+                (agent_id, policy, as_utc(passed) if passed else None)
+                for agent_id, policy, passed in rows
+            ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifiedAgentView:
+    """An agent's stored verdict; readers present it through ``verifier.core.lease``."""
+
     agent_id: str
     policy_name: str
     state: AgentState
-    reason: str | None
+    reason: Reason | None
     message: str | None
+    details: Mapping[str, str]
     state_since: datetime
+    last_round_at: datetime | None
+    last_passed_at: datetime | None
+    ima_entries_verified: int | None
+    records: int  # seq of the newest evidence record
 
     @classmethod
     def of(cls, record: VerifiedAgent) -> VerifiedAgentView:
@@ -223,35 +247,58 @@ class VerifiedAgentView:
             agent_id=record.agent_id,
             policy_name=record.policy_name,
             state=AgentState(record.state),
-            reason=record.reason,
-            message=record.message,
-            state_since=as_utc(record.state_since),
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EventRecordView:
-    id: int
-    agent_id: str
-    at: datetime
-    from_state: str
-    to_state: str
-    reason: str | None
-    message: str | None
-    details: Mapping[str, str]
-
-    @classmethod
-    def of(cls, record: EventRecord) -> EventRecordView:
-        return cls(
-            id=record.id,
-            agent_id=record.agent_id,
-            at=as_utc(record.at),
-            from_state=record.from_state,
-            to_state=record.to_state,
-            reason=record.reason,
+            reason=_reason(record.reason),
             message=record.message,
             details=json.loads(record.details) if record.details else {},
+            state_since=as_utc(record.state_since),
+            last_round_at=as_utc(record.last_round_at) if record.last_round_at else None,
+            last_passed_at=as_utc(record.last_passed_at) if record.last_passed_at else None,
+            ima_entries_verified=record.ima_entries_verified,
+            records=record.chain_seq,
         )
+
+
+def _reason(value: str | None) -> Reason | None:
+    try:
+        return Reason(value) if value is not None else None
+    except ValueError:  # written by an older version under another name
+        return None
+
+
+def event_of(record: EventRecord) -> AgentEvent:
+    return AgentEvent(
+        id=record.id,
+        agent_id=record.agent_id,
+        at=as_utc(record.at),
+        from_state=AgentState(record.from_state),
+        to_state=AgentState(record.to_state),
+        reason=_reason(record.reason),
+        message=record.message,
+        details=json.loads(record.details) if record.details else {},
+        round_id=record.round_id,
+        record_seq=record.record_seq,
+    )
+
+
+def _chain_end(session: Session, agent_id: str) -> tuple[int, bytes | None]:
+    """Where an agent's chain stands in the records kept (a re-added agent continues it)."""
+    last = session.execute(
+        select(RecordRow.seq, RecordRow.digest)
+        .where(RecordRow.agent_id == agent_id)
+        .order_by(RecordRow.seq.desc())
+        .limit(1)
+    ).first()
+    fold = session.execute(
+        select(RecordFold.last_seq, RecordFold.head)
+        .where(RecordFold.agent_id == agent_id)
+        .order_by(RecordFold.last_seq.desc())
+        .limit(1)
+    ).first()
+    ends = [end for end in (last, fold) if end is not None]
+    if not ends:
+        return 0, None
+    seq, head = max(ends, key=lambda end: end[0])
+    return int(seq), bytes(head)
 
 
 def _agent(session: Session, agent_id: str) -> VerifiedAgent:
@@ -262,9 +309,12 @@ def _agent(session: Session, agent_id: str) -> VerifiedAgent:
 
 
 def _policy(record: PolicyRecord) -> StoredPolicy:
+    canonical = record.document.encode("utf-8")
     return StoredPolicy(
         name=record.name,
         version=record.version,
         updated_at=as_utc(record.updated_at),
-        document=PolicyDocument.model_validate_json(record.document),
+        document=PolicyDocument.model_validate_json(canonical),
+        canonical=canonical,
+        digest=record.sha256 or hashlib.sha256(canonical).digest(),
     )

@@ -1,25 +1,41 @@
-"""The verifier's REST API under ``/v1``: policies and agents under verification."""
+"""The verifier's REST API under ``/v1``: policies, agents under verification, their rounds.
+
+Views parse, call the operations or readers, and serialize. Agent states are always shown
+through the lease (``verifier.engine.status``): the list and a single agent are the same view.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import datetime as dt
+import json
+import re
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from geoattest.errors import MalformedRequest, NotFound
 from geoattest.http import parse_body, require_admin_token
 from geoattest.wire import (
+    AGENT_ID_PATTERN,
     AddAgentRequest,
     AgentStatusView,
     EventView,
+    FoldView,
     PolicyDocument,
     PolicyName,
     PolicyView,
+    RoundPage,
+    RoundRecordView,
+    RoundSummaryView,
 )
+from verifier.engine.status import AgentStatus, StatusReader
 from verifier.operations import Operations
-from verifier.storage.hot_state import LiveStatus
-from verifier.storage.sql import StoredPolicy, VerifiedAgentView, VerifierStore
+from verifier.storage.records import FoldSummary, RecordStore, RecordSummary
+from verifier.storage.sql import StoredPolicy, VerifierStore
 
 blueprint = Blueprint("verifier", __name__, url_prefix="/v1")
+
+MAX_PAGE = 1000
+_AGENT_ID = re.compile(AGENT_ID_PATTERN)
 
 
 def _ops() -> Operations:
@@ -32,8 +48,25 @@ def _store() -> VerifierStore:
     return store
 
 
+def _status() -> StatusReader:
+    reader: StatusReader = current_app.extensions["geoattest.status"]
+    return reader
+
+
+def _records() -> RecordStore:
+    records: RecordStore = current_app.extensions["geoattest.records"]
+    return records
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 @blueprint.before_request
-def _require_admin_for_changes() -> None:
+def _check_request() -> None:
+    agent_id = (request.view_args or {}).get("agent_id")
+    if agent_id is not None and not _AGENT_ID.match(agent_id):
+        raise MalformedRequest("agent id must be 1-64 characters of [A-Za-z0-9._-]")
     if request.method not in ("GET", "HEAD"):
         require_admin_token("verifier")
 
@@ -63,38 +96,36 @@ def delete_policy(name: str) -> tuple[str, int]:
 @blueprint.post("/agents/<agent_id>")
 def add_agent(agent_id: str) -> tuple[Response, int]:
     body = parse_body(AddAgentRequest)
-    view = _ops().add_agent(agent_id, body.policy)
-    return jsonify(_status_view(view, None)), 201
+    _ops().add_agent(agent_id, body.policy)
+    return jsonify(_status_view(_status().one(agent_id, _now()))), 201
 
 
 @blueprint.get("/agents")
 def list_agents() -> Response:
-    return jsonify({"agents": [_status_view(view, None) for view in _store().list_agents()]})
+    return jsonify({"agents": [_status_view(status) for status in _status().all(_now())]})
 
 
 @blueprint.get("/agents/<agent_id>")
 def show_agent(agent_id: str) -> Response:
-    return jsonify(_status_view(*_ops().status(agent_id)))
+    return jsonify(_status_view(_status().one(agent_id, _now())))
 
 
 @blueprint.put("/agents/<agent_id>/policy")
 def set_agent_policy(agent_id: str) -> Response:
     body = parse_body(AddAgentRequest)
-    return jsonify(_status_view(_ops().set_policy(agent_id, body.policy), None))
+    _ops().set_policy(agent_id, body.policy)
+    return jsonify(_status_view(_status().one(agent_id, _now())))
+
+
+_ACTIONS = ("pause", "resume", "readmit", "refresh")
 
 
 @blueprint.post("/agents/<agent_id>/<action>")
 def act_on_agent(agent_id: str, action: str) -> Response:
-    ops = _ops()
-    actions = {
-        "pause": ops.pause,
-        "resume": ops.resume,
-        "readmit": ops.readmit,
-        "refresh": ops.refresh,
-    }
-    if action not in actions:
-        return jsonify({"error": {"code": "not_found", "message": f"no action {action!r}"}}), 404  # type: ignore[return-value]
-    return jsonify(_status_view(actions[action](agent_id), None))
+    if action not in _ACTIONS:
+        raise NotFound(f"no action {action!r} (one of {', '.join(_ACTIONS)})")
+    getattr(_ops(), action)(agent_id)
+    return jsonify(_status_view(_status().one(agent_id, _now())))
 
 
 @blueprint.delete("/agents/<agent_id>")
@@ -106,24 +137,71 @@ def remove_agent(agent_id: str) -> tuple[str, int]:
 @blueprint.get("/agents/<agent_id>/events")
 def agent_events(agent_id: str) -> Response:
     events = [
-        EventView(
-            id=e.id,
-            agent_id=e.agent_id,
-            at=e.at,
-            from_state=e.from_state,
-            to_state=e.to_state,
-            reason=e.reason,
-            message=e.message,
-            details=dict(e.details),
-        ).model_dump(mode="json")
+        EventView.model_validate(e.to_json()).model_dump(mode="json")
         for e in _store().events(agent_id)
     ]
     return jsonify({"events": events})
 
 
+@blueprint.get("/agents/<agent_id>/rounds")
+def agent_rounds(agent_id: str) -> Response:
+    """Evidence records (and folds) in chain order: ``?from=&to=`` (ISO 8601), ``after_seq``,
+    ``limit`` (at most 1000)."""
+    _store().get_agent(agent_id)
+    limit = _int_arg("limit", 100, 1, MAX_PAGE)
+    items = _records().page(
+        agent_id,
+        since=_time_arg("from"),
+        until=_time_arg("to"),
+        after_seq=_int_arg("after_seq", 0, 0, 2**62),
+        limit=limit,
+    )
+    views = [_round_view(item) for item in items]
+    last = items[-1] if items else None
+    next_after = None
+    if last is not None and len(items) == limit:
+        next_after = last.seq if isinstance(last, RecordSummary) else last.last_seq
+    return jsonify(RoundPage(items=views, next_after_seq=next_after).model_dump(mode="json"))
+
+
+@blueprint.get("/agents/<agent_id>/rounds/<round_id>")
+def agent_round(agent_id: str, round_id: str) -> Response:
+    stored = _records().get(agent_id, round_id)
+    view = RoundRecordView(
+        agent_id=agent_id,
+        seq=stored.record.seq,
+        round_id=stored.record.round_id,
+        digest=stored.digest.hex(),
+        kept=stored.kept,
+        canonical=stored.canonical,
+        record=json.loads(stored.canonical),
+    )
+    return jsonify(view.model_dump(mode="json"))
+
+
 @blueprint.get("/healthz")
 def healthz() -> Response:
     return jsonify({"status": "ok", "service": "verifier"})
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise MalformedRequest(f"{name} must be an integer in {low}..{high}")
+    return int(raw)
+
+
+def _time_arg(name: str) -> dt.datetime | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise MalformedRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T10:00:00Z") from e
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _check_name(name: str) -> None:
@@ -139,25 +217,58 @@ def _policy_view(policy: StoredPolicy) -> dict[str, object]:
         updated_at=policy.updated_at,
         document=policy.document,
     )
-    return view.model_dump(mode="json")
+    body = view.model_dump(mode="json")
+    body["sha256"] = policy.digest.hex()
+    return body
 
 
-def _status_view(view: VerifiedAgentView, live: LiveStatus | None) -> dict[str, object]:
-    status = AgentStatusView(
+def _status_view(status: AgentStatus) -> dict[str, object]:
+    view, lease = status.view, status.lease
+    now = _now()
+    return AgentStatusView(
         agent_id=view.agent_id,
         policy=view.policy_name,
-        state=(live.state if live is not None else view.state).value,
-        reason=view.reason,
+        state=lease.state.value,
+        stored_state=view.state.value,
+        reason=view.reason.value if view.reason is not None else None,
         message=view.message,
+        details=dict(view.details),
         state_since=view.state_since,
-        last_round_at=(
-            datetime.fromtimestamp(live.last_round_at, UTC)
-            if live is not None and live.last_round_at is not None
-            else None
-        ),
-        ima_entries_verified=live.memory.ima_offset() if live is not None else None,
+        last_round_at=view.last_round_at,
+        last_passed_at=view.last_passed_at,
+        lease_expires_at=lease.expires_at,
+        lease_remaining_seconds=round(lease.remaining(now), 3),
+        lease_max_age_seconds=status.max_age.total_seconds(),
+        ima_entries_verified=view.ima_entries_verified,
+        records=view.records,
+    ).model_dump(mode="json")
+
+
+def _round_view(item: RecordSummary | FoldSummary) -> RoundSummaryView | FoldView:
+    if isinstance(item, FoldSummary):
+        return FoldView(
+            first_seq=item.first_seq,
+            last_seq=item.last_seq,
+            count=item.count,
+            first_at=item.first_at,
+            last_at=item.last_at,
+            prev=item.prev.hex(),
+            head=item.head.hex(),
+            outcomes=item.outcomes,
+        )
+    return RoundSummaryView(
+        kind=item.kind,
+        seq=item.seq,
+        round_id=item.round_id,
+        started_at=item.started_at,
+        ended_at=item.ended_at,
+        outcome=item.outcome,
+        reason=item.reason,
+        kept=item.kept,
+        digest=item.digest.hex(),
+        prev=item.prev.hex(),
+        size=item.size,
     )
-    return status.model_dump(mode="json")
 
 
 __all__ = ["PolicyName", "blueprint"]

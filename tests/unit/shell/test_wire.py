@@ -5,7 +5,13 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from geoattest.wire import ActivateRequest, EnrolRequest, activation_proof, enrolment_digest
+from geoattest.wire import (
+    ActivateRequest,
+    EnrolRequest,
+    PolicyDocument,
+    activation_proof,
+    enrolment_digest,
+)
 
 
 def _enrol_body(**changes: object) -> dict[str, object]:
@@ -32,13 +38,24 @@ def test_enrol_request_decodes_base64_and_round_trips() -> None:
         {"agent_id": "a" * 65},
         {"ek_certificate": "not base64!"},
         {"ak_public": 42},
-        {"unexpected": "field"},
         {"ek_certificate": base64.b64encode(b"x" * 20000).decode()},
     ],
 )
 def test_enrol_request_rejects_bad_fields(changes: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         EnrolRequest.model_validate(_enrol_body(**changes))
+
+
+def test_peers_ignore_fields_they_do_not_know() -> None:
+    """A newer peer's optional field must not break an older one (issue 8: version skew)."""
+    request = EnrolRequest.model_validate(_enrol_body(added_in_a_later_version="value"))
+    assert request == EnrolRequest.model_validate(_enrol_body())
+
+
+def test_operator_input_refuses_fields_it_does_not_know() -> None:
+    """An operator's policy setting the verifier does not know must not be silently dropped."""
+    with pytest.raises(ValidationError, match="max_age_secs"):
+        PolicyDocument.model_validate({"max_age_secs": 30})
 
 
 def test_enrol_request_requires_every_field() -> None:

@@ -1,0 +1,357 @@
+"""Evidence records: what one round (or operator action) proved, as canonical, hash-chained bytes.
+
+Every round leaves a record: the evidence as received, the memory it was judged against, the
+policy and zones it was judged by (name, version, SHA-256), a verdict per check and the state
+transition. Each agent's records form a hash chain: a record names the digest of the agent's
+previous one (``GENESIS`` for the first), so removing, reordering or editing a record breaks
+every later link, across reboots and re-admissions alike.
+
+**Encoding** (``type`` = ``geoattest.evidence-record``, ``v`` = 1): an RFC 8785 (JCS) canonical
+JSON object; byte strings as standard base64 (``attest``, ``signature``, ``location``…) or
+lowercase hex (digests, nonce), times as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, absent values omitted.
+``decode_record`` accepts only the canonical form (it re-encodes and compares), so one record has
+exactly one encoding and one digest: ``SHA-256("geoattest-record-v1" ‖ 0x00 ‖ bytes)``.
+
+Pure: no I/O, no clock. ``verifier.core.reverify`` re-checks a record from these bytes alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import rfc8785
+
+from allowlists.ima.replay import ImaState
+from geoattest.errors import EvidenceMalformed
+from tpm import ClockInfo
+from verifier.core.reasons import Reason
+from verifier.core.round import Check, CheckResult, RoundEvidence, Verdict
+from verifier.core.states import AgentState, Outcome
+
+RECORD_TYPE = "geoattest.evidence-record"
+RECORD_VERSION = 1
+GENESIS = bytes(32)  # the ``prev`` of an agent's first record
+_DIGEST_PREFIX = b"geoattest-record-v1\x00"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class RecordKind(StrEnum):
+    ROUND = "round"  # a round of attestation: evidence and verdicts
+    OPERATOR = "operator"  # pause, resume, re-admit, refresh by an operator
+    WATCHDOG = "watchdog"  # the lease ran out with no verdict: stale
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyRef:
+    name: str
+    version: int
+    sha256: bytes  # of the policy's canonical document
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordContext:
+    """The memory a round was judged against, so that the record re-verifies on its own.
+
+    The location track is not copied (it is the location evidence of the previous rounds, in
+    their records): ``track_sha256`` is SHA-256 over the concatenated SHA-256 of each.
+    """
+
+    clock: ClockInfo | None
+    ima: ImaState | None
+    track_sha256: bytes
+    track_length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocationSummary:
+    decision: str
+    zone_id: str
+    distance_m: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceRecord:
+    agent_id: str
+    seq: int  # 1, 2, … per agent, no gaps
+    kind: RecordKind
+    round_id: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    prev: bytes  # digest of the agent's previous record (GENESIS for the first)
+    verifier_id: str
+    from_state: AgentState
+    to_state: AgentState
+    reason: Reason | None = None
+    message: str = ""
+    details: Mapping[str, str] = field(default_factory=dict)
+    # --- rounds only ------------------------------------------------------------------------
+    outcome: Outcome | None = None
+    judged_at: dt.datetime | None = None  # the ``now`` the checks ran with
+    policy: PolicyRef | None = None
+    zones_sha256: bytes | None = None
+    ak_name: bytes | None = None
+    location_key_name: bytes | None = None
+    evidence: RoundEvidence | None = None  # as received (``None``: the agent sent none)
+    boot_log_sha256: bytes | None = None  # the boot log itself is not kept
+    context: RecordContext | None = None
+    checks: tuple[CheckResult, ...] = ()
+    location: LocationSummary | None = None
+
+
+def track_digest(track: Sequence[bytes]) -> bytes:
+    """``RecordContext.track_sha256`` of a location track (oldest first)."""
+    return hashlib.sha256(b"".join(hashlib.sha256(item).digest() for item in track)).digest()
+
+
+def record_digest(encoded: bytes) -> bytes:
+    return hashlib.sha256(_DIGEST_PREFIX + encoded).digest()
+
+
+def encode_record(record: EvidenceRecord) -> bytes:
+    """The canonical bytes of ``record`` (see the module docstring)."""
+    return rfc8785.dumps(_to_json(record))
+
+
+def decode_record(data: bytes) -> EvidenceRecord:
+    """Parse canonical record bytes; ``EvidenceMalformed`` for anything else."""
+    try:
+        body = json.loads(data)
+        if not isinstance(body, dict) or body.get("type") != RECORD_TYPE:
+            raise ValueError("not an evidence record")
+        if body.get("v") != RECORD_VERSION:
+            raise ValueError(f"record version {body.get('v')!r} is not {RECORD_VERSION}")
+        record = _from_json(body)
+    except (ValueError, KeyError, TypeError) as e:
+        raise EvidenceMalformed(f"evidence record does not parse: {e}") from e
+    if encode_record(record) != data:
+        raise EvidenceMalformed("evidence record is not in canonical form")
+    return record
+
+
+# --- JSON mapping ---------------------------------------------------------------------------------
+
+
+def _time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime(_TIME_FORMAT)
+
+
+def _parse_time(value: str) -> dt.datetime:
+    return dt.datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=dt.UTC)
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _unb64(value: str) -> bytes:
+    return base64.b64decode(value, validate=True)
+
+
+def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if value is not None and value != {}}
+
+
+def _to_json(r: EvidenceRecord) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "type": RECORD_TYPE,
+            "v": RECORD_VERSION,
+            "agent_id": r.agent_id,
+            "seq": r.seq,
+            "kind": r.kind.value,
+            "round_id": r.round_id,
+            "started_at": _time(r.started_at),
+            "ended_at": _time(r.ended_at),
+            "prev": r.prev.hex(),
+            "verifier_id": r.verifier_id,
+            "state": {"from": r.from_state.value, "to": r.to_state.value},
+            "reason": r.reason.value if r.reason else None,
+            "message": r.message or None,
+            "details": dict(r.details),
+            "outcome": r.outcome.value if r.outcome else None,
+            "judged_at": _time(r.judged_at) if r.judged_at else None,
+            "policy": (
+                {
+                    "name": r.policy.name,
+                    "version": r.policy.version,
+                    "sha256": r.policy.sha256.hex(),
+                }
+                if r.policy
+                else None
+            ),
+            "zones_sha256": r.zones_sha256.hex() if r.zones_sha256 else None,
+            "ak_name": r.ak_name.hex() if r.ak_name else None,
+            "location_key_name": r.location_key_name.hex() if r.location_key_name else None,
+            "evidence": _evidence_json(r.evidence) if r.evidence else None,
+            "boot_log_sha256": r.boot_log_sha256.hex() if r.boot_log_sha256 else None,
+            "context": _context_json(r.context) if r.context else None,
+            "checks": [_check_json(c) for c in r.checks] or None,
+            "location": (
+                {
+                    "decision": r.location.decision,
+                    "zone": r.location.zone_id,
+                    # centimetres: JCS numbers are exact only as integers of this size
+                    "distance_cm": round(r.location.distance_m * 100),
+                }
+                if r.location
+                else None
+            ),
+        }
+    )
+
+
+def _evidence_json(e: RoundEvidence) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "nonce": e.nonce.hex(),
+            "attest": _b64(e.attest),
+            "signature": _b64(e.signature),
+            "pcrs": {
+                bank: {str(i): v.hex() for i, v in values.items()}
+                for bank, values in e.pcrs.items()
+            },
+            "ima": {"offset": e.ima_offset, "lines": list(e.ima_lines)},
+            "location": _b64(e.location) if e.location is not None else None,
+            "location_signature": (
+                _b64(e.location_signature) if e.location_signature is not None else None
+            ),
+        }
+    )
+
+
+def _context_json(c: RecordContext) -> dict[str, Any]:
+    clock = c.clock
+    return _drop_none(
+        {
+            "clock": (
+                [clock.clock, clock.reset_count, clock.restart_count, int(clock.safe)]
+                if clock
+                else None
+            ),
+            "ima": (
+                {
+                    "entries": c.ima.entries_verified,
+                    "pcr10": {bank: v.hex() for bank, v in c.ima.pcr10.items()},
+                }
+                if c.ima
+                else None
+            ),
+            "track_sha256": c.track_sha256.hex(),
+            "track_length": c.track_length,
+        }
+    )
+
+
+def _check_json(c: CheckResult) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "check": c.check.value,
+            "verdict": c.verdict.value,
+            "reason": c.reason.value if c.reason else None,
+            "message": c.message or None,
+        }
+    )
+
+
+def _from_json(b: dict[str, Any]) -> EvidenceRecord:
+    policy = b.get("policy")
+    location = b.get("location")
+    return EvidenceRecord(
+        agent_id=str(b["agent_id"]),
+        seq=int(b["seq"]),
+        kind=RecordKind(b["kind"]),
+        round_id=str(b["round_id"]),
+        started_at=_parse_time(b["started_at"]),
+        ended_at=_parse_time(b["ended_at"]),
+        prev=bytes.fromhex(b["prev"]),
+        verifier_id=str(b["verifier_id"]),
+        from_state=AgentState(b["state"]["from"]),
+        to_state=AgentState(b["state"]["to"]),
+        reason=Reason(b["reason"]) if "reason" in b else None,
+        message=str(b.get("message", "")),
+        details={str(k): str(v) for k, v in b.get("details", {}).items()},
+        outcome=Outcome(b["outcome"]) if "outcome" in b else None,
+        judged_at=_parse_time(b["judged_at"]) if "judged_at" in b else None,
+        policy=(
+            PolicyRef(
+                name=str(policy["name"]),
+                version=int(policy["version"]),
+                sha256=bytes.fromhex(policy["sha256"]),
+            )
+            if policy
+            else None
+        ),
+        zones_sha256=bytes.fromhex(b["zones_sha256"]) if "zones_sha256" in b else None,
+        ak_name=bytes.fromhex(b["ak_name"]) if "ak_name" in b else None,
+        location_key_name=(
+            bytes.fromhex(b["location_key_name"]) if "location_key_name" in b else None
+        ),
+        evidence=_evidence_from(b["evidence"]) if "evidence" in b else None,
+        boot_log_sha256=bytes.fromhex(b["boot_log_sha256"]) if "boot_log_sha256" in b else None,
+        context=_context_from(b["context"]) if "context" in b else None,
+        checks=tuple(
+            CheckResult(
+                check=Check(c["check"]),
+                verdict=Verdict(c["verdict"]),
+                reason=Reason(c["reason"]) if "reason" in c else None,
+                message=str(c.get("message", "")),
+            )
+            for c in b.get("checks", [])
+        ),
+        location=(
+            LocationSummary(
+                decision=str(location["decision"]),
+                zone_id=str(location["zone"]),
+                distance_m=int(location["distance_cm"]) / 100,
+            )
+            if location
+            else None
+        ),
+    )
+
+
+def _evidence_from(e: dict[str, Any]) -> RoundEvidence:
+    return RoundEvidence(
+        nonce=bytes.fromhex(e["nonce"]),
+        attest=_unb64(e["attest"]),
+        signature=_unb64(e["signature"]),
+        pcrs={
+            str(bank): {int(i): bytes.fromhex(v) for i, v in values.items()}
+            for bank, values in e.get("pcrs", {}).items()
+        },
+        ima_offset=int(e["ima"]["offset"]),
+        ima_lines=tuple(str(line) for line in e["ima"]["lines"]),
+        location=_unb64(e["location"]) if "location" in e else None,
+        location_signature=(_unb64(e["location_signature"]) if "location_signature" in e else None),
+    )
+
+
+def _context_from(c: dict[str, Any]) -> RecordContext:
+    clock = None
+    if "clock" in c:
+        ticks, reset_count, restart_count, safe = c["clock"]
+        clock = ClockInfo(
+            clock=int(ticks),
+            reset_count=int(reset_count),
+            restart_count=int(restart_count),
+            safe=bool(safe),
+        )
+    ima = None
+    if "ima" in c:
+        ima = ImaState(
+            entries_verified=int(c["ima"]["entries"]),
+            pcr10={str(k): bytes.fromhex(v) for k, v in c["ima"]["pcr10"].items()},
+        )
+    return RecordContext(
+        clock=clock,
+        ima=ima,
+        track_sha256=bytes.fromhex(c["track_sha256"]),
+        track_length=int(c["track_length"]),
+    )

@@ -1,0 +1,260 @@
+"""Evidence records at rest: paging, fetching one, folding past the hot window, retention.
+
+Full records are kept for good when they matter (failure, transition, reboot, operator action,
+one sampled round per agent per ``sample_every``); every other round is kept in full for the hot
+window only, then *folded*: a run of consecutive such records becomes one ``RecordFold`` that keeps
+the chain's two ends (the digest before the run and the digest of its last record) and the count
+of each outcome, so the kept records on both sides still link (ADR 6 has the figures).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from geoattest.db import as_utc, transaction
+from geoattest.errors import NotFound
+from verifier.core.record import EvidenceRecord, decode_record
+from verifier.storage.models import RecordFold, RecordRow
+
+FOLD_BATCH = 20_000  # records folded per transaction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordSummary:
+    seq: int
+    round_id: str
+    kind: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    outcome: str | None
+    reason: str | None
+    kept: bool
+    digest: bytes
+    prev: bytes
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FoldSummary:
+    first_seq: int
+    last_seq: int
+    count: int
+    first_at: dt.datetime
+    last_at: dt.datetime
+    prev: bytes
+    head: bytes
+    outcomes: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredRecord:
+    record: EvidenceRecord
+    canonical: bytes
+    digest: bytes
+    kept: bool
+
+
+class RecordStore:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def page(
+        self,
+        agent_id: str,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[RecordSummary | FoldSummary]:
+        """Records and folds of ``agent_id`` in chain order, from ``after_seq`` on."""
+        with transaction(self._sessions) as session:
+            rows = select(RecordRow).where(
+                RecordRow.agent_id == agent_id, RecordRow.seq > after_seq
+            )
+            folds = select(RecordFold).where(
+                RecordFold.agent_id == agent_id, RecordFold.last_seq > after_seq
+            )
+            if since is not None:
+                rows = rows.where(RecordRow.ended_at >= since)
+                folds = folds.where(RecordFold.last_at >= since)
+            if until is not None:
+                rows = rows.where(RecordRow.started_at <= until)
+                folds = folds.where(RecordFold.first_at <= until)
+            found: list[RecordSummary | FoldSummary] = [
+                _summary(r) for r in session.scalars(rows.order_by(RecordRow.seq).limit(limit))
+            ]
+            found += [
+                _fold(f) for f in session.scalars(folds.order_by(RecordFold.first_seq).limit(limit))
+            ]
+        found.sort(key=lambda item: item.seq if isinstance(item, RecordSummary) else item.first_seq)
+        return found[:limit]
+
+    def get(self, agent_id: str, round_id: str) -> StoredRecord:
+        """One record by its round id; ``NotFound`` if there is none (or it was folded)."""
+        with transaction(self._sessions) as session:
+            row = session.scalars(
+                select(RecordRow).where(
+                    RecordRow.agent_id == agent_id, RecordRow.round_id == round_id
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"no evidence record {round_id!r} of agent {agent_id!r}")
+            canonical = zlib.decompress(row.body)
+            return StoredRecord(
+                record=decode_record(canonical),
+                canonical=canonical,
+                digest=row.digest,
+                kept=row.kept,
+            )
+
+    def bytes_stored(self, agent_ids: Iterable[str] | None = None) -> int:
+        """Bytes the records and folds take in the database (compressed bodies + columns)."""
+        with transaction(self._sessions) as session:
+            rows = select(RecordRow.body, RecordRow.round_id)
+            folds = select(RecordFold.outcomes)
+            if agent_ids is not None:
+                ids = list(agent_ids)
+                rows = rows.where(RecordRow.agent_id.in_(ids))
+                folds = folds.where(RecordFold.agent_id.in_(ids))
+            total = sum(len(body) + len(rid) + _ROW_OVERHEAD for body, rid in session.execute(rows))
+            total += sum(len(outcomes) + _FOLD_OVERHEAD for (outcomes,) in session.execute(folds))
+            return total
+
+    def fold(self, *, now: dt.datetime, hot_window: dt.timedelta) -> int:
+        """Fold records older than the hot window that are not kept; returns how many."""
+        cutoff = now - hot_window
+        with transaction(self._sessions) as session:
+            rows = session.execute(
+                select(
+                    RecordRow.id,
+                    RecordRow.agent_id,
+                    RecordRow.seq,
+                    RecordRow.ended_at,
+                    RecordRow.outcome,
+                    RecordRow.prev,
+                    RecordRow.digest,
+                )
+                .where(RecordRow.kept.is_(False), RecordRow.ended_at < cutoff)
+                .order_by(RecordRow.agent_id, RecordRow.seq)
+                .limit(FOLD_BATCH)
+            ).all()
+            for run in _runs(rows):
+                _fold_run(session, run)
+            if rows:
+                session.execute(delete(RecordRow).where(RecordRow.id.in_([r.id for r in rows])))
+            return len(rows)
+
+    def expire(self, *, now: dt.datetime, retention: dt.timedelta) -> int:
+        """Delete records and folds that ended before the retention period; returns how many."""
+        cutoff = now - retention
+        with transaction(self._sessions) as session:
+            gone = session.execute(delete(RecordRow).where(RecordRow.ended_at < cutoff))
+            folds = session.execute(delete(RecordFold).where(RecordFold.last_at < cutoff))
+            return int(gone.rowcount) + int(folds.rowcount)  # type: ignore[attr-defined]  # CursorResult
+
+
+_ROW_OVERHEAD = 150  # the fixed-size columns of a record row, roughly (digests, times, ids)
+_FOLD_OVERHEAD = 160
+
+
+def _runs(rows: Sequence[_Row]) -> list[list[_Row]]:
+    """Maximal runs of consecutive seq numbers of one agent."""
+    runs: list[list[_Row]] = []
+    for row in rows:
+        last = runs[-1][-1] if runs else None
+        if last is not None and last.agent_id == row.agent_id and last.seq + 1 == row.seq:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    return runs
+
+
+def _fold_run(session: Session, run: list[_Row]) -> None:
+    first, last = run[0], run[-1]
+    counts: dict[str, int] = {}
+    for row in run:
+        counts[row.outcome or "none"] = counts.get(row.outcome or "none", 0) + 1
+    before = session.scalars(
+        select(RecordFold).where(
+            RecordFold.agent_id == first.agent_id, RecordFold.last_seq == first.seq - 1
+        )
+    ).first()
+    after = session.scalars(
+        select(RecordFold).where(
+            RecordFold.agent_id == first.agent_id, RecordFold.first_seq == last.seq + 1
+        )
+    ).first()
+    if before is None:
+        before = RecordFold(
+            agent_id=first.agent_id,
+            first_seq=first.seq,
+            last_seq=first.seq - 1,
+            count=0,
+            first_at=first.ended_at,
+            last_at=first.ended_at,
+            prev=first.prev,
+            head=first.prev,
+            outcomes="{}",
+        )
+        session.add(before)
+    merged = json.loads(before.outcomes)
+    for outcome, count in counts.items():
+        merged[outcome] = merged.get(outcome, 0) + count
+    before.last_seq, before.count = last.seq, before.count + len(run)
+    before.last_at, before.head = last.ended_at, last.digest
+    if after is not None:
+        for outcome, count in json.loads(after.outcomes).items():
+            merged[outcome] = merged.get(outcome, 0) + count
+        before.last_seq, before.count = after.last_seq, before.count + after.count
+        before.last_at, before.head = after.last_at, after.head
+        session.delete(after)
+    before.outcomes = json.dumps(merged, sort_keys=True)
+    session.flush()
+
+
+def _summary(row: RecordRow) -> RecordSummary:
+    return RecordSummary(
+        seq=row.seq,
+        round_id=row.round_id,
+        kind=row.kind,
+        started_at=as_utc(row.started_at),
+        ended_at=as_utc(row.ended_at),
+        outcome=row.outcome,
+        reason=row.reason,
+        kept=row.kept,
+        digest=row.digest,
+        prev=row.prev,
+        size=row.size,
+    )
+
+
+def _fold(fold: RecordFold) -> FoldSummary:
+    return FoldSummary(
+        first_seq=fold.first_seq,
+        last_seq=fold.last_seq,
+        count=fold.count,
+        first_at=as_utc(fold.first_at),
+        last_at=as_utc(fold.last_at),
+        prev=fold.prev,
+        head=fold.head,
+        outcomes=json.loads(fold.outcomes),
+    )
+
+
+class _Row(Protocol):  # the columns ``fold`` selects (a SQLAlchemy Row)
+    id: int
+    agent_id: str
+    seq: int
+    ended_at: dt.datetime
+    outcome: str | None
+    prev: bytes
+    digest: bytes
