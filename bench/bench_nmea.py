@@ -1,6 +1,6 @@
 """NMEA sentences/s: geofence's parser (and full fix assembly) vs bare ``pynmea2.parse``.
 
-All ten captures in ../shared/data/nmea, comment lines dropped for the bare run (ours skips
+All ten captures in tests/vectors/nmea, comment lines dropped for the bare run (ours skips
 them itself). Bare: ``pynmea2.parse(line, check=True)`` in a try/except on the stripped str
 lines. Ours: ``NmeaParser.parse`` on the raw bytes lines (decode, resync, checksum, strict field
 conversion, statistics); and ``fixes_from_lines`` (parse + epochs + fixes + digests).
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from geofence.epochs import fixes_from_lines
 from geofence.nmea import NmeaParser
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/nmea"
+DATA = Path(__file__).resolve().parents[1] / "tests/vectors/nmea"
 ROUNDS = 5
 
 

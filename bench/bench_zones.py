@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geofence.zones import load_zones
 
-ZONES = Path(__file__).resolve().parents[2] / "shared/data/zones/ne_110m_admin_0_countries.geojson"
+VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
+ZONES = VECTORS / "zones" / "ne_110m_admin_0_countries.geojson"
 BATCH_PER_ZONE = 20_000
 SINGLE_PER_ZONE = 40
 

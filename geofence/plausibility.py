@@ -28,7 +28,7 @@ Every check has a stable reason code (:class:`LocationReason`) and a threshold i
   ``cn0_min_satellites`` = 6 satellites. Authentic signals spread with elevation and antenna
   gain; a simulator or single-antenna spoofer often transmits all at one power (Psiaki &
   Humphreys, "GNSS Spoofing and Detection", Proc. IEEE 104(6), 2016). The real captures in
-  ``shared/data/nmea`` range from 2.0 to 9.8 dB-Hz.
+  ``tests/vectors/nmea`` range from 2.0 to 9.8 dB-Hz.
 * Clock jump: receiver time going backwards between fixes, or (when the agent stamped
   ``received_at``) receiver time and agent time advancing by more than ``max_clock_drift_s`` = 2 s
   apart.

@@ -1,4 +1,4 @@
-"""Where tests find the read-only public data that lives beside the repository (``../shared``)."""
+"""Where tests find the public test vectors kept in the repository (``tests/vectors/``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+VECTORS = REPO_ROOT / "tests" / "vectors"
 
 
-def shared_data(relative: str) -> Path:
-    """Path of a file under ``../shared/data``; the test fails loudly when the data is missing."""
-    path = SHARED_DATA / relative
+def vector(relative: str) -> Path:
+    """Path of a file or directory under ``tests/vectors`` (origins in its ``PROVENANCE.md``).
+
+    A missing vector fails the test loudly, naming the path: the vectors are part of the
+    repository, so a missing one means the checkout is broken, not that the test may skip.
+    """
+    path = VECTORS / relative
     if not path.exists():
-        pytest.fail(f"shared test data missing: {path} (CI has ../shared beside the clone)")
+        pytest.fail(f"test vector missing: {path} (tests/vectors is part of the repository)")
     return path

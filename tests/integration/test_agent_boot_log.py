@@ -21,7 +21,7 @@ from allowlists.boot import BootPolicy
 from geoattest.dev.swtpm import SwtpmInstance
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import EvidenceRequest, EvidenceResponse
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.support.agent_server import serving_agent
 from tests.support.agent_simulator import MemoryMeasurementList
 from tpm import EventType
@@ -33,7 +33,7 @@ from verifier.core.states import Outcome
 pytestmark = pytest.mark.swtpm
 
 # sha256-only and StartupLocality 0, like the swtpm of the fixture (sha256 bank, locality 0)
-FIRMWARE_LOG = shared_data("keylime/uefi_eventlog/binary_bios_measurements-secureboot")
+FIRMWARE_LOG = vector("keylime/uefi_eventlog/binary_bios_measurements-secureboot")
 POLICY = AttestationPolicy(
     name="boot-log",
     version=1,

@@ -43,7 +43,7 @@ from geoattest.wire import (
 )
 from geofence import decode_evidence
 from geofence.nmea import split_lines
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.support.registrar_server import running_registrar, trust_dir_with
 from tpm import Alg
 
@@ -71,7 +71,7 @@ class LocatedAgent:
 
 
 def capture_lines() -> list[bytes]:
-    return split_lines(shared_data(CAPTURE).read_bytes())
+    return split_lines(vector(CAPTURE).read_bytes())
 
 
 @pytest.fixture
@@ -211,7 +211,7 @@ def test_gnss_source_setting_replays_a_capture_fast(swtpm: SwtpmInstance) -> Non
     """The provider ``agent serve --gnss file:…`` builds, on the location key ``agent enrol``
     made."""
     settings = load_settings(
-        tcti=swtpm.tcti, gnss_source=f"file:{shared_data(CAPTURE)}", ima_log_path=Path("/none")
+        tcti=swtpm.tcti, gnss_source=f"file:{vector(CAPTURE)}", ima_log_path=Path("/none")
     )
     provider = location_provider(settings)
     assert provider is not None
@@ -253,7 +253,7 @@ def test_enrol_command_with_gnss_registers_the_location_key(
         typo = _cli(*base, "--agent-id", "cli-geo", "--gnss", "gspd:127.0.0.1:2947")
         assert typo.returncode == 1
         assert "error: configuration_error: GNSS source 'gspd:" in typo.stderr
-        spec = f"file:{shared_data(CAPTURE)}?paced"
+        spec = f"file:{vector(CAPTURE)}?paced"
         enrolled = _cli(*base, "--agent-id", "cli-geo", "--gnss", spec, "--state-dir",
                         str(tmp_path / "agent"), "--json")  # fmt: skip
         assert enrolled.returncode == 0, enrolled.stderr

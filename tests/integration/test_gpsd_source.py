@@ -29,7 +29,7 @@ from agent.gnss import (
 )
 from geoattest.errors import GnssUnavailable
 from geofence.epochs import fixes_from_lines
-from tests.paths import shared_data
+from tests.paths import vector
 
 GPSFAKE = shutil.which("gpsfake")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -81,7 +81,7 @@ def _connect(port: int) -> None:
 
 @pytest.mark.slow
 def test_gpsd_relays_nmea_that_parses_into_fixes() -> None:
-    capture = shared_data(BT451)
+    capture = vector(BT451)
     sent = [ln.rstrip(b"\r") for ln in capture.read_bytes().split(b"\n") if ln.startswith(b"$")]
     with gpsfake(capture) as port:
         _connect(port)
@@ -104,7 +104,7 @@ def test_gpsd_relays_nmea_that_parses_into_fixes() -> None:
 
 @pytest.mark.slow
 def test_gpsd_json_reports() -> None:
-    with gpsfake(shared_data(BT451)) as port:
+    with gpsfake(vector(BT451)) as port:
         _connect(port)
         source = GpsdSource(port=port, timeout_s=3.0)
         reports: list[GpsdTpv | GpsdSky] = []
@@ -127,7 +127,7 @@ def test_gpsd_unreachable() -> None:
 
 def test_parse_gpsd_expected_output() -> None:
     """gpsd's own regression output for bt451 (bt451.log.chk) parses into typed reports."""
-    lines = shared_data("nmea/bt451.log.chk").read_bytes().split(b"\n")
+    lines = vector("nmea/bt451.log.chk").read_bytes().split(b"\n")
     reports = [r for r in map(parse_gpsd_report, lines) if r is not None]
     tpv = [r for r in reports if isinstance(r, GpsdTpv)]
     sky = [r for r in reports if isinstance(r, GpsdSky)]
@@ -141,7 +141,7 @@ def test_parse_gpsd_expected_output() -> None:
 
 
 def test_file_replay_fast_and_paced() -> None:
-    capture = shared_data(BT451)
+    capture = vector(BT451)
     fast = list(FileReplaySource(capture).lines())
     assert fast == capture.read_bytes().split(b"\n")
     slept: list[float] = []
@@ -160,7 +160,7 @@ def test_file_replay_missing_file(tmp_path: Path) -> None:
 
 def test_serial_source_over_pyserial_loopback() -> None:
     source = SerialSource("loop://", timeout_s=0.05, max_idle_s=0.2)
-    lines = shared_data(BT451).read_bytes().split(b"\n")[10:40]
+    lines = vector(BT451).read_bytes().split(b"\n")[10:40]
     port = source._port  # the loopback device: what is written comes back
     assert isinstance(port, serial.SerialBase)
     port.write(b"\n".join(lines) + b"\n")

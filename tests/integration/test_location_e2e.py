@@ -32,7 +32,7 @@ from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.registrar_client import RegistrarClient
 from geofence.nmea import split_lines
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
@@ -136,7 +136,7 @@ class LiveReceiver:
 def black_forest() -> list[list[bytes]]:
     """NaviLock NL-8002U near Schramberg, DE: the five epochs of one stretch of road (the
     capture's next epoch is 20 minutes and 700 m later), with the receiver banner."""
-    all_epochs = epochs(split_lines(shared_data("nmea/nl2008u.log").read_bytes()))
+    all_epochs = epochs(split_lines(vector("nmea/nl2008u.log").read_bytes()))
     banner = [line for line in all_epochs[0] if _time_of(line) is None]
     moving = all_epochs[2:7]
     return [banner + moving[0], *moving[1:]]
@@ -144,7 +144,7 @@ def black_forest() -> list[list[bytes]]:
 
 def loire_valley() -> list[list[bytes]]:
     """ST Teseo LIV4F, static at La Ville-aux-Dames (Indre-et-Loire), FR."""
-    return epochs(split_lines(shared_data("nmea/st-teseo-liv4f.log").read_bytes()))
+    return epochs(split_lines(vector("nmea/st-teseo-liv4f.log").read_bytes()))
 
 
 # --- the stack and the nodes -------------------------------------------------------------------
@@ -160,7 +160,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("location-e2e")
     trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
-    zones = shared_data("zones/ne_110m_admin_0_countries.geojson")  # Sudan needs repair
+    zones = vector("zones/ne_110m_admin_0_countries.geojson")  # Sudan needs repair
     with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
         settings = verifier_settings(
             work, redis_url, registrar.url, zones_file=zones, zones_repair=True

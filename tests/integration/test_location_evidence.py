@@ -42,7 +42,7 @@ from geoattest.wire import (
 )
 from geofence import LocationPolicy, ZoneDecision, ZoneSet, decode_evidence, load_zones
 from geofence.nmea import split_lines
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.support.registrar_server import RunningRegistrar
 from tpm import (
     TpmPublic,
@@ -62,13 +62,13 @@ WEAK_KEY_HANDLE = 0x81010009
 
 @functools.cache
 def countries() -> ZoneSet:
-    text = shared_data("zones/ne_110m_admin_0_countries.geojson").read_text(encoding="utf-8")
+    text = vector("zones/ne_110m_admin_0_countries.geojson").read_text(encoding="utf-8")
     return load_zones(text, repair=True)
 
 
 def black_forest_lines() -> list[bytes]:
     """NaviLock NL-8002U (u-blox 8) driving near Schramberg, DE: 9 fixes, receiver banner."""
-    return split_lines(shared_data("nmea/nl2008u.log").read_bytes())
+    return split_lines(vector("nmea/nl2008u.log").read_bytes())
 
 
 def germany() -> LocationRoundPolicy:

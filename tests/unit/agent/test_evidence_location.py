@@ -18,7 +18,7 @@ from geoattest.wire import (
 )
 from geofence import decode_evidence
 from geofence.nmea import split_lines
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.support.agent_simulator import AgentSimulator
 from tests.support.software_pki import make_ca
 from tpm import Alg
@@ -62,7 +62,7 @@ def test_location_is_signed_by_the_certified_key_and_bound_to_the_quote(
         certified=key,
         qualifying_data=location_key_qualifying_data(sim.agent_id, sim.tpm.ak.name),
     )
-    sim.location = _fed(split_lines(shared_data("nmea/nl2008u.log").read_bytes()))
+    sim.location = _fed(split_lines(vector("nmea/nl2008u.log").read_bytes()))
     nonce = os.urandom(32)
     answer = sim.respond(EvidenceRequest(nonce=nonce.hex(), pcrs=PCRS, include_location=True))
     assert answer.location is not None
@@ -77,7 +77,7 @@ def test_location_is_signed_by_the_certified_key_and_bound_to_the_quote(
 
 def test_without_include_location_nothing_is_signed(sim: AgentSimulator) -> None:
     sim.location_key()
-    sim.location = _fed(split_lines(shared_data("nmea/nl2008u.log").read_bytes()))
+    sim.location = _fed(split_lines(vector("nmea/nl2008u.log").read_bytes()))
     nonce = os.urandom(32)
     answer = sim.respond(EvidenceRequest(nonce=nonce.hex(), pcrs=PCRS))
     assert (answer.location, answer.location_signature) == (None, None)

@@ -15,11 +15,11 @@ from agent.gnss import (
     parse_source_spec,
 )
 from geoattest.errors import ConfigurationError, GnssUnavailable
-from tests.paths import shared_data
+from tests.paths import vector
 
 
 def test_file_replay_fast_reads_the_capture() -> None:
-    path = shared_data("nmea/april6_2019.log")
+    path = vector("nmea/april6_2019.log")
     source = open_source(f"file:{path}")
     assert isinstance(source, FileReplaySource)
     lines = list(source.lines())

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from allowlists.ek_trust import EkTrustStore
-from tests.paths import shared_data
+from tests.paths import vector
 
 
 @pytest.fixture(scope="session")
 def cert_store_dir() -> Path:
-    return shared_data("keylime/ek_ca/tpm_cert_store")
+    return vector("keylime/ek_ca/tpm_cert_store")
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +27,9 @@ def vendor_store(cert_store_blobs: dict[str, bytes]) -> EkTrustStore:
 
 def leaf_bytes(name: str) -> bytes:
     """A real EK leaf certificate from ``keylime/ek_ca/leaf``."""
-    return shared_data(f"keylime/ek_ca/leaf/{name}").read_bytes()
+    return vector(f"keylime/ek_ca/leaf/{name}").read_bytes()
 
 
 def store_cert(name: str) -> bytes:
     """One real CA certificate file (PEM) from ``tpm_cert_store``, e.g. ``"NUVO_2111"``."""
-    return shared_data(f"keylime/ek_ca/tpm_cert_store/{name}.pem").read_bytes()
+    return vector(f"keylime/ek_ca/tpm_cert_store/{name}.pem").read_bytes()

@@ -1,4 +1,4 @@
-"""Cached fixes of the real NMEA captures in ../shared/data/nmea (shared by these tests)."""
+"""Cached fixes of the real NMEA captures in tests/vectors/nmea (shared by these tests)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 from geofence.epochs import fixes_from_lines
 from geofence.fix import Fix
 from geofence.nmea import ParseStats, split_lines
-from tests.paths import shared_data
+from tests.paths import vector
 
 CAPTURES = (
     "april6_2019.log",
@@ -25,7 +25,7 @@ CAPTURES = (
 
 @functools.cache
 def capture(name: str) -> tuple[tuple[Fix, ...], ParseStats]:
-    fixes, stats = fixes_from_lines(split_lines(shared_data(f"nmea/{name}").read_bytes()))
+    fixes, stats = fixes_from_lines(split_lines(vector(f"nmea/{name}").read_bytes()))
     return tuple(fixes), stats
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from geoattest.cli_zones import EXIT_INSIDE, EXIT_INVALID, EXIT_OUTSIDE, EXIT_UNCERTAIN, zones
-from tests.paths import shared_data
+from tests.paths import vector
 
 
 def run(*args: str) -> tuple[int, str]:
-    path = str(shared_data("zones/ne_110m_admin_0_countries.geojson"))
+    path = str(vector("zones/ne_110m_admin_0_countries.geojson"))
     result = CliRunner().invoke(zones, ["check", path, *args])
     return result.exit_code, result.output
 

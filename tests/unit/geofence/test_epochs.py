@@ -119,10 +119,10 @@ def test_digest_covers_the_epoch_sentences() -> None:
 def test_streaming_equals_batch() -> None:
     data = capture("quectel-eg25-g.log")
     parser, assembler = NmeaParser(), EpochAssembler()
-    from tests.paths import shared_data
+    from tests.paths import vector
 
     streamed = []
-    for line in shared_data("nmea/quectel-eg25-g.log").read_bytes().split(b"\n"):
+    for line in vector("nmea/quectel-eg25-g.log").read_bytes().split(b"\n"):
         s = parser.parse(line)
         if s is not None and (f := assembler.feed(s)) is not None:
             streamed.append(f)

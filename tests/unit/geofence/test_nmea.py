@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from geofence.epochs import fixes_from_lines
 from geofence.nmea import NmeaParser, ParseStats, RejectReason, parse_lines, split_lines
 from geofence.sentences import Gga, Gsv, Proprietary, Rmc
-from tests.paths import shared_data
+from tests.paths import vector
 
 # "sentences" column of data/nmea/README.md: non-comment lines starting with '$'.
 SENTENCES = {
@@ -39,7 +39,7 @@ PROPRIETARY = {"furuno_gl_ga.log": 114, "quectel-eg25-g.log": 146, "garmin-geko2
 
 @functools.cache
 def parsed(name: str) -> tuple[list[object], ParseStats]:
-    sentences, stats = parse_lines(split_lines(shared_data(f"nmea/{name}").read_bytes()))
+    sentences, stats = parse_lines(split_lines(vector(f"nmea/{name}").read_bytes()))
     return list(sentences), stats
 
 
@@ -64,7 +64,7 @@ def test_comments_and_blank_lines_are_not_errors() -> None:
 
 
 def test_mixed_line_endings() -> None:
-    data = shared_data("nmea/bt451.log").read_bytes()
+    data = vector("nmea/bt451.log").read_bytes()
     assert data.count(b"\r\n") == 45
     sentences, stats = parse_lines(split_lines(data))
     assert stats.rejected == 0
@@ -149,7 +149,7 @@ def test_bad_lines_are_counted(line: str | bytes, reason: str) -> None:
 
 
 def test_bad_field_never_reaches_a_fix_and_is_counted() -> None:
-    good = shared_data("nmea/nl2008u.log").read_bytes()
+    good = vector("nmea/nl2008u.log").read_bytes()
     lines = split_lines(good)
     index = next(i for i, ln in enumerate(lines) if ln.startswith(b"$GNGGA"))
     bad_gga = _sentence(lines[index].decode().strip()[1:-3].replace(",N,", ",Q,", 1)).encode()

@@ -15,7 +15,7 @@ from pyproj import Geod
 
 from geoattest.errors import NotFound, ZoneInvalid
 from geofence.zones import DECISION_BY_CODE, ZoneDecision, ZoneSet, load_zones
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.unit.geofence.captures import fixes
 
 GEOD = Geod(ellps="WGS84")
@@ -24,7 +24,7 @@ INSIDE, OUTSIDE, UNCERTAIN = ZoneDecision.INSIDE, ZoneDecision.OUTSIDE, ZoneDeci
 
 @functools.cache
 def countries_text() -> str:
-    return shared_data("zones/ne_110m_admin_0_countries.geojson").read_text(encoding="utf-8")
+    return vector("zones/ne_110m_admin_0_countries.geojson").read_text(encoding="utf-8")
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from geoattest.errors import TpmFormatError
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.unit.tpm.vectors import QuoteVector, deluxe_vectors
 from tpm import (
     Alg,
@@ -41,10 +41,10 @@ def test_keylime_checkquote_fields(checkquote_vector: QuoteVector) -> None:
 
 
 @pytest.mark.parametrize(
-    ("entry", "vector"), [pytest.param(e, v, id=str(e["dir"])) for e, v in deluxe_vectors()]
+    ("entry", "quote"), [pytest.param(e, v, id=str(e["dir"])) for e, v in deluxe_vectors()]
 )
-def test_deluxe_quotes_match_recorded_fields(entry: dict[str, object], vector: QuoteVector) -> None:
-    a = parse_tpms_attest(vector.attest)
+def test_deluxe_quotes_match_recorded_fields(entry: dict[str, object], quote: QuoteVector) -> None:
+    a = parse_tpms_attest(quote.attest)
     assert a.extra_data == str(entry["nonce"]).encode()
     assert a.clock_info.clock == entry["clock"]
     assert a.clock_info.reset_count == entry["resetCount"]
@@ -57,7 +57,7 @@ def test_deluxe_quotes_match_recorded_fields(entry: dict[str, object], vector: Q
         f"sha256:{','.join(map(str, a.attested.pcr_selection.as_dict()[Alg.SHA256]))}"
         == (entry["pcr_selection"])
     )
-    assert encode_tpms_attest(a) == vector.attest
+    assert encode_tpms_attest(a) == quote.attest
 
 
 def test_encode_round_trip(tools_vector: QuoteVector, checkquote_vector: QuoteVector) -> None:
@@ -118,7 +118,7 @@ def test_every_truncation_and_trailing_byte_rejected(tools_vector: QuoteVector) 
 
 def test_rust_keylime_wire_quote_round_trips() -> None:
     """rust-keylime's `r<attest>:<sig>:<pcrs>` quote (sha1 bank, no AK published)."""
-    wire = shared_data("keylime/quote/rust-keylime/test-quote.txt").read_text().strip()
+    wire = vector("keylime/quote/rust-keylime/test-quote.txt").read_text().strip()
     assert wire.startswith("r")
     attest, sig, pcrs = (base64.b64decode(part) for part in wire[1:].split(":"))
     parsed = parse_tpms_attest(attest)

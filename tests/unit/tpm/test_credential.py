@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 
 from geoattest.errors import AkInvalid, EkMismatch
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.support.software_tpm import kbkdf, software_activate, split_tpm2b
 from tpm import (
     Alg,
@@ -121,10 +121,10 @@ def test_output_unmarshals_as_esapi_arguments(ek: tuple[EkPrivate, TpmPublic]) -
 def test_same_shape_as_tpm2_tools_makecredential() -> None:
     """mkcred.out (tpm2_makecredential for ek.pub, ak.name, secret.data) has our sizes."""
     base = "keylime/tpm2_tools_emulator"
-    ek = parse_tpm2b_public(shared_data(f"{base}/ek.pub").read_bytes())
-    name = shared_data(f"{base}/ak.name").read_bytes()
-    secret = shared_data(f"{base}/secret.data").read_bytes()
-    tools = shared_data(f"{base}/mkcred.out").read_bytes()
+    ek = parse_tpm2b_public(vector(f"{base}/ek.pub").read_bytes())
+    name = vector(f"{base}/ak.name").read_bytes()
+    secret = vector(f"{base}/secret.data").read_bytes()
+    tools = vector(f"{base}/mkcred.out").read_bytes()
     assert tools[:8] == bytes.fromhex("badcc0de00000001")
     id_object, rest = split_tpm2b(tools[8:])
     enc_secret, rest = split_tpm2b(rest)

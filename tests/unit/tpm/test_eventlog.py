@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geoattest.errors import BootLogInvalid, TpmFormatError
-from tests.paths import shared_data
+from tests.paths import vector
 from tpm import (
     Event,
     EventLog,
@@ -31,10 +31,10 @@ VECTORS = "keylime/uefi_eventlog"
 
 def _vector(name: str) -> bytes:
     if name == "mb_log.bin":
-        return base64.b64decode(shared_data(f"{VECTORS}/mb_log.b64").read_text())
+        return base64.b64decode(vector(f"{VECTORS}/mb_log.b64").read_text())
     if name == "uefi_log.bin":
-        return shared_data(f"{VECTORS}/rust-keylime/uefi_log.bin").read_bytes()
-    return shared_data(f"{VECTORS}/{name}").read_bytes()
+        return vector(f"{VECTORS}/rust-keylime/uefi_log.bin").read_bytes()
+    return vector(f"{VECTORS}/{name}").read_bytes()
 
 
 LOGS = [
@@ -43,7 +43,7 @@ LOGS = [
     "uefi_log.bin",
     "mb_log.bin",
 ]
-EXPECTED = json.loads(shared_data(f"{VECTORS}/replayed_pcrs.derived.json").read_text())
+EXPECTED = json.loads(vector(f"{VECTORS}/replayed_pcrs.derived.json").read_text())
 AGILE = _vector("binary_bios_measurements")  # sha1 + sha256, StartupLocality 3
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geoattest.errors import TpmFormatError
-from tests.paths import shared_data
+from tests.paths import vector
 from tpm import (
     parse_tpm2_tools_pcr_blob,
     parse_tpm2b_public,
@@ -30,14 +30,14 @@ PARSERS: list[Callable[[bytes], object]] = [
 ]
 
 SEEDS = [
-    shared_data("keylime/tpm2_tools_emulator/quote.out").read_bytes(),
-    shared_data("keylime/tpm2_tools_emulator/quotesig.out").read_bytes(),
-    shared_data("keylime/tpm2_tools_emulator/ak.pub").read_bytes(),
-    shared_data("keylime/tpm2_tools_emulator/ak.pub").read_bytes()[2:],
-    shared_data(
+    vector("keylime/tpm2_tools_emulator/quote.out").read_bytes(),
+    vector("keylime/tpm2_tools_emulator/quotesig.out").read_bytes(),
+    vector("keylime/tpm2_tools_emulator/ak.pub").read_bytes(),
+    vector("keylime/tpm2_tools_emulator/ak.pub").read_bytes()[2:],
+    vector(
         "keylime/ek_ca/leaf/infineon_optiga_ecc_ek_leaf_CA035.expected_tpm2b_public.bin"
     ).read_bytes()[2:],
-    shared_data("keylime/tpm2_tools_emulator/quotepcr.out").read_bytes(),
+    vector("keylime/tpm2_tools_emulator/quotepcr.out").read_bytes(),
 ]
 
 

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from geoattest.errors import AkInvalid, EkMismatch, LocationKeyInvalid
-from tests.paths import shared_data
+from tests.paths import vector
 from tpm import (
     Alg,
     ObjectAttributes,
@@ -29,14 +29,14 @@ RSA2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_
 
 def test_real_vectors_pass() -> None:
     check_ak_attributes(
-        parse_tpm2b_public(shared_data("keylime/tpm2_tools_emulator/ak.pub").read_bytes())
+        parse_tpm2b_public(vector("keylime/tpm2_tools_emulator/ak.pub").read_bytes())
     )
     check_ek_attributes(
-        parse_tpm2b_public(shared_data("keylime/tpm2_tools_emulator/ek.pub").read_bytes())
+        parse_tpm2b_public(vector("keylime/tpm2_tools_emulator/ek.pub").read_bytes())
     )
     for kind in ("rsa", "ecc"):
         path = f"keylime/ek_ca/leaf/infineon_optiga_{kind}_ek_leaf_CA035.expected_tpm2b_public.bin"
-        check_ek_attributes(parse_tpm2b_public(shared_data(path).read_bytes()))
+        check_ek_attributes(parse_tpm2b_public(vector(path).read_bytes()))
 
 
 @pytest.mark.parametrize("key", [P256, RSA2048])

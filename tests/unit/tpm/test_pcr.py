@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from geoattest.errors import PcrSelectionMismatch, TpmFormatError
-from tests.paths import shared_data
+from tests.paths import vector
 from tpm import (
     Alg,
     PcrSelection,
@@ -86,7 +86,7 @@ def test_pcr_digest_missing_or_malformed_value() -> None:
 
 def test_tools_dump_of_keylime_checkquote() -> None:
     dump = parse_tpm2_tools_pcr_blob(
-        shared_data("keylime/quote/keylime_checkquote_sha256/pcrs.tpm2tools.bin").read_bytes()
+        vector("keylime/quote/keylime_checkquote_sha256/pcrs.tpm2tools.bin").read_bytes()
     )
     assert str(dump.selection) == "sha256:16"
     assert dump.values == {Alg.SHA256: {16: PCR16}}
@@ -95,7 +95,7 @@ def test_tools_dump_of_keylime_checkquote() -> None:
 
 def test_tools_dump_of_emulator_quote() -> None:
     dump = parse_tpm2_tools_pcr_blob(
-        shared_data("keylime/tpm2_tools_emulator/quotepcr.out").read_bytes()
+        vector("keylime/tpm2_tools_emulator/quotepcr.out").read_bytes()
     )
     assert str(dump.selection) == "sha256:15,16,22"
     bank = dump.values[Alg.SHA256]

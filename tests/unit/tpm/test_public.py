@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from geoattest.errors import TpmFormatError
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.unit.tpm.vectors import load_pem_key
 from tpm import (
     Alg,
@@ -30,9 +30,9 @@ LEAF = "keylime/ek_ca/leaf"
 
 
 def test_tools_ak_name_matches_tpm2_tools() -> None:
-    raw = shared_data(f"{TOOLS}/ak.pub").read_bytes()
+    raw = vector(f"{TOOLS}/ak.pub").read_bytes()
     ak = parse_tpm2b_public(raw)
-    expected = shared_data(f"{TOOLS}/ak.name").read_bytes()
+    expected = vector(f"{TOOLS}/ak.name").read_bytes()
     assert ak.name == expected
     assert ak.name == b"\x00\x0b" + hashlib.sha256(raw[2:]).digest()
     assert ak.raw == raw[2:]
@@ -40,7 +40,7 @@ def test_tools_ak_name_matches_tpm2_tools() -> None:
 
 
 def test_tools_ak_fields() -> None:
-    ak = parse_tpm2b_public(shared_data(f"{TOOLS}/ak.pub").read_bytes())
+    ak = parse_tpm2b_public(vector(f"{TOOLS}/ak.pub").read_bytes())
     assert ak.type is Alg.RSA
     assert ak.name_alg is Alg.SHA256
     assert ak.scheme is Alg.RSASSA
@@ -56,13 +56,13 @@ def test_tools_ak_fields() -> None:
         | ObjectAttributes.RESTRICTED
         | ObjectAttributes.SIGN_ENCRYPT
     )
-    assert public_key_matches(ak, load_pem_key(shared_data(f"{TOOLS}/akpub.pem")))
-    assert not public_key_matches(ak, load_pem_key(shared_data(f"{TOOLS}/ekpub.pem")))
+    assert public_key_matches(ak, load_pem_key(vector(f"{TOOLS}/akpub.pem")))
+    assert not public_key_matches(ak, load_pem_key(vector(f"{TOOLS}/ekpub.pem")))
 
 
 def test_tools_ek_matches_pem_and_template() -> None:
-    ek = parse_tpm2b_public(shared_data(f"{TOOLS}/ek.pub").read_bytes())
-    pem = load_pem_key(shared_data(f"{TOOLS}/ekpub.pem"))
+    ek = parse_tpm2b_public(vector(f"{TOOLS}/ek.pub").read_bytes())
+    pem = load_pem_key(vector(f"{TOOLS}/ekpub.pem"))
     assert public_key_matches(ek, pem)
     assert ek.symmetric == SymmetricDef(alg=Alg.AES, key_bits=128, mode=Alg.CFB)
     assert ek_public(pem) == ek
@@ -71,9 +71,9 @@ def test_tools_ek_matches_pem_and_template() -> None:
 @pytest.mark.parametrize("kind", ["rsa", "ecc"])
 def test_infineon_ek_cert_key_matches_expected_public_area(kind: str) -> None:
     cert = x509.load_der_x509_certificate(
-        shared_data(f"{LEAF}/infineon_optiga_{kind}_ek_leaf_CA035.der").read_bytes()
+        vector(f"{LEAF}/infineon_optiga_{kind}_ek_leaf_CA035.der").read_bytes()
     )
-    expected = shared_data(f"{LEAF}/infineon_optiga_{kind}_ek_leaf_CA035.expected_tpm2b_public.bin")
+    expected = vector(f"{LEAF}/infineon_optiga_{kind}_ek_leaf_CA035.expected_tpm2b_public.bin")
     pub = parse_tpm2b_public(expected.read_bytes())
     key = cert.public_key()
     assert public_key_matches(pub, key)
@@ -86,9 +86,7 @@ def test_infineon_ek_cert_key_matches_expected_public_area(kind: str) -> None:
 
 def test_public_key_mismatch_is_false() -> None:
     ecc_pub = parse_tpm2b_public(
-        shared_data(
-            f"{LEAF}/infineon_optiga_ecc_ek_leaf_CA035.expected_tpm2b_public.bin"
-        ).read_bytes()
+        vector(f"{LEAF}/infineon_optiga_ecc_ek_leaf_CA035.expected_tpm2b_public.bin").read_bytes()
     )
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     assert not public_key_matches(ecc_pub, other)
@@ -115,7 +113,7 @@ def test_build_public_round_trip(key: rsa.RSAPublicKey | ec.EllipticCurvePublicK
 
 
 def test_truncated_and_trailing_bytes_rejected() -> None:
-    raw = shared_data(f"{TOOLS}/ak.pub").read_bytes()
+    raw = vector(f"{TOOLS}/ak.pub").read_bytes()
     with pytest.raises(TpmFormatError, match="truncated"):
         parse_tpm2b_public(raw[:-1])
     with pytest.raises(TpmFormatError, match="trailing"):
@@ -125,7 +123,7 @@ def test_truncated_and_trailing_bytes_rejected() -> None:
 
 
 def test_rsa_modulus_length_must_match_key_bits() -> None:
-    raw = bytearray(shared_data(f"{TOOLS}/ak.pub").read_bytes()[2:])
+    raw = bytearray(vector(f"{TOOLS}/ak.pub").read_bytes()[2:])
     # keyBits follows type(2) nameAlg(2) attrs(4) authPolicy(2) sym(2) scheme(4): offset 16.
     assert raw[16:18] == b"\x08\x00"
     raw[16:18] = b"\x04\x00"
@@ -178,7 +176,7 @@ def test_symcipher_and_keyedhash_objects_parse() -> None:
 def test_ak_template_reproduces_tpm2_createak_public_area() -> None:
     """ak_public(key) is byte-identical to the AK tpm2_createak made, so the deluxe quotes'
     AK (published only as PEM) gets its real public area and name."""
-    ak = parse_tpm2b_public(shared_data(f"{TOOLS}/ak.pub").read_bytes())
-    assert ak_public(load_pem_key(shared_data(f"{TOOLS}/akpub.pem"))) == ak
-    deluxe = load_pem_key(shared_data("keylime/quote/keylime_emulator_deluxequote/ak_pub.pem"))
+    ak = parse_tpm2b_public(vector(f"{TOOLS}/ak.pub").read_bytes())
+    assert ak_public(load_pem_key(vector(f"{TOOLS}/akpub.pem"))) == ak
+    deluxe = load_pem_key(vector("keylime/quote/keylime_emulator_deluxequote/ak_pub.pem"))
     assert public_key_matches(ak, deluxe)

@@ -1,4 +1,4 @@
-"""Real Keylime / tpm2-tools quote vectors (../shared/data/keylime), loaded for the tpm tests."""
+"""Real Keylime / tpm2-tools quote vectors (tests/vectors/keylime), loaded for the tpm tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from tests.paths import shared_data
+from tests.paths import vector
 from tpm import Alg, TpmPublic, ak_public, parse_tpm2_tools_pcr_blob
 from tpm.public import PublicKey
 
@@ -48,6 +48,6 @@ def keylime_dir_vector(directory: Path, ak_pem: Path) -> QuoteVector:
 
 def deluxe_vectors() -> list[tuple[dict[str, Any], QuoteVector]]:
     """Keylime's emulator deluxequote q1..q6 with their vectors.json entries."""
-    base = shared_data("keylime/quote/keylime_emulator_deluxequote")
+    base = vector("keylime/quote/keylime_emulator_deluxequote")
     entries: list[dict[str, Any]] = json.loads((base / "vectors.json").read_text())
     return [(e, keylime_dir_vector(base / e["dir"], base / "ak_pub.pem")) for e in entries]

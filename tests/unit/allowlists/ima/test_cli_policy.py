@@ -10,13 +10,13 @@ from click.testing import CliRunner
 from allowlists.ima.policy import parse_runtime_policy
 from allowlists.ima.template import encode_entry
 from geoattest.cli import main
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.unit.allowlists.ima.ima_vectors import VERIFICATION
 
 
 def test_import_keylime_policy(tmp_path: Path) -> None:
     out = tmp_path / "policy.json"
-    source = shared_data(f"{VERIFICATION}/runtime_policy_with_verification_keys.json")
+    source = vector(f"{VERIFICATION}/runtime_policy_with_verification_keys.json")
     result = CliRunner().invoke(main, ["policy", "ima", "import", str(source), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "verification-keys dropped" in result.output
@@ -24,7 +24,7 @@ def test_import_keylime_policy(tmp_path: Path) -> None:
 
 
 def test_import_bogus_policy_exits_2() -> None:
-    source = shared_data("keylime/runtime_policy/sign/runtime-policy-bogus.json")
+    source = vector("keylime/runtime_policy/sign/runtime-policy-bogus.json")
     result = CliRunner().invoke(main, ["policy", "ima", "import", str(source), "-o", "-"])
     assert result.exit_code == 2
     assert "policy_invalid" in result.output

@@ -36,7 +36,7 @@ from geofence import (
     encode_evidence,
     load_zones,
 )
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.unit.geofence.captures import fixes
 from tpm import TpmPublic, TpmSignature, encode_tpmt_signature, location_key_public
 from verifier.core.location import (
@@ -51,7 +51,7 @@ NONCE = bytes.fromhex("6a" * 32)
 
 @functools.cache
 def countries() -> ZoneSet:
-    text = shared_data("zones/ne_110m_admin_0_countries.geojson").read_text(encoding="utf-8")
+    text = vector("zones/ne_110m_admin_0_countries.geojson").read_text(encoding="utf-8")
     return load_zones(text, repair=True)  # Sudan is the one invalid polygon
 
 

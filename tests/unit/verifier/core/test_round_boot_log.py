@@ -19,7 +19,7 @@ from geoattest.wire import (
     QuoteWire,
     quote_qualifying_data,
 )
-from tests.paths import shared_data
+from tests.paths import vector
 from tests.unit.tpm.softak import SoftwareAk
 from tpm import Alg, EventLog, encode_event_log, parse_event_log, replay_event_log
 from verifier.core.evidence import parse_evidence
@@ -28,8 +28,8 @@ from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_
 from verifier.core.states import Outcome
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-AGILE = shared_data("keylime/uefi_eventlog/binary_bios_measurements").read_bytes()
-SECUREBOOT = shared_data("keylime/uefi_eventlog/binary_bios_measurements-secureboot").read_bytes()
+AGILE = vector("keylime/uefi_eventlog/binary_bios_measurements").read_bytes()
+SECUREBOOT = vector("keylime/uefi_eventlog/binary_bios_measurements-secureboot").read_bytes()
 BANKS = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
 BOOT_PCRS = range(8)
 
