@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.fleet_sim import FleetServer, enrol_fleet, fleet_tls
 from tests.support.agent_simulator import AgentSimulator
+from tests.support.fleet_server import FleetServer, enrol_fleet, fleet_tls
 from tests.support.software_pki import SoftwareCa
 
 __all__ = ["FleetProcess", "FleetSpec", "policy_document"]

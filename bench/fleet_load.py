@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from bench.fleet_sim import (
+from geoattest.tls_material import ClientTlsFiles
+from tests.support.agent_simulator import make_simulators
+from tests.support.fleet_server import (
     AGENTS_PREFIX,
     FleetServer,
     FleetTls,
@@ -26,8 +28,6 @@ from bench.fleet_sim import (
     client_ssl_context,
     fleet_tls,
 )
-from geoattest.tls_material import ClientTlsFiles
-from tests.support.agent_simulator import make_simulators
 from tests.support.software_pki import make_ca
 
 

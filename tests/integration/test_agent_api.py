@@ -26,7 +26,6 @@ from agent.evidence import EvidenceService
 from agent.ima_source import ImaLogSource
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
-from bench.fleet_sim import enrol_fleet, fleet_tls, serve_fleet
 from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.dev.swtpm import SwtpmInstance, free_port_pair
 from geoattest.tls_material import (
@@ -39,6 +38,7 @@ from geoattest.tls_material import (
 from geoattest.wire import EvidenceRequest, EvidenceResponse, quote_qualifying_data
 from tests.support.agent_server import serving_agent
 from tests.support.agent_simulator import make_simulators
+from tests.support.fleet_server import enrol_fleet, fleet_tls, serve_fleet
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 from tests.support.software_pki import SoftwareCa, make_ca
 from tpm import Alg

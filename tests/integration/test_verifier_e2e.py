@@ -21,8 +21,8 @@ import redis
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.fleet_sim import FleetServer, enrol_fleet, fleet_tls, serve_fleet
 from tests.support.agent_simulator import AgentSimulator, Malformed, make_simulators
+from tests.support.fleet_server import FleetServer, enrol_fleet, fleet_tls, serve_fleet
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar
 from tests.support.software_pki import make_ca

@@ -17,7 +17,8 @@ TPMT_SIGNATURE, PCR banks, ima-ng lines) from software keys, and a test tampers 
 
 The evidence itself comes from ``agent.evidence.collect_evidence`` over a ``SoftwareTpm`` and an
 in-memory measurement list: the agent's own code path, with the TPM in software. ``answer``
-is the HTTP view (JSON bytes in, status and JSON bytes out) that ``bench/fleet_sim.py`` serves.
+is the HTTP view (JSON bytes in, status and JSON bytes out) that ``tests.support.fleet_server``
+serves.
 """
 
 from __future__ import annotations
