@@ -22,11 +22,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.agent_simulator import AgentSimulator
+from tests.support.agent_simulator import AgentSimulator, policy_document
 from tests.support.fleet_server import FleetServer, enrol_fleet, fleet_tls
 from tests.support.software_pki import SoftwareCa
 
-__all__ = ["FleetProcess", "FleetSpec", "policy_document"]
+__all__ = ["FleetProcess", "FleetSpec"]
 
 # Files every simulated node measured after boot (all allowed by the benchmark's policy), so the
 # first round of each agent replays a real log and later rounds see it grow by nothing.
@@ -41,20 +41,6 @@ class FleetSpec:
     tls_dir: Path  # fleet server identity; ``tls_dir / "verifier"`` the verifier's client TLS
     registrar_url: str
     prefix: str = "fleet"
-
-
-def policy_document(sim: AgentSimulator) -> dict[str, object]:
-    """A policy every honest simulator of the fleet passes: golden boot PCRs and its log."""
-    boot = {str(i): sim.pcrs["sha256"][i].hex() for i in range(8)}
-    digests: dict[str, list[str]] = {}
-    for line in sim.ima.lines:
-        _, _, _, digest, path = line.split(" ", 4)
-        digests.setdefault(path, []).append(digest)
-    return {
-        "boot_pcrs": {"sha256": boot},
-        "ima_banks": ["sha256"],
-        "runtime_policy": {"version": 1, "digests": digests, "excludes": ["/var/log/*"]},
-    }
 
 
 class _Recorder:

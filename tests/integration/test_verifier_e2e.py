@@ -21,7 +21,12 @@ import redis
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.agent_simulator import AgentSimulator, Malformed, make_simulators
+from tests.support.agent_simulator import (
+    AgentSimulator,
+    Malformed,
+    make_simulators,
+    policy_document,
+)
 from tests.support.fleet_server import FleetServer, enrol_fleet, fleet_tls, serve_fleet
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar
@@ -50,21 +55,6 @@ class Stack:
     server: FleetServer
     webhooks: Webhooks
     redis_url: str
-
-
-def _policy_document(sim: AgentSimulator) -> dict[str, object]:
-    boot = {str(i): sim.pcrs["sha256"][i].hex() for i in range(8)}
-    digests: dict[str, list[str]] = {}
-    for line in sim.ima.lines:
-        _, _, _, digest, path = line.split(" ", 4)
-        digests.setdefault(path, []).append(digest)
-    for path, content in ALLOWED_FILES.items():
-        digests.setdefault(path, []).append("sha256:" + hashlib.sha256(content).hexdigest())
-    return {
-        "boot_pcrs": {"sha256": boot},
-        "ima_banks": ["sha256"],
-        "runtime_policy": {"version": 1, "digests": digests, "excludes": ["/var/log/*"]},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, webhooks: Webhooks) -> Itera
             webhook_secret=WEBHOOK_SECRET,
         )
         with running_verifier(settings, work) as verifier:
-            response = verifier.put_policy("edge", _policy_document(sims[0]))
+            response = verifier.put_policy("edge", policy_document(sims[0], ALLOWED_FILES))
             assert response.status_code == 200, response.text
             yield Stack(
                 verifier=verifier,
@@ -329,7 +319,7 @@ def test_paused_agent_is_not_polled(stack: Stack) -> None:
 
 def test_changing_the_policy_takes_effect_at_the_next_round(stack: Stack) -> None:
     sim = _attested_agent(stack)
-    document = _policy_document(sim)
+    document = policy_document(sim, ALLOWED_FILES)
     runtime = document["runtime_policy"]
     assert isinstance(runtime, dict)
     runtime["digests"]["/opt/new-release"] = ["sha256:" + hashlib.sha256(b"v2").hexdigest()]

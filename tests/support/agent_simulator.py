@@ -57,6 +57,7 @@ __all__ = [
     "MemoryMeasurementList",
     "golden_boot_events",
     "make_simulators",
+    "policy_document",
 ]
 
 DEFAULT_PLATFORM = "geoattest-sim/v1"
@@ -263,6 +264,25 @@ def _break(response: EvidenceResponse, how: Malformed) -> bytes:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def policy_document(
+    sim: AgentSimulator, allowed: dict[str, bytes] | None = None
+) -> dict[str, object]:
+    """A verifier policy every honest simulator of ``sim``'s platform passes: its golden boot
+    PCRs, and its IMA log plus the files of ``allowed`` (path -> content) as the runtime policy."""
+    boot = {str(i): sim.pcrs["sha256"][i].hex() for i in range(8)}
+    digests: dict[str, list[str]] = {}
+    for line in sim.ima.lines:
+        _, _, _, digest, path = line.split(" ", 4)
+        digests.setdefault(path, []).append(digest)
+    for path, content in (allowed or {}).items():
+        digests.setdefault(path, []).append("sha256:" + hashlib.sha256(content).hexdigest())
+    return {
+        "boot_pcrs": {"sha256": boot},
+        "ima_banks": ["sha256"],
+        "runtime_policy": {"version": 1, "digests": digests, "excludes": ["/var/log/*"]},
+    }
 
 
 def make_simulators(count: int, ca: SoftwareCa, *, prefix: str = "sim") -> Sequence[AgentSimulator]:

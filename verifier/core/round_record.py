@@ -81,7 +81,7 @@ def round_record(
         )
         if evidence.boot_log is not None:
             boot_log_sha256 = hashlib.sha256(evidence.boot_log).digest()
-        stored_evidence = replace(evidence, boot_log=None)
+        stored_evidence = replace(evidence, boot_log=None, ima_lines=tuple(evidence.ima_lines))
     verdict = result.location
     return EvidenceRecord(
         agent_id=agent_id,

@@ -170,17 +170,9 @@ class AgentClient:
         deadline = time.monotonic() + self._timeout
         body = request.model_dump_json(exclude_defaults=True).encode()
         status, answer = self._post(endpoint, path, body, deadline, agent_url)
-        if status != 200:
-            raise _refusal(agent_url, status, answer, request.include_location)
-        try:
-            return EvidenceResponse.model_validate_json(answer)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise AgentProtocolMismatch(
-                f"agent at {agent_url} answered with something that is not evidence: "
-                f"{where}: {printable(first['msg'])} ({e.error_count()} problem(s))"
-            ) from e
+        return evidence_from_answer(
+            agent_url, status, answer, asked_location=request.include_location
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -319,6 +311,24 @@ def parse_agent_url(agent_url: str) -> tuple[str, int, str]:
     if parts.scheme != "https" or not parts.hostname:
         raise AgentUrlInvalid(f"agent URL {printable(agent_url)} is not https://host[:port]")
     return parts.hostname, port, parts.path.rstrip("/") + "/v1/evidence"
+
+
+def evidence_from_answer(
+    agent_url: str, status: int, body: bytes, *, asked_location: bool
+) -> EvidenceResponse:
+    """What an agent's HTTP answer means (every ``EvidenceSource`` classifies alike): evidence,
+    or the fault/failure it is. A body that is not an evidence response is a protocol mismatch."""
+    if status != 200:
+        raise _refusal(agent_url, status, body, asked_location)
+    try:
+        return EvidenceResponse.model_validate_json(body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise AgentProtocolMismatch(
+            f"agent at {agent_url} answered with something that is not evidence: "
+            f"{where}: {printable(first['msg'])} ({e.error_count()} problem(s))"
+        ) from e
 
 
 def _refusal(

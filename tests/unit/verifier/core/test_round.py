@@ -17,7 +17,14 @@ from geoattest.wire import quote_qualifying_data
 from tests.unit.tpm.softak import SoftwareAk
 from tpm import Alg, ClockInfo
 from verifier.core.policy import AttestationPolicy
-from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_round
+from verifier.core.round import (
+    Check,
+    RoundEvidence,
+    RoundMemory,
+    RoundResult,
+    Verdict,
+    verify_round,
+)
 from verifier.core.states import Outcome
 
 GOLDEN_PCR0 = hashlib.sha256(b"firmware v1").digest()
@@ -277,3 +284,27 @@ def test_round_that_reveals_a_reboot_still_checks_the_boot(node: SoftwareNode) -
     result = _round(node, policy, memory)
     assert result.outcome is Outcome.INTEGRITY_FAILURE
     assert result.reason == "boot_pcr_mismatch"
+
+
+def test_every_check_gets_a_verdict_not_only_the_first_failure(node: SoftwareNode) -> None:
+    policy = _policy(node, ALLOWED)
+    memory = _round(node, policy, RoundMemory()).memory
+    node.pcr0 = hashlib.sha256(b"unapproved firmware").digest()  # boot PCR wrong …
+    node.measure("/tmp/evil", b"payload")  # … and an IMA entry the policy does not allow
+    result = _round(node, policy, memory)
+    verdicts = {c.check: c.verdict for c in result.checks}
+    assert verdicts[Check.QUOTE] is Verdict.PASSED
+    assert verdicts[Check.BOOT_PCRS] is Verdict.FAILED
+    assert verdicts[Check.IMA] is Verdict.FAILED
+    assert verdicts[Check.LOCATION] is Verdict.SKIPPED
+    assert result.reason == "boot_pcr_mismatch"  # the first failure in check order names it
+    ima = result.check(Check.IMA)
+    assert ima is not None
+    assert ima.reason == "ima_entry_not_allowed"
+
+
+def test_nothing_is_judged_on_a_quote_that_does_not_verify(node: SoftwareNode) -> None:
+    policy = _policy(node, ALLOWED)
+    impostor = SoftwareNode(log=list(node.log), pcr10=node.pcr10)
+    result = _check(impostor.answer(os.urandom(32), 0), node, policy)
+    assert [c.verdict for c in result.checks[1:]] == [Verdict.NOT_RUN] * (len(Check) - 1)

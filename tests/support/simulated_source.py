@@ -1,0 +1,49 @@
+"""An ``EvidenceSource`` asking ``AgentSimulator``s in-process: the round runner's test seam.
+
+Answers go through the same classification as the HTTPS client (``evidence_from_answer``), so a
+simulator's malformed or refusing answer means to the runner exactly what it would over mTLS.
+Tests may also make the source itself misbehave (``stall``, ``crash``) to drive the runner's
+fault paths.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+from geoattest.errors import AgentUnreachable
+from geoattest.wire import EvidenceRequest, EvidenceResponse
+from tests.support.agent_simulator import AgentSimulator
+from verifier.engine.fetch import evidence_from_answer
+
+
+def sim_url(agent_id: str) -> str:
+    return f"https://{agent_id}.sim.invalid:9002"
+
+
+class SimulatedSource:
+    def __init__(self, sims: Iterable[AgentSimulator]) -> None:
+        self.sims = {sim_url(sim.agent_id): sim for sim in sims}
+        self.offline: set[str] = set()  # agent ids that do not answer
+        self.stall: dict[str, float] = {}  # agent id -> seconds to wait before answering
+        self.crash: set[str] = set()  # agent ids whose fetch raises an unexpected error
+        self.requests: list[tuple[str, EvidenceRequest]] = []
+        self._lock = threading.Lock()
+
+    def fetch_evidence(
+        self, agent_url: str, tls_certificate: bytes, request: EvidenceRequest
+    ) -> EvidenceResponse:
+        sim = self.sims[agent_url]
+        with self._lock:
+            self.requests.append((sim.agent_id, request))
+        if sim.agent_id in self.crash:
+            raise RuntimeError("a bug in the fetch path")
+        if sim.agent_id in self.offline:
+            raise AgentUnreachable(f"agent at {agent_url} unreachable: connection refused")
+        if sim.agent_id in self.stall:
+            time.sleep(self.stall[sim.agent_id])
+        status, body = sim.answer(request.model_dump_json(exclude_defaults=True).encode())
+        return evidence_from_answer(
+            agent_url, status, body, asked_location=request.include_location
+        )

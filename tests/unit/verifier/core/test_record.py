@@ -1,0 +1,184 @@
+"""Evidence records: canonical bytes, digests, the hash chain, and re-verification offline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from geoattest.errors import EvidenceMalformed
+from tests.unit.verifier.core.test_round import ALLOWED, NOW, SoftwareNode, _policy
+from verifier.core.chain import FoldLink, Link, RecordLink, check_chain
+from verifier.core.policy import AttestationPolicy
+from verifier.core.record import (
+    GENESIS,
+    EvidenceRecord,
+    decode_record,
+    encode_record,
+    record_digest,
+)
+from verifier.core.reverify import reverify_record
+from verifier.core.round import RoundMemory, verify_round
+from verifier.core.round_record import RecordOrigin, round_record
+from verifier.core.states import AgentState, Outcome
+
+ORIGIN = RecordOrigin(verifier_id="verifier-test")
+
+
+def _policy_with_digest(node: SoftwareNode) -> AttestationPolicy:
+    return replace(_policy(node, ALLOWED), digest=hashlib.sha256(b"policy document").digest())
+
+
+def _chain(node: SoftwareNode, policy: AttestationPolicy, rounds: int) -> list[EvidenceRecord]:
+    """``rounds`` judged rounds as the commit would chain them (seq, prev, states)."""
+    records, memory, prev, state = [], RoundMemory(), GENESIS, AgentState.REGISTERED
+    for seq in range(1, rounds + 1):
+        evidence = node.answer(os.urandom(32), memory.ima_offset_for(policy.ima_banks))
+        judged_at = NOW + timedelta(seconds=2 * seq)
+        result = verify_round(
+            evidence, ak=node.ak.public, policy=policy, previous=memory, now=judged_at
+        )
+        draft = round_record(
+            agent_id="edge-1",
+            round_id=os.urandom(16).hex(),
+            started_at=judged_at - timedelta(milliseconds=5),
+            ended_at=judged_at + timedelta(milliseconds=5),
+            judged_at=judged_at,
+            origin=ORIGIN,
+            policy=policy,
+            ak=node.ak.public,
+            location_key=None,
+            previous=memory,
+            evidence=evidence,
+            result=result,
+        )
+        new_state = AgentState.ATTESTED if result.outcome is Outcome.PASSED else AgentState.FAILED
+        record = replace(draft, seq=seq, prev=prev, from_state=state, to_state=new_state)
+        records.append(record)
+        prev, state = record_digest(encode_record(record)), new_state
+        memory = result.memory
+    return records
+
+
+@pytest.fixture
+def node() -> SoftwareNode:
+    node = SoftwareNode()
+    node.measure("/usr/bin/bash", b"bash")
+    return node
+
+
+def test_a_record_round_trips_through_its_canonical_bytes(node: SoftwareNode) -> None:
+    record = _chain(node, _policy_with_digest(node), 1)[0]
+    encoded = encode_record(record)
+    assert decode_record(encoded) == record
+    assert encoded.startswith(b'{"agent_id":"edge-1"')  # RFC 8785: keys sorted, no whitespace
+    assert record.evidence is not None
+    assert record.evidence.ima_lines == tuple(node.log)
+
+
+def test_only_the_canonical_form_decodes(node: SoftwareNode) -> None:
+    encoded = encode_record(_chain(node, _policy_with_digest(node), 1)[0])
+    with pytest.raises(EvidenceMalformed, match="canonical"):
+        decode_record(encoded.replace(b'"seq":1', b'"seq": 1'))
+    with pytest.raises(EvidenceMalformed):
+        decode_record(b'{"type":"something else"}')
+
+
+def test_the_chain_of_a_run_is_intact(node: SoftwareNode) -> None:
+    records = _chain(node, _policy_with_digest(node), 4)
+    report = check_chain("edge-1", [RecordLink(canonical=encode_record(r)) for r in records])
+    assert report.intact, report.breaks
+    assert (report.first_seq, report.last_seq) == (1, 4)
+
+
+@pytest.mark.parametrize("attack", ["remove", "reorder", "edit", "foreign"])
+def test_a_tampered_chain_is_refused(node: SoftwareNode, attack: str) -> None:
+    records = _chain(node, _policy_with_digest(node), 4)
+    links = [encode_record(r) for r in records]
+    if attack == "remove":
+        del links[1]
+    elif attack == "reorder":
+        links[1], links[2] = links[2], links[1]
+    elif attack == "edit":  # a valid record, re-encoded with another message
+        links[1] = encode_record(replace(records[1], message="all good"))
+    else:
+        links[2] = encode_record(replace(records[2], agent_id="edge-2"))
+    report = check_chain("edge-1", [RecordLink(canonical=link) for link in links])
+    assert not report.intact
+
+
+def test_a_fold_keeps_the_chain_linked(node: SoftwareNode) -> None:
+    records = _chain(node, _policy_with_digest(node), 5)
+    digests = [record_digest(encode_record(r)) for r in records]
+    fold = FoldLink(first_seq=2, last_seq=4, prev=digests[0], head=digests[3])
+    links: list[Link] = [
+        RecordLink(canonical=encode_record(records[0])),
+        fold,
+        RecordLink(canonical=encode_record(records[4])),
+    ]
+    assert check_chain("edge-1", links).intact
+    wrong = replace(fold, head=digests[2])
+    assert not check_chain("edge-1", [links[0], wrong, links[2]]).intact
+
+
+def test_records_reverify_offline(node: SoftwareNode) -> None:
+    policy = _policy_with_digest(node)
+    node.measure("/usr/bin/sshd", b"sshd")
+    for record in _chain(node, policy, 3):
+        again = reverify_record(record, ak=node.ak.public, policy=policy)
+        assert again.consistent, again.mismatches
+        assert again.not_checked == ()
+
+
+def test_a_recorded_failure_reverifies_as_the_same_failure(node: SoftwareNode) -> None:
+    policy = _policy_with_digest(node)
+    node.measure("/tmp/evil", b"payload")
+    record = _chain(node, policy, 1)[0]
+    assert record.reason == "ima_entry_not_allowed"
+    assert reverify_record(record, ak=node.ak.public, policy=policy).consistent
+
+
+def test_a_record_whose_verdict_was_changed_does_not_reverify(node: SoftwareNode) -> None:
+    policy = _policy_with_digest(node)
+    node.measure("/tmp/evil", b"payload")
+    failed = _chain(node, policy, 1)[0]
+    forged = replace(
+        failed,
+        outcome=Outcome.PASSED,
+        reason=None,
+        checks=tuple(
+            replace(c, verdict=c.verdict.PASSED, reason=None)
+            for c in failed.checks
+            if c.verdict.value != "skipped"
+        ),
+    )
+    again = reverify_record(forged, ak=node.ak.public, policy=policy)
+    assert not again.consistent
+
+
+def test_a_record_reverified_against_another_key_or_policy_is_a_mismatch(
+    node: SoftwareNode,
+) -> None:
+    policy = _policy_with_digest(node)
+    record = _chain(node, policy, 1)[0]
+    other = SoftwareNode()
+    assert not reverify_record(record, ak=other.ak.public, policy=policy).consistent
+    edited = replace(policy, digest=hashlib.sha256(b"another document").digest())
+    assert not reverify_record(record, ak=node.ak.public, policy=edited).consistent
+
+
+def test_evidence_edited_inside_a_record_does_not_reverify(node: SoftwareNode) -> None:
+    policy = _policy_with_digest(node)
+    record = _chain(node, policy, 1)[0]
+    assert record.evidence is not None
+    lying = replace(record, evidence=replace(record.evidence, ima_lines=()))
+    assert not reverify_record(lying, ak=node.ak.public, policy=policy).consistent
+
+
+def test_record_times_are_utc(node: SoftwareNode) -> None:
+    record = _chain(node, _policy_with_digest(node), 1)[0]
+    assert decode_record(encode_record(record)).ended_at.tzinfo is UTC
+    assert datetime.now(UTC) > record.ended_at - timedelta(days=365 * 10)
