@@ -94,6 +94,11 @@ class HotState:
         claimed: list[str] = self._redis.eval(_CLAIM_DUE_LUA, 1, SCHEDULE_KEY, now, until, limit)
         return [agent.decode() if isinstance(agent, bytes) else agent for agent in claimed]
 
+    def due_of(self, agent_id: str) -> float | None:
+        """When the agent's next round is due (None: not scheduled)."""
+        score = self._redis.zscore(SCHEDULE_KEY, agent_id)
+        return None if score is None else float(score)
+
     def due_count(self, now: float) -> int:
         return int(self._redis.zcount(SCHEDULE_KEY, "-inf", now))
 

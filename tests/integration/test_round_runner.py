@@ -1,0 +1,254 @@
+"""The round runner in-process through the ``EvidenceSource`` seam, on a real Redis and a real
+SQLite file: stale locks, fences, backoff, the fail-closed branches, repair after Redis lost its
+data, and the watchdog. Each fail-closed path has a test that fails when the path is removed."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.runner_stack import RunnerStack, runner_stack
+from verifier.core.chain import FoldLink, RecordLink, check_chain
+from verifier.core.reasons import Reason
+from verifier.core.record import RecordKind
+from verifier.core.reverify import reverify_record
+from verifier.core.states import AgentState, Outcome
+from verifier.storage.records import FoldSummary
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def stack(tmp_path: Path, redis_url: str) -> Iterator[RunnerStack]:
+    with runner_stack(tmp_path, redis_url) as running:
+        yield running
+
+
+def _first(stack: RunnerStack) -> str:
+    return next(iter(stack.sims))
+
+
+def _attested(stack: RunnerStack, agent_id: str) -> None:
+    report = stack.round(agent_id)
+    assert report is not None
+    assert report.result.outcome is Outcome.PASSED, report.result.message
+    assert stack.state(agent_id) is AgentState.ATTESTED
+
+
+def _chain_intact(stack: RunnerStack, agent_id: str) -> int:
+    links: list[RecordLink | FoldLink] = []
+    for item in stack.records.page(agent_id, limit=1000):
+        if isinstance(item, FoldSummary):
+            links.append(
+                FoldLink(
+                    first_seq=item.first_seq, last_seq=item.last_seq, prev=item.prev, head=item.head
+                )
+            )
+        else:
+            links.append(RecordLink(canonical=stack.records.get(agent_id, item.round_id).canonical))
+    report = check_chain(agent_id, links)
+    assert report.intact, report.breaks
+    return report.last_seq
+
+
+def test_rounds_commit_chained_records_that_reverify(stack: RunnerStack) -> None:
+    agent_id = _first(stack)
+    for _ in range(3):
+        _attested(stack, agent_id)
+    view = stack.store.get_agent(agent_id)
+    assert view.records == 3
+    assert view.last_passed_at is not None
+    assert _chain_intact(stack, agent_id) == 3
+    target = stack.target(agent_id)
+    for summary in stack.records.page(agent_id):
+        assert not isinstance(summary, FoldSummary)
+        record = stack.records.get(agent_id, summary.round_id).record
+        again = reverify_record(record, ak=target.ak, policy=target.policy)
+        assert again.consistent, again.mismatches
+    events = stack.store.events(agent_id)
+    assert [(e.from_state, e.to_state) for e in events] == [
+        (AgentState.REGISTERED, AgentState.ATTESTED)
+    ]
+
+
+def test_a_round_that_outlived_its_lock_commits_nothing(tmp_path: Path, redis_url: str) -> None:
+    with runner_stack(tmp_path, redis_url, lock_ttl=0.3) as stack:
+        agent_id = _first(stack)
+        _attested(stack, agent_id)
+        before = stack.store.get_agent(agent_id)
+        stack.source.stall[agent_id] = 0.6  # the round outlives its 0.3 s lock
+        report = stack.round(agent_id)
+        assert report is not None
+        assert report.committed is None
+        assert report.fault is Reason.LOCK_LOST
+        after = stack.store.get_agent(agent_id)
+        assert after.records == before.records
+        assert after.last_passed_at == before.last_passed_at  # the lease was not renewed
+        assert stack.hot.faults([agent_id])[agent_id][0] == "lock_lost"
+
+
+def test_an_older_writer_cannot_commit_over_a_newer_one(tmp_path: Path, redis_url: str) -> None:
+    """A stalled round resumes after another writer took the agent: its commit is refused by its
+    fence, whichever of the two reaches the database first."""
+    with runner_stack(tmp_path, redis_url, lock_ttl=0.3) as stack:
+        agent_id = _first(stack)
+        _attested(stack, agent_id)
+        stack.source.stall[agent_id] = 0.8
+        stalled: list[object] = []
+        thread = threading.Thread(target=lambda: stalled.append(stack.round(agent_id)))
+        thread.start()
+        time.sleep(0.45)  # the stalled round's lock has expired: a newer round takes the agent
+        stack.source.stall.pop(agent_id)
+        newer = stack.round(agent_id)
+        thread.join()
+        assert newer is not None
+        assert newer.committed is not None
+        old = stalled[0]
+        assert old is not None
+        assert getattr(old, "committed", "x") is None
+        assert stack.store.get_agent(agent_id).records == 2
+        assert _chain_intact(stack, agent_id) == 2
+
+
+def test_an_unreachable_agent_is_retried_with_backoff(stack: RunnerStack) -> None:
+    agent_id = _first(stack)
+    _attested(stack, agent_id)
+    stack.source.offline.add(agent_id)
+    waits = []
+    for _ in range(5):
+        report = stack.round(agent_id)
+        assert report is not None
+        assert report.result.outcome is Outcome.UNREACHABLE
+        due = stack.hot.due_of(agent_id)
+        assert due is not None
+        waits.append(due - time.time())
+    # 0.2 s interval doubling per miss (0.4, 0.8, 1.6, 3.2) and capped at backoff_max (3 s)
+    assert [round(w, 1) for w in waits] == [0.4, 0.8, 1.6, 3.0, 3.0]
+    assert stack.state(agent_id) is AgentState.UNREACHABLE
+    assert all(e.to_state is not AgentState.FAILED for e in stack.store.events(agent_id))
+    stack.source.offline.clear()
+    _attested(stack, agent_id)
+
+
+def test_a_crash_while_fetching_is_a_named_fault_and_the_lease_ends(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with runner_stack(tmp_path, redis_url, max_age=0.5) as stack:
+        agent_id = _first(stack)
+        _attested(stack, agent_id)
+        stack.source.crash.add(agent_id)
+        report = stack.round(agent_id)
+        assert report is not None
+        assert report.result.outcome is Outcome.VERIFIER_FAULT
+        assert stack.state(agent_id) is AgentState.ATTESTED  # no verdict, nothing moved …
+        time.sleep(0.6)
+        assert stack.expire() == 1  # … but the lease ran out and the watchdog says why
+        assert stack.state(agent_id) is AgentState.STALE
+        event = stack.store.events(agent_id)[0]
+        assert event.to_state is AgentState.STALE
+        assert event.reason is Reason.ROUND_CRASHED
+        assert stack.published[-1].record.kind is RecordKind.WATCHDOG
+        stack.source.crash.clear()
+        _attested(stack, agent_id)  # a passing round attests it again
+
+
+def test_a_verdict_that_cannot_be_recorded_renews_nothing(tmp_path: Path, redis_url: str) -> None:
+    """The database is locked by someone else: rounds cannot record, so they change nothing and
+    the lease runs out (stale, cause record_failed); when the lock goes, rounds record again."""
+    with runner_stack(tmp_path, redis_url, commit_timeout=0.5, max_age=1.0) as stack:
+        agent_id = _first(stack)
+        _attested(stack, agent_id)
+        locker = sqlite3.connect(stack.database, timeout=1)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            report = stack.round(agent_id)
+            assert report is not None
+            assert report.fault is Reason.RECORD_FAILED
+            assert stack.hot.faults([agent_id])[agent_id][0] == "record_failed"
+        finally:
+            time.sleep(1.2)  # past the lease
+            locker.rollback()
+            locker.close()
+        assert stack.expire() == 1
+        assert stack.state(agent_id) is AgentState.STALE
+        assert stack.store.events(agent_id)[0].reason is Reason.RECORD_FAILED
+        _attested(stack, agent_id)
+        assert all(e.to_state is not AgentState.FAILED for e in stack.store.events(agent_id))
+        _chain_intact(stack, agent_id)
+
+
+def test_redis_losing_its_data_costs_a_round_not_the_chain(stack: RunnerStack) -> None:
+    agent_id = _first(stack)
+    for _ in range(3):
+        _attested(stack, agent_id)
+    stack.hot._redis.flushall()  # a Redis restart without persistence
+    refused = stack.round(agent_id)  # its fence counter restarted below what SQL stored
+    assert refused is not None
+    assert refused.committed is None
+    _attested(stack, agent_id)
+    assert stack.store.get_agent(agent_id).records == 4
+    assert _chain_intact(stack, agent_id) == 4
+
+
+def test_a_tampered_agent_fails_and_its_webhook_rows_commit_with_it(stack: RunnerStack) -> None:
+    agent_id = _first(stack)
+    _attested(stack, agent_id)
+    stack.sims[agent_id].measure("/tmp/evil", content=b"payload")
+    report = stack.round(agent_id)
+    assert report is not None
+    assert report.committed is not None
+    assert report.committed.record.to_state is AgentState.FAILED
+    assert len(report.committed.deliveries) == 1  # the outbox row, written with the verdict
+    assert report.committed.kept
+    assert stack.round(agent_id) is None  # failed agents are not polled
+
+
+def test_folding_keeps_the_chain_linked(stack: RunnerStack) -> None:
+    import datetime as dt
+
+    agent_id = _first(stack)
+    for _ in range(6):
+        _attested(stack, agent_id)
+    folded = stack.records.fold(now=dt.datetime.now(dt.UTC), hot_window=dt.timedelta(0))
+    assert folded == 5  # the first round (a transition) is kept, the others fold
+    items = stack.records.page(agent_id)
+    assert len(items) == 2
+    assert isinstance(items[1], FoldSummary)
+    assert items[1].outcomes == {"passed": 5}
+    _attested(stack, agent_id)
+    assert _chain_intact(stack, agent_id) == 7
+
+
+def test_the_database_refuses_a_fence_at_or_below_the_stored_one(stack: RunnerStack) -> None:
+    """The SQL guard alone, without the Redis lock in front of it: a writer whose fence is not
+    above the stored one changes nothing."""
+    import datetime as dt
+
+    from verifier.core.round_record import RecordOrigin, action_record
+    from verifier.storage.verdicts import Committed, Refused, VerdictDraft, VerdictStore
+
+    agent_id = _first(stack)
+    verdicts = VerdictStore(stack.store._sessions)  # the same database
+
+    def draft(fence: int) -> VerdictDraft:
+        record = action_record(
+            agent_id=agent_id,
+            round_id=f"op-{fence}",
+            at=dt.datetime.now(dt.UTC),
+            kind=RecordKind.OPERATOR,
+            origin=RecordOrigin(verifier_id="t"),
+            reason=Reason.OPERATOR_PAUSED,
+        )
+        return VerdictDraft(record=record, fence=fence, decide=lambda _: AgentState.PAUSED)
+
+    assert isinstance(verdicts.commit([draft(5)])[0], Committed)
+    for stale_fence in (5, 3):
+        refused = verdicts.commit([draft(stale_fence)])[0]
+        assert isinstance(refused, Refused)
+        assert refused.why == "fence"
+    assert stack.store.get_agent(agent_id).records == 1
