@@ -145,6 +145,7 @@ def create_celery(settings: Settings) -> Celery:
 
 def run_batch(runtime: VerifierRuntime, agent_ids: Sequence[str]) -> int:
     """The body of ``attest_batch``, usable without Celery (benchmarks, tests of the runner)."""
+    runtime.hot.heartbeat(runtime.worker_id)
     fleet = runtime.fleet()
     futures = []
     for agent_id in agent_ids:

@@ -21,17 +21,9 @@ import redis
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.agent_simulator import (
-    AgentSimulator,
-    Malformed,
-    make_simulators,
-    policy_document,
-)
-from tests.support.fleet_server import FleetServer, enrol_fleet, fleet_tls, serve_fleet
-from tests.support.redis_server import running_redis
-from tests.support.registrar_server import running_registrar
-from tests.support.software_pki import make_ca
-from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+from tests.support.agent_simulator import AgentSimulator, Malformed, policy_document
+from tests.support.simulated_fleet import SimulatedFleet, simulated_fleet
+from tests.support.verifier_stack import RunningVerifier
 from verifier.notify.webhooks import sign_payload
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -46,15 +38,6 @@ class Webhooks:
 
     received: list[tuple[dict[str, str], bytes]]
     url: str
-
-
-@dataclass
-class Stack:
-    verifier: RunningVerifier
-    sims: dict[str, AgentSimulator]
-    server: FleetServer
-    webhooks: Webhooks
-    redis_url: str
 
 
 @pytest.fixture(scope="module")
@@ -80,65 +63,37 @@ def webhooks() -> Iterator[Webhooks]:
     thread.join(timeout=5)
 
 
+@dataclass
+class Stack:
+    fleet: SimulatedFleet
+    webhooks: Webhooks
+
+    @property
+    def verifier(self) -> RunningVerifier:
+        return self.fleet.verifier
+
+    @property
+    def redis_url(self) -> str:
+        return self.fleet.redis_url
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, webhooks: Webhooks) -> Iterator[Stack]:
-    work = tmp_path_factory.mktemp("verifier-e2e")
-    ca = make_ca()
-    trust_dir = work / "ek-ca"
-    trust_dir.mkdir()
-    (trust_dir / "ca.pem").write_bytes(ca.pem)
-    sims = make_simulators(30, ca, prefix="e2e")
-    tls = fleet_tls(work / "tls")
-    with (
-        running_redis(work) as redis_url,
-        running_registrar(work, trust_dir) as registrar,
-        serve_fleet(sims, ssl_context=tls.server_context) as server,
-    ):
-        enrol_fleet(registrar.url, sims, server, tls_certificate=tls.server_certificate_der)
-        settings = verifier_settings(
-            work,
-            redis_url,
-            registrar.url,
-            tls_dir=work / "tls" / "verifier",
-            webhook_urls=(webhooks.url,),
-            webhook_secret=WEBHOOK_SECRET,
-        )
-        with running_verifier(settings, work) as verifier:
-            response = verifier.put_policy("edge", policy_document(sims[0], ALLOWED_FILES))
-            assert response.status_code == 200, response.text
-            yield Stack(
-                verifier=verifier,
-                sims={sim.agent_id: sim for sim in sims},
-                server=server,
-                webhooks=webhooks,
-                redis_url=redis_url,
-            )
-
-
-_taken: set[str] = set()
+    with simulated_fleet(
+        tmp_path_factory.mktemp("e2e"),
+        allowed=ALLOWED_FILES,
+        webhook_urls=(webhooks.url,),
+        webhook_secret=WEBHOOK_SECRET,
+    ) as fleet:
+        yield Stack(fleet=fleet, webhooks=webhooks)
 
 
 def _attested_agent(stack: Stack) -> AgentSimulator:
-    """A fresh simulated agent of the fleet, added to the verifier and attested."""
-    agent_id = next(agent_id for agent_id in stack.sims if agent_id not in _taken)
-    _taken.add(agent_id)
-    response = stack.verifier.add_agent(agent_id, "edge")
-    assert response.status_code == 201, response.text
-    stack.verifier.wait_for_state(agent_id, "attested")
-    return stack.sims[agent_id]
+    return stack.fleet.attested_agent()
 
 
 def _serve_rounds(stack: Stack, sim: AgentSimulator, count: int) -> list[dict[str, object]]:
-    """Wait (at most 30 s) until the agent answered ``count`` more rounds; the verifier's view
-    of it, polled meanwhile."""
-    target = sim.served + count
-    deadline = time.monotonic() + 30
-    seen = []
-    while sim.served < target:
-        assert time.monotonic() < deadline, f"only {sim.served - target + count} of {count} rounds"
-        seen.append(stack.verifier.status(sim.agent_id))
-        time.sleep(0.05)
-    return seen
+    return stack.fleet.serve_rounds(sim, count)
 
 
 def _failure_event(stack: Stack, agent_id: str) -> dict[str, object]:
@@ -346,5 +301,5 @@ def test_bad_operator_input_gets_clear_4xx(stack: Stack, tmp_path: Path) -> None
     assert bad_runtime.json()["error"]["code"] == "policy_invalid"
     unknown_agent = verifier.add_agent("not-enrolled", "edge")
     assert unknown_agent.status_code == 404
-    unknown_policy = verifier.add_agent(next(iter(stack.sims)), "no-such-policy")
+    unknown_policy = verifier.add_agent(next(iter(stack.fleet.sims)), "no-such-policy")
     assert unknown_policy.status_code == 404

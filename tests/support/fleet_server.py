@@ -68,8 +68,10 @@ class FleetServer:
     """Serves ``sims`` on ``host:port`` (0 picks a free port) from a background event loop.
 
     Use as a context manager, or ``start()``/``stop()``. ``ssl_context`` makes it HTTPS.
-    An agent id in ``offline`` gets its connections dropped without an answer. ``on_evidence``,
-    when set, is called with the agent id of every evidence request served (on the loop).
+    An agent id in ``offline`` gets its connections dropped without an answer; one in
+    ``trickle`` gets its answer's headers at once and then its body one byte per second (a
+    slow-drip peer); one in ``refuse`` gets that raw (status, body) instead of evidence.
+    ``on_evidence``, when set, is called with the agent id of every evidence request served.
     """
 
     def __init__(
@@ -82,6 +84,8 @@ class FleetServer:
     ) -> None:
         self.sims = {sim.agent_id: sim for sim in sims}
         self.offline: set[str] = set()
+        self.trickle: set[str] = set()
+        self.refuse: dict[str, tuple[int, bytes]] = {}
         self._host, self._port = host, port
         self._ssl = ssl_context
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -173,7 +177,11 @@ class FleetServer:
                 if answer is None:  # simulated outage: drop the connection, say nothing
                     writer.transport.abort()
                     return
-                writer.write(_response(*answer, keep_alive=keep_alive))
+                response = _response(*answer, keep_alive=keep_alive)
+                if _agent_of(path) in self.trickle:
+                    await _trickle(writer, response)
+                else:
+                    writer.write(response)
                 await writer.drain()
                 if not keep_alive:
                     break
@@ -194,6 +202,8 @@ class FleetServer:
             return _error(HTTPStatus.NOT_FOUND, "not_found", f"no simulated agent {agent_id!r}")
         if agent_id in self.offline:
             return None
+        if agent_id in self.refuse:
+            return self.refuse[agent_id]
         if route == "v1/evidence" and method == "POST":
             if self.on_evidence is not None:
                 self.on_evidence(agent_id)
@@ -227,6 +237,21 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes, 
     connection = headers.get("connection", "").lower()
     keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
     return method, path.split("?", 1)[0], body, keep_alive
+
+
+def _agent_of(path: str) -> str:
+    return path[len(AGENTS_PREFIX) :].partition("/")[0] if path.startswith(AGENTS_PREFIX) else ""
+
+
+async def _trickle(writer: asyncio.StreamWriter, response: bytes) -> None:
+    """Headers at once, then the body one byte a second: every read sees progress, so a
+    per-recv timeout never fires; only a total deadline ends it."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    writer.write(head + b"\r\n\r\n")
+    for index in range(len(body)):
+        await writer.drain()
+        writer.write(body[index : index + 1])
+        await asyncio.sleep(1.0)
 
 
 def _response(status: int, body: bytes, *, keep_alive: bool) -> bytes:

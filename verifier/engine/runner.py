@@ -62,10 +62,8 @@ class Committer(Protocol):
     def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult: ...
 
 
-class Publisher(Protocol):
-    """Tells the world about a committed verdict (revocation channel, webhooks)."""
-
-    def __call__(self, committed: Committed) -> None: ...
+# Tells the world about a committed verdict (revocation channel, webhooks): ``EventPublisher``.
+Publisher = Callable[[Committed], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -64,6 +64,7 @@ class VerifierRuntime:
         source: EvidenceSource | None = None,
     ) -> None:
         self.settings = settings
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.engine = make_engine(settings.database_url)
         self.sessions = session_factory(self.engine)
         self.store = VerifierStore(self.sessions)

@@ -56,7 +56,7 @@ class Watchdog:
             max_age = self.lease.max_age_of(fleet.policies.get(policy_name))
             if last_passed is not None and now - last_passed <= max_age:
                 continue
-            cause = _cause(faults.get(agent_id), fleet.unusable.get(policy_name), max_age)
+            cause = _cause(faults.get(agent_id), policy_name, fleet.unusable, max_age)
             try:
                 moved += self._mark_stale(agent_id, cause, last_passed, now)
             except Exception:  # one agent's trouble must not stop the others'
@@ -112,10 +112,16 @@ def _only_attested(stored: AgentState) -> AgentState | None:
 
 
 def _cause(
-    fault: tuple[str, str] | None, unusable_policy: str | None, max_age: dt.timedelta
+    fault: tuple[str, str] | None,
+    policy_name: str,
+    unusable: dict[str, str],
+    max_age: dt.timedelta,
 ) -> tuple[Reason, str]:
-    if unusable_policy is not None:
-        return Reason.POLICY_UNUSABLE, f"the agent's policy cannot be used: {unusable_policy}"
+    if policy_name in unusable:
+        return (
+            Reason.POLICY_UNUSABLE,
+            f"policy {policy_name} cannot be used: {unusable[policy_name]}",
+        )
     if fault is not None:
         try:
             return Reason(fault[0]), fault[1]

@@ -51,7 +51,9 @@ def _fault_key(agent_id: str) -> str:
     return f"geoattest:fault:{agent_id}"
 
 
-FAULT_TTL_SECONDS = 3600  # a fault nobody repeats stops naming causes after an hour
+FAULT_TTL_SECONDS = 3600
+WORKER_PREFIX = "geoattest:worker:"
+WORKER_TTL_SECONDS = 15.0  # a fault nobody repeats stops naming causes after an hour
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,6 +231,25 @@ class HotState:
     def forget(self, agent_id: str) -> None:
         self._redis.delete(_memory_key(agent_id), _fault_key(agent_id))
         self.unschedule(agent_id)
+
+    # --- workers seen (readiness, tests that kill one) -----------------------------------------
+
+    def heartbeat(self, worker_id: str, ttl_seconds: float = WORKER_TTL_SECONDS) -> None:
+        self._redis.set(
+            f"{WORKER_PREFIX}{worker_id}", repr(time.time()), px=int(ttl_seconds * 1000)
+        )
+
+    def workers_seen(self) -> dict[str, float]:
+        """Worker processes that ran rounds lately: id (``host:pid``) -> last seen."""
+        keys = list(self._redis.scan_iter(match=f"{WORKER_PREFIX}*", count=1000))
+        if not keys:
+            return {}
+        values = self._redis.mget(keys)
+        return {
+            (key.decode() if isinstance(key, bytes) else key)[len(WORKER_PREFIX) :]: float(value)
+            for key, value in zip(keys, values, strict=True)
+            if value is not None
+        }
 
     # --- configuration changes and revocations ----------------------------------------------
 

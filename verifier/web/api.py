@@ -27,6 +27,7 @@ from geoattest.wire import (
     RoundRecordView,
     RoundSummaryView,
 )
+from verifier.core.reasons import Reason
 from verifier.engine.status import AgentStatus, StatusReader
 from verifier.operations import Operations
 from verifier.storage.records import FoldSummary, RecordStore, RecordSummary
@@ -225,13 +226,18 @@ def _policy_view(policy: StoredPolicy) -> dict[str, object]:
 def _status_view(status: AgentStatus) -> dict[str, object]:
     view, lease = status.view, status.lease
     now = _now()
+    reason = view.reason.value if view.reason is not None else None
+    message = view.message
+    if lease.state is not view.state:  # the lease ran out; the watchdog will name the cause
+        reason = Reason.LEASE_EXPIRED.value
+        message = f"no round passed in the last {status.max_age.total_seconds():.0f} s"
     return AgentStatusView(
         agent_id=view.agent_id,
         policy=view.policy_name,
         state=lease.state.value,
         stored_state=view.state.value,
-        reason=view.reason.value if view.reason is not None else None,
-        message=view.message,
+        reason=reason,
+        message=message,
         details=dict(view.details),
         state_since=view.state_since,
         last_round_at=view.last_round_at,
