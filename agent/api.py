@@ -30,7 +30,7 @@ def evidence() -> Response:
     request = parse_body(EvidenceRequest)
     answer = _service().collect(request)
     return current_app.response_class(
-        answer.model_dump_json(exclude_none=True), mimetype="application/json"
+        answer.model_dump_json(exclude_defaults=True), mimetype="application/json"
     )
 
 

@@ -124,9 +124,11 @@ def test_an_unreachable_agent_is_retried_with_backoff(stack: RunnerStack) -> Non
         report = stack.round(agent_id)
         assert report is not None
         assert report.result.outcome is Outcome.UNREACHABLE
-        due = stack.hot.due_of(agent_id)
+        due, status = stack.hot.due_of(agent_id), stack.hot.load(agent_id)
         assert due is not None
-        waits.append(due - time.time())
+        assert status is not None
+        assert status.last_round_at is not None
+        waits.append(due - status.last_round_at)  # scheduled from the round's end
     # 0.2 s interval doubling per miss (0.4, 0.8, 1.6, 3.2) and capped at backoff_max (3 s)
     assert [round(w, 1) for w in waits] == [0.4, 0.8, 1.6, 3.0, 3.0]
     assert stack.state(agent_id) is AgentState.UNREACHABLE

@@ -209,7 +209,7 @@ class AgentSimulator:
         except GeoattestError as e:
             return _error(e)
         if self.malformed is None:
-            return 200, response.model_dump_json(exclude_none=True).encode()
+            return 200, response.model_dump_json(exclude_defaults=True).encode()
         return 200, _break(response, self.malformed)
 
     # --- internals ---------------------------------------------------------------------------

@@ -11,11 +11,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from geoattest.errors import AgentUnreachable
 from geoattest.wire import EvidenceRequest, EvidenceResponse
 from tests.support.agent_simulator import AgentSimulator
 from verifier.engine.fetch import evidence_from_answer
+
+
+class Answering(Protocol):
+    """What the source asks: a simulator, or a wrapper speaking another protocol version."""
+
+    @property
+    def agent_id(self) -> str: ...
+
+    def answer(self, body: bytes) -> tuple[int, bytes]: ...
 
 
 def sim_url(agent_id: str) -> str:
@@ -24,7 +34,7 @@ def sim_url(agent_id: str) -> str:
 
 class SimulatedSource:
     def __init__(self, sims: Iterable[AgentSimulator]) -> None:
-        self.sims = {sim_url(sim.agent_id): sim for sim in sims}
+        self.sims: dict[str, Answering] = {sim_url(sim.agent_id): sim for sim in sims}
         self.offline: set[str] = set()  # agent ids that do not answer
         self.stall: dict[str, float] = {}  # agent id -> seconds to wait before answering
         self.crash: set[str] = set()  # agent ids whose fetch raises an unexpected error

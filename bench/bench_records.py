@@ -1,0 +1,273 @@
+"""Evidence records: bytes per agent-day at the defaults, bytes per full round, and the worker CPU
+recording adds to a round (recording on vs off, side by side in one run).
+
+    .venv/bin/python bench/bench_records.py [--agents 4] [--rounds 600]
+
+**Bytes.** One simulated day per agent at the default cadence (a round every 2 s = 43,200
+rounds), committed through the real ``VerdictStore`` into a real SQLite file, with the default
+retention (a round kept in full every 5 minutes, every other one folded after the 1 h hot
+window). Each round carries what a geofenced node sends: a genuine-format quote over 10 sha256
+PCRs (software TPM, the agent's own evidence code), a 21-line IMA log at boot (new lines only in
+later rounds) and one signed location fix (a real NaviLock NMEA fix, ~0.8 KB of evidence). Times
+come from a simulated clock, so a day takes about a minute. Reported: the bytes the records and
+folds take per agent-day once folded, the hot window's fixed extra, and bytes per full record.
+
+**CPU.** The same rounds through ``RoundRunner`` (real Redis, the simulated agents in-process):
+once with the production group committer into SQLite, once with a committer that records
+nothing, in alternation. The simulated agents' own CPU (signing quotes) is measured separately
+and taken off both, so the figures are the verifier's share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from allowlists.ima.policy import RuntimePolicy
+from geoattest.db import make_engine, session_factory
+from geoattest.wire import EvidenceRequest
+from geofence import LocationEvidence, encode_evidence
+from geofence.epochs import fixes_from_lines
+from geofence.nmea import split_lines
+from tests.paths import vector
+from tests.support.agent_simulator import AgentSimulator
+from tests.support.redis_server import running_redis
+from tests.support.runner_stack import RunnerStack, runner_stack
+from verifier.core.evidence import parse_evidence
+from verifier.core.policy import AttestationPolicy
+from verifier.core.record import GENESIS, EvidenceRecord, encode_record
+from verifier.core.round import RoundMemory, verify_round
+from verifier.core.round_record import RecordOrigin, round_record
+from verifier.core.states import AgentState, Outcome, next_state
+from verifier.engine.runner import RoundRunner
+from verifier.storage.records import RecordStore
+from verifier.storage.verdicts import CommitResult, Committed, VerdictDraft, VerdictStore
+
+DAY_ROUNDS = 43_200
+INTERVAL = dt.timedelta(seconds=2)
+SAMPLE = dt.timedelta(minutes=5)
+HOT_WINDOW = dt.timedelta(hours=1)
+BATCH = 200  # rounds per commit transaction (what group commit does under load)
+
+
+def _real_fix_evidence(nonce: bytes) -> bytes:
+    lines = split_lines(vector("nmea/nl2008u.log").read_bytes())
+    fixes, _ = fixes_from_lines(lines)
+    fix = next(f for f in fixes if f.horizontal_accuracy_m is not None and f.signals)
+    return encode_evidence(LocationEvidence.from_fix(fix, nonce=nonce))
+
+
+def _boot_log_policy(sim: AgentSimulator, policy: AttestationPolicy) -> AttestationPolicy:
+    """``policy`` allowing every line of ``sim``'s log (its 21-line boot)."""
+    digests: dict[str, set[str]] = {}
+    for line in sim.ima.lines:
+        _, _, _, digest, path = line.split(" ", 4)
+        digests.setdefault(path, set()).add(digest)
+    runtime = RuntimePolicy(digests={path: frozenset(d) for path, d in digests.items()})
+    return replace(policy, runtime=runtime)
+
+
+def _day_of_records(
+    sim: AgentSimulator, policy: AttestationPolicy, start: dt.datetime, fix: bytes
+) -> Iterator[EvidenceRecord]:
+    """The record drafts of one agent-day: real evidence, judged, with a location fix attached."""
+    memory = RoundMemory()
+    for n in range(DAY_ROUNDS):
+        nonce = os.urandom(32)
+        request = EvidenceRequest(
+            nonce=nonce.hex(),
+            pcrs=policy.pcr_selection(),
+            ima_offset=memory.ima_offset_for(policy.ima_banks),
+        )
+        evidence = parse_evidence(sim.respond(request), nonce)
+        when = start + n * INTERVAL
+        result = verify_round(evidence, ak=sim.tpm.ak, policy=policy, previous=memory, now=when)
+        assert result.outcome is Outcome.PASSED, result.message
+        located = replace(evidence, location=fix, location_signature=os.urandom(72))
+        yield round_record(
+            agent_id=sim.agent_id,
+            round_id=os.urandom(16).hex(),
+            started_at=when,
+            ended_at=when + dt.timedelta(milliseconds=40),
+            judged_at=when,
+            origin=RecordOrigin(verifier_id="bench"),
+            policy=policy,
+            ak=sim.tpm.ak,
+            location_key=None,
+            previous=memory,
+            evidence=located,
+            result=result,
+        )
+        memory = result.memory
+
+
+def bytes_per_agent_day(stack: RunnerStack, agents: int) -> dict[str, float]:
+    fix = _real_fix_evidence(os.urandom(32))
+    engine = make_engine(f"sqlite:///{stack.database}")
+    verdicts = VerdictStore(session_factory(engine))
+    records = RecordStore(session_factory(engine))
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    fleet = stack.fleet()
+    base = fleet.policies[next(iter(fleet.policies))]
+    sims = list(stack.sims.values())[:agents]
+    fence = 1
+    stored: list[int] = []
+    canonical: list[int] = []
+    began = time.perf_counter()
+    for sim in sims:
+        for i in range(20):  # 20 more files measured at boot: a 21-line log
+            sim.measure(f"/usr/lib/geoattest/boot-{i}.so", content=f"lib {i}".encode())
+        policy = _boot_log_policy(sim, base)
+        drafts: list[VerdictDraft] = []
+        for record in _day_of_records(sim, policy, start, fix):
+            fence += 1
+            drafts.append(
+                VerdictDraft(
+                    record=record,
+                    fence=fence,
+                    decide=lambda s: next_state(s, Outcome.PASSED),
+                    passed=True,
+                    sample_every=SAMPLE,
+                )
+            )
+            if len(drafts) == BATCH:
+                _commit(verdicts, drafts, stored, canonical)
+                drafts = []
+                records.fold(now=record.ended_at, hot_window=HOT_WINDOW)
+        _commit(verdicts, drafts, stored, canonical)
+    elapsed = time.perf_counter() - began
+    ids = [sim.agent_id for sim in sims]
+    end = start + DAY_ROUNDS * INTERVAL
+    with_hot = records.bytes_stored(ids)
+    records.fold(now=end + HOT_WINDOW, hot_window=HOT_WINDOW)
+    folded = records.bytes_stored(ids)
+    engine.dispose()
+    return {
+        "agents": agents,
+        "seconds": elapsed,
+        "bytes_per_agent_day": folded / agents,
+        "hot_window_extra_per_agent": (with_hot - folded) / agents,
+        "full_record_stored_p50": statistics.median(stored),
+        "full_record_canonical_p50": statistics.median(canonical),
+        "kept_per_agent_day": len(stored) / agents,
+    }
+
+
+def _commit(
+    verdicts: VerdictStore, drafts: list[VerdictDraft], stored: list[int], canonical: list[int]
+) -> None:
+    for result in verdicts.commit(drafts):
+        assert isinstance(result, Committed), result
+        if result.kept:
+            encoded = encode_record(result.record)
+            canonical.append(len(encoded))
+            stored.append(len(zlib.compress(encoded, 6)))
+
+
+class NullCommitter:
+    """Records nothing: what a round costs without its evidence record."""
+
+    def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult:
+        record = replace(draft.record, seq=1, prev=GENESIS, to_state=AgentState.ATTESTED)
+        return Committed(record=record, digest=GENESIS, kept=False, event=None)
+
+
+def cpu_per_round(stack: RunnerStack, rounds: int) -> dict[str, float]:
+    agent_ids = list(stack.sims)
+    targets = {agent_id: stack.target(agent_id) for agent_id in agent_ids}
+    for agent_id in agent_ids:  # first rounds: registered -> attested, full IMA replay
+        stack.runner.run(targets[agent_id])
+    recording = stack.runner
+    not_recording = replace_committer(stack, NullCommitter())
+    on: list[float] = []
+    off: list[float] = []
+    for _ in range(5):
+        for runner, sink in ((recording, on), (not_recording, off)):
+            began = time.process_time()
+            for n in range(rounds):
+                runner.run(targets[agent_ids[n % len(agent_ids)]])
+            sink.append((time.process_time() - began) / rounds)
+    agent_cost = _simulator_cpu(stack, rounds)
+    best_on, best_off = min(on) - agent_cost, min(off) - agent_cost
+    return {
+        "verifier_cpu_ms_recording": best_on * 1000,
+        "verifier_cpu_ms_not_recording": best_off * 1000,
+        "recording_share": (best_on - best_off) / best_off,
+        "simulated_agent_cpu_ms": agent_cost * 1000,
+    }
+
+
+def replace_committer(stack: RunnerStack, committer: NullCommitter) -> RoundRunner:
+    runner = stack.runner
+    return RoundRunner(
+        hot=runner._hot,  # the same parts, another committer
+        source=runner._source,
+        committer=committer,
+        publish=lambda _committed: None,
+        cadence=runner._cadence,
+        origin=runner._origin,
+    )
+
+
+def _simulator_cpu(stack: RunnerStack, rounds: int) -> float:
+    """CPU of the simulated agents answering (what real nodes spend, not the verifier)."""
+    sims = list(stack.sims.values())
+    target = stack.target(sims[0].agent_id)
+    request = EvidenceRequest(nonce="ab" * 32, pcrs=target.policy.pcr_selection(), ima_offset=21)
+    body = request.model_dump_json(exclude_defaults=True).encode()
+    best = []
+    for _ in range(5):
+        began = time.process_time()
+        for n in range(rounds):
+            sims[n % len(sims)].answer(body)
+        best.append((time.process_time() - began) / rounds)
+    return min(best)
+
+
+@contextmanager
+def _stack(workdir: Path, agents: int) -> Iterator[RunnerStack]:
+    with running_redis(workdir) as url, runner_stack(workdir, url, agents=agents) as stack:
+        yield stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=600, help="rounds per CPU sample")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "cpu").mkdir()
+        (work / "bytes").mkdir()
+        with _stack(work / "cpu", args.agents) as stack:
+            cpu = cpu_per_round(stack, args.rounds)
+        with _stack(work / "bytes", args.agents) as stack:
+            size = bytes_per_agent_day(stack, args.agents)
+    print(f"records of {size['agents']:.0f} agent-days written in {size['seconds']:.0f} s")
+    print(f"bytes per agent-day (folded, at the defaults): {size['bytes_per_agent_day']:,.0f}")
+    extra = size["hot_window_extra_per_agent"]
+    print(f"hot window extra per agent (fixed, 1 h of full rounds): {extra:,.0f}")
+    print(
+        f"full records kept per agent-day: {size['kept_per_agent_day']:.0f}; each "
+        f"{size['full_record_canonical_p50']:,.0f} bytes canonical, "
+        f"{size['full_record_stored_p50']:,.0f} stored (zlib)"
+    )
+    print(
+        f"verifier CPU per round: {cpu['verifier_cpu_ms_not_recording']:.3f} ms without "
+        f"recording, {cpu['verifier_cpu_ms_recording']:.3f} ms with: recording adds "
+        f"{cpu['recording_share'] * 100:.1f} % "
+        f"(simulated agent, taken off both: {cpu['simulated_agent_cpu_ms']:.3f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
