@@ -38,6 +38,7 @@ def registrar_url(tmp_path: Path, test_ca: SwtpmCa) -> Iterator[str]:
         [
             *GEOATTEST, "registrar", "serve", "--ek-ca", str(trust_dir), "--port", str(port),
             "--db", f"sqlite:///{tmp_path / 'registrar.sqlite'}",
+            "--state-dir", str(tmp_path / "registrar-state"),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -21,6 +21,7 @@ from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.errors import (
     ActivationFailed,
     AgentIdTaken,
+    AgentNotActive,
     AkInvalid,
     CredentialActivationRefused,
     EkAlreadyEnrolled,
@@ -30,8 +31,8 @@ from geoattest.errors import (
     NotFound,
 )
 from geoattest.registrar_client import RegistrarClient
-from geoattest.wire import EnrolRequest, activation_proof, enrolment_digest
-from registrar.registry import ek_key_fingerprint
+from geoattest.wire import EnrolRequest, activation_proof, enrolment_body, enrolment_digest
+from registrar.evidence import ek_key_fingerprint
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 
 pytestmark = pytest.mark.swtpm
@@ -110,25 +111,9 @@ def test_forged_activation_proof_is_refused_and_agent_stays_pending(
         client.enrol(_enrol_request(device, "forger"))
     with pytest.raises(ActivationFailed, match="does not match"):
         client.activate("forger", b"\x00" * 32)
-    assert client.get_agent("forger").state == "pending"
-    assert client.get_agent("forger").ak_public is None
-
-
-def test_three_wrong_proofs_withdraw_the_challenge(
-    swtpm: SwtpmInstance, client: RegistrarClient
-) -> None:
-    with TpmDevice(swtpm.tcti) as device:
-        request = _enrol_request(device, "guesser")
-        answer = client.enrol(request)
-        for _ in range(3):
-            with pytest.raises(ActivationFailed):
-                client.activate("guesser", b"\x01" * 32)
-        # Even the right answer is now too late: the challenge is gone.
-        secret = device.activate_credential(
-            answer.challenge.credential_blob, answer.challenge.encrypted_secret
-        )
-    with pytest.raises(ActivationFailed, match="no open challenge"):
-        client.activate("guesser", activation_proof(secret, enrolment_digest(request)))
+    with pytest.raises(AgentNotActive, match="enrolment pending"):
+        client.get_agent("forger")
+    assert client.list_agents().agents == []
 
 
 def test_ak_from_another_tpm_cannot_be_activated(
@@ -151,7 +136,8 @@ def test_ak_from_another_tpm_cannot_be_activated(
             )
     with pytest.raises(ActivationFailed):
         client.activate("hijack", hashlib.sha256(b"guess").digest())
-    assert client.get_agent("hijack").state == "pending"
+    with pytest.raises(AgentNotActive):
+        client.get_agent("hijack")
 
 
 @pytest.mark.parametrize(
@@ -234,7 +220,9 @@ def test_malformed_bodies_get_400_with_codes_and_nothing_stored_is_lost(
     cases: list[tuple[object, int, str]] = [
         ("not an object", 400, "malformed_request"),
         ({}, 400, "malformed_request"),
-        ({**good, "agent_id": "bad id"}, 400, "malformed_request"),
+        ({**good, "agent_id": "bad id"}, 400, "agent_id_invalid"),
+        ({**good, "agent_id": ".."}, 400, "agent_id_invalid"),
+        ({**good, "agent_id": 7}, 400, "malformed_request"),
         ({**good, "ak_public": "%%%"}, 400, "malformed_request"),
         ({**good, "ak_public": _b64(b"\x00\x05junk")}, 400, "ak_invalid"),
         ({**good, "ek_public": _b64(b"\xff" * 40)}, 400, "ek_mismatch"),
@@ -292,7 +280,8 @@ def test_request_altered_on_its_way_is_never_activated(
         secret = device.activate_credential(
             answer.challenge.credential_blob, answer.challenge.encrypted_secret
         )
+    proof = activation_proof(secret, enrolment_digest(enrolment_body(sent)))
     with pytest.raises(ActivationFailed, match="does not match"):
-        client.activate("mitm", activation_proof(secret, enrolment_digest(sent)))
-    assert client.get_agent("mitm").state == "pending"
-    assert client.get_agent("mitm").agent_url is None
+        client.activate("mitm", proof)
+    with pytest.raises(AgentNotActive):
+        client.get_agent("mitm")
