@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -285,3 +286,70 @@ def test_request_altered_on_its_way_is_never_activated(
         client.activate("mitm", proof)
     with pytest.raises(AgentNotActive):
         client.get_agent("mitm")
+
+
+def test_newer_agents_field_is_ignored_but_bound_by_the_proof(
+    swtpm: SwtpmInstance, registrar: RunningRegistrar, client: RegistrarClient
+) -> None:
+    """Skew: a field this registrar does not know is accepted and ignored, and still covered by
+    the proof (the digest is over the object as received): the request as sent activates, the
+    same request with that field altered on its way does not."""
+    with TpmDevice(swtpm.tcti) as device:
+        sent = {**enrolment_body(_enrol_request(device, "newer")), "gnss_receiver": "u-blox M9"}
+        proof_for_sent = {}
+        for name, body in (("altered", {**sent, "gnss_receiver": "spoofer"}), ("sent", sent)):
+            response = registrar.post("/v1/agents", body)
+            assert response.status_code == 201, response.text
+            challenge = response.json()["challenge"]
+            secret = device.activate_credential(
+                base64.b64decode(challenge["credential_blob"]),
+                base64.b64decode(challenge["encrypted_secret"]),
+            )
+            proof_for_sent[name] = activation_proof(secret, enrolment_digest(sent))
+    with pytest.raises(ActivationFailed, match="does not match"):
+        # the proof for the altered enrolment's secret, over what the agent sent
+        client.activate("newer", proof_for_sent["altered"])
+    assert client.activate("newer", proof_for_sent["sent"]).state == "active"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b'{"agent_id": "edge-01", "x": NaN}', "malformed_request"),
+        (b'{"agent_id": "edge-01", "x": Infinity}', "malformed_request"),
+        (b'{"agent_id": "edge-01", "x": "\\ud800"}', "malformed_request"),  # lone surrogate
+        (b'{"agent_id": "edge-01", "x": 123456789012345678901234567890}', "malformed_request"),
+        (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "malformed_request"),
+        (b"\xff\xfe{}", "malformed_request"),
+        (b'["agent_id"]', "malformed_request"),
+        (b'{"agent_id": "edge-1\\n"}', "agent_id_invalid"),
+    ],
+)
+def test_enrol_bodies_without_one_meaning_get_400(
+    registrar: RunningRegistrar, raw: bytes, code: str
+) -> None:
+    response = requests.post(
+        registrar.url + "/v1/agents",
+        data=raw,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+
+
+def test_duplicate_names_are_refused_not_resolved(
+    swtpm: SwtpmInstance, registrar: RunningRegistrar
+) -> None:
+    """A name given twice means what the parser makes of it (first or last wins): refused, so
+    that what is stored and what the proof binds are never a parser's choice."""
+    with TpmDevice(swtpm.tcti) as device:
+        body = json.dumps(enrolment_body(_enrol_request(device, "twice")))
+    raw = body[:-1] + ', "agent_id": "someone-else"}'
+    response = requests.post(
+        registrar.url + "/v1/agents",
+        data=raw.encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "malformed_request")
+    assert "duplicate names" in response.json()["error"]["message"]
