@@ -3,7 +3,8 @@
 1. Read the EK certificate from NV, recreate the EK public area, load or create the AK.
 2. Post them to the registrar; it answers with a credential encrypted to the EK for the AK's name.
 3. ActivateCredential in the TPM recovers the secret (only possible with both keys in this TPM).
-4. Send an HMAC over the agent id keyed with the secret; the registrar marks the agent active.
+4. Send ``activation_proof(secret, enrolment_digest(body))``, an HMAC keyed with the secret over
+   the canonical digest of the JSON object posted in step 2; the registrar records the identity.
 
 With an ``ApiEndpoint`` the request also carries the URL of the agent's evidence API and the DER
 of its TLS server certificate, which the verifier pins. With a ``location_key_handle`` (nodes with
@@ -22,7 +23,13 @@ from typing import Literal, Protocol
 from agent.location import LocationKeyTpm, ensure_location_key
 from agent.registrar_client import RegistrarClient
 from geoattest.log import bound
-from geoattest.wire import AgentView, EnrolRequest, activation_proof, enrolment_digest
+from geoattest.wire import (
+    AgentView,
+    EnrolRequest,
+    activation_proof,
+    enrolment_body,
+    enrolment_digest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +85,8 @@ def enrol(
     (nodes that give location evidence) is where the location key lives or is created.
 
     Raises the registrar's refusal (``EkUntrusted``, ``EkNotPinned``, ``AkInvalid``,
-    ``ActivationFailed``, ``AgentIdTaken``, ``LocationKeyInvalid``…), ``RegistrarUnreachable``,
+    ``ActivationFailed``, ``AgentIdTaken``, ``LocationKeyInvalid``…), ``RegistrarUnreachable``
+    (also ``RegistrarBusy``), ``RegistrarAnswerInvalid`` (an answer about another agent id),
     ``TpmUnavailable``, or ConfigurationError when the location key handle holds an unfit key.
     """
     ek_certificate = device.read_ek_certificate()
@@ -107,6 +115,8 @@ def enrol(
             answer.challenge.encrypted_secret,
             ak_handle=ak.handle,
         )
-        view = registrar.activate(agent_id, activation_proof(secret, enrolment_digest(request)))
+        # What the client posted is ``enrolment_body(request)``: the proof binds exactly that.
+        digest = enrolment_digest(enrolment_body(request))
+        view = registrar.activate(agent_id, activation_proof(secret, digest))
         log.info("enrolment complete: state %s", view.state)
         return view

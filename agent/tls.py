@@ -4,6 +4,8 @@ certificate from ``verifier_client_ca``).
 The server certificate is self-signed and *pinned*: the agent sends its DER at enrolment and the
 verifier accepts exactly that certificate for this agent. It is created once in
 ``agent_state_dir`` and reused across restarts, since a new one would need a new enrolment.
+The state directory is owner-only (created 0700) and the key file 0600; both are checked
+whenever the identity is loaded (``geoattest.private_files``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from geoattest.errors import ConfigurationError
+from geoattest.private_files import check_private, ensure_private_dir
 from geoattest.tls_material import (
     CertifiedKey,
     fingerprint,
@@ -50,11 +53,14 @@ def ensure_server_identity(
     An existing certificate is reused only if it is for ``agent_id`` and ``host``. Otherwise,
     with ``renew`` (enrolment, which registers the new pin) a new one replaces it; without
     (serving) ConfigurationError, since the verifier pins the old one. Also ConfigurationError
-    when the files do not load or the key is not the certificate's.
+    when the files do not load, the key is not the certificate's, or the directory or the key
+    file is not owner-only.
     """
+    ensure_private_dir(state_dir)
     cert_path, key_path = state_dir / CERT_FILE, state_dir / KEY_FILE
     material: CertifiedKey | None = None
     if cert_path.is_file() and key_path.is_file():
+        check_private(key_path)
         try:
             material = load_certified_key(cert_path, key_path)
         except ValueError as e:
@@ -66,7 +72,6 @@ def ensure_server_identity(
             log.warning("replacing the agent TLS certificate: %s", problem)
             material = None
     if material is None:
-        state_dir.mkdir(parents=True, exist_ok=True)
         material = self_signed_server_certificate(agent_id, [host])
         write_certified_key(material, cert_path, key_path)
         log.info(

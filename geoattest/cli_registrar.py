@@ -34,6 +34,12 @@ def registrar() -> None:
 @click.option("--host", "registrar_host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", "registrar_port", type=int, help="Port to listen on (default 8890).")
 @click.option("--db", "database_url", help="SQLAlchemy database URL (default SQLite under var/).")
+@click.option(
+    "--state-dir",
+    "registrar_state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Owner-only directory of the enrolment key (default var/registrar, created 0700).",
+)
 @click.option("--threads", default=8, show_default=True, help="Worker threads.")
 @click.pass_context
 @reports_errors

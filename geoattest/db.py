@@ -19,6 +19,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from geoattest.private_files import check_private, create_private_file, ensure_private_dir
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -28,16 +30,48 @@ class Base(DeclarativeBase):
     """Declarative base every service's tables derive from (one metadata, one migration history)."""
 
 
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; for SQLite, create the parent directory, enable WAL and FKs."""
+    """An engine for ``url``; for SQLite, enable WAL and FKs, and create a missing database file
+    owner-only (0600, in directories created 0700) before SQLite opens it, so that it is never
+    readable by others (SQLite gives its -wal and -shm files the database file's mode)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.parent.exists():
+            ensure_private_dir(path.parent)
+        create_private_file(path)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite ``url``; ``None`` for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:" or parsed.database.startswith("file::memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def check_private_database(url: str) -> None:
+    """Refuse a SQLite database file (or its -wal, -shm, -journal file) that is not owner-only.
+
+    A no-op for server databases (PostgreSQL guards its own files). Raises
+    ``ConfigurationError`` naming the path and its mode (``geoattest.private_files``).
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    for candidate in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDECARS)):
+        if candidate.exists():
+            check_private(candidate)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

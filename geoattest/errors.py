@@ -42,6 +42,13 @@ class MalformedRequest(RequestError):
     code = "malformed_request"
 
 
+class AgentIdInvalid(RequestError):
+    """An agent id (in a path or a body) is not 1-64 of ``[A-Za-z0-9._-]`` starting with a
+    letter or digit (``wire.AGENT_ID_PATTERN``)."""
+
+    code = "agent_id_invalid"
+
+
 class NotFound(RequestError):
     code = "not_found"
     http_status = 404
@@ -300,6 +307,14 @@ class LocationMissing(IntegrityError):
     code = "location_missing"
 
 
+class RegistrarAnswerInvalid(IntegrityError):
+    """The registrar answered for another agent id than the one asked: a forged or misrouted
+    answer, of which nothing is used."""
+
+    code = "registrar_answer_invalid"
+    http_status = 502
+
+
 class CredentialActivationRefused(IntegrityError):
     """The TPM refused a MakeCredential blob (TPM2_ActivateCredential failed): the blob is malformed
     or was not made for this TPM's EK and AK."""
@@ -347,6 +362,12 @@ class AgentUrlInvalid(ReachabilityError):
 
 class RegistrarUnreachable(ReachabilityError):
     code = "registrar_unreachable"
+
+
+class RegistrarBusy(ReachabilityError):
+    """The registrar holds as many open enrolments as it allows; enrol again later."""
+
+    code = "registrar_busy"
 
 
 class TpmUnavailable(ReachabilityError):

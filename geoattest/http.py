@@ -43,6 +43,11 @@ def parse_body(model: type[Model]) -> Model:
         raise MalformedRequest(
             "request body must be a JSON object (Content-Type: application/json)"
         )
+    return validate_json(model, body)
+
+
+def validate_json(model: type[Model], body: object) -> Model:
+    """Validate parsed JSON against ``model``; any problem is a 400 ``malformed_request``."""
     try:
         return model.model_validate(body)
     except ValidationError as e:

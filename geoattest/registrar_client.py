@@ -1,15 +1,39 @@
-"""HTTP client for the registrar's ``/v1`` API, used by agents (enrolment) and the verifier."""
+"""HTTP client for the registrar's ``/v1`` API, used by agents (enrolment) and the verifier.
+
+Agent ids are checked against ``wire.AGENT_ID_PATTERN`` before they go into a URL, and quoted
+(``urllib.parse.quote(id, safe="")``) when they do: an id can never name another path, query
+or record. An answer about an agent must be about the agent asked for, or it is refused with
+``RegistrarAnswerInvalid``. Requests omit fields at their default (peers tolerate skew).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TypeVar
+from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ValidationError
 
-from geoattest.errors import GeoattestError, RegistrarUnreachable, error_from_code
-from geoattest.wire import ActivateRequest, AgentList, AgentView, EnrolRequest, EnrolResponse
+from geoattest.errors import (
+    AgentIdInvalid,
+    GeoattestError,
+    RegistrarAnswerInvalid,
+    RegistrarUnreachable,
+    error_from_code,
+)
+from geoattest.wire import (
+    AGENT_ID_RULE,
+    ActivateRequest,
+    AgentList,
+    AgentView,
+    EnrolRequest,
+    EnrolResponse,
+    JsonValue,
+    enrolment_body,
+    is_agent_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +52,32 @@ class RegistrarClient:
         self._http.close()
 
     def enrol(self, body: EnrolRequest) -> EnrolResponse:
-        return self._call("POST", "/v1/agents", EnrolResponse, body)
+        """Post ``wire.enrolment_body(body)``, the JSON object whose digest the proof binds."""
+        answer = self._call("POST", "/v1/agents", EnrolResponse, enrolment_body(body))
+        return _for_agent(answer, body.agent_id, "POST /v1/agents")
 
     def activate(self, agent_id: str, proof: bytes) -> AgentView:
-        body = ActivateRequest(proof=proof.hex())
-        return self._call("POST", f"/v1/agents/{agent_id}/activate", AgentView, body)
+        path = _agent_path(agent_id, "/activate")
+        body = ActivateRequest(proof=proof.hex()).model_dump(mode="json", exclude_defaults=True)
+        return _for_agent(self._call("POST", path, AgentView, body), agent_id, "POST " + path)
 
     def get_agent(self, agent_id: str) -> AgentView:
-        return self._call("GET", f"/v1/agents/{agent_id}", AgentView)
+        path = _agent_path(agent_id)
+        return _for_agent(self._call("GET", path, AgentView), agent_id, "GET " + path)
 
     def list_agents(self) -> AgentList:
         return self._call("GET", "/v1/agents", AgentList)
 
     def delete_agent(self, agent_id: str, *, admin_token: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
-        self._send("DELETE", f"/v1/agents/{agent_id}", None, headers)
+        self._send("DELETE", _agent_path(agent_id), None, headers)
 
     def _call(
-        self, method: str, path: str, answer: type[Model], body: BaseModel | None = None
+        self,
+        method: str,
+        path: str,
+        answer: type[Model],
+        body: Mapping[str, JsonValue] | None = None,
     ) -> Model:
         response = self._send(method, path, body, {})
         try:
@@ -56,19 +88,39 @@ class RegistrarClient:
             ) from e
 
     def _send(
-        self, method: str, path: str, body: BaseModel | None, headers: dict[str, str]
+        self, method: str, path: str, body: Mapping[str, JsonValue] | None, headers: dict[str, str]
     ) -> requests.Response:
         url = self._base + path
-        payload = body.model_dump(mode="json") if body is not None else None
         try:
             response = self._http.request(
-                method, url, json=payload, headers=headers, timeout=self._timeout
+                method, url, json=body, headers=headers, timeout=self._timeout
             )
         except requests.RequestException as e:
             raise RegistrarUnreachable(f"registrar at {self._base} unreachable: {e}") from e
         if response.ok:
             return response
         raise _refusal(response, method, path)
+
+
+def _agent_path(agent_id: str, suffix: str = "") -> str:
+    """``/v1/agents/<quoted id><suffix>``; raises ``AgentIdInvalid`` (nothing is sent) for an id
+    the registrar would refuse, such as ``..`` that HTTP clients resolve to another path."""
+    if not is_agent_id(agent_id):
+        raise AgentIdInvalid(f"{agent_id[:80]!a} is not an agent id: {AGENT_ID_RULE}")
+    return f"/v1/agents/{quote(agent_id, safe='')}{suffix}"
+
+
+AboutAgent = TypeVar("AboutAgent", AgentView, EnrolResponse)
+
+
+def _for_agent(answer: AboutAgent, agent_id: str, call: str) -> AboutAgent:
+    """``answer`` if it is about ``agent_id``; ``RegistrarAnswerInvalid`` otherwise."""
+    if answer.agent_id != agent_id:
+        raise RegistrarAnswerInvalid(
+            f"registrar answered {call} for agent {answer.agent_id!r}, not {agent_id!r}: "
+            "refusing the answer"
+        )
+    return answer
 
 
 def _refusal(response: requests.Response, method: str, path: str) -> GeoattestError:

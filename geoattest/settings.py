@@ -5,7 +5,7 @@ at import time. Sources, strongest first: explicit overrides (CLI flags), ``GEOA
 environment variables, an optional TOML file (``GEOATTEST_CONFIG`` or ``--config``), then the
 defaults below.
 
-This module is a leaf: it imports nothing from the project.
+This module is a leaf: of the project it imports only the agent id rule of ``geoattest.wire``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from geoattest.wire import AGENT_ID_RULE, is_agent_id
 
 DEFAULT_STATE_DIR = Path("var")
 
@@ -48,6 +50,10 @@ class Settings(BaseSettings):
         description="TOML purchase-order pins; when set, a valid chain alone is not enough.",
     )
     challenge_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    registrar_state_dir: Path = Field(
+        default=DEFAULT_STATE_DIR / "registrar",
+        description="Owner-only directory of the registrar's enrolment key (created 0700).",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="When set, operator-only routes (delete) need it as a Bearer token.",
@@ -129,8 +135,8 @@ class Settings(BaseSettings):
     @field_validator("agent_id")
     @classmethod
     def _agent_id_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _is_agent_id(value):
-            raise ValueError("agent_id must be 1-64 characters of [A-Za-z0-9._-]")
+        if value is not None and not is_agent_id(value):
+            raise ValueError(f"agent_id must be {AGENT_ID_RULE}")
         return value
 
     @classmethod
@@ -144,10 +150,6 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Flags beat environment, environment beats the TOML file (no file unless one is given).
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
-
-def _is_agent_id(value: str) -> bool:
-    return 0 < len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "._-") for c in value)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:  # noqa: ANN401

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from geoattest.private_files import ensure_private_dir
+
 __all__ = [
     "CertifiedKey",
     "ClientTlsFiles",
@@ -191,6 +193,7 @@ def ensure_verifier_client_tls(directory: Path) -> ClientTlsFiles:
         client_cert=directory / "client.pem",
         client_key=directory / "client-key.pem",
     )
+    ensure_private_dir(directory)  # the CA and client keys live here: owner-only, checked
     ca_key = directory / "client-ca-key.pem"
     if files.ca_cert.is_file() and ca_key.is_file():
         ca = load_certified_key(files.ca_cert, ca_key)

@@ -11,13 +11,21 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
+import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.functional_validators import BeforeValidator
 
-AGENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+# An agent id goes into URLs, file names, log lines and Redis keys: ASCII letters, digits, ``.``,
+# ``_`` and ``-``, at most 64, starting with a letter or digit (so never ``.``, ``..`` or ``-x``).
+AGENT_ID_MAX_LENGTH = 64
+_AGENT_ID_BODY = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+AGENT_ID_PATTERN = rf"^{_AGENT_ID_BODY}$"
+AGENT_ID_RULE = "1-64 of [A-Za-z0-9._-], starting with a letter or digit"  # for messages
 MAX_BLOB_BYTES = 16 * 1024
 MAX_BOOT_LOG_BYTES = 4 * 1024 * 1024  # a TCG event log; real ones are 20-200 KiB
 
@@ -56,6 +64,11 @@ B64BootLog = Annotated[  # B64Bytes with room for a whole boot event log
     WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
+
+
+def is_agent_id(value: str) -> bool:
+    """True when ``value`` matches ``AGENT_ID_PATTERN`` exactly (no trailing newline slips by)."""
+    return re.fullmatch(_AGENT_ID_BODY, value) is not None
 
 
 class _Wire(BaseModel):
@@ -151,20 +164,42 @@ class AgentList(_Wire):
     agents: list[AgentView]
 
 
-def enrolment_digest(request: EnrolRequest) -> bytes:
-    """SHA-256 of the request's canonical JSON (this model's own serialisation, so the agent and
-    the registrar, which re-serialises what it parsed, compute it alike)."""
-    return hashlib.sha256(request.model_dump_json().encode()).digest()
+JsonValue: TypeAlias = (
+    bool | int | float | str | Sequence["JsonValue"] | Mapping[str, "JsonValue"] | None
+)
+"""A value parsed from JSON (``json.loads``) or ready for it."""
+
+ENROLMENT_DIGEST_PREFIX = b"geoattest-enrolment-v1\x00"
+ACTIVATION_PROOF_PREFIX = b"geoattest-activate-v3\x00"
+
+
+def enrolment_body(request: EnrolRequest) -> dict[str, JsonValue]:
+    """The JSON object an agent sends for ``request`` (fields at their default omitted)."""
+    return request.model_dump(mode="json", exclude_defaults=True)
+
+
+def enrolment_digest(body: Mapping[str, JsonValue]) -> bytes:
+    """``SHA-256("geoattest-enrolment-v1" ‖ 0x00 ‖ JCS(body))``: the digest the proof binds.
+
+    ``body`` is the enrolment request as a JSON object, exactly as the agent sent it and as the
+    registrar parsed it off the wire (fields this version does not know included), and JCS is
+    RFC 8785 canonical JSON: the bytes do not depend on any library's rendering. Raises
+    ``ValueError`` (``rfc8785.CanonicalizationError``) for values JSON cannot carry exactly:
+    NaN or infinite numbers, integers beyond 2**53, lone surrogates, non-string keys.
+    """
+    return hashlib.sha256(ENROLMENT_DIGEST_PREFIX + rfc8785.dumps(body)).digest()
 
 
 def activation_proof(secret: bytes, request_digest: bytes) -> bytes:
-    """HMAC-SHA256 keyed with the credential secret over the whole enrolment request's digest.
+    """``HMAC-SHA256(secret, "geoattest-activate-v3" ‖ 0x00 ‖ enrolment_digest(request))``.
 
-    It proves ActivateCredential ran in the TPM without sending the secret, and binds everything
-    the agent sent (agent id, AK, API address, TLS certificate, location key): whoever alters the
-    request on its way cannot produce the proof for the altered one, so it is never activated.
+    ``secret`` is the credential the TPM recovered with ActivateCredential. The proof shows the
+    TPM holds both the EK and the AK without sending the secret, and binds everything the agent
+    sent (agent id, AK, API address, TLS certificate, location key, and fields a registrar of
+    another version ignores): whoever alters the request on its way cannot produce the proof
+    for the altered one, so it is never activated.
     """
-    return hmac.new(secret, b"geoattest-activate-v2\x00" + request_digest, hashlib.sha256).digest()
+    return hmac.new(secret, ACTIVATION_PROOF_PREFIX + request_digest, hashlib.sha256).digest()
 
 
 def location_key_qualifying_data(agent_id: str, ak_name: bytes) -> bytes:

@@ -1,24 +1,41 @@
-"""The registrar's REST API under ``/v1``: views parse, call the ``Registry``, serialize."""
+"""The registrar's REST API under ``/v1``: views parse, call the ``Registry``, serialize.
+
+Every agent id in a path is checked against ``wire.AGENT_ID_PATTERN`` before any view runs
+(``_check_agent_id``), so no route can be reached with an id that the records could not hold.
+Answers omit fields at their default (peers tolerate version skew, ``wire._Tolerant``).
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
+from pydantic import BaseModel
 
+from geoattest.errors import AgentIdInvalid
 from geoattest.http import parse_body, require_admin_token
 from geoattest.wire import (
+    AGENT_ID_RULE,
     ActivateRequest,
     AgentList,
     AgentView,
     CredentialChallengeWire,
-    EnrolRequest,
     EnrolResponse,
     LocationKeyWire,
-    enrolment_digest,
+    is_agent_id,
 )
+from registrar.enrol_body import read_enrolment
 from registrar.identity import AgentIdentity
 from registrar.registry import EnrolmentEvidence, LocationKey, Registry
 
 blueprint = Blueprint("registrar", __name__, url_prefix="/v1")
+
+
+@blueprint.url_value_preprocessor
+def _check_agent_id(_endpoint: str | None, values: dict[str, object] | None) -> None:
+    """Refuse a path agent id that is not ``AGENT_ID_PATTERN`` (``..``, ``a?b``, non-ASCII…)."""
+    agent_id = (values or {}).get("agent_id")
+    if agent_id is not None and not (isinstance(agent_id, str) and is_agent_id(agent_id)):
+        shown = ascii(str(agent_id)[:80])
+        raise AgentIdInvalid(f"{shown} is not an agent id: {AGENT_ID_RULE}")
 
 
 def _registry() -> Registry:
@@ -28,7 +45,7 @@ def _registry() -> Registry:
 
 @blueprint.post("/agents")
 def enrol() -> tuple[Response, int]:
-    body = parse_body(EnrolRequest)
+    body, digest = read_enrolment()
     issued = _registry().enrol(
         EnrolmentEvidence(
             agent_id=body.agent_id,
@@ -38,7 +55,7 @@ def enrol() -> tuple[Response, int]:
             agent_url=body.agent_url,
             tls_certificate=body.tls_certificate,
             location_key=_location_key(body.location_key) if body.location_key else None,
-            request_digest=enrolment_digest(body),
+            request_digest=digest,
         )
     )
     response = EnrolResponse(
@@ -50,14 +67,14 @@ def enrol() -> tuple[Response, int]:
             expires_at=issued.expires_at,
         ),
     )
-    return jsonify(response.model_dump(mode="json")), 201
+    return _json(response), 201
 
 
 @blueprint.post("/agents/<agent_id>/activate")
 def activate(agent_id: str) -> Response:
     body = parse_body(ActivateRequest)
     identity = _registry().activate(agent_id, bytes.fromhex(body.proof))
-    return jsonify(_view(identity).model_dump(mode="json"))
+    return _json(_view(identity))
 
 
 @blueprint.put("/agents/<agent_id>/location-key")
@@ -65,18 +82,18 @@ def put_location_key(agent_id: str) -> Response:
     """Register or rotate an active agent's location key; the AK's certification authorises it."""
     body = parse_body(LocationKeyWire)
     identity = _registry().register_location_key(agent_id, _location_key(body))
-    return jsonify(_view(identity).model_dump(mode="json"))
+    return _json(_view(identity))
 
 
 @blueprint.get("/agents")
 def list_agents() -> Response:
     views = [_view(identity) for identity in _registry().list()]
-    return jsonify(AgentList(agents=views).model_dump(mode="json"))
+    return _json(AgentList(agents=views))
 
 
 @blueprint.get("/agents/<agent_id>")
 def show_agent(agent_id: str) -> Response:
-    return jsonify(_view(_registry().get(agent_id)).model_dump(mode="json"))
+    return _json(_view(_registry().get(agent_id)))
 
 
 @blueprint.delete("/agents/<agent_id>")
@@ -89,6 +106,10 @@ def delete_agent(agent_id: str) -> tuple[str, int]:
 @blueprint.get("/healthz")
 def healthz() -> Response:
     return jsonify({"status": "ok", "service": "registrar"})
+
+
+def _json(answer: BaseModel) -> Response:
+    return jsonify(answer.model_dump(mode="json", exclude_defaults=True))
 
 
 def _location_key(wire: LocationKeyWire) -> LocationKey:

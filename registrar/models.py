@@ -1,17 +1,21 @@
-"""The registrar's tables: enrolled agent identities and their pending credential challenges."""
+"""The registrar's tables: proven agent identities, and enrolments waiting for their proof."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import DateTime, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geoattest.db import Base
 
 
 class AgentRecord(Base):
-    """One agent identity: an EK (fixed for the agent's life) and the AK proven to sit beside it."""
+    """One agent identity: an EK (fixed for the agent's life) and the AK proven to sit beside it.
+
+    Written only by a successful activation (``state`` is always ``active``; the column stays for
+    the rows' history and the API's shape): an enrolment nobody proved never changes it.
+    """
 
     __tablename__ = "registrar_agents"
 
@@ -37,24 +41,35 @@ class AgentRecord(Base):
     location_key_certify_signature: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
-class PendingChallenge(Base):
-    """An agent's open MakeCredential challenge: the candidate AK and the secret to recover.
+class PendingEnrolment(Base):
+    """One enrolment request whose AK is not proven yet: what activation would make the record.
 
-    The agent's current AK (if any) stays in force until this challenge is answered, so a
-    re-enrolment that never completes cannot take an active agent's identity away.
+    Pending enrolments are not identities: they never conflict with each other, several may be
+    open for one agent id or one EK (an attacker's beside the genuine node's), and only a
+    successful activation turns one into the ``AgentRecord``. No secret is kept: ``proof_check``
+    is a keyed hash of the expected proof (``registrar.proof_check``) from which the proof
+    cannot be computed.
     """
 
-    __tablename__ = "registrar_challenges"
+    __tablename__ = "registrar_enrolments"
 
-    agent_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("registrar_agents.agent_id", ondelete="CASCADE"), primary_key=True
-    )
+    enrolment_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, hex
+    agent_id: Mapped[str] = mapped_column(String(64), index=True)
+    ek_fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    request_digest: Mapped[bytes] = mapped_column(LargeBinary)  # ``wire.enrolment_digest``
+    proof_check: Mapped[bytes] = mapped_column(LargeBinary)
+    ek_certificate: Mapped[bytes] = mapped_column(LargeBinary)  # the bytes as the agent sent them
+    ek_public: Mapped[bytes] = mapped_column(LargeBinary)
+    ek_anchor_subject: Mapped[str] = mapped_column(String(512))
+    ek_anchor_fingerprint: Mapped[str] = mapped_column(String(64))
+    tpm_manufacturer: Mapped[str | None] = mapped_column(String(64))
+    tpm_model: Mapped[str | None] = mapped_column(String(128))
+    purchase_order: Mapped[str | None] = mapped_column(String(128))
+    asset_tag: Mapped[str | None] = mapped_column(String(128))
     ak_public: Mapped[bytes] = mapped_column(LargeBinary)
     ak_name: Mapped[bytes] = mapped_column(LargeBinary)
-    secret: Mapped[bytes] = mapped_column(LargeBinary)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    request_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
     agent_url: Mapped[str | None] = mapped_column(String(512))
     tls_certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
     location_key_public: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
-from geoattest.db import make_engine, migrate, session_factory
+from geoattest.db import check_private_database, make_engine, migrate, session_factory
 from geoattest.http import check_exposure, install_api_plumbing
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
@@ -24,6 +24,7 @@ from verifier.zones_file import load_zones_with_digest
 def create_app(settings: Settings) -> Flask:
     check_exposure(settings.verifier_host, settings.admin_token, "verifier")
     engine = make_engine(settings.database_url)
+    check_private_database(settings.database_url)
     migrate(engine)
     sessions = session_factory(engine)
     store = VerifierStore(sessions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from geoattest.errors import ConfigurationError
+from geoattest.private_files import check_private
 
 CLIENT_CERT = "client.pem"
 CLIENT_KEY = "client-key.pem"
@@ -20,4 +21,6 @@ def verifier_client_files(tls_dir: Path) -> tuple[Path, Path]:
                 f"verifier TLS client file missing: {path} (create it with 'geoattest verifier "
                 "init-tls'; agents must trust its CA)"
             )
+    check_private(tls_dir)  # whoever reads the client key can speak to agents as the verifier
+    check_private(key)
     return cert, key

@@ -95,6 +95,8 @@ def local_fleet(
                     str(registrar_port),
                     "--db",
                     _sqlite(state_dir, "registrar"),
+                    "--state-dir",
+                    str(state_dir / "registrar"),
                 ],
                 log_path=logs / "registrar.log",
                 ready=http_ok(f"{registrar_url}/v1/healthz"),

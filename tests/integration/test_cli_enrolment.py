@@ -22,10 +22,17 @@ pytestmark = pytest.mark.swtpm
 GEOATTEST = [sys.executable, "-m", "geoattest"]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in ``cwd``, so that its default state (``var/``) lands there, not here."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("GEOATTEST_")}
     return subprocess.run(
-        [*GEOATTEST, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+        [*GEOATTEST, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+        cwd=cwd,
     )
 
 
@@ -38,6 +45,7 @@ def registrar_url(tmp_path: Path, test_ca: SwtpmCa) -> Iterator[str]:
         [
             *GEOATTEST, "registrar", "serve", "--ek-ca", str(trust_dir), "--port", str(port),
             "--db", f"sqlite:///{tmp_path / 'registrar.sqlite'}",
+            "--state-dir", str(tmp_path / "registrar-state"),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -65,39 +73,47 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
 
 
 def test_enrol_command_succeeds_and_lists_the_agent(
-    registrar_url: str, swtpm: SwtpmInstance
+    registrar_url: str, swtpm: SwtpmInstance, tmp_path: Path
 ) -> None:
     enrolled = _run(
         "agent", "enrol", "--registrar", registrar_url, "--tcti", swtpm.tcti,
-        "--agent-id", "edge-cli", "--json",
+        "--agent-id", "edge-cli", "--json", cwd=tmp_path,
     )  # fmt: skip
     assert enrolled.returncode == 0, enrolled.stderr
     record = json.loads(enrolled.stdout)
     assert record["agent_id"] == "edge-cli"
     assert record["state"] == "active"
-    listing = _run("agents", "list", "--registrar", registrar_url)
+    listing = _run("agents", "list", "--registrar", registrar_url, cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
     assert "edge-cli" in listing.stdout
     assert "active" in listing.stdout
 
 
 def test_enrol_command_reports_refusal_code_and_exit_status(
-    registrar_url: str, make_swtpm: Callable[..., SwtpmInstance], foreign_ca: SwtpmCa
+    registrar_url: str,
+    make_swtpm: Callable[..., SwtpmInstance],
+    foreign_ca: SwtpmCa,
+    tmp_path: Path,
 ) -> None:
     foreign = make_swtpm(ca=foreign_ca)
-    refused = _run("agent", "enrol", "--registrar", registrar_url, "--tcti", foreign.tcti)
+    refused = _run(
+        "agent", "enrol", "--registrar", registrar_url, "--tcti", foreign.tcti, cwd=tmp_path
+    )
     assert refused.returncode == 2
     assert "error: ek_untrusted:" in refused.stderr
 
 
-def test_enrol_command_reports_an_unreachable_registrar(swtpm: SwtpmInstance) -> None:
+def test_enrol_command_reports_an_unreachable_registrar(
+    swtpm: SwtpmInstance, tmp_path: Path
+) -> None:
     port = free_port_pair()
-    result = _run("agent", "enrol", "--registrar", f"http://127.0.0.1:{port}", "--tcti", swtpm.tcti)
+    registrar = f"http://127.0.0.1:{port}"
+    result = _run("agent", "enrol", "--registrar", registrar, "--tcti", swtpm.tcti, cwd=tmp_path)
     assert result.returncode == 3
     assert "error: registrar_unreachable:" in result.stderr
 
 
 def test_registrar_without_trust_store_refuses_to_start(tmp_path: Path) -> None:
-    result = _run("registrar", "serve", "--db", f"sqlite:///{tmp_path / 'r.sqlite'}")
+    result = _run("registrar", "serve", "--db", f"sqlite:///{tmp_path / 'r.sqlite'}", cwd=tmp_path)
     assert result.returncode == 1
     assert "error: configuration_error: no EK trust store" in result.stderr

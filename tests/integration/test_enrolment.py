@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.errors import (
     ActivationFailed,
     AgentIdTaken,
+    AgentNotActive,
     AkInvalid,
     CredentialActivationRefused,
     EkAlreadyEnrolled,
@@ -30,8 +32,8 @@ from geoattest.errors import (
     NotFound,
 )
 from geoattest.registrar_client import RegistrarClient
-from geoattest.wire import EnrolRequest, activation_proof, enrolment_digest
-from registrar.registry import ek_key_fingerprint
+from geoattest.wire import EnrolRequest, activation_proof, enrolment_body, enrolment_digest
+from registrar.evidence import ek_key_fingerprint
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 
 pytestmark = pytest.mark.swtpm
@@ -110,25 +112,9 @@ def test_forged_activation_proof_is_refused_and_agent_stays_pending(
         client.enrol(_enrol_request(device, "forger"))
     with pytest.raises(ActivationFailed, match="does not match"):
         client.activate("forger", b"\x00" * 32)
-    assert client.get_agent("forger").state == "pending"
-    assert client.get_agent("forger").ak_public is None
-
-
-def test_three_wrong_proofs_withdraw_the_challenge(
-    swtpm: SwtpmInstance, client: RegistrarClient
-) -> None:
-    with TpmDevice(swtpm.tcti) as device:
-        request = _enrol_request(device, "guesser")
-        answer = client.enrol(request)
-        for _ in range(3):
-            with pytest.raises(ActivationFailed):
-                client.activate("guesser", b"\x01" * 32)
-        # Even the right answer is now too late: the challenge is gone.
-        secret = device.activate_credential(
-            answer.challenge.credential_blob, answer.challenge.encrypted_secret
-        )
-    with pytest.raises(ActivationFailed, match="no open challenge"):
-        client.activate("guesser", activation_proof(secret, enrolment_digest(request)))
+    with pytest.raises(AgentNotActive, match="enrolment pending"):
+        client.get_agent("forger")
+    assert client.list_agents().agents == []
 
 
 def test_ak_from_another_tpm_cannot_be_activated(
@@ -151,7 +137,8 @@ def test_ak_from_another_tpm_cannot_be_activated(
             )
     with pytest.raises(ActivationFailed):
         client.activate("hijack", hashlib.sha256(b"guess").digest())
-    assert client.get_agent("hijack").state == "pending"
+    with pytest.raises(AgentNotActive):
+        client.get_agent("hijack")
 
 
 @pytest.mark.parametrize(
@@ -234,7 +221,9 @@ def test_malformed_bodies_get_400_with_codes_and_nothing_stored_is_lost(
     cases: list[tuple[object, int, str]] = [
         ("not an object", 400, "malformed_request"),
         ({}, 400, "malformed_request"),
-        ({**good, "agent_id": "bad id"}, 400, "malformed_request"),
+        ({**good, "agent_id": "bad id"}, 400, "agent_id_invalid"),
+        ({**good, "agent_id": ".."}, 400, "agent_id_invalid"),
+        ({**good, "agent_id": 7}, 400, "malformed_request"),
         ({**good, "ak_public": "%%%"}, 400, "malformed_request"),
         ({**good, "ak_public": _b64(b"\x00\x05junk")}, 400, "ak_invalid"),
         ({**good, "ek_public": _b64(b"\xff" * 40)}, 400, "ek_mismatch"),
@@ -292,7 +281,75 @@ def test_request_altered_on_its_way_is_never_activated(
         secret = device.activate_credential(
             answer.challenge.credential_blob, answer.challenge.encrypted_secret
         )
+    proof = activation_proof(secret, enrolment_digest(enrolment_body(sent)))
     with pytest.raises(ActivationFailed, match="does not match"):
-        client.activate("mitm", activation_proof(secret, enrolment_digest(sent)))
-    assert client.get_agent("mitm").state == "pending"
-    assert client.get_agent("mitm").agent_url is None
+        client.activate("mitm", proof)
+    with pytest.raises(AgentNotActive):
+        client.get_agent("mitm")
+
+
+def test_newer_agents_field_is_ignored_but_bound_by_the_proof(
+    swtpm: SwtpmInstance, registrar: RunningRegistrar, client: RegistrarClient
+) -> None:
+    """Skew: a field this registrar does not know is accepted and ignored, and still covered by
+    the proof (the digest is over the object as received): the request as sent activates, the
+    same request with that field altered on its way does not."""
+    with TpmDevice(swtpm.tcti) as device:
+        sent = {**enrolment_body(_enrol_request(device, "newer")), "gnss_receiver": "u-blox M9"}
+        proof_for_sent = {}
+        for name, body in (("altered", {**sent, "gnss_receiver": "spoofer"}), ("sent", sent)):
+            response = registrar.post("/v1/agents", body)
+            assert response.status_code == 201, response.text
+            challenge = response.json()["challenge"]
+            secret = device.activate_credential(
+                base64.b64decode(challenge["credential_blob"]),
+                base64.b64decode(challenge["encrypted_secret"]),
+            )
+            proof_for_sent[name] = activation_proof(secret, enrolment_digest(sent))
+    with pytest.raises(ActivationFailed, match="does not match"):
+        # the proof for the altered enrolment's secret, over what the agent sent
+        client.activate("newer", proof_for_sent["altered"])
+    assert client.activate("newer", proof_for_sent["sent"]).state == "active"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b'{"agent_id": "edge-01", "x": NaN}', "malformed_request"),
+        (b'{"agent_id": "edge-01", "x": Infinity}', "malformed_request"),
+        (b'{"agent_id": "edge-01", "x": "\\ud800"}', "malformed_request"),  # lone surrogate
+        (b'{"agent_id": "edge-01", "x": 123456789012345678901234567890}', "malformed_request"),
+        (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "malformed_request"),
+        (b"\xff\xfe{}", "malformed_request"),
+        (b'["agent_id"]', "malformed_request"),
+        (b'{"agent_id": "edge-1\\n"}', "agent_id_invalid"),
+    ],
+)
+def test_enrol_bodies_without_one_meaning_get_400(
+    registrar: RunningRegistrar, raw: bytes, code: str
+) -> None:
+    response = requests.post(
+        registrar.url + "/v1/agents",
+        data=raw,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (400, code)
+
+
+def test_duplicate_names_are_refused_not_resolved(
+    swtpm: SwtpmInstance, registrar: RunningRegistrar
+) -> None:
+    """A name given twice means what the parser makes of it (first or last wins): refused, so
+    that what is stored and what the proof binds are never a parser's choice."""
+    with TpmDevice(swtpm.tcti) as device:
+        body = json.dumps(enrolment_body(_enrol_request(device, "twice")))
+    raw = body[:-1] + ', "agent_id": "someone-else"}'
+    response = requests.post(
+        registrar.url + "/v1/agents",
+        data=raw.encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "malformed_request")
+    assert "duplicate names" in response.json()["error"]["message"]

@@ -24,6 +24,7 @@ from agent.location import LocationProvider, ensure_location_key
 from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
 from geoattest.dev.swtpm import SwtpmInstance
 from geoattest.errors import (
+    AgentNotActive,
     GnssUnavailable,
     LocationEvidenceInvalid,
     LocationImplausible,
@@ -37,6 +38,7 @@ from geoattest.wire import (
     EnrolRequest,
     LocationKeyWire,
     activation_proof,
+    enrolment_body,
     enrolment_digest,
     location_key_qualifying_data,
 )
@@ -95,12 +97,13 @@ def enrol_and_activate(
     key = ensure_location_key(device, agent_id=agent_id) if with_location_key else None
     request = enrol_request(device, agent_id, key)
     answer = client.enrol(request)
-    pending = client.get_agent(agent_id)
-    assert pending.location_key_public is None  # recorded only once the AK is proven
+    with pytest.raises(AgentNotActive):  # nothing is recorded before the AK is proven
+        client.get_agent(agent_id)
     secret = device.activate_credential(
         answer.challenge.credential_blob, answer.challenge.encrypted_secret
     )
-    return client.activate(agent_id, activation_proof(secret, enrolment_digest(request)))
+    digest = enrolment_digest(enrolment_body(request))
+    return client.activate(agent_id, activation_proof(secret, digest))
 
 
 def registered_key(view: AgentView) -> TpmPublic:

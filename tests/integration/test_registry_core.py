@@ -1,5 +1,9 @@
 """The registrar core on a real SQLite database with software keys: timing rules that a live
-registrar cannot be made to show quickly (challenge expiry), and the records kept."""
+registrar cannot be made to show quickly (challenge expiry), capacity, and the records kept.
+
+The registry's random source is replaced by a known one, so that the test knows the secret the
+challenge carries (what a genuine TPM would recover) without a TPM.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import tpm
 from allowlists import EkTrustStore
 from geoattest.db import make_engine, migrate, session_factory
-from geoattest.errors import ActivationFailed
+from geoattest.errors import ActivationFailed, AgentNotActive, NotFound, RegistrarBusy
+from geoattest.wire import activation_proof
+from registrar.proof_check import ProofChecker
 from registrar.registry import EnrolmentEvidence, Registry, TrustPolicy
 from tests.support.software_pki import SoftwareCa, make_ca
+
+SECRET = bytes(range(32))
 
 
 class _Clock:
@@ -23,6 +31,19 @@ class _Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+class _KnownRandom:
+    """Secrets are ``SECRET``; enrolment ids count up (they must be unique, not secret here)."""
+
+    def __init__(self) -> None:
+        self.ids = 0
+
+    def __call__(self, size: int) -> bytes:
+        if size == len(SECRET):
+            return SECRET
+        self.ids += 1
+        return self.ids.to_bytes(size, "big")
 
 
 @pytest.fixture
@@ -35,8 +56,7 @@ def ca() -> SoftwareCa:
     return make_ca()
 
 
-@pytest.fixture
-def registry(tmp_path: Path, clock: _Clock, ca: SoftwareCa) -> Registry:
+def _registry(tmp_path: Path, clock: _Clock, ca: SoftwareCa, **options: int) -> Registry:
     engine = make_engine(f"sqlite:///{tmp_path / 'registrar.sqlite'}")
     migrate(engine)
     trust = TrustPolicy(
@@ -44,10 +64,18 @@ def registry(tmp_path: Path, clock: _Clock, ca: SoftwareCa) -> Registry:
         pins=None,
         challenge_ttl=timedelta(minutes=5),
     )
-    return Registry(session_factory(engine), trust, clock=clock)
+    checker = ProofChecker.load(tmp_path / "state")
+    return Registry(
+        session_factory(engine), trust, checker, clock=clock, random_bytes=_KnownRandom(), **options
+    )
 
 
-def _evidence(ca: SoftwareCa, agent_id: str) -> EnrolmentEvidence:
+@pytest.fixture
+def registry(tmp_path: Path, clock: _Clock, ca: SoftwareCa) -> Registry:
+    return _registry(tmp_path, clock, ca)
+
+
+def _evidence(ca: SoftwareCa, agent_id: str, digest: bytes = bytes(32)) -> EnrolmentEvidence:
     ek_key = ec.generate_private_key(ec.SECP256R1())
     ak_key = ec.generate_private_key(ec.SECP256R1())
     ek_cert = ca.issue_ek_certificate(ek_key.public_key())
@@ -56,7 +84,7 @@ def _evidence(ca: SoftwareCa, agent_id: str) -> EnrolmentEvidence:
         ek_certificate=ek_cert,
         ek_public=tpm.encode_tpm2b_public(tpm.ek_public(ek_key.public_key())),
         ak_public=tpm.encode_tpm2b_public(tpm.ak_public(ak_key.public_key())),
-        request_digest=bytes(32),
+        request_digest=digest,
     )
 
 
@@ -64,16 +92,55 @@ def test_challenge_expires(registry: Registry, clock: _Clock, ca: SoftwareCa) ->
     issued = registry.enrol(_evidence(ca, "slow"))
     assert issued.expires_at == clock.now + timedelta(minutes=5)
     clock.now += timedelta(minutes=5, seconds=1)
+    right = activation_proof(SECRET, bytes(32))
     with pytest.raises(ActivationFailed, match="expired"):
-        registry.activate("slow", b"\x00" * 32)
-    with pytest.raises(ActivationFailed, match="no open challenge"):
-        registry.activate("slow", b"\x00" * 32)
+        registry.activate("slow", right)
+    with pytest.raises(ActivationFailed, match="no open enrolment"):  # purged
+        registry.activate("slow", right)
+    with pytest.raises(NotFound):
+        registry.get("slow")
 
 
-def test_pending_record_keeps_the_ek_validation_result(registry: Registry, ca: SoftwareCa) -> None:
+def test_pending_enrolment_is_no_identity_until_activated(
+    registry: Registry, ca: SoftwareCa
+) -> None:
     registry.enrol(_evidence(ca, "recorded"))
-    identity = registry.get("recorded")
-    assert identity.state == "pending"
-    assert identity.ak_public is None
+    with pytest.raises(AgentNotActive, match="enrolment pending"):
+        registry.get("recorded")
+    assert registry.list() == []
+    identity = registry.activate("recorded", activation_proof(SECRET, bytes(32)))
+    assert identity.state == "active"
+    assert identity.ak_public is not None
     assert identity.ek_anchor_subject == "CN=Test TPM Manufacturer Root"
     assert identity.tpm_model == "TESTTPM"
+    assert registry.get("recorded") == identity
+
+
+def test_the_proof_must_answer_the_digest_it_was_issued_for(
+    registry: Registry, ca: SoftwareCa
+) -> None:
+    registry.enrol(_evidence(ca, "bound", digest=b"\x01" * 32))
+    with pytest.raises(ActivationFailed, match="does not match"):
+        registry.activate("bound", activation_proof(SECRET, b"\x02" * 32))
+    assert registry.activate("bound", activation_proof(SECRET, b"\x01" * 32)).state == "active"
+
+
+def test_open_enrolments_are_bounded_and_expired_ones_make_room(
+    tmp_path: Path, clock: _Clock, ca: SoftwareCa
+) -> None:
+    registry = _registry(tmp_path, clock, ca, max_pending=2)
+    registry.enrol(_evidence(ca, "one"))
+    registry.enrol(_evidence(ca, "two"))
+    with pytest.raises(RegistrarBusy, match="2 enrolments are open"):
+        registry.enrol(_evidence(ca, "three"))
+    clock.now += timedelta(minutes=6)
+    registry.enrol(_evidence(ca, "three"))
+
+
+def test_delete_withdraws_open_enrolments(registry: Registry, ca: SoftwareCa) -> None:
+    registry.enrol(_evidence(ca, "withdrawn"))
+    registry.delete("withdrawn")
+    with pytest.raises(ActivationFailed, match="no open enrolment"):
+        registry.activate("withdrawn", activation_proof(SECRET, bytes(32)))
+    with pytest.raises(NotFound):
+        registry.delete("withdrawn")

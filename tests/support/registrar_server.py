@@ -54,6 +54,7 @@ def running_registrar(
     database = workdir / "registrar.sqlite"
     settings = load_settings(
         database_url=f"sqlite:///{database}",
+        registrar_state_dir=workdir / "registrar-state",
         ek_ca_dir=trust_dir,
         ek_pins_file=pins_file,
         admin_token=admin_token,

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from geoattest.db import make_engine, session_factory
+from geoattest.db import check_private_database, make_engine, session_factory
 from geoattest.settings import Settings
 from verifier.core.round_record import RecordOrigin
 from verifier.engine.fetch import AgentClient, ClientIdentity, EvidenceSource
@@ -66,6 +66,7 @@ class VerifierRuntime:
         self.settings = settings
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.engine = make_engine(settings.database_url)
+        check_private_database(settings.database_url)
         self.sessions = session_factory(self.engine)
         self.store = VerifierStore(self.sessions)
         self.records = RecordStore(self.sessions)

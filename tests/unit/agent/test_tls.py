@@ -55,3 +55,20 @@ def test_client_ca_without_certificates_is_refused(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(ConfigurationError):
         server_ssl_context(identity.cert_path, identity.key_path, empty)
+
+
+def test_state_dir_is_created_owner_only(tmp_path: Path) -> None:
+    state_dir = tmp_path / "var" / "agent"
+    ensure_server_identity(state_dir, "node-1", "127.0.0.1")
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state_dir.parent.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize(("name", "mode"), [(".", 0o755), ("server-key.pem", 0o644)])
+def test_state_others_can_read_is_refused_at_start(tmp_path: Path, name: str, mode: int) -> None:
+    """A local user who can read the agent's TLS key can impersonate its evidence API."""
+    state_dir = tmp_path / "agent"
+    ensure_server_identity(state_dir, "node-1", "127.0.0.1")
+    (state_dir / name).chmod(mode)
+    with pytest.raises(ConfigurationError, match=f"has mode {mode:04o}"):
+        ensure_server_identity(state_dir, "node-1", "127.0.0.1")

@@ -1,7 +1,7 @@
 """Verifier: evidence records and folds, the lease and chain columns, policy digests.
 
-Revision ID: 0007_evidence_records
-Revises: 0006_enrolment_digest
+Revision ID: 0008_evidence_records
+Revises: 0007_pending_enrolments
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_evidence_records"
-down_revision = "0006_enrolment_digest"
+revision = "0008_evidence_records"
+down_revision = "0007_pending_enrolments"
 branch_labels = None
 depends_on = None
 
