@@ -78,14 +78,16 @@ class Malformed(enum.StrEnum):
 
 @dataclass(slots=True)
 class MemoryMeasurementList:
-    """An IMA measurement list in memory (``agent.ima_source.MeasurementList``)."""
+    """An IMA measurement list in memory (``agent.ima_source.MeasurementList``): one text line
+    per entry, bytes that are not UTF-8 as surrogate escapes (``EncodedEntry.line``)."""
 
     lines: list[str] = field(default_factory=list)
 
     def read_from(self, offset: int) -> ImaLines:
         if offset > len(self.lines):
             offset = 0
-        return ImaLines(offset=offset, lines=self.lines[offset:])
+        entries = [line.encode("utf-8", "surrogateescape") for line in self.lines[offset:]]
+        return ImaLines(offset=offset, lines=entries)
 
 
 def golden_boot_events(platform: str = DEFAULT_PLATFORM) -> dict[int, list[bytes]]:

@@ -12,6 +12,12 @@ lowercase hex (digests, nonce), times as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, absent
 ``decode_record`` accepts only the canonical form (it re-encodes and compares), so one record has
 exactly one encoding and one digest: ``SHA-256("geoattest-record-v1" ‖ 0x00 ‖ bytes)``.
 
+IMA entries are stored byte-exact as on the wire (``geoattest.wire.ImaWire``): ``ima.lines``
+holds each entry as text, and an entry that is not UTF-8 (a name the kernel printed raw) shows
+there as its ``\\xNN`` rendering while ``ima.raw`` maps its index to its bytes in base64. JSON
+text (and RFC 8785) cannot hold the lone surrogates such an entry decodes to, so it never goes
+into ``lines`` itself. The field is optional: a record without such entries has none.
+
 Pure: no I/O, no clock. ``verifier.core.reverify`` re-checks a record from these bytes alone.
 """
 
@@ -30,6 +36,7 @@ import rfc8785
 
 from allowlists.ima.replay import ImaState
 from geoattest.errors import EvidenceMalformed
+from geoattest.wire import render_line
 from tpm import ClockInfo
 from verifier.core.reasons import Reason
 from verifier.core.round import Check, CheckResult, RoundEvidence, Verdict
@@ -217,13 +224,36 @@ def _evidence_json(e: RoundEvidence) -> dict[str, Any]:
                 bank: {str(i): v.hex() for i, v in values.items()}
                 for bank, values in e.pcrs.items()
             },
-            "ima": {"offset": e.ima_offset, "lines": list(e.ima_lines)},
+            "ima": _ima_json(e.ima_offset, e.ima_lines),
             "location": _b64(e.location) if e.location is not None else None,
             "location_signature": (
                 _b64(e.location_signature) if e.location_signature is not None else None
             ),
         }
     )
+
+
+def _ima_json(offset: int, lines: Sequence[str]) -> dict[str, Any]:
+    shown: list[str] = []
+    raw: dict[str, str] = {}
+    for index, line in enumerate(lines):
+        data = line.encode("utf-8", "surrogateescape")
+        try:
+            shown.append(data.decode("utf-8"))
+        except UnicodeDecodeError:  # the kernel's bytes are not UTF-8: keep them exactly
+            shown.append(render_line(data))
+            raw[str(index)] = _b64(data)
+    return _drop_none({"offset": offset, "lines": shown, "raw": raw or None})
+
+
+def _ima_lines(ima: dict[str, Any]) -> tuple[str, ...]:
+    lines = [str(line) for line in ima["lines"]]
+    for index, data in dict(ima.get("raw", {})).items():
+        position = int(index)
+        if not 0 <= position < len(lines) or str(position) != index:
+            raise ValueError(f"ima.raw index {index!r} names no line")
+        lines[position] = _unb64(data).decode("utf-8", "surrogateescape")
+    return tuple(lines)
 
 
 def _context_json(c: RecordContext) -> dict[str, Any]:
@@ -327,7 +357,7 @@ def _evidence_from(e: dict[str, Any]) -> RoundEvidence:
             for bank, values in e.get("pcrs", {}).items()
         },
         ima_offset=int(e["ima"]["offset"]),
-        ima_lines=tuple(str(line) for line in e["ima"]["lines"]),
+        ima_lines=_ima_lines(e["ima"]),
         location=_unb64(e["location"]) if "location" in e else None,
         location_signature=(_unb64(e["location_signature"]) if "location_signature" in e else None),
     )
