@@ -40,7 +40,7 @@ from geoattest.wire import (
     enrolment_digest,
     location_key_qualifying_data,
 )
-from geofence import LocationPolicy, ZoneDecision, ZoneSet, decode_evidence, load_zones
+from geofence import LocationPolicy, SourceKind, ZoneDecision, ZoneSet, decode_evidence, load_zones
 from geofence.nmea import split_lines
 from tests.paths import vector
 from tests.support.registrar_server import RunningRegistrar
@@ -109,7 +109,7 @@ def registered_key(view: AgentView) -> TpmPublic:
 
 
 def fed_provider(device: TpmDevice, lines: list[bytes]) -> LocationProvider:
-    provider = LocationProvider(None, device, wait_for_fix_s=0.0)
+    provider = LocationProvider(None, device, wait_for_fix_s=0.0, source_kind=SourceKind.SERIAL)
     for line in lines:
         provider.feed(line)
     return provider
@@ -327,7 +327,11 @@ def test_verifier_refuses_tpm_signed_uniform_cn0(swtpm: SwtpmInstance) -> None:
         ensure_location_key(device, agent_id="unscreened")
         key = parse_tpm2b_public(device.read_public(DEFAULT_LOCATION_KEY_HANDLE))
         provider = LocationProvider(
-            None, device, wait_for_fix_s=0.0, screen_policy=LocationPolicy(cn0_min_stddev_db=0.0)
+            None,
+            device,
+            wait_for_fix_s=0.0,
+            screen_policy=LocationPolicy(cn0_min_stddev_db=0.0),
+            source_kind=SourceKind.SERIAL,
         )
         for line in spoofed:
             provider.feed(line)

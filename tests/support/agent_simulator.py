@@ -12,7 +12,7 @@ TPMT_SIGNATURE, PCR banks, ima-ng lines) from software keys, and a test tampers 
     sim.reboot()                                      # TPM Reset: counters, PCRs, new log
     sim.truncate_log(3); sim.rewrite_line(2, ...)     # log rewound / rewritten
     sim.malformed = Malformed.TRUNCATED_QUOTE         # answers broken on the wire (until None)
-    sim.location = LocationProvider(None, None)       # location evidence, signed by sim.tpm
+    sim.location = LocationProvider(None, None, source_kind=SourceKind.SERIAL)  # signed by sim.tpm
     sim.location_key()                                # ... with this key (certified by the AK)
 
 The evidence itself comes from ``agent.evidence.collect_evidence`` over a ``SoftwareTpm`` and an
