@@ -177,3 +177,33 @@ def test_an_old_agents_escaped_rendering_does_not_verify() -> None:
         now=NOW,
     )
     assert result.reason == "ima_log_invalid"
+
+
+def test_a_refused_name_that_is_not_utf8_is_recorded_printably() -> None:
+    """The failure's details and message name the path; the record holds them as printable
+    ASCII (a lone surrogate would break every write) and the entry itself byte-exact."""
+    node, policy = SoftwareNode(), _policy()
+    node.measure("/usr/bin/caf\udce9\n", b"evil payload")
+    evidence, result = _judge(node, policy, RoundMemory())
+    assert result.reason == "ima_entry_not_allowed"
+    assert result.details["path"] == "/usr/bin/caf\udce9\n"
+    record = round_record(
+        agent_id="node-1",
+        round_id="r1",
+        started_at=NOW,
+        ended_at=NOW,
+        judged_at=NOW,
+        origin=RecordOrigin(verifier_id="v1"),
+        policy=policy,
+        ak=node.ak.public,
+        location_key=None,
+        previous=RoundMemory(),
+        evidence=evidence,
+        result=result,
+    )
+    assert record.details["path"] == "/usr/bin/caf\\udce9\\n"
+    assert record.message.isascii()
+    decoded = decode_record(encode_record(record))
+    assert decoded.evidence is not None
+    assert list(decoded.evidence.ima_lines) == list(evidence.ima_lines)
+    assert reverify_record(decoded, ak=node.ak.public, policy=policy).consistent
