@@ -144,8 +144,11 @@ def test_tpm_signed_evidence_passes_and_the_key_is_on_record(
     evidence = decode_evidence(signed.evidence)
     assert evidence.receiver.startswith("u-blox AG")  # the receiver's identity is signed too
     assert evidence.nmea_digest == signed.fix.nmea_digest
-    # evidence v2: the per-satellite C/N0 is signed, and the verifier's fix has it
-    assert evidence.version == 2
+    # evidence v3: the per-satellite C/N0, the source kind and the vertical accuracy are
+    # signed, and the verifier's fix has them
+    assert (evidence.version, evidence.source) == (3, "serial")
+    assert signed.fix.vertical_accuracy_m is not None
+    assert verdict.fix.vertical_accuracy_m == round(signed.fix.vertical_accuracy_m, 3)
     assert len(evidence.cn0_dbhz) == len(signed.fix.cn0_values()) >= 6
     assert sorted(verdict.fix.cn0_values()) == sorted(
         float(round(v)) for v in signed.fix.cn0_values()
