@@ -150,7 +150,7 @@ def collect_evidence(
             bank: {str(index): digest.hex() for index, digest in sorted(values.items())}
             for bank, values in quoted.pcrs.items()
         },
-        ima=ImaWire(offset=ima_lines.offset, lines=ima_lines.lines),
+        ima=ImaWire.from_entries(ima_lines.offset, ima_lines.lines),
         location=signed.evidence if signed else None,
         location_signature=signed.signature if signed else None,
         boot_log=boot_log_data,

@@ -6,18 +6,20 @@
    enrolment request (``EnrolRequest.location_key``), or later with
    ``PUT /v1/agents/<id>/location-key``.
 2. ``LocationProvider`` reads a GNSS source in the background, keeps the recent fixes, and for a
-   round's nonce signs the latest one: ``encode_evidence(LocationEvidence.from_fix(fix, nonce))``
-   (the fix, the nonce, the receiver identity and the digest of the raw NMEA), signed in the TPM
-   over its SHA-256 (TPM2_Sign), as a TPMT_SIGNATURE.
+   round's nonce signs the latest one: ``encode_evidence(LocationEvidence.from_fix(fix, ...))``
+   (the fix with its vertical accuracy, the nonce, the kind of source it was read from, the
+   receiver identity and the digest of the raw NMEA), signed in the TPM over its SHA-256
+   (TPM2_Sign), as a TPMT_SIGNATURE.
 
 A fix is signed at most once: a round that comes before the receiver's next fix waits for it a
 little, then fails with ``GnssUnavailable`` (as does a source that fell silent), because the
 verifier rejects a fix it has already seen (``location_frozen``).
 
 The provider also screens the fix for a spoofer's signature, C/N0 equal across satellites, and
-refuses to sign with ``LocationImplausible``. Location evidence v2 carries the per-satellite C/N0,
-so the verifier runs the same check itself (it does not take the node's word for it); the screen
-here stays as defence in depth and so that a spoofed fix is never signed at all.
+refuses to sign with ``LocationImplausible``. Location evidence (v2 on) carries the per-satellite
+C/N0, so the verifier runs the same check itself (it does not take the node's word for it); the
+screen here stays as defence in depth and so that a spoofed fix is never signed at all. The
+altitude checks run on the verifier alone, from the signed fixes of its own track (v3).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from geofence import (
     LocationReason,
     NmeaParser,
     ParseStats,
+    SourceKind,
     check_fix,
     encode_evidence,
     evidence_digest,
@@ -131,6 +134,9 @@ class LocationProvider:
     per call instead (the evidence service holds the one TPM connection under its lock).
     ``max_fix_age_s`` bounds how old (agent clock, at epoch close) the latest fix may be;
     ``wait_for_fix_s`` is how long a round waits for a fix it has not yet signed.
+    ``source_kind`` is what the evidence says the fixes were read from: ``source.kind`` by
+    default; give it when lines are fed by hand (``source`` None). Raises ConfigurationError
+    when neither says.
     """
 
     def __init__(
@@ -144,7 +150,12 @@ class LocationProvider:
         wait_for_fix_s: float = 2.0,
         screen_policy: LocationPolicy = _DEFAULT_SCREEN_POLICY,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        source_kind: SourceKind | None = None,
     ) -> None:
+        kind = source_kind or (source.kind if source is not None else None)
+        if kind is None:
+            raise ConfigurationError("LocationProvider without a source needs its source_kind")
+        self.source_kind = SourceKind(kind)
         self._source, self._device, self._key_handle = source, device, key_handle
         self._max_age = timedelta(seconds=max_fix_age_s)
         self._wait_s = wait_for_fix_s
@@ -223,7 +234,8 @@ class LocationProvider:
             raise ConfigurationError("LocationProvider has no TPM to sign location evidence with")
         fix, earlier = self._next_fix()
         self._screen(fix, earlier)
-        encoded = encode_evidence(LocationEvidence.from_fix(fix, nonce=nonce))
+        evidence = LocationEvidence.from_fix(fix, nonce=nonce, source=self.source_kind)
+        encoded = encode_evidence(evidence)
         signature = signer.sign_digest(self._key_handle, evidence_digest(encoded))
         with self._changed:
             self._signed_digest = fix.nmea_digest

@@ -24,19 +24,25 @@ import argparse
 import datetime as dt
 import os
 import statistics
+import sys
 import tempfile
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from allowlists.ima.policy import RuntimePolicy
 from geoattest.db import make_engine, session_factory
 from geoattest.wire import EvidenceRequest
 from geofence import LocationEvidence, encode_evidence
 from geofence.epochs import fixes_from_lines
+from geofence.evidence import SourceKind
 from geofence.nmea import split_lines
 from tests.paths import vector
 from tests.support.agent_simulator import AgentSimulator
@@ -63,7 +69,7 @@ def _real_fix_evidence(nonce: bytes) -> bytes:
     lines = split_lines(vector("nmea/nl2008u.log").read_bytes())
     fixes, _ = fixes_from_lines(lines)
     fix = next(f for f in fixes if f.horizontal_accuracy_m is not None and f.signals)
-    return encode_evidence(LocationEvidence.from_fix(fix, nonce=nonce))
+    return encode_evidence(LocationEvidence.from_fix(fix, nonce=nonce, source=SourceKind.SERIAL))
 
 
 def _boot_log_policy(sim: AgentSimulator, policy: AttestationPolicy) -> AttestationPolicy:
@@ -113,7 +119,7 @@ def _day_of_records(
 def bytes_per_agent_day(stack: RunnerStack, agents: int) -> dict[str, float]:
     fix = _real_fix_evidence(os.urandom(32))
     engine = make_engine(f"sqlite:///{stack.database}")
-    verdicts = VerdictStore(session_factory(engine))
+    verdicts = VerdictStore(engine)
     records = RecordStore(session_factory(engine))
     start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     fleet = stack.fleet()
@@ -182,10 +188,11 @@ class NullCommitter:
 
 
 def cpu_per_round(stack: RunnerStack, rounds: int) -> dict[str, float]:
+    """Rounds as a worker process runs them: batches of 25 on 16 threads (``run_batch``)."""
     agent_ids = list(stack.sims)
-    targets = {agent_id: stack.target(agent_id) for agent_id in agent_ids}
-    for agent_id in agent_ids:  # first rounds: registered -> attested, full IMA replay
-        stack.runner.run(targets[agent_id])
+    targets = [stack.target(agent_id) for agent_id in agent_ids]
+    pool = ThreadPoolExecutor(16)
+    list(pool.map(stack.runner.run, targets))  # first rounds: registered -> attested
     recording = stack.runner
     not_recording = replace_committer(stack, NullCommitter())
     on: list[float] = []
@@ -193,9 +200,11 @@ def cpu_per_round(stack: RunnerStack, rounds: int) -> dict[str, float]:
     for _ in range(5):
         for runner, sink in ((recording, on), (not_recording, off)):
             began = time.process_time()
-            for n in range(rounds):
-                runner.run(targets[agent_ids[n % len(agent_ids)]])
+            for start in range(0, rounds, len(targets)):
+                batch = targets[: min(len(targets), rounds - start)]
+                list(pool.map(runner.run, batch))
             sink.append((time.process_time() - began) / rounds)
+    pool.shutdown()
     agent_cost = _simulator_cpu(stack, rounds)
     best_on, best_off = min(on) - agent_cost, min(off) - agent_cost
     return {
@@ -241,8 +250,10 @@ def _stack(workdir: Path, agents: int) -> Iterator[RunnerStack]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, default=4)
+    parser.add_argument("--agents", type=int, default=25, help="agents (one batch of rounds)")
+    parser.add_argument("--day-agents", type=int, default=2, help="agent-days of records")
     parser.add_argument("--rounds", type=int, default=600, help="rounds per CPU sample")
+    parser.add_argument("--cpu-only", action="store_true", help="skip the agent-day of bytes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -250,8 +261,16 @@ def main() -> None:
         (work / "bytes").mkdir()
         with _stack(work / "cpu", args.agents) as stack:
             cpu = cpu_per_round(stack, args.rounds)
-        with _stack(work / "bytes", args.agents) as stack:
-            size = bytes_per_agent_day(stack, args.agents)
+        if args.cpu_only:
+            _print_cpu(cpu)
+            return
+        with _stack(work / "bytes", args.day_agents) as stack:
+            size = bytes_per_agent_day(stack, args.day_agents)
+    _print_size(size)
+    _print_cpu(cpu)
+
+
+def _print_size(size: dict[str, float]) -> None:
     print(f"records of {size['agents']:.0f} agent-days written in {size['seconds']:.0f} s")
     print(f"bytes per agent-day (folded, at the defaults): {size['bytes_per_agent_day']:,.0f}")
     extra = size["hot_window_extra_per_agent"]
@@ -261,6 +280,9 @@ def main() -> None:
         f"{size['full_record_canonical_p50']:,.0f} bytes canonical, "
         f"{size['full_record_stored_p50']:,.0f} stored (zlib)"
     )
+
+
+def _print_cpu(cpu: dict[str, float]) -> None:
     print(
         f"verifier CPU per round: {cpu['verifier_cpu_ms_not_recording']:.3f} ms without "
         f"recording, {cpu['verifier_cpu_ms_recording']:.3f} ms with: recording adds "

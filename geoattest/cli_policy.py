@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from allowlists.ima.framing import split_log
 from allowlists.ima.keylime_import import convert_keylime_policy
 from allowlists.ima.policy import (
     RuntimePolicy,
@@ -21,7 +22,7 @@ from allowlists.ima.policy import (
     parse_runtime_policy,
 )
 from allowlists.ima.replay import ImaState, replay_and_check
-from allowlists.ima.template import BANK_SIZES, DIGEST_SIZES, parse_entry, split_log
+from allowlists.ima.template import BANK_SIZES, DIGEST_SIZES, parse_entry
 from geoattest.cli import reports_errors
 
 PROGRESS_EVERY = 1_000

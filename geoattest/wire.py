@@ -14,10 +14,17 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, TypeAlias
+from typing import Annotated, Self, TypeAlias
 
 import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.functional_validators import BeforeValidator
 
 # An agent id goes into URLs, file names, log lines and Redis keys: ASCII letters, digits, ``.``,
@@ -28,6 +35,7 @@ AGENT_ID_PATTERN = rf"^{_AGENT_ID_BODY}$"
 AGENT_ID_RULE = "1-64 of [A-Za-z0-9._-], starting with a letter or digit"  # for messages
 MAX_BLOB_BYTES = 16 * 1024
 MAX_BOOT_LOG_BYTES = 4 * 1024 * 1024  # a TCG event log; real ones are 20-200 KiB
+MAX_IMA_LINE_BYTES = 512 * 1024  # one measurement: a name (PATH_MAX) and an ima-buf buffer in hex
 
 
 def _b64_to_bytes(value: object, limit: int = MAX_BLOB_BYTES) -> bytes:
@@ -47,6 +55,10 @@ def _b64_boot_log(value: object) -> bytes:
     return _b64_to_bytes(value, MAX_BOOT_LOG_BYTES)
 
 
+def _b64_ima_line(value: object) -> bytes:
+    return _b64_to_bytes(value, MAX_IMA_LINE_BYTES)
+
+
 def _bytes_to_b64(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
@@ -60,6 +72,12 @@ B64Bytes = Annotated[
 B64BootLog = Annotated[  # B64Bytes with room for a whole boot event log
     bytes,
     BeforeValidator(_b64_boot_log),
+    PlainSerializer(_bytes_to_b64, return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+B64ImaLine = Annotated[  # B64Bytes with room for one IMA measurement line
+    bytes,
+    BeforeValidator(_b64_ima_line),
     PlainSerializer(_bytes_to_b64, return_type=str),
     WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
@@ -240,9 +258,61 @@ class QuoteWire(_Wire):
     signature: B64Bytes  # marshalled TPMT_SIGNATURE
 
 
+LineIndexText = Annotated[str, Field(pattern=r"^(?:0|[1-9][0-9]{0,8})$")]
+
+
+def render_line(entry: bytes) -> str:
+    """How a line that is not UTF-8 shows in ``ImaWire.lines``: ``\\xNN`` for each byte that
+    does not decode (lossy: ``raw_lines`` carries the bytes)."""
+    return entry.decode("utf-8", "backslashreplace")
+
+
 class ImaWire(_Wire):
+    """IMA measurement-list entries, byte for byte, each without its final newline.
+
+    The kernel prints names as raw bytes (``allowlists.ima.template``), which JSON text cannot
+    always carry. ``lines`` holds one string per entry: the entry itself when it is UTF-8 (a
+    ``\\n`` inside a name travels as the JSON escape), otherwise ``render_line`` of it, a
+    readable but lossy stand-in. ``raw_lines`` then maps that entry's index (decimal text, 0 is
+    the first of ``lines``) to its exact bytes in base64, which replace the stand-in. It is
+    omitted when every entry is UTF-8, so a peer from before it sees the same message as before;
+    one that ignores it sees the stand-in, as old agents sent, and fails that line's template
+    hash as it always did.
+    """
+
     offset: Annotated[int, Field(ge=0)]  # index of the first line below in the whole log
-    lines: list[str]  # ascii_runtime_measurements lines, without trailing newline
+    lines: list[str]  # ascii_runtime_measurements entries, without trailing newline
+    raw_lines: dict[LineIndexText, B64ImaLine] | None = None  # index → exact bytes (not UTF-8)
+
+    @model_validator(mode="after")
+    def _raw_lines_index_lines(self) -> Self:
+        for index in self.raw_lines or {}:
+            if int(index) >= len(self.lines):
+                raise ValueError(
+                    f"raw_lines index {index} is past the {len(self.lines)} lines sent"
+                )
+        return self
+
+    @classmethod
+    def from_entries(cls, offset: int, entries: Sequence[bytes]) -> ImaWire:
+        """The wire form of ``entries`` (exact bytes, no final newlines) from entry ``offset``."""
+        lines: list[str] = []
+        raw: dict[str, bytes] = {}
+        for index, entry in enumerate(entries):
+            try:
+                lines.append(entry.decode("utf-8"))
+            except UnicodeDecodeError:
+                lines.append(render_line(entry))
+                raw[str(index)] = entry
+        return cls(offset=offset, lines=lines, raw_lines=raw or None)
+
+    def entries(self) -> list[bytes]:
+        """The entries' exact bytes (``raw_lines`` in place of their stand-ins)."""
+        raw = self.raw_lines or {}
+        return [
+            raw[str(index)] if str(index) in raw else line.encode("utf-8")
+            for index, line in enumerate(self.lines)
+        ]
 
 
 class EvidenceResponse(_Wire):

@@ -4,7 +4,13 @@ No I/O here: callers pass lines, bytes, GeoJSON text and ``now``.
 """
 
 from geofence.epochs import EpochAssembler, fixes_from_lines
-from geofence.evidence import LocationEvidence, decode_evidence, encode_evidence, evidence_digest
+from geofence.evidence import (
+    LocationEvidence,
+    SourceKind,
+    decode_evidence,
+    encode_evidence,
+    evidence_digest,
+)
 from geofence.fix import AccuracySource, Fix, ReceiverIdentity, SatelliteSignal, nmea_digest
 from geofence.nmea import NmeaParser, ParseStats, Rejection, RejectReason, parse_lines
 from geofence.plausibility import (
@@ -42,6 +48,7 @@ __all__ = [
     "RejectReason",
     "Rejection",
     "SatelliteSignal",
+    "SourceKind",
     "Zone",
     "ZoneDecision",
     "ZoneMatch",

@@ -1,9 +1,9 @@
 """Location evidence and its canonical byte encoding (what the TPM location key signs).
 
-**Encoding** (version 2): one JSON object, UTF-8 (in practice ASCII: non-ASCII is ``\\uXXXX``
+**Encoding** (version 3): one JSON object, UTF-8 (in practice ASCII: non-ASCII is ``\\uXXXX``
 escaped), keys sorted by code point, no whitespace (``,`` and ``:`` separators), and:
 
-* ``type`` = ``"geoattest.location-evidence"``, ``v`` = 2;
+* ``type`` = ``"geoattest.location-evidence"``, ``v`` = 3;
 * floats as JSON numbers with a fixed number of decimals per field (:data:`DECIMALS`: 9 for
   degrees ≈ 0.1 mm, 3 for metres and m/s, 2 for DOP and course); ``-0`` is written as ``0``;
 * integers in decimal, ``null`` for absent values, byte strings (nonce, NMEA digest) as lowercase
@@ -13,15 +13,21 @@ escaped), keys sorted by code point, no whitespace (``,`` and ``:`` separators),
   as :meth:`Fix.cn0_values`), the value rounded to an integer 0..99 (NMEA GSV's own range and
   resolution), strictly sorted by the id string's code points, at most :data:`MAX_CN0_SATELLITES`
   (the strongest, when a receiver tracks more); ``[]`` when the receiver reports none;
-* ``rmc_status``: RMC's status letter (``A`` valid, ``V`` void) or ``null``.
+* ``rmc_status``: RMC's status letter (``A`` valid, ``V`` void) or ``null``;
+* ``source``: which kind of source the agent read the fix from (:class:`SourceKind`: ``"file"``
+  replay, ``"serial"`` port, ``"gpsd"``); never ``null``;
+* ``vertical_accuracy_m``: the fix's 2-sigma vertical accuracy in metres (``Fix``'s, from GST or
+  VDOP), 3 decimals, or ``null`` when the receiver reports neither.
 
 Version 2 adds ``cn0_dbhz`` and ``rmc_status`` to version 1 so that the verifier runs the
 C/N0-uniformity spoofing check and the RMC-status part of the fix-quality check itself, instead
-of trusting the node that vouches for itself. :func:`decode_evidence` still *decodes* version 1
-(the verifier's remembered track holds evidence of earlier rounds, signed before an upgrade), but
-``verifier.core.location.check_location`` refuses version 1 as a round's evidence: an old agent's
-evidence lacks the C/N0 the check needs, and skipping the check would let exactly the evidence
-that hides it pass. :attr:`LocationEvidence.version` says which one was decoded.
+of trusting the node that vouches for itself. Version 3 adds ``source`` (so a policy can refuse
+a replayed file in production) and ``vertical_accuracy_m`` (so the verifier runs the vertical
+speed check on its own track of signed fixes). :func:`decode_evidence` still *decodes* versions 1
+and 2 (the verifier's remembered track holds evidence of earlier rounds, signed before an
+upgrade), but ``verifier.core.location.check_location`` refuses them as a round's evidence: they
+lack what the checks need, and skipping the checks would let exactly the evidence that hides it
+pass. :attr:`LocationEvidence.version` says which one was decoded.
 
 Values are rounded to those decimals when the evidence is built (:meth:`LocationEvidence.from_fix`),
 so ``decode_evidence(encode_evidence(ev)) == ev``. :func:`decode_evidence` accepts only the
@@ -32,6 +38,7 @@ exactly one encoding and one digest. Signing is not done here (``tpm/`` and ``ag
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import json
 import math
@@ -43,8 +50,8 @@ from geoattest.errors import LocationEvidenceInvalid
 from geofence.fix import Fix
 
 EVIDENCE_TYPE = "geoattest.location-evidence"
-EVIDENCE_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+EVIDENCE_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
 MAX_EVIDENCE_BYTES = 4096
 MAX_CN0_SATELLITES = 64
 MAX_CN0_DBHZ = 99
@@ -53,6 +60,7 @@ DECIMALS = {
     "longitude": 9,
     "altitude_m": 3,
     "horizontal_accuracy_m": 3,
+    "vertical_accuracy_m": 3,
     "hdop": 2,
     "speed_mps": 3,
     "course_deg": 2,
@@ -62,6 +70,15 @@ _SATELLITE_ID = re.compile(r"[A-Za-z]{1,16}:(0|[1-9][0-9]{0,3})")
 
 Cn0 = tuple[tuple[str, int], ...]
 """Per-satellite C/N0: ``(("GPS:12", 45), ...)``, strictly sorted by id."""
+
+
+class SourceKind(enum.StrEnum):
+    """Where the agent read the NMEA from (``agent.gnss``). ``FILE`` is a replay of a capture:
+    right for tests and demos, never a receiver."""
+
+    FILE = "file"
+    SERIAL = "serial"
+    GPSD = "gpsd"
 
 
 def satellite_id(constellation: str, prn: int) -> str:
@@ -89,7 +106,8 @@ class LocationEvidence:
     """A fix as evidence: bound to the verifier's nonce, the receiver and the raw NMEA digest.
 
     ``version`` is the encoding version (not a field of the JSON object: its ``v``); version 1
-    evidence has no ``cn0_dbhz`` (empty) and no ``rmc_status`` (None).
+    evidence has no ``cn0_dbhz`` (empty) and no ``rmc_status`` (None); versions 1 and 2 have no
+    ``source`` and no ``vertical_accuracy_m`` (None).
     """
 
     nonce: bytes
@@ -110,12 +128,15 @@ class LocationEvidence:
     nmea_digest: bytes
     rmc_status: str | None = None
     cn0_dbhz: Cn0 = ()
+    source: str | None = None
+    vertical_accuracy_m: float | None = None
     version: int = EVIDENCE_VERSION
 
     @classmethod
-    def from_fix(cls, fix: Fix, *, nonce: bytes) -> LocationEvidence:
-        """Evidence for ``fix`` answering ``nonce``. LocationEvidenceInvalid if it has no date
-        or holds a value the verifier would refuse (:func:`decode_evidence`'s range checks)."""
+    def from_fix(cls, fix: Fix, *, nonce: bytes, source: SourceKind) -> LocationEvidence:
+        """Evidence for ``fix``, read from a ``source`` of that kind, answering ``nonce``.
+        LocationEvidenceInvalid if it has no date or holds a value the verifier would refuse
+        (:func:`decode_evidence`'s range checks)."""
         if fix.utc is None:
             raise LocationEvidenceInvalid("fix has no valid UTC date; it cannot be evidence")
 
@@ -141,15 +162,20 @@ class LocationEvidence:
             nmea_digest=fix.nmea_digest,
             rmc_status=fix.rmc_status,
             cn0_dbhz=_cn0_of(fix),
+            source=SourceKind(source).value,
+            vertical_accuracy_m=q("vertical_accuracy_m", fix.vertical_accuracy_m),
         )
         _check_ranges(ev)
         return ev
 
 
 _FIELDS = tuple(f.name for f in fields(LocationEvidence) if f.name != "version")
-_V2_ONLY = ("rmc_status", "cn0_dbhz")
-_FIELDS_BY_VERSION = {1: tuple(n for n in _FIELDS if n not in _V2_ONLY), 2: _FIELDS}
-_STR_FIELDS = {"accuracy_source", "rmc_mode", "gns_mode", "receiver", "rmc_status"}
+_ADDED_IN = {"rmc_status": 2, "cn0_dbhz": 2, "source": 3, "vertical_accuracy_m": 3}
+_FIELDS_BY_VERSION = {
+    version: tuple(n for n in _FIELDS if _ADDED_IN.get(n, 1) <= version)
+    for version in SUPPORTED_VERSIONS
+}
+_STR_FIELDS = {"accuracy_source", "rmc_mode", "gns_mode", "receiver", "rmc_status", "source"}
 _INT_FIELDS = {"quality", "satellites_used"}
 
 
@@ -194,13 +220,20 @@ def _value(name: str, value: object) -> str:
 def encode_evidence(ev: LocationEvidence) -> bytes:
     """The canonical bytes of ``ev`` (see the module docstring), in ``ev.version``'s encoding.
 
-    LocationEvidenceInvalid for an unknown version, or version 1 evidence holding v2-only values
-    (they would be silently dropped from what is signed)."""
+    LocationEvidenceInvalid for an unknown version, or evidence of an older version holding
+    values of a later one (they would be silently dropped from what is signed)."""
     names = _FIELDS_BY_VERSION.get(ev.version)
     if names is None:
         raise LocationEvidenceInvalid(f"unsupported evidence version {ev.version!r}")
-    if ev.version == 1 and (ev.cn0_dbhz or ev.rmc_status is not None):
-        raise LocationEvidenceInvalid("version 1 evidence cannot carry C/N0 or RMC status")
+    later = [
+        name
+        for name, added in _ADDED_IN.items()
+        if added > ev.version and getattr(ev, name) not in (None, ())
+    ]
+    if later:
+        raise LocationEvidenceInvalid(
+            f"version {ev.version} evidence cannot carry {', '.join(later)}"
+        )
     items = {name: _value(name, getattr(ev, name)) for name in names}
     items["type"] = json.dumps(EVIDENCE_TYPE)
     items["v"] = str(ev.version)
@@ -231,7 +264,7 @@ def _field(name: str, raw: object) -> object:
 
 
 def decode_evidence(data: bytes) -> LocationEvidence:
-    """Parse canonical evidence bytes (version 2, or 1: see the module docstring);
+    """Parse canonical evidence bytes (version 3, or 2 or 1: see the module docstring);
     LocationEvidenceInvalid on anything else."""
     if len(data) > MAX_EVIDENCE_BYTES:
         raise LocationEvidenceInvalid(f"evidence is {len(data)} bytes (max {MAX_EVIDENCE_BYTES})")
@@ -274,6 +307,11 @@ def _check_ranges(ev: LocationEvidence) -> None:
             raise LocationEvidenceInvalid(f"{name} {value} is not a finite non-negative number")
     if ev.altitude_m is not None and not math.isfinite(ev.altitude_m):
         raise LocationEvidenceInvalid(f"altitude {ev.altitude_m} is not finite")
+    vertical = ev.vertical_accuracy_m
+    if vertical is not None and not (math.isfinite(vertical) and vertical >= 0.0):
+        raise LocationEvidenceInvalid(f"vertical_accuracy_m {vertical} is not a finite >= 0")
+    if ev.version >= 3 and ev.source not in tuple(SourceKind):
+        raise LocationEvidenceInvalid(f"source {ev.source!r} is not one of {', '.join(SourceKind)}")
     _check_cn0(ev.cn0_dbhz)
 
 

@@ -32,6 +32,12 @@ Every check has a stable reason code (:class:`LocationReason`) and a threshold i
 * Clock jump: receiver time going backwards between fixes, or (when the agent stamped
   ``received_at``) receiver time and agent time advancing by more than ``max_clock_drift_s`` = 2 s
   apart.
+* Source: ``accepted_sources`` = ``serial`` and ``gpsd``: a fix replayed from a ``file`` is a
+  test or a demo, never a receiver, so production refuses it unless a policy names ``file``
+  (the local dev fleet and the tests that replay captures do). The kind comes from the agent's
+  configuration and is signed with the evidence (v3): it catches a node set up for a demo, not
+  a node whose agent lies. Checked by ``verifier.core.location`` on the evidence, which carries
+  the kind; ``check_fix`` itself does not see it.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from dataclasses import dataclass, fields
 from pyproj import Geod
 
 from geoattest.errors import LocationImplausible, LocationStale, PolicyInvalid
+from geofence.evidence import SourceKind
 from geofence.fix import Fix
 
 _GEOD = Geod(ellps="WGS84")
@@ -61,6 +68,7 @@ class LocationReason(enum.StrEnum):
     CN0_UNIFORM = "location_cn0_uniform"
     CLOCK_JUMP = "location_clock_jump"
     STALE = "location_stale"
+    SOURCE = "location_source"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +89,7 @@ class LocationPolicy:
     cn0_min_satellites: int = 6
     cn0_min_stddev_db: float = 1.0
     max_clock_drift_s: float = 2.0
+    accepted_sources: frozenset[str] = frozenset({SourceKind.SERIAL, SourceKind.GPSD})
 
 
 def policy_from_mapping(data: Mapping[str, object]) -> LocationPolicy:
@@ -99,8 +108,23 @@ def policy_from_mapping(data: Mapping[str, object]) -> LocationPolicy:
             value = float(value)
         if type(value) is not type(default):
             raise PolicyInvalid(f"location policy: {key} must be {type(default).__name__}")
+        if key == "accepted_sources" and isinstance(value, frozenset):
+            value = _sources(value)
         kwargs[key] = value
     return LocationPolicy(**kwargs)  # type: ignore[arg-type]  # each value type-checked above
+
+
+def _sources(value: frozenset[object]) -> frozenset[str]:
+    known = set(SourceKind)
+    unknown = sorted(repr(v) for v in value if not isinstance(v, str) or v not in known)
+    if unknown:
+        raise PolicyInvalid(
+            f"location policy: accepted_sources: unknown source kind(s) {', '.join(unknown)} "
+            f"(known: {', '.join(SourceKind)})"
+        )
+    if not value:
+        raise PolicyInvalid("location policy: accepted_sources names no source kind")
+    return frozenset(SourceKind(v) for v in value if isinstance(v, str))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

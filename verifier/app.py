@@ -44,7 +44,7 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["geoattest.status"] = StatusReader(store, lease_defaults_of(settings))
     app.extensions["geoattest.operations"] = Operations(
         store=store,
-        verdicts=VerdictStore(sessions, settings.webhook_urls),
+        verdicts=VerdictStore(engine, settings.webhook_urls),
         hot=hot,
         registrar=registrar,
         origin=origin,

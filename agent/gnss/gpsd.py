@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from geoattest.errors import GnssUnavailable
+from geofence import SourceKind
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,12 @@ def parse_gpsd_report(line: bytes | str) -> GpsdTpv | GpsdSky | None:
 
 
 class GpsdSource:
-    """Raw NMEA (or JSON reports) from a gpsd daemon; GnssUnavailable when it cannot be reached."""
+    """Raw NMEA (or JSON reports) from a gpsd daemon; GnssUnavailable when it cannot be reached.
+
+    gpsd decides what it relays: a gpsd fed by ``gpsfake`` replays a capture and still shows as
+    ``gpsd`` here."""
+
+    kind = SourceKind.GPSD
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from typing import Protocol
 import serial
 
 from geoattest.errors import GnssUnavailable
+from geofence import SourceKind
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,13 @@ _TIMED = {b"RMC": 0, b"GGA": 0, b"GNS": 0, b"GST": 0, b"ZDA": 0, b"GLL": 4}
 
 
 class GnssSource(Protocol):
-    """Yields raw NMEA lines (bytes, line ending optional) until exhausted or closed."""
+    """Yields raw NMEA lines (bytes, line ending optional) until exhausted or closed.
+
+    ``kind`` says how the lines are read; it is signed into the location evidence, and a
+    verifier policy may refuse some kinds (``file`` in production)."""
+
+    @property
+    def kind(self) -> SourceKind: ...
 
     def lines(self) -> Iterator[bytes]: ...
 
@@ -47,6 +54,8 @@ class FileReplaySource:
     Pacing sleeps for the receiver-time gap between timed sentences, divided by ``speed``; gaps
     that are negative (time going back) or above ``max_gap_s`` are not slept.
     """
+
+    kind = SourceKind.FILE
 
     def __init__(
         self,
@@ -88,6 +97,8 @@ class SerialSource:
     Raises GnssUnavailable when the port cannot be opened, fails, or stays silent for
     ``max_idle_s`` seconds.
     """
+
+    kind = SourceKind.SERIAL
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 The verifier calls ``parse_runtime_policy`` once per policy and ``replay_and_check`` per round.
 """
 
+from allowlists.ima.framing import frame_lines, parse_log, split_entries, split_log
 from allowlists.ima.keylime_import import (
     KeylimeConversion,
     convert_keylime_policy,
@@ -20,8 +21,6 @@ from allowlists.ima.template import (
     ImaEntry,
     encode_entry,
     parse_entry,
-    parse_log,
-    split_log,
     template_hash,
 )
 
@@ -36,12 +35,14 @@ __all__ = [
     "convert_keylime_policy",
     "dump_runtime_policy",
     "encode_entry",
+    "frame_lines",
     "generate_policy",
     "import_keylime_policy",
     "parse_entry",
     "parse_log",
     "parse_runtime_policy",
     "replay_and_check",
+    "split_entries",
     "split_log",
     "template_hash",
 ]

@@ -1,9 +1,16 @@
 """The IMA runtime policy: which measurements a node may show (format: ``docs/ima-policy.md``).
 
+``templates`` names the templates the node's kernel is configured to log; an entry labelled with
+any other is refused whatever it holds (the label is not covered by the template hash, see
+``allowlists.ima.labels``). Absent, it is ``ima-ng`` and ``ima-sig``, plus ``ima-buf`` when the
+policy allows buffers at all; the legacy ``ima`` template must be named to be accepted.
+
 A file measurement (``ima``, ``ima-ng``, ``ima-sig``) is allowed when its ``alg:hex`` digest is
-listed for its path in ``digests``, or its path matches ``excludes`` (globs, full match, ``*``
-crosses ``/``) or ``exclude_regexes`` (Python regexes matched at the start of the path, Keylime's
-semantics; kept for imported policies). ``boot_aggregate`` is a path like any other.
+listed for its path in ``digests``, or its path matches ``excludes`` (globs matched segment by
+segment, ``allowlists.ima.globs``; version 1 policies: ``fnmatch``, ``*`` crosses ``/``) or
+``exclude_regexes`` (Python regexes matched at the start of the path, Keylime's semantics; kept
+for imported policies). A path that is not in normal form (``.``, ``..`` or empty segments) is
+never excluded. ``boot_aggregate`` is a path like any other.
 
 A buffer measurement (``ima-buf``) is allowed when its digest is listed for its name in
 ``keyrings`` or ``ima_buf``; a name listed in neither is allowed only when ``ignored_keyrings``
@@ -15,7 +22,6 @@ replay loop looks a line's digest up without decoding it.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -23,13 +29,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from allowlists.ima.template import DIGEST_SIZES
+from allowlists.ima.globs import glob_regex, is_normal_path
+from allowlists.ima.template import DIGEST_SIZES, TEMPLATES
 from geoattest.errors import PolicyInvalid
 
-POLICY_VERSION = 1
+POLICY_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)  # 1: excludes are fnmatch globs (``*`` crosses ``/``)
+FILE_TEMPLATES = ("ima-ng", "ima-sig")
+"""What ``templates`` defaults to (plus ``ima-buf`` when the policy allows any buffer)."""
 _TOP_KEYS = frozenset(
-    {"version", "meta", "digests", "excludes", "exclude_regexes", "keyrings", "ima_buf"}
-    | {"ignored_keyrings", "allow_violations"}
+    {"version", "meta", "templates", "digests", "excludes", "exclude_regexes", "keyrings"}
+    | {"ima_buf", "ignored_keyrings", "allow_violations"}
 )
 _DIGEST_TEXT = re.compile(r"([a-z0-9_]+):([0-9a-f]+)")
 
@@ -44,8 +54,15 @@ def _freeze(table: Mapping[str, Iterable[str]]) -> Mapping[str, frozenset[str]]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuntimePolicy:
-    """A parsed runtime policy with its excludes compiled into one regex."""
+    """A parsed runtime policy with its excludes compiled into one regex.
 
+    ``templates`` empty means the default (module docstring); it is resolved at construction, so
+    the attribute always holds the templates in force. ``version`` is the format version, which
+    decides how ``excludes`` are read.
+    """
+
+    templates: frozenset[str] = frozenset()
+    version: int = POLICY_VERSION
     digests: Mapping[str, frozenset[str]] = field(default_factory=dict)
     excludes: tuple[str, ...] = ()
     exclude_regexes: tuple[str, ...] = ()
@@ -60,7 +77,19 @@ class RuntimePolicy:
         for name in ("digests", "keyrings", "ima_buf"):
             object.__setattr__(self, name, _freeze(getattr(self, name)))
         object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+        if self.version not in SUPPORTED_VERSIONS:
+            raise PolicyInvalid(f"runtime policy version {self.version} is not supported")
+        object.__setattr__(self, "templates", _templates(self))
         object.__setattr__(self, "is_excluded", _compile_excludes(self))
+
+    @property
+    def allows_buffers(self) -> bool:
+        """Whether any ``ima-buf`` measurement could be allowed by the buffer tables."""
+        return bool(self.keyrings or self.ima_buf or self.ignored_keyrings)
+
+    def logs(self, template: str) -> bool:
+        """Whether the node is configured to log entries of ``template``."""
+        return template in self.templates
 
     def allows_file(self, path: str, digest_text: str) -> bool:
         """True when ``digest_text`` (``alg:hex``) is listed for ``path``, or it is excluded."""
@@ -85,16 +114,37 @@ class RuntimePolicy:
         return name in self.ignored_keyrings or "*" in self.ignored_keyrings
 
 
+def _templates(policy: RuntimePolicy) -> frozenset[str]:
+    if not policy.templates:
+        return frozenset(FILE_TEMPLATES + (("ima-buf",) if policy.allows_buffers else ()))
+    unknown = sorted(policy.templates - set(TEMPLATES))
+    if unknown:
+        raise PolicyInvalid(
+            f"$.templates: unsupported template(s) {', '.join(map(repr, unknown))} "
+            f"(supported: {', '.join(TEMPLATES)})"
+        )
+    if policy.allows_buffers and "ima-buf" not in policy.templates:
+        raise PolicyInvalid(
+            "$.templates: keyrings, ima_buf or ignored_keyrings allow buffer measurements, "
+            'which the kernel logs with the ima-buf template: add "ima-buf" or drop them'
+        )
+    return frozenset(policy.templates)
+
+
 def _compile_excludes(policy: RuntimePolicy) -> Callable[[str], bool]:
-    parts = [fnmatch.translate(glob) for glob in policy.excludes]
+    parts = [
+        glob_regex(glob, version=policy.version, where=f"$.excludes[{index}]")
+        for index, glob in enumerate(policy.excludes)
+    ]
     parts += [f"(?:{regex})" for regex in policy.exclude_regexes]
     if not parts:
         return _never
     try:
         match = re.compile("|".join(parts)).match
-    except re.error as e:  # only exclude_regexes can fail; parse names the bad one first
+    except re.error as e:  # parse names a bad regex first; a bad glob set ("[z-a]") lands here
         raise PolicyInvalid(f"excludes do not compile: {e}") from None
-    return lambda path: match(path) is not None
+    # A path with ".", ".." or empty segments is never excluded (allowlists.ima.globs).
+    return lambda path: match(path) is not None and is_normal_path(path)
 
 
 # --- JSON ----------------------------------------------------------------------------------------
@@ -179,8 +229,11 @@ def parse_runtime_policy(text: str) -> RuntimePolicy:
     unknown = sorted(set(document) - _TOP_KEYS)
     if unknown:
         raise PolicyInvalid(f"$: unknown key(s) {', '.join(map(repr, unknown))}")
-    if document.get("version") != POLICY_VERSION:
-        raise PolicyInvalid(f"$.version: must be {POLICY_VERSION}, got {document.get('version')!r}")
+    version = document.get("version")
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
+        raise PolicyInvalid(
+            f"$.version: must be one of {', '.join(map(str, SUPPORTED_VERSIONS))}, got {version!r}"
+        )
     meta = document.get("meta", {})
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise PolicyInvalid("$.meta: expected an object of strings")
@@ -191,7 +244,22 @@ def parse_runtime_policy(text: str) -> RuntimePolicy:
             re.compile(regex)
         except re.error as e:
             raise PolicyInvalid(f"$.exclude_regexes[{index}]: not a regex: {e}") from None
+    for index, glob in enumerate(excludes):
+        try:
+            re.compile(glob_regex(glob, version=version, where=f"$.excludes[{index}]"))
+        except re.error as e:
+            raise PolicyInvalid(f"$.excludes[{index}]: not a glob: {e}") from None
+    templates: frozenset[str] = frozenset()
+    if "templates" in document:
+        names = _strings(document["templates"], "$.templates")
+        if not names:
+            raise PolicyInvalid("$.templates: name at least one template")
+        if len(set(names)) != len(names):
+            raise PolicyInvalid("$.templates: a template is listed twice")
+        templates = frozenset(names)
     return RuntimePolicy(
+        version=version,
+        templates=templates,
         digests=_digest_table(document.get("digests", {}), "$.digests"),
         excludes=tuple(excludes),
         exclude_regexes=tuple(regexes),
@@ -207,9 +275,10 @@ def parse_runtime_policy(text: str) -> RuntimePolicy:
 
 def dump_runtime_policy(policy: RuntimePolicy) -> str:
     """The policy as our JSON format: sorted, stable, one digest per line."""
-    document: dict[str, object] = {"version": POLICY_VERSION}
+    document: dict[str, object] = {"version": policy.version}
     if policy.meta:
         document["meta"] = dict(sorted(policy.meta.items()))
+    document["templates"] = sorted(policy.templates)
     document["digests"] = {path: sorted(policy.digests[path]) for path in sorted(policy.digests)}
     document["excludes"] = list(policy.excludes)
     if policy.exclude_regexes:

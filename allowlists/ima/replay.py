@@ -12,11 +12,14 @@ allowed by the policy. Errors, most specific first when several apply:
   quoted PCR 10. PCR 10 was extended without a log entry, or lines were removed or altered. When
   this happens policy violations are not reported on their own: the lines are not covered by the
   quote, so the message only mentions the first one.
-- ``ImaEntryNotAllowed``: a consumed entry is not allowed by the policy (first one wins).
+- ``ImaEntryNotAllowed``: a consumed entry is not allowed by the policy (first one wins): its
+  template is not one the node logs or its label is ambiguous (``allowlists.ima.labels``), or
+  nothing in the policy allows it.
 
-Cost is O(new lines): the state carries the running PCR values. Canonical ``ima-ng`` lines go
-through an inlined fast path; anything else (other templates, violations, uppercase hex, odd
-paths) through ``template.parse_entry``, which is the reference and raises the precise error.
+Cost is O(new lines): the state carries the running PCR values. Canonical ``ima-ng`` lines (when
+the node logs ``ima-ng``) go through an inlined fast path; anything else (other templates,
+violations, uppercase hex, odd paths) through ``template.parse_entry``, which is the reference
+and raises the precise error.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from allowlists.ima.labels import label_problem
 from allowlists.ima.policy import RuntimePolicy
 from allowlists.ima.template import BANK_SIZES, DIGEST_SIZES, ImaEntry, parse_entry
 from geoattest.errors import ImaEntryNotAllowed, ImaLogInvalid, ImaLogRewound, ImaPcrMismatch
@@ -99,21 +103,30 @@ def check_not_rewound(*, entries_verified: int, first_entry_index: int, log_leng
         )
 
 
-def _not_allowed(entry: ImaEntry, policy: RuntimePolicy) -> bool:
+def _not_allowed(entry: ImaEntry, policy: RuntimePolicy) -> str | None:
+    """Why ``entry`` is not allowed (``""``: the policy lists nothing that allows it), or None."""
+    problem = label_problem(entry, policy.templates)
+    if problem is not None:
+        return problem
     if entry.is_violation:
         # A violation's template hash is all zeros: its path and digest are authenticated by
         # nothing, so an attacker could relabel it as any allowed file. Judge the event itself.
-        return not policy.allow_violations
+        return None if policy.allow_violations else "violations are not allowed"
     if entry.template == "ima-buf":
-        return not policy.allows_buffer(entry.path, entry.digest_text)
-    return not policy.allows_file(entry.path, entry.digest_text)
+        allowed = policy.allows_buffer(entry.path, entry.digest_text)
+    else:
+        allowed = policy.allows_file(entry.path, entry.digest_text)
+    return None if allowed else ""
 
 
-def _refusal(line_number: int, path: str, digest_text: str, template: str) -> ImaEntryNotAllowed:
+def _refusal(
+    line_number: int, path: str, digest_text: str, template: str, why: str = ""
+) -> ImaEntryNotAllowed:
     what = "buffer" if template == "ima-buf" else "file"
+    because = f": {why}" if why else " by the runtime policy"
     return ImaEntryNotAllowed(
         f"IMA line {line_number}: {what} {path[:300]!r} with digest {digest_text} "
-        "is not allowed by the runtime policy",
+        f"is not allowed{because}",
         path=path,
         digest=digest_text,
         line_number=line_number,
@@ -166,6 +179,7 @@ def replay_and_check(
     ]
     sha1, join, dng_head, lens = hashlib.sha1, b"".join, _DNG_HEAD, _LEN
     digests = policy.digests
+    fast_ng = policy.logs("ima-ng")
     empty: frozenset[str] = frozenset()
     refused: ImaEntryNotAllowed | None = None
     th: hashlib._Hash | None = None
@@ -174,7 +188,7 @@ def replay_and_check(
         data = None
         try:
             pcr, th_text, template, dtext, path = line.split(" ", 4)
-            if template == "ima-ng" and pcr == "10":
+            if template == "ima-ng" and pcr == "10" and fast_ng and "\0" not in path:
                 alg, _, hexd = dtext.partition(":")
                 head, hexlen = dng_head[alg]
                 digest = bytes.fromhex(hexd)
@@ -192,8 +206,10 @@ def replay_and_check(
                 raise ImaLogInvalid(f"line {entry.line_number}: PCR {entry.pcr}, expected 10")
             data = entry.template_data
             th = None if entry.is_violation else sha1(data)
-            if refused is None and _not_allowed(entry, policy):
-                refused = _refusal(entry.line_number, entry.path, entry.digest_text, entry.template)
+            if refused is None and (why := _not_allowed(entry, policy)) is not None:
+                refused = _refusal(
+                    entry.line_number, entry.path, entry.digest_text, entry.template, why
+                )
         elif (
             dtext not in digests.get(path, empty)
             and refused is None

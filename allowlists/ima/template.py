@@ -19,8 +19,22 @@ no length prefixes. The hash extended into PCR 10 of a bank is that bank's hash 
 data. A *violation* entry (the kernel saw a file change under a reader) prints an all-zero template
 hash and extends all-ones into every bank.
 
-Paths are text here: the kernel prints raw bytes, readers decode them as UTF-8 with
-``surrogateescape`` so that ``path.encode("utf-8", "surrogateescape")`` gives the bytes back.
+**What the kernel prints** (``ima_ascii_measurements_show`` in ``ima_fs.c``,
+``ima_show_template_data_ascii`` in ``ima_template_lib.c``): the PCR, the sha1 template hash in
+lowercase hex, the template name, then each field after one space (an empty field prints nothing,
+so an unsigned ``ima-sig`` line ends in ``"path "``), then ``\n``. Digests and hex fields are
+``%02x`` per byte. Names (``n``/``n-ng``) are printed with ``%s``: the raw bytes, with no escaping
+at all, so a name may hold bytes that are not UTF-8, backslashes, tabs and even ``\n``. The one
+change the kernel makes is in the template data itself, before it is hashed
+(``ima_write_template_field_data``): every space of a name becomes ``_``, so a printed name never
+holds a space and the hash covers the ``_``. A name never holds a NUL (it is a C string); a line
+showing one was not written by a kernel and is refused (it is also how a relabelled legacy
+``ima`` entry would have to look, see ``allowlists.ima.labels``).
+
+Lines are text here: readers decode the kernel's bytes as UTF-8 with ``surrogateescape``, so that
+``line.encode("utf-8", "surrogateescape")`` gives the bytes back exactly, and the template data
+is rebuilt from those bytes. A name holding ``\n`` spans several lines of the file;
+``allowlists.ima.framing`` puts such an entry back together.
 """
 
 from __future__ import annotations
@@ -97,6 +111,11 @@ class EncodedEntry:
     template_data: bytes
     template_hash_sha1: bytes
 
+    @property
+    def raw(self) -> bytes:
+        """The line as the kernel writes it (without the final newline)."""
+        return self.line.encode("utf-8", "surrogateescape")
+
 
 def template_hash(template_data: bytes, bank: str, *, violation: bool = False) -> bytes:
     """The value extended into PCR 10 of ``bank`` for this template data.
@@ -156,16 +175,18 @@ def encode_entry(
 ) -> EncodedEntry:
     """Encode one measurement exactly as the kernel logs it (for emulators and tests).
 
-    ``digest`` is the file digest (``ima-buf``: the digest of ``buffer``). Raises ``ValueError``
-    for inconsistent arguments (a digest of the wrong size, a path with a space or newline that
-    the text format cannot carry, a legacy ``ima`` entry that is not sha1).
+    ``digest`` is the file digest (``ima-buf``: the digest of ``buffer``). ``path`` may hold any
+    character but NUL (non-UTF-8 bytes as surrogate escapes); like the kernel, each space becomes
+    ``_`` in the entry. Raises ``ValueError`` for inconsistent arguments (a digest of the wrong
+    size, an empty path or one with a NUL, a legacy ``ima`` entry that is not sha1).
     """
     if DIGEST_SIZES.get(digest_alg) != len(digest):
         raise ValueError(f"a {digest_alg} digest has {DIGEST_SIZES.get(digest_alg)} bytes")
     if template == "ima" and digest_alg != "sha1":
         raise ValueError("the legacy ima template carries sha1 digests only")
-    if not path or "\n" in path or (template in ("ima-sig", "ima-buf") and " " in path):
+    if not path or "\0" in path:
         raise ValueError(f"path {path!r} cannot be written in a {template} line")
+    path = path.replace(" ", "_")  # ima_write_template_field_data
     data = build_template_data(
         template=template,
         path=path,
@@ -182,14 +203,6 @@ def encode_entry(
     elif template == "ima-buf":
         line += " " + (buffer or b"").hex()
     return EncodedEntry(line=line, template_data=data, template_hash_sha1=th)
-
-
-def split_log(text: str) -> list[str]:
-    """Split ``ascii_runtime_measurements`` text into lines (``\\n`` only; no final empty line)."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
 
 
 def _hex(text: str, what: str, line_number: int) -> bytes:
@@ -258,6 +271,10 @@ def parse_entry(line: str, line_number: int = 1, *, verify: bool = True) -> ImaE
         raise ImaLogInvalid(f"line {line_number}: unsupported IMA template {template[:40]!r}")
     if not path:
         raise ImaLogInvalid(f"line {line_number}: no path")
+    if "\0" in path:
+        raise ImaLogInvalid(
+            f"line {line_number}: NUL byte in the name {path[:200]!r}: no kernel writes one"
+        )
     try:
         data = build_template_data(
             template=template,
@@ -288,11 +305,3 @@ def parse_entry(line: str, line_number: int = 1, *, verify: bool = True) -> ImaE
         buffer=buffer,
         template_data=data,
     )
-
-
-def parse_log(text: str, *, first_line_number: int = 1) -> list[ImaEntry]:
-    """Parse a whole ``ascii_runtime_measurements`` text (see ``parse_entry``)."""
-    return [
-        parse_entry(line, number)
-        for number, line in enumerate(split_log(text), start=first_line_number)
-    ]

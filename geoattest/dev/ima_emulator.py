@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from allowlists.ima.framing import split_entries
 from allowlists.ima.template import encode_entry, template_hash
 
 __all__ = [
@@ -43,12 +44,18 @@ BOOT_AGGREGATE_PCRS = tuple(range(10))  # PCRs 0-9 for a TPM 2.0 sha256 bank (Li
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImaEntry:
-    """One measurement: its ascii line, template data and per-bank template hashes."""
+    """One measurement: its ascii line (bytes that are not UTF-8 as surrogate escapes), template
+    data and per-bank template hashes."""
 
     line: str
     template_data: bytes
     template_hash_sha1: bytes
     template_hash_sha256: bytes
+
+    @property
+    def raw(self) -> bytes:
+        """The line as the kernel writes it (without the final newline)."""
+        return self.line.encode("utf-8", "surrogateescape")
 
     @property
     def pcr_digests(self) -> dict[str, bytes]:
@@ -59,10 +66,9 @@ class ImaEntry:
 def ima_ng_entry(path: str, digest: bytes, *, digest_alg: str = "sha256") -> ImaEntry:
     """The ima-ng entry of a file ``path`` whose ``digest_alg`` digest is ``digest``.
 
-    Raises ValueError when the path holds a space or newline (the ascii log could not show it).
+    ``path`` may hold anything a kernel name can (not UTF-8: surrogate escapes; newlines); like
+    the kernel, spaces become ``_``. Raises ValueError for an empty path or one with a NUL.
     """
-    if any(c in path for c in " \n"):
-        raise ValueError(f"ima-ng ascii lines cannot carry this path: {path!r}")
     encoded = encode_entry(path=path, digest=digest, digest_alg=digest_alg, pcr=IMA_PCR)
     return ImaEntry(
         line=encoded.line,
@@ -123,13 +129,17 @@ class ImaEmulator:
         return entry
 
     def lines(self) -> list[str]:
-        """The log file's lines as they are now (attacks may have changed them)."""
-        return self.log_path.read_text().splitlines()
+        """The log file's entries as they are now (attacks may have changed them), as text with
+        surrogate escapes; an entry whose name holds a newline is one item."""
+        return [
+            entry.decode("utf-8", "surrogateescape")
+            for entry in split_entries(self.log_path.read_bytes())
+        ]
 
     def new_boot(self) -> None:
         """Start a new boot's log (after the TPM was reset): empty file, no entries."""
         self.entries.clear()
-        self.log_path.write_text("")
+        self.log_path.write_bytes(b"")
 
     # --- attacks -------------------------------------------------------------------------------
 
@@ -152,13 +162,12 @@ class ImaEmulator:
         old_path = original.line.split(" ", 4)[4] if original else f"/rewritten/{n}"
         new = ima_ng_entry(path or old_path, digest or hashlib.sha256(b"benign").digest())
         lines[n] = new.line
-        self.log_path.write_text("".join(line + "\n" for line in lines))
+        self._write(lines)
         return new.line
 
     def truncate(self, n: int) -> None:
         """Keep only the first ``n`` log lines (PCR 10 still reflects them all)."""
-        lines = self.lines()[:n]
-        self.log_path.write_text("".join(line + "\n" for line in lines))
+        self._write(self.lines()[:n])
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -166,10 +175,14 @@ class ImaEmulator:
         # Like ima_add_template_entry: the entry joins the list, then PCR 10 is extended. A
         # reader can see a line whose extend is not in a quote yet; the verifier's replay has to
         # stop at the prefix that reproduces the quoted PCR 10.
-        with self.log_path.open("a") as log:
-            log.write(entry.line + "\n")
+        with self.log_path.open("ab") as log:
+            log.write(entry.raw + b"\n")
         self.entries.append(entry)
         tpm.pcr_extend(IMA_PCR, entry.pcr_digests)
+
+    def _write(self, lines: Sequence[str]) -> None:
+        data = b"".join(line.encode("utf-8", "surrogateescape") + b"\n" for line in lines)
+        self.log_path.write_bytes(data)
 
     @contextmanager
     def _device(self) -> Iterator[PcrTpm]:

@@ -41,7 +41,7 @@ from geoattest.wire import (
     EvidenceResponse,
     quote_qualifying_data,
 )
-from geofence import decode_evidence
+from geofence import SourceKind, decode_evidence
 from geofence.nmea import split_lines
 from tests.paths import vector
 from tests.support.registrar_server import running_registrar, trust_dir_with
@@ -92,7 +92,9 @@ def located(swtpm: SwtpmInstance, test_ca: SwtpmCa, tmp_path: Path) -> Iterator[
     tls = ensure_verifier_client_tls(tmp_path / "verifier")
     identity = ensure_server_identity(tmp_path / "agent", "geo-agent", "127.0.0.1")
     context = server_ssl_context(identity.cert_path, identity.key_path, tls.ca_cert)
-    provider = LocationProvider(None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=0.2)
+    provider = LocationProvider(
+        None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=0.2, source_kind=SourceKind.SERIAL
+    )
     service = EvidenceService(
         lambda: TpmDevice(swtpm.tcti),
         ImaLogSource(ima.log_path),

@@ -31,6 +31,7 @@ from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, Tpm
 from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.registrar_client import RegistrarClient
+from geofence import SourceKind
 from geofence.nmea import split_lines
 from tests.paths import vector
 from tests.support.redis_server import running_redis
@@ -174,7 +175,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterato
                     "version": 1,
                     "digests": {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]},
                 },
-                "location": {"zones": ["DEU"], "thresholds": {}},
+                "location": {"zones": ["DEU"], "thresholds": {"accepted_sources": ["file"]}},
             }
             response = verifier.put_policy(POLICY, document)
             assert response.status_code == 200, response.text
@@ -204,7 +205,9 @@ def _start_node(
     """A geofencing node: enrolled with its location key, API serving, receiver running."""
     ima = ImaEmulator(swtpm.tcti, workdir / "ascii_runtime_measurements")
     ima.boot_aggregate()
-    provider = LocationProvider(None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=1.5)
+    provider = LocationProvider(
+        None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=1.5, source_kind=SourceKind.FILE
+    )  # a replayed capture, as the local dev fleet runs: the policy must accept "file"
     service = EvidenceService(
         lambda: TpmDevice(swtpm.tcti),
         ImaLogSource(ima.log_path),

@@ -42,7 +42,7 @@ from geoattest.wire import (
     enrolment_digest,
     location_key_qualifying_data,
 )
-from geofence import LocationPolicy, ZoneDecision, ZoneSet, decode_evidence, load_zones
+from geofence import LocationPolicy, SourceKind, ZoneDecision, ZoneSet, decode_evidence, load_zones
 from geofence.nmea import split_lines
 from tests.paths import vector
 from tests.support.registrar_server import RunningRegistrar
@@ -112,7 +112,7 @@ def registered_key(view: AgentView) -> TpmPublic:
 
 
 def fed_provider(device: TpmDevice, lines: list[bytes]) -> LocationProvider:
-    provider = LocationProvider(None, device, wait_for_fix_s=0.0)
+    provider = LocationProvider(None, device, wait_for_fix_s=0.0, source_kind=SourceKind.SERIAL)
     for line in lines:
         provider.feed(line)
     return provider
@@ -147,8 +147,11 @@ def test_tpm_signed_evidence_passes_and_the_key_is_on_record(
     evidence = decode_evidence(signed.evidence)
     assert evidence.receiver.startswith("u-blox AG")  # the receiver's identity is signed too
     assert evidence.nmea_digest == signed.fix.nmea_digest
-    # evidence v2: the per-satellite C/N0 is signed, and the verifier's fix has it
-    assert evidence.version == 2
+    # evidence v3: the per-satellite C/N0, the source kind and the vertical accuracy are
+    # signed, and the verifier's fix has them
+    assert (evidence.version, evidence.source) == (3, "serial")
+    assert signed.fix.vertical_accuracy_m is not None
+    assert verdict.fix.vertical_accuracy_m == round(signed.fix.vertical_accuracy_m, 3)
     assert len(evidence.cn0_dbhz) == len(signed.fix.cn0_values()) >= 6
     assert sorted(verdict.fix.cn0_values()) == sorted(
         float(round(v)) for v in signed.fix.cn0_values()
@@ -330,7 +333,11 @@ def test_verifier_refuses_tpm_signed_uniform_cn0(swtpm: SwtpmInstance) -> None:
         ensure_location_key(device, agent_id="unscreened")
         key = parse_tpm2b_public(device.read_public(DEFAULT_LOCATION_KEY_HANDLE))
         provider = LocationProvider(
-            None, device, wait_for_fix_s=0.0, screen_policy=LocationPolicy(cn0_min_stddev_db=0.0)
+            None,
+            device,
+            wait_for_fix_s=0.0,
+            screen_policy=LocationPolicy(cn0_min_stddev_db=0.0),
+            source_kind=SourceKind.SERIAL,
         )
         for line in spoofed:
             provider.feed(line)

@@ -235,7 +235,7 @@ def test_the_database_refuses_a_fence_at_or_below_the_stored_one(stack: RunnerSt
     from verifier.storage.verdicts import Committed, Refused, VerdictDraft, VerdictStore
 
     agent_id = _first(stack)
-    verdicts = VerdictStore(stack.store._sessions)  # the same database
+    verdicts = VerdictStore(stack.store._sessions.kw["bind"])  # the same database
 
     def draft(fence: int) -> VerdictDraft:
         record = action_record(

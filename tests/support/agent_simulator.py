@@ -12,7 +12,7 @@ TPMT_SIGNATURE, PCR banks, ima-ng lines) from software keys, and a test tampers 
     sim.reboot()                                      # TPM Reset: counters, PCRs, new log
     sim.truncate_log(3); sim.rewrite_line(2, ...)     # log rewound / rewritten
     sim.malformed = Malformed.TRUNCATED_QUOTE         # answers broken on the wire (until None)
-    sim.location = LocationProvider(None, None)       # location evidence, signed by sim.tpm
+    sim.location = LocationProvider(None, None, source_kind=SourceKind.SERIAL)  # signed by sim.tpm
     sim.location_key()                                # ... with this key (certified by the AK)
 
 The evidence itself comes from ``agent.evidence.collect_evidence`` over a ``SoftwareTpm`` and an
@@ -80,14 +80,16 @@ class Malformed(enum.StrEnum):
 
 @dataclass(slots=True)
 class MemoryMeasurementList:
-    """An IMA measurement list in memory (``agent.ima_source.MeasurementList``)."""
+    """An IMA measurement list in memory (``agent.ima_source.MeasurementList``): one text line
+    per entry, bytes that are not UTF-8 as surrogate escapes (``EncodedEntry.line``)."""
 
     lines: list[str] = field(default_factory=list)
 
     def read_from(self, offset: int) -> ImaLines:
         if offset > len(self.lines):
             offset = 0
-        return ImaLines(offset=offset, lines=self.lines[offset:])
+        entries = [line.encode("utf-8", "surrogateescape") for line in self.lines[offset:]]
+        return ImaLines(offset=offset, lines=entries)
 
 
 def golden_boot_events(platform: str = DEFAULT_PLATFORM) -> dict[int, list[bytes]]:

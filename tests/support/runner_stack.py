@@ -103,7 +103,7 @@ def runner_stack(
         )
     client = redis.Redis.from_url(redis_url)
     hot = HotState(client)
-    committer = GroupCommitter(VerdictStore(sessions, ("http://127.0.0.1:9/hook",)))
+    committer = GroupCommitter(VerdictStore(engine, ("http://127.0.0.1:9/hook",)))
     source = SimulatedSource(sims)
     cadence = Cadence(
         interval=0.2, lock_ttl=lock_ttl, backoff_max=3.0, commit_timeout=commit_timeout

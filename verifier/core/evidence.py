@@ -27,7 +27,8 @@ def parse_evidence(response: EvidenceResponse, nonce: bytes) -> RoundEvidence:
         signature=response.quote.signature,
         pcrs=pcrs,
         ima_offset=response.ima.offset,
-        ima_lines=response.ima.lines,
+        # The kernel's bytes, as text the IMA parser rebuilds them from (surrogateescape).
+        ima_lines=[entry.decode("utf-8", "surrogateescape") for entry in response.ima.entries()],
         location=response.location,
         location_signature=response.location_signature,
         boot_log=response.boot_log,

@@ -6,22 +6,27 @@
    (which the registrar accepted only as a fixedTPM key certified by the AK); the bytes are then
    decoded, canonical form only (``location_signature_invalid``);
 2. the evidence answers this round's nonce (``location_nonce_mismatch``: replayed evidence);
-3. the fix is fresh (``location_stale``) and plausible against the recent ``track``
+3. the fix comes from a source kind the policy accepts (``location_implausible``, reason
+   ``location_source``: by default a replayed ``file`` is refused);
+4. the fix is fresh (``location_stale``) and plausible against the recent ``track``
    (``location_implausible`` with the check's own reason, e.g. ``location_teleport``);
-4. the zone decision is ``inside`` one of the policy's zones; ``uncertain`` never counts as
+5. the zone decision is ``inside`` one of the policy's zones; ``uncertain`` never counts as
    inside (``location_outside_zone``).
 
 The quote's binding of the same evidence bytes (``quote_qualifying_data``) is checked by the
 round's quote verification, not here.
 
-Evidence v2 carries the per-satellite C/N0 and the RMC status, so ``check_fix`` runs the
-C/N0-uniformity spoofing check (``location_cn0_uniform``) and the whole fix-quality check here, on
-the verifier, not only on the agent that vouches for itself (the agent still screens C/N0 before it
-signs: defence in depth). Evidence v1 (an agent from before that change) is refused as a round's
-evidence (``location_signature_invalid``): it lacks the C/N0 the check needs, and skipping the check
-for it would let an attacker opt out of it by sending v1. v1 evidence remembered on the track from
-earlier rounds still decodes (``fix_from_evidence``): it was checked when it was current. Evidence
-carries no vertical accuracy, so the vertical-speed check does not run on the verifier's side.
+Evidence v3 carries the per-satellite C/N0, the RMC status, the vertical accuracy and the source
+kind, so ``check_fix`` runs the C/N0-uniformity spoofing check (``location_cn0_uniform``), the
+whole fix-quality check and both altitude checks (``location_altitude``: the range, and the
+vertical speed against the previous signed fix, e.g. a cold-start fix 200 m below the one 9 s
+before) here, on the verifier, not only on the agent that vouches for itself (the agent still
+screens C/N0 before it signs: defence in depth). Evidence v1 and v2 (agents from before those
+changes) are refused as a round's evidence (``location_signature_invalid``), as v1 was refused
+once v2 existed: they lack what the checks need, and skipping a check for them would let an
+attacker opt out of it by sending an old version. Old evidence remembered on the track from
+earlier rounds still decodes (``fix_from_evidence``): it was checked when it was current; a track
+fix without vertical accuracy just does not take part in the vertical-speed check.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 
 from geoattest.errors import (
     LocationEvidenceInvalid,
+    LocationImplausible,
     LocationMissing,
     LocationNonceMismatch,
     LocationOutsideZone,
@@ -46,6 +52,7 @@ from geofence import (
     Fix,
     LocationEvidence,
     LocationPolicy,
+    LocationReason,
     ReceiverIdentity,
     SatelliteSignal,
     ZoneDecision,
@@ -118,7 +125,7 @@ def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> 
 
 def fix_from_evidence(ev: LocationEvidence) -> Fix:
     """The fix as far as the signed evidence states it: one signal per satellite with its C/N0
-    (v2; none for v1), no elevation/azimuth, no vertical accuracy."""
+    (none before v2), no elevation/azimuth, the vertical accuracy (none before v3)."""
     receiver = ReceiverIdentity(texts=tuple(ev.receiver.split(" | "))) if ev.receiver else None
     signals = []
     for sat, cn0 in ev.cn0_dbhz:
@@ -151,7 +158,7 @@ def fix_from_evidence(ev: LocationEvidence) -> Fix:
         vdop=None,
         horizontal_accuracy_m=ev.horizontal_accuracy_m,
         accuracy_source=AccuracySource(ev.accuracy_source),
-        vertical_accuracy_m=None,
+        vertical_accuracy_m=ev.vertical_accuracy_m,
         speed_mps=ev.speed_mps,
         course_deg=ev.course_deg,
         signals=tuple(signals),
@@ -174,11 +181,21 @@ def _verified_evidence(evidence: bytes, signature: bytes, key: TpmPublic) -> Loc
     except ValueError as e:
         raise LocationEvidenceInvalid(f"location evidence malformed: {e}") from e
     if ev.version != EVIDENCE_VERSION:
+        lacks = "source kind or vertical accuracy" if ev.version == 2 else "per-satellite C/N0"
         raise LocationEvidenceInvalid(
-            f"location evidence v{ev.version} is refused: it carries no per-satellite C/N0, so "
-            f"the verifier cannot run its spoofing check (the agent must send v{EVIDENCE_VERSION})"
+            f"location evidence v{ev.version} is refused: it carries no {lacks}, so the "
+            f"verifier cannot run all its checks (the agent must send v{EVIDENCE_VERSION})"
         )
     return ev
+
+
+def _check_source(ev: LocationEvidence, policy: LocationPolicy) -> None:
+    if ev.source not in policy.accepted_sources:
+        raise LocationImplausible(
+            f"{LocationReason.SOURCE}: fix read from a {ev.source} source; the policy accepts "
+            f"{', '.join(sorted(policy.accepted_sources))} (a file is a replay, not a receiver)",
+            reason=LocationReason.SOURCE.value,
+        )
 
 
 def _zone_verdict(fix: Fix, policy: LocationRoundPolicy) -> ZoneVerdict:
@@ -216,8 +233,8 @@ def check_location(
 
     ``track`` holds the fixes of earlier passed rounds, oldest first (``LocationVerdict.fix``);
     ``now`` is the verifier's aware UTC time. Raises LocationMissing, LocationEvidenceInvalid,
-    LocationNonceMismatch, LocationStale, LocationImplausible (``reason`` = the check's code) or
-    LocationOutsideZone; all are IntegrityErrors.
+    LocationNonceMismatch, LocationStale, LocationImplausible (``reason`` = the check's code, or
+    ``location_source``) or LocationOutsideZone; all are IntegrityErrors.
     """
     if evidence is None or signature is None:
         raise LocationMissing("the policy requires signed location evidence; the agent sent none")
@@ -227,6 +244,7 @@ def check_location(
             f"location evidence answers nonce {ev.nonce.hex()[:16]}…, not this round's "
             f"{nonce.hex()[:16]}…: replayed"
         )
+    _check_source(ev, policy.thresholds)
     fix = fix_from_evidence(ev)
     check_fix(fix, track, policy.thresholds, now).raise_for_failure()
     verdict = _zone_verdict(fix, policy)

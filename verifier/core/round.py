@@ -86,6 +86,8 @@ class RoundEvidence:
     signature: bytes
     pcrs: Mapping[str, Mapping[int, bytes]]  # bank name → PCR index → value
     ima_offset: int
+    # One string per entry: the kernel's bytes decoded with surrogateescape (lossless; the
+    # template data is rebuilt from ``line.encode("utf-8", "surrogateescape")``).
     ima_lines: Sequence[str]
     location: bytes | None = None
     location_signature: bytes | None = None

@@ -173,11 +173,9 @@ class RoundRunner:
         due = None
         if new_state in POLLED_STATES:
             due = self._cadence.next_due(ended, result.outcome, streak)
-        if passed:
-            self._hot.clear_fault(agent_id)
-        elif result.outcome is Outcome.VERIFIER_FAULT and result.reason is not None:
+        if result.outcome is Outcome.VERIFIER_FAULT and result.reason is not None:
             self._hot.mark_fault(agent_id, result.reason, result.message)
-        if not self._hot.finish_round(agent_id, token, new_status, due):
+        if not self._hot.finish_round(agent_id, token, new_status, due, clear_fault=passed):
             log.warning("lock expired while the verdict committed; the verdict stands")
         self._publish(committed)
         return RoundReport(result=result, committed=committed)

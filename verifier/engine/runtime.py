@@ -70,7 +70,7 @@ class VerifierRuntime:
         self.sessions = session_factory(self.engine)
         self.store = VerifierStore(self.sessions)
         self.records = RecordStore(self.sessions)
-        self.verdicts = VerdictStore(self.sessions, settings.webhook_urls)
+        self.verdicts = VerdictStore(self.engine, settings.webhook_urls)
         self.committer = GroupCommitter(self.verdicts)
         self.hot = HotState(redis.Redis.from_url(settings.redis_url))
         if source is None:

@@ -148,18 +148,26 @@ class HotState:
         return int(fence), None if not raw else _decode_status(raw)
 
     def finish_round(
-        self, agent_id: str, token: str, status: LiveStatus | None, due: float | None
+        self,
+        agent_id: str,
+        token: str,
+        status: LiveStatus | None,
+        due: float | None,
+        *,
+        clear_fault: bool = False,
     ) -> bool:
         """Atomically, and only while ``token`` still holds the agent's lock: store ``status``
         (unless ``None``), schedule the next round at ``due`` or unschedule the agent (``None``),
-        and release the lock. Returns False, writing nothing, for a round that outlived its lock
-        (another round or an operator may have moved the agent since)."""
-        keys = (_lock_key(agent_id), _memory_key(agent_id), SCHEDULE_KEY)
+        forget the agent's last fault (``clear_fault``: the round passed) and release the lock.
+        Returns False, writing nothing, for a round that outlived its lock (another round or an
+        operator may have moved the agent since)."""
+        keys = (_lock_key(agent_id), _memory_key(agent_id), SCHEDULE_KEY, _fault_key(agent_id))
         args = (
             token,
             "" if status is None else _encode_status(status),
             "" if due is None else repr(due),
             agent_id,
+            "1" if clear_fault else "",
         )
         return bool(self._redis.eval(_FINISH_ROUND_LUA, len(keys), *keys, *args))
 
@@ -307,6 +315,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 if ARGV[3] == '' then redis.call('ZREM', KEYS[3], ARGV[4])
 else redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('DEL', KEYS[4]) end
 redis.call('DEL', KEYS[1])
 return 1
 """

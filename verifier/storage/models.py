@@ -84,7 +84,7 @@ class RecordRow(Base):
     kept: Mapped[bool] = mapped_column(Boolean)
     digest: Mapped[bytes] = mapped_column(LargeBinary)
     prev: Mapped[bytes] = mapped_column(LargeBinary)
-    body: Mapped[bytes] = mapped_column(LargeBinary)  # zlib(canonical record bytes)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # canonical bytes; zlib'd when kept
     size: Mapped[int] = mapped_column(Integer)  # bytes of the canonical record
 
 

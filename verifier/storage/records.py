@@ -108,7 +108,7 @@ class RecordStore:
             ).first()
             if row is None:
                 raise NotFound(f"no evidence record {round_id!r} of agent {agent_id!r}")
-            canonical = zlib.decompress(row.body)
+            canonical = stored_body(row.body)
             return StoredRecord(
                 record=decode_record(canonical),
                 canonical=canonical,
@@ -160,6 +160,12 @@ class RecordStore:
             gone = session.execute(delete(RecordRow).where(RecordRow.ended_at < cutoff))
             folds = session.execute(delete(RecordFold).where(RecordFold.last_at < cutoff))
             return int(gone.rowcount) + int(folds.rowcount)  # type: ignore[attr-defined]  # CursorResult
+
+
+def stored_body(body: bytes) -> bytes:
+    """A record's canonical bytes from its stored body: kept records are zlib-compressed, hot
+    ones stored as they are (canonical JSON starts with ``{``, a zlib stream never does)."""
+    return body if body[:1] == b"{" else zlib.decompress(body)
 
 
 _ROW_OVERHEAD = 150  # the fixed-size columns of a record row, roughly (digests, times, ids)

@@ -8,15 +8,16 @@ import os
 import pytest
 
 import tpm
+from agent.gnss import FileReplaySource, GpsdSource, SerialSource
 from agent.location import LocationProvider
-from geoattest.errors import GnssUnavailable, NonceMismatch
+from geoattest.errors import ConfigurationError, GnssUnavailable, NonceMismatch
 from geoattest.wire import (
     EvidenceRequest,
     EvidenceResponse,
     location_key_qualifying_data,
     quote_qualifying_data,
 )
-from geofence import decode_evidence
+from geofence import SourceKind, decode_evidence
 from geofence.nmea import split_lines
 from tests.paths import vector
 from tests.support.agent_simulator import AgentSimulator
@@ -32,7 +33,7 @@ def sim() -> AgentSimulator:
 
 
 def _fed(lines: list[bytes]) -> LocationProvider:
-    provider = LocationProvider(None, None, wait_for_fix_s=0.0)
+    provider = LocationProvider(None, None, wait_for_fix_s=0.0, source_kind=SourceKind.SERIAL)
     for line in lines:
         provider.feed(line)
     return provider
@@ -101,3 +102,28 @@ def test_no_fix_yet_is_gnss_unavailable(sim: AgentSimulator) -> None:
     request = EvidenceRequest(nonce=os.urandom(32).hex(), pcrs=PCRS, include_location=True)
     with pytest.raises(GnssUnavailable, match="no GNSS fix yet"):
         sim.respond(request)
+
+
+def test_evidence_says_its_source_kind_and_vertical_accuracy(sim: AgentSimulator) -> None:
+    sim.location_key()
+    capture = vector("nmea/nl2008u.log")
+    replay = LocationProvider(FileReplaySource(capture), None, wait_for_fix_s=0.0)
+    assert replay.source_kind is SourceKind.FILE  # from the source itself
+    for line in split_lines(capture.read_bytes()):
+        replay.feed(line)
+    sim.location = replay
+    nonce = os.urandom(32)
+    answer = sim.respond(EvidenceRequest(nonce=nonce.hex(), pcrs=PCRS, include_location=True))
+    assert answer.location is not None
+    evidence = decode_evidence(answer.location)
+    assert (evidence.version, evidence.source) == (3, "file")
+    latest = replay.track()[-1]
+    assert latest.vertical_accuracy_m is not None
+    assert evidence.vertical_accuracy_m == round(latest.vertical_accuracy_m, 3)
+
+
+def test_a_provider_fed_by_hand_must_say_what_it_is_fed_from() -> None:
+    with pytest.raises(ConfigurationError, match="needs its source_kind"):
+        LocationProvider(None, None)
+    assert SerialSource.kind is SourceKind.SERIAL
+    assert GpsdSource.kind is SourceKind.GPSD

@@ -16,6 +16,7 @@ from geofence.evidence import (
     EVIDENCE_VERSION,
     MAX_CN0_SATELLITES,
     LocationEvidence,
+    SourceKind,
     decode_evidence,
     encode_evidence,
     evidence_digest,
@@ -46,11 +47,19 @@ def sample() -> LocationEvidence:
         nmea_digest=b"\xab" * 32,
         rmc_status="A",
         cn0_dbhz=(("GPS:12", 45), ("GPS:5", 38), ("Galileo:3", 0)),
+        source="serial",
+        vertical_accuracy_m=6.6,
     )
 
 
+def sample_v2() -> LocationEvidence:
+    return dataclasses.replace(sample(), version=2, source=None, vertical_accuracy_m=None)
+
+
 def sample_v1() -> LocationEvidence:
-    return dataclasses.replace(sample(), version=1, rmc_status=None, cn0_dbhz=())
+    return dataclasses.replace(
+        sample(), version=1, rmc_status=None, cn0_dbhz=(), source=None, vertical_accuracy_m=None
+    )
 
 
 V1_ANSWER = (
@@ -70,13 +79,32 @@ def test_known_answer() -> None:
         b'"gns_mode":null,"hdop":0.54,"horizontal_accuracy_m":2.801,"latitude":38.110494000,'
         b'"longitude":-122.626897000,"nmea_digest":"' + b"ab" * 32 + b'","nonce":"0102",'
         b'"quality":2,"receiver":"u-blox \\"M9\\"","rmc_mode":"D","rmc_status":"A",'
-        b'"satellites_used":25,"speed_mps":0.000,"type":"geoattest.location-evidence",'
-        b'"utc":"2020-07-11T22:37:45.500000Z","v":2}'
+        b'"satellites_used":25,"source":"serial","speed_mps":0.000,'
+        b'"type":"geoattest.location-evidence","utc":"2020-07-11T22:37:45.500000Z","v":3,'
+        b'"vertical_accuracy_m":6.600}'
     )
-    assert EVIDENCE_VERSION == 2
+    assert EVIDENCE_VERSION == 3
     assert encode_evidence(sample()) == expected
     assert decode_evidence(expected) == sample()
     assert evidence_digest(expected) == hashlib.sha256(expected).digest()
+
+
+def test_v2_still_decodes_as_v2() -> None:
+    """Evidence signed before v3 (no source kind, no vertical accuracy) decodes for the track;
+    ``check_location`` refuses it as a round's evidence (tests/unit/verifier/core)."""
+    data = encode_evidence(sample_v2())
+    assert b'"v":2' in data
+    assert b'"source"' not in data
+    assert b"vertical_accuracy_m" not in data
+    assert decode_evidence(data) == sample_v2()
+    with pytest.raises(LocationEvidenceInvalid, match="version 2 evidence cannot carry source"):
+        encode_evidence(dataclasses.replace(sample(), version=2, vertical_accuracy_m=None))
+    with pytest.raises(LocationEvidenceInvalid, match="cannot carry vertical_accuracy_m"):
+        encode_evidence(
+            dataclasses.replace(sample(), version=2, source=None, vertical_accuracy_m=0.0)
+        )
+    with pytest.raises(LocationEvidenceInvalid):  # v3 fields in a v2 document
+        decode_evidence(data.replace(b'"speed_mps"', b'"source":"serial","speed_mps"'))
 
 
 def test_v1_still_decodes_as_v1() -> None:
@@ -92,7 +120,7 @@ def test_v1_still_decodes_as_v1() -> None:
     with pytest.raises(LocationEvidenceInvalid, match="version 1"):
         encode_evidence(dataclasses.replace(sample(), version=1))
     with pytest.raises(LocationEvidenceInvalid, match="version"):
-        encode_evidence(dataclasses.replace(sample(), version=3))
+        encode_evidence(dataclasses.replace(sample(), version=4))
 
 
 @pytest.mark.parametrize(
@@ -101,7 +129,7 @@ def test_v1_still_decodes_as_v1() -> None:
 )
 def test_round_trip_real_fixes(name: str) -> None:
     for f in fixes(name):
-        ev = LocationEvidence.from_fix(f, nonce=NONCE)
+        ev = LocationEvidence.from_fix(f, nonce=NONCE, source=SourceKind.SERIAL)
         data = encode_evidence(ev)
         assert decode_evidence(data) == ev
         assert encode_evidence(decode_evidence(data)) == data
@@ -114,7 +142,7 @@ def test_round_trip_real_fixes(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["ublox-neo-m9n-nmea.log", "furuno_gl_ga.log", "nl2008u.log"])
 def test_real_captures_carry_cn0(name: str) -> None:
-    evs = [LocationEvidence.from_fix(f, nonce=NONCE) for f in fixes(name)]
+    evs = [LocationEvidence.from_fix(f, nonce=NONCE, source=SourceKind.SERIAL) for f in fixes(name)]
     assert all(len(ev.cn0_dbhz) >= 6 for ev in evs)
     assert all(0 <= v <= 99 for ev in evs for _, v in ev.cn0_dbhz)
 
@@ -132,7 +160,9 @@ def test_cn0_capped_at_the_strongest_satellites() -> None:
         )
         for prn in range(1, 101)
     )
-    ev = LocationEvidence.from_fix(dataclasses.replace(f, signals=many), nonce=NONCE)
+    ev = LocationEvidence.from_fix(
+        dataclasses.replace(f, signals=many), nonce=NONCE, source=SourceKind.SERIAL
+    )
     assert len(ev.cn0_dbhz) == MAX_CN0_SATELLITES
     assert min(v for _, v in ev.cn0_dbhz) >= 49 - 32  # the weakest ones are dropped
     assert decode_evidence(encode_evidence(ev)) == ev
@@ -140,10 +170,12 @@ def test_cn0_capped_at_the_strongest_satellites() -> None:
 
 def test_evidence_binds_nonce_and_nmea() -> None:
     f = fixes("ublox-neo-m9n-nmea.log")[0]
-    a = encode_evidence(LocationEvidence.from_fix(f, nonce=NONCE))
-    b = encode_evidence(LocationEvidence.from_fix(f, nonce=NONCE[::-1]))
+    a = encode_evidence(LocationEvidence.from_fix(f, nonce=NONCE, source=SourceKind.SERIAL))
+    b = encode_evidence(LocationEvidence.from_fix(f, nonce=NONCE[::-1], source=SourceKind.SERIAL))
     c = encode_evidence(
-        LocationEvidence.from_fix(dataclasses.replace(f, nmea_digest=b"\0" * 32), nonce=NONCE)
+        LocationEvidence.from_fix(
+            dataclasses.replace(f, nmea_digest=b"\0" * 32), nonce=NONCE, source=SourceKind.SERIAL
+        )
     )
     assert len({evidence_digest(x) for x in (a, b, c)}) == 3
 
@@ -151,7 +183,7 @@ def test_evidence_binds_nonce_and_nmea() -> None:
 def test_fix_without_date_is_not_evidence() -> None:
     first = fixes("april6_2019.log")[0]
     with pytest.raises(LocationEvidenceInvalid, match="no valid UTC date"):
-        LocationEvidence.from_fix(first, nonce=NONCE)
+        LocationEvidence.from_fix(first, nonce=NONCE, source=SourceKind.SERIAL)
 
 
 def _mutations(data: bytes) -> list[bytes]:
@@ -160,10 +192,17 @@ def _mutations(data: bytes) -> list[bytes]:
         data.replace(b'"quality":2', b'"quality":2.0'),
         data.replace(b"38.110494000", b"38.110494"),  # other float formatting
         data.replace(b"0102", b"0102".upper().replace(b"0", b"0")).replace(b"ab", b"AB"),
-        data.replace(b'"v":2', b'"v":1'),  # a v2 document is not v1
-        data.replace(b'"v":2', b'"v":3'),
-        data.replace(b'"v":2', b'"v":2.0'),
-        data.replace(b'"v":2', b'"v":true'),
+        data.replace(b'"v":3', b'"v":1'),  # a v3 document is not v1
+        data.replace(b'"v":3', b'"v":2'),  # nor v2
+        data.replace(b'"v":3', b'"v":4'),
+        data.replace(b'"v":3', b'"v":3.0'),
+        data.replace(b'"v":3', b'"v":true'),
+        data.replace(b'"source":"serial"', b'"source":null'),  # v3 always says its source
+        data.replace(b'"source":"serial"', b'"source":"radio"'),
+        data.replace(b'"source":"serial"', b'"source":"SERIAL"'),
+        data.replace(b'"vertical_accuracy_m":6.600', b'"vertical_accuracy_m":6.6'),
+        data.replace(b'"vertical_accuracy_m":6.600', b'"vertical_accuracy_m":-6.600'),
+        data.replace(b',"vertical_accuracy_m":6.600', b""),
         data.replace(b'"rmc_mode":"D",', b""),  # missing field
         data[:-1] + b',"extra":1}',
         data.replace(b'"hdop":0.54', b'"hdop":0.54,"hdop":0.54'),  # duplicate key
@@ -213,10 +252,11 @@ def test_random_bytes_rejected_cleanly(data: bytes) -> None:
         ("horizontal_accuracy_m", -1.0),
         ("hdop", -0.5),
         ("speed_mps", -3.0),
+        ("vertical_accuracy_m", -0.5),
     ],
 )
 def test_signed_but_impossible_values_are_refused(field: str, value: float) -> None:
-    ev = LocationEvidence.from_fix(_range_fix(), nonce=b"\x01" * 32)
+    ev = LocationEvidence.from_fix(_range_fix(), nonce=b"\x01" * 32, source=SourceKind.SERIAL)
     changes: dict[str, Any] = {field: value}
     encoded = encode_evidence(dataclasses.replace(ev, **changes))
     with pytest.raises(LocationEvidenceInvalid, match=field.split("_")[0]):
@@ -239,7 +279,7 @@ def test_signed_but_impossible_values_are_refused(field: str, value: float) -> N
     ],
 )
 def test_signed_but_impossible_cn0_is_refused(cn0: tuple[tuple[str, int], ...], match: str) -> None:
-    ev = LocationEvidence.from_fix(_range_fix(), nonce=b"\x01" * 32)
+    ev = LocationEvidence.from_fix(_range_fix(), nonce=b"\x01" * 32, source=SourceKind.SERIAL)
     encoded = encode_evidence(dataclasses.replace(ev, cn0_dbhz=cn0))
     with pytest.raises(LocationEvidenceInvalid, match=match):
         decode_evidence(encoded)
@@ -249,7 +289,9 @@ def test_fix_with_impossible_cn0_is_not_evidence() -> None:
     f = _range_fix()
     loud = tuple(dataclasses.replace(s, cn0_dbhz=120.0) for s in f.signals)
     with pytest.raises(LocationEvidenceInvalid, match=r"outside 0\.\.99"):
-        LocationEvidence.from_fix(dataclasses.replace(f, signals=loud), nonce=NONCE)
+        LocationEvidence.from_fix(
+            dataclasses.replace(f, signals=loud), nonce=NONCE, source=SourceKind.SERIAL
+        )
 
 
 def _range_fix() -> Fix:

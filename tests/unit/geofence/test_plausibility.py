@@ -202,3 +202,17 @@ def test_policy_from_mapping() -> None:
         policy_from_mapping({"max_hdopp": 3.0})
     with pytest.raises(PolicyInvalid, match="must be int"):
         policy_from_mapping({"min_satellites": "6"})
+
+
+def test_accepted_sources_default_to_receivers_and_are_validated() -> None:
+    assert LocationPolicy().accepted_sources == {"serial", "gpsd"}  # production: no file replay
+    dev = policy_from_mapping({"accepted_sources": ["file", "serial", "gpsd"]})
+    assert dev.accepted_sources == {"file", "serial", "gpsd"}
+    with pytest.raises(PolicyInvalid, match=r"unknown source kind\(s\) 'radio'"):
+        policy_from_mapping({"accepted_sources": ["serial", "radio"]})
+    with pytest.raises(PolicyInvalid, match=r"unknown source kind\(s\) 1"):
+        policy_from_mapping({"accepted_sources": [1]})
+    with pytest.raises(PolicyInvalid, match="names no source kind"):
+        policy_from_mapping({"accepted_sources": []})
+    with pytest.raises(PolicyInvalid, match="must be a list"):
+        policy_from_mapping({"accepted_sources": "file"})

@@ -13,6 +13,7 @@ from geoattest.wire import (
     CredentialChallengeWire,
     EnrolRequest,
     EnrolResponse,
+    ImaWire,
     PolicyDocument,
     activation_proof,
     enrolment_body,
@@ -242,3 +243,35 @@ def test_enrolment_digest_survives_the_wire() -> None:
     sent = enrolment_body(request)
     received = json.loads(json.dumps(sent))
     assert enrolment_digest(received) == enrolment_digest(sent)
+
+
+def test_ima_entries_travel_byte_for_byte() -> None:
+    entries = [b"10 aa ima-ng sha256:bb /tmp/caf\xe9", b"10 aa ima-ng sha256:bb /tmp/a\nb\\c", b""]
+    wire = ImaWire.from_entries(7, entries)
+    assert wire.lines[0] == "10 aa ima-ng sha256:bb /tmp/caf\\xe9"  # a readable stand-in
+    assert wire.lines[1] == "10 aa ima-ng sha256:bb /tmp/a\nb\\c"  # UTF-8 travels as text
+    assert set(wire.raw_lines or {}) == {"0"}
+    again = ImaWire.model_validate_json(wire.model_dump_json(exclude_none=True))
+    assert again.entries() == entries
+    assert again.offset == 7
+
+
+def test_all_utf8_entries_send_no_raw_lines_field() -> None:
+    """A peer from before ``raw_lines`` gets exactly the message it knew."""
+    wire = ImaWire.from_entries(0, [b"10 aa ima-ng sha256:bb /usr/bin/\xc3\xa9"])
+    assert json.loads(wire.model_dump_json(exclude_none=True)) == {
+        "offset": 0,
+        "lines": ["10 aa ima-ng sha256:bb /usr/bin/\u00e9"],
+    }
+    old = ImaWire.model_validate_json('{"offset": 0, "lines": ["x"]}')
+    assert old.entries() == [b"x"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{"1": "eA=="}, {"01": "eA=="}, {"-1": "eA=="}, {"0": "not base64!"}],
+    ids=["past-the-lines", "leading-zero", "negative", "bad-base64"],
+)
+def test_raw_lines_must_name_a_line_and_be_base64(raw: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        ImaWire.model_validate_json(json.dumps({"offset": 0, "lines": ["x"], "raw_lines": raw}))

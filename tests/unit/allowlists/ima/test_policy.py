@@ -20,7 +20,7 @@ SHA1 = "sha1:" + "cd" * 20
 
 
 def doc(**fields: object) -> str:
-    return json.dumps({"version": 1, **fields})
+    return json.dumps({"version": 2, **fields})
 
 
 def test_parse_full_document_and_round_trip() -> None:
@@ -52,8 +52,19 @@ def test_minimal_document_is_an_empty_policy() -> None:
     [
         ("{", r"not JSON: line 1 column 2"),
         ("[]", "top level must be a JSON object"),
-        ('{"version": 2}', r"\$\.version: must be 1"),
+        ('{"version": 3}', r"\$\.version: must be one of 1, 2, got 3"),
+        ('{"version": true}', r"\$\.version: must be one of 1, 2, got True"),
         ('{"version": 1, "digest": {}}', r"\$: unknown key\(s\) 'digest'"),
+        (doc(templates=["ima-ngv2"]), r"\$\.templates: unsupported template\(s\) 'ima-ngv2'"),
+        (doc(templates=[]), r"\$\.templates: name at least one template"),
+        (doc(templates=["ima-ng", "ima-ng"]), r"\$\.templates: a template is listed twice"),
+        (doc(templates="ima-ng"), r"\$\.templates: expected a list"),
+        (
+            doc(templates=["ima-ng"], keyrings={".ima": [SHA256]}),
+            r"\$\.templates: keyrings, ima_buf or ignored_keyrings allow buffer measurements",
+        ),
+        (doc(excludes=["/a**b"]), r"\$\.excludes\[0\]: '\*\*' must be a whole path segment"),
+        (doc(excludes=["/[z-a]"]), r"\$\.excludes\[0\]: not a glob"),
         (doc(digests={"/a": ["sha256:00"]}), r'\$\.digests\["/a"\]\[0\]: a sha256 digest has 64'),
         (doc(digests={"/a": [SHA1, "AB" * 32]}), r'\$\.digests\["/a"\]\[1\]: expected lowercase'),
         (doc(digests={"/a": ["md4:" + "00" * 16]}), r'\$\.digests\["/a"\]\[0\]: unknown digest'),
@@ -83,13 +94,94 @@ def test_file_allowed_by_listed_digest_only() -> None:
     assert not policy.allows_file("/usr/bin/ddx", SHA256)
 
 
-def test_glob_excludes_match_whole_paths() -> None:
-    policy = RuntimePolicy(excludes=("/tmp/*", "/var/lib/[ab]?"))
-    assert policy.allows_file("/tmp/x/y", SHA1)
+def test_glob_excludes_match_whole_segments() -> None:
+    policy = RuntimePolicy(excludes=("/tmp/*", "/var/lib/[ab]?", "/var/log/**", "/opt/**/cache"))
+    assert policy.allows_file("/tmp/x", SHA1)
+    assert policy.allows_file("/tmp/caf\udce9", SHA1)  # a name that is not UTF-8
+    assert policy.allows_file("/tmp/a\\b", SHA1)  # a backslash is a character like any other
+    assert policy.allows_file("/tmp/a\nb", SHA1)  # so is a newline
+    assert not policy.allows_file("/tmp/x/y", SHA1)  # "*" stays within its segment
     assert policy.allows_file("/var/lib/ax", SHA1)
     assert not policy.allows_file("/var/lib/cx", SHA1)
-    assert not policy.allows_file("/tmpx", SHA1)
+    assert not policy.allows_file("/var/lib/a/", SHA1)
+    assert policy.allows_file("/var/log/a", SHA1)
+    assert policy.allows_file("/var/log/a/b/c", SHA1)  # "**" spans segments
+    assert not policy.allows_file("/var/log", SHA1)
+    assert not policy.allows_file("/var/logs/a", SHA1)
+    assert policy.allows_file("/opt/cache", SHA1)
+    assert policy.allows_file("/opt/a/b/cache", SHA1)
+    assert not policy.allows_file("/opt/a/cached", SHA1)
     assert not policy.allows_file("x/tmp/y", SHA1)
+
+
+def test_glob_sets_never_match_a_slash() -> None:
+    policy = RuntimePolicy(excludes=("/a[!b]c", "/d[.-0]e", "/f[]]g", "/h[*]"))
+    assert policy.allows_file("/axc", SHA1)
+    assert not policy.allows_file("/a/c", SHA1)
+    assert not policy.allows_file("/d/e", SHA1)  # "/" lies in the range ".-0"
+    assert policy.allows_file("/d.e", SHA1)
+    assert policy.allows_file("/f]g", SHA1)
+    assert policy.allows_file("/h*", SHA1)
+    assert not policy.allows_file("/hx", SHA1)
+
+
+def test_excludes_never_match_a_sibling_with_the_same_prefix() -> None:
+    """Attack: ``/tmpfoo/evil`` under a ``/tmp/*`` exclude (glob in v1 and v2 alike)."""
+    for version in (1, 2):
+        policy = RuntimePolicy(version=version, excludes=("/tmp/*",))
+        assert not policy.allows_file("/tmpfoo", SHA1)
+        assert not policy.allows_file("/tmpfoo/evil", SHA1)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tmp/../usr/bin/evil",
+        "/tmp/./evil",
+        "/tmp/x/..",
+        "/tmp//evil",
+        "/tmp/evil/",
+        "tmp/evil",
+        "..",
+        ".",
+        "",
+    ],
+)
+def test_paths_not_in_normal_form_are_never_excluded(path: str) -> None:
+    """Attack: ``/tmp/../usr/bin/evil`` under ``/tmp/*`` (and regexes, and v1 globs, and
+    ``/**``). The kernel never logs such a path: it logs the canonical one."""
+    for policy in (
+        RuntimePolicy(excludes=("/tmp/**", "/**", "**", "*")),
+        RuntimePolicy(version=1, excludes=("/tmp/*", "*")),
+        RuntimePolicy(exclude_regexes=("/tmp", ".*")),
+    ):
+        assert not policy.allows_file(path, SHA1), (policy.excludes, policy.exclude_regexes)
+    # The digest table is not an exclude: an exact listing is what it is.
+    assert RuntimePolicy(digests={path: frozenset({SHA1})}).allows_file(path, SHA1)
+
+
+def test_version_1_globs_keep_their_fnmatch_meaning() -> None:
+    policy = parse_runtime_policy('{"version": 1, "excludes": ["/tmp/*", "/opt/a*b"]}')
+    assert policy.version == 1
+    assert policy.allows_file("/tmp/x/y", SHA1)  # "*" crossed "/" in version 1
+    assert policy.allows_file("/opt/a/x/b", SHA1)
+    assert not policy.allows_file("/tmp/../etc/shadow", SHA1)  # the normal-form rule applies
+    assert dump_runtime_policy(policy).startswith('{\n "version": 1,')  # kept as written
+
+
+def test_templates_default_to_file_templates_and_buffers_when_allowed() -> None:
+    assert parse_runtime_policy(doc()).templates == {"ima-ng", "ima-sig"}
+    with_buffers = parse_runtime_policy(doc(keyrings={".ima": [SHA256]}))
+    assert with_buffers.templates == {"ima-ng", "ima-sig", "ima-buf"}
+    legacy = parse_runtime_policy(doc(templates=["ima"]))
+    assert legacy.templates == {"ima"}
+    assert legacy.logs("ima")
+    assert not legacy.logs("ima-ng")
+    assert json.loads(dump_runtime_policy(with_buffers))["templates"] == [
+        "ima-buf",
+        "ima-ng",
+        "ima-sig",
+    ]
 
 
 def test_exclude_regexes_match_at_the_start_like_keylime() -> None:

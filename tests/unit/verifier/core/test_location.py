@@ -30,6 +30,7 @@ from geofence import (
     Fix,
     LocationEvidence,
     LocationPolicy,
+    SourceKind,
     ZoneDecision,
     ZoneSet,
     decode_evidence,
@@ -83,8 +84,10 @@ def novato(index: int = 5) -> Fix:
     return fixes("ublox-neo-m9n-nmea.log")[index]
 
 
-def signed(fix: Fix, key: SoftKey, nonce: bytes = NONCE) -> tuple[bytes, bytes]:
-    evidence = encode_evidence(LocationEvidence.from_fix(fix, nonce=nonce))
+def signed(
+    fix: Fix, key: SoftKey, nonce: bytes = NONCE, source: SourceKind = SourceKind.SERIAL
+) -> tuple[bytes, bytes]:
+    evidence = encode_evidence(LocationEvidence.from_fix(fix, nonce=nonce, source=source))
     return evidence, key.sign(evidence)
 
 
@@ -136,7 +139,9 @@ def test_genuine_fix_inside_the_zone_passes(key: SoftKey) -> None:
 def novato_track() -> tuple[Fix, ...]:
     """Earlier fixes as the verifier keeps them: decoded from evidence of earlier rounds."""
     return tuple(
-        fix_from_evidence(LocationEvidence.from_fix(f, nonce=os.urandom(32)))
+        fix_from_evidence(
+            LocationEvidence.from_fix(f, nonce=os.urandom(32), source=SourceKind.SERIAL)
+        )
         for f in fixes("ublox-neo-m9n-nmea.log")[:5]
     )
 
@@ -203,7 +208,9 @@ def test_replayed_evidence_with_an_old_nonce_is_refused(key: SoftKey) -> None:
 def test_same_nmea_signed_again_for_a_new_nonce_is_refused(key: SoftKey) -> None:
     """Attack: a node re-signs a fix it already reported (replayed GNSS input)."""
     fix = novato()
-    seen = fix_from_evidence(LocationEvidence.from_fix(fix, nonce=os.urandom(32)))
+    seen = fix_from_evidence(
+        LocationEvidence.from_fix(fix, nonce=os.urandom(32), source=SourceKind.SERIAL)
+    )
     later = dataclasses.replace(fix, utc=fix.utc + dt.timedelta(seconds=30) if fix.utc else None)
     with pytest.raises(LocationImplausible) as caught:
         check(later, key, track=(seen,))
@@ -215,7 +222,9 @@ def test_teleport_between_two_fixes_is_refused(key: SoftKey) -> None:
     fix = novato()
     assert fix.utc is not None
     before = dataclasses.replace(
-        fix_from_evidence(LocationEvidence.from_fix(novato(0), nonce=os.urandom(32))),
+        fix_from_evidence(
+            LocationEvidence.from_fix(novato(0), nonce=os.urandom(32), source=SourceKind.SERIAL)
+        ),
         latitude=fix.latitude + 1.0,
         utc=fix.utc - dt.timedelta(seconds=10),
     )
@@ -320,7 +329,12 @@ def test_v1_evidence_is_refused(key: SoftKey) -> None:
     """An old agent's evidence carries no C/N0: accepting it would skip the spoofing check."""
     fix = novato()
     v1 = dataclasses.replace(
-        LocationEvidence.from_fix(fix, nonce=NONCE), version=1, rmc_status=None, cn0_dbhz=()
+        LocationEvidence.from_fix(fix, nonce=NONCE, source=SourceKind.SERIAL),
+        version=1,
+        rmc_status=None,
+        cn0_dbhz=(),
+        source=None,
+        vertical_accuracy_m=None,
     )
     evidence = encode_evidence(v1)
     assert b'"v":1' in evidence
@@ -343,10 +357,12 @@ def test_v1_evidence_on_the_track_still_counts(key: SoftKey) -> None:
     fix = novato()
     assert fix.utc is not None
     old = dataclasses.replace(
-        LocationEvidence.from_fix(novato(4), nonce=os.urandom(32)),
+        LocationEvidence.from_fix(novato(4), nonce=os.urandom(32), source=SourceKind.SERIAL),
         version=1,
         rmc_status=None,
         cn0_dbhz=(),
+        source=None,
+        vertical_accuracy_m=None,
     )
     remembered = fix_from_evidence(decode_evidence(encode_evidence(old)))
     assert remembered.cn0_values() == []
@@ -360,7 +376,9 @@ def test_v1_evidence_on_the_track_still_counts(key: SoftKey) -> None:
 @pytest.mark.parametrize("name", ["ublox-neo-m9n-nmea.log", "furuno_gl_ga.log", "nl2008u.log"])
 def test_fix_from_evidence_keeps_cn0_and_rmc_status(name: str) -> None:
     for f in fixes(name):
-        seen = fix_from_evidence(LocationEvidence.from_fix(f, nonce=NONCE))
+        seen = fix_from_evidence(
+            LocationEvidence.from_fix(f, nonce=NONCE, source=SourceKind.SERIAL)
+        )
         assert sorted(seen.cn0_values()) == sorted(float(round(v)) for v in f.cn0_values())
         assert seen.rmc_status == f.rmc_status
         assert len(seen.cn0_values()) >= 6

@@ -8,6 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
 
 from geoattest.errors import EvidenceMalformed
 from tests.unit.verifier.core.test_round import ALLOWED, NOW, SoftwareNode, _policy
@@ -16,6 +19,8 @@ from verifier.core.policy import AttestationPolicy
 from verifier.core.record import (
     GENESIS,
     EvidenceRecord,
+    JsonValue,
+    canonical_json,
     decode_record,
     encode_record,
     record_digest,
@@ -182,3 +187,25 @@ def test_record_times_are_utc(node: SoftwareNode) -> None:
     record = _chain(node, _policy_with_digest(node), 1)[0]
     assert decode_record(encode_record(record)).ended_at.tzinfo is UTC
     assert datetime.now(UTC) > record.ended_at - timedelta(days=365 * 10)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127)), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_the_fast_canonical_encoder_is_rfc8785(value: JsonValue) -> None:
+    """The fast path must give exactly the reference encoder's bytes (or refuse alike)."""
+    try:
+        expected = rfc8785.dumps(value)
+    except ValueError:
+        with pytest.raises(UnicodeEncodeError, match="surrogates"):  # neither can carry them
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected

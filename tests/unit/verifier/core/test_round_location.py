@@ -8,7 +8,15 @@ import os
 from dataclasses import replace
 
 from geoattest.wire import quote_qualifying_data
-from geofence import Fix, LocationEvidence, LocationPolicy, encode_evidence
+from geofence import (
+    Fix,
+    LocationEvidence,
+    LocationPolicy,
+    SourceKind,
+    decode_evidence,
+    encode_evidence,
+)
+from tests.unit.geofence.captures import fixes
 from tests.unit.verifier.core.test_location import SoftKey, constant_cn0, countries, novato, signed
 from tests.unit.verifier.core.test_round import ALLOWED, SoftwareNode, _policy
 from tpm import Alg, TpmPublic
@@ -133,10 +141,12 @@ def test_v1_evidence_remembered_before_the_upgrade_does_not_fail_the_round() -> 
     be v2."""
     node, key = SoftwareNode(), SoftKey.new()
     old = replace(
-        LocationEvidence.from_fix(novato(4), nonce=os.urandom(32)),
+        LocationEvidence.from_fix(novato(4), nonce=os.urandom(32), source=SourceKind.SERIAL),
         version=1,
         rmc_status=None,
         cn0_dbhz=(),
+        source=None,
+        vertical_accuracy_m=None,
     )
     fix = novato()
     nonce = os.urandom(32)
@@ -151,3 +161,130 @@ def test_v1_evidence_remembered_before_the_upgrade_does_not_fail_the_round() -> 
     )
     assert result.outcome is Outcome.PASSED, result.message
     assert len(result.memory.location_track) == 2
+
+
+def _geofenced_round(
+    node: SoftwareNode,
+    policy: AttestationPolicy,
+    key: SoftKey,
+    evidence: bytes,
+    memory: RoundMemory,
+    now: dt.datetime,
+) -> RoundResult:
+    """A round whose location evidence is ``evidence`` as given (signed here by ``key``)."""
+    nonce = decode_evidence(evidence).nonce
+    node.tick()
+    values = {0: node.pcr0, 10: node.pcr10}
+    attest, quote_signature = node.ak.quote(
+        quote_qualifying_data(nonce, evidence), {Alg.SHA256: values}
+    )
+    answer = RoundEvidence(
+        nonce=nonce,
+        attest=attest,
+        signature=quote_signature,
+        pcrs={"sha256": values},
+        ima_offset=memory.ima_offset_for(policy.ima_banks),
+        ima_lines=node.log[memory.ima_offset_for(policy.ima_banks) :],
+        location=evidence,
+        location_signature=key.sign(evidence),
+    )
+    return verify_round(
+        answer, ak=node.ak.public, policy=policy, previous=memory, now=now, location_key=key.public
+    )
+
+
+def _evidence(fix: Fix, *, source: str = "serial", version: int = 3) -> bytes:
+    ev = LocationEvidence.from_fix(fix, nonce=os.urandom(32), source=SourceKind(source))
+    if version == 2:  # what an agent from before v3 signs
+        ev = replace(ev, version=2, source=None, vertical_accuracy_m=None)
+    return encode_evidence(ev)
+
+
+def test_a_cold_start_altitude_jump_is_refused_by_the_verifier_itself() -> None:
+    """Attack (or a receiver's cold start): Quectel EG25-G fix at -249.9 m, 200.8 m below the
+    signed fix of the round 9 s before (vertical accuracy 30 and 33 m). Evidence v3 carries the
+    vertical accuracy, so the verifier's own vertical-speed check refuses it; the absolute range
+    (-500..9000 m) alone would let it pass."""
+    node, key = SoftwareNode(), SoftKey.new()
+    policy = _geofenced(node, "TUR")
+    quectel = fixes("quectel-eg25-g.log")
+    before, cold = quectel[14], quectel[15]
+    assert (before.altitude_m, cold.altitude_m) == (-49.1, -249.9)
+    assert before.utc is not None
+    assert cold.utc is not None
+    first = _geofenced_round(
+        node, policy, key, _evidence(before), RoundMemory(), before.utc + dt.timedelta(seconds=1)
+    )
+    assert first.outcome is Outcome.PASSED, first.message
+    second = _geofenced_round(
+        node, policy, key, _evidence(cold), first.memory, cold.utc + dt.timedelta(seconds=1)
+    )
+    assert second.outcome is Outcome.INTEGRITY_FAILURE
+    assert second.reason == "location_implausible"
+    assert second.details["reason"] == "location_altitude"
+    assert "200.8 m in 9.0 s" in second.message
+    # The same fix after a quiet track (no earlier fix to compare with) passes: it is the jump.
+    alone = _geofenced_round(
+        node, policy, key, _evidence(cold), RoundMemory(), cold.utc + dt.timedelta(seconds=1)
+    )
+    assert alone.outcome is Outcome.PASSED, alone.message
+
+
+def test_a_replayed_file_is_refused_unless_the_policy_accepts_files() -> None:
+    """A node configured to replay a capture (``--gnss file:…``) says so in its evidence: the
+    production default refuses it; the dev fleet's and the tests' policies accept it."""
+    node, key = SoftwareNode(), SoftKey.new()
+    fix = novato()
+    assert fix.utc is not None
+    now = fix.utc + dt.timedelta(seconds=1)
+    replayed = _evidence(fix, source="file")
+    production = _geofenced(node, "USA")
+    refused = _geofenced_round(node, production, key, replayed, RoundMemory(), now)
+    assert refused.outcome is Outcome.INTEGRITY_FAILURE
+    assert refused.details["reason"] == "location_source"
+    assert production.location is not None
+    dev = replace(
+        production,
+        location=replace(
+            production.location,
+            thresholds=LocationPolicy(accepted_sources=frozenset({SourceKind.FILE})),
+        ),
+    )
+    accepted = _geofenced_round(node, dev, key, _evidence(fix, source="file"), RoundMemory(), now)
+    assert accepted.outcome is Outcome.PASSED, accepted.message
+    for kind in ("serial", "gpsd"):
+        passed = _geofenced_round(
+            node, production, key, _evidence(fix, source=kind), RoundMemory(), now
+        )
+        assert passed.outcome is Outcome.PASSED, passed.message
+
+
+def test_v2_evidence_is_refused_as_a_rounds_evidence() -> None:
+    """v2 lacks the source kind and the vertical accuracy: accepting it would let any node opt
+    out of both checks by sending v2 (as v1 was refused once v2 existed)."""
+    node, key = SoftwareNode(), SoftKey.new()
+    fix = novato()
+    assert fix.utc is not None
+    v2 = _evidence(fix, version=2)
+    assert b'"v":2' in v2
+    result = _geofenced_round(
+        node, _geofenced(node, "USA"), key, v2, RoundMemory(), fix.utc + dt.timedelta(seconds=1)
+    )
+    assert result.reason == "location_signature_invalid"
+    assert "v2 is refused" in result.message
+
+
+def test_v2_evidence_remembered_before_the_upgrade_does_not_fail_the_round() -> None:
+    node, key = SoftwareNode(), SoftKey.new()
+    fix = novato()
+    assert fix.utc is not None
+    old = _evidence(novato(4), version=2)
+    result = _geofenced_round(
+        node,
+        _geofenced(node, "USA"),
+        key,
+        _evidence(fix),
+        RoundMemory(location_track=(old,)),
+        fix.utc + dt.timedelta(seconds=1),
+    )
+    assert result.outcome is Outcome.PASSED, result.message
