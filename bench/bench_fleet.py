@@ -56,8 +56,10 @@ from bench._fleet_stats import (
     percentile,
     round_figures,
 )
+from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process
 from geoattest.settings import Settings, load_settings
+from tests.support.access import bearer, issue_api_key
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar
 from tests.support.software_pki import make_ca
@@ -76,6 +78,7 @@ class Stack:
     settings: Settings
     fleet: FleetProcess
     api_url: str
+    api_key: str  # the verifier's admin key for this run
     hot: HotState
     pids: dict[str, int]
     agents: list[str]
@@ -125,6 +128,7 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
                 database_url=f"sqlite:///{work / 'verifier.sqlite'}",
                 redis_url=redis_url,
                 registrar_url=registrar.url,
+                registrar_api_key=registrar.reader_key,
                 verifier_tls_dir=work / "tls" / "verifier",
                 verifier_port=port,
                 round_interval_seconds=interval,
@@ -148,6 +152,7 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
                         settings=settings,
                         fleet=fleet,
                         api_url=api_url,
+                        api_key=issue_api_key(settings.database_url, Role.ADMIN, "bench"),
                         hot=HotState(client),
                         pids={
                             "fleet sim": fleet.pid,
@@ -166,7 +171,10 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
 def _add_agents(stack: Stack, agent_ids: Sequence[str]) -> None:
     def add(agent_id: str) -> None:
         response = requests.post(
-            f"{stack.api_url}/v1/agents/{agent_id}", json={"policy": POLICY}, timeout=60
+            f"{stack.api_url}/v1/agents/{agent_id}",
+            json={"policy": POLICY},
+            headers=bearer(stack.api_key),
+            timeout=60,
         )
         if response.status_code != 201:
             raise RuntimeError(f"adding {agent_id}: {response.status_code} {response.text}")
@@ -228,7 +236,11 @@ def _tamper(stack: Stack, count: int, every: float) -> tuple[list[float], int]:
     latencies = sorted(failed[a] - tampered[a] for a in failed)
     stack.fleet.heal(victims)
     for agent_id in victims:
-        response = requests.post(f"{stack.api_url}/v1/agents/{agent_id}/readmit", timeout=30)
+        response = requests.post(
+            f"{stack.api_url}/v1/agents/{agent_id}/readmit",
+            headers=bearer(stack.api_key),
+            timeout=30,
+        )
         if response.status_code != 200:
             raise RuntimeError(f"readmit {agent_id}: {response.status_code} {response.text}")
     return latencies, len(victims) - len(failed)
@@ -239,7 +251,12 @@ def run_step(stack: Stack, total: int, args: argparse.Namespace) -> StepResult:
     started = time.perf_counter()
     new_ids, policy, setup["enrol"] = stack.fleet.grow(total)
     if not stack.agents:
-        response = requests.put(f"{stack.api_url}/v1/policies/{POLICY}", json=policy, timeout=30)
+        response = requests.put(
+            f"{stack.api_url}/v1/policies/{POLICY}",
+            json=policy,
+            headers=bearer(stack.api_key),
+            timeout=30,
+        )
         response.raise_for_status()
     mark = time.perf_counter()
     _add_agents(stack, new_ids)

@@ -71,6 +71,7 @@ def main(config: Path | None) -> None:
 
 def _register_groups() -> None:
     # Imported here, after ``main`` exists: each group module imports ``main``'s helpers.
+    from geoattest.cli_access import api_keys
     from geoattest.cli_agent import agent, agents
     from geoattest.cli_dev import dev
     from geoattest.cli_policy import policy
@@ -78,7 +79,7 @@ def _register_groups() -> None:
     from geoattest.cli_verifier import verifier
     from geoattest.cli_zones import zones
 
-    for group in (registrar, verifier, agent, agents, policy, zones, dev):
+    for group in (registrar, verifier, agent, agents, policy, zones, api_keys, dev):
         main.add_command(group)
 
 

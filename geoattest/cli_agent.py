@@ -56,7 +56,7 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
         )
         return ApiEndpoint(url=agent_url(settings), tls_certificate=identity.certificate_der)
 
-    client = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
+    client = registrar_client(settings)
     ak = AkSpec(handle=settings.ak_handle, algorithm=settings.ak_algorithm)
     location_key_handle = None
     if settings.gnss_source is not None:
@@ -129,7 +129,7 @@ def agents() -> None:
 def list_agents(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
     """List enrolled agents."""
     settings = build_settings(ctx, **flags)
-    client = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
+    client = registrar_client(settings)
     listing = client.list_agents()
     client.close()
     if as_json:
@@ -153,7 +153,7 @@ def list_agents(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
 def show_agent(ctx: click.Context, /, agent_id: str, as_json: bool, **flags: object) -> None:
     """Show one agent's identity record."""
     settings = build_settings(ctx, **flags)
-    client = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
+    client = registrar_client(settings)
     view = client.get_agent(agent_id)
     client.close()
     print_agent(view, as_json)
@@ -162,18 +162,25 @@ def show_agent(ctx: click.Context, /, agent_id: str, as_json: bool, **flags: obj
 @agents.command("delete")
 @click.argument("agent_id")
 @click.option("--registrar", "registrar_url", help="Registrar base URL.")
-@click.option("--admin-token", envvar="GEOATTEST_ADMIN_TOKEN", help="Registrar admin token.")
 @click.pass_context
 @reports_errors
-def delete_agent(
-    ctx: click.Context, /, agent_id: str, admin_token: str | None, **flags: object
-) -> None:
-    """Remove an agent's identity (it must enrol again to rejoin)."""
+def delete_agent(ctx: click.Context, /, agent_id: str, **flags: object) -> None:
+    """Remove an agent's identity (it must enrol again to rejoin); needs an admin API key."""
     settings = build_settings(ctx, **flags)
-    client = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
-    client.delete_agent(agent_id, admin_token=admin_token)
+    client = registrar_client(settings)
+    client.delete_agent(agent_id)
     client.close()
     click.echo(f"deleted {agent_id}")
+
+
+def registrar_client(settings: Settings) -> RegistrarClient:
+    """A client presenting ``GEOATTEST_API_KEY`` (reading agents needs role viewer)."""
+    key = settings.api_key
+    return RegistrarClient(
+        settings.registrar_url,
+        timeout=settings.http_timeout_seconds,
+        api_key=key.get_secret_value() if key else None,
+    )
 
 
 def print_agent(view: AgentView, as_json: bool) -> None:

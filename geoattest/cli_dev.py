@@ -95,10 +95,13 @@ def fleet(
                    f"{running.verifier_url}/v1/agents · logs {state_dir}/logs")  # fmt: skip
         if once:
             return
+        keys = state_dir / "api-keys"
         click.echo(
-            "fleet running; Ctrl-C stops it. Try, in another terminal:\n"
+            "fleet running; Ctrl-C stops it. Operator API keys (admin) are in "
+            f"{keys}/operator.key. Try, in another terminal:\n"
             f"  geoattest dev measure --state-dir {state_dir} edge-01 /usr/bin/python3\n"
-            f"  curl -s {running.verifier_url}/v1/agents/edge-01   # failed within seconds"
+            f'  curl -s -H "Authorization: Bearer $(cat {keys}/operator.key)" '
+            f"{running.verifier_url}/v1/agents/edge-01   # failed within seconds"
         )
         _wait_for_interrupt()
     click.echo("fleet stopped")

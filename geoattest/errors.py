@@ -76,6 +76,25 @@ class Unauthorized(RequestError):
     http_status = 401
 
 
+class ApiKeyRequired(Unauthorized):
+    """An operator route was called without an API key (``Authorization: Bearer gak_…``)."""
+
+    code = "api_key_required"
+
+
+class ApiKeyInvalid(Unauthorized):
+    """The API key presented is unknown, revoked or malformed."""
+
+    code = "api_key_invalid"
+
+
+class RoleInsufficient(RequestError):
+    """The API key's role does not allow this call (viewer < compliance < admin)."""
+
+    code = "role_insufficient"
+    http_status = 403
+
+
 class EkUntrusted(RequestError):
     """The EK certificate does not chain to an allowlisted manufacturer CA."""
 

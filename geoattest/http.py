@@ -7,16 +7,15 @@ Anything else is a bug: a logged 500 with a stable ``internal_error`` code and n
 
 from __future__ import annotations
 
-import hmac
 import logging
 import uuid
 from typing import TypeVar
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from geoattest.errors import ConfigurationError, GeoattestError, MalformedRequest, Unauthorized
+from geoattest.errors import GeoattestError, MalformedRequest
 from geoattest.log import pop_context, push_context
 
 log = logging.getLogger(__name__)
@@ -54,28 +53,6 @@ def validate_json(model: type[Model], body: object) -> Model:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise MalformedRequest(f"{where}: {first['msg']} ({e.error_count()} problem(s))") from e
-
-
-def check_exposure(host: str, admin_token: object | None, service: str) -> None:
-    """Operator routes (delete, readmit, policy changes) are open without an admin token; that is
-    only acceptable on loopback. Raises ``ConfigurationError`` for any other listen address."""
-    loopback = host in ("localhost", "::1") or host.startswith("127.")
-    if admin_token is None and not loopback:
-        raise ConfigurationError(
-            f"the {service} listens on {host} without an admin token: set GEOATTEST_ADMIN_TOKEN "
-            "(operators send it as 'Authorization: Bearer …')"
-        )
-
-
-def require_admin_token(service: str) -> None:
-    """Operator-only calls need ``Authorization: Bearer <admin token>`` when the app has one
-    (``GEOATTEST_ADMIN_TOKEN``); raises ``Unauthorized`` otherwise. Constant-time comparison."""
-    token: str | None = current_app.config.get("GEOATTEST_ADMIN_TOKEN")
-    if token is None:
-        return
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized(f"this operation needs the {service}'s admin token")
 
 
 def _bind_request_id() -> None:

@@ -43,10 +43,14 @@ Model = TypeVar("Model", bound=BaseModel)
 class RegistrarClient:
     """Talks to one registrar. Refusals come back as the registrar's own error class and code."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 10.0, api_key: str | None = None) -> None:
+        """``api_key``: presented on every call (reading identities needs role viewer, deleting
+        admin; enrolment needs none, the TPM proves the caller)."""
         self._base = base_url.rstrip("/")
         self._timeout = timeout
         self._http = requests.Session()
+        if api_key is not None:
+            self._http.headers["Authorization"] = f"Bearer {api_key}"
 
     def close(self) -> None:
         self._http.close()
@@ -68,9 +72,8 @@ class RegistrarClient:
     def list_agents(self) -> AgentList:
         return self._call("GET", "/v1/agents", AgentList)
 
-    def delete_agent(self, agent_id: str, *, admin_token: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
-        self._send("DELETE", _agent_path(agent_id), None, headers)
+    def delete_agent(self, agent_id: str) -> None:
+        self._send("DELETE", _agent_path(agent_id), None, {})
 
     def _call(
         self,

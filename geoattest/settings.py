@@ -10,6 +10,7 @@ This module is a leaf: of the project it imports only the agent id rule of ``geo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,9 +55,14 @@ class Settings(BaseSettings):
         default=DEFAULT_STATE_DIR / "registrar",
         description="Owner-only directory of the registrar's enrolment key (created 0700).",
     )
-    admin_token: SecretStr | None = Field(
+    api_key: SecretStr | None = Field(
         default=None,
-        description="When set, operator-only routes (delete) need it as a Bearer token.",
+        description="The API key this client (CLI) presents to the registrar or verifier "
+        "(gak_…, from 'geoattest api-keys create'); a short or malformed key is refused.",
+    )
+    registrar_api_key: SecretStr | None = Field(
+        default=None,
+        description="The verifier's key for the registrar (role viewer: it reads identities).",
     )
 
     # --- agent --------------------------------------------------------------------------------
@@ -132,6 +138,16 @@ class Settings(BaseSettings):
         default=400.0, gt=0, description="Evidence records and folds older than this are deleted."
     )
 
+    @field_validator("api_key", "registrar_api_key")
+    @classmethod
+    def _whole_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _is_api_key(value.get_secret_value()):
+            raise ValueError(
+                "not an API key (gak_<16 hex>_<43 base64url>: 32 random bytes; create one with "
+                "'geoattest api-keys create'); an empty or short key is refused"
+            )
+        return value
+
     @field_validator("agent_id")
     @classmethod
     def _agent_id_shape(cls, value: str | None) -> str | None:
@@ -150,6 +166,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Flags beat environment, environment beats the TOML file (no file unless one is given).
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _is_api_key(text: str) -> bool:
+    """The shape of ``geoattest.access.keys`` (kept here: settings is a leaf module)."""
+    return re.fullmatch(r"gak_[0-9a-f]{16}_[A-Za-z0-9_-]{43}", text.strip()) is not None
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:  # noqa: ANN401

@@ -10,8 +10,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 
+from geoattest.access.guard import public, requires
+from geoattest.access.keys import Role
 from geoattest.errors import AgentIdInvalid
-from geoattest.http import parse_body, require_admin_token
+from geoattest.http import parse_body
 from geoattest.wire import (
     AGENT_ID_RULE,
     ActivateRequest,
@@ -44,6 +46,7 @@ def _registry() -> Registry:
 
 
 @blueprint.post("/agents")
+@public  # the TPM proves who enrols (credential activation)
 def enrol() -> tuple[Response, int]:
     body, digest = read_enrolment()
     issued = _registry().enrol(
@@ -71,6 +74,7 @@ def enrol() -> tuple[Response, int]:
 
 
 @blueprint.post("/agents/<agent_id>/activate")
+@public
 def activate(agent_id: str) -> Response:
     body = parse_body(ActivateRequest)
     identity = _registry().activate(agent_id, bytes.fromhex(body.proof))
@@ -78,6 +82,7 @@ def activate(agent_id: str) -> Response:
 
 
 @blueprint.put("/agents/<agent_id>/location-key")
+@public  # the registered AK's certification proves it
 def put_location_key(agent_id: str) -> Response:
     """Register or rotate an active agent's location key; the AK's certification authorises it."""
     body = parse_body(LocationKeyWire)
@@ -86,24 +91,27 @@ def put_location_key(agent_id: str) -> Response:
 
 
 @blueprint.get("/agents")
+@requires(Role.VIEWER)
 def list_agents() -> Response:
     views = [_view(identity) for identity in _registry().list()]
     return _json(AgentList(agents=views))
 
 
 @blueprint.get("/agents/<agent_id>")
+@requires(Role.VIEWER)
 def show_agent(agent_id: str) -> Response:
     return _json(_view(_registry().get(agent_id)))
 
 
 @blueprint.delete("/agents/<agent_id>")
+@requires(Role.ADMIN)
 def delete_agent(agent_id: str) -> tuple[str, int]:
-    require_admin_token("registrar")
     _registry().delete(agent_id)
     return "", 204
 
 
 @blueprint.get("/healthz")
+@public
 def healthz() -> Response:
     return jsonify({"status": "ok", "service": "registrar"})
 

@@ -8,9 +8,12 @@ from datetime import timedelta
 
 from flask import Flask
 
+from geoattest.access.guard import install_access
+from geoattest.access.store import AccessStore
+from geoattest.access.web import audit_blueprint
 from geoattest.db import check_private_database, make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
-from geoattest.http import check_exposure, install_api_plumbing
+from geoattest.http import install_api_plumbing
 from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
 from registrar.api import blueprint
@@ -24,19 +27,18 @@ def create_app(settings: Settings) -> Flask:
     """Build the registrar. Raises ``ConfigurationError`` when no EK trust store is configured,
     or when the state directory, its enrolment key or the SQLite database file is not owner-only
     (``geoattest.private_files``; both are created owner-only on first start)."""
-    check_exposure(settings.registrar_host, settings.admin_token, "registrar")
     trust = load_trust_policy(settings)
     checker = ProofChecker.load(settings.registrar_state_dir)
     engine = make_engine(settings.database_url)  # creates a missing SQLite file 0600
     check_private_database(settings.database_url)  # and refuses an existing one left wider
     migrate(engine)
-    app = Flask("geoattest.registrar")
-    if settings.admin_token is not None:
-        app.config["GEOATTEST_ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
+    app = Flask("geoattest.registrar", static_folder=None)
     install_api_plumbing(app)
+    install_access(app, AccessStore(session_factory(engine)))
     app.extensions["geoattest.registry"] = Registry(session_factory(engine), trust, checker)
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
+    app.register_blueprint(audit_blueprint)
     return app
 
 

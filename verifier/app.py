@@ -5,8 +5,11 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
+from geoattest.access.guard import install_access
+from geoattest.access.store import AccessStore
+from geoattest.access.web import audit_blueprint
 from geoattest.db import check_private_database, make_engine, migrate, session_factory
-from geoattest.http import check_exposure, install_api_plumbing
+from geoattest.http import install_api_plumbing
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
 from verifier.core.round_record import RecordOrigin
@@ -22,23 +25,26 @@ from verifier.zones_file import load_zones_with_digest
 
 
 def create_app(settings: Settings) -> Flask:
-    check_exposure(settings.verifier_host, settings.admin_token, "verifier")
     engine = make_engine(settings.database_url)
     check_private_database(settings.database_url)
     migrate(engine)
     sessions = session_factory(engine)
     store = VerifierStore(sessions)
     hot = HotState(redis.Redis.from_url(settings.redis_url))
-    registrar = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
+    registrar_key = settings.registrar_api_key
+    registrar = RegistrarClient(
+        settings.registrar_url,
+        timeout=settings.http_timeout_seconds,
+        api_key=registrar_key.get_secret_value() if registrar_key else None,
+    )
     zones = load_zones_with_digest(settings)
     origin = RecordOrigin(
         verifier_id=verifier_id_of(settings),
         zones_sha256=zones.sha256 if zones is not None else None,
     )
-    app = Flask("geoattest.verifier")
-    if settings.admin_token is not None:
-        app.config["GEOATTEST_ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
+    app = Flask("geoattest.verifier", static_folder=None)
     install_api_plumbing(app)
+    install_access(app, AccessStore(sessions))
     app.extensions["geoattest.verifier_store"] = store
     app.extensions["geoattest.records"] = RecordStore(sessions)
     app.extensions["geoattest.status"] = StatusReader(store, lease_defaults_of(settings))
@@ -52,4 +58,5 @@ def create_app(settings: Settings) -> Flask:
     )
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
+    app.register_blueprint(audit_blueprint)
     return app

@@ -21,12 +21,15 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from agent.enrolment import ApiEndpoint, enrol
 from agent.tls import ensure_server_identity
 from agent.tpm_device import TpmDevice
+from geoattest.access.keys import Role
+from geoattest.dev.fleet_keys import ensure_api_key
 from geoattest.dev.ima_emulator import ImaEmulator
 from geoattest.dev.procs import (
     GEOATTEST,
@@ -64,7 +67,16 @@ class Fleet:
     state_dir: Path
     registrar_url: str
     verifier_url: str
+    registrar_api_key: str  # admin keys of this run's operator (api-keys/operator.key)
+    verifier_api_key: str
     agents: dict[str, AgentNode] = field(default_factory=dict)
+
+    def verifier(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+        """A call to the verifier API as the fleet's operator."""
+        headers = {"Authorization": f"Bearer {self.verifier_api_key}"}
+        return requests.request(
+            method, self.verifier_url + path, headers=headers, timeout=10, **kwargs
+        )
 
 
 @contextmanager
@@ -105,11 +117,14 @@ def local_fleet(
         )
         _step(4, f"verifier API on 127.0.0.1:{verifier_port}, Celery worker with beat")
         tls = ensure_verifier_client_tls(state_dir / "verifier-tls")
+        registrar_db, verifier_db = _sqlite(state_dir, "registrar"), _sqlite(state_dir, "verifier")
+        reader_key = ensure_api_key(state_dir, registrar_db, "verifier", Role.VIEWER)
         verifier_env = geoattest_env(
             {
-                "GEOATTEST_DATABASE_URL": _sqlite(state_dir, "verifier"),
+                "GEOATTEST_DATABASE_URL": verifier_db,
                 "GEOATTEST_REDIS_URL": redis_url,
                 "GEOATTEST_REGISTRAR_URL": registrar_url,
+                "GEOATTEST_REGISTRAR_API_KEY": reader_key,
                 "GEOATTEST_VERIFIER_TLS_DIR": str(state_dir / "verifier-tls"),
                 "GEOATTEST_VERIFIER_PORT": str(verifier_port),
             }
@@ -134,7 +149,13 @@ def local_fleet(
                 env=verifier_env,
             )
         )
-        fleet = Fleet(state_dir=state_dir, registrar_url=registrar_url, verifier_url=verifier_url)
+        fleet = Fleet(
+            state_dir=state_dir,
+            registrar_url=registrar_url,
+            verifier_url=verifier_url,
+            registrar_api_key=ensure_api_key(state_dir, registrar_db, "operator", Role.ADMIN),
+            verifier_api_key=ensure_api_key(state_dir, verifier_db, "operator", Role.ADMIN),
+        )
         _step(5, f"{len(agent_ids)} agent(s): swtpm, IMA log, evidence API over mTLS")
         for agent_id in agent_ids:
             fleet.agents[agent_id] = _start_agent(stack, state_dir, ca, agent_id, tls.ca_cert)
@@ -160,24 +181,19 @@ def enrol_all(fleet: Fleet) -> list[AgentView]:
 def admit_all(fleet: Fleet, *, timeout: float = 60.0) -> list[dict[str, object]]:
     """Give the verifier a policy made from what the agents measured, put every agent under
     verification (re-admitting failed ones), and wait until all are attested."""
-    response = requests.put(
-        f"{fleet.verifier_url}/v1/policies/{POLICY_NAME}", json=_policy(fleet), timeout=10
-    )
+    response = fleet.verifier("PUT", f"/v1/policies/{POLICY_NAME}", json=_policy(fleet))
     response.raise_for_status()
     for agent_id in fleet.agents:
-        added = requests.post(
-            f"{fleet.verifier_url}/v1/agents/{agent_id}", json={"policy": POLICY_NAME}, timeout=10
-        )
+        added = fleet.verifier("POST", f"/v1/agents/{agent_id}", json={"policy": POLICY_NAME})
         if added.status_code == 409:  # known from an earlier run: new address, start it over
             for action in ("refresh", "readmit", "resume"):
-                requests.post(f"{fleet.verifier_url}/v1/agents/{agent_id}/{action}", timeout=10)
+                fleet.verifier("POST", f"/v1/agents/{agent_id}/{action}")
         elif not added.ok:
             raise ConfigurationError(f"verifier refused {agent_id}: {added.text}")
     deadline = time.monotonic() + timeout
     while True:
         statuses = [
-            requests.get(f"{fleet.verifier_url}/v1/agents/{agent_id}", timeout=10).json()
-            for agent_id in fleet.agents
+            fleet.verifier("GET", f"/v1/agents/{agent_id}").json() for agent_id in fleet.agents
         ]
         if all(status["state"] == "attested" for status in statuses):
             return statuses

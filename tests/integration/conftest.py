@@ -45,6 +45,6 @@ def registrar(tmp_path: Path, trust_dir: Path) -> Iterator[RunningRegistrar]:
 
 @pytest.fixture
 def client(registrar: RunningRegistrar) -> Iterator[RegistrarClient]:
-    registrar_client = RegistrarClient(registrar.url)
+    registrar_client = registrar.client()  # enrols (no key needed) and reads (admin key)
     yield registrar_client
     registrar_client.close()

@@ -32,7 +32,6 @@ from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, Tpm
 from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.errors import NonceMismatch, QuoteSignatureInvalid
-from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import load_settings
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import (
@@ -78,7 +77,7 @@ def capture_lines() -> list[bytes]:
 def located(swtpm: SwtpmInstance, test_ca: SwtpmCa, tmp_path: Path) -> Iterator[LocatedAgent]:
     trust_dir = trust_dir_with(tmp_path / "ek-ca", test_ca.trust_store)
     with running_registrar(tmp_path, trust_dir) as registrar:
-        client = RegistrarClient(registrar.url)
+        client = registrar.client()
         with TpmDevice(swtpm.tcti) as device:
             view = enrol(
                 device, client, "geo-agent", location_key_handle=DEFAULT_LOCATION_KEY_HANDLE

@@ -22,7 +22,6 @@ from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import TpmDevice
 from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
-from geoattest.registrar_client import RegistrarClient
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
@@ -85,7 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterato
     work = tmp_path_factory.mktemp("swtpm-attestation")
     trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
     with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
-        settings = verifier_settings(work, redis_url, registrar.url)
+        settings = verifier_settings(work, redis_url, registrar)
         with running_verifier(settings, work) as verifier:
             boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
             digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
@@ -114,7 +113,7 @@ def _node(stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, agent_id: str) ->
     node.start_api()
     certificate = ensure_server_identity(node.state_dir, agent_id, "127.0.0.1").certificate_der
     endpoint = ApiEndpoint(url=f"https://127.0.0.1:{node.port}", tls_certificate=certificate)
-    client = RegistrarClient(stack.registrar.url)
+    client = stack.registrar.client()
     with TpmDevice(swtpm.tcti) as device:
         enrol(device, client, agent_id, endpoint=lambda _agent_id: endpoint)
     client.close()
@@ -139,7 +138,7 @@ def node_factory(
     yield make
     for node in nodes:
         node.stop_api()
-    stack.verifier.forget(stack.registrar.url, [node.agent_id for node in nodes])
+    stack.verifier.forget(stack.registrar.client(), [node.agent_id for node in nodes])
 
 
 def test_real_agent_stays_attested_then_fails_on_an_unknown_executable(

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.swtpm
 GEOATTEST = [sys.executable, "-m", "geoattest"]
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, cwd: Path, **env_values: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI in ``cwd``, so that its default state (``var/``) lands there, not here."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("GEOATTEST_")}
+    env.update(env_values)
     return subprocess.run(
         [*GEOATTEST, *args],
         capture_output=True,
@@ -83,10 +84,26 @@ def test_enrol_command_succeeds_and_lists_the_agent(
     record = json.loads(enrolled.stdout)
     assert record["agent_id"] == "edge-cli"
     assert record["state"] == "active"
-    listing = _run("agents", "list", "--registrar", registrar_url, cwd=tmp_path)
+    anonymous = _run("agents", "list", "--registrar", registrar_url, cwd=tmp_path)
+    assert anonymous.returncode == 2
+    assert "api_key_required" in anonymous.stderr
+    database = f"sqlite:///{tmp_path / 'registrar.sqlite'}"
+    created = _run(
+        "api-keys", "create", "--role", "viewer", "--name", "ops", "--db", database, cwd=tmp_path
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("gak_")
+    assert "not shown again" in created.stderr
+    listing = _run(
+        "agents", "list", "--registrar", registrar_url, cwd=tmp_path, GEOATTEST_API_KEY=key
+    )
     assert listing.returncode == 0, listing.stderr
     assert "edge-cli" in listing.stdout
     assert "active" in listing.stdout
+    keys = _run("api-keys", "list", "--db", database, cwd=tmp_path)
+    assert "ops" in keys.stdout
+    assert key not in keys.stdout  # only the hash is kept
 
 
 def test_enrol_command_reports_refusal_code_and_exit_status(

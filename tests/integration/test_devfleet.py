@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from geoattest.dev.procs import free_port
+from tests.support.access import bearer
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
 
@@ -70,6 +71,9 @@ def test_drift_on_a_running_fleet_fails_the_agent_within_seconds(tmp_path: Path)
             assert time.monotonic() < deadline, "fleet did not start"
             time.sleep(0.5)
         verifier_url = json.loads((state_dir / "fleet.json").read_text())["verifier_url"]
+        operator = bearer((state_dir / "api-keys" / "operator.key").read_text().strip())
+        anonymous = requests.get(f"{verifier_url}/v1/agents/edge-01", timeout=5)
+        assert anonymous.status_code == 401  # the fleet's routes need its operator's key
         measure = [*GEOATTEST, "dev", "measure", "--state-dir", str(state_dir)]
         measured = subprocess.run(
             [*measure, "edge-01", sys.executable],
@@ -79,13 +83,17 @@ def test_drift_on_a_running_fleet_fails_the_agent_within_seconds(tmp_path: Path)
         started = time.monotonic()
         status: dict[str, object] = {}
         while time.monotonic() - started < 15:
-            status = requests.get(f"{verifier_url}/v1/agents/edge-01", timeout=5).json()
+            status = requests.get(
+                f"{verifier_url}/v1/agents/edge-01", headers=operator, timeout=5
+            ).json()
             if status["state"] == "failed":
                 break
             time.sleep(0.2)
         assert status["state"] == "failed", status
         assert status["reason"] == "ima_entry_not_allowed"
-        other = requests.get(f"{verifier_url}/v1/agents/edge-02", timeout=5).json()
+        other = requests.get(
+            f"{verifier_url}/v1/agents/edge-02", headers=operator, timeout=5
+        ).json()
         assert other["state"] == "attested"
     finally:
         fleet.send_signal(signal.SIGINT)

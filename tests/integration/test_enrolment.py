@@ -34,6 +34,7 @@ from geoattest.errors import (
 from geoattest.registrar_client import RegistrarClient
 from geoattest.wire import EnrolRequest, activation_proof, enrolment_body, enrolment_digest
 from registrar.evidence import ek_key_fingerprint
+from tests.support.access import bearer
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 
 pytestmark = pytest.mark.swtpm
@@ -94,7 +95,7 @@ def test_pinned_policy_refuses_unpinned_ek_and_records_the_pin(
         'asset_tag = "edge-fra-017"\n'
     )
     with running_registrar(tmp_path, trust_dir, pins_file=pins) as registrar:
-        client = RegistrarClient(registrar.url)
+        client = registrar.client()
         with TpmDevice(unpinned.tcti) as device, pytest.raises(EkNotPinned):
             enrol(device, client, "unpinned")
         with TpmDevice(pinned.tcti) as device:
@@ -191,20 +192,23 @@ def test_an_ek_belongs_to_one_agent_id(swtpm: SwtpmInstance, client: RegistrarCl
             enrol(device, client, "second-name")
 
 
-def test_delete_needs_the_admin_token_when_configured(
+def test_delete_needs_an_admin_api_key(
     tmp_path: Path, trust_dir: Path, swtpm: SwtpmInstance
 ) -> None:
-    admin_token = "for-tests-only"  # noqa: S105  # a test value, not a credential
-    with running_registrar(tmp_path, trust_dir, admin_token=admin_token) as registrar:
+    with running_registrar(tmp_path, trust_dir) as registrar:
         client = RegistrarClient(registrar.url)
         with TpmDevice(swtpm.tcti) as device:
             enrol(device, client, "doomed")
-        refused = requests.delete(f"{registrar.url}/v1/agents/doomed", timeout=5)
-        assert refused.status_code == 401
-        assert refused.json()["error"]["code"] == "unauthorized"
-        client.delete_agent("doomed", admin_token=admin_token)
+        url = f"{registrar.url}/v1/agents/doomed"
+        anonymous = requests.delete(url, timeout=5)
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["code"] == "api_key_required"
+        viewer = requests.delete(url, headers=bearer(registrar.reader_key), timeout=5)
+        assert viewer.status_code == 403
+        assert viewer.json()["error"]["code"] == "role_insufficient"
+        registrar.client().delete_agent("doomed")
         with pytest.raises(NotFound):
-            client.get_agent("doomed")
+            registrar.client().get_agent("doomed")
         client.close()
 
 

@@ -30,7 +30,6 @@ from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
-from geoattest.registrar_client import RegistrarClient
 from geofence import SourceKind
 from geofence.nmea import split_lines
 from tests.paths import vector
@@ -164,7 +163,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterato
     zones = vector("zones/ne_110m_admin_0_countries.geojson")  # Sudan needs repair
     with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
         settings = verifier_settings(
-            work, redis_url, registrar.url, zones_file=zones, zones_repair=True
+            work, redis_url, registrar, zones_file=zones, zones_repair=True
         )
         with running_verifier(settings, work) as verifier:
             boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
@@ -223,7 +222,7 @@ def _start_node(
     endpoint = ApiEndpoint(
         url=f"https://127.0.0.1:{server.server_port}", tls_certificate=identity.certificate_der
     )
-    client = RegistrarClient(stack.registrar.url)
+    client = stack.registrar.client()
     with TpmDevice(swtpm.tcti) as device:
         view = enrol(
             device,
@@ -255,7 +254,7 @@ def start_node(
     yield start
     for node in nodes:
         node.stop()
-    stack.verifier.forget(stack.registrar.url, [node.agent_id for node in nodes])
+    stack.verifier.forget(stack.registrar.client(), [node.agent_id for node in nodes])
 
 
 # --- the tests ---------------------------------------------------------------------------------

@@ -49,13 +49,15 @@ BAD_IDS = ["edge-1?shadow", "..", ".", "-rf", "a" * 65, "édge", "edge one", "ed
 
 
 def _raw(
-    base_url: str, method: str, path: str, body: object | None = None
+    base_url: str, method: str, path: str, body: object | None = None, key: str | None = None
 ) -> tuple[int, dict[str, object]]:
     parts = urlsplit(base_url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     try:
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
         connection.request(method, path, body=payload, headers=headers)
         response = connection.getresponse()
         return response.status, json.loads(response.read())
@@ -103,7 +105,7 @@ def test_a_query_smuggled_into_an_id_reaches_no_record(registrar: RunningRegistr
         "message": "'edge-1?shadow' is not an agent id: 1-64 of [A-Za-z0-9._-], "
         "starting with a letter or digit",
     }
-    status, listing = _raw(registrar.url, "GET", "/v1/agents")
+    status, listing = _raw(registrar.url, "GET", "/v1/agents", key=registrar.api_key)
     assert (status, listing) == (200, {"agents": []})
 
 

@@ -150,14 +150,14 @@ def test_an_open_enrolment_survives_a_restart(
     with TpmDevice(swtpm.tcti) as device:
         request = _request(device, "restarted")
         with running_registrar(tmp_path, trust_dir) as before:
-            first = RegistrarClient(before.url)
+            first = before.client()
             answer = first.enrol(request)
             first.close()
         secret = device.activate_credential(
             answer.challenge.credential_blob, answer.challenge.encrypted_secret
         )
     with running_registrar(tmp_path, trust_dir) as after:
-        client = RegistrarClient(after.url)
+        client = after.client()
         proof = activation_proof(secret, enrolment_digest(enrolment_body(request)))
         assert client.activate("restarted", proof).state == "active"
         client.close()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.agent_simulator import AgentSimulator, Malformed, policy_document
@@ -280,10 +279,8 @@ def test_changing_the_policy_takes_effect_at_the_next_round(stack: Stack) -> Non
     runtime["digests"]["/opt/new-release"] = ["sha256:" + hashlib.sha256(b"v2").hexdigest()]
     response = stack.verifier.put_policy("edge-v2", document)
     assert response.status_code == 200
-    moved = requests.put(
-        f"{stack.verifier.url}/v1/agents/{sim.agent_id}/policy",
-        json={"policy": "edge-v2"},
-        timeout=10,
+    moved = stack.verifier.request(
+        "PUT", f"/v1/agents/{sim.agent_id}/policy", json={"policy": "edge-v2"}
     )
     assert moved.status_code == 200, moved.text
     _serve_rounds(stack, sim, 2)

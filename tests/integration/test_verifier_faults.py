@@ -24,6 +24,7 @@ import requests
 
 from tests.support.agent_simulator import AgentSimulator
 from tests.support.simulated_fleet import SimulatedFleet, simulated_fleet
+from tests.support.verifier_stack import RunningVerifier
 from verifier.storage.hot_state import HotState
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -35,8 +36,8 @@ SLACK = 1.0  # API polling and clock granularity
 class LeaseWatcher:
     """Polls every agent through the API and records any ``attested`` past its lease."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, verifier: RunningVerifier) -> None:
+        self._verifier = verifier
         self.violations: list[dict[str, object]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -45,7 +46,7 @@ class LeaseWatcher:
     def _run(self) -> None:
         while not self._stop.wait(0.1):
             try:
-                agents = requests.get(f"{self._url}/v1/agents", timeout=5).json()["agents"]
+                agents = self._verifier.get("/v1/agents").json()["agents"]
             except (requests.RequestException, ValueError, KeyError):
                 continue  # the API may be restarting; nothing to judge
             now = dt.datetime.now(dt.UTC)
@@ -70,7 +71,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedFleet]:
 
 @pytest.fixture
 def watcher(fleet: SimulatedFleet) -> Iterator[LeaseWatcher]:
-    watching = LeaseWatcher(fleet.verifier.url)
+    watching = LeaseWatcher(fleet.verifier)
     yield watching
     watching.stop()
     assert watching.violations == [], watching.violations[:3]
@@ -200,11 +201,11 @@ def test_the_api_refuses_a_policy_it_could_not_reload(fleet: SimulatedFleet) -> 
         {"runtime_policy": {"version": 1, "digests": {}, "excludes": [], "x": float("inf")}},
     ]
     for broken in broken_policies:
-        response = requests.put(
-            f"{fleet.verifier.url}/v1/policies/broken",
+        response = fleet.verifier.request(
+            "PUT",
+            "/v1/policies/broken",
             data=_json_with_nan(broken),
             headers={"Content-Type": "application/json"},
-            timeout=10,
         )
         assert response.status_code == 400, (broken, response.text)
         assert response.json()["error"]["code"] in ("policy_invalid", "malformed_request")
@@ -254,7 +255,7 @@ def _wait_for_reason(fleet: SimulatedFleet, sim: AgentSimulator, reason: str) ->
 
 
 def _policy_of(fleet: SimulatedFleet) -> dict[str, object]:
-    response = requests.get(f"{fleet.verifier.url}/v1/policies/edge", timeout=10)
+    response = fleet.verifier.get("/v1/policies/edge")
     document: dict[str, object] = response.json()["document"]
     return document
 

@@ -12,8 +12,11 @@ from pathlib import Path
 import requests
 from werkzeug.serving import make_server
 
+from geoattest.access.keys import Role
+from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import load_settings
 from registrar.app import create_app
+from tests.support.access import bearer, issue_api_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +24,18 @@ class RunningRegistrar:
     url: str
     database: Path
     trust_dir: Path
+    api_key: str  # role admin: what an operator (and these tests) present
+    reader_key: str  # role viewer: what a verifier presents to read identities
 
     def post(self, path: str, body: object) -> requests.Response:
         return requests.post(self.url + path, json=body, timeout=10)
 
     def get(self, path: str) -> requests.Response:
-        return requests.get(self.url + path, timeout=10)
+        return requests.get(self.url + path, headers=bearer(self.api_key), timeout=10)
+
+    def client(self, key: str | None = None) -> RegistrarClient:
+        """A client presenting ``key`` (default: the admin key)."""
+        return RegistrarClient(self.url, api_key=key or self.api_key)
 
 
 def trust_dir_with(directory: Path, certificates: Sequence[Path]) -> Path:
@@ -43,7 +52,6 @@ def running_registrar(
     trust_dir: Path,
     *,
     pins_file: Path | None = None,
-    admin_token: str | None = None,
     challenge_ttl_seconds: int | None = None,
 ) -> Iterator[RunningRegistrar]:
     """Serve ``create_app`` over real HTTP on a free loopback port for the block.
@@ -57,17 +65,22 @@ def running_registrar(
         registrar_state_dir=workdir / "registrar-state",
         ek_ca_dir=trust_dir,
         ek_pins_file=pins_file,
-        admin_token=admin_token,
         challenge_ttl_seconds=challenge_ttl_seconds,
     )
     app = create_app(settings)
+    admin = issue_api_key(settings.database_url, Role.ADMIN, "tests-admin")
+    reader = issue_api_key(settings.database_url, Role.VIEWER, "verifier")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     port = server.server_port
     thread = threading.Thread(target=server.serve_forever, name="registrar", daemon=True)
     thread.start()
     try:
         yield RunningRegistrar(
-            url=f"http://127.0.0.1:{port}", database=database, trust_dir=trust_dir
+            url=f"http://127.0.0.1:{port}",
+            database=database,
+            trust_dir=trust_dir,
+            api_key=admin,
+            reader_key=reader,
         )
     finally:
         server.shutdown()

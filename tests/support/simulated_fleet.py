@@ -73,7 +73,7 @@ def simulated_fleet(
     ):
         enrol_fleet(registrar.url, sims, server, tls_certificate=tls.server_certificate_der)
         verifier_config = verifier_settings(
-            work, redis_url, registrar.url, tls_dir=work / "tls" / "verifier", **settings
+            work, redis_url, registrar, tls_dir=work / "tls" / "verifier", **settings
         )
         with running_verifier(verifier_config, work) as verifier:
             response = verifier.put_policy(POLICY, policy_document(sims[0], allowed))

@@ -20,9 +20,12 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
+from geoattest.access.keys import Role
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings, load_settings
 from geoattest.tls_material import ensure_verifier_client_tls
+from tests.support.access import bearer, issue_api_key
+from tests.support.registrar_server import RunningRegistrar
 from verifier.app import create_app
 
 
@@ -31,40 +34,43 @@ class RunningVerifier:
     url: str
     settings: Settings
     client_ca: Path  # agents must trust this CA for the verifier's client certificate
+    api_key: str  # an admin key of this verifier
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+        """A call to ``path`` presenting the admin API key."""
+        headers = {**bearer(self.api_key), **kwargs.pop("headers", {})}
+        return requests.request(method, self.url + path, headers=headers, timeout=10, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+        return self.request("GET", path, **kwargs)
 
     def put_policy(self, name: str, document: Mapping[str, object]) -> requests.Response:
-        return requests.put(f"{self.url}/v1/policies/{name}", json=document, timeout=10)
+        return self.request("PUT", f"/v1/policies/{name}", json=document)
 
     def add_agent(self, agent_id: str, policy: str) -> requests.Response:
-        return requests.post(
-            f"{self.url}/v1/agents/{agent_id}", json={"policy": policy}, timeout=10
-        )
+        return self.request("POST", f"/v1/agents/{agent_id}", json={"policy": policy})
 
     def status(self, agent_id: str) -> dict[str, object]:
-        response = requests.get(f"{self.url}/v1/agents/{agent_id}", timeout=10)
+        response = self.get(f"/v1/agents/{agent_id}")
         response.raise_for_status()
         body: dict[str, object] = response.json()
         return body
 
     def events(self, agent_id: str) -> list[dict[str, object]]:
-        response = requests.get(f"{self.url}/v1/agents/{agent_id}/events", timeout=10)
+        response = self.get(f"/v1/agents/{agent_id}/events")
         response.raise_for_status()
         events: list[dict[str, object]] = response.json()["events"]
         return events
 
     def act(self, agent_id: str, action: str) -> requests.Response:
-        return requests.post(f"{self.url}/v1/agents/{agent_id}/{action}", json={}, timeout=10)
+        return self.request("POST", f"/v1/agents/{agent_id}/{action}", json={})
 
-    def forget(self, registrar_url: str, agent_ids: Iterable[str]) -> None:
+    def forget(self, registrar: RegistrarClient, agent_ids: Iterable[str]) -> None:
         """Remove agents from this verifier and from the registrar (swtpm templates repeat EKs
         across tests: neither service may keep holding one)."""
-        registrar = RegistrarClient(registrar_url)
-        try:
-            for agent_id in agent_ids:
-                requests.delete(f"{self.url}/v1/agents/{agent_id}", timeout=10)
-                registrar.delete_agent(agent_id)
-        finally:
-            registrar.close()
+        for agent_id in agent_ids:
+            self.request("DELETE", f"/v1/agents/{agent_id}")
+            registrar.delete_agent(agent_id)
 
     def wait_rounds(self, agent_id: str, count: int, *, timeout: float = 30.0) -> None:
         """Wait until the verifier has finished ``count`` more rounds of the agent."""
@@ -97,7 +103,7 @@ class RunningVerifier:
 def verifier_settings(
     workdir: Path,
     redis_url: str,
-    registrar_url: str,
+    registrar: RunningRegistrar,
     *,
     tls_dir: Path | None = None,
     **extra: Any,  # noqa: ANN401  # any Settings field
@@ -108,7 +114,8 @@ def verifier_settings(
     return load_settings(
         database_url=f"sqlite:///{workdir / 'verifier.sqlite'}",
         redis_url=redis_url,
-        registrar_url=registrar_url,
+        registrar_url=registrar.url,
+        registrar_api_key=registrar.reader_key,
         verifier_tls_dir=tls_dir,
         round_interval_seconds=0.5,
         agent_timeout_seconds=2.0,
@@ -130,6 +137,7 @@ def running_verifier(settings: Settings, workdir: Path) -> Iterator[RunningVerif
                 url=f"http://127.0.0.1:{server.server_port}",
                 settings=settings,
                 client_ca=settings.verifier_tls_dir / "client-ca.pem",
+                api_key=issue_api_key(settings.database_url, Role.ADMIN, "tests-admin"),
             )
     finally:
         server.shutdown()
@@ -144,7 +152,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
             continue
-        if name in ("admin_token", "webhook_secret"):
+        if name in ("api_key", "registrar_api_key", "webhook_secret"):
             secret = getattr(settings, name)
             value = secret.get_secret_value()
         env[f"GEOATTEST_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)

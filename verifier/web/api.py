@@ -12,8 +12,10 @@ import re
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from geoattest.access.guard import public, requires
+from geoattest.access.keys import Role
 from geoattest.errors import MalformedRequest, NotFound
-from geoattest.http import parse_body, require_admin_token
+from geoattest.http import parse_body
 from geoattest.wire import (
     AGENT_ID_PATTERN,
     AddAgentRequest,
@@ -68,33 +70,36 @@ def _check_request() -> None:
     agent_id = (request.view_args or {}).get("agent_id")
     if agent_id is not None and not _AGENT_ID.match(agent_id):
         raise MalformedRequest("agent id must be 1-64 characters of [A-Za-z0-9._-]")
-    if request.method not in ("GET", "HEAD"):
-        require_admin_token("verifier")
 
 
 @blueprint.put("/policies/<name>")
+@requires(Role.ADMIN)
 def put_policy(name: str) -> Response:
     _check_name(name)
     return jsonify(_policy_view(_ops().put_policy(name, parse_body(PolicyDocument))))
 
 
 @blueprint.get("/policies")
+@requires(Role.VIEWER)
 def list_policies() -> Response:
     return jsonify({"policies": [_policy_view(p) for p in _store().list_policies()]})
 
 
 @blueprint.get("/policies/<name>")
+@requires(Role.VIEWER)
 def get_policy(name: str) -> Response:
     return jsonify(_policy_view(_store().get_policy(name)))
 
 
 @blueprint.delete("/policies/<name>")
+@requires(Role.ADMIN)
 def delete_policy(name: str) -> tuple[str, int]:
     _ops().delete_policy(name)
     return "", 204
 
 
 @blueprint.post("/agents/<agent_id>")
+@requires(Role.ADMIN)
 def add_agent(agent_id: str) -> tuple[Response, int]:
     body = parse_body(AddAgentRequest)
     _ops().add_agent(agent_id, body.policy)
@@ -102,16 +107,19 @@ def add_agent(agent_id: str) -> tuple[Response, int]:
 
 
 @blueprint.get("/agents")
+@requires(Role.VIEWER)
 def list_agents() -> Response:
     return jsonify({"agents": [_status_view(status) for status in _status().all(_now())]})
 
 
 @blueprint.get("/agents/<agent_id>")
+@requires(Role.VIEWER)
 def show_agent(agent_id: str) -> Response:
     return jsonify(_status_view(_status().one(agent_id, _now())))
 
 
 @blueprint.put("/agents/<agent_id>/policy")
+@requires(Role.ADMIN)
 def set_agent_policy(agent_id: str) -> Response:
     body = parse_body(AddAgentRequest)
     _ops().set_policy(agent_id, body.policy)
@@ -122,6 +130,7 @@ _ACTIONS = ("pause", "resume", "readmit", "refresh")
 
 
 @blueprint.post("/agents/<agent_id>/<action>")
+@requires(Role.ADMIN)
 def act_on_agent(agent_id: str, action: str) -> Response:
     if action not in _ACTIONS:
         raise NotFound(f"no action {action!r} (one of {', '.join(_ACTIONS)})")
@@ -130,12 +139,14 @@ def act_on_agent(agent_id: str, action: str) -> Response:
 
 
 @blueprint.delete("/agents/<agent_id>")
+@requires(Role.ADMIN)
 def remove_agent(agent_id: str) -> tuple[str, int]:
     _ops().remove(agent_id)
     return "", 204
 
 
 @blueprint.get("/agents/<agent_id>/events")
+@requires(Role.VIEWER)
 def agent_events(agent_id: str) -> Response:
     events = [
         EventView.model_validate(e.to_json()).model_dump(mode="json")
@@ -145,6 +156,7 @@ def agent_events(agent_id: str) -> Response:
 
 
 @blueprint.get("/agents/<agent_id>/rounds")
+@requires(Role.VIEWER)
 def agent_rounds(agent_id: str) -> Response:
     """Evidence records (and folds) in chain order: ``?from=&to=`` (ISO 8601), ``after_seq``,
     ``limit`` (at most 1000)."""
@@ -166,6 +178,7 @@ def agent_rounds(agent_id: str) -> Response:
 
 
 @blueprint.get("/agents/<agent_id>/rounds/<round_id>")
+@requires(Role.VIEWER)
 def agent_round(agent_id: str, round_id: str) -> Response:
     stored = _records().get(agent_id, round_id)
     view = RoundRecordView(
@@ -181,6 +194,7 @@ def agent_round(agent_id: str, round_id: str) -> Response:
 
 
 @blueprint.get("/healthz")
+@public
 def healthz() -> Response:
     return jsonify({"status": "ok", "service": "verifier"})
 

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
-from geoattest.errors import ConfigurationError, EkUntrusted
-from geoattest.http import check_exposure, install_api_plumbing, parse_body, require_admin_token
+from geoattest.errors import EkUntrusted
+from geoattest.http import install_api_plumbing, parse_body
 
 
 class _Body(BaseModel):
@@ -98,35 +98,3 @@ def test_request_id_is_echoed(client: FlaskClient) -> None:
     response = client.get("/refuse", headers={"X-Request-Id": "abc123"})
     assert response.headers["X-Request-Id"] == "abc123"
     assert len(client.get("/refuse").headers["X-Request-Id"]) == 32
-
-
-def test_admin_token_is_required_only_when_configured() -> None:
-    app = Flask("test")
-    install_api_plumbing(app)
-
-    @app.delete("/thing")
-    def delete_thing() -> ResponseReturnValue:
-        require_admin_token("test service")
-        return "", 204
-
-    client = app.test_client()
-    assert client.delete("/thing").status_code == 204  # no token configured: open
-    app.config["GEOATTEST_ADMIN_TOKEN"] = "t0ken"  # noqa: S105  # a test value
-    refused = client.delete("/thing")
-    assert refused.status_code == 401
-    assert refused.json is not None
-    assert refused.json["error"]["code"] == "unauthorized"
-    assert client.delete("/thing", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.delete("/thing", headers={"Authorization": "Bearer t0ken"}).status_code == 204
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "localhost", "::1"])
-def test_loopback_may_run_without_an_admin_token(host: str) -> None:
-    check_exposure(host, None, "registrar")
-
-
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::"])  # what is refused
-def test_other_addresses_need_an_admin_token(host: str) -> None:
-    with pytest.raises(ConfigurationError, match="without an admin token"):
-        check_exposure(host, None, "verifier")
-    check_exposure(host, "token", "verifier")
