@@ -1,4 +1,5 @@
-"""The Alembic history and the SQLAlchemy models describe the same schema, on a real SQLite file."""
+"""The Alembic history and the SQLAlchemy models describe the same schema, on a real SQLite file
+and a real PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import verifier.storage.models  # noqa: F401  # and the verifier's
 from geoattest.db import Base, make_engine, migrate
 
 
-def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'fresh.sqlite'}")
+def test_migrated_schema_matches_the_models(database_url: str) -> None:
+    engine = make_engine(database_url)
     migrate(engine)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -22,12 +23,20 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
     assert differences == []
 
 
-def test_migrate_is_idempotent_and_creates_the_parent_directory(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "dir" / "geoattest.sqlite"
-    engine = make_engine(f"sqlite:///{path}")
+def test_migrate_is_idempotent(database_url: str) -> None:
+    engine = make_engine(database_url)
     migrate(engine)
     migrate(engine)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
+    assert {"registrar_agents", "registrar_challenges", "verifier_agents", "alembic_version"} <= (
+        tables
+    )
+
+
+def test_migrate_creates_the_parent_directory_of_a_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "geoattest.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()
     assert path.exists()
-    assert {"registrar_agents", "registrar_challenges", "alembic_version"} <= tables

@@ -1,4 +1,5 @@
-"""A real registrar served over HTTP on a free loopback port, with its own SQLite file."""
+"""A real registrar served over HTTP on a free loopback port, on its own database (a SQLite file
+unless a URL is given)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from registrar.app import create_app
 @dataclass(frozen=True, slots=True)
 class RunningRegistrar:
     url: str
-    database: Path
+    database_url: str
     trust_dir: Path
 
     def post(self, path: str, body: object) -> requests.Response:
@@ -45,15 +46,16 @@ def running_registrar(
     pins_file: Path | None = None,
     admin_token: str | None = None,
     challenge_ttl_seconds: int | None = None,
+    database_url: str | None = None,
 ) -> Iterator[RunningRegistrar]:
     """Serve ``create_app`` over real HTTP on a free loopback port for the block.
 
     werkzeug's threaded server is used in-process because it stops cleanly from another thread
     (waitress has no thread-safe stop); the waitress path is covered by the CLI test.
     """
-    database = workdir / "registrar.sqlite"
+    database_url = database_url or f"sqlite:///{workdir / 'registrar.sqlite'}"
     settings = load_settings(
-        database_url=f"sqlite:///{database}",
+        database_url=database_url,
         ek_ca_dir=trust_dir,
         ek_pins_file=pins_file,
         admin_token=admin_token,
@@ -66,7 +68,7 @@ def running_registrar(
     thread.start()
     try:
         yield RunningRegistrar(
-            url=f"http://127.0.0.1:{port}", database=database, trust_dir=trust_dir
+            url=f"http://127.0.0.1:{port}", database_url=database_url, trust_dir=trust_dir
         )
     finally:
         server.shutdown()
