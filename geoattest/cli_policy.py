@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from allowlists.ima.keylime_dsse import load_verification_key
 from allowlists.ima.keylime_import import convert_keylime_policy
 from allowlists.ima.policy import (
     RuntimePolicy,
@@ -23,6 +24,7 @@ from allowlists.ima.policy import (
 from allowlists.ima.replay import ImaState, replay_and_check
 from allowlists.ima.template import BANK_SIZES, DIGEST_SIZES, parse_entry, split_log
 from geoattest.cli import reports_errors
+from geoattest.errors import ConfigurationError
 
 PROGRESS_EVERY = 1_000
 
@@ -47,10 +49,26 @@ def _write(text: str, output: Path) -> None:
 @ima.command("import")
 @click.argument("keylime_policy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="'-': stdout")
+@click.option(
+    "--keylime-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="EC public key (PEM) or certificate of the signer: KEYLIME_POLICY must then be a "
+    "DSSE-signed policy (keylime_sign_runtime_policy) whose signature verifies under it.",
+)
 @reports_errors
-def import_policy(keylime_policy: Path, output: Path) -> None:
-    """Convert a Keylime runtime policy (JSON, meta.version 1) into ours."""
-    conversion = convert_keylime_policy(keylime_policy.read_text(encoding="utf-8"))
+def import_policy(keylime_policy: Path, output: Path, keylime_key: Path | None) -> None:
+    """Convert a Keylime runtime policy (JSON, meta.version 1; or DSSE-signed) into ours.
+
+    A signed policy is imported only with --keylime-key, after its signature verified; with
+    --keylime-key an unsigned policy is refused.
+    """
+    key = None
+    if keylime_key is not None:
+        try:
+            key = load_verification_key(keylime_key.read_bytes())
+        except ConfigurationError as e:
+            raise ConfigurationError(f"--keylime-key {keylime_key}: {e.message}") from None
+    conversion = convert_keylime_policy(keylime_policy.read_text(encoding="utf-8"), key=key)
     for note in conversion.notes:
         click.echo(f"note: {note}", err=True)
     _write(dump_runtime_policy(conversion.policy), output)

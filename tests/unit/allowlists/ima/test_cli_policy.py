@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from allowlists.ima.policy import parse_runtime_policy
 from allowlists.ima.template import encode_entry
 from geoattest.cli import main
-from tests.paths import shared_data
+from tests.paths import REPO_ROOT, shared_data
 from tests.unit.allowlists.ima.ima_vectors import VERIFICATION
 
 
@@ -91,3 +91,56 @@ def test_generate_reports_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "hashed 2 files\n" in result.output
     assert "hashed 4 files\n" in result.output
     assert "hashed 5 files, skipped 0 unreadable" in result.output
+
+
+SIGNED = REPO_ROOT / "tests" / "vectors" / "keylime" / "runtime_policy"
+
+
+def _import(*args: str) -> Result:
+    return CliRunner().invoke(main, ["policy", "ima", "import", *args])
+
+
+def test_import_a_signed_keylime_policy_with_its_key(tmp_path: Path) -> None:
+    out = tmp_path / "policy.json"
+    result = _import(
+        str(SIGNED / "runtime-policy-test-signed.json"),
+        *("--keylime-key", str(SIGNED / "runtime-policy-pubkey.pub"), "-o", str(out)),
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: DSSE signature verified (signer key 8114198dd64f" in result.output
+    assert "imported 21 paths" in result.output
+    assert "boot_aggregate" in parse_runtime_policy(out.read_text()).digests
+
+
+@pytest.mark.parametrize(
+    ("policy", "key", "code"),
+    [
+        (
+            "runtime-policy-test-signed-bad.json",
+            "runtime-policy-pubkey.pub",
+            "policy_signature_invalid",
+        ),
+        ("runtime-policy-test-signed.json", "sign/ec-p521-public.pem", "policy_signature_invalid"),
+        ("runtime-policy-test.json", "runtime-policy-pubkey.pub", "policy_not_signed"),
+        ("runtime-policy-test-signed.json", None, "policy_key_required"),
+    ],
+)
+def test_import_refuses_what_it_cannot_verify(
+    tmp_path: Path, policy: str, key: str | None, code: str
+) -> None:
+    out = tmp_path / "policy.json"
+    key_args = ("--keylime-key", str(SIGNED / key)) if key else ()
+    result = _import(str(SIGNED / policy), *key_args, "-o", str(out))
+    assert result.exit_code == 2, result.output
+    assert f"error: {code}: " in result.output
+    assert not out.exists()
+
+
+def test_import_with_a_key_that_is_no_ec_key_is_a_configuration_error(tmp_path: Path) -> None:
+    not_a_key = tmp_path / "key.pem"
+    not_a_key.write_text("hello\n")
+    result = _import(
+        str(SIGNED / "runtime-policy-test-signed.json"), "--keylime-key", str(not_a_key), "-o", "-"
+    )
+    assert result.exit_code == 1, result.output
+    assert f"error: configuration_error: --keylime-key {not_a_key}: not a PEM" in result.output
