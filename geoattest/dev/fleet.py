@@ -184,7 +184,8 @@ def admit_all(fleet: Fleet) -> None:
 
 
 def measure_on(state_dir: Path, agent_id: str, path: Path) -> str:
-    """Record ``path`` as executed on a running fleet's agent (its IMA log and PCR 10)."""
+    """Record ``path`` as executed on a running fleet's agent (its IMA log and PCR 10), under
+    its real path as IMA logs it (links resolved)."""
     fleet_file = state_dir / "fleet.json"
     if not fleet_file.is_file():
         raise ConfigurationError(f"no running fleet in {state_dir} (start 'geoattest dev fleet')")
@@ -192,7 +193,8 @@ def measure_on(state_dir: Path, agent_id: str, path: Path) -> str:
     if agent_id not in agents:
         raise ConfigurationError(f"no agent {agent_id!r} in the fleet ({', '.join(agents)})")
     ima = ImaEmulator(agents[agent_id]["tcti"], Path(agents[agent_id]["ima_log"]))
-    entry = ima.measure(str(path), path.read_bytes())
+    real = path.resolve()  # IMA logs the file it opened: links resolved (d_path)
+    entry = ima.measure(str(real), real.read_bytes())
     return entry.line
 
 
@@ -211,8 +213,9 @@ def _start_agent(
     ima.new_boot()  # the swtpm just started: a new boot, a new measurement list
     ima.boot_aggregate()
     for executable in SAMPLE_EXECUTABLES:
-        if Path(executable).is_file():
-            ima.measure(executable, Path(executable).read_bytes())
+        real = Path(executable).resolve()
+        if real.is_file():
+            ima.measure(str(real), real.read_bytes())
     port = free_port()
     agent_dir = state_dir / "agent" / agent_id
     ensure_server_identity(agent_dir, agent_id, "127.0.0.1", renew=True)
