@@ -12,6 +12,9 @@ APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc
   python3-venv python3-dev redis-server gpsd gpsd-clients python3-gps
 )
+# deploy/test also needs PostgreSQL (the test fixture runs its own throwaway cluster); the package
+# brings its client (postgresql-client-<N>: psql) as a dependency.
+TEST_APT_PACKAGES=(postgresql)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -35,8 +38,9 @@ install_system_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# redis-server, swtpm and gpsd are started by the project itself (test fixtures, quickstart) on free
-# loopback ports; the system daemons the packages may start are neither needed nor touched.
+# redis-server, swtpm, gpsd and PostgreSQL are started by the project itself (test fixtures,
+# quickstart) on free loopback ports; the system daemons the packages may start (Debian's
+# postgresql creates and starts a "main" cluster) are neither needed nor touched.
 
 install_python_project() {
   local extras="$1" stamp want

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
 import click
+import requests
 
 from geoattest.cli import build_settings, reports_errors
 from geoattest.cli_agent import print_agent
+from geoattest.dev.fleet_status import (
+    AgentLine,
+    Get,
+    StatusWatch,
+    fetch_lines,
+    format_table,
+    wait_until_verified,
+)
+
+VERIFY_TIMEOUT_SECONDS = 60.0
+WATCH_SECONDS = 1.0
 
 STATE_DIR_OPTION = click.option(
     "--state-dir",
@@ -64,7 +77,11 @@ def fleet(
     verifier_port: int,
     once: bool,
 ) -> None:
-    """Run a local fleet: registrar, verifier, agents on swtpm; enrol and attest them."""
+    """Run a local fleet: registrar, verifier, agents on swtpm; enrol and attest them.
+
+    The table shows only what this run verified (an agent is ``waiting`` until a round of this
+    run ends); while the fleet serves, every change of an agent's state is printed.
+    """
     from geoattest.dev.fleet import admit_all, enrol_all, local_fleet
     from geoattest.dev.procs import free_port, port_accepts
 
@@ -82,14 +99,12 @@ def fleet(
             click.echo("")
             print_agent(view, as_json=False)
         click.echo(f"\nputting the agents under continuous attestation at {running.verifier_url}")
-        statuses = admit_all(running)
-        click.echo(f"\n{'AGENT':<10} {'STATE':<12} {'IMA ENTRIES':>11}  REASON")
-        for status in statuses:
-            click.echo(
-                f"{status['agent_id']!s:<10} {status['state']!s:<12} "
-                f"{status['ima_entries_verified']!s:>11}  {status['reason'] or '-'}"
-            )
-        if any(status["state"] != "attested" for status in statuses):
+        admit_all(running)
+        lines = wait_until_verified(
+            running.verifier_get, agent_ids, running.started_at, timeout=VERIFY_TIMEOUT_SECONDS
+        )
+        click.echo("\n" + format_table(lines))
+        if not all(line.verified for line in lines):
             raise click.ClickException(f"not every agent is attested; see {state_dir}/logs")
         click.echo(f"\nregistrar {running.registrar_url}/v1/agents · verifier "
                    f"{running.verifier_url}/v1/agents · logs {state_dir}/logs")  # fmt: skip
@@ -97,13 +112,13 @@ def fleet(
             return
         keys = state_dir / "api-keys"
         click.echo(
-            "fleet running; Ctrl-C stops it. Operator API keys (admin) are in "
-            f"{keys}/operator.key. Try, in another terminal:\n"
+            "fleet running; Ctrl-C stops it. State changes are printed here. Operator API keys "
+            f"(admin) are in {keys}/operator.key. Try, in another terminal:\n"
             f"  geoattest dev measure --state-dir {state_dir} edge-01 /usr/bin/python3\n"
             f'  curl -s -H "Authorization: Bearer $(cat {keys}/operator.key)" '
             f"{running.verifier_url}/v1/agents/edge-01   # failed within seconds"
         )
-        _wait_for_interrupt()
+        _watch_until_interrupt(running.verifier_get, agent_ids, running.started_at, lines)
     click.echo("fleet stopped")
 
 
@@ -119,7 +134,10 @@ def measure(state_dir: Path, agent_id: str, path: Path) -> None:
     click.echo(measure_on(state_dir, agent_id, path))
 
 
-def _wait_for_interrupt() -> None:
+def _watch_until_interrupt(
+    get: Get, agent_ids: list[str], since: datetime, lines: list[AgentLine]
+) -> None:
+    """Print every state change until Ctrl-C or SIGTERM."""
     stop = False
 
     def _request_stop(_signum: int, _frame: FrameType | None) -> None:
@@ -127,8 +145,15 @@ def _wait_for_interrupt() -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _request_stop)
+    watch = StatusWatch(lines)
     try:
         while not stop:
-            time.sleep(0.5)
+            time.sleep(WATCH_SECONDS)
+            try:
+                changes = watch.changes(fetch_lines(get, agent_ids, since))
+            except requests.RequestException as e:
+                changes = watch.verifier_down(e)
+            for change in changes:
+                click.echo(f"{datetime.now().astimezone():%X} {change}")
     except KeyboardInterrupt:
         pass

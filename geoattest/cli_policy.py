@@ -7,25 +7,29 @@ violation, a malformed log or policy: the error code is printed), 1 usage.
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterator
+import sys
+import time
 from pathlib import Path
 
 import click
 
 from allowlists.ima.framing import split_log
+from allowlists.ima.keylime_dsse import load_verification_key
 from allowlists.ima.keylime_import import convert_keylime_policy
 from allowlists.ima.policy import (
     RuntimePolicy,
     dump_runtime_policy,
     generate_policy,
+    iter_runtime_policy_json,
     parse_runtime_policy,
 )
 from allowlists.ima.replay import ImaState, replay_and_check
 from allowlists.ima.template import BANK_SIZES, DIGEST_SIZES, parse_entry
 from geoattest.cli import reports_errors
+from geoattest.errors import ConfigurationError
+from geoattest.policy_scan import PolicyScan, ScanStats, read_mounts
 
-PROGRESS_EVERY = 1_000
+PROGRESS_SECONDS = 1.0
 
 
 @click.group()
@@ -38,47 +42,44 @@ def ima() -> None:
     """IMA runtime policies (which files and buffers a node may measure)."""
 
 
-def _write(text: str, output: Path) -> None:
+def _write(policy: RuntimePolicy, output: Path) -> None:
     if str(output) == "-":
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
+        click.echo(dump_runtime_policy(policy), nl=False)
+        return
+    try:
+        with output.open("w", encoding="utf-8") as f:
+            f.writelines(iter_runtime_policy_json(policy))
+    except OSError as e:
+        raise ConfigurationError(f"cannot write {output}: {e.strerror or e}") from None
 
 
 @ima.command("import")
 @click.argument("keylime_policy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="'-': stdout")
+@click.option(
+    "--keylime-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="EC public key (PEM) or certificate of the signer: KEYLIME_POLICY must then be a "
+    "DSSE-signed policy (keylime_sign_runtime_policy) whose signature verifies under it.",
+)
 @reports_errors
-def import_policy(keylime_policy: Path, output: Path) -> None:
-    """Convert a Keylime runtime policy (JSON, meta.version 1) into ours."""
-    conversion = convert_keylime_policy(keylime_policy.read_text(encoding="utf-8"))
+def import_policy(keylime_policy: Path, output: Path, keylime_key: Path | None) -> None:
+    """Convert a Keylime runtime policy (JSON, meta.version 1; or DSSE-signed) into ours.
+
+    A signed policy is imported only with --keylime-key, after its signature verified; with
+    --keylime-key an unsigned policy is refused.
+    """
+    key = None
+    if keylime_key is not None:
+        try:
+            key = load_verification_key(keylime_key.read_bytes())
+        except ConfigurationError as e:
+            raise ConfigurationError(f"--keylime-key {keylime_key}: {e.message}") from None
+    conversion = convert_keylime_policy(keylime_policy.read_text(encoding="utf-8"), key=key)
     for note in conversion.notes:
         click.echo(f"note: {note}", err=True)
-    _write(dump_runtime_policy(conversion.policy), output)
+    _write(conversion.policy, output)
     click.echo(f"imported {len(conversion.policy.digests)} paths", err=True)
-
-
-def _walk(root: Path, excluded: RuntimePolicy, stats: dict[str, int]) -> Iterator[Path]:
-    """Regular files under ``root`` (symlinks not followed: IMA logs the real path)."""
-    for directory, dirs, names in os.walk(root, onerror=lambda _e: _count(stats, "skipped")):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(directory, name)
-            if path.is_symlink() or not path.is_file():
-                continue
-            if excluded.is_excluded(_target_path(root, path)):
-                stats["excluded"] += 1
-                continue
-            yield path
-
-
-def _count(stats: dict[str, int], key: str) -> None:
-    stats[key] += 1
-
-
-def _target_path(root: Path, path: Path) -> str:
-    """The path as the node's kernel logs it: relative to ROOT, made absolute."""
-    return "/" + path.relative_to(root).as_posix()
 
 
 @ima.command("generate")
@@ -87,41 +88,106 @@ def _target_path(root: Path, path: Path) -> str:
 @click.option("--exclude", "excludes", multiple=True, help="Glob to exclude (repeatable).")
 @click.option("--alg", default="sha256", show_default=True, help="File digest algorithm.")
 @click.option("--boot-aggregate", "boot_aggregate", multiple=True, help="Allowed alg:hex.")
+@click.option(
+    "--pseudo-fs/--no-pseudo-fs",
+    "walk_pseudo",
+    default=False,
+    show_default=True,
+    help="Also walk /proc, /sys, /dev, /run and pseudo-filesystem mounts (tmpfs, sysfs, ...).",
+)
 @reports_errors
 def generate(
-    root: Path, output: Path, excludes: tuple[str, ...], alg: str, boot_aggregate: tuple[str, ...]
+    root: Path,
+    output: Path,
+    excludes: tuple[str, ...],
+    alg: str,
+    boot_aggregate: tuple[str, ...],
+    walk_pseudo: bool,
 ) -> None:
-    """Build a policy allowing every regular file under ROOT (paths taken relative to ROOT).
+    """Build a policy allowing every regular file under ROOT (ROOT is the node's /).
 
-    Excluded paths are not hashed and stay excluded in the policy. Unreadable files are skipped
-    and counted. Progress goes to stderr every 1,000 files.
+    Pseudo filesystems are skipped; a symbolic link to a file is recorded under its own path
+    too; excluded paths are not hashed and stay excluded. Unreadable files are counted and the
+    first few named. Progress (files, bytes) goes to stderr. See docs/ima-policy.md.
     """
     if alg not in DIGEST_SIZES or alg not in hashlib.algorithms_available:
         raise click.BadParameter(f"unsupported digest algorithm {alg!r}", param_hint="--alg")
-    root = root.resolve()
-    stats = {"hashed": 0, "skipped": 0, "excluded": 0}
-    matcher = RuntimePolicy(excludes=excludes)
-    files: list[tuple[str, bytes]] = []
-    for path in _walk(root, matcher, stats):
-        try:
-            with path.open("rb") as f:
-                digest = hashlib.file_digest(f, alg).digest()
-        except OSError:
-            stats["skipped"] += 1
-            continue
-        files.append((_target_path(root, path), digest))
-        stats["hashed"] += 1
-        if stats["hashed"] % PROGRESS_EVERY == 0:
-            click.echo(f"hashed {stats['hashed']:,} files", err=True)
+    if str(output) != "-" and not output.parent.is_dir():
+        raise click.BadParameter(f"directory {output.parent} does not exist", param_hint="-o")
+    progress = _Progress()
+    scan = PolicyScan(
+        root,
+        alg=alg,
+        is_excluded=RuntimePolicy(excludes=excludes).is_excluded,
+        skip_pseudo=not walk_pseudo,
+        mounts=read_mounts(),
+        on_file=progress.update,
+    )
+    files = list(scan.files())
+    progress.done(scan.stats)
     result = generate_policy(
-        files, alg=alg, excludes=excludes, boot_aggregate=boot_aggregate, meta={"root": str(root)}
+        files,
+        alg=alg,
+        excludes=excludes,
+        boot_aggregate=boot_aggregate,
+        meta={"root": str(root.resolve())},
     )
-    _write(dump_runtime_policy(result), output)
-    click.echo(
-        f"hashed {stats['hashed']:,} files, skipped {stats['skipped']:,} unreadable, "
-        f"{stats['excluded']:,} excluded",
-        err=True,
-    )
+    _write(result, output)
+    for line in _report(scan.stats, len(result.digests)):
+        click.echo(line, err=True)
+
+
+class _Progress:
+    """One progress line on stderr at most every ``PROGRESS_SECONDS`` (rewritten on a tty)."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._last = self._started
+        self._tty = sys.stderr.isatty()
+
+    def update(self, stats: ScanStats) -> None:
+        now = time.monotonic()
+        if now - self._last < PROGRESS_SECONDS:
+            return
+        self._last = now
+        line = f"hashed {stats.files:,} files, {_size(stats.bytes)}, {now - self._started:.0f} s"
+        click.echo(f"\r{line}" if self._tty else line, err=True, nl=not self._tty)
+
+    def done(self, stats: ScanStats) -> None:
+        if self._tty:
+            click.echo("", err=True)
+        elapsed = time.monotonic() - self._started
+        line = f"hashed {stats.files:,} files, {_size(stats.bytes)} in {elapsed:.1f} s"
+        click.echo(line, err=True)
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _report(stats: ScanStats, paths: int) -> list[str]:
+    lines = [
+        f"{paths:,} paths in the policy ({stats.links:,} of them symbolic links to files), "
+        f"{stats.excluded:,} excluded, {stats.unreadable:,} unreadable"
+    ]
+    lines += [f"  unreadable: {example}" for example in stats.unreadable_examples]
+    if stats.unreadable > len(stats.unreadable_examples):
+        lines.append(f"  ... and {stats.unreadable - len(stats.unreadable_examples):,} more")
+    lines += [f"not walked: {tree}" for tree in stats.skipped_trees]
+    if stats.unresolved_links or stats.directory_links:
+        lines.append(
+            f"links not recorded: {stats.directory_links:,} to directories (their files are "
+            f"recorded under the real path), {stats.unresolved_links:,} dangling, looping or "
+            "into a skipped tree"
+        )
+    if stats.bad_names:
+        lines.append(f"{stats.bad_names:,} file names are not UTF-8 and were left out")
+    return lines
 
 
 def _pcr_option(values: tuple[str, ...]) -> dict[str, bytes]:

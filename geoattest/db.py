@@ -1,8 +1,13 @@
 """Database wiring: the declarative base, engines, sessions and schema migrations (Alembic).
 
-SQLite file by default; any SQLAlchemy URL (PostgreSQL) by setting. The schema is owned by the
-migrations in ``geoattest/migrations``: services call ``migrate(url)`` at start-up, never
-``create_all``, so a production database and a test database have the same history.
+SQLite file by default; PostgreSQL by setting a ``postgresql+psycopg://`` URL (psycopg 3; see
+``docs/configuration.md`` for the URL forms and how many connections each process opens). The
+schema is owned by the migrations in ``geoattest/migrations``: services call ``migrate(url)`` at
+start-up, never ``create_all``, so a production database and a test database have the same
+history.
+
+Every timestamp geoattest stores is UTC, and reads come back as aware UTC datetimes whatever the
+database server's ``timezone``: PostgreSQL sessions are opened with ``timezone=UTC``.
 """
 
 from __future__ import annotations
@@ -36,8 +41,17 @@ SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; for SQLite, enable WAL and FKs, and create a missing database file
     owner-only (0600, in directories created 0700) before SQLite opens it, so that it is never
-    readable by others (SQLite gives its -wal and -shm files the database file's mode)."""
+    readable by others (SQLite gives its -wal and -shm files the database file's mode); for
+    PostgreSQL, sessions in UTC. SQLAlchemy's default pool: up to 5 connections kept and 10 more
+    on demand per engine (one engine per process)."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # The server's own time zone would otherwise show in every timestamp read back. Options
+        # given in the URL are kept (connect_args would replace them), ours come last and win.
+        given = parsed.query.get("options", "")
+        given = given if isinstance(given, str) else " ".join(given)
+        options = f"{given} -c timezone=UTC".strip()
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     path = sqlite_path(url)
@@ -107,6 +121,8 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """``moment`` as an aware UTC datetime: SQLite hands back naive ones for timezone columns, and
-    everything geoattest stores is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    """``moment`` as an aware UTC datetime: SQLite hands back naive ones for timezone columns
+    (everything geoattest stores is UTC), PostgreSQL aware ones in the session's zone."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

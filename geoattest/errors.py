@@ -147,6 +147,27 @@ class PolicyInvalid(RequestError):
     code = "policy_invalid"
 
 
+class PolicyNotSigned(RequestError):
+    """A signature is required and the policy has none (a plain policy, or a DSSE envelope whose
+    ``signatures`` list is empty)."""
+
+    code = "policy_not_signed"
+
+
+class PolicyKeyRequired(RequestError):
+    """A signed policy was given without the key to verify it (never imported unverified)."""
+
+    code = "policy_key_required"
+
+
+class PolicySignatureInvalid(RequestError):
+    """No signature of a signed policy verifies under the key given (wrong key, bad signature,
+    tampered payload); the message says which signatures were tried."""
+
+    code = "policy_signature_invalid"
+    http_status = 403
+
+
 class AgentNotActive(Conflict):
     """The registrar has not (yet) proven this agent's AK, or it lacks an evidence API."""
 

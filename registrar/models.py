@@ -15,6 +15,10 @@ class AgentRecord(Base):
 
     Written only by a successful activation (``state`` is always ``active``; the column stays for
     the rows' history and the API's shape): an enrolment nobody proved never changes it.
+
+    Text the registrar does not choose (the trust anchor's subject, the TPM's manufacturer and
+    model from the EK certificate, the pins file's purchase order and asset tag) is unbounded
+    ``VARCHAR``: a length cap would refuse a genuine TPM on PostgreSQL only.
     """
 
     __tablename__ = "registrar_agents"
@@ -26,12 +30,12 @@ class AgentRecord(Base):
     ek_public: Mapped[bytes] = mapped_column(LargeBinary)
     ak_public: Mapped[bytes | None] = mapped_column(LargeBinary)
     ak_name: Mapped[bytes | None] = mapped_column(LargeBinary)
-    ek_anchor_subject: Mapped[str] = mapped_column(String(512))
+    ek_anchor_subject: Mapped[str] = mapped_column(String())
     ek_anchor_fingerprint: Mapped[str] = mapped_column(String(64))
-    tpm_manufacturer: Mapped[str | None] = mapped_column(String(64))
-    tpm_model: Mapped[str | None] = mapped_column(String(128))
-    purchase_order: Mapped[str | None] = mapped_column(String(128))
-    asset_tag: Mapped[str | None] = mapped_column(String(128))
+    tpm_manufacturer: Mapped[str | None] = mapped_column(String())
+    tpm_model: Mapped[str | None] = mapped_column(String())
+    purchase_order: Mapped[str | None] = mapped_column(String())
+    asset_tag: Mapped[str | None] = mapped_column(String())
     enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     agent_url: Mapped[str | None] = mapped_column(String(512))
@@ -62,12 +66,12 @@ class PendingEnrolment(Base):
     proof_check: Mapped[bytes] = mapped_column(LargeBinary)
     ek_certificate: Mapped[bytes] = mapped_column(LargeBinary)  # the bytes as the agent sent them
     ek_public: Mapped[bytes] = mapped_column(LargeBinary)
-    ek_anchor_subject: Mapped[str] = mapped_column(String(512))
+    ek_anchor_subject: Mapped[str] = mapped_column(String())
     ek_anchor_fingerprint: Mapped[str] = mapped_column(String(64))
-    tpm_manufacturer: Mapped[str | None] = mapped_column(String(64))
-    tpm_model: Mapped[str | None] = mapped_column(String(128))
-    purchase_order: Mapped[str | None] = mapped_column(String(128))
-    asset_tag: Mapped[str | None] = mapped_column(String(128))
+    tpm_manufacturer: Mapped[str | None] = mapped_column(String())
+    tpm_model: Mapped[str | None] = mapped_column(String())
+    purchase_order: Mapped[str | None] = mapped_column(String())
+    asset_tag: Mapped[str | None] = mapped_column(String())
     ak_public: Mapped[bytes] = mapped_column(LargeBinary)
     ak_name: Mapped[bytes] = mapped_column(LargeBinary)
     agent_url: Mapped[str | None] = mapped_column(String(512))

@@ -14,6 +14,11 @@ What does not (each is reported in ``KeylimeConversion.notes``; all make the res
 never looser): ``verification-keys`` (signature-based appraisal: we allow by digest only),
 ``ima.dm_policy`` (device-mapper validation), ``ima.log_hash_alg`` (we replay every quoted bank
 and verify the sha1 template hash anyway), ``release`` and ``meta``.
+
+A DSSE-signed policy (``keylime_sign_runtime_policy``) is converted only after its signature
+verified under the key the operator gives (``allowlists.ima.keylime_dsse``); without a key it is
+refused (``PolicyKeyRequired``), never imported unverified. Given a key, a plain policy is refused
+(``PolicyNotSigned``): asking for a signature and accepting none would be a silent downgrade.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from allowlists.ima.keylime_dsse import is_dsse_envelope, open_keylime_envelope
 from allowlists.ima.policy import RuntimePolicy, check_digest_text, load_json_object
-from geoattest.errors import PolicyInvalid
+from geoattest.errors import PolicyInvalid, PolicyKeyRequired, PolicyNotSigned
 
 _KEYLIME_KEYS = frozenset(
     {"meta", "release", "digests", "excludes", "keyrings", "ima", "ima-buf", "verification-keys"}
@@ -71,10 +79,43 @@ def _string_list(value: object, where: str) -> list[str]:
     return value
 
 
-def convert_keylime_policy(text: str) -> KeylimeConversion:
-    """Convert Keylime runtime-policy JSON; ``PolicyInvalid`` names the offending location."""
+def convert_keylime_policy(
+    text: str, *, key: ec.EllipticCurvePublicKey | None = None
+) -> KeylimeConversion:
+    """Convert Keylime runtime-policy JSON, or a DSSE envelope of one verified under ``key``.
+
+    Raises ``PolicyInvalid`` naming the offending location, ``PolicyKeyRequired`` for an envelope
+    without ``key``, ``PolicyNotSigned`` for a plain policy (or an envelope without signatures)
+    with ``key``, ``PolicySignatureInvalid`` when no signature verifies under ``key``.
+    """
     document = load_json_object(text, "Keylime runtime policy")
     notes: list[str] = []
+    signed_by = None
+    if is_dsse_envelope(document):
+        if key is None:
+            raise PolicyKeyRequired(
+                "this Keylime policy is a DSSE-signed envelope: give the signer's public key to "
+                "verify it (geoattest policy ima import --keylime-key KEY.pem)"
+            )
+        verified = open_keylime_envelope(document, key)
+        try:
+            payload = verified.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PolicyInvalid("$.payload: the signed policy is not UTF-8 text") from None
+        document = load_json_object(payload, "signed Keylime runtime policy")
+        signed_by = verified.key_id
+        notes.append(f"DSSE signature verified (signer key {signed_by})")
+    elif key is not None:
+        raise PolicyNotSigned(
+            "a signed Keylime policy was asked for (a key was given) and this one is a plain, "
+            "unsigned policy"
+        )
+    return _convert(document, notes, signed_by)
+
+
+def _convert(
+    document: Mapping[str, object], notes: list[str], signed_by: str | None
+) -> KeylimeConversion:
     unknown = sorted(set(document) - _KEYLIME_KEYS)
     if unknown:
         raise PolicyInvalid(f"$: unknown Keylime policy key(s) {', '.join(map(repr, unknown))}")
@@ -104,7 +145,10 @@ def convert_keylime_policy(text: str) -> KeylimeConversion:
         keyrings=_table(document, "keyrings"),
         ima_buf=_table(document, "ima-buf"),
         ignored_keyrings=frozenset(ignored),
-        meta={"imported_from": "keylime runtime policy v1"},
+        meta=(
+            {"imported_from": "keylime runtime policy v1"}
+            | ({"keylime_signer_key": signed_by} if signed_by else {})
+        ),
     )
     return KeylimeConversion(policy=policy, notes=tuple(notes))
 

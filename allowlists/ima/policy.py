@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -275,6 +275,12 @@ def parse_runtime_policy(text: str) -> RuntimePolicy:
 
 def dump_runtime_policy(policy: RuntimePolicy) -> str:
     """The policy as our JSON format: sorted, stable, one digest per line."""
+    return "".join(iter_runtime_policy_json(policy))
+
+
+def iter_runtime_policy_json(policy: RuntimePolicy) -> Iterator[str]:
+    """``dump_runtime_policy`` in pieces, for writing a whole-system policy (tens of MB) without
+    holding its text in memory."""
     document: dict[str, object] = {"version": policy.version}
     if policy.meta:
         document["meta"] = dict(sorted(policy.meta.items()))
@@ -288,7 +294,8 @@ def dump_runtime_policy(policy: RuntimePolicy) -> str:
     document["ignored_keyrings"] = sorted(policy.ignored_keyrings)
     if policy.allow_violations:
         document["allow_violations"] = True
-    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+    yield from json.JSONEncoder(indent=1, ensure_ascii=False).iterencode(document)
+    yield "\n"
 
 
 def generate_policy(

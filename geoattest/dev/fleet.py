@@ -8,7 +8,9 @@ under one state directory and is reused by the next run:
     ca/ ek-ca/ tpm/<agent>/ agent/<agent>/ ima/<agent>.log verifier-tls/ redis/ logs/
     registrar.sqlite  verifier.sqlite  fleet.json (ports of the running fleet)
 
-Each run restarts the swtpms, which is a reboot: the agents' IMA logs start over.
+Each run restarts the swtpms, which is a reboot: the agents' IMA logs start over. Every swtpm is
+shut down in order when the fleet stops (TPM2_Shutdown), and a TPM found in dictionary-attack
+lockout at start (left by power cuts: a killed fleet) is reset, since these are dev TPMs.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from geoattest.dev.procs import (
     redis_server,
 )
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.dev.swtpm.lockout import clear_lockout, lockout_state
 from geoattest.errors import ConfigurationError
 from geoattest.registrar_client import RegistrarClient
 from geoattest.tls_material import ensure_verifier_client_tls
@@ -69,6 +72,7 @@ class Fleet:
     verifier_url: str
     registrar_api_key: str  # admin keys of this run's operator (api-keys/operator.key)
     verifier_api_key: str
+    started_at: datetime  # only rounds that ended after this belong to this run
     agents: dict[str, AgentNode] = field(default_factory=dict)
 
     def verifier(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
@@ -78,6 +82,9 @@ class Fleet:
             method, self.verifier_url + path, headers=headers, timeout=10, **kwargs
         )
 
+    def verifier_get(self, path: str) -> requests.Response:
+        return self.verifier("GET", path)
+
 
 @contextmanager
 def local_fleet(
@@ -86,6 +93,7 @@ def local_fleet(
     """Start every part; stop them all (in reverse) when the block ends."""
     state_dir = state_dir.resolve()
     logs = state_dir / "logs"
+    started_at = datetime.now(UTC)
     with ExitStack() as stack:
         _step(1, f"TPM manufacturer CA in {state_dir / 'ca'}")
         ca = SwtpmCa.create(state_dir / "ca")
@@ -155,6 +163,7 @@ def local_fleet(
             verifier_url=verifier_url,
             registrar_api_key=ensure_api_key(state_dir, registrar_db, "operator", Role.ADMIN),
             verifier_api_key=ensure_api_key(state_dir, verifier_db, "operator", Role.ADMIN),
+            started_at=started_at,
         )
         _step(5, f"{len(agent_ids)} agent(s): swtpm, IMA log, evidence API over mTLS")
         for agent_id in agent_ids:
@@ -178,9 +187,9 @@ def enrol_all(fleet: Fleet) -> list[AgentView]:
     return views
 
 
-def admit_all(fleet: Fleet, *, timeout: float = 60.0) -> list[dict[str, object]]:
-    """Give the verifier a policy made from what the agents measured, put every agent under
-    verification (re-admitting failed ones), and wait until all are attested."""
+def admit_all(fleet: Fleet) -> None:
+    """Give the verifier a policy made from what the agents measured and put every agent under
+    verification (an agent known from an earlier run is refreshed and re-admitted)."""
     response = fleet.verifier("PUT", f"/v1/policies/{POLICY_NAME}", json=_policy(fleet))
     response.raise_for_status()
     for agent_id in fleet.agents:
@@ -190,20 +199,11 @@ def admit_all(fleet: Fleet, *, timeout: float = 60.0) -> list[dict[str, object]]
                 fleet.verifier("POST", f"/v1/agents/{agent_id}/{action}")
         elif not added.ok:
             raise ConfigurationError(f"verifier refused {agent_id}: {added.text}")
-    deadline = time.monotonic() + timeout
-    while True:
-        statuses = [
-            fleet.verifier("GET", f"/v1/agents/{agent_id}").json() for agent_id in fleet.agents
-        ]
-        if all(status["state"] == "attested" for status in statuses):
-            return statuses
-        if time.monotonic() > deadline:
-            return statuses
-        time.sleep(0.3)
 
 
 def measure_on(state_dir: Path, agent_id: str, path: Path) -> str:
-    """Record ``path`` as executed on a running fleet's agent (its IMA log and PCR 10)."""
+    """Record ``path`` as executed on a running fleet's agent (its IMA log and PCR 10), under
+    its real path as IMA logs it (links resolved)."""
     fleet_file = state_dir / "fleet.json"
     if not fleet_file.is_file():
         raise ConfigurationError(f"no running fleet in {state_dir} (start 'geoattest dev fleet')")
@@ -211,7 +211,8 @@ def measure_on(state_dir: Path, agent_id: str, path: Path) -> str:
     if agent_id not in agents:
         raise ConfigurationError(f"no agent {agent_id!r} in the fleet ({', '.join(agents)})")
     ima = ImaEmulator(agents[agent_id]["tcti"], Path(agents[agent_id]["ima_log"]))
-    entry = ima.measure(str(path), path.read_bytes())
+    real = path.resolve()  # IMA logs the file it opened: links resolved (d_path)
+    entry = ima.measure(str(real), real.read_bytes())
     return entry.line
 
 
@@ -225,12 +226,14 @@ def _start_agent(
         print(f"      manufacturing TPM for {agent_id} (EK certificate from the CA)", flush=True)
         swtpm = SwtpmInstance.setup(tpm_dir, ca)
     stack.enter_context(swtpm)
+    _recover_lockout(agent_id, swtpm)
     ima = ImaEmulator(swtpm.tcti, state_dir / "ima" / f"{agent_id}.log")
     ima.new_boot()  # the swtpm just started: a new boot, a new measurement list
     ima.boot_aggregate()
     for executable in SAMPLE_EXECUTABLES:
-        if Path(executable).is_file():
-            ima.measure(executable, Path(executable).read_bytes())
+        real = Path(executable).resolve()
+        if real.is_file():
+            ima.measure(str(real), real.read_bytes())
     port = free_port()
     agent_dir = state_dir / "agent" / agent_id
     ensure_server_identity(agent_dir, agent_id, "127.0.0.1", renew=True)
@@ -252,6 +255,22 @@ def _start_agent(
         state_dir=agent_dir,
         url=f"https://127.0.0.1:{port}",
     )
+
+
+def _recover_lockout(agent_id: str, swtpm: SwtpmInstance) -> None:
+    """Reset the DA counter of a dev TPM that earlier power cuts (a killed fleet) left counting
+    or locked, so enrolment and quotes can use the AK again."""
+    state = lockout_state(swtpm.tcti)
+    if state.failed_tries == 0 and not state.in_lockout:
+        return
+    what = "in DA lockout" if state.in_lockout else "counting toward DA lockout"
+    clear_lockout(swtpm.tcti)
+    text = (
+        f"{agent_id}: TPM was {what} ({state.failed_tries} of {state.max_tries} failures, from "
+        "unorderly shutdowns); reset it with the dev TPM's lockout auth"
+    )
+    log.warning("%s", text)
+    print(f"      {text}", flush=True)
 
 
 def _policy(fleet: Fleet) -> dict[str, object]:

@@ -1,5 +1,7 @@
 """The quickstart's main job, as ``deploy/quickstart`` runs it: the local fleet attests its agents,
-a second run reuses the state, and drift on a running fleet is caught within seconds."""
+the same state starts and stops again and again (no walk into TPM dictionary-attack lockout, and
+a TPM already locked out is reset), the table shows only this run's rounds, and drift on a
+running fleet is caught within seconds and printed where the fleet runs."""
 
 from __future__ import annotations
 
@@ -10,12 +12,16 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
 
+from agent.tpm_device import TpmDevice
 from geoattest.dev.procs import free_port
+from geoattest.dev.swtpm import SwtpmInstance
+from geoattest.dev.swtpm.lockout import LockoutState, lockout_state
 from tests.support.access import bearer
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
@@ -27,18 +33,34 @@ def _env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("GEOATTEST_")}
 
 
-def _fleet_argv(state_dir: Path, *extra: str) -> list[str]:
+def _fleet_argv(state_dir: Path, *extra: str, agents: int = 2) -> list[str]:
     return [
-        *GEOATTEST, "dev", "fleet", "--state-dir", str(state_dir), "--agents", "2",
+        *GEOATTEST, "dev", "fleet", "--state-dir", str(state_dir), "--agents", str(agents),
         "--registrar-port", str(free_port()), "--verifier-port", str(free_port()), *extra,
     ]  # fmt: skip
 
 
-def _run_once(state_dir: Path) -> subprocess.CompletedProcess[str]:
+def _run_once(state_dir: Path, *, agents: int = 2) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _fleet_argv(state_dir, "--once"),
+        _fleet_argv(state_dir, "--once", agents=agents),
         capture_output=True, text=True, timeout=300, env=_env(), check=False,
     )  # fmt: skip
+
+
+def _last_round(output: str, agent_id: str, started: datetime) -> datetime:
+    """The LAST ROUND of ``agent_id``'s row in the fleet's table (local time of day), as a moment
+    near ``started``; fails when the row is not ``attested`` with a round of its own."""
+    found = re.search(rf"^{agent_id}\s+attested\s+\d+\s+(\d\d:\d\d:\d\d)\s", output, re.M)
+    assert found, output
+    clock = datetime.strptime(found.group(1), "%H:%M:%S").time()
+    moment = datetime.combine(started.date(), clock, started.tzinfo)
+    return moment + timedelta(days=1) if moment < started - timedelta(hours=12) else moment
+
+
+def _da_state(state_dir: Path, agent_id: str) -> LockoutState:
+    """The DA counters of a stopped fleet's TPM (started, read, stopped in order)."""
+    with SwtpmInstance(state_dir / "tpm" / agent_id) as swtpm:
+        return lockout_state(swtpm.tcti)
 
 
 def test_local_fleet_attests_its_agents_and_a_second_run_reuses_the_state(tmp_path: Path) -> None:
@@ -58,11 +80,48 @@ def test_local_fleet_attests_its_agents_and_a_second_run_reuses_the_state(tmp_pa
     assert re.search(r"^edge-01\s+attested", second.stdout, re.MULTILINE)
 
 
+def test_the_same_state_starts_and_stops_ten_times(tmp_path: Path) -> None:
+    """Every run enrols and attests anew, and its table shows a round of that run. No run needed
+    the lockout reset: the TPM was shut down in order each time (the DA counter stays 0)."""
+    state_dir = tmp_path / "quickstart"
+    for run in range(10):
+        started = datetime.now().astimezone().replace(microsecond=0)
+        done = _run_once(state_dir, agents=1)
+        assert done.returncode == 0, f"run {run + 1}:\n{done.stdout}{done.stderr}"
+        assert "state:                   active" in done.stdout, done.stdout
+        assert _last_round(done.stdout, "edge-01", started) >= started, done.stdout
+        assert "DA lockout" not in done.stdout + done.stderr
+    assert _da_state(state_dir, "edge-01").failed_tries == 0
+
+
+def test_a_tpm_left_in_lockout_is_reset_and_the_fleet_attests(tmp_path: Path) -> None:
+    state_dir = tmp_path / "quickstart"
+    assert _run_once(state_dir, agents=1).returncode == 0
+    with SwtpmInstance(state_dir / "tpm" / "edge-01") as swtpm:
+        max_tries = lockout_state(swtpm.tcti).max_tries
+        for _ in range(max_tries):  # what a fleet killed with SIGKILL leaves behind
+            with TpmDevice(swtpm.tcti) as device:
+                device.quote(b"nonce", {"sha256": [0]})
+            swtpm.restart(orderly=False)
+        assert lockout_state(swtpm.tcti).in_lockout
+    done = _run_once(state_dir, agents=1)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"edge-01: TPM was in DA lockout ({max_tries} of {max_tries} failures" in done.stdout
+    assert re.search(r"^edge-01\s+attested\s+\d+", done.stdout, re.MULTILINE)
+    assert _da_state(state_dir, "edge-01").failed_tries == 0
+
+
 def test_drift_on_a_running_fleet_fails_the_agent_within_seconds(tmp_path: Path) -> None:
+    """Stopped with Ctrl-C as a terminal sends it (SIGINT to the whole process group), the fleet
+    still shuts every TPM down in order."""
     state_dir = tmp_path / "quickstart"
     log = (tmp_path / "fleet.out").open("w")
     fleet = subprocess.Popen(
-        _fleet_argv(state_dir), stdout=log, stderr=subprocess.STDOUT, env=_env()
+        _fleet_argv(state_dir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 240
@@ -95,8 +154,15 @@ def test_drift_on_a_running_fleet_fails_the_agent_within_seconds(tmp_path: Path)
             f"{verifier_url}/v1/agents/edge-02", headers=operator, timeout=5
         ).json()
         assert other["state"] == "attested"
+        printed = "edge-01: attested -> failed: ima_entry_not_allowed"
+        while printed not in (tmp_path / "fleet.out").read_text():
+            assert time.monotonic() - started < 20, (tmp_path / "fleet.out").read_text()
+            time.sleep(0.2)
     finally:
-        fleet.send_signal(signal.SIGINT)
+        os.killpg(fleet.pid, signal.SIGINT)
         fleet.wait(timeout=60)
         log.close()
-    assert fleet.returncode == 0
+    assert fleet.returncode == 0, (tmp_path / "fleet.out").read_text()
+    assert "fleet stopped" in (tmp_path / "fleet.out").read_text()
+    for agent_id in ("edge-01", "edge-02"):
+        assert _da_state(state_dir, agent_id).failed_tries == 0

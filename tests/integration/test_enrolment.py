@@ -84,7 +84,7 @@ def test_tpm_from_foreign_manufacturer_is_refused(
 
 
 def test_pinned_policy_refuses_unpinned_ek_and_records_the_pin(
-    tmp_path: Path, trust_dir: Path, make_swtpm: MakeSwtpm
+    tmp_path: Path, trust_dir: Path, make_swtpm: MakeSwtpm, database_url: str
 ) -> None:
     pinned, unpinned = make_swtpm(), make_swtpm()
     with TpmDevice(pinned.tcti) as device:
@@ -94,7 +94,9 @@ def test_pinned_policy_refuses_unpinned_ek_and_records_the_pin(
         f'[[pin]]\nsha256 = "{fingerprint}"\npurchase_order = "PO-2026-0042"\n'
         'asset_tag = "edge-fra-017"\n'
     )
-    with running_registrar(tmp_path, trust_dir, pins_file=pins) as registrar:
+    with running_registrar(
+        tmp_path, trust_dir, pins_file=pins, database_url=database_url
+    ) as registrar:
         client = registrar.client()
         with TpmDevice(unpinned.tcti) as device, pytest.raises(EkNotPinned):
             enrol(device, client, "unpinned")
@@ -193,9 +195,9 @@ def test_an_ek_belongs_to_one_agent_id(swtpm: SwtpmInstance, client: RegistrarCl
 
 
 def test_delete_needs_an_admin_api_key(
-    tmp_path: Path, trust_dir: Path, swtpm: SwtpmInstance
+    tmp_path: Path, trust_dir: Path, swtpm: SwtpmInstance, database_url: str
 ) -> None:
-    with running_registrar(tmp_path, trust_dir) as registrar:
+    with running_registrar(tmp_path, trust_dir, database_url=database_url) as registrar:
         client = RegistrarClient(registrar.url)
         with TpmDevice(swtpm.tcti) as device:
             enrol(device, client, "doomed")

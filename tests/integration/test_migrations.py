@@ -1,4 +1,5 @@
-"""The Alembic history and the SQLAlchemy models describe the same schema, on a real SQLite file."""
+"""The Alembic history and the SQLAlchemy models describe the same schema, on a real SQLite file
+and a real PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import verifier.storage.models  # noqa: F401  # and the verifier's
 from geoattest.db import MIGRATIONS_DIR, Base, make_engine, migrate
 
 
-def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'fresh.sqlite'}")
+def test_migrated_schema_matches_the_models(database_url: str) -> None:
+    engine = make_engine(database_url)
     migrate(engine)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -25,12 +26,22 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
     assert differences == []
 
 
-def test_migrate_is_idempotent_and_creates_the_parent_directory(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "dir" / "geoattest.sqlite"
-    engine = make_engine(f"sqlite:///{path}")
+def test_migrate_is_idempotent(database_url: str) -> None:
+    engine = make_engine(database_url)
     migrate(engine)
     migrate(engine)
     tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {"registrar_agents", "registrar_enrolments", "verifier_agents", "alembic_version"} <= (
+        tables
+    )
+    assert "registrar_challenges" not in tables  # it held challenge secrets in plain
+
+
+def test_a_sqlite_database_is_created_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "geoattest.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
     with engine.connect() as open_connection:  # WAL mode: SQLite's -wal and -shm exist now
         open_connection.execute(text("SELECT count(*) FROM registrar_agents"))
         sidecars = sorted(path.parent.glob("geoattest.sqlite-*"))
@@ -38,9 +49,6 @@ def test_migrate_is_idempotent_and_creates_the_parent_directory(tmp_path: Path) 
     engine.dispose()
     assert len(sidecars) == 2, sidecars
     assert sidecar_modes == [0o600, 0o600]  # SQLite gives them the database file's mode
-    assert path.exists()
-    assert {"registrar_agents", "registrar_enrolments", "alembic_version"} <= tables
-    assert "registrar_challenges" not in tables  # it held challenge secrets in plain
     # Created owner-only: the database file 0600, the directories it needed 0700.
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -58,6 +58,12 @@ def _column_values(database: Path) -> list[bytes]:
     return values
 
 
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """These tests read the SQLite file itself and check its modes: SQLite only."""
+    return f"sqlite:///{tmp_path / 'registrar.sqlite'}"
+
+
 @pytest.mark.swtpm
 def test_nothing_in_the_database_computes_a_valid_proof(
     swtpm: SwtpmInstance, registrar: RunningRegistrar, client: RegistrarClient

@@ -1,4 +1,5 @@
-"""A real registrar served over HTTP on a free loopback port, with its own SQLite file."""
+"""A real registrar served over HTTP on a free loopback port, on its own database (a SQLite file
+unless a URL is given)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import requests
 from werkzeug.serving import make_server
 
 from geoattest.access.keys import Role
+from geoattest.db import sqlite_path
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import load_settings
 from registrar.app import create_app
@@ -22,10 +24,18 @@ from tests.support.access import bearer, issue_api_key
 @dataclass(frozen=True, slots=True)
 class RunningRegistrar:
     url: str
-    database: Path
+    database_url: str
     trust_dir: Path
     api_key: str  # role admin: what an operator (and these tests) present
     reader_key: str  # role viewer: what a verifier presents to read identities
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file (for tests of its modes); an error on PostgreSQL."""
+        path = sqlite_path(self.database_url)
+        if path is None:
+            raise ValueError(f"{self.database_url} is not a SQLite file")
+        return path
 
     def post(self, path: str, body: object) -> requests.Response:
         return requests.post(self.url + path, json=body, timeout=10)
@@ -53,15 +63,16 @@ def running_registrar(
     *,
     pins_file: Path | None = None,
     challenge_ttl_seconds: int | None = None,
+    database_url: str | None = None,
 ) -> Iterator[RunningRegistrar]:
     """Serve ``create_app`` over real HTTP on a free loopback port for the block.
 
     werkzeug's threaded server is used in-process because it stops cleanly from another thread
     (waitress has no thread-safe stop); the waitress path is covered by the CLI test.
     """
-    database = workdir / "registrar.sqlite"
+    database_url = database_url or f"sqlite:///{workdir / 'registrar.sqlite'}"
     settings = load_settings(
-        database_url=f"sqlite:///{database}",
+        database_url=database_url,
         registrar_state_dir=workdir / "registrar-state",
         ek_ca_dir=trust_dir,
         ek_pins_file=pins_file,
@@ -77,7 +88,7 @@ def running_registrar(
     try:
         yield RunningRegistrar(
             url=f"http://127.0.0.1:{port}",
-            database=database,
+            database_url=database_url,
             trust_dir=trust_dir,
             api_key=admin,
             reader_key=reader,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,8 +23,11 @@ class SoftwareCa:
     def pem(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
-    def issue_ek_certificate(self, ek_key: ec.EllipticCurvePublicKey) -> bytes:
-        """DER of an EK certificate for ``ek_key``: empty subject, critical SAN, like real ones."""
+    def issue_ek_certificate(
+        self, ek_key: ec.EllipticCurvePublicKey, *, model: str = "TESTTPM"
+    ) -> bytes:
+        """DER of an EK certificate for ``ek_key``: empty subject, critical SAN (TPM manufacturer
+        ``id:54455354``, ``model``, version), like real ones."""
         san = x509.SubjectAlternativeName(
             [
                 x509.DirectoryName(
@@ -32,7 +36,7 @@ class SoftwareCa:
                             x509.NameAttribute(
                                 x509.ObjectIdentifier("2.23.133.2.1"), "id:54455354"
                             ),
-                            x509.NameAttribute(x509.ObjectIdentifier("2.23.133.2.2"), "TESTTPM"),
+                            x509.NameAttribute(x509.ObjectIdentifier("2.23.133.2.2"), model),
                             x509.NameAttribute(x509.ObjectIdentifier("2.23.133.2.3"), "id:0001"),
                         ]
                     )
@@ -53,9 +57,15 @@ class SoftwareCa:
         return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
-def make_ca(common_name: str = "Test TPM Manufacturer Root") -> SoftwareCa:
+def make_ca(
+    common_name: str = "Test TPM Manufacturer Root", *, units: Sequence[str] = ()
+) -> SoftwareCa:
+    """A self-signed root; ``units`` add OU attributes to its subject (long subjects)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit) for unit in units]
+        + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    )
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -27,6 +27,7 @@ from geoattest.dev.swtpm._tools import (
     wait_for_exit,
 )
 from geoattest.dev.swtpm.ca import SwtpmCa
+from geoattest.dev.swtpm.shutdown import shutdown_clear
 from geoattest.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -35,9 +36,10 @@ logger = logging.getLogger(__name__)
 class SwtpmInstance:
     """One software TPM: a state directory, served by ``swtpm socket`` on a TCP port pair.
 
-    ``start`` runs swtpm as a child process (tests kill it) or, with ``daemon=True``, detached
-    with a pid file (quickstart). ``restart`` is a reboot: the TPM starts with Startup(CLEAR) and
-    no prior Shutdown, so the quote's resetCount increments.
+    ``start`` runs swtpm as a child process or, with ``daemon=True``, detached with a pid file.
+    ``stop`` shuts the TPM down in order (TPM2_Shutdown(CLEAR), see ``shutdown``) unless told to
+    cut the power; ``restart`` is a reboot: the TPM starts again with Startup(CLEAR), so the
+    quote's resetCount increments either way.
     """
 
     def __init__(self, state_dir: Path, *, host: str = LOOPBACK) -> None:
@@ -177,7 +179,10 @@ class SwtpmInstance:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                # Its own process group even as a child: a Ctrl-C in the terminal must not reach
+                # swtpm before ``stop`` has shut the TPM down in order.
                 start_new_session=daemon,
+                process_group=None if daemon else 0,
             )
         if daemon:
             returncode = process.wait(timeout=START_TIMEOUT_S)
@@ -209,12 +214,18 @@ class SwtpmInstance:
             raise PortBusy(port)
         raise ConfigurationError(f"swtpm exited with status {returncode} on start: {output}")
 
-    def stop(self) -> None:
-        """Stop swtpm (SIGTERM, then SIGKILL after 5 s): a power cut, volatile state is lost.
+    def stop(self, *, orderly: bool = True) -> None:
+        """Stop swtpm: TPM2_Shutdown(CLEAR) first, then SIGTERM (SIGKILL after 5 s).
 
+        ``orderly=False`` skips the TPM2_Shutdown: a power cut, which a TPM counts toward
+        dictionary-attack lockout once a DA-protected key was used (tests of that use it).
         Idempotent. A daemon (also one started by another process) is found through the pid file
         and stopped only if that pid is still a swtpm serving this state directory.
         """
+        pid = self._daemon_pid()
+        port = self._port if self._port is not None else self._recorded_port()
+        if orderly and port is not None and (self._child_running() or pid is not None):
+            shutdown_clear(self.host, port)
         if self._process is not None:
             process, self._process = self._process, None
             if process.poll() is None:
@@ -224,16 +235,19 @@ class SwtpmInstance:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-        pid = self._daemon_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             wait_for_exit(pid)
 
-    def restart(self) -> None:
-        """Reboot the TPM on the same ports: stop, then start with Startup(CLEAR)."""
+    def _child_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def restart(self, *, orderly: bool = True) -> None:
+        """Reboot the TPM on the same ports: stop (in order, or a power cut), then start with
+        Startup(CLEAR)."""
         port = self.port
         daemon = self._process is None and self._daemon_pid() is not None
-        self.stop()
+        self.stop(orderly=orderly)
         self.start(port, daemon=daemon, pid_file=self._pid_file)
 
     @property
