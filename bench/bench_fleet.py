@@ -129,6 +129,8 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
                 redis_url=redis_url,
                 registrar_url=registrar.url,
                 registrar_api_key=registrar.reader_key,
+                registrar_signing_key=registrar.signing_key,
+                ek_ca_dir=registrar.trust_dir,
                 verifier_tls_dir=work / "tls" / "verifier",
                 verifier_port=port,
                 round_interval_seconds=interval,

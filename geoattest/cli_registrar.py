@@ -57,3 +57,23 @@ def serve(ctx: click.Context, /, threads: int, **flags: object) -> None:
         threads=threads,
         ident="geoattest-registrar",
     )
+
+
+@registrar.command("signing-key")
+@click.option(
+    "--state-dir",
+    "registrar_state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The registrar's state directory (default var/registrar).",
+)
+@click.pass_context
+@reports_errors
+def signing_key(ctx: click.Context, /, **flags: object) -> None:
+    """Print the registrar's public signing key (PEM): pin it on verifiers
+    (GEOATTEST_REGISTRAR_SIGNING_KEY) and give it to auditors. Creates the key on first use."""
+    from registrar.signing import RegistrarSigner
+
+    settings = build_settings(ctx, **flags)
+    signer = RegistrarSigner.load(settings.registrar_state_dir)
+    click.echo(signer.public_pem(), nl=False)
+    click.echo(f"key id {signer.key_id}", err=True)

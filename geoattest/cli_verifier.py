@@ -24,6 +24,18 @@ def verifier() -> None:
 @click.option("--db", "database_url", help="SQLAlchemy database URL.")
 @click.option("--redis", "redis_url", help="Redis URL (default redis://127.0.0.1:6379/0).")
 @click.option("--registrar", "registrar_url", help="Registrar base URL.")
+@click.option(
+    "--ek-ca",
+    "ek_ca_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The verifier's own EK trust store (manufacturer CA certificates).",
+)
+@click.option(
+    "--registrar-signing-key",
+    "registrar_signing_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM of the registrar's public signing key (pinned).",
+)
 @click.pass_context
 @reports_errors
 def serve(ctx: click.Context, /, **flags: object) -> None:

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         description="The API key this client (CLI) presents to the registrar or verifier "
         "(gak_…, from 'geoattest api-keys create'); a short or malformed key is refused.",
     )
+    registrar_signing_key: Path | None = Field(
+        default=None,
+        description="PEM of the registrar's public signing key, pinned: the verifier accepts "
+        "identities only in records it signed ('geoattest registrar signing-key' prints it).",
+    )
     registrar_api_key: SecretStr | None = Field(
         default=None,
         description="The verifier's key for the registrar (role viewer: it reads identities).",

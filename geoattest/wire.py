@@ -176,6 +176,16 @@ class AgentView(_Wire):
     location_key_public: B64Bytes | None = None  # TPM2B_PUBLIC of the TPM-resident location key
     location_key_certify_attest: B64Bytes | None = None  # its TPM2_Certify by the AK (TPMS_ATTEST)
     location_key_certify_signature: B64Bytes | None = None  # and the AK's TPMT_SIGNATURE over it
+    # The registrar's signed statement of these facts (``geoattest.identity_statement``).
+    identity_statement: B64Bytes | None = None
+    identity_signature: B64Bytes | None = None
+
+
+class SigningKeyView(_Wire):
+    """The registrar's public signing key (pin it from a channel you trust)."""
+
+    key_id: str  # RFC 7638 thumbprint
+    public_key_pem: str
 
 
 class AgentList(_Wire):

@@ -7,6 +7,8 @@ Answers omit fields at their default (peers tolerate version skew, ``wire._Toler
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 
@@ -14,6 +16,7 @@ from geoattest.access.guard import public, requires
 from geoattest.access.keys import Role
 from geoattest.errors import AgentIdInvalid
 from geoattest.http import parse_body
+from geoattest.identity_statement import IdentityFacts
 from geoattest.wire import (
     AGENT_ID_RULE,
     ActivateRequest,
@@ -22,11 +25,13 @@ from geoattest.wire import (
     CredentialChallengeWire,
     EnrolResponse,
     LocationKeyWire,
+    SigningKeyView,
     is_agent_id,
 )
 from registrar.enrol_body import read_enrolment
 from registrar.identity import AgentIdentity
 from registrar.registry import EnrolmentEvidence, LocationKey, Registry
+from registrar.signing import RegistrarSigner
 
 blueprint = Blueprint("registrar", __name__, url_prefix="/v1")
 
@@ -128,8 +133,38 @@ def _location_key(wire: LocationKeyWire) -> LocationKey:
     )
 
 
+def _signer() -> RegistrarSigner:
+    signer: RegistrarSigner = current_app.extensions["geoattest.signer"]
+    return signer
+
+
+@blueprint.get("/signing-key")
+@public  # a public key; pin it from a channel you trust, not from here
+def signing_key() -> Response:
+    signer = _signer()
+    return _json(SigningKeyView(key_id=signer.key_id, public_key_pem=signer.public_pem()))
+
+
 def _view(identity: AgentIdentity) -> AgentView:
+    statement, signature = _signer().sign(
+        IdentityFacts(
+            agent_id=identity.agent_id,
+            state=identity.state,
+            activated_at=identity.activated_at,
+            ek_certificate=identity.ek_certificate,
+            ek_public=identity.ek_public,
+            ak_public=identity.ak_public,
+            agent_url=identity.agent_url,
+            tls_certificate=identity.tls_certificate,
+            location_key_public=identity.location_key_public,
+            location_key_certify_attest=identity.location_key_certify_attest,
+            location_key_certify_signature=identity.location_key_certify_signature,
+        ),
+        datetime.now(UTC),
+    )
     return AgentView(
+        identity_statement=statement,
+        identity_signature=signature,
         agent_id=identity.agent_id,
         state=identity.state,
         ek_fingerprint=identity.ek_fingerprint,

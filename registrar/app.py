@@ -19,6 +19,7 @@ from geoattest.trust_files import load_pins_file, load_trust_store_dir
 from registrar.api import blueprint
 from registrar.proof_check import ProofChecker
 from registrar.registry import Registry, TrustPolicy
+from registrar.signing import RegistrarSigner
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings) -> Flask:
     install_api_plumbing(app)
     install_access(app, AccessStore(session_factory(engine)))
     app.extensions["geoattest.registry"] = Registry(session_factory(engine), trust, checker)
+    app.extensions["geoattest.signer"] = RegistrarSigner.load(settings.registrar_state_dir)
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
     app.register_blueprint(audit_blueprint)

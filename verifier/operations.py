@@ -13,20 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import tpm
 from geoattest.errors import (
     AgentNotActive,
     AgentUrlInvalid,
-    AkInvalid,
-    CertifyInvalid,
     Conflict,
-    LocationKeyInvalid,
     PolicyInvalid,
-    TpmFormatError,
 )
 from geoattest.registrar_client import RegistrarClient
-from geoattest.wire import AgentView, PolicyDocument, location_key_qualifying_data
+from geoattest.wire import PolicyDocument
 from geofence import ZoneSet
+from verifier.core.identity import IdentityTrust, check_identity
 from verifier.core.policy import canonical_document, document_digest, policy_from_document
 from verifier.core.reasons import Reason
 from verifier.core.record import RecordKind
@@ -50,36 +46,6 @@ class ActiveIdentity:
     location_key_public: bytes | None  # certified by the AK at the registrar (geofencing nodes)
 
 
-def _recheck(agent_id: str, ak_public: bytes, identity: AgentView) -> None:
-    """Trust the registrar's record only as far as it proves itself: the AK must be an AK, and a
-    location key must carry the AK's certification (a tampered answer is refused here)."""
-    try:
-        ak = tpm.parse_tpm2b_public(ak_public)
-        tpm.check_ak_attributes(ak)
-    except (TpmFormatError, AkInvalid) as e:
-        raise AkInvalid(f"registrar record of {agent_id!r}: {e.message}") from e
-    if identity.location_key_public is None:
-        return
-    attest, signature = (
-        identity.location_key_certify_attest,
-        identity.location_key_certify_signature,
-    )
-    try:
-        if attest is None or signature is None:
-            raise LocationKeyInvalid("the location key comes without its certification")
-        key = tpm.parse_tpm2b_public(identity.location_key_public)
-        tpm.check_location_key_attributes(key)
-        tpm.verify_certify(
-            signer=ak,
-            attest=attest,
-            signature=signature,
-            certified=key,
-            qualifying_data=location_key_qualifying_data(agent_id, ak.name),
-        )
-    except (TpmFormatError, CertifyInvalid, LocationKeyInvalid) as e:
-        raise LocationKeyInvalid(f"registrar record of {agent_id!r}: {e.message}") from e
-
-
 OPERATOR_LOCK_TTL = 30.0
 OPERATOR_LOCK_WAIT = 20.0  # longer than any round (its HTTP fetch has a total deadline)
 
@@ -92,6 +58,7 @@ class Operations:
         verdicts: VerdictStore,
         hot: HotState,
         registrar: RegistrarClient,
+        identity_trust: IdentityTrust,
         origin: RecordOrigin,
         zones: ZoneSet | None = None,
         clock: Callable[[], float] = time.time,
@@ -101,6 +68,7 @@ class Operations:
         self._verdicts = verdicts
         self._hot = hot
         self._registrar = registrar
+        self._identity_trust = identity_trust
         self._origin = origin
         self._clock = clock
         self._publish = EventPublisher(hot=hot, enqueue_delivery=_no_deliveries)
@@ -109,28 +77,26 @@ class Operations:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     def _active_identity(self, agent_id: str) -> ActiveIdentity:
-        identity = self._registrar.get_agent(agent_id)
-        if identity.agent_id != agent_id:
-            raise AgentNotActive(
-                f"the registrar answered for agent {identity.agent_id!r} when asked for "
-                f"{agent_id!r}"
-            )
-        if identity.state != "active" or identity.ak_public is None:
-            raise AgentNotActive(f"agent {agent_id!r} is {identity.state} at the registrar")
-        if identity.agent_url is None or identity.tls_certificate is None:
+        """The registrar's record of ``agent_id``, checked as ``check_identity`` says (signed by
+        the pinned registrar, EK re-validated against the verifier's own trust store), active and
+        with an evidence API the rounds can reach."""
+        view = self._registrar.get_agent(agent_id)
+        checked = check_identity(view, self._identity_trust, asked_for=agent_id, now=self._now())
+        if view.state != "active":
+            raise AgentNotActive(f"agent {agent_id!r} is {view.state} at the registrar")
+        if checked.agent_url is None or checked.tls_certificate is None:
             raise AgentNotActive(
                 f"agent {agent_id!r} enrolled without an evidence API (agent_url, TLS certificate)"
             )
         try:
-            parse_agent_url(identity.agent_url)
+            parse_agent_url(checked.agent_url)
         except AgentUrlInvalid as e:
             raise AgentNotActive(f"agent {agent_id!r}: {e.message}") from e
-        _recheck(agent_id, identity.ak_public, identity)
         return ActiveIdentity(
-            ak_public=identity.ak_public,
-            agent_url=identity.agent_url,
-            tls_certificate=identity.tls_certificate,
-            location_key_public=identity.location_key_public,
+            ak_public=checked.ak_public,
+            agent_url=checked.agent_url,
+            tls_certificate=checked.tls_certificate,
+            location_key_public=checked.location_key_public,
         )
 
     def put_policy(self, name: str, document: PolicyDocument) -> StoredPolicy:

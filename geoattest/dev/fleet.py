@@ -48,6 +48,7 @@ from geoattest.errors import ConfigurationError
 from geoattest.registrar_client import RegistrarClient
 from geoattest.tls_material import ensure_verifier_client_tls
 from geoattest.wire import AgentView
+from registrar.signing import RegistrarSigner
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +128,16 @@ def local_fleet(
         tls = ensure_verifier_client_tls(state_dir / "verifier-tls")
         registrar_db, verifier_db = _sqlite(state_dir, "registrar"), _sqlite(state_dir, "verifier")
         reader_key = ensure_api_key(state_dir, registrar_db, "verifier", Role.VIEWER)
+        signing_key = state_dir / "registrar-signing-key.pem"  # what the verifier pins
+        signing_key.write_text(RegistrarSigner.load(state_dir / "registrar").public_pem())
         verifier_env = geoattest_env(
             {
                 "GEOATTEST_DATABASE_URL": verifier_db,
                 "GEOATTEST_REDIS_URL": redis_url,
                 "GEOATTEST_REGISTRAR_URL": registrar_url,
                 "GEOATTEST_REGISTRAR_API_KEY": reader_key,
+                "GEOATTEST_REGISTRAR_SIGNING_KEY": str(signing_key),
+                "GEOATTEST_EK_CA_DIR": str(trust_dir),
                 "GEOATTEST_VERIFIER_TLS_DIR": str(state_dir / "verifier-tls"),
                 "GEOATTEST_VERIFIER_PORT": str(verifier_port),
             }

@@ -29,6 +29,7 @@ PUBLIC_ROUTES = {
     ("registrar", "POST", "/v1/agents/<agent_id>/activate"),
     ("registrar", "PUT", "/v1/agents/<agent_id>/location-key"),  # certified by the enrolled AK
     ("registrar", "GET", "/v1/healthz"),
+    ("registrar", "GET", "/v1/signing-key"),  # a public key (pinned out of band)
     ("verifier", "GET", "/v1/healthz"),
 }
 SAMPLE = {"agent_id": "edge-1", "name": "p", "action": "pause", "round_id": "r1"}
@@ -48,11 +49,19 @@ def apps(tmp_path: Path, trust_dir: Path, redis_url: str) -> Iterator[dict[str, 
             database_url=f"sqlite:///{tmp_path / 'verifier.sqlite'}",
             redis_url=redis_url,
             verifier_tls_dir=tmp_path / "verifier-tls",
+            ek_ca_dir=trust_dir,
+            registrar_signing_key=_signing_key(registrar, tmp_path),
         )
     )
     yield {"registrar": registrar, "verifier": verifier}
     for app in (registrar, verifier):
         app.extensions["geoattest.engine"].dispose()
+
+
+def _signing_key(registrar: Flask, tmp_path: Path) -> Path:
+    path = tmp_path / "registrar-signing-key.pem"
+    path.write_text(registrar.extensions["geoattest.signer"].public_pem())
+    return path
 
 
 def _keys(app: Flask) -> dict[str, str]:

@@ -17,6 +17,7 @@ from geoattest.access.keys import Role
 from geoattest.db import sqlite_path
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import load_settings
+from geoattest.wire import AgentView
 from registrar.app import create_app
 from tests.support.access import bearer, issue_api_key
 
@@ -28,6 +29,7 @@ class RunningRegistrar:
     trust_dir: Path
     api_key: str  # role admin: what an operator (and these tests) present
     reader_key: str  # role viewer: what a verifier presents to read identities
+    signing_key: Path  # PEM of the registrar's public signing key (what verifiers pin)
 
     @property
     def database(self) -> Path:
@@ -46,6 +48,12 @@ class RunningRegistrar:
     def client(self, key: str | None = None) -> RegistrarClient:
         """A client presenting ``key`` (default: the admin key)."""
         return RegistrarClient(self.url, api_key=key or self.api_key)
+
+
+def recorded_facts(view: AgentView) -> AgentView:
+    """``view`` without the registrar's statement and signature, which are made afresh (with
+    their own time) for every answer: what to compare when asking whether a record changed."""
+    return view.model_copy(update={"identity_statement": None, "identity_signature": None})
 
 
 def trust_dir_with(directory: Path, certificates: Sequence[Path]) -> Path:
@@ -80,6 +88,8 @@ def running_registrar(
     )
     app = create_app(settings)
     admin = issue_api_key(settings.database_url, Role.ADMIN, "tests-admin")
+    signing_key = workdir / "registrar-signing-key.pem"
+    signing_key.write_text(app.extensions["geoattest.signer"].public_pem())
     reader = issue_api_key(settings.database_url, Role.VIEWER, "verifier")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     port = server.server_port
@@ -92,6 +102,7 @@ def running_registrar(
             trust_dir=trust_dir,
             api_key=admin,
             reader_key=reader,
+            signing_key=signing_key,
         )
     finally:
         server.shutdown()

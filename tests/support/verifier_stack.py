@@ -116,6 +116,8 @@ def verifier_settings(
         redis_url=redis_url,
         registrar_url=registrar.url,
         registrar_api_key=registrar.reader_key,
+        registrar_signing_key=registrar.signing_key,
+        ek_ca_dir=registrar.trust_dir,
         verifier_tls_dir=tls_dir,
         round_interval_seconds=0.5,
         agent_timeout_seconds=2.0,
