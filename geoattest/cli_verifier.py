@@ -71,9 +71,13 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
 @reports_errors
 def worker(ctx: click.Context, /, concurrency: int, beat: bool, **flags: object) -> None:
     """Run rounds (Celery worker); with --beat also dispatch them (one beat per fleet)."""
+    from verifier.storage.redis_auth import check_redis_requires_auth
     from verifier.worker import create_celery
 
     settings = build_settings(ctx, **flags)
+    check_redis_requires_auth(
+        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
+    )
     app = create_celery(settings)
     argv = ["worker", f"--concurrency={concurrency}", "--loglevel", settings.log_level,
             "--without-gossip", "--without-mingle"]  # fmt: skip

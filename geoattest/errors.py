@@ -400,6 +400,12 @@ class AgentUrlInvalid(ReachabilityError):
     code = "agent_url_invalid"
 
 
+class DependencyUnavailable(ReachabilityError):
+    """A part the service depends on (Redis, the database) is down: try again later."""
+
+    code = "dependency_unavailable"
+
+
 class RegistrarUnreachable(ReachabilityError):
     code = "registrar_unreachable"
 

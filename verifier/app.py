@@ -23,6 +23,7 @@ from verifier.engine.status import StatusReader
 from verifier.operations import Operations
 from verifier.storage.hot_state import HotState
 from verifier.storage.records import RecordStore
+from verifier.storage.redis_auth import check_redis_requires_auth
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
 from verifier.web.api import blueprint
@@ -58,6 +59,9 @@ def load_identity_trust(settings: Settings) -> IdentityTrust:
 
 
 def create_app(settings: Settings) -> Flask:
+    check_redis_requires_auth(
+        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
+    )
     engine = make_engine(settings.database_url)
     check_private_database(settings.database_url)
     migrate(engine)
