@@ -17,6 +17,7 @@ from verifier.storage.hot_state import HotState
 from verifier.storage.records import RecordStore
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
+from verifier.tokens.wiring import install_tokens
 from verifier.web.api import blueprint
 from verifier.zones_file import load_zones_with_digest
 
@@ -28,7 +29,8 @@ def create_app(settings: Settings) -> Flask:
     migrate(engine)
     sessions = session_factory(engine)
     store = VerifierStore(sessions)
-    hot = HotState(redis.Redis.from_url(settings.redis_url))
+    client = redis.Redis.from_url(settings.redis_url)
+    hot = HotState(client)
     registrar = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
     zones = load_zones_with_digest(settings)
     origin = RecordOrigin(
@@ -40,7 +42,8 @@ def create_app(settings: Settings) -> Flask:
         app.config["GEOATTEST_ADMIN_TOKEN"] = settings.admin_token.get_secret_value()
     install_api_plumbing(app)
     app.extensions["geoattest.verifier_store"] = store
-    app.extensions["geoattest.records"] = RecordStore(sessions)
+    records = RecordStore(sessions)
+    app.extensions["geoattest.records"] = records
     app.extensions["geoattest.status"] = StatusReader(store, lease_defaults_of(settings))
     app.extensions["geoattest.operations"] = Operations(
         store=store,
@@ -52,4 +55,13 @@ def create_app(settings: Settings) -> Flask:
     )
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
+    install_tokens(
+        app,
+        settings,
+        engine=engine,
+        store=store,
+        records=records,
+        client=client,
+        zones=zones.zones if zones is not None else None,
+    )
     return app

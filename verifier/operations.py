@@ -7,6 +7,7 @@ fencing token, committed with an evidence record (kind ``operator``) that contin
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +49,7 @@ class ActiveIdentity:
     agent_url: str
     tls_certificate: bytes
     location_key_public: bytes | None  # certified by the AK at the registrar (geofencing nodes)
+    ek_certificate_sha256: bytes | None = None  # of the EK certificate the registrar holds
 
 
 def _recheck(agent_id: str, ak_public: bytes, identity: AgentView) -> None:
@@ -131,6 +133,7 @@ class Operations:
             agent_url=identity.agent_url,
             tls_certificate=identity.tls_certificate,
             location_key_public=identity.location_key_public,
+            ek_certificate_sha256=hashlib.sha256(identity.ek_certificate).digest(),
         )
 
     def put_policy(self, name: str, document: PolicyDocument) -> StoredPolicy:
@@ -167,6 +170,7 @@ class Operations:
             tls_certificate=identity.tls_certificate,
             location_key_public=identity.location_key_public,
             state=AgentState.REGISTERED,
+            ek_certificate_sha256=identity.ek_certificate_sha256,
         )
         self._store.add_agent(target, self._now())
         self._hot.store(agent_id, LiveStatus(state=AgentState.REGISTERED, memory=RoundMemory()))
@@ -185,6 +189,7 @@ class Operations:
             agent_url=identity.agent_url,
             tls_certificate=identity.tls_certificate,
             location_key_public=identity.location_key_public,
+            ek_certificate_sha256=identity.ek_certificate_sha256,
         )
         polled = current.state not in (AgentState.PAUSED, AgentState.FAILED)
         if changed_ak and polled:
@@ -233,7 +238,7 @@ class Operations:
         return self._store.get_agent(agent_id)
 
     def remove(self, agent_id: str) -> None:
-        self._store.remove_agent(agent_id)
+        self._store.remove_agent(agent_id, self._now())
         self._hot.forget(agent_id)
         self._hot.bump_config_version()
 
