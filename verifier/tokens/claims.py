@@ -250,7 +250,7 @@ def build_claims(
         submods["geo"] = _geo_submod(record, location, geo)
     issued_at = _whole_seconds(now)
     expires_at = _whole_seconds(expires)
-    if expires_at - issued_at < MIN_LIFETIME:
+    if expires - now < MIN_LIFETIME:
         raise AgentNotAttested(
             f"the agent's lease (or fix) ends in {(expires - now).total_seconds():.2f} s: too "
             "short for a token"
@@ -405,7 +405,8 @@ def _geo_submod(
             "polygon_sha256": zone.polygon_sha256.hex(),
         },
         "decision": summary.decision,
-        "distance_m": summary.distance_m if math.isfinite(summary.distance_m) else None,
+        # centimetres, as the record keeps it (a fresh round's record is not yet re-read)
+        "distance_m": round(summary.distance_m, 2) if math.isfinite(summary.distance_m) else None,
         "gnss_receiver_sha256": hashlib.sha256(location.receiver.encode("utf-8")).hexdigest(),
         "source": location.source,
         "fix_at": _seconds(location.utc),
