@@ -10,6 +10,7 @@ from geoattest.http import check_exposure, install_api_plumbing
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
 from verifier.core.round_record import RecordOrigin
+from verifier.engine.fetch import EvidenceSource
 from verifier.engine.runtime import lease_defaults_of, verifier_id_of
 from verifier.engine.status import StatusReader
 from verifier.operations import Operations
@@ -22,7 +23,9 @@ from verifier.web.api import blueprint
 from verifier.zones_file import load_zones_with_digest
 
 
-def create_app(settings: Settings) -> Flask:
+def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = None) -> Flask:
+    """The verifier API. ``evidence_source``: where fresh rounds (tokens with a relying party's
+    nonce) fetch evidence; the mTLS agent client when None."""
     check_exposure(settings.verifier_host, settings.admin_token, "verifier")
     engine = make_engine(settings.database_url)
     check_private_database(settings.database_url)
@@ -63,5 +66,6 @@ def create_app(settings: Settings) -> Flask:
         records=records,
         client=client,
         zones=zones.zones if zones is not None else None,
+        evidence_source=evidence_source,
     )
     return app

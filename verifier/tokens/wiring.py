@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from geoattest.settings import Settings
 from geofence import ZoneSet
+from verifier.engine.fetch import EvidenceSource
 from verifier.engine.runtime import VerifierRuntime, lease_defaults_of
 from verifier.signing.keyring import KeyPurpose, Keyring
 from verifier.storage.hot_state import HotState
@@ -55,6 +56,7 @@ def install_tokens(
     records: RecordStore,
     client: redis.Redis,
     zones: ZoneSet | None,
+    evidence_source: EvidenceSource | None = None,
 ) -> TokenService:
     """Create the keyring if it does not exist yet, and register the token API on ``app``."""
     keyring = token_keyring(settings)
@@ -76,7 +78,9 @@ def install_tokens(
         ledger=ledger,
         keyring=keyring,
         measured=RuntimeDigests(client),
-        fresh=FreshRounds(_lazy_runtime(settings), lock_wait=settings.token_fresh_wait_seconds),
+        fresh=FreshRounds(
+            _lazy_runtime(settings, evidence_source), lock_wait=settings.token_fresh_wait_seconds
+        ),
     )
     publisher = StatusPublisher(
         issuer=token_issuer(settings),
@@ -95,7 +99,9 @@ def install_tokens(
     return service
 
 
-def _lazy_runtime(settings: Settings) -> Callable[[], VerifierRuntime]:
+def _lazy_runtime(
+    settings: Settings, source: EvidenceSource | None
+) -> Callable[[], VerifierRuntime]:
     """The round engine for fresh rounds, built on the first one (it opens the agents' mTLS
     client, a database engine and a verdict writer, which an API that never runs a fresh round
     does not need)."""
@@ -105,7 +111,7 @@ def _lazy_runtime(settings: Settings) -> Callable[[], VerifierRuntime]:
     def runtime() -> VerifierRuntime:
         with lock:
             if not built:
-                built.append(VerifierRuntime(settings, _webhook_sender(settings)))
+                built.append(VerifierRuntime(settings, _webhook_sender(settings), source=source))
             return built[0]
 
     return runtime
