@@ -188,7 +188,7 @@ class WorkloadApi:
 
     def stop(self) -> None:
         self.server.shutdown()
-        self.server.server_close()
+        self.server.remove()
         self._thread.join(timeout=5)
         self.tokens.close()
 

@@ -3,7 +3,8 @@
 Every request must carry ``Geoattest-Workload: true`` (``400 workload_header_missing``
 otherwise), as SPIFFE's workload API requires its metadata header: a request forged through a
 local proxy or a confused HTTP client does not carry it. The caller is whoever the kernel says
-connected (``agent.workload.peer``); a body claiming a hash, pid or path is not read. Answers:
+connected, identified when the connection was accepted (``agent.workload.peer``) and checked
+again before each answer; a body claiming a hash, pid or path is not read. Answers:
 ``WorkloadTokenView``; errors ``{"error": {"code", "message"}}``.
 """
 
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from agent.workload.peer import Caller, ExecutableHasher, PeerCredentials
+from agent.workload.peer import Caller
 from agent.workload.tokens import WorkloadTokens
-from geoattest.errors import WorkloadHeaderMissing, WorkloadUnidentified
+from geoattest.errors import GeoattestError, WorkloadHeaderMissing, WorkloadUnidentified
 from geoattest.http import parse_body
 from geoattest.wire_tokens import WORKLOAD_HEADER, WorkloadTokenRequest
 
@@ -38,12 +39,10 @@ def _require_header() -> None:
 def token() -> Response:
     body = parse_body(WorkloadTokenRequest)
     caller = _caller()
-    try:
-        tokens: WorkloadTokens = current_app.extensions[TOKENS]
-        view = tokens.get(caller, body)
-        caller.check_unchanged()  # exited or exec'd meanwhile: it gets nothing
-    finally:
-        caller.close()
+    caller.check_unchanged()
+    tokens: WorkloadTokens = current_app.extensions[TOKENS]
+    view = tokens.get(caller, body)
+    caller.check_unchanged()  # exited or exec'd meanwhile: it gets nothing
     return jsonify(view.model_dump(mode="json"))
 
 
@@ -53,8 +52,10 @@ def healthz() -> Response:
 
 
 def _caller() -> Caller:
-    credentials = request.environ.get(PEER_ENVIRON)
-    if not isinstance(credentials, PeerCredentials):
+    """The caller the server identified when the connection was accepted."""
+    caller = request.environ.get(PEER_ENVIRON)
+    if isinstance(caller, GeoattestError):
+        raise caller
+    if not isinstance(caller, Caller):
         raise WorkloadUnidentified("the request did not come through the workload socket")
-    hasher: ExecutableHasher = current_app.extensions[HASHER]
-    return hasher.identify(credentials)
+    return caller

@@ -20,7 +20,7 @@ from flask import Flask
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from agent.workload.api import HASHER, PEER_ENVIRON, TOKENS, blueprint
-from agent.workload.peer import ExecutableHasher, peer_credentials
+from agent.workload.peer import Caller, ExecutableHasher, peer_credentials
 from agent.workload.tokens import WorkloadTokens
 from geoattest.errors import ConfigurationError, GeoattestError
 from geoattest.http import install_api_plumbing
@@ -42,14 +42,30 @@ def create_workload_app(tokens: WorkloadTokens, hasher: ExecutableHasher) -> Fla
 
 
 class _Handler(WSGIRequestHandler):
+    """Identifies the caller once, when its connection is accepted (before it sent anything),
+    and hands that identity to every request on the connection; the view checks before each
+    answer that the process is still the one identified."""
+
     timeout = REQUEST_TIMEOUT
+    caller: Caller | GeoattestError
+
+    def setup(self) -> None:
+        super().setup()
+        hasher: ExecutableHasher = self.server.app.extensions[HASHER]  # type: ignore[attr-defined]  # a WSGI server of ours
+        try:
+            self.caller = hasher.identify(peer_credentials(self.connection))
+        except GeoattestError as e:
+            log.info("workload caller not identified: %s", e.message)
+            self.caller = e
+
+    def finish(self) -> None:
+        if isinstance(self.caller, Caller):
+            self.caller.close()
+        super().finish()
 
     def make_environ(self) -> dict[str, object]:
         environ: dict[str, object] = dict(super().make_environ())
-        try:
-            environ[PEER_ENVIRON] = peer_credentials(self.connection)
-        except GeoattestError as e:
-            log.warning("workload connection without credentials: %s", e.message)
+        environ[PEER_ENVIRON] = self.caller
         return environ
 
     def address_string(self) -> str:
@@ -61,12 +77,13 @@ class _Handler(WSGIRequestHandler):
 
 class WorkloadServer(ThreadedWSGIServer):
     def __init__(self, path: Path, app: Flask, listener: socket.socket) -> None:
+        self.path = path
         super().__init__(f"unix://{path}", 0, app, handler=_Handler, fd=listener.fileno())
         listener.close()  # werkzeug duplicated it
-        self.path = path
 
-    def server_close(self) -> None:
-        super().server_close()
+    def remove(self) -> None:
+        """Close the listener and remove the socket file (if it is still ours: a socket)."""
+        self.server_close()
         try:
             if stat.S_ISSOCK(self.path.lstat().st_mode):
                 self.path.unlink()

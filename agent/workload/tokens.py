@@ -113,6 +113,10 @@ class WorkloadTokens:
             log.info("dropped %d revoked token(s) from the cache", len(gone))
         return len(gone)
 
+    def cached_count(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
     def start(self) -> None:
         """Start reading the revocation status in the background."""
         self._poller = threading.Thread(target=self._poll_loop, name="token-status", daemon=True)
