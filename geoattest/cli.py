@@ -73,12 +73,14 @@ def _register_groups() -> None:
     # Imported here, after ``main`` exists: each group module imports ``main``'s helpers.
     from geoattest.cli_agent import agent, agents
     from geoattest.cli_dev import dev
+    from geoattest.cli_keys import keys
     from geoattest.cli_policy import policy
     from geoattest.cli_registrar import registrar
+    from geoattest.cli_tokens import token
     from geoattest.cli_verifier import verifier
     from geoattest.cli_zones import zones
 
-    for group in (registrar, verifier, agent, agents, policy, zones, dev):
+    for group in (registrar, verifier, agent, agents, policy, zones, token, keys, dev):
         main.add_command(group)
 
 

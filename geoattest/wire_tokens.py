@@ -18,10 +18,21 @@ import hashlib
 import json
 from typing import Annotated, Literal
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geoattest.errors import CnfProofInvalid, JoseMalformed
-from geoattest.jose import ES256, b64url_decode, es256_valid, jwk_public_key, parse_jws, thumbprint
+from geoattest.jose import (
+    ES256,
+    b64url_decode,
+    encode_jws,
+    es256_sign,
+    es256_valid,
+    jwk_public_key,
+    parse_jws,
+    public_jwk,
+    thumbprint,
+)
 from geoattest.wire import AgentId, BankName, HexDigest, PcrIndexText, QuoteWire
 
 __all__ = [
@@ -42,6 +53,8 @@ __all__ = [
     "WorkloadTokenView",
     "WorkloadWire",
     "check_cnf_proof",
+    "decode_nonce",
+    "make_cnf",
     "token_session_qualifying_data",
 ]
 
@@ -179,12 +192,35 @@ def decode_nonce(text: str | None) -> bytes | None:
     return nonce
 
 
+def make_cnf(
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    audience: str,
+    kind: str,
+    nonce: str | None = None,
+    now: dt.datetime,
+) -> CnfWire:
+    """A ``cnf`` key with its proof of possession (what ``check_cnf_proof`` accepts)."""
+    claims = CnfProofClaims(
+        aud=audience,
+        type=kind,  # type: ignore[arg-type]  # checked by the model
+        iat=int(now.timestamp()),
+        nonce=nonce,
+    )
+    proof = encode_jws(
+        {"alg": ES256, "typ": CNF_PROOF_TYP},
+        claims.model_dump_json(exclude_none=True).encode(),
+        lambda data: es256_sign(key, data),
+    )
+    return CnfWire(jwk=PublicJwk.model_validate(public_jwk(key.public_key())), proof=proof)
+
+
 def check_cnf_proof(
-    cnf: CnfWire, *, audience: str, token_type: str, nonce: str | None, now: dt.datetime
+    cnf: CnfWire, *, audience: str, kind: str, nonce: str | None, now: dt.datetime
 ) -> str:
     """The RFC 7638 thumbprint of ``cnf.jwk`` once its proof holds: a compact JWS (ES256,
     ``typ`` ``CNF_PROOF_TYP``) by that key over ``CnfProofClaims`` naming this audience, token
-    type and nonce, issued within a minute of ``now``. ``CnfProofInvalid`` otherwise."""
+    type (``kind``) and nonce, issued within a minute of ``now``. ``CnfProofInvalid`` otherwise."""
     try:
         public = jwk_public_key(cnf.jwk.members())
         jws = parse_jws(cnf.proof)
@@ -198,7 +234,7 @@ def check_cnf_proof(
         claims = CnfProofClaims.model_validate(json.loads(jws.payload))
     except (ValueError, ValidationError) as e:
         raise CnfProofInvalid("cnf proof payload is not a proof of this request") from e
-    if claims.aud != audience or claims.type != token_type or claims.nonce != nonce:
+    if claims.aud != audience or claims.type != kind or claims.nonce != nonce:
         raise CnfProofInvalid("cnf proof was made for another audience, type or nonce")
     if abs(now.timestamp() - claims.iat) > PROOF_WINDOW.total_seconds():
         raise CnfProofInvalid("cnf proof is not from the last minute")

@@ -75,7 +75,7 @@ class WorkloadTokens:
             jkt = check_cnf_proof(
                 request.cnf,
                 audience=request.audience,
-                token_type=request.type,
+                kind=request.type,
                 nonce=request.nonce,
                 now=dt.datetime.fromtimestamp(now, dt.UTC),
             )

@@ -156,7 +156,7 @@ class TokenService:
             cnf_jkt = check_cnf_proof(
                 request.cnf,
                 audience=request.audience,
-                token_type=request.type,
+                kind=request.type,
                 nonce=request.nonce,
                 now=now,
             )

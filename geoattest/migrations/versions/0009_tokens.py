@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("token", sa.Text(), nullable=False),
         sa.Column("revoked_at", _TIME, nullable=True),
     )
-    op.create_index(
-        "ix_verifier_tokens_agent_issued", "verifier_tokens", ["agent_id", "issued_at"]
-    )
+    op.create_index("ix_verifier_tokens_agent_issued", "verifier_tokens", ["agent_id", "issued_at"])
     op.create_index(
         "ix_verifier_tokens_agent_expires", "verifier_tokens", ["agent_id", "expires_at"]
     )
