@@ -34,8 +34,9 @@ from agent.ima_source import ImaLogSource
 from agent.location import LocationProvider
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import parse_tcti
+from agent.workload.api import WorkloadApi
 from agent.workload.peer import ExecutableHasher
-from agent.workload.server import WorkloadServer, create_workload_app, make_workload_server
+from agent.workload.server import WorkloadServer, make_workload_server
 from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import SessionQuoter, VerifierTokenClient
 from geoattest.errors import ConfigurationError
@@ -44,7 +45,7 @@ from geoattest.settings import Settings
 
 __all__ = [
     "AgentServer",
-    "WorkloadApi",
+    "RunningWorkloadApi",
     "agent_url",
     "create_app",
     "location_provider",
@@ -175,7 +176,7 @@ def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: s
         service.close()
 
 
-class WorkloadApi:
+class RunningWorkloadApi:
     """The running workload API: its socket server thread and token cache."""
 
     def __init__(self, server: WorkloadServer, tokens: WorkloadTokens) -> None:
@@ -195,7 +196,7 @@ class WorkloadApi:
 
 def start_workload_api(
     settings: Settings, quoter: SessionQuoter, agent_id: str
-) -> WorkloadApi | None:
+) -> RunningWorkloadApi | None:
     """Serve the workload API on ``settings.workload_socket`` (None: not configured)."""
     if settings.workload_socket is None:
         return None
@@ -205,11 +206,11 @@ def start_workload_api(
     tokens = WorkloadTokens(client, poll_seconds=settings.token_status_poll_seconds)
     hasher = ExecutableHasher(max_bytes=settings.workload_max_executable_bytes)
     server = make_workload_server(
-        create_workload_app(tokens, hasher),
+        WorkloadApi(tokens, hasher),
         settings.workload_socket,
         mode=settings.workload_socket_mode,
         group=settings.workload_socket_group,
     )
     tokens.start()
     log.info("workload API on %s (tokens from %s)", settings.workload_socket, settings.verifier_url)
-    return WorkloadApi(server, tokens)
+    return RunningWorkloadApi(server, tokens)

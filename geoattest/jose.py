@@ -19,7 +19,6 @@ import binascii
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -62,7 +61,10 @@ JWE_ALG = "ECDH-ES+A256KW"
 JWE_ENC = "A256GCM"
 MAX_COMPACT_CHARS = 64 * 1024
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_HEADERS: dict[str, JoseHeader] = {}  # parsed protected headers by their encoding (tokens share)
+_MAX_HEADERS = 256
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _JWE_MEMBERS = frozenset({"alg", "enc", "epk", "kid", "typ", "cty", "apu", "apv"})
 
@@ -77,15 +79,19 @@ def b64url(data: bytes) -> str:
 def b64url_decode(text: str, what: str = "value") -> bytes:
     """Decode unpadded base64url; ``JoseMalformed`` for any other alphabet, padding, a length
     no encoder produces, or unused bits that are not zero (so one value has one encoding)."""
-    if len(text) % 4 == 1 or _B64URL.fullmatch(text) is None:
+    extra = len(text) % 4
+    if extra == 1 or "+" in text or "/" in text or "=" in text:
         raise JoseMalformed(f"{what} is not unpadded base64url")
-    try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as e:
-        raise JoseMalformed(f"{what} is not base64url: {e}") from e
-    if b64url(data) != text:
+    # The last character of a 2- or 3-character tail carries 4 or 2 unused bits: they must be 0
+    # (a character outside the alphabet finds -1, which fails the test too).
+    if extra and _ALPHABET.find(text[-1]) & (0x0F if extra == 2 else 0x03):
         raise JoseMalformed(f"{what} is not canonical base64url")
-    return data
+    try:
+        # strict mode refuses anything outside the (translated) alphabet, whitespace included
+        data = text.encode("ascii").translate(_TO_STANDARD) + b"==="[: -extra % 4]
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, UnicodeError) as e:
+        raise JoseMalformed(f"{what} is not unpadded base64url") from e
 
 
 # --- JSON objects ---------------------------------------------------------------------------------
@@ -214,8 +220,13 @@ def parse_jws(token: str) -> Jws:
     if len(parts) != 3:
         raise JoseMalformed(f"a compact JWS has 3 parts, this has {len(parts)}")
     head, body, signature = parts
+    header = _HEADERS.get(head)
+    if header is None:
+        header = _header(b64url_decode(head, "protected header"))
+        if len(_HEADERS) < _MAX_HEADERS:
+            _HEADERS[head] = header  # frozen: safe to share; a header is a few distinct values
     return Jws(
-        header=_header(b64url_decode(head, "protected header")),
+        header=header,
         payload=b64url_decode(body, "payload"),
         signing_input=f"{head}.{body}".encode("ascii"),
         signature=b64url_decode(signature, "signature"),

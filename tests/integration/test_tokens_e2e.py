@@ -30,7 +30,13 @@ from agent.enrolment import ApiEndpoint, enrol
 from agent.evidence import EvidenceService
 from agent.ima_source import ImaLogSource
 from agent.location import LocationProvider
-from agent.server import AgentServer, WorkloadApi, create_app, make_agent_server, start_workload_api
+from agent.server import (
+    AgentServer,
+    RunningWorkloadApi,
+    create_app,
+    make_agent_server,
+    start_workload_api,
+)
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
@@ -147,7 +153,7 @@ class Node:
     receiver: LiveReceiver
     server: AgentServer
     thread: threading.Thread
-    workload: WorkloadApi
+    workload: RunningWorkloadApi
     socket: Path
     services: list[EvidenceService] = field(default_factory=list)
 

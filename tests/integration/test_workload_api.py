@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.workload.api import WorkloadApi
 from agent.workload.peer import ExecutableHasher
-from agent.workload.server import WorkloadServer, create_workload_app, make_workload_server
+from agent.workload.server import WorkloadServer, make_workload_server
 from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import TokenRequest, VerifierTokenClient
 from geoattest.wire import PolicyDocument
@@ -145,7 +146,7 @@ def workload(tmp_path: Path, redis_url: str) -> Iterator[Workload]:
         tokens = WorkloadTokens(client, poll_seconds=0.1)
         hasher = ExecutableHasher(max_bytes=64 * 1024 * 1024)
         path = tmp_path / "agent" / "workload.sock"
-        server = make_workload_server(create_workload_app(tokens, hasher), path, mode=0o600)
+        server = make_workload_server(WorkloadApi(tokens, hasher), path, mode=0o600)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         tokens.start()
@@ -248,7 +249,7 @@ def test_a_program_that_exits_before_the_answer_gets_nothing(
     )
     assert child.wait(timeout=30) == 0
     time.sleep(0.1)  # the pid is gone; a new process may even take it
-    with caplog.at_level(logging.WARNING, logger="geoattest.http"):
+    with caplog.at_level(logging.WARNING, logger="agent.workload.api"):
         workload.client.gate.set()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and "workload_changed" not in caplog.text:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import redis
+from redis.client import Pipeline
 
 from verifier.core.measured import MeasuredFile
 
@@ -63,7 +64,18 @@ class RuntimeDigests:
 
     def lookup(self, agent_id: str, boot: int, sha256: bytes) -> MeasuredFile | None:
         """The measured file with this SHA-256, if the stored set is of boot ``boot``."""
-        stored_boot, path = self._redis.hmget(_key(agent_id), [_BOOT, sha256])
+        return self.found(self._redis.hmget(_key(agent_id), [_BOOT, sha256]), boot, sha256)
+
+    @staticmethod
+    def queue_lookup(pipe: Pipeline, agent_id: str, sha256: bytes) -> None:
+        """``lookup`` as a command of ``pipe``; give its result to ``found``."""
+        pipe.hmget(_key(agent_id), [_BOOT, sha256])
+
+    @staticmethod
+    def found(answer: object, boot: int, sha256: bytes) -> MeasuredFile | None:
+        if not isinstance(answer, list) or len(answer) != 2:
+            return None
+        stored_boot, path = answer
         if stored_boot is None or int(stored_boot) != boot or path is None:
             return None
         raw = path if isinstance(path, bytes) else str(path).encode("utf-8", "surrogateescape")

@@ -148,6 +148,7 @@ class HostFacts:
     record: EvidenceRecord  # the agent's last passed round
     record_digest: bytes
     lease_expires_at: dt.datetime
+    clock: ClockInfo | None = None  # the record's quote clock, when the caller parsed it already
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,7 +230,7 @@ def build_claims(
     _require_passed_round(record)
     evidence = record.evidence
     assert evidence is not None  # noqa: S101  # checked by _require_passed_round
-    clock = _clock_of(evidence.attest)
+    clock = host.clock or _clock_of(evidence.attest)
     now = issuer.now
     expires = min(now + issuer.ttl, host.lease_expires_at)
     submods: dict[str, object] = {

@@ -14,6 +14,7 @@ record (``verifier.tokens.claims``), signs them with the active token key, and s
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import secrets
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 
+import redis
 from pydantic import ValidationError
 
 from geoattest.errors import (
@@ -48,7 +50,7 @@ from geoattest.wire_tokens import (
     decode_nonce,
 )
 from tpm import ClockInfo, parse_tpms_attest
-from verifier.core.measured import approval
+from verifier.core.measured import MeasuredFile, approval
 from verifier.core.record import EvidenceRecord
 from verifier.signing.keyring import Keyring
 from verifier.storage.runtime_digests import RuntimeDigests
@@ -101,6 +103,7 @@ class TokenService:
         keyring: Keyring,
         measured: RuntimeDigests,
         fresh: FreshRounds | None,
+        client: redis.Redis,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
@@ -110,6 +113,7 @@ class TokenService:
         self._keyring = keyring
         self._measured = measured
         self._fresh = fresh
+        self._redis = client
         self._clock = clock
 
     def _now(self) -> dt.datetime:
@@ -144,7 +148,7 @@ class TokenService:
     def issue(self, signed_request: str) -> TokenView:
         """Issue one token for a signed request (module docstring); raises the refusal."""
         now = self._now()
-        request, session_reset = self._checked_request(signed_request, now)
+        request, session_reset, measured = self._checked_request(signed_request, now)
         agent_id = request.agent_id
         token_type = TokenType(request.type)
         try:
@@ -175,7 +179,11 @@ class TokenService:
         if clock.reset_count != session_reset:
             self._sessions.forget_cached(agent_id)
             raise TokenSessionUnknown("the agent rebooted since its session opened: open a new one")
-        workload = self._workload(agent_id, bytes.fromhex(request.workload.sha256), clock, snapshot)
+        if nonce is not None:  # a fresh round may have measured it just now
+            measured = self._measured.lookup(
+                agent_id, clock.reset_count, bytes.fromhex(request.workload.sha256)
+            )
+        workload = _workload(bytes.fromhex(request.workload.sha256), measured, snapshot)
         geo = self._geo(record, snapshot) if token_type is TokenType.POG else None
         lease_end = record.ended_at + snapshot.max_age
         subject = self._config.workload_names.get(workload.sha256.hex()) or spiffe_subject(
@@ -195,6 +203,7 @@ class TokenService:
                 record=record,
                 record_digest=digest,
                 lease_expires_at=min(lease_end, snapshot.lease.expires_at or lease_end),
+                clock=clock,
             ),
             workload,
             geo,
@@ -239,9 +248,12 @@ class TokenService:
 
     # --- parts --------------------------------------------------------------------------------
 
-    def _checked_request(self, signed: str, now: dt.datetime) -> tuple[TokenRequestClaims, int]:
-        """The request's claims once its session signature, freshness and uniqueness hold,
-        and the boot (resetCount) its session was opened in."""
+    def _checked_request(
+        self, signed: str, now: dt.datetime
+    ) -> tuple[TokenRequestClaims, int, MeasuredFile | None]:
+        """The request's claims once its session signature, freshness and uniqueness hold, the
+        boot (resetCount) its session was opened in, and the workload's entry in that boot's
+        measured files (None: IMA did not measure it)."""
         try:
             jws = parse_jws(signed.strip())
         except JoseMalformed as e:
@@ -264,9 +276,17 @@ class TokenService:
             raise TokenRequestSignatureInvalid("the request is not signed by the session key")
         if abs(now.timestamp() - request.iat) > PROOF_WINDOW.total_seconds():
             raise TokenRequestReplayed("the request's iat is not within a minute of now")
-        if not self._sessions.claim_request(request.agent_id, request.jti):
+        # One round trip: the request id used once, and the workload in this boot's IMA set.
+        pipe = self._redis.pipeline(transaction=False)
+        self._sessions.queue_claim(pipe, request.agent_id, request.jti)
+        self._measured.queue_lookup(pipe, request.agent_id, bytes.fromhex(request.workload.sha256))
+        first_use, measured = pipe.execute()
+        if not first_use:
             raise TokenRequestReplayed(f"request {request.jti} was already used")
-        return request, session.reset_count
+        found = RuntimeDigests.found(
+            measured, session.reset_count, bytes.fromhex(request.workload.sha256)
+        )
+        return request, session.reset_count, found
 
     def _attested(self, agent_id: str) -> AgentSnapshot:
         try:
@@ -278,21 +298,6 @@ class TokenService:
                 f"agent {agent_id!r} is {snapshot.lease.state.value}: no valid lease, no token"
             )
         return snapshot
-
-    def _workload(
-        self, agent_id: str, sha256: bytes, clock: ClockInfo, snapshot: AgentSnapshot
-    ) -> WorkloadFacts:
-        measured = self._measured.lookup(agent_id, clock.reset_count, sha256)
-        runtime = snapshot.policy.runtime if snapshot.policy is not None else None
-        kind = approval(measured, runtime) if measured is not None else None
-        if measured is None or kind is None:
-            return WorkloadFacts(sha256=sha256, measured_by=WorkloadMeasure.AGENT)
-        by = (
-            WorkloadMeasure.IMA_ALLOWLISTED
-            if kind == "allowlisted"
-            else WorkloadMeasure.IMA_EXCLUDED
-        )
-        return WorkloadFacts(sha256=sha256, measured_by=by, path=measured.path)
 
     def _geo(self, record: EvidenceRecord, snapshot: AgentSnapshot) -> GeoRules:
         policy = snapshot.policy.location if snapshot.policy is not None else None
@@ -308,6 +313,21 @@ class TokenService:
         )
 
 
+def _workload(
+    sha256: bytes, measured: MeasuredFile | None, snapshot: AgentSnapshot
+) -> WorkloadFacts:
+    """How strong the workload claim is: measured in this boot's verified IMA log and listed by
+    the policy in force, or measured under an excluded path, or neither."""
+    runtime = snapshot.policy.runtime if snapshot.policy is not None else None
+    kind = approval(measured, runtime) if measured is not None else None
+    if measured is None or kind is None:
+        return WorkloadFacts(sha256=sha256, measured_by=WorkloadMeasure.AGENT)
+    by = WorkloadMeasure.IMA_ALLOWLISTED
+    if kind != "allowlisted":
+        by = WorkloadMeasure.IMA_EXCLUDED
+    return WorkloadFacts(sha256=sha256, measured_by=by, path=measured.path)
+
+
 def _passed_record(snapshot: AgentSnapshot) -> EvidenceRecord:
     if snapshot.record is None:
         raise AgentNotAttested(f"agent {snapshot.view.agent_id!r} has no passed round kept")
@@ -317,7 +337,13 @@ def _passed_record(snapshot: AgentSnapshot) -> EvidenceRecord:
 def _clock_of(record: EvidenceRecord) -> ClockInfo:
     if record.evidence is None:
         raise AgentNotAttested(f"record {record.seq} holds no quote")
-    return parse_tpms_attest(record.evidence.attest).clock_info
+    return _clock_of_attest(record.evidence.attest)
+
+
+@functools.lru_cache(maxsize=4096)
+def _clock_of_attest(attest: bytes) -> ClockInfo:
+    """A stored quote's clock (parsed once per record, not per token)."""
+    return parse_tpms_attest(attest).clock_info
 
 
 def _first_error(error: Exception) -> str:

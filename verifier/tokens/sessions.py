@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import redis
 from cryptography.hazmat.primitives.asymmetric import ec
+from redis.client import Pipeline
 
 from geoattest.errors import (
     GeoattestError,
@@ -167,6 +168,12 @@ class TokenSessions:
     def claim_request(self, agent_id: str, jti: str) -> bool:
         """True the first time a request id is used (False: a replay)."""
         return bool(self._redis.set(_request_key(agent_id, jti), b"1", nx=True, ex=REQUEST_ID_TTL))
+
+    @staticmethod
+    def queue_claim(pipe: Pipeline, agent_id: str, jti: str) -> None:
+        """``claim_request`` as a command of ``pipe``; its result (truthy: first use) comes
+        back with the pipeline's."""
+        pipe.set(_request_key(agent_id, jti), b"1", nx=True, ex=REQUEST_ID_TTL)
 
     def forget(self, agent_id: str) -> None:
         """Drop the agent's session (its trust ended): it must open a new one."""

@@ -29,6 +29,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -142,6 +143,11 @@ class GeoView:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifiedToken:
+    """A token that passed. The fields checks need are read (and type-checked) at once; the
+    rest (``geo``, ``policy``, ``record_digest``, ``workload_measured_by``) from ``claims`` when
+    asked, raising ``ValueError`` for a claim of the wrong type (a token only our verifier can
+    sign carries none)."""
+
     type: TokenType
     kid: str
     issuer: str
@@ -156,12 +162,31 @@ class VerifiedToken:
     submods: Mapping[str, EarStatus]
     agent_id: str
     record_seq: int
-    record_digest: str
-    policy: str  # "<name>@<version>"
     workload_sha256: bytes
-    workload_measured_by: WorkloadMeasure
-    geo: GeoView | None = None
+    zone_id: str | None  # PoG: the zone the host is inside
     claims: Mapping[str, object] = field(default_factory=dict, repr=False)
+
+    @property
+    def record_digest(self) -> str:
+        return _as_str(_obj(self.claims, "geoattest.record").get("digest"), "digest")
+
+    @property
+    def policy(self) -> str:
+        """``<name>@<version>`` of the policy the host was judged by."""
+        host = _obj(_obj(_obj(self.claims, "submods"), "host"), "geoattest.host")
+        policy = _obj(host, "policy")
+        return f"{_str(policy, 'name')}@{_int(policy, 'version')}"
+
+    @property
+    def workload_measured_by(self) -> WorkloadMeasure:
+        workload = _obj(_obj(_obj(self.claims, "submods"), "workload"), "geoattest.workload")
+        return WorkloadMeasure(_str(workload, "measured_by"))
+
+    @property
+    def geo(self) -> GeoView | None:
+        if self.type is not TokenType.POG:
+            return None
+        return _geo(_obj(_obj(self.claims, "submods"), "geo"), self.submods["geo"])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,7 +262,7 @@ def _check_time_and_audience(view: VerifiedToken, expected: Expected, now: dt.da
         raise _Refuse(RejectReason.EXPIRED, f"expired at {view.expires_at.isoformat()}")
     nbf = view.claims["nbf"]
     assert isinstance(nbf, int)  # noqa: S101  # checked by _read_claims
-    if _time(nbf) > now + expected.leeway:
+    if nbf > (now + expected.leeway).timestamp():
         raise _Refuse(RejectReason.NOT_YET_VALID, f"not valid before {_time(nbf).isoformat()}")
     if expected.max_age is not None and now - view.issued_at > expected.max_age:
         raise _Refuse(
@@ -253,12 +278,12 @@ def _check_requirements(view: VerifiedToken, expected: Expected) -> None:
     if expected.require is TokenType.POG and view.type is not TokenType.POG:
         raise _Refuse(RejectReason.NOT_POG, "a Proof-of-Geofencing token is required; this is PoR")
     if expected.zones:
-        if view.geo is None:
+        if view.zone_id is None:
             raise _Refuse(RejectReason.NOT_POG, "zones are required; this token names none")
-        if view.geo.zone_id not in expected.zones:
+        if view.zone_id not in expected.zones:
             raise _Refuse(
                 RejectReason.WRONG_ZONE,
-                f"zone {view.geo.zone_id!r} is not one of {', '.join(sorted(expected.zones))}",
+                f"zone {view.zone_id!r} is not one of {', '.join(sorted(expected.zones))}",
             )
     if expected.nonce is not None and view.nonce != expected.nonce:
         raise _Refuse(
@@ -282,67 +307,77 @@ def _check_requirements(view: VerifiedToken, expected: Expected) -> None:
 # --- reading the claims (every type checked: a payload is untrusted until it is read) ------------
 
 
-def _read_claims(claims: dict[str, object], kind: TokenType, kid: str) -> VerifiedToken:
-    profile = claims.get("eat_profile")
-    if profile != PROFILES[kind]:
-        raise _Refuse(
-            RejectReason.WRONG_TYP, f"eat_profile {str(profile)[:80]!r} is not a {kind.typ} profile"
-        )
-    submods = _obj(claims, "submods")
-    if set(submods) != _SUBMODS[kind]:
-        raise _Refuse(
-            RejectReason.WRONG_TYP, f"a {kind.typ} token has submods {sorted(_SUBMODS[kind])}"
-        )
-    tiers = {name: _tier(_obj(submods, name), name) for name in submods}
-    record = _obj(claims, "geoattest.record")
-    workload = _obj(_obj(submods, "workload"), "geoattest.workload")
-    host = _obj(_obj(submods, "host"), "geoattest.host")
-    policy = _obj(host, "policy")
+def _read_claims(claims: dict[str, Any], kind: TokenType, kid: str) -> VerifiedToken:
+    """The claims a verdict depends on, every type checked (a payload is untrusted until read);
+    indexing a claim that is missing or not an object ends in ``malformed``. ``Any`` stays in
+    here: what leaves is typed."""
+    if claims.get("eat_profile") != PROFILES[kind]:
+        shown = str(claims.get("eat_profile"))[:80]
+        raise _Refuse(RejectReason.WRONG_TYP, f"eat_profile {shown!r} is not a {kind.typ} profile")
+    aud = claims.get("aud")
+    if type(aud) is not str:
+        raise _Refuse(RejectReason.WRONG_AUDIENCE, "aud must be exactly one audience (a string)")
     try:
-        measured = WorkloadMeasure(_str(workload, "measured_by"))
-        sha256 = bytes.fromhex(_str(workload, "sha256"))
+        submods = claims["submods"]
+        if type(submods) is not dict or submods.keys() != _SUBMODS[kind]:
+            raise _Refuse(
+                RejectReason.WRONG_TYP, f"a {kind.typ} token has submods {sorted(_SUBMODS[kind])}"
+            )
+        tiers = {name: _TIERS[submod["ear.status"]] for name, submod in submods.items()}
+        record = claims["geoattest.record"]
+        sha256 = bytes.fromhex(submods["workload"]["geoattest.workload"]["sha256"])
         nonce_text = claims.get("eat_nonce")
-        nonce = (
-            None
-            if nonce_text is None
-            else b64url_decode(_as_str(nonce_text, "eat_nonce"), "eat_nonce")
-        )
-    except (ValueError, JoseMalformed) as e:
-        raise _Refuse(RejectReason.MALFORMED, f"claim does not parse: {e}") from e
+        cnf = claims.get("cnf")
+        texts = (claims["iss"], claims["sub"], claims["jti"], record["agent_id"])
+        numbers = (claims["iat"], claims["nbf"], claims["exp"], record["seq"])
+        zone_id = None
+        if kind is TokenType.POG:
+            details = submods["geo"]["geoattest.geo"]
+            zone_id = details["zone"]["id"]
+            if details["decision"] != "inside":
+                raise _Refuse(RejectReason.NOT_POG, "the zone decision is not inside")
+            if type(zone_id) is not str:
+                raise TypeError("zone id")
+        cnf_jkt = None if cnf is None else cnf["jkt"]
+        nonce = None if nonce_text is None else b64url_decode(nonce_text, "eat_nonce")
+    except (KeyError, TypeError, ValueError, AttributeError, JoseMalformed) as e:
+        raise _Refuse(RejectReason.MALFORMED, f"a claim is missing or malformed: {e}") from e
     if len(sha256) != 32:
         raise _Refuse(RejectReason.MALFORMED, "workload sha256 is not 32 bytes")
-    cnf = claims.get("cnf")
-    cnf_jkt = None
-    if cnf is not None:
-        cnf_jkt = _str(_as_obj(cnf, "cnf"), "jkt")
-    aud = claims.get("aud")
-    if not isinstance(aud, str):
-        raise _Refuse(RejectReason.WRONG_AUDIENCE, "aud must be exactly one audience (a string)")
-    iat = _int(claims, "iat")
-    _int(claims, "nbf")
-    status = min(tiers.values(), key=lambda tier: tier.rank)
+    if any(type(text) is not str for text in texts) or (
+        cnf_jkt is not None and type(cnf_jkt) is not str
+    ):
+        raise _Refuse(RejectReason.MALFORMED, "iss, sub, jti, agent_id and cnf.jkt are strings")
+    if any(type(number) is not int or not 0 <= number < 2**40 for number in numbers):
+        raise _Refuse(RejectReason.MALFORMED, "iat, nbf, exp and seq are whole numbers")
+    iss, sub, jti, agent_id = texts
+    iat, _, exp, seq = numbers
     return VerifiedToken(
         type=kind,
         kid=kid,
-        issuer=_str(claims, "iss"),
-        subject=_str(claims, "sub"),
+        issuer=iss,
+        subject=sub,
         audience=aud,
         issued_at=_time(iat),
-        expires_at=_time(_int(claims, "exp")),
-        jti=_str(claims, "jti"),
+        expires_at=_time(exp),
+        jti=jti,
         nonce=nonce,
         cnf_jkt=cnf_jkt,
-        status=status,
+        status=min(tiers.values(), key=_rank),
         submods=tiers,
-        agent_id=_str(record, "agent_id"),
-        record_seq=_int(record, "seq"),
-        record_digest=_str(record, "digest"),
-        policy=f"{_str(policy, 'name')}@{_int(policy, 'version')}",
+        agent_id=agent_id,
+        record_seq=seq,
         workload_sha256=sha256,
-        workload_measured_by=measured,
-        geo=_geo(_obj(submods, "geo"), tiers["geo"]) if kind is TokenType.POG else None,
+        zone_id=zone_id,
         claims=claims,
     )
+
+
+_TIERS = {tier.value: tier for tier in EarStatus}
+
+
+def _rank(tier: EarStatus) -> int:
+    return tier.rank
 
 
 def _geo(submod: dict[str, object], tier: EarStatus) -> GeoView:
@@ -369,17 +404,8 @@ def _geo(submod: dict[str, object], tier: EarStatus) -> GeoView:
     )
 
 
-def _tier(submod: dict[str, object], name: str) -> EarStatus:
-    try:
-        return EarStatus(_str(submod, "ear.status"))
-    except ValueError as e:
-        raise _Refuse(
-            RejectReason.MALFORMED, f"submod {name}: ear.status is not an EAR tier"
-        ) from e
-
-
-def _malformed(what: str) -> _Refuse:
-    return _Refuse(RejectReason.MALFORMED, what)
+def _malformed(what: str) -> ValueError:
+    return ValueError(what)
 
 
 def _obj(body: Mapping[str, object], name: str) -> dict[str, object]:

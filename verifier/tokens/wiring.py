@@ -78,6 +78,7 @@ def install_tokens(
         ledger=ledger,
         keyring=keyring,
         measured=RuntimeDigests(client),
+        client=client,
         fresh=FreshRounds(
             _lazy_runtime(settings, evidence_source), lock_wait=settings.token_fresh_wait_seconds
         ),
