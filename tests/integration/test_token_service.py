@@ -486,3 +486,27 @@ def test_garbage_token_requests_are_4xx(stack: TokenStack) -> None:
         response = _post_request(stack, body)
         assert 400 <= response.status_code < 500, (body[:20], response.text)
         assert response.json()["error"]["code"]
+
+
+def test_a_session_quote_from_another_boot_is_refused(stack: TokenStack) -> None:
+    """The node rebooted after its last passed round (its lease still runs): a quote of the new
+    boot opens no session until a round of that boot has passed."""
+    agent_id = _first(stack)
+    sim = stack.runner.sims[agent_id]
+    sim.reboot()
+    challenge = requests.post(
+        f"{stack.url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
+    ).json()
+    key = ec.generate_private_key(ec.SECP256R1())
+    nonce = token_session_qualifying_data(
+        agent_id, bytes.fromhex(challenge["challenge"]), thumbprint(key.public_key())
+    )
+    quoted = sim.tpm.quote(nonce, challenge["pcrs"])
+    response = requests.post(
+        f"{stack.url}/v1/token-sessions",
+        json=_session_body(agent_id, challenge["challenge"], key, quoted),
+        timeout=10,
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "token_session_refused"
+    assert "boot" in response.json()["error"]["message"]

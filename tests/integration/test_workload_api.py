@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.workload.api import WorkloadApi
 from agent.workload.peer import ExecutableHasher
@@ -25,7 +26,7 @@ from agent.workload.server import WorkloadServer, make_workload_server
 from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import TokenRequest, VerifierTokenClient
 from geoattest.wire import PolicyDocument
-from geoattest.wire_tokens import WORKLOAD_HEADER
+from geoattest.wire_tokens import WORKLOAD_HEADER, CnfWire, make_cnf
 from tests.support.agent_simulator import policy_document
 from tests.support.programs import Program, program
 from tests.support.runner_stack import ALLOWED, POLICY
@@ -79,11 +80,14 @@ os.execv(sys.argv[2], [sys.argv[2], "-c", reader, str(s.fileno())])
 
 
 class GatedClient(VerifierTokenClient):
-    """The real client, held at a gate the test opens (to order a race deterministically)."""
+    """The real client, held at a gate the test opens (to order a race deterministically), and
+    counting what it asked the verifier."""
 
     gate: threading.Event | None = None
+    asked = 0
 
     def request(self, order: TokenRequest) -> object:  # type: ignore[override]  # same result
+        self.asked += 1
         if self.gate is not None:
             assert self.gate.wait(20), "the test never opened the gate"
         return super().request(order)
@@ -278,3 +282,19 @@ def test_cached_tokens_are_dropped_when_the_verifier_revokes(workload: Workload)
     )
     assert done.returncode != 0
     assert b"AgentNotAttested" in done.stderr
+
+
+def test_an_unproven_cnf_key_is_refused_by_the_agent_itself(workload: Workload) -> None:
+    """A proof made by another key: the agent refuses before it asks the verifier."""
+    key, other = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    proven = make_cnf(other, audience="svc", kind="por", now=dt.datetime.now(dt.UTC))
+    forged = CnfWire(
+        jwk=make_cnf(key, audience="svc", kind="por", now=dt.datetime.now(dt.UTC)).jwk,
+        proof=proven.proof,
+    )
+    body = json.dumps({"type": "por", "audience": "svc", "cnf": forged.model_dump(mode="json")})
+    before = workload.client.asked
+    answer = workload.run(workload.a, RAW_REQUEST, body)
+    assert answer.startswith("HTTP/1.1 400"), answer
+    assert "cnf_proof_invalid" in answer
+    assert workload.client.asked == before

@@ -309,3 +309,27 @@ def test_the_status_document_round_trips_and_is_not_a_token(pog: Passed, signer:
         sign=foreign.sign_raw,
     )  # fmt: skip
     assert _reason(read_status(forged, signer.trusted(), now)) is RejectReason.BAD_SIGNATURE
+
+
+def test_a_profile_of_the_other_type_is_refused(por: Passed, signer: Signer) -> None:
+    """PoR claims and submodules under por+jwt, but the PoG profile: the profile check alone."""
+    claims = claims_for(por, TokenType.POR)
+    body = dict(claims.body, eat_profile=TokenType.POG.profile)
+    token = signer.sign({"alg": "ES256", "typ": "por+jwt", "kid": signer.kid}, body)
+    assert _reason(_check(token, signer, claims)) is RejectReason.WRONG_TYP
+
+
+def test_submodules_of_the_other_type_are_refused(pog: Passed, signer: Signer) -> None:
+    """PoG submodules (geo included) under por+jwt with the PoR profile: the submods check."""
+    claims = claims_for(pog)
+    body = dict(claims.body, eat_profile=TokenType.POR.profile)
+    token = signer.sign({"alg": "ES256", "typ": "por+jwt", "kid": signer.kid}, body)
+    assert _reason(_check(token, signer, claims)) is RejectReason.WRONG_TYP
+
+
+def test_a_pog_token_whose_decision_is_not_inside_is_refused(pog: Passed, signer: Signer) -> None:
+    claims = claims_for(pog)
+    body = json.loads(json.dumps(claims.body))
+    body["submods"]["geo"]["geoattest.geo"]["decision"] = "uncertain"
+    token = signer.sign({"alg": "ES256", "typ": "pog+jwt", "kid": signer.kid}, body)
+    assert _reason(_check(token, signer, claims)) is RejectReason.NOT_POG
