@@ -203,7 +203,7 @@ def test_no_token_without_a_lease(stack: TokenStack) -> None:
     stale_at = time.time() + 6.6
     while time.time() < stale_at:
         time.sleep(0.2)
-    with pytest.raises(AgentNotAttested, match="stale"):
+    with pytest.raises(AgentNotAttested, match="is stale: no valid lease"):
         client.request(order(stack.runner.sims[agent_id]))
 
 
@@ -287,6 +287,7 @@ def test_a_request_not_signed_by_the_session_key_is_refused(stack: TokenStack) -
 def test_a_request_naming_another_agents_session_is_refused(stack: TokenStack) -> None:
     first, second = sorted(stack.runner.sims)
     session_id, key = _session(stack, first)
+    _session(stack, second)  # the other agent has a session of its own
     response = _post_request(stack, _signed_request(second, session_id, key))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_session_unknown"
@@ -386,6 +387,27 @@ def test_a_reboot_needs_a_new_session(stack: TokenStack) -> None:
     assert host["reset_count"] == sim.tpm.reset_count
     verdict = _verify(stack, view.token)
     assert isinstance(verdict, VerifiedToken), verdict  # the new boot measured bash again
+
+
+def test_a_session_of_an_earlier_boot_is_refused_even_without_the_revocation_channel(
+    stack: TokenStack,
+) -> None:
+    """The listener normally drops the session when the reboot ends trust; with no listener,
+    the session's boot still differs from the record's and the request is refused."""
+    stack.app.extensions["geoattest.token_listener"].stop()
+    agent_id = _first(stack)
+    sim = stack.runner.sims[agent_id]
+    session_id, key = _session(stack, agent_id)
+    assert _post_request(stack, _signed_request(agent_id, session_id, key)).status_code == 201
+    sim.reboot()
+    sim.measure("/usr/bin/bash", content=b"bash")
+    stack.attest(agent_id, rounds=2)
+    assert stack.runner.state(agent_id) == "attested"
+    time.sleep(0.3)  # the snapshot (0.25 s) sees the new boot's round
+    response = _post_request(stack, _signed_request(agent_id, session_id, key))
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "token_session_unknown"
+    assert "rebooted" in response.json()["error"]["message"]
 
 
 # --- cnf ------------------------------------------------------------------------------------------

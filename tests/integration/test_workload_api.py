@@ -70,6 +70,7 @@ s.sendall(b"POST /v1/token HTTP/1.1\\r\\nHost: x\\r\\nGeoattest-Workload: true\\
           b"Content-Type: application/json\\r\\nConnection: close\\r\\n"
           b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
 if sys.argv[2] == "exit":
+    time.sleep(1.0)  # alive while the agent takes the request, gone before its answer
     os._exit(0)
 os.set_inheritable(s.fileno(), True)
 reader = ("import os, sys\\ndata = b''\\n"
@@ -258,9 +259,9 @@ def test_a_program_that_exits_before_the_answer_gets_nothing(
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and "workload_changed" not in caplog.text:
             time.sleep(0.02)
-    assert any(getattr(record, "code", None) == "workload_changed" for record in caplog.records), (
-        caplog.text
-    )
+    refusals = [r for r in caplog.records if getattr(r, "code", None) == "workload_changed"]
+    assert refusals, caplog.text
+    assert "exited before its answer" in refusals[0].getMessage()  # its pidfd says so
 
 
 def test_cached_tokens_are_dropped_when_the_verifier_revokes(workload: Workload) -> None:

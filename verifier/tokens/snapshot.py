@@ -126,7 +126,7 @@ class Snapshots:
             max_age=max_age,
             now=dt.datetime.fromtimestamp(now, dt.UTC),
         )
-        stored = self._records.latest_passed(agent_id) if lease.attested else None
+        stored = self._records.latest_passed(agent_id)  # the lease is judged by the caller
         return AgentSnapshot(
             view=view,
             lease=lease,

@@ -135,3 +135,14 @@ def test_a_jwe_with_other_algorithms_or_compression_is_refused() -> None:
         forged = b64url(json.dumps(header | change).encode())
         with pytest.raises(JoseMalformed):
             decrypt_ecdh_es(".".join([forged, *parts[1:]]), private)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{"alg": "ECDH-ES+A128KW", "enc": "A128GCM"}, {"alg": "ECDH-ES+A256KW", "enc": "A128GCM"}],
+)
+def test_a_genuine_jwe_of_other_algorithms_is_refused(header: dict[str, str]) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    theirs = jwe.encrypt_compact(header, b"their key", ECKey.import_key(private.public_key()))
+    with pytest.raises(JoseMalformed, match="must use"):
+        decrypt_ecdh_es(theirs, private)

@@ -151,6 +151,7 @@ def claims_for(
     ttl: dt.timedelta = dt.timedelta(seconds=300),
     disclose: bool = True,
     at: dt.datetime | None = None,
+    lease: dt.timedelta = dt.timedelta(seconds=20),
 ) -> TokenClaims:
     now = at or passed.judged_at + dt.timedelta(seconds=1)
     geo = None
@@ -173,7 +174,7 @@ def claims_for(
             ek_certificate_sha256=hashlib.sha256(b"ek certificate").digest(),
             record=passed.record,
             record_digest=passed.digest,
-            lease_expires_at=passed.record.ended_at + dt.timedelta(seconds=20),
+            lease_expires_at=passed.record.ended_at + lease,
         ),
         WorkloadFacts(
             sha256=WORKLOAD,

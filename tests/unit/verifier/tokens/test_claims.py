@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from geoattest.errors import AgentNotAttested, TokenLocationUnavailable
-from geofence import SourceKind
+from geofence import SourceKind, decode_evidence
 from tests.unit.verifier.tokens.issuing import MAX_AGE, claims_for, passed_round
 from tpm import parse_tpms_attest
 from verifier.core.round import Check, CheckResult, Verdict
@@ -116,10 +116,12 @@ def test_the_lifetime_never_passes_the_lease_the_fix_or_the_ttl() -> None:
     ).expires_at <= claims.issued_at + dt.timedelta(seconds=5)
     por = claims_for(passed_round(geo=False), TokenType.POR)
     assert por.expires_at - por.issued_at <= dt.timedelta(seconds=20)
-    # The fix is one second older than the round: 30 s of fix age ends before a long lease.
-    long_lease = claims_for(passed, ttl=dt.timedelta(hours=1))
-    fix_at = _submods(long_lease.body)["geo"]["geoattest.geo"]["fix_at"]  # type: ignore[index]
-    assert long_lease.expires_at.timestamp() <= fix_at + MAX_AGE.total_seconds() + 1
+    # Under a one-hour lease and TTL, the fix's 30 s of age are what ends the token.
+    long_lease = claims_for(passed, ttl=dt.timedelta(hours=1), lease=dt.timedelta(hours=1))
+    assert passed.record.evidence is not None
+    fix = decode_evidence(passed.record.evidence.location or b"").utc
+    assert long_lease.expires_at <= fix + MAX_AGE
+    assert long_lease.expires_at > fix + MAX_AGE - dt.timedelta(seconds=1)
 
 
 def test_no_token_on_a_lease_that_ends_now() -> None:
@@ -150,6 +152,19 @@ def test_no_token_from_a_record_that_is_not_a_passed_round() -> None:
     one_failed = (*passed.record.checks[:-1], CheckResult(check=Check.IMA, verdict=Verdict.FAILED))
     with pytest.raises(AgentNotAttested, match="failed ima"):
         claims_for(replace(passed, record=replace(passed.record, checks=one_failed)), TokenType.POR)
+
+
+def test_no_pog_token_when_the_location_check_did_not_pass() -> None:
+    """The record names a zone, but its location check is not ``passed`` (skipped by a policy
+    change, say): nothing vouches for the fix."""
+    passed = passed_round(geo=True)
+    checks = tuple(
+        replace(c, verdict=Verdict.SKIPPED) if c.check is Check.LOCATION else c
+        for c in passed.record.checks
+    )
+    unchecked = replace(passed, record=replace(passed.record, checks=checks))
+    with pytest.raises(TokenLocationUnavailable, match="did not pass"):
+        claims_for(unchecked)
 
 
 def test_hidden_coordinates_keep_the_zone() -> None:
