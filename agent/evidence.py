@@ -222,6 +222,21 @@ class EvidenceService:
                 if not self._hold:
                     self._drop_device()
 
+    def quote(self, nonce: bytes, pcrs: Mapping[str, Sequence[int]]) -> TpmQuote:
+        """A quote with the AK over ``pcrs`` and ``nonce`` (a token session's binding), under
+        the same lock and reconnection rules as evidence."""
+        with self._lock:
+            if self._device is None:
+                self._device = self._open_device()
+            try:
+                return self._device.quote(nonce, pcrs, ak_handle=self._ak_handle)
+            except TpmUnavailable:
+                self._drop_device()
+                raise
+            finally:
+                if not self._hold:
+                    self._drop_device()
+
     def close(self) -> None:
         """Close the TPM connection (idempotent)."""
         with self._lock:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 
 from flask import Flask
@@ -33,17 +34,24 @@ from agent.ima_source import ImaLogSource
 from agent.location import LocationProvider
 from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import parse_tcti
+from agent.workload.api import WorkloadApi
+from agent.workload.peer import ExecutableHasher
+from agent.workload.server import WorkloadServer, make_workload_server
+from agent.workload.tokens import WorkloadTokens
+from agent.workload.verifier_client import SessionQuoter, VerifierTokenClient
 from geoattest.errors import ConfigurationError
 from geoattest.http import install_api_plumbing
 from geoattest.settings import Settings
 
 __all__ = [
     "AgentServer",
+    "RunningWorkloadApi",
     "agent_url",
     "create_app",
     "location_provider",
     "make_agent_server",
     "serve",
+    "start_workload_api",
 ]
 
 log = logging.getLogger(__name__)
@@ -146,6 +154,7 @@ def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: s
         hold_connection=parse_tcti(settings.tcti)[0] not in SINGLE_CONNECTION_TCTIS,
         boot_log=BootLogFile(settings.boot_log_path),
     )
+    workload = None
     try:
         server = make_agent_server(
             create_app(service), context, settings.agent_host, settings.agent_port
@@ -153,12 +162,55 @@ def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: s
         if location is not None:
             location.start()
             log.info("reading GNSS from %s", settings.gnss_source)
+        workload = start_workload_api(settings, service, agent_id)
         log.info("agent %s serving evidence on %s", agent_id, agent_url(settings))
         try:
             server.serve_forever()
         finally:
             server.server_close()
     finally:
+        if workload is not None:
+            workload.stop()
         if location is not None:
             location.close()
         service.close()
+
+
+class RunningWorkloadApi:
+    """The running workload API: its socket server thread and token cache."""
+
+    def __init__(self, server: WorkloadServer, tokens: WorkloadTokens) -> None:
+        self.server = server
+        self.tokens = tokens
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="workload-api", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.remove()
+        self._thread.join(timeout=5)
+        self.tokens.close()
+
+
+def start_workload_api(
+    settings: Settings, quoter: SessionQuoter, agent_id: str
+) -> RunningWorkloadApi | None:
+    """Serve the workload API on ``settings.workload_socket`` (None: not configured)."""
+    if settings.workload_socket is None:
+        return None
+    client = VerifierTokenClient(
+        settings.verifier_url, agent_id, quoter, timeout=settings.http_timeout_seconds
+    )
+    tokens = WorkloadTokens(client, poll_seconds=settings.token_status_poll_seconds)
+    hasher = ExecutableHasher(max_bytes=settings.workload_max_executable_bytes)
+    server = make_workload_server(
+        WorkloadApi(tokens, hasher),
+        settings.workload_socket,
+        mode=settings.workload_socket_mode,
+        group=settings.workload_socket_group,
+    )
+    tokens.start()
+    log.info("workload API on %s (tokens from %s)", settings.workload_socket, settings.verifier_url)
+    return RunningWorkloadApi(server, tokens)

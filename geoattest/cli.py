@@ -74,12 +74,14 @@ def _register_groups() -> None:
     from geoattest.cli_access import api_keys
     from geoattest.cli_agent import agent, agents
     from geoattest.cli_dev import dev
+    from geoattest.cli_keys import keys
     from geoattest.cli_policy import policy
     from geoattest.cli_registrar import registrar
+    from geoattest.cli_tokens import token
     from geoattest.cli_verifier import verifier
     from geoattest.cli_zones import zones
 
-    for group in (registrar, verifier, agent, agents, policy, zones, api_keys, dev):
+    for group in (registrar, verifier, agent, agents, policy, zones, api_keys, token, keys, dev):
         main.add_command(group)
 
 

@@ -89,13 +89,18 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
 )
 @click.option("--state-dir", "agent_state_dir", type=_DIR, help="Where the agent TLS key lives.")
 @click.option("--gnss", "gnss_source", help=_GNSS_HELP + " Default: no location evidence.")
+@click.option("--verifier", "verifier_url", help="The verifier's API (tokens for workloads).")
+@click.option(
+    "--workload-socket", "workload_socket", type=_FILE, help="Unix socket of the workload API."
+)
 @click.pass_context
 @reports_errors
 def serve(ctx: click.Context, /, **flags: object) -> None:
     """Serve the evidence API to the verifier over mTLS until interrupted.
 
     With a GNSS source (--gnss), rounds that ask for location get the latest fix signed by the
-    location key registered with ``agent enrol --gnss``.
+    location key registered with ``agent enrol --gnss``. Local workloads get PoR/PoG tokens on
+    the workload socket (``geoattest token get``), from the verifier at --verifier.
     """
     from agent.server import serve as run_server  # needs libtss2 only here
     from agent.tpm_device import TpmDevice

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 from pathlib import Path
 
@@ -103,3 +105,64 @@ def init_tls(ctx: click.Context, /, **flags: object) -> None:
     paths = ensure_verifier_client_tls(settings.verifier_tls_dir)
     click.echo(f"client CA (give it to agents as --verifier-ca): {paths.ca_cert}")
     click.echo(f"client certificate: {paths.client_cert}")
+
+
+@verifier.group("keys")
+def keys() -> None:
+    """The verifier's token signing keys (next, active, retired), in verifier_keys_dir."""
+
+
+_KEYS_DIR = click.option(
+    "--keys-dir",
+    "verifier_keys_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The verifier's key directory (default var/verifier/keys).",
+)
+
+
+@keys.command("init")
+@_KEYS_DIR
+@click.pass_context
+@reports_errors
+def keys_init(ctx: click.Context, /, **flags: object) -> None:
+    """Create the token keyring (an active and a next key) if it does not exist. Idempotent."""
+    from verifier.tokens.wiring import token_keyring
+
+    keyring = token_keyring(build_settings(ctx, **flags))
+    keyring.ensure(dt.datetime.now(dt.UTC))
+    click.echo(f"token keyring in {keyring.directory}; active key {keyring.active().kid}")
+
+
+@keys.command("rotate")
+@_KEYS_DIR
+@click.pass_context
+@reports_errors
+def keys_rotate(ctx: click.Context, /, **flags: object) -> None:
+    """The next key signs from now on; the old one stays published until its tokens expired.
+    Running API processes see the change at their next signature."""
+    from verifier.tokens.wiring import token_keyring
+
+    keyring = token_keyring(build_settings(ctx, **flags))
+    click.echo(f"active key is now {keyring.rotate(dt.datetime.now(dt.UTC))}")
+
+
+@keys.command("show")
+@_KEYS_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print the JWKS relying parties get.")
+@click.pass_context
+@reports_errors
+def keys_show(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
+    """List the published keys (never a private key)."""
+    from verifier.tokens.wiring import token_keyring
+
+    keyring = token_keyring(build_settings(ctx, **flags))
+    now = dt.datetime.now(dt.UTC)
+    if as_json:
+        click.echo(json.dumps(keyring.jwks(now), indent=2))
+        return
+    for key in keyring.published(now):
+        until = key.publish_until.isoformat() if key.publish_until else "-"
+        click.echo(
+            f"{key.state.value:<8} {key.kid}  created {key.created_at.isoformat()}  "
+            f"published until {until}"
+        )

@@ -102,6 +102,27 @@ class Settings(BaseSettings):
     location_key_handle: int = Field(default=0x81010003, ge=0x81000000, le=0x81FFFFFF)
     location_max_fix_age_seconds: float = Field(default=5.0, gt=0)
     location_wait_for_fix_seconds: float = Field(default=2.0, ge=0)
+    verifier_url: str = Field(
+        default="http://127.0.0.1:8891",
+        description="The verifier's API, where the agent asks for tokens (and relying parties "
+        "find the JWKS and the revocation status).",
+    )
+    workload_socket: Path | None = Field(
+        default=DEFAULT_STATE_DIR / "agent" / "workload.sock",
+        description="Unix socket of the workload API (tokens for local processes); unset: off.",
+    )
+    workload_socket_mode: int = Field(
+        default=0o660, ge=0, le=0o777, description="Mode of the workload socket."
+    )
+    workload_socket_group: str | None = Field(
+        default=None, description="Group (name or gid) the workload socket is given."
+    )
+    workload_max_executable_bytes: int = Field(
+        default=512 * 1024 * 1024, gt=0, description="Larger executables are not hashed."
+    )
+    token_status_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often the agent reads the revocation status."
+    )
 
     # --- verifier -----------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -146,6 +167,56 @@ class Settings(BaseSettings):
     )
     record_retention_days: float = Field(
         default=400.0, gt=0, description="Evidence records and folds older than this are deleted."
+    )
+    verifier_keys_dir: Path = Field(
+        default=DEFAULT_STATE_DIR / "verifier" / "keys",
+        description="Owner-only directory of the verifier's signing keyrings (token keys).",
+    )
+    token_issuer: str | None = Field(
+        default=None,
+        description="The tokens' iss (default http://<verifier_host>:<verifier_port>).",
+        max_length=256,
+    )
+    token_trust_domain: str = Field(
+        default="geoattest.local",
+        pattern=r"^[a-z0-9._-]{1,255}$",
+        description="SPIFFE trust domain of the workload URIs tokens name.",
+    )
+    token_workload_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Executable SHA-256 (hex) -> the sub a token names instead of the SPIFFE URI.",
+    )
+    token_ttl_seconds: float = Field(
+        default=300.0, gt=0, le=86400, description="Longest token lifetime (leases cut it)."
+    )
+    token_session_seconds: float = Field(
+        default=3600.0, gt=0, description="How long an agent's TPM-bound token session lasts."
+    )
+    token_fresh_wait_seconds: float = Field(
+        default=5.0, ge=0, description="How long a fresh round waits for a running round."
+    )
+    token_status_seconds: float = Field(
+        default=10.0, gt=0, description="Validity of the signed revocation status document."
+    )
+
+    # --- key service (relying party: attestation-gated release of model keys) ---------------
+    keys_host: str = "127.0.0.1"
+    keys_port: int = Field(default=8893, ge=1, le=65535)
+    keys_dir: Path = Field(
+        default=DEFAULT_STATE_DIR / "keys",
+        description="Owner-only directory of the model keys the key service releases.",
+    )
+    keys_database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_STATE_DIR / 'keys' / 'releases.sqlite'}",
+        description="Where the key service records every release and refusal.",
+    )
+    keys_audience: str = Field(
+        default="geoattest-keys",
+        pattern=r"^[\x21-\x7e]{1,256}$",
+        description="The audience tokens for the key service must name.",
+    )
+    keys_url: str = Field(
+        default="http://127.0.0.1:8893", description="Where workloads reach the key service."
     )
 
     @field_validator("api_key", "registrar_api_key")

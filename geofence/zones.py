@@ -3,8 +3,9 @@
 **Loading** (:func:`load_zones`): a FeatureCollection (or one Feature) of Polygon/MultiPolygon
 features in WGS84 lon/lat (RFC 7946). The zone id is, in this order: the feature's ``id``
 member, its ``id`` property, or its ``ADM0_A3`` property (Natural Earth, where ``ISO_A3`` can be
-``-99``); the name is the ``name``, ``NAME`` or ``ADMIN`` property, else the id. Invalid
-geometry raises :class:`~geoattest.errors.ZoneInvalid` naming the feature and GEOS's
+``-99``); the name is the ``name``, ``NAME`` or ``ADMIN`` property, else the id; the version
+is the ``version`` property (a positive integer, default 1; tokens name it). Invalid geometry
+raises :class:`~geoattest.errors.ZoneInvalid` naming the feature and GEOS's
 ``is_valid_reason``; ``repair=True`` instead repairs it with ``make_valid`` and lists every
 repaired feature in ``ZoneSet.repaired``. Antimeridian-split MultiPolygons are supported (the
 split edges are not treated as border); an *unsplit* ring with an edge spanning more than 180° of
@@ -62,6 +63,7 @@ class Zone:
     id: str
     name: str
     geometry: shapely.Geometry  # Polygon or MultiPolygon, prepared
+    version: int = 1  # the feature's ``version`` property (tokens name it), 1 when absent
 
 
 def _feature_label(index: int, feature: dict[str, object]) -> tuple[str, str]:
@@ -119,7 +121,11 @@ def _zone(index: int, feature: object, repair: bool) -> tuple[Zone, ZoneRepair |
         geometry = _polygonal(shapely.make_valid(geometry))
         fixed = ZoneRepair(zone_id=zone_id, name=name, reason=reason)
     shapely.prepare(geometry)
-    return Zone(id=zone_id, name=name, geometry=geometry), fixed
+    props = feature.get("properties")
+    version = props.get("version", 1) if isinstance(props, dict) else 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ZoneInvalid(f"{label}: property 'version' must be a positive integer")
+    return Zone(id=zone_id, name=name, geometry=geometry, version=version), fixed
 
 
 def load_zones(geojson_text: str, *, repair: bool = False) -> ZoneSet:

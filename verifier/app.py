@@ -18,6 +18,7 @@ from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
 from verifier.core.identity import IdentityTrust
 from verifier.core.round_record import RecordOrigin
+from verifier.engine.fetch import EvidenceSource
 from verifier.engine.runtime import lease_defaults_of, verifier_id_of
 from verifier.engine.status import StatusReader
 from verifier.operations import Operations
@@ -26,6 +27,7 @@ from verifier.storage.records import RecordStore
 from verifier.storage.redis_auth import check_redis_requires_auth
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
+from verifier.tokens.wiring import install_tokens
 from verifier.web.api import blueprint
 from verifier.zones_file import load_zones_with_digest
 
@@ -58,7 +60,9 @@ def load_identity_trust(settings: Settings) -> IdentityTrust:
     )
 
 
-def create_app(settings: Settings) -> Flask:
+def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = None) -> Flask:
+    """The verifier API. ``evidence_source``: where fresh rounds (tokens with a relying party's
+    nonce) fetch evidence; the mTLS agent client when None."""
     check_redis_requires_auth(
         settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
     )
@@ -67,7 +71,8 @@ def create_app(settings: Settings) -> Flask:
     migrate(engine)
     sessions = session_factory(engine)
     store = VerifierStore(sessions)
-    hot = HotState(redis.Redis.from_url(settings.redis_url))
+    client = redis.Redis.from_url(settings.redis_url)
+    hot = HotState(client)
     registrar_key = settings.registrar_api_key
     registrar = RegistrarClient(
         settings.registrar_url,
@@ -83,7 +88,8 @@ def create_app(settings: Settings) -> Flask:
     install_api_plumbing(app)
     install_access(app, AccessStore(sessions))
     app.extensions["geoattest.verifier_store"] = store
-    app.extensions["geoattest.records"] = RecordStore(sessions)
+    records = RecordStore(sessions)
+    app.extensions["geoattest.records"] = records
     app.extensions["geoattest.status"] = StatusReader(store, lease_defaults_of(settings))
     app.extensions["geoattest.operations"] = Operations(
         store=store,
@@ -97,4 +103,14 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
     app.register_blueprint(audit_blueprint)
+    install_tokens(
+        app,
+        settings,
+        engine=engine,
+        store=store,
+        records=records,
+        client=client,
+        zones=zones.zones if zones is not None else None,
+        evidence_source=evidence_source,
+    )
     return app

@@ -44,6 +44,7 @@ class ActiveIdentity:
     agent_url: str
     tls_certificate: bytes
     location_key_public: bytes | None  # certified by the AK at the registrar (geofencing nodes)
+    ek_certificate_sha256: bytes | None = None  # of the EK certificate the registrar holds
 
 
 OPERATOR_LOCK_TTL = 30.0
@@ -97,6 +98,7 @@ class Operations:
             agent_url=checked.agent_url,
             tls_certificate=checked.tls_certificate,
             location_key_public=checked.location_key_public,
+            ek_certificate_sha256=checked.ek_certificate_sha256,
         )
 
     def put_policy(self, name: str, document: PolicyDocument) -> StoredPolicy:
@@ -133,6 +135,7 @@ class Operations:
             tls_certificate=identity.tls_certificate,
             location_key_public=identity.location_key_public,
             state=AgentState.REGISTERED,
+            ek_certificate_sha256=identity.ek_certificate_sha256,
         )
         self._store.add_agent(target, self._now())
         self._hot.store(agent_id, LiveStatus(state=AgentState.REGISTERED, memory=RoundMemory()))
@@ -151,6 +154,7 @@ class Operations:
             agent_url=identity.agent_url,
             tls_certificate=identity.tls_certificate,
             location_key_public=identity.location_key_public,
+            ek_certificate_sha256=identity.ek_certificate_sha256,
         )
         polled = current.state not in (AgentState.PAUSED, AgentState.FAILED)
         if changed_ak and polled:
@@ -199,7 +203,7 @@ class Operations:
         return self._store.get_agent(agent_id)
 
     def remove(self, agent_id: str) -> None:
-        self._store.remove_agent(agent_id)
+        self._store.remove_agent(agent_id, self._now())
         self._hot.forget(agent_id)
         self._hot.bump_config_version()
 

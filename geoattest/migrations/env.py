@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import geoattest.access.models  # noqa: F401  # and API keys and the audit log
+import keyrelease.models  # noqa: F401  # the key service's release log
 import registrar.models  # noqa: F401  # registers the registrar tables on the metadata
 import verifier.storage.models  # noqa: F401  # and the verifier tables
 from geoattest.db import Base

@@ -31,6 +31,11 @@ PUBLIC_ROUTES = {
     ("registrar", "GET", "/v1/healthz"),
     ("registrar", "GET", "/v1/signing-key"),  # a public key (pinned out of band)
     ("verifier", "GET", "/v1/healthz"),
+    ("verifier", "GET", "/.well-known/jwks.json"),  # token keys: anyone verifies tokens
+    ("verifier", "GET", "/v1/tokens/status"),  # signed revocation status
+    ("verifier", "POST", "/v1/token-sessions/challenge"),  # agents: the TPM session proves them
+    ("verifier", "POST", "/v1/token-sessions"),
+    ("verifier", "POST", "/v1/tokens"),  # signed by the TPM-bound session key
 }
 SAMPLE = {"agent_id": "edge-1", "name": "p", "action": "pause", "round_id": "r1"}
 

@@ -12,6 +12,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+import keyrelease.models  # noqa: F401  # the key service's release log
 import registrar.models  # noqa: F401  # registers the registrar's tables
 import verifier.storage.models  # noqa: F401  # and the verifier's
 from geoattest.db import MIGRATIONS_DIR, Base, make_engine, migrate

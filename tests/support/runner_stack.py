@@ -27,9 +27,11 @@ from verifier.core.states import AgentState
 from verifier.engine.fleet import FleetConfig, LeaseDefaults, load_fleet
 from verifier.engine.runner import Cadence, RoundReport, RoundRunner, RoundTarget
 from verifier.engine.watchdog import Watchdog
+from verifier.notify.revocations import EventPublisher
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.hot_state import HotState
 from verifier.storage.records import RecordStore
+from verifier.storage.runtime_digests import RuntimeDigests
 from verifier.storage.sql import AgentTarget, VerifierStore
 from verifier.storage.verdicts import Committed, VerdictStore
 
@@ -79,7 +81,10 @@ def runner_stack(
     lock_ttl: float = 5.0,
     commit_timeout: float = 5.0,
     max_age: float = 30.0,
+    publish_events: bool = False,
 ) -> Iterator[RunnerStack]:
+    """``publish_events``: also publish committed transitions on the Redis channels, as the
+    worker does (the token service listens to them)."""
     database = workdir / "verifier.sqlite"
     engine = make_engine(f"sqlite:///{database}")
     migrate(engine)
@@ -110,20 +115,28 @@ def runner_stack(
     )
     origin = RecordOrigin(verifier_id="runner-test")
     published: list[Committed] = []
+    events = EventPublisher(hot=hot, enqueue_delivery=lambda _delivery: None)
+
+    def publish(committed: Committed) -> None:
+        published.append(committed)
+        if publish_events:
+            events(committed)
+
     runner = RoundRunner(
         hot=hot,
         source=source,
         committer=committer,
-        publish=published.append,
+        publish=publish,
         cadence=cadence,
         origin=origin,
         clock=time.time,
+        measured=RuntimeDigests(client),
     )
     watchdog = Watchdog(
         store=store,
         hot=hot,
         committer=committer,
-        publish=published.append,
+        publish=publish,
         lease=LeaseDefaults(max_age=dt.timedelta(seconds=max_age)),
         origin=origin,
     )

@@ -145,6 +145,8 @@ def running_verifier(settings: Settings, workdir: Path) -> Iterator[RunningVerif
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+        app.extensions["geoattest.token_listener"].stop()
+        app.extensions["geoattest.token_ledger"].close()
         app.extensions["geoattest.engine"].dispose()
 
 

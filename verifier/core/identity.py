@@ -17,6 +17,7 @@ be re-run here, so (2) is what stands for it: the pinned registrar signed that i
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -54,6 +55,7 @@ class CheckedIdentity:
     agent_url: str | None
     tls_certificate: bytes | None
     location_key_public: bytes | None
+    ek_certificate_sha256: bytes  # what tokens name the host by
 
 
 def check_identity(
@@ -110,6 +112,7 @@ def check_identity(
         agent_url=view.agent_url,
         tls_certificate=view.tls_certificate,
         location_key_public=view.location_key_public,
+        ek_certificate_sha256=hashlib.sha256(view.ek_certificate).digest(),
     )
 
 

@@ -81,6 +81,8 @@ class LocationRoundPolicy:
     thresholds: LocationPolicy
     zones: ZoneSet
     zone_ids: tuple[str, ...]
+    # Whether PoG tokens carry the fix's coordinates (RFC 9711 ``location``) or only the zone.
+    disclose_coordinates: bool = True
 
     def __post_init__(self) -> None:
         if not self.zone_ids:
@@ -104,12 +106,14 @@ class LocationVerdict:
 
 
 def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> LocationRoundPolicy:
-    """``{"zones": ["DEU", ...], "thresholds": {...LocationPolicy fields}}`` → policy.
+    """``{"zones": ["DEU", ...], "thresholds": {...LocationPolicy fields},
+    "coordinates_in_tokens": true}`` → policy (``coordinates_in_tokens`` false: PoG tokens name
+    the zone and the decision, not the position).
 
     Raises PolicyInvalid for unknown keys, a missing or empty zone list, unknown zone ids or bad
     thresholds.
     """
-    unknown = set(data) - {"zones", "thresholds"}
+    unknown = set(data) - {"zones", "thresholds", "coordinates_in_tokens"}
     if unknown:
         raise PolicyInvalid(f"location policy: unknown keys {sorted(unknown)}")
     zone_ids = data.get("zones")
@@ -118,8 +122,14 @@ def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> 
     thresholds = data.get("thresholds", {})
     if not isinstance(thresholds, Mapping):
         raise PolicyInvalid("location policy: thresholds must be a table")
+    disclose = data.get("coordinates_in_tokens", True)
+    if not isinstance(disclose, bool):
+        raise PolicyInvalid("location policy: coordinates_in_tokens must be true or false")
     return LocationRoundPolicy(
-        thresholds=policy_from_mapping(thresholds), zones=zones, zone_ids=tuple(zone_ids)
+        thresholds=policy_from_mapping(thresholds),
+        zones=zones,
+        zone_ids=tuple(zone_ids),
+        disclose_coordinates=disclose,
     )
 
 

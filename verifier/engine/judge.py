@@ -48,8 +48,11 @@ def judge(
     location_key: TpmPublic | None,
     memory: RoundMemory,
     clock: Callable[[], float],
+    nonce: bytes | None = None,
 ) -> Judged:
-    nonce = os.urandom(NONCE_BYTES)
+    """``nonce``: the round's nonce when the caller chose it (a fresh round binding a relying
+    party's nonce); a new random one otherwise."""
+    nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
     request = EvidenceRequest(
         nonce=nonce.hex(),
         pcrs=policy.pcr_selection(),

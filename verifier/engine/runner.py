@@ -25,15 +25,17 @@ from typing import Protocol
 
 from geoattest.log import bound
 from tpm import TpmPublic
+from verifier.core.measured import measured_files
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
 from verifier.core.record import EvidenceRecord
-from verifier.core.round import RoundMemory, RoundResult
+from verifier.core.round import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state
 from verifier.engine.fetch import EvidenceSource
 from verifier.engine.judge import judge
 from verifier.storage.hot_state import HotState, LiveStatus
+from verifier.storage.runtime_digests import RuntimeDigests
 from verifier.storage.sql import AgentTarget
 from verifier.storage.verdicts import CommitResult, Committed, Refused, VerdictDraft
 
@@ -96,7 +98,11 @@ class RoundRunner:
         cadence: Cadence,
         origin: RecordOrigin,
         clock: Callable[[], float] = time.time,
+        measured: RuntimeDigests | None = None,
     ) -> None:
+        """``measured``: where passed rounds leave the files their IMA replay measured (the
+        approved runtime tokens name); None records nothing."""
+        self._measured = measured
         self._hot = hot
         self._source = source
         self._committer = committer
@@ -105,16 +111,25 @@ class RoundRunner:
         self._origin = origin
         self._clock = clock
 
-    def run(self, round_target: RoundTarget) -> RoundReport | None:
-        """One round; ``None`` when another writer holds the agent's lock or it is not polled."""
+    def run(
+        self, round_target: RoundTarget, *, nonce: bytes | None = None, lock_wait: float = 0.0
+    ) -> RoundReport | None:
+        """One round; ``None`` when another writer holds the agent's lock (for longer than
+        ``lock_wait`` seconds) or it is not polled. ``nonce``: the round's nonce, when the caller
+        binds one (a fresh round for a relying party); random otherwise."""
         agent_id = round_target.target.agent_id
         token = uuid.uuid4().hex
-        fence, loaded = self._hot.lock_and_load(agent_id, token, self._cadence.lock_ttl)
-        if fence is None:
-            return None
+        deadline = time.monotonic() + lock_wait
+        while True:
+            fence, loaded = self._hot.lock_and_load(agent_id, token, self._cadence.lock_ttl)
+            if fence is not None:
+                break
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.002)
         with bound(agent_id=agent_id, round_id=token[:12]):
             try:
-                return self._locked(round_target, token, fence, loaded)
+                return self._locked(round_target, token, fence, loaded, nonce)
             except Exception:  # the outermost boundary of a round: named, never silent
                 log.exception("round crashed")
                 self._fault(agent_id, Reason.ROUND_CRASHED, "the round crashed (verifier log)")
@@ -122,7 +137,12 @@ class RoundRunner:
                 return None
 
     def _locked(
-        self, rt: RoundTarget, token: str, fence: int, loaded: LiveStatus | None
+        self,
+        rt: RoundTarget,
+        token: str,
+        fence: int,
+        loaded: LiveStatus | None,
+        nonce: bytes | None = None,
     ) -> RoundReport | None:
         agent_id = rt.target.agent_id
         status = loaded or LiveStatus(state=rt.target.state, memory=RoundMemory())
@@ -139,6 +159,7 @@ class RoundRunner:
             location_key=rt.location_key,
             memory=status.memory,
             clock=self._clock,
+            nonce=nonce,
         )
         result = judged.result
         ended = self._clock()
@@ -177,8 +198,25 @@ class RoundRunner:
             self._hot.mark_fault(agent_id, result.reason, result.message)
         if not self._hot.finish_round(agent_id, token, new_status, due, clear_fault=passed):
             log.warning("lock expired while the verdict committed; the verdict stands")
+        if passed and judged.evidence is not None:
+            self._remember_measured(rt, judged.evidence, result)
         self._publish(committed)
         return RoundReport(result=result, committed=committed)
+
+    def _remember_measured(
+        self, rt: RoundTarget, evidence: RoundEvidence, result: RoundResult
+    ) -> None:
+        """The files this passed round's IMA replay measured, for tokens' approved runtime."""
+        clock = result.memory.clock
+        if self._measured is None or rt.policy.runtime is None or clock is None:
+            return
+        files = measured_files(evidence.ima_lines[: result.new_ima_entries])
+        try:
+            self._measured.record(
+                rt.target.agent_id, clock.reset_count, files, replace=evidence.ima_offset == 0
+            )
+        except Exception:  # a short set only weakens tokens' workload tier, never the verdict
+            log.exception("could not record the measured files of a passed round")
 
     def _commit(
         self,

@@ -26,6 +26,7 @@ from verifier.notify.webhooks import WebhookSender
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.hot_state import HotState
 from verifier.storage.records import RecordStore
+from verifier.storage.runtime_digests import RuntimeDigests
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
 from verifier.tls_files import verifier_client_files
@@ -72,7 +73,8 @@ class VerifierRuntime:
         self.records = RecordStore(self.sessions)
         self.verdicts = VerdictStore(self.engine, settings.webhook_urls)
         self.committer = GroupCommitter(self.verdicts)
-        self.hot = HotState(redis.Redis.from_url(settings.redis_url))
+        self.hot_client = redis.Redis.from_url(settings.redis_url)
+        self.hot = HotState(self.hot_client)
         if source is None:
             cert, key = verifier_client_files(settings.verifier_tls_dir)
             source = AgentClient(
@@ -97,6 +99,7 @@ class VerifierRuntime:
             publish=self.publish,
             cadence=self.cadence,
             origin=self.origin,
+            measured=RuntimeDigests(self.hot_client),
         )
         secret = settings.webhook_secret
         self.webhooks = WebhookSender(

@@ -17,10 +17,8 @@ Keys are ECDSA P-256 (ES256 only); ``kid`` is the RFC 7638 JWK thumbprint. Priva
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import threading
@@ -30,12 +28,22 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from geoattest.errors import ConfigurationError
+from geoattest.errors import ConfigurationError, JoseMalformed
+from geoattest.jose import b64url_decode, es256_sign, public_jwk, thumbprint
 from geoattest.private_files import check_private, create_private_file, ensure_private_dir
+
+__all__ = [
+    "KeyPurpose",
+    "KeyState",
+    "Keyring",
+    "PublishedKey",
+    "SigningKey",
+    "public_jwk",
+    "thumbprint",
+]
 
 STATE_FILE = "keyring.json"
 
@@ -75,31 +83,10 @@ class SigningKey:
         return self._private.public_key()
 
     def sign(self, data: bytes) -> bytes:
-        r, s = decode_dss_signature(self._private.sign(data, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return es256_sign(self._private, data)
 
     def __repr__(self) -> str:  # never the private key
         return f"SigningKey(kid={self.kid!r})"
-
-
-def public_jwk(public: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    """The RFC 7517 members of a P-256 public key (no kid)."""
-    numbers = public.public_numbers()
-    return {
-        "kty": "EC",
-        "crv": "P-256",
-        "x": _b64url(numbers.x.to_bytes(32, "big")),
-        "y": _b64url(numbers.y.to_bytes(32, "big")),
-    }
-
-
-def thumbprint(public: ec.EllipticCurvePublicKey) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256, base64url): the required members in lexical order."""
-    members = public_jwk(public)
-    canonical = json.dumps(
-        {key: members[key] for key in ("crv", "kty", "x", "y")}, separators=(",", ":")
-    )
-    return _b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 class Keyring:
@@ -113,16 +100,42 @@ class Keyring:
         self.purpose = purpose
         self._retired_lifetime = retired_lifetime
         self._lock = threading.Lock()
-        self._loaded: tuple[float, list[_Entry]] | None = None
+        # The state file's identity (inode, mtime in ns, size): ``os.replace`` gives every write a
+        # new inode, so a change by another process is seen even within one mtime tick.
+        self._loaded: tuple[tuple[int, int, int], list[_Entry]] | None = None
+        self._active: SigningKey | None = None
 
     # --- reading -------------------------------------------------------------------------------
 
     def active(self) -> SigningKey:
-        entry = next(e for e in self._entries() if e.state is KeyState.ACTIVE)
-        private = serialization.load_pem_private_key(self._key_path(entry.kid).read_bytes(), None)
-        if not isinstance(private, ec.EllipticCurvePrivateKey):
-            raise ConfigurationError(f"{self._key_path(entry.kid)} is not an EC private key")
-        return SigningKey(entry.kid, private)
+        """The key that signs now (loaded once per keyring state, not per signature).
+
+        Raises ``ConfigurationError`` when the state names no active key or its file is not an
+        EC P-256 private key."""
+        entries = self._entries()
+        active = [e for e in entries if e.state is KeyState.ACTIVE]
+        if len(active) != 1:
+            raise ConfigurationError(
+                f"{self.directory / STATE_FILE} names {len(active)} active keys, not one"
+            )
+        entry = active[0]
+        cached = self._active
+        if cached is not None and cached.kid == entry.kid:
+            return cached
+        path = self._key_path(entry.kid)
+        check_private(path)
+        try:
+            private = serialization.load_pem_private_key(path.read_bytes(), None)
+        except (OSError, ValueError, TypeError) as e:
+            raise ConfigurationError(f"{path}: the signing key does not load: {e}") from e
+        if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(
+            private.curve, ec.SECP256R1
+        ):
+            raise ConfigurationError(f"{path} is not an EC P-256 private key")
+        if thumbprint(private.public_key()) != entry.kid:
+            raise ConfigurationError(f"{path} does not hold the key its name says ({entry.kid})")
+        self._active = SigningKey(entry.kid, private)
+        return self._active
 
     def published(self, now: dt.datetime) -> list[PublishedKey]:
         """Every key a verifier of this keyring's signatures may need at ``now``."""
@@ -179,20 +192,25 @@ class Keyring:
     def _entries(self) -> list[_Entry]:
         path = self.directory / STATE_FILE
         try:
-            mtime = path.stat().st_mtime
+            info = path.stat()
         except FileNotFoundError as e:
             raise ConfigurationError(
                 f"no {self.purpose} keyring in {self.directory} (create it with 'geoattest "
                 "verifier keys init')"
             ) from e
+        identity = (info.st_ino, info.st_mtime_ns, info.st_size)
         with self._lock:
-            if self._loaded is None or self._loaded[0] != mtime:
-                self._loaded = (mtime, self._read())
+            if self._loaded is None or self._loaded[0] != identity:
+                self._loaded = (identity, self._read())
             return self._loaded[1]
 
     def _read(self) -> list[_Entry]:
-        body = json.loads((self.directory / STATE_FILE).read_text())
-        return [_Entry.from_json(item) for item in body["keys"]]
+        path = self.directory / STATE_FILE
+        try:
+            body = json.loads(path.read_text())
+            return [_Entry.from_json(item) for item in body["keys"]]
+        except (OSError, ValueError, KeyError, TypeError, JoseMalformed) as e:
+            raise ConfigurationError(f"{path} is not a readable keyring state: {e}") from e
 
     def _write(self, entries: list[_Entry]) -> None:
         body = json.dumps({"keys": [e.to_json() for e in entries]}, indent=2).encode()
@@ -200,7 +218,8 @@ class Keyring:
         temporary.unlink(missing_ok=True)
         create_private_file(temporary, body)
         os.replace(temporary, self.directory / STATE_FILE)
-        self._loaded = None
+        with self._lock:
+            self._loaded = None
 
     def _new_entry(self, state: KeyState, now: dt.datetime) -> _Entry:
         private = ec.generate_private_key(ec.SECP256R1())
@@ -258,10 +277,11 @@ class _Entry:
     @classmethod
     def from_json(cls, item: dict[str, object]) -> _Entry:
         jwk = item["public_jwk"]
-        assert isinstance(jwk, dict)  # noqa: S101  # written by _Entry.to_json
+        if not isinstance(jwk, dict):
+            raise TypeError("public_jwk is not an object")
         public = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(_unb64url(str(jwk["x"])), "big"),
-            int.from_bytes(_unb64url(str(jwk["y"])), "big"),
+            int.from_bytes(b64url_decode(str(jwk["x"])), "big"),
+            int.from_bytes(b64url_decode(str(jwk["y"])), "big"),
             ec.SECP256R1(),
         ).public_key()
         until = item.get("publish_until")
@@ -272,11 +292,3 @@ class _Entry:
             publish_until=dt.datetime.fromisoformat(str(until)) if until else None,
             public=public,
         )
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -1,5 +1,5 @@
 """The verifier's durable tables: policies, agents under verification, evidence records, state
-events, webhook deliveries."""
+events, webhook deliveries, issued tokens."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ class VerifiedAgent(Base):
     last_passed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_sample_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ima_entries_verified: Mapped[int | None] = mapped_column(Integer)
+    # SHA-256 of the EK certificate as the registrar holds it (tokens name it); None for agents
+    # added before it was recorded, until their next ``refresh``.
+    ek_certificate_sha256: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class RecordRow(Base):
@@ -141,3 +144,26 @@ class WebhookDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TokenRow(Base):
+    """One PoR/PoG token as issued: what it claims, the record it was built from, the compact JWS
+    itself, and when the verifier revoked it (the status document lists the unexpired ones)."""
+
+    __tablename__ = "verifier_tokens"
+    __table_args__ = (
+        Index("ix_verifier_tokens_agent_issued", "agent_id", "issued_at"),
+        Index("ix_verifier_tokens_agent_expires", "agent_id", "expires_at"),
+        Index("ix_verifier_tokens_revoked", "revoked_at", "expires_at"),
+    )
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(8))  # por | pog
+    audience: Mapped[str] = mapped_column(String(256))
+    workload_sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    record_seq: Mapped[int] = mapped_column(Integer)  # the evidence record every claim traces to
+    token: Mapped[str] = mapped_column(Text)  # the compact JWS
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

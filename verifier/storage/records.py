@@ -116,6 +116,30 @@ class RecordStore:
                 kept=row.kept,
             )
 
+    def latest_passed(self, agent_id: str) -> StoredRecord | None:
+        """The agent's newest passed round, in full (what its tokens are built from); None when
+        it has none kept (a passed round is always kept for the hot window at least)."""
+        with transaction(self._sessions) as session:
+            row = session.scalars(
+                select(RecordRow)
+                .where(
+                    RecordRow.agent_id == agent_id,
+                    RecordRow.kind == "round",
+                    RecordRow.outcome == "passed",
+                )
+                .order_by(RecordRow.seq.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            canonical = stored_body(row.body)
+            return StoredRecord(
+                record=decode_record(canonical),
+                canonical=canonical,
+                digest=row.digest,
+                kept=row.kept,
+            )
+
     def bytes_stored(self, agent_ids: Iterable[str] | None = None) -> int:
         """Bytes the records and folds take in the database (compressed bodies + columns)."""
         with transaction(self._sessions) as session:

@@ -29,6 +29,7 @@ from verifier.storage.models import (
     RecordRow,
     VerifiedAgent,
 )
+from verifier.storage.tokens import revoke_unexpired
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class AgentTarget:
     tls_certificate: bytes
     state: AgentState
     location_key_public: bytes | None = None
+    ek_certificate_sha256: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +134,7 @@ class VerifierStore:
                     agent_url=target.agent_url,
                     tls_certificate=target.tls_certificate,
                     location_key_public=target.location_key_public,
+                    ek_certificate_sha256=target.ek_certificate_sha256,
                     state=target.state,
                     state_since=now,
                     added_at=now,
@@ -174,6 +177,7 @@ class VerifierStore:
         agent_url: str,
         tls_certificate: bytes,
         location_key_public: bytes | None,
+        ek_certificate_sha256: bytes | None = None,
     ) -> bool:
         """Store a refreshed identity; returns whether the AK changed."""
         with transaction(self._sessions) as session:
@@ -183,6 +187,8 @@ class VerifierStore:
             record.agent_url = agent_url
             record.tls_certificate = tls_certificate
             record.location_key_public = location_key_public
+            if ek_certificate_sha256 is not None:
+                record.ek_certificate_sha256 = ek_certificate_sha256
             return changed
 
     def set_policy_of(self, agent_id: str, policy_name: str) -> None:
@@ -191,9 +197,12 @@ class VerifierStore:
                 raise NotFound(f"no policy {policy_name!r}")
             _agent(session, agent_id).policy_name = policy_name
 
-    def remove_agent(self, agent_id: str) -> None:
+    def remove_agent(self, agent_id: str, now: datetime | None = None) -> None:
+        """Stop verifying the agent; its tokens still valid at ``now`` are revoked with it."""
         with transaction(self._sessions) as session:
             session.delete(_agent(session, agent_id))
+            if now is not None:
+                revoke_unexpired(session.connection(), agent_id, now)
 
     def events(self, agent_id: str, limit: int = 100) -> list[AgentEvent]:
         with transaction(self._sessions) as session:
@@ -240,6 +249,7 @@ class VerifiedAgentView:
     last_passed_at: datetime | None
     ima_entries_verified: int | None
     records: int  # seq of the newest evidence record
+    ek_certificate_sha256: bytes | None = None
 
     @classmethod
     def of(cls, record: VerifiedAgent) -> VerifiedAgentView:
@@ -255,6 +265,7 @@ class VerifiedAgentView:
             last_passed_at=as_utc(record.last_passed_at) if record.last_passed_at else None,
             ima_entries_verified=record.ima_entries_verified,
             records=record.chain_seq,
+            ek_certificate_sha256=record.ek_certificate_sha256,
         )
 
 

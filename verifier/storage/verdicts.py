@@ -47,6 +47,7 @@ from verifier.core.record import (
 )
 from verifier.core.states import AgentState, Outcome
 from verifier.storage.models import EventRecord, RecordRow, VerifiedAgent, WebhookDelivery
+from verifier.storage.tokens import revoke_unexpired
 
 _TIME = DateTime(timezone=True)
 
@@ -385,6 +386,8 @@ class VerdictStore:
             round_id=record.round_id,
             record_seq=record.seq,
         )
+        if event.ends_trust:  # tokens out for this agent are revoked with the verdict
+            revoke_unexpired(connection, record.agent_id, record.ended_at)
         deliveries: tuple[int, ...] = ()
         if record.to_state is AgentState.FAILED and self._webhook_urls:
             deliveries = tuple(

@@ -1,0 +1,106 @@
+"""The key service's HTTP API (``geoattest keys serve``): ``POST /v1/keys/<id>/release``.
+
+The view reads the token (``Authorization: PoG <token>``) and the proof (``Geoattest-PoP``),
+asks ``Releaser``, records the outcome, and answers ``{"key_id", "jwe", "agent_id",
+"record_seq"}`` or the refusal (``403 key_release_refused``, the check named in the message).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from geoattest.db import check_private_database, make_engine, migrate
+from geoattest.errors import KeyReleaseRefused, MalformedRequest
+from geoattest.http import install_api_plumbing
+from geoattest.settings import Settings
+from geoattest.token_sources import VerifierTrust
+from keyrelease.keystore import KeyStore, check_key_id
+from keyrelease.ledger import ReleaseEntry, ReleaseLedger
+from keyrelease.release import Releaser
+
+__all__ = ["POP_HEADER", "create_app"]
+
+POP_HEADER = "Geoattest-PoP"
+_PARTS = "geoattest.keyrelease"
+
+blueprint = Blueprint("keys", __name__, url_prefix="/v1")
+
+
+class _Parts:
+    def __init__(self, store: KeyStore, releaser: Releaser, ledger: ReleaseLedger) -> None:
+        self.store, self.releaser, self.ledger = store, releaser, ledger
+
+
+def create_app(settings: Settings) -> Flask:
+    engine = make_engine(settings.keys_database_url)
+    check_private_database(settings.keys_database_url)
+    migrate(engine)
+    trust = VerifierTrust(settings.verifier_url, status_refresh=settings.round_interval_seconds)
+    app = Flask("geoattest.keys")
+    install_api_plumbing(app)
+    app.extensions[_PARTS] = _Parts(
+        KeyStore(settings.keys_dir),
+        Releaser(audience=settings.keys_audience, trust=trust),
+        ReleaseLedger(engine),
+    )
+    app.extensions["geoattest.engine"] = engine
+    app.register_blueprint(blueprint)
+    return app
+
+
+@blueprint.post("/keys/<key_id>/release")
+def release(key_id: str) -> Response:
+    parts: _Parts = current_app.extensions[_PARTS]
+    check_key_id(key_id)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    proof = request.headers.get(POP_HEADER, "")
+    now = dt.datetime.now(dt.UTC)
+    if scheme != "PoG" or not token or not proof:
+        parts.ledger.record(
+            ReleaseEntry(at=now, key_id=key_id, outcome="refused", reason="no_token")
+        )
+        raise MalformedRequest(f"send 'Authorization: PoG <token>' and a {POP_HEADER} proof")
+    try:
+        key = parts.store.get(key_id)
+        done = parts.releaser.release(key, token.strip(), proof.strip())
+    except KeyReleaseRefused as e:
+        parts.ledger.record(
+            ReleaseEntry(
+                at=now, key_id=key_id, outcome="refused", reason=e.reason, message=e.message
+            )
+        )
+        raise
+    except Exception as e:  # unknown key included: recorded, then answered as it is
+        code = getattr(e, "code", "internal_error")
+        parts.ledger.record(
+            ReleaseEntry(at=now, key_id=key_id, outcome="refused", reason=str(code))
+        )
+        raise
+    verified = done.token
+    parts.ledger.record(
+        ReleaseEntry(
+            at=now,
+            key_id=key_id,
+            outcome="released",
+            agent_id=verified.agent_id,
+            token_jti=verified.jti,
+            workload_sha256=verified.workload_sha256,
+            zone_id=verified.geo.zone_id if verified.geo else None,
+            record_seq=verified.record_seq,
+        )
+    )
+    return jsonify(
+        {
+            "key_id": key_id,
+            "jwe": done.wrapped,
+            "agent_id": verified.agent_id,
+            "record_seq": verified.record_seq,
+        }
+    )
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok", "service": "keys"})

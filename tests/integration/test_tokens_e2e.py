@@ -1,0 +1,337 @@
+"""Attestation-gated model keys end to end, on swtpm nodes.
+
+Real parts only: each node is a swtpm with an EK certificate from the session's CA, an IMA log
+written like a kernel's (PCR 10 extended in the swtpm), a GNSS receiver replaying a real capture
+live (restamped to now, as ``test_location_e2e`` does), the agent's evidence API over mTLS and its
+workload API on a Unix socket. The verifier (API + Celery worker and beat, redis-server, SQLite,
+Natural Earth zones) requires zone DEU; the key service releases model key K, bound to DEU and to
+the executable of program A (a copy of the interpreter), to valid PoG tokens. The workloads are
+real processes running ``geoattest keys open`` and ``geoattest token get|verify``.
+
+The receiver is fed in-process (``LocationProvider.feed``), so the node declares a serial
+source: what it would be with the receiver on a port (replayed files are another test's).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from agent.enrolment import ApiEndpoint, enrol
+from agent.evidence import EvidenceService
+from agent.ima_source import ImaLogSource
+from agent.location import LocationProvider
+from agent.server import (
+    AgentServer,
+    RunningWorkloadApi,
+    create_app,
+    make_agent_server,
+    start_workload_api,
+)
+from agent.tls import ensure_server_identity, server_ssl_context
+from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
+from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.registrar_client import RegistrarClient
+from geoattest.settings import load_settings
+from geofence import SourceKind
+from keyrelease.app import create_app as create_key_service
+from keyrelease.keystore import KeyStore
+from keyrelease.ledger import ReleaseLedger
+from keyrelease.sealing import seal
+from tests.integration.test_location_e2e import LiveReceiver, black_forest, loire_valley
+from tests.paths import vector
+from tests.support.programs import Program, program
+from tests.support.redis_server import running_redis
+from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+from verifier.tokens.status import read_status
+from verifier.tokens.verify import Rejected, TrustedKeys
+
+pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
+
+POLICY = "models-de"
+AUDIENCE = "model-keys"
+KEY_ID = "llm-7b"
+MakeSwtpm = Callable[..., SwtpmInstance]
+
+
+@dataclass
+class Stack:
+    registrar: RunningRegistrar
+    verifier: RunningVerifier
+    keys_url: str
+    key_store: KeyStore
+    releases: ReleaseLedger
+    a: Program
+    b: Program
+    model: Path
+    sealed: Path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("tokens-e2e")
+    a, b = program(work / "bin", "model-server-a"), program(work / "bin", "model-server-b")
+    trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
+    zones = vector("zones/ne_110m_admin_0_countries.geojson")
+    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
+        settings = verifier_settings(
+            work, redis_url, registrar, zones_file=zones, zones_repair=True,
+            verifier_keys_dir=work / "verifier-keys",
+        )  # fmt: skip
+        with running_verifier(settings, work) as verifier:
+            boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
+            digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
+            for path, prog in (("/opt/model-server", a), ("/opt/other-server", b)):
+                digests[path] = ["sha256:" + prog.sha256.hex()]
+            response = verifier.put_policy(
+                POLICY,
+                {
+                    "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
+                    "ima_banks": ["sha256"],
+                    "runtime_policy": {"version": 2, "digests": digests},
+                    "location": {"zones": ["DEU"]},
+                    # A passed round vouches for 20 s: tokens live long enough for two CLI runs.
+                    "max_age_seconds": 20,
+                },
+            )
+            assert response.status_code == 200, response.text
+            key_settings = load_settings(
+                verifier_url=verifier.url,
+                keys_dir=work / "model-keys",
+                keys_database_url=f"sqlite:///{work / 'releases.sqlite'}",
+                keys_audience=AUDIENCE,
+                round_interval_seconds=0.5,
+            )
+            key_app = create_key_service(key_settings)
+            server = make_server("127.0.0.1", 0, key_app, threaded=True)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            store = KeyStore(key_settings.keys_dir)
+            key = store.create(
+                KEY_ID,
+                zones=frozenset({"DEU"}),
+                workloads=frozenset({a.sha256}),
+                now=dt.datetime.now(dt.UTC),
+            )
+            model = work / "weights.bin"
+            model.write_bytes(os.urandom(256 * 1024))
+            sealed = work / "weights.enc"
+            seal(model, sealed, key.key)
+            try:
+                yield Stack(
+                    registrar=registrar,
+                    verifier=verifier,
+                    keys_url=f"http://127.0.0.1:{server.server_port}",
+                    key_store=store,
+                    releases=ReleaseLedger(key_app.extensions["geoattest.engine"]),
+                    a=a,
+                    b=b,
+                    model=model,
+                    sealed=sealed,
+                )
+            finally:
+                server.shutdown()
+                server.server_close()
+                thread.join(timeout=5)
+
+
+@dataclass
+class Node:
+    agent_id: str
+    ima: ImaEmulator
+    receiver: LiveReceiver
+    server: AgentServer
+    thread: threading.Thread
+    workload: RunningWorkloadApi
+    socket: Path
+    services: list[EvidenceService] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.workload.stop()
+        self.receiver.stop()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+        for service in self.services:
+            service.close()
+
+
+def _start_node(stack: Stack, swtpm: SwtpmInstance, workdir: Path, agent_id: str) -> Node:
+    ima = ImaEmulator(swtpm.tcti, workdir / "ascii_runtime_measurements")
+    ima.boot_aggregate()
+    ima.measure("/opt/model-server", digest=stack.a.sha256)  # both programs ran on this node
+    ima.measure("/opt/other-server", digest=stack.b.sha256)
+    provider = LocationProvider(
+        None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=1.5, source_kind=SourceKind.SERIAL
+    )
+    service = EvidenceService(
+        lambda: TpmDevice(swtpm.tcti),
+        ImaLogSource(ima.log_path),
+        ak_handle=DEFAULT_AK_HANDLE,
+        location=provider,
+        hold_connection=False,
+    )
+    identity = ensure_server_identity(workdir / "agent", agent_id, "127.0.0.1")
+    context = server_ssl_context(identity.cert_path, identity.key_path, stack.verifier.client_ca)
+    server = make_agent_server(create_app(service), context, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = ApiEndpoint(
+        url=f"https://127.0.0.1:{server.server_port}", tls_certificate=identity.certificate_der
+    )
+    client = RegistrarClient(stack.registrar.url)
+    with TpmDevice(swtpm.tcti) as device:
+        enrol(
+            device,
+            client,
+            agent_id,
+            endpoint=lambda _agent_id: endpoint,
+            location_key_handle=DEFAULT_LOCATION_KEY_HANDLE,
+        )
+    client.close()
+    socket_path = workdir / "workload.sock"
+    settings = load_settings(
+        verifier_url=stack.verifier.url,
+        workload_socket=socket_path,
+        workload_socket_mode=0o600,
+        token_status_poll_seconds=0.5,
+    )
+    workload = start_workload_api(settings, service, agent_id)
+    assert workload is not None
+    receiver = LiveReceiver(provider, black_forest())
+    return Node(agent_id, ima, receiver, server, thread, workload, socket_path, [service])
+
+
+@pytest.fixture
+def node(
+    stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Node]:
+    agent_id = f"model-{hashlib.sha256(request.node.name.encode()).hexdigest()[:10]}"
+    started = _start_node(stack, make_swtpm(), tmp_path, agent_id)
+    response = stack.verifier.add_agent(agent_id, POLICY)
+    assert response.status_code == 201, response.text
+    stack.verifier.wait_for_state(agent_id, "attested")
+    yield started
+    started.stop()
+    stack.verifier.forget(stack.registrar.client(), [agent_id])
+
+
+def _run(stack: Stack, node: Node, prog: Program, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(prog.path), "-m", "geoattest", *args],
+        env=prog.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _open_model(
+    stack: Stack, node: Node, prog: Program, out: Path
+) -> subprocess.CompletedProcess[str]:
+    return _run(
+        stack, node, prog, "keys", "open", str(stack.sealed), "-o", str(out),
+        "--key-id", KEY_ID, "--service", stack.keys_url, "--socket", str(node.socket),
+        "--audience", AUDIENCE,
+    )  # fmt: skip
+
+
+def test_the_model_opens_on_an_attested_node_inside_the_zone(
+    stack: Stack, node: Node, tmp_path: Path
+) -> None:
+    out = tmp_path / "weights.bin"
+    done = _open_model(stack, node, stack.a, out)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == stack.model.read_bytes()
+    released = [e for e in stack.releases.entries(KEY_ID) if e.agent_id == node.agent_id]
+    assert [e.outcome for e in released] == ["released"]
+    assert released[0].zone_id == "DEU"
+    assert released[0].workload_sha256 == stack.a.sha256
+    # The same PoG token as a shell user sees it, checked by the relying-party CLI.
+    token = _run(stack, node, stack.a, "token", "get", "--type", "pog", "--audience", "svc",
+                 "--socket", str(node.socket))  # fmt: skip
+    assert token.returncode == 0, token.stderr
+    verified = _run(
+        stack, node, stack.a, "token", "verify", token.stdout.strip(),
+        "--jwks", f"{stack.verifier.url}/.well-known/jwks.json", "--audience", "svc",
+        "--require", "pog", "--zone", "DEU", "--max-age", "30",
+        "--status", f"{stack.verifier.url}/v1/tokens/status",
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert '"zone": "DEU"' in verified.stdout
+    assert stack.a.sha256.hex() in verified.stdout
+    wrong_zone = _run(
+        stack, node, stack.a, "token", "verify", token.stdout.strip(),
+        "--jwks", f"{stack.verifier.url}/.well-known/jwks.json", "--audience", "svc",
+        "--zone", "FRA",
+    )  # fmt: skip
+    assert wrong_zone.returncode == 2
+    assert "token_wrong_zone" in wrong_zone.stderr
+
+
+def test_another_executable_does_not_open_the_model(
+    stack: Stack, node: Node, tmp_path: Path
+) -> None:
+    out = tmp_path / "weights.bin"
+    done = _open_model(stack, node, stack.b, out)
+    assert done.returncode == 2, done.stderr
+    assert "token_wrong_workload" in done.stderr
+    assert not out.exists()
+    refused = [e for e in stack.releases.entries(KEY_ID) if e.reason == "token_wrong_workload"]
+    assert refused, "the refusal was not recorded"
+
+
+def test_after_an_ima_tamper_the_model_does_not_open_and_tokens_are_revoked(
+    stack: Stack, node: Node, tmp_path: Path
+) -> None:
+    before = _run(stack, node, stack.a, "token", "get", "--type", "pog", "--audience", "svc",
+                  "--socket", str(node.socket), "--json")  # fmt: skip
+    assert before.returncode == 0, before.stderr
+    import json
+
+    jti_token = json.loads(before.stdout)["token"]
+    node.ima.measure("/tmp/.hidden/miner", b"not in any policy")  # the node's path
+    failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=15)
+    assert failed["reason"] == "ima_entry_not_allowed"
+    keys = TrustedKeys.from_jwks(_get(f"{stack.verifier.url}/.well-known/jwks.json"))
+    status = read_status(
+        _get(f"{stack.verifier.url}/v1/tokens/status").decode(), keys, dt.datetime.now(dt.UTC)
+    )
+    assert not isinstance(status, Rejected), status
+    payload = json.loads(__import__("base64").urlsafe_b64decode(jti_token.split(".")[1] + "=="))
+    assert payload["jti"] in status.revoked
+    out = tmp_path / "weights.bin"
+    done = _open_model(stack, node, stack.a, out)
+    assert done.returncode == 2, done.stderr
+    assert "AgentNotAttested" in done.stderr or "agent_not_attested" in done.stderr
+    assert not out.exists()
+
+
+def test_after_a_teleport_the_model_does_not_open(stack: Stack, node: Node, tmp_path: Path) -> None:
+    node.receiver.switch(loire_valley())  # 600 km in a second
+    failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=15)
+    assert failed["reason"] == "location_implausible", failed
+    out = tmp_path / "weights.bin"
+    done = _open_model(stack, node, stack.a, out)
+    assert done.returncode == 2, done.stderr
+    assert not out.exists()
+
+
+def _get(url: str) -> bytes:
+    import requests
+
+    response = requests.get(url, timeout=10)
+    response.raise_for_status()
+    return response.content

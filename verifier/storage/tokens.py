@@ -1,0 +1,248 @@
+"""Issued tokens at rest (``verifier_tokens``): stored before they are handed out, revoked with
+the verdict that ends the agent's trust, listed for the status document and for exports.
+
+**No token outlives the trust it was issued on.** A token is inserted, and only kept, if in the
+same transaction the agent row still says ``attested``, has said so since before the round the
+token's claims come from (``state_since`` ≤ that record's end), and its lease runs at least until
+now. The insert comes first: on SQLite it takes the database's write lock, so nothing commits
+between the check and the commit; on PostgreSQL the agent row is read ``FOR SHARE``, so a verdict
+that moves the agent waits for this transaction (and then revokes the token with the others) or
+is seen by it (and the token is dropped). Every verdict that ends trust revokes the agent's
+unexpired tokens in its own transaction (``verifier.storage.verdicts``).
+
+Inserts from concurrent requests share transactions (one writer thread, like verdicts'
+group commit), so a burst of issuance costs one commit per batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from geoattest.db import as_utc
+from verifier.core.states import AgentState
+from verifier.storage.models import TokenRow, VerifiedAgent
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 256
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenDraft:
+    jti: str
+    agent_id: str
+    type: str
+    audience: str
+    workload_sha256: bytes
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    record_seq: int
+    record_ended_at: dt.datetime  # the end of the round the claims come from
+    max_age: dt.timedelta  # the agent's lease length (its policy's, or the default)
+    token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredToken:
+    jti: str
+    agent_id: str
+    type: str
+    audience: str
+    workload_sha256: bytes
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    record_seq: int
+    token: str
+    revoked_at: dt.datetime | None
+
+
+def revoke_unexpired(connection: Connection, agent_id: str, at: dt.datetime) -> int:
+    """Mark every token of ``agent_id`` still valid at ``at`` revoked (inside the caller's
+    transaction); returns how many."""
+    result = connection.execute(
+        update(TokenRow)
+        .where(
+            TokenRow.agent_id == agent_id,
+            TokenRow.revoked_at.is_(None),
+            TokenRow.expires_at > at,
+        )
+        .values(revoked_at=at)
+    )
+    return int(result.rowcount)
+
+
+class TokenLedger:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._queue: queue.SimpleQueue[tuple[TokenDraft, Future[bool]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="token-writer", daemon=True)
+        self._thread.start()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def store(self, draft: TokenDraft, *, timeout: float = 10.0) -> bool:
+        """Store ``draft``; False when the agent's trust ended meanwhile (nothing stored).
+        Raises the database's error, or ``TimeoutError``."""
+        future: Future[bool] = Future()
+        self._queue.put((draft, future))
+        return future.result(timeout=timeout)
+
+    def store_many(self, drafts: Sequence[TokenDraft]) -> list[bool]:
+        """One transaction for ``drafts`` (see the module docstring); which were kept."""
+        if not drafts:
+            return []
+        with self._engine.begin() as connection:
+            connection.execute(insert(TokenRow), [_row(d) for d in drafts])
+            ids = sorted({d.agent_id for d in drafts})
+            rows = connection.execute(
+                select(
+                    VerifiedAgent.agent_id,
+                    VerifiedAgent.state,
+                    VerifiedAgent.state_since,
+                    VerifiedAgent.last_passed_at,
+                )
+                .where(VerifiedAgent.agent_id.in_(ids))
+                .with_for_update(read=True)
+            ).all()
+            agents = {row.agent_id: row for row in rows}
+            now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+            kept = [_still_trusted(d, agents.get(d.agent_id), now) for d in drafts]
+            refused = [d.jti for d, ok in zip(drafts, kept, strict=True) if not ok]
+            if refused:
+                connection.execute(delete(TokenRow).where(TokenRow.jti.in_(refused)))
+                log.info("%d token(s) not issued: the agent's trust ended meanwhile", len(refused))
+            return kept
+
+    def revoke_agent(self, agent_id: str, at: dt.datetime) -> int:
+        with self._engine.begin() as connection:
+            return revoke_unexpired(connection, agent_id, at)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def revoked(self, now: dt.datetime) -> list[tuple[str, dt.datetime]]:
+        """(jti, expires_at) of every revoked token that has not expired yet, oldest first."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(TokenRow.jti, TokenRow.expires_at)
+                .where(TokenRow.revoked_at.is_not(None), TokenRow.expires_at > now)
+                .order_by(TokenRow.expires_at, TokenRow.jti)
+            )
+            return [(jti, as_utc(expires)) for jti, expires in rows]
+
+    def issued(
+        self,
+        *,
+        agent_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = MAX_PAGE,
+    ) -> list[StoredToken]:
+        """Tokens issued in ``[since, until]`` (of one agent, or all), in issuance order: what a
+        residency-proof export includes for a window."""
+        query = select(TokenRow)
+        conditions = []
+        if agent_id is not None:
+            conditions.append(TokenRow.agent_id == agent_id)
+        if since is not None:
+            conditions.append(TokenRow.issued_at >= since)
+        if until is not None:
+            conditions.append(TokenRow.issued_at <= until)
+        if conditions:
+            query = query.where(and_(*conditions))
+        query = query.order_by(TokenRow.issued_at, TokenRow.jti).limit(limit)
+        with Session(self._engine) as session:
+            return [_stored(row) for row in session.scalars(query)]
+
+    def get(self, jti: str) -> StoredToken | None:
+        with Session(self._engine) as session:
+            row = session.get(TokenRow, jti)
+            return _stored(row) if row is not None else None
+
+    # --- the writer thread ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            group = [item]
+            while len(group) < MAX_GROUP:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                group.append(more)
+            try:
+                results = self.store_many([draft for draft, _ in group])
+            except Exception as e:  # the database failed: every request of the group learns it
+                log.warning("storing %d token(s) failed: %s", len(group), e)
+                for _, future in group:
+                    future.set_exception(e)
+                continue
+            for (_, future), kept in zip(group, results, strict=True):
+                future.set_result(kept)
+
+
+class _AgentRow(Protocol):  # the columns ``store_many`` reads (a SQLAlchemy Row)
+    agent_id: str
+    state: str
+    state_since: dt.datetime
+    last_passed_at: dt.datetime | None
+
+
+def _still_trusted(draft: TokenDraft, row: _AgentRow | None, now: dt.datetime) -> bool:
+    if row is None or row.state != AgentState.ATTESTED.value or row.last_passed_at is None:
+        return False
+    if as_utc(row.state_since) > draft.record_ended_at:
+        return False  # trust ended and began again after the round the claims come from
+    return as_utc(row.last_passed_at) + draft.max_age >= now
+
+
+def _row(draft: TokenDraft) -> dict[str, object]:
+    return {
+        "jti": draft.jti,
+        "agent_id": draft.agent_id,
+        "type": draft.type,
+        "audience": draft.audience,
+        "workload_sha256": draft.workload_sha256,
+        "issued_at": draft.issued_at,
+        "expires_at": draft.expires_at,
+        "record_seq": draft.record_seq,
+        "token": draft.token,
+        "revoked_at": None,
+    }
+
+
+def _stored(row: TokenRow) -> StoredToken:
+    return StoredToken(
+        jti=row.jti,
+        agent_id=row.agent_id,
+        type=row.type,
+        audience=row.audience,
+        workload_sha256=bytes(row.workload_sha256),
+        issued_at=as_utc(row.issued_at),
+        expires_at=as_utc(row.expires_at),
+        record_seq=row.record_seq,
+        token=row.token,
+        revoked_at=as_utc(row.revoked_at) if row.revoked_at else None,
+    )
