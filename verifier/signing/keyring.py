@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import threading
@@ -36,8 +35,19 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from geoattest.errors import ConfigurationError
 from geoattest.private_files import check_private, create_private_file, ensure_private_dir
+from verifier.core.jwk import public_jwk, thumbprint
 
 STATE_FILE = "keyring.json"
+
+__all__ = [
+    "KeyPurpose",
+    "KeyState",
+    "Keyring",
+    "PublishedKey",
+    "SigningKey",
+    "public_jwk",
+    "thumbprint",
+]
 
 
 class KeyPurpose(StrEnum):
@@ -80,26 +90,6 @@ class SigningKey:
 
     def __repr__(self) -> str:  # never the private key
         return f"SigningKey(kid={self.kid!r})"
-
-
-def public_jwk(public: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    """The RFC 7517 members of a P-256 public key (no kid)."""
-    numbers = public.public_numbers()
-    return {
-        "kty": "EC",
-        "crv": "P-256",
-        "x": _b64url(numbers.x.to_bytes(32, "big")),
-        "y": _b64url(numbers.y.to_bytes(32, "big")),
-    }
-
-
-def thumbprint(public: ec.EllipticCurvePublicKey) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256, base64url): the required members in lexical order."""
-    members = public_jwk(public)
-    canonical = json.dumps(
-        {key: members[key] for key in ("crv", "kty", "x", "y")}, separators=(",", ":")
-    )
-    return _b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 class Keyring:
@@ -272,10 +262,6 @@ class _Entry:
             publish_until=dt.datetime.fromisoformat(str(until)) if until else None,
             public=public,
         )
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _unb64url(text: str) -> bytes:
