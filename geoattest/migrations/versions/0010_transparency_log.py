@@ -1,0 +1,67 @@
+"""Verifier: the transparency log (entries, perfect tree nodes, its state, signed checkpoints).
+
+Revision ID: 0010_transparency_log
+Revises: 0008_evidence_records (0009_tokens once the token branch is merged)
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010_transparency_log"
+down_revision = "0008_evidence_records"
+branch_labels = None
+depends_on = None
+
+_TIME = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "verifier_log_entries",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("idx", sa.BigInteger(), nullable=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("agent_id", sa.String(64), nullable=True),
+        sa.Column("ref_seq", sa.Integer(), nullable=True),
+        sa.Column("entry", sa.LargeBinary(), nullable=False),
+        sa.Column("leaf_hash", sa.LargeBinary(), nullable=False),
+        sa.Column("queued_at", _TIME, nullable=False),
+        sa.UniqueConstraint("idx", name="uq_verifier_log_entries_idx"),
+    )
+    op.create_index(
+        "ix_verifier_log_entries_agent", "verifier_log_entries", ["agent_id", "kind", "ref_seq"]
+    )
+    op.create_table(
+        "verifier_log_nodes",
+        sa.Column("level", sa.Integer(), primary_key=True),
+        sa.Column("idx", sa.BigInteger(), primary_key=True),
+        sa.Column("hash", sa.LargeBinary(), nullable=False),
+    )
+    op.create_table(
+        "verifier_log_state",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("origin", sa.String(200), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("root", sa.LargeBinary(), nullable=False),
+        sa.Column("updated_at", _TIME, nullable=False),
+    )
+    op.create_table(
+        "verifier_log_checkpoints",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("root", sa.LargeBinary(), nullable=False),
+        sa.Column("signed_at", _TIME, nullable=False),
+        sa.Column("kid", sa.String(64), nullable=False),
+        sa.Column("jws", sa.Text(), nullable=False),
+    )
+    op.create_index("ix_verifier_log_checkpoints_size", "verifier_log_checkpoints", ["size"])
+
+
+def downgrade() -> None:
+    op.drop_table("verifier_log_checkpoints")
+    op.drop_table("verifier_log_state")
+    op.drop_table("verifier_log_nodes")
+    op.drop_table("verifier_log_entries")
