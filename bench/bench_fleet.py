@@ -126,6 +126,7 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
                 redis_url=redis_url,
                 registrar_url=registrar.url,
                 verifier_tls_dir=work / "tls" / "verifier",
+                verifier_keys_dir=work / "keys",
                 verifier_port=port,
                 round_interval_seconds=interval,
             )

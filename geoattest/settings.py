@@ -131,6 +131,19 @@ class Settings(BaseSettings):
     record_retention_days: float = Field(
         default=400.0, gt=0, description="Evidence records and folds older than this are deleted."
     )
+    verifier_keys_dir: Path = Field(
+        default=DEFAULT_STATE_DIR / "verifier" / "keys",
+        description="Owner-only keyrings of the verifier's signing keys (tokens, log checkpoints).",
+    )
+    log_checkpoint_seconds: float = Field(
+        default=60.0, gt=0, description="How often the transparency log signs a checkpoint."
+    )
+    log_origin: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Names the transparency log in its checkpoints (default: made once per "
+        "database).",
+    )
 
     @field_validator("agent_id")
     @classmethod

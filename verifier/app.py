@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import redis
 from flask import Flask
 
@@ -10,14 +12,16 @@ from geoattest.http import check_exposure, install_api_plumbing
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
 from verifier.core.round_record import RecordOrigin
-from verifier.engine.runtime import lease_defaults_of, verifier_id_of
+from verifier.engine.runtime import lease_defaults_of, log_keyring, verifier_id_of
 from verifier.engine.status import StatusReader
 from verifier.operations import Operations
 from verifier.storage.hot_state import HotState
+from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
 from verifier.web.api import blueprint
+from verifier.web.log_api import log_blueprint
 from verifier.zones_file import load_zones_with_digest
 
 
@@ -51,5 +55,10 @@ def create_app(settings: Settings) -> Flask:
         zones=zones.zones if zones is not None else None,
     )
     app.extensions["geoattest.engine"] = engine
+    keys = log_keyring(settings)
+    keys.ensure(datetime.now(UTC))
+    app.extensions["geoattest.log"] = TransparencyLog(engine, origin=settings.log_origin)
+    app.extensions["geoattest.log_keys"] = keys
     app.register_blueprint(blueprint)
+    app.register_blueprint(log_blueprint)
     return app

@@ -1,7 +1,9 @@
 """Celery on Redis: beat dispatches due rounds in batches; workers run them; webhooks retry.
 
-Beat also runs the watchdog every ``WATCHDOG_PERIOD`` (leases that ran out become ``stale``) and
-the compaction every ``COMPACT_PERIOD`` (records past the hot window fold; old ones expire).
+Beat also runs the watchdog every ``WATCHDOG_PERIOD`` (leases that ran out become ``stale``), the
+compaction every ``COMPACT_PERIOD`` (records past the hot window fold; old ones expire) and the
+transparency log's checkpoint every ``log_checkpoint_seconds`` (queued entries sequenced into
+the tree, the new tree head signed).
 
 Scale design: beat does not schedule one task per agent. Every ``DISPATCH_PERIOD`` seconds the
 ``dispatch`` task atomically claims the agents that are due (a Redis sorted set by due time) and
@@ -44,6 +46,7 @@ DISPATCH_TASK = "geoattest.verifier.dispatch"
 RECONCILE_TASK = "geoattest.verifier.reconcile"
 WATCHDOG_TASK = "geoattest.verifier.watchdog"
 COMPACT_TASK = "geoattest.verifier.compact"
+CHECKPOINT_TASK = "geoattest.verifier.checkpoint"
 BATCH_TASK = "geoattest.verifier.attest_batch"
 WEBHOOK_TASK = "geoattest.verifier.deliver_webhook"
 
@@ -79,6 +82,11 @@ def create_celery(settings: Settings) -> Celery:
                 "task": COMPACT_TASK,
                 "schedule": COMPACT_PERIOD,
                 "options": {"expires": COMPACT_PERIOD},
+            },
+            "sign-checkpoint": {
+                "task": CHECKPOINT_TASK,
+                "schedule": settings.log_checkpoint_seconds,
+                "options": {"expires": settings.log_checkpoint_seconds},
             },
         },
     )
@@ -122,6 +130,11 @@ def create_celery(settings: Settings) -> Celery:
     def compact() -> int:
         """Fold records past the hot window and delete expired ones; returns how many."""
         return compact_records(runtime())
+
+    @app.task(name=CHECKPOINT_TASK, ignore_result=True)
+    def checkpoint() -> int:
+        """Sequence queued log entries and sign the tree head; returns the tree size."""
+        return sign_checkpoint(runtime())
 
     @app.task(name=BATCH_TASK, ignore_result=True, acks_late=True)
     def attest_batch(agent_ids: Sequence[str]) -> int:
@@ -204,6 +217,24 @@ def expire_leases(runtime: VerifierRuntime) -> int:
         origin=runtime.origin,
     )
     return watchdog.expire(runtime.fleet(), dt.datetime.now(dt.UTC))
+
+
+def sign_checkpoint(runtime: VerifierRuntime, now: dt.datetime | None = None) -> int:
+    """Sequence every queued log entry and sign a checkpoint if the tree grew; the tree size.
+    Creates the log keyring (an active and a next key) on first use."""
+    now = now or dt.datetime.now(dt.UTC)
+    runtime.log_keys.ensure(now)
+    while runtime.log.sequence(now):
+        pass
+    signed = runtime.log.sign(runtime.log_keys.active(), now)
+    if signed is not None:
+        log.info(
+            "checkpoint signed: size %d, root %s…, key %s",
+            signed.checkpoint.size,
+            signed.checkpoint.root.hex()[:16],
+            signed.kid,
+        )
+    return runtime.log.head(now).size
 
 
 def compact_records(runtime: VerifierRuntime) -> int:

@@ -111,6 +111,7 @@ def local_fleet(
                 "GEOATTEST_REDIS_URL": redis_url,
                 "GEOATTEST_REGISTRAR_URL": registrar_url,
                 "GEOATTEST_VERIFIER_TLS_DIR": str(state_dir / "verifier-tls"),
+                "GEOATTEST_VERIFIER_KEYS_DIR": str(state_dir / "verifier-keys"),
                 "GEOATTEST_VERIFIER_PORT": str(verifier_port),
             }
         )

@@ -110,6 +110,7 @@ def verifier_settings(
         redis_url=redis_url,
         registrar_url=registrar_url,
         verifier_tls_dir=tls_dir,
+        verifier_keys_dir=workdir / "verifier-keys",
         round_interval_seconds=0.5,
         agent_timeout_seconds=2.0,
         unreachable_backoff_max_seconds=2.0,

@@ -23,8 +23,10 @@ from verifier.engine.fleet import FleetConfig, LeaseDefaults, load_fleet
 from verifier.engine.runner import Cadence, RoundRunner
 from verifier.notify.revocations import EventPublisher
 from verifier.notify.webhooks import WebhookSender
+from verifier.signing.keyring import KeyPurpose, Keyring
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.hot_state import HotState
+from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
@@ -51,6 +53,11 @@ def lease_defaults_of(settings: Settings) -> LeaseDefaults:
     )
 
 
+def log_keyring(settings: Settings) -> Keyring:
+    """The keyring of the log's checkpoint keys; retired keys stay published for ever."""
+    return Keyring(settings.verifier_keys_dir, KeyPurpose.LOG, retired_lifetime=None)
+
+
 def verifier_id_of(settings: Settings) -> str:
     return settings.verifier_id or socket.gethostname()[:64]
 
@@ -70,6 +77,8 @@ class VerifierRuntime:
         self.sessions = session_factory(self.engine)
         self.store = VerifierStore(self.sessions)
         self.records = RecordStore(self.sessions)
+        self.log = TransparencyLog(self.engine, origin=settings.log_origin)
+        self.log_keys = log_keyring(settings)
         self.verdicts = VerdictStore(self.engine, settings.webhook_urls)
         self.committer = GroupCommitter(self.verdicts)
         self.hot = HotState(redis.Redis.from_url(settings.redis_url))

@@ -1,7 +1,8 @@
 """The verifier's SQL tables as typed values: policies, agents under verification, events.
 
 Verdicts (records, state, lease) are written by ``verifier.storage.verdicts`` only; this module
-reads them and writes the configuration (policies, the agents' identities).
+reads them and writes the configuration (policies, the agents' identities). A change made with
+an ``Audit`` goes into the transparency log as an audit entry in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from geoattest.db import as_utc, transaction
 from geoattest.errors import AgentAlreadyVerified, NotFound, PolicyInUse
 from geoattest.wire import PolicyDocument
 from verifier.core.events import AgentEvent
+from verifier.core.log_entry import AuditAction, AuditEntry
 from verifier.core.reasons import Reason
 from verifier.core.states import AgentState
+from verifier.storage.log import enqueue
 from verifier.storage.models import (
     EventRecord,
     PolicyRecord,
@@ -44,6 +47,36 @@ class AgentTarget:
     tls_certificate: bytes
     state: AgentState
     location_key_public: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Audit:
+    """Who changes the configuration, and when: the change is logged as an ``AuditEntry``."""
+
+    actor: str
+    at: datetime
+
+
+def _audit(
+    session: Session,
+    audit: Audit | None,
+    action: AuditAction,
+    subject: str,
+    *,
+    agent_id: str | None = None,
+    **details: str,
+) -> None:
+    if audit is None:
+        return
+    entry = AuditEntry(
+        action=action,
+        at=audit.at,
+        actor=audit.actor,
+        subject=subject,
+        agent_id=agent_id,
+        details=details,
+    )
+    enqueue(session, [entry], audit.at)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +103,7 @@ class VerifierStore:
         now: datetime,
         *,
         max_age_seconds: float | None = None,
+        audit: Audit | None = None,
     ) -> StoredPolicy:
         """Store a validated policy as its canonical bytes (``canonical_document``)."""
         with transaction(self._sessions) as session:
@@ -82,6 +116,14 @@ class VerifierStore:
             record.sha256 = digest
             record.max_age_seconds = max_age_seconds
             record.updated_at = now
+            _audit(
+                session,
+                audit,
+                AuditAction.POLICY_PUT,
+                name,
+                version=str(record.version),
+                sha256=digest.hex(),
+            )
             return _policy(record)
 
     def get_policy(self, name: str) -> StoredPolicy:
@@ -103,7 +145,7 @@ class VerifierStore:
             records = session.scalars(select(PolicyRecord).order_by(PolicyRecord.name))
             return [_policy(record) for record in records]
 
-    def delete_policy(self, name: str) -> None:
+    def delete_policy(self, name: str, *, audit: Audit | None = None) -> None:
         with transaction(self._sessions) as session:
             record = session.get(PolicyRecord, name)
             if record is None:
@@ -112,10 +154,11 @@ class VerifierStore:
             if users:
                 raise PolicyInUse(f"policy {name!r} is used by {users} agent(s)")
             session.delete(record)
+            _audit(session, audit, AuditAction.POLICY_DELETED, name, version=str(record.version))
 
     # --- agents -----------------------------------------------------------------------------
 
-    def add_agent(self, target: AgentTarget, now: datetime) -> None:
+    def add_agent(self, target: AgentTarget, now: datetime, *, audit: Audit | None = None) -> None:
         with transaction(self._sessions) as session:
             if session.get(PolicyRecord, target.policy_name) is None:
                 raise NotFound(f"no policy {target.policy_name!r}")
@@ -139,6 +182,15 @@ class VerifierStore:
                     chain_seq=seq,
                     chain_head=head,
                 )
+            )
+            _audit(
+                session,
+                audit,
+                AuditAction.AGENT_ADDED,
+                target.agent_id,
+                agent_id=target.agent_id,
+                policy=target.policy_name,
+                ak_sha256=hashlib.sha256(target.ak_public).hexdigest(),
             )
 
     def get_agent(self, agent_id: str) -> VerifiedAgentView:
@@ -174,6 +226,7 @@ class VerifierStore:
         agent_url: str,
         tls_certificate: bytes,
         location_key_public: bytes | None,
+        audit: Audit | None = None,
     ) -> bool:
         """Store a refreshed identity; returns whether the AK changed."""
         with transaction(self._sessions) as session:
@@ -183,17 +236,44 @@ class VerifierStore:
             record.agent_url = agent_url
             record.tls_certificate = tls_certificate
             record.location_key_public = location_key_public
+            _audit(
+                session,
+                audit,
+                AuditAction.AGENT_REFRESHED,
+                agent_id,
+                agent_id=agent_id,
+                ak_changed=str(changed).lower(),
+                ak_sha256=hashlib.sha256(ak_public).hexdigest(),
+            )
             return changed
 
-    def set_policy_of(self, agent_id: str, policy_name: str) -> None:
+    def set_policy_of(self, agent_id: str, policy_name: str, *, audit: Audit | None = None) -> None:
         with transaction(self._sessions) as session:
             if session.get(PolicyRecord, policy_name) is None:
                 raise NotFound(f"no policy {policy_name!r}")
             _agent(session, agent_id).policy_name = policy_name
+            _audit(
+                session,
+                audit,
+                AuditAction.AGENT_POLICY_SET,
+                agent_id,
+                agent_id=agent_id,
+                policy=policy_name,
+            )
 
-    def remove_agent(self, agent_id: str) -> None:
+    def remove_agent(self, agent_id: str, *, audit: Audit | None = None) -> None:
         with transaction(self._sessions) as session:
-            session.delete(_agent(session, agent_id))
+            record = _agent(session, agent_id)
+            _audit(
+                session,
+                audit,
+                AuditAction.AGENT_REMOVED,
+                agent_id,
+                agent_id=agent_id,
+                state=record.state,
+                records=str(record.chain_seq),
+            )
+            session.delete(record)
 
     def events(self, agent_id: str, limit: int = 100) -> list[AgentEvent]:
         with transaction(self._sessions) as session:
