@@ -15,6 +15,7 @@ from verifier.core.round_record import RecordOrigin
 from verifier.engine.runtime import lease_defaults_of, log_keyring, verifier_id_of
 from verifier.engine.status import StatusReader
 from verifier.operations import Operations
+from verifier.storage.documents import DocumentKind, DocumentStore
 from verifier.storage.hot_state import HotState
 from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
@@ -35,6 +36,8 @@ def create_app(settings: Settings) -> Flask:
     hot = HotState(redis.Redis.from_url(settings.redis_url))
     registrar = RegistrarClient(settings.registrar_url, timeout=settings.http_timeout_seconds)
     zones = load_zones_with_digest(settings)
+    if zones is not None:  # records name it by digest: exports find it by digest
+        DocumentStore(sessions).remember(DocumentKind.ZONES, zones.data, datetime.now(UTC))
     origin = RecordOrigin(
         verifier_id=verifier_id_of(settings),
         zones_sha256=zones.sha256 if zones is not None else None,

@@ -24,6 +24,7 @@ from verifier.engine.runner import Cadence, RoundRunner
 from verifier.notify.revocations import EventPublisher
 from verifier.notify.webhooks import WebhookSender
 from verifier.signing.keyring import KeyPurpose, Keyring
+from verifier.storage.documents import DocumentKind, DocumentStore
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.hot_state import HotState
 from verifier.storage.log import TransparencyLog
@@ -92,6 +93,10 @@ class VerifierRuntime:
         self.source = source
         loaded = load_zones_with_digest(settings)
         self.zones = loaded.zones if loaded is not None else None
+        if loaded is not None:  # records name it by digest: exports find it by digest
+            DocumentStore(self.sessions).remember(
+                DocumentKind.ZONES, loaded.data, dt.datetime.now(dt.UTC)
+            )
         self.origin = RecordOrigin(
             verifier_id=verifier_id_of(settings),
             zones_sha256=loaded.sha256 if loaded is not None else None,

@@ -200,3 +200,16 @@ class CheckpointRow(Base):
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     kid: Mapped[str] = mapped_column(String(64))
     jws: Mapped[str] = mapped_column(Text)
+
+
+class DocumentRow(Base):
+    """What records name by digest, kept content-addressed so an export years later still has
+    it: policy documents (every version), zones files, TPM public areas (AKs, location keys)."""
+
+    __tablename__ = "verifier_documents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex, of ``body``
+    kind: Mapped[str] = mapped_column(String(16))  # policy | zones | tpm_public
+    name: Mapped[str | None] = mapped_column(String(200), index=True)  # policy name, TPM name
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

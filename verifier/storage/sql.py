@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +24,7 @@ from verifier.core.events import AgentEvent
 from verifier.core.log_entry import AuditAction, AuditEntry
 from verifier.core.reasons import Reason
 from verifier.core.states import AgentState
+from verifier.storage.documents import DocumentKind, remember, tpm_name
 from verifier.storage.log import enqueue
 from verifier.storage.models import (
     EventRecord,
@@ -116,6 +117,7 @@ class VerifierStore:
             record.sha256 = digest
             record.max_age_seconds = max_age_seconds
             record.updated_at = now
+            remember(session, DocumentKind.POLICY, canonical, now, name)
             _audit(
                 session,
                 audit,
@@ -167,6 +169,7 @@ class VerifierStore:
                     f"agent {target.agent_id!r} is already under verification"
                 )
             seq, head = _chain_end(session, target.agent_id)
+            _remember_keys(session, now, target.ak_public, target.location_key_public)
             session.add(
                 VerifiedAgent(
                     agent_id=target.agent_id,
@@ -236,6 +239,9 @@ class VerifierStore:
             record.agent_url = agent_url
             record.tls_certificate = tls_certificate
             record.location_key_public = location_key_public
+            _remember_keys(
+                session, audit.at if audit else datetime.now(UTC), ak_public, location_key_public
+            )
             _audit(
                 session,
                 audit,
@@ -358,6 +364,13 @@ def event_of(record: EventRecord) -> AgentEvent:
         round_id=record.round_id,
         record_seq=record.record_seq,
     )
+
+
+def _remember_keys(session: Session, at: datetime, *publics: bytes | None) -> None:
+    """Keep the TPM public areas records name (AK, location key) for later exports."""
+    for public in publics:
+        if public is not None:
+            remember(session, DocumentKind.TPM_PUBLIC, public, at, tpm_name(public))
 
 
 def _chain_end(session: Session, agent_id: str) -> tuple[int, bytes | None]:

@@ -1,4 +1,5 @@
-"""Verifier: the transparency log (entries, perfect tree nodes, its state, signed checkpoints).
+"""Verifier: the transparency log (entries, perfect tree nodes, its state, signed checkpoints)
+and content-addressed documents (policy versions, zones files, TPM public areas) for exports.
 
 Revision ID: 0010_transparency_log
 Revises: 0008_evidence_records (0009_tokens once the token branch is merged)
@@ -58,9 +59,19 @@ def upgrade() -> None:
         sa.Column("jws", sa.Text(), nullable=False),
     )
     op.create_index("ix_verifier_log_checkpoints_size", "verifier_log_checkpoints", ["size"])
+    op.create_table(
+        "verifier_documents",
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("name", sa.String(200), nullable=True),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("stored_at", _TIME, nullable=False),
+    )
+    op.create_index("ix_verifier_documents_name", "verifier_documents", ["name"])
 
 
 def downgrade() -> None:
+    op.drop_table("verifier_documents")
     op.drop_table("verifier_log_checkpoints")
     op.drop_table("verifier_log_state")
     op.drop_table("verifier_log_nodes")
