@@ -31,6 +31,8 @@ from verifier.engine.runner import RoundTarget
 from verifier.engine.runtime import VerifierRuntime, runtime_for
 from verifier.engine.watchdog import Watchdog
 from verifier.notify.webhooks import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
+from verifier.signing.keyring import Keyring
+from verifier.storage.log import TransparencyLog
 
 log = logging.getLogger(__name__)
 
@@ -220,13 +222,17 @@ def expire_leases(runtime: VerifierRuntime) -> int:
 
 
 def sign_checkpoint(runtime: VerifierRuntime, now: dt.datetime | None = None) -> int:
+    """The beat task's body: ``sequence_and_sign`` with this process's log and keys."""
+    return sequence_and_sign(runtime.log, runtime.log_keys, now or dt.datetime.now(dt.UTC))
+
+
+def sequence_and_sign(log_store: TransparencyLog, keys: Keyring, now: dt.datetime) -> int:
     """Sequence every queued log entry and sign a checkpoint if the tree grew; the tree size.
     Creates the log keyring (an active and a next key) on first use."""
-    now = now or dt.datetime.now(dt.UTC)
-    runtime.log_keys.ensure(now)
-    while runtime.log.sequence(now):
+    keys.ensure(now)
+    while log_store.sequence(now):
         pass
-    signed = runtime.log.sign(runtime.log_keys.active(), now)
+    signed = log_store.sign(keys.active(), now)
     if signed is not None:
         log.info(
             "checkpoint signed: size %d, root %s…, key %s",
@@ -234,7 +240,7 @@ def sign_checkpoint(runtime: VerifierRuntime, now: dt.datetime | None = None) ->
             signed.checkpoint.root.hex()[:16],
             signed.kid,
         )
-    return runtime.log.head(now).size
+    return log_store.head(now).size
 
 
 def compact_records(runtime: VerifierRuntime) -> int:
