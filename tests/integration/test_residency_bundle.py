@@ -1,7 +1,7 @@
 """Residency bundles from a simulated fleet under the real verifier (registrar, API, Celery
 worker + beat, redis-server, SQLite): exported, then verified with nothing but the auditor's
 CA directory and the published log keys; and each tampering the issue lists, refused with the
-file named (one test each). The swtpm end-to-end run is ``tests/e2e/test_residency_proof.py``.
+file named (one test each). The swtpm end-to-end run is ``test_residency_proof_e2e.py``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class Fix:
     latitude: float
     longitude: float
     accuracy_m: float
-    decision: str  # inside | outside | uncertain | unverified
+    decision: str  # inside | outside | uncertain | unverified (signature) | not judged
     zone_id: str  # the zone it is inside of (or the policy's zones, comma-separated)
 
 

@@ -56,13 +56,14 @@ from verifier.core.record import (
     track_digest,
 )
 from verifier.core.reverify import reverify_record
-from verifier.core.round import LOCATION_TRACK_LENGTH
+from verifier.core.round import LOCATION_TRACK_LENGTH, Check, Verdict
 from verifier.core.states import Outcome
 from verifier.export import layout
 from verifier.export.layout import Identity as Files
 from verifier.export.results import Fix, Identity, Link, LinkKind
 
 _MEMORY_RESETS = frozenset({Reason.OPERATOR_READMITTED, Reason.AK_CHANGED})
+NOT_JUDGED = "not judged"  # a fix of a round whose location check did not run (e.g. a reboot)
 
 
 @dataclass(slots=True)
@@ -500,11 +501,15 @@ def _fix(
             decision = "uncertain"
         else:
             decision = "outside"
+    judged = record.checks and any(
+        c.check is Check.LOCATION and c.verdict in (Verdict.PASSED, Verdict.FAILED)
+        for c in record.checks
+    )
     return Fix(
         latitude=ev.latitude,
         longitude=ev.longitude,
         accuracy_m=accuracy or 0.0,
-        decision=decision,
+        decision=decision if judged else NOT_JUDGED,
         zone_id=zone,
     )
 
