@@ -11,6 +11,7 @@ PYTHON="${GEOATTEST_PYTHON:-python3}"
 APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc
   python3-venv python3-dev redis-server gpsd gpsd-clients python3-gps
+  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -91,7 +91,7 @@ def _register_groups() -> None:
     # Imported here, after ``main`` exists: each group module imports ``main``'s helpers.
     from geoattest.cli_agent import agent, agents
     from geoattest.cli_dev import dev
-    from geoattest.cli_export import export, verify_bundle_command
+    from geoattest.cli_export import export, report, verify_bundle_command
     from geoattest.cli_log import audit, log_group
     from geoattest.cli_policy import policy
     from geoattest.cli_registrar import registrar
@@ -100,7 +100,7 @@ def _register_groups() -> None:
 
     for group in (registrar, verifier, agent, agents, policy, zones, log_group, audit, dev):
         main.add_command(group)
-    for command in (export, verify_bundle_command):
+    for command in (export, verify_bundle_command, report):
         main.add_command(command)
 
 

@@ -158,6 +158,43 @@ def verify_bundle_command(
     sys.exit(0 if result.clean else EXIT_FINDINGS)
 
 
+@click.command("report", cls=VerifyingCommand)
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="report.html, report.pdf, or rounds.csv (the per-round table).")  # fmt: skip
+@click.option("--ek-ca", "ek_ca", required=True, type=click.Path(path_type=Path))
+@click.option("--verifier-key", "verifier_key", required=True, type=click.Path(path_type=Path))
+@click.option("--registrar-key", "registrar_key", type=click.Path(path_type=Path))
+def report(
+    bundle: Path, output: Path, ek_ca: Path, verifier_key: Path, registrar_key: Path | None
+) -> None:
+    """Verify a bundle offline, then write what it proves as HTML, PDF or CSV (exit codes as
+    verify-bundle's)."""
+    from geoattest.proof_report import FORMATS, write_report
+    from geoattest.proof_verify import load_trust
+    from verifier.export.archive import read_bundle
+    from verifier.export.verify import verify_bundle
+
+    if output.suffix.lower() not in FORMATS:
+        raise click.UsageError(f"-o must end in one of {', '.join(FORMATS)}")
+    try:
+        trust = load_trust(ek_ca, verifier_key, registrar_key)
+        files = read_bundle(bundle)
+    except (BundleUnreadable, ConfigurationError, OSError) as e:
+        message = e.message if isinstance(e, GeoattestError) else str(e)
+        click.echo(f"error: cannot read the input: {message}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    except BundleInvalid as e:
+        _refused(e)
+    try:
+        result = verify_bundle(files, trust, at=_manifest_at(files))
+    except BundleInvalid as e:
+        _refused(e)
+    size = write_report(result, files, output)
+    click.echo(f"{output}: {size:,} bytes")
+    sys.exit(0 if result.clean else EXIT_FINDINGS)
+
+
 def _manifest_at(files: dict[str, bytes]) -> dt.datetime | None:
     """The moment an ``export --at`` bundle was made for (the manifest is verified later)."""
     try:

@@ -389,3 +389,33 @@ def _resign(files: dict[str, bytes], run: Run) -> None:
     files[layout.MANIFEST_SIGNATURE] = sign_compact(
         encoded, typ=layout.MANIFEST_TYP, signer=signer
     ).encode()
+
+
+def test_the_report_renders_html_pdf_and_csv_from_the_bundle_alone(offline: Run) -> None:
+    outputs = {suffix: offline.work / f"report{suffix}" for suffix in (".html", ".pdf", ".csv")}
+    for path in outputs.values():
+        result = subprocess.run(
+            [*GEOATTEST, "report", str(offline.bundle), "-o", str(path), "--ek-ca",
+             str(offline.trust_dir), "--verifier-key", str(offline.keys)],
+            env={"PATH": "/usr/bin:/bin", "HOME": str(offline.work)}, cwd=offline.work,
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stdout + result.stderr  # findings, as verify's
+    page = outputs[".html"].read_text()
+    for needle in ("Residency proof", "Timeline of states", "<polygon", ">DEU<", "<circle",
+                   "ima_entry_not_allowed", "Not checked", "credential activation"):  # fmt: skip
+        assert needle in page, needle
+    assert outputs[".pdf"].read_bytes().startswith(b"%PDF-")
+    pages = subprocess.run(
+        ["pdftoppm", "-r", "40", "-png", str(outputs[".pdf"]), str(offline.work / "page")],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert pages.returncode == 0, pages.stderr
+    assert sorted(offline.work.glob("page*.png")), "the PDF has no page"
+    rows = outputs[".csv"].read_text().splitlines()
+    assert rows[0].startswith("agent_id,kind,first_seq")
+    folds = [row for row in rows[1:] if ",fold," in row]
+    assert folds, "the per-round table shows the folded rounds"
+    assert any(",integrity_failure," in row for row in rows)
