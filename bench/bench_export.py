@@ -35,6 +35,7 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import replace
@@ -73,6 +74,7 @@ from verifier.export.archive import read_bundle
 from verifier.export.verify import Trust, verify_bundle
 from verifier.storage.log import TransparencyLog, entry_row
 from verifier.storage.models import LogEntryRow, RecordFold, RecordRow
+from verifier.storage.records import RecordStore
 from verifier.storage.sql import AgentTarget, VerifierStore
 from verifier.worker import sequence_and_sign
 
@@ -220,6 +222,24 @@ def _database(work: Path, sims: Sequence[AgentSimulator], document: dict[str, ob
     return engine
 
 
+_ENTRY_OVERHEAD = 60  # a log entry row's fixed columns and row header, roughly
+_NODE_OVERHEAD = 24
+
+
+def _stored_bytes(engine: Engine, agent_ids: Sequence[str]) -> dict[str, int]:
+    """Bytes the records and folds take (``RecordStore.bytes_stored``) and the log's entries
+    and tree nodes (the payloads plus a row overhead, as that method counts)."""
+    records = RecordStore(session_factory(engine)).bytes_stored(agent_ids)
+    with engine.connect() as connection:
+        entries = connection.exec_driver_sql(
+            "SELECT count(*), sum(length(entry) + length(leaf_hash)) FROM verifier_log_entries"
+        ).one()
+        nodes = connection.exec_driver_sql("SELECT count(*) FROM verifier_log_nodes").scalar()
+    log = int(entries[1] or 0) + int(entries[0]) * _ENTRY_OVERHEAD
+    log += int(nodes or 0) * (32 + _NODE_OVERHEAD)
+    return {"records": records, "log": log}
+
+
 def _enrol(registrar_url: str, sims: Sequence[AgentSimulator]) -> None:
     client = RegistrarClient(registrar_url)
     for sim in sims:
@@ -245,6 +265,7 @@ def export_bench(work: Path, agents: int) -> dict[str, float]:
         _enrol(registrar.url, sims)
         settings = _settings(work, registrar.url)
         sequence_and_sign(_log(engine), log_keyring(settings), dt.datetime.now(dt.UTC))
+        stored = _stored_bytes(engine, [sim.agent_id for sim in sims])
         spec = ExportSpec(
             agents=(), policy=POLICY, zone=None, start=START,
             end=START + dt.timedelta(days=1), at=None, output=work / "fleet.zip",
@@ -253,20 +274,23 @@ def export_bench(work: Path, agents: int) -> dict[str, float]:
         summary = run_export(settings, spec, show_progress=False)
         seconds = time.perf_counter() - began
     size = (work / "fleet.zip").stat().st_size
-    files = read_bundle(work / "fleet.zip")
-    proofs = sum(len(d) for p, d in files.items() if p.endswith("/log.json"))
-    records = sum(len(d) for p, d in files.items() if "/records/" in p)
+    with zipfile.ZipFile(work / "fleet.zip") as archive:
+        infos = archive.infolist()
+    records = sum(i.compress_size for i in infos if "/records/" in i.filename)
+    proofs = sum(i.compress_size for i in infos if i.filename.endswith("/log.json"))
     engine.dispose()
     return {
         "agents": agents,
+        "records_db_bytes_per_agent_day": stored["records"] / agents,
+        "log_db_bytes_per_agent_day": stored["log"] / agents,
         "rounds_made_seconds": made,
         "kept_per_agent_day": laid[0]["kept"],
         "folds_per_agent_day": laid[0]["folds"],
         "export_seconds": seconds,
         "bundle_bytes": size,
         "bytes_per_agent_day": size / agents,
-        "records_json_bytes_per_agent_day": records / agents,
-        "log_json_bytes_per_agent_day": proofs / agents,
+        "records_zipped_bytes_per_agent_day": records / agents,
+        "log_and_proofs_zipped_bytes_per_agent_day": proofs / agents,
         "records": summary.records,
     }
 
@@ -344,8 +368,14 @@ def main() -> None:
         verified = verify_bench(Path(tmp) / "verify", args.verify_days)
     print(json.dumps({"export": exported, "verify": verified}, indent=2))
     print(
+        f"stored per agent-day: records and folds {exported['records_db_bytes_per_agent_day']:,.0f}"
+        f" bytes, the transparency log {exported['log_db_bytes_per_agent_day']:,.0f} bytes"
+    )
+    print(
         f"export of {exported['agents']:.0f} agent-days: {exported['export_seconds']:.1f} s, "
-        f"{exported['bytes_per_agent_day']:,.0f} bytes per agent-day "
+        f"{exported['bytes_per_agent_day']:,.0f} bytes per agent-day (records "
+        f"{exported['records_zipped_bytes_per_agent_day']:,.0f}, log entries and proofs "
+        f"{exported['log_and_proofs_zipped_bytes_per_agent_day']:,.0f}) "
         f"({exported['kept_per_agent_day']:.0f} kept records and "
         f"{exported['folds_per_agent_day']:.0f} folds per agent-day)"
     )

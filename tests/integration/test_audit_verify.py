@@ -21,7 +21,7 @@ from tests.support.log_keys import log_keyring
 from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core import merkle
 from verifier.signing.keyring import Keyring
-from verifier.storage.log import TransparencyLog
+from verifier.storage.log import TransparencyLog, entry_bytes
 from verifier.storage.models import CheckpointRow, LogEntryRow, RecordFold, RecordRow
 
 pytestmark = pytest.mark.redis
@@ -102,9 +102,9 @@ def test_an_entry_rewritten_with_its_leaf_hash_breaks_the_signed_checkpoints(
     audited: Audited,
 ) -> None:
     with audited.engine.begin() as connection:
-        data = connection.execute(select(LogEntryRow.entry).where(LogEntryRow.idx == 1)).scalar()
-        assert data is not None
-        forged = data.replace(b'"seq":', b'"seq":1')
+        stored = connection.execute(select(LogEntryRow.entry).where(LogEntryRow.idx == 1)).scalar()
+        assert stored is not None
+        forged = entry_bytes(stored).replace(b'"seq":', b'"seq":1')
         connection.execute(
             update(LogEntryRow)
             .where(LogEntryRow.idx == 1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select, text
 
@@ -27,6 +28,9 @@ from tests.support.agent_simulator import AgentSimulator
 from tests.support.log_keys import log_keyring
 from tests.support.simulated_fleet import SimulatedFleet, simulated_fleet
 from tests.support.software_pki import make_ca
+from tests.support.verifier_stack import settings_environment
+from verifier.core.checkpoint import verify_checkpoint
+from verifier.core.jwk import parse_public_keys
 from verifier.core.jws import b64url, sign_compact
 from verifier.core.log_entry import TokenEntry
 from verifier.engine.runtime import log_keyring as runtime_keyring
@@ -49,6 +53,7 @@ class Bundles:
     only_tampered: Path
     only_quiet: Path
     hot: Path  # the quiet agent's records before they folded: the last ones not yet logged
+    beat_checkpoint: dict[str, object]  # /v1/log/checkpoint before any export signed one
     token: str  # the compact token issued to the quiet agent (in verifier_tokens and the log)
     ek_ca: Path
     keys: Path
@@ -83,6 +88,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundles]:
         _wait(fleet, tampered, "attested")
         fleet.serve_rounds(tampered, 3)
         end = dt.datetime.now(dt.UTC)
+        beat = requests.get(f"{fleet.verifier.url}/v1/log/checkpoint", timeout=10)
+        assert beat.status_code == 200, beat.text
         settings = fleet.verifier.settings.model_copy(update={"ek_ca_dir": work / "ek-ca"})
         token = _issue_token(settings, quiet.agent_id, start + (end - start) / 2)
 
@@ -118,6 +125,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundles]:
             only_tampered=export([tampered.agent_id], "tampered.zip"),
             only_quiet=export([quiet.agent_id], "quiet.zip"),
             hot=hot,
+            beat_checkpoint=beat.json(),
             token=token,
             ek_ca=work / "ek-ca",
             keys=keys,
@@ -260,6 +268,41 @@ def test_verification_is_deterministic(bundles: Bundles) -> None:
     first, second = _verify(bundles, bundles.both), _verify(bundles, bundles.both)
     assert first.output == second.output
     assert first.exit_code == second.exit_code == 1
+
+
+def test_beat_signs_checkpoints_as_the_fleet_runs(bundles: Bundles) -> None:
+    keys = parse_public_keys(bundles.keys.read_bytes())
+    signed = verify_checkpoint(str(bundles.beat_checkpoint["checkpoint"]), keys)
+    assert signed.checkpoint.size > 0  # kept records went into the log before any export
+    assert signed.checkpoint.time >= bundles.start - dt.timedelta(seconds=5)
+
+
+def test_export_at_a_moment_and_by_policy_from_the_command_line(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    env = settings_environment(bundles.settings)
+    moment = (bundles.start + (bundles.end - bundles.start) / 3).isoformat()
+    at = CliRunner().invoke(
+        main, ["export", "--agent", bundles.quiet, "--at", moment, "-o", str(tmp_path / "at.zip")],
+        env=env,
+    )  # fmt: skip
+    assert at.exit_code == 0, at.output
+    result = _verify(bundles, tmp_path / "at.zip", "--json")
+    answer = json.loads(result.output)["agents"][0]["at"]
+    assert answer["attested"] is True
+    fleet = CliRunner().invoke(
+        main,
+        ["export", "--fleet", "--policy", "edge", "--from", bundles.start.isoformat(), "--to",
+         bundles.end.isoformat(), "-o", str(tmp_path / "fleet.zip")],
+        env=env,
+    )  # fmt: skip
+    assert fleet.exit_code == 0, fleet.output
+    manifest = layout.decode_manifest(_files(tmp_path / "fleet.zip")[layout.MANIFEST])
+    assert {a.agent_id for a in manifest.agents} == {bundles.tampered, bundles.quiet}
+    usage = CliRunner().invoke(main, ["export", "--fleet", "-o", str(tmp_path / "x.zip"),
+                                      "--at", moment], env=env)  # fmt: skip
+    assert usage.exit_code == 2
+    assert "--fleet with one of --policy or --zone" in usage.output
 
 
 # --- what is refused, naming the file ---------------------------------------------------------

@@ -309,6 +309,29 @@ def offline(run: Run) -> Iterator[Run]:
     moved.rename(database)
 
 
+def test_a_fleet_export_by_zone_takes_every_node_whose_policy_names_it(run: Run) -> None:
+    """Runs before the database is moved away (tests run in file order)."""
+    bundle = run.work / "zone.zip"
+    exported = subprocess.run(
+        [*GEOATTEST, "export", "--fleet", "--zone", "DEU", "--from", run.start.isoformat(),
+         "--to", run.end.isoformat(), "-o", str(bundle)],
+        env=settings_environment(run.verifier.settings), cwd=run.work, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    with zipfile.ZipFile(bundle) as archive:
+        manifest = layout.decode_manifest(archive.read(layout.MANIFEST))
+    assert [a.agent_id for a in manifest.agents] == [run.node.agent_id]
+    nobody = subprocess.run(
+        [*GEOATTEST, "export", "--fleet", "--zone", "FRA", "--from", run.start.isoformat(),
+         "--to", run.end.isoformat(), "-o", str(run.work / "none.zip")],
+        env=settings_environment(run.verifier.settings), cwd=run.work, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert nobody.returncode == 2
+    assert "no agent to export" in nobody.stderr
+
+
 def test_the_bundle_verifies_offline_and_counts_what_the_node_did(offline: Run) -> None:
     result = _verify(offline, offline.bundle, "--json")
     assert result.returncode == 1, result.stdout + result.stderr  # verified, with findings

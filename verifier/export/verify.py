@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Mapping
 
@@ -39,7 +40,6 @@ from verifier.core.checkpoint import Checkpoint, verify_checkpoint
 from verifier.core.jws import verify_compact
 from verifier.core.merkle import verify_consistency
 from verifier.core.policy import AttestationPolicy, policy_from_document
-from verifier.core.record import decode_record
 from verifier.export import layout
 from verifier.export.identity_record import check_identity_record
 from verifier.export.layout import Manifest
@@ -223,13 +223,17 @@ def _policies(
     for entry in manifest.agents:
         prefix = f"{layout.agent_dir(entry.agent_id)}/records/"
         for path in (p for p in files if p.startswith(prefix)):
+            # Only the references: each record is decoded (and held canonical) once, later.
             try:
-                record = decode_record(files[path])
-            except GeoattestError:
-                continue  # refused, naming the file, by the agent's checks
-            if record.policy is not None:
-                ref = record.policy
-                wanted.setdefault(ref.sha256, (ref.name, ref.version, record.zones_sha256))
+                body = json.loads(files[path])
+                ref = body["policy"]
+                zones_digest = (
+                    bytes.fromhex(body["zones_sha256"]) if "zones_sha256" in body else None
+                )
+                key = (str(ref["name"]), int(ref["version"]), zones_digest)
+                wanted.setdefault(bytes.fromhex(ref["sha256"]), key)
+            except (ValueError, KeyError, TypeError):
+                continue  # no policy (an operator record), or refused by the agent's checks
     built: dict[bytes, AttestationPolicy | str] = {}
     for digest, (name, version, zones_digest) in wanted.items():
         path = layout.policy_path(digest)

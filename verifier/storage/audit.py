@@ -26,6 +26,7 @@ from verifier.core.checkpoint import SignedCheckpoint, verify_checkpoint
 from verifier.core.log_audit import StoredLeaf, audit_entries
 from verifier.core.log_entry import FoldEntry, RecordEntry, decode_entry
 from verifier.core.record import record_digest
+from verifier.storage.log import entry_bytes
 from verifier.storage.models import CheckpointRow, LogEntryRow, RecordFold, RecordRow
 from verifier.storage.records import stored_body
 
@@ -122,7 +123,7 @@ def _leaves(engine: Engine) -> Iterator[StoredLeaf]:
             return
         for index, entry, leaf in rows:
             after = int(index or 0)  # never None: the query asks for idx > after
-            yield StoredLeaf(index=after, entry=bytes(entry), leaf_hash=bytes(leaf))
+            yield StoredLeaf(index=after, entry=entry_bytes(bytes(entry)), leaf_hash=bytes(leaf))
 
 
 def _check_described(engine: Engine, report: AuditReport, expired_before: dt.datetime) -> None:
@@ -137,7 +138,7 @@ def _check_described(engine: Engine, report: AuditReport, expired_before: dt.dat
             queued = as_utc(queued_at)
             first_logged = queued if first_logged is None else min(first_logged, queued)
             try:
-                entry = decode_entry(bytes(data))
+                entry = decode_entry(entry_bytes(bytes(data)))
             except GeoattestError as e:
                 report.problems.append(f"a log entry does not parse: {e.message}")
                 continue
