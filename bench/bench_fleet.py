@@ -132,6 +132,7 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
                 registrar_signing_key=registrar.signing_key,
                 ek_ca_dir=registrar.trust_dir,
                 verifier_tls_dir=work / "tls" / "verifier",
+                verifier_keys_dir=work / "keys",
                 verifier_port=port,
                 round_interval_seconds=interval,
             )

@@ -154,7 +154,8 @@ def bytes_per_agent_day(stack: RunnerStack, agents: int) -> dict[str, float]:
     ids = [sim.agent_id for sim in sims]
     end = start + DAY_ROUNDS * INTERVAL
     with_hot = records.bytes_stored(ids)
-    records.fold(now=end + HOT_WINDOW, hot_window=HOT_WINDOW)
+    # The chain's last run folds once the agent looks stopped (two hot windows): all of it.
+    records.fold(now=end + 2 * HOT_WINDOW + dt.timedelta(seconds=1), hot_window=HOT_WINDOW)
     folded = records.bytes_stored(ids)
     engine.dispose()
     return {

@@ -11,6 +11,7 @@ PYTHON="${GEOATTEST_PYTHON:-python3}"
 APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc
   python3-venv python3-dev redis-server gpsd gpsd-clients python3-gps
+  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
 )
 # deploy/test also needs PostgreSQL (the test fixture runs its own throwaway cluster); the package
 # brings its client (postgresql-client-<N>: psql) as a dependency.

@@ -46,6 +46,24 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+EXIT_VERIFY_USAGE = 4
+
+
+class _VerifyUsageError(click.UsageError):
+    exit_code = EXIT_VERIFY_USAGE
+
+
+class VerifyingCommand(click.Command):
+    """A command whose exit codes are those of a verification (``verify-bundle``, ``audit
+    verify``): 0 held, 1 held with findings, 2 failed, 3 unreadable input, 4 usage error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            raise _VerifyUsageError(e.message, e.ctx) from e
+
+
 def build_settings(ctx: click.Context, **overrides: Any) -> Settings:  # noqa: ANN401
     """Settings from ``--config``, ``GEOATTEST_*`` and the flags (flags win); logging configured."""
     config_file: Path | None = ctx.find_root().params.get("config")
@@ -74,15 +92,32 @@ def _register_groups() -> None:
     from geoattest.cli_access import api_keys
     from geoattest.cli_agent import agent, agents
     from geoattest.cli_dev import dev
+    from geoattest.cli_export import export, report, verify_bundle_command
     from geoattest.cli_keys import keys
+    from geoattest.cli_log import audit, log_group
     from geoattest.cli_policy import policy
     from geoattest.cli_registrar import registrar
     from geoattest.cli_tokens import token
     from geoattest.cli_verifier import verifier
     from geoattest.cli_zones import zones
 
-    for group in (registrar, verifier, agent, agents, policy, zones, api_keys, token, keys, dev):
+    for group in (
+        registrar,
+        verifier,
+        agent,
+        agents,
+        policy,
+        zones,
+        api_keys,
+        token,
+        keys,
+        log_group,
+        audit,
+        dev,
+    ):
         main.add_command(group)
+    for command in (export, verify_bundle_command, report):
+        main.add_command(command)
 
 
 _register_groups()

@@ -299,6 +299,13 @@ class KeyReleaseRefused(RequestError):
         self.reason = reason
 
 
+class BundleUnreadable(RequestError):
+    """A residency-proof bundle (or a key or CA file given with it) cannot be read at all: not
+    a zip archive, too large, a path outside the archive, a file that is not what it says."""
+
+    code = "bundle_unreadable"
+
+
 class ConfigurationError(GeoattestError):
     """Settings or files given at start-up are unusable; raised before anything is served."""
 
@@ -477,6 +484,43 @@ class CredentialActivationRefused(IntegrityError):
     or was not made for this TPM's EK and AK."""
 
     code = "credential_activation_refused"
+
+
+class ProofInvalid(IntegrityError):
+    """A transparency-log proof, checkpoint, signature or residency bundle does not verify.
+    Raised checking logs and bundles (offline too), never by a round."""
+
+    code = "proof_invalid"
+
+
+class LogProofInvalid(ProofInvalid):
+    """An inclusion or consistency proof does not lead to the root it is checked against."""
+
+    code = "log_proof_invalid"
+
+
+class SignatureInvalid(ProofInvalid):
+    """A JWS (checkpoint, bundle manifest, registrar record) is malformed, of an unexpected
+    type, names its own key, or is not signed by a key the caller trusts."""
+
+    code = "signature_invalid"
+
+
+class BundleInvalid(ProofInvalid):
+    """A residency-proof bundle fails verification; ``file`` names the first failing file."""
+
+    code = "bundle_invalid"
+
+    def __init__(self, message: str, *, file: str = "", check: str = "") -> None:
+        super().__init__(f"{file}: {message}" if file else message)
+        self.file = file
+        self.check = check
+
+
+class LogEntryInvalid(ProofInvalid):
+    """Bytes that should be a transparency-log entry are not one (in canonical form)."""
+
+    code = "log_entry_invalid"
 
 
 # --- parts we could not reach -------------------------------------------------------------------

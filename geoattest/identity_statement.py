@@ -20,7 +20,6 @@ This module is a leaf: it imports nothing from the project.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+
+from geoattest.jose import thumbprint
 
 STATEMENT_TYPE = "geoattest.identity-statement"
 STATEMENT_VERSION = 1
@@ -126,16 +127,8 @@ def verify_statement(
 
 
 def public_key_thumbprint(key: ec.EllipticCurvePublicKey) -> str:
-    """RFC 7638 thumbprint of a P-256 key (as ``verifier.signing.keyring.thumbprint``)."""
-    numbers = key.public_numbers()
-    members = {
-        "crv": "P-256",
-        "kty": "EC",
-        "x": _b64url(numbers.x.to_bytes(32, "big")),
-        "y": _b64url(numbers.y.to_bytes(32, "big")),
-    }
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode()).digest())
+    """RFC 7638 thumbprint of a P-256 key."""
+    return thumbprint(key)
 
 
 def _digest(value: bytes | None) -> str | None:
@@ -144,7 +137,3 @@ def _digest(value: bytes | None) -> str | None:
 
 def _time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

@@ -23,6 +23,7 @@ from geoattest.errors import (
     RegistrarUnreachable,
     error_from_code,
 )
+from geoattest.settings import Settings
 from geoattest.wire import (
     AGENT_ID_RULE,
     ActivateRequest,
@@ -138,3 +139,14 @@ def _refusal(response: requests.Response, method: str, path: str) -> GeoattestEr
             f"registrar failed on {method} {path} ({response.status_code} {code}): {message}"
         )
     return error_from_code(code, message)
+
+
+def verifier_registrar_client(settings: Settings) -> RegistrarClient:
+    """The client the verifier's processes read identities with: ``registrar_api_key`` (a
+    ``viewer`` key of the registrar)."""
+    key = settings.registrar_api_key
+    return RegistrarClient(
+        settings.registrar_url,
+        timeout=settings.http_timeout_seconds,
+        api_key=key.get_secret_value() if key else None,
+    )

@@ -170,7 +170,16 @@ class Settings(BaseSettings):
     )
     verifier_keys_dir: Path = Field(
         default=DEFAULT_STATE_DIR / "verifier" / "keys",
-        description="Owner-only directory of the verifier's signing keyrings (token keys).",
+        description="Owner-only keyrings of the verifier's signing keys (tokens, log checkpoints).",
+    )
+    log_checkpoint_seconds: float = Field(
+        default=60.0, gt=0, description="How often the transparency log signs a checkpoint."
+    )
+    log_origin: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Names the transparency log in its checkpoints (default: made once per "
+        "database).",
     )
     token_issuer: str | None = Field(
         default=None,

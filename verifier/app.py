@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,22 +15,25 @@ from geoattest.access.web import audit_blueprint
 from geoattest.db import check_private_database, make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
 from geoattest.http import install_api_plumbing
-from geoattest.registrar_client import RegistrarClient
+from geoattest.registrar_client import verifier_registrar_client
 from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
 from verifier.core.identity import IdentityTrust
 from verifier.core.round_record import RecordOrigin
 from verifier.engine.fetch import EvidenceSource
-from verifier.engine.runtime import lease_defaults_of, verifier_id_of
+from verifier.engine.runtime import lease_defaults_of, log_keyring, verifier_id_of
 from verifier.engine.status import StatusReader
 from verifier.operations import Operations
+from verifier.storage.documents import DocumentKind, DocumentStore
 from verifier.storage.hot_state import HotState
+from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
 from verifier.storage.redis_auth import check_redis_requires_auth
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
 from verifier.tokens.wiring import install_tokens
 from verifier.web.api import blueprint
+from verifier.web.log_api import log_blueprint
 from verifier.zones_file import load_zones_with_digest
 
 
@@ -73,13 +78,10 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
     store = VerifierStore(sessions)
     client = redis.Redis.from_url(settings.redis_url)
     hot = HotState(client)
-    registrar_key = settings.registrar_api_key
-    registrar = RegistrarClient(
-        settings.registrar_url,
-        timeout=settings.http_timeout_seconds,
-        api_key=registrar_key.get_secret_value() if registrar_key else None,
-    )
+    registrar = verifier_registrar_client(settings)
     zones = load_zones_with_digest(settings)
+    if zones is not None:  # records name it by digest: exports find it by digest
+        DocumentStore(sessions).remember(DocumentKind.ZONES, zones.data, datetime.now(UTC))
     origin = RecordOrigin(
         verifier_id=verifier_id_of(settings),
         zones_sha256=zones.sha256 if zones is not None else None,
@@ -101,6 +103,10 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
         zones=zones.zones if zones is not None else None,
     )
     app.extensions["geoattest.engine"] = engine
+    keys = log_keyring(settings)
+    keys.ensure(datetime.now(UTC))
+    app.extensions["geoattest.log"] = TransparencyLog(engine, origin=settings.log_origin)
+    app.extensions["geoattest.log_keys"] = keys
     app.register_blueprint(blueprint)
     app.register_blueprint(audit_blueprint)
     install_tokens(
@@ -113,4 +119,13 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
         zones=zones.zones if zones is not None else None,
         evidence_source=evidence_source,
     )
+    app.register_blueprint(log_blueprint)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Stop what ``create_app`` started beside the routes (the revocation listener's thread, the
+    token ledger's and the database's connections): for processes that outlive an app."""
+    app.extensions["geoattest.token_listener"].stop()
+    app.extensions["geoattest.token_ledger"].close()
+    app.extensions["geoattest.engine"].dispose()

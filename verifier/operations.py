@@ -3,6 +3,8 @@
 Every change bumps the configuration version in Redis, so workers pick it up at their next batch.
 A state change by an operator is a verdict like a round's: taken under the agent's lock and its
 fencing token, committed with an evidence record (kind ``operator``) that continues the chain.
+Every other change (policies, adding, refreshing, re-assigning or removing an agent) goes into
+the transparency log as an audit entry, in the transaction that makes it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from verifier.core.states import AgentState
 from verifier.engine.fetch import parse_agent_url
 from verifier.notify.revocations import EventPublisher
 from verifier.storage.hot_state import HotState, LiveStatus
-from verifier.storage.sql import AgentTarget, StoredPolicy, VerifiedAgentView, VerifierStore
+from verifier.storage.sql import (
+    AgentTarget,
+    Audit,
+    StoredPolicy,
+    VerifiedAgentView,
+    VerifierStore,
+)
 from verifier.storage.verdicts import Committed, Refused, VerdictDraft, VerdictStore
 
 
@@ -77,6 +85,10 @@ class Operations:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
+    def _audit(self) -> Audit:
+        # The actor is the verifier until operators have API keys of their own (issue 14).
+        return Audit(actor=f"operator@{self._origin.verifier_id}", at=self._now())
+
     def _active_identity(self, agent_id: str) -> ActiveIdentity:
         """The registrar's record of ``agent_id``, checked as ``check_identity`` says (signed by
         the pinned registrar, EK re-validated against the verifier's own trust store), active and
@@ -115,13 +127,18 @@ class Operations:
         digest = document_digest(canonical)
         policy_from_document(name, 0, reloaded, self._zones, digest=digest)
         stored = self._store.put_policy(
-            name, canonical, digest, self._now(), max_age_seconds=reloaded.max_age_seconds
+            name,
+            canonical,
+            digest,
+            self._now(),
+            max_age_seconds=reloaded.max_age_seconds,
+            audit=self._audit(),
         )
         self._hot.bump_config_version()
         return stored
 
     def delete_policy(self, name: str) -> None:
-        self._store.delete_policy(name)
+        self._store.delete_policy(name, audit=self._audit())
         self._hot.bump_config_version()
 
     def add_agent(self, agent_id: str, policy_name: str) -> VerifiedAgentView:
@@ -137,7 +154,7 @@ class Operations:
             state=AgentState.REGISTERED,
             ek_certificate_sha256=identity.ek_certificate_sha256,
         )
-        self._store.add_agent(target, self._now())
+        self._store.add_agent(target, self._now(), audit=self._audit())
         self._hot.store(agent_id, LiveStatus(state=AgentState.REGISTERED, memory=RoundMemory()))
         self._hot.bump_config_version()
         self._hot.schedule(agent_id, self._clock())
@@ -155,6 +172,7 @@ class Operations:
             tls_certificate=identity.tls_certificate,
             location_key_public=identity.location_key_public,
             ek_certificate_sha256=identity.ek_certificate_sha256,
+            audit=self._audit(),
         )
         polled = current.state not in (AgentState.PAUSED, AgentState.FAILED)
         if changed_ak and polled:
@@ -167,7 +185,7 @@ class Operations:
         return self._store.get_agent(agent_id)
 
     def set_policy(self, agent_id: str, policy_name: str) -> VerifiedAgentView:
-        self._store.set_policy_of(agent_id, policy_name)
+        self._store.set_policy_of(agent_id, policy_name, audit=self._audit())
         self._hot.bump_config_version()
         return self._store.get_agent(agent_id)
 
@@ -203,7 +221,7 @@ class Operations:
         return self._store.get_agent(agent_id)
 
     def remove(self, agent_id: str) -> None:
-        self._store.remove_agent(agent_id, self._now())
+        self._store.remove_agent(agent_id, self._now(), audit=self._audit())
         self._hot.forget(agent_id)
         self._hot.bump_config_version()
 

@@ -1,7 +1,9 @@
 """Celery on Redis: beat dispatches due rounds in batches; workers run them; webhooks retry.
 
-Beat also runs the watchdog every ``WATCHDOG_PERIOD`` (leases that ran out become ``stale``) and
-the compaction every ``COMPACT_PERIOD`` (records past the hot window fold; old ones expire).
+Beat also runs the watchdog every ``WATCHDOG_PERIOD`` (leases that ran out become ``stale``), the
+compaction every ``COMPACT_PERIOD`` (records past the hot window fold; old ones expire) and the
+transparency log's checkpoint every ``log_checkpoint_seconds`` (queued entries sequenced into
+the tree, the new tree head signed).
 
 Scale design: beat does not schedule one task per agent. Every ``DISPATCH_PERIOD`` seconds the
 ``dispatch`` task atomically claims the agents that are due (a Redis sorted set by due time) and
@@ -29,6 +31,8 @@ from verifier.engine.runner import RoundTarget
 from verifier.engine.runtime import VerifierRuntime, runtime_for
 from verifier.engine.watchdog import Watchdog
 from verifier.notify.webhooks import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
+from verifier.signing.keyring import Keyring
+from verifier.storage.log import TransparencyLog
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ DISPATCH_TASK = "geoattest.verifier.dispatch"
 RECONCILE_TASK = "geoattest.verifier.reconcile"
 WATCHDOG_TASK = "geoattest.verifier.watchdog"
 COMPACT_TASK = "geoattest.verifier.compact"
+CHECKPOINT_TASK = "geoattest.verifier.checkpoint"
 BATCH_TASK = "geoattest.verifier.attest_batch"
 WEBHOOK_TASK = "geoattest.verifier.deliver_webhook"
 
@@ -79,6 +84,11 @@ def create_celery(settings: Settings) -> Celery:
                 "task": COMPACT_TASK,
                 "schedule": COMPACT_PERIOD,
                 "options": {"expires": COMPACT_PERIOD},
+            },
+            "sign-checkpoint": {
+                "task": CHECKPOINT_TASK,
+                "schedule": settings.log_checkpoint_seconds,
+                "options": {"expires": settings.log_checkpoint_seconds},
             },
         },
     )
@@ -122,6 +132,11 @@ def create_celery(settings: Settings) -> Celery:
     def compact() -> int:
         """Fold records past the hot window and delete expired ones; returns how many."""
         return compact_records(runtime())
+
+    @app.task(name=CHECKPOINT_TASK, ignore_result=True)
+    def checkpoint() -> int:
+        """Sequence queued log entries and sign the tree head; returns the tree size."""
+        return sign_checkpoint(runtime())
 
     @app.task(name=BATCH_TASK, ignore_result=True, acks_late=True)
     def attest_batch(agent_ids: Sequence[str]) -> int:
@@ -204,6 +219,28 @@ def expire_leases(runtime: VerifierRuntime) -> int:
         origin=runtime.origin,
     )
     return watchdog.expire(runtime.fleet(), dt.datetime.now(dt.UTC))
+
+
+def sign_checkpoint(runtime: VerifierRuntime, now: dt.datetime | None = None) -> int:
+    """The beat task's body: ``sequence_and_sign`` with this process's log and keys."""
+    return sequence_and_sign(runtime.log, runtime.log_keys, now or dt.datetime.now(dt.UTC))
+
+
+def sequence_and_sign(log_store: TransparencyLog, keys: Keyring, now: dt.datetime) -> int:
+    """Sequence every queued log entry and sign a checkpoint if the tree grew; the tree size.
+    Creates the log keyring (an active and a next key) on first use."""
+    keys.ensure(now)
+    while log_store.sequence(now):
+        pass
+    signed = log_store.sign(keys.active(), now)
+    if signed is not None:
+        log.info(
+            "checkpoint signed: size %d, root %s…, key %s",
+            signed.checkpoint.size,
+            signed.checkpoint.root.hex()[:16],
+            signed.kid,
+        )
+    return log_store.head(now).size
 
 
 def compact_records(runtime: VerifierRuntime) -> int:

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 class LoadedZones:
     zones: ZoneSet
     sha256: bytes  # of the file's bytes: evidence records name the zones they were judged by
+    data: bytes  # the file's bytes (kept by digest for residency exports)
 
 
 def load_zones_file(settings: Settings) -> ZoneSet | None:
@@ -42,4 +43,4 @@ def load_zones_with_digest(settings: Settings) -> LoadedZones | None:
         raise ConfigurationError(f"zones file {settings.zones_file}: {e.message}") from e
     for repaired in zones.repaired:
         log.warning("zone repaired on load: %s", repaired)
-    return LoadedZones(zones=zones, sha256=hashlib.sha256(data).digest())
+    return LoadedZones(zones=zones, sha256=hashlib.sha256(data).digest(), data=data)

@@ -139,6 +139,7 @@ def local_fleet(
                 "GEOATTEST_REGISTRAR_SIGNING_KEY": str(signing_key),
                 "GEOATTEST_EK_CA_DIR": str(trust_dir),
                 "GEOATTEST_VERIFIER_TLS_DIR": str(state_dir / "verifier-tls"),
+                "GEOATTEST_VERIFIER_KEYS_DIR": str(state_dir / "verifier-keys"),
                 "GEOATTEST_VERIFIER_PORT": str(verifier_port),
             }
         )

@@ -36,6 +36,11 @@ PUBLIC_ROUTES = {
     ("verifier", "POST", "/v1/token-sessions/challenge"),  # agents: the TPM session proves them
     ("verifier", "POST", "/v1/token-sessions"),
     ("verifier", "POST", "/v1/tokens"),  # signed by the TPM-bound session key
+    ("verifier", "GET", "/v1/log/checkpoint"),  # the transparency log: hashes and signatures
+    ("verifier", "GET", "/v1/log/checkpoints/<int:size>"),
+    ("verifier", "GET", "/v1/log/proof/inclusion"),
+    ("verifier", "GET", "/v1/log/proof/consistency"),
+    ("verifier", "GET", "/v1/log/keys"),
 }
 SAMPLE = {"agent_id": "edge-1", "name": "p", "action": "pause", "round_id": "r1"}
 

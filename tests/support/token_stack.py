@@ -25,7 +25,7 @@ from tests.support.access import issue_api_key
 from tests.support.agent_simulator import AgentSimulator
 from tests.support.identity_trust import unused_identity_trust
 from tests.support.runner_stack import RunnerStack, runner_stack
-from verifier.app import create_app
+from verifier.app import close_app, create_app
 from verifier.tokens.verify import TrustedKeys
 
 __all__ = ["SimQuoter", "TokenStack", "token_stack"]
@@ -119,6 +119,4 @@ def token_stack(
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
-            app.extensions["geoattest.token_listener"].stop()
-            app.extensions["geoattest.token_ledger"].close()
-            app.extensions["geoattest.engine"].dispose()
+            close_app(app)

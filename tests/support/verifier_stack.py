@@ -26,7 +26,7 @@ from geoattest.settings import Settings, load_settings
 from geoattest.tls_material import ensure_verifier_client_tls
 from tests.support.access import bearer, issue_api_key
 from tests.support.registrar_server import RunningRegistrar
-from verifier.app import create_app
+from verifier.app import close_app, create_app
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +119,7 @@ def verifier_settings(
         registrar_signing_key=registrar.signing_key,
         ek_ca_dir=registrar.trust_dir,
         verifier_tls_dir=tls_dir,
+        verifier_keys_dir=workdir / "verifier-keys",
         round_interval_seconds=0.5,
         agent_timeout_seconds=2.0,
         unreachable_backoff_max_seconds=2.0,
@@ -145,9 +146,7 @@ def running_verifier(settings: Settings, workdir: Path) -> Iterator[RunningVerif
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-        app.extensions["geoattest.token_listener"].stop()
-        app.extensions["geoattest.token_ledger"].close()
-        app.extensions["geoattest.engine"].dispose()
+        close_app(app)
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -23,8 +23,11 @@ from verifier.engine.fleet import FleetConfig, LeaseDefaults, load_fleet
 from verifier.engine.runner import Cadence, RoundRunner
 from verifier.notify.revocations import EventPublisher
 from verifier.notify.webhooks import WebhookSender
+from verifier.signing.keyring import KeyPurpose, Keyring
+from verifier.storage.documents import DocumentKind, DocumentStore
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.hot_state import HotState
+from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
 from verifier.storage.runtime_digests import RuntimeDigests
 from verifier.storage.sql import VerifierStore
@@ -52,6 +55,11 @@ def lease_defaults_of(settings: Settings) -> LeaseDefaults:
     )
 
 
+def log_keyring(settings: Settings) -> Keyring:
+    """The keyring of the log's checkpoint keys; retired keys stay published for ever."""
+    return Keyring(settings.verifier_keys_dir, KeyPurpose.LOG, retired_lifetime=None)
+
+
 def verifier_id_of(settings: Settings) -> str:
     return settings.verifier_id or socket.gethostname()[:64]
 
@@ -71,6 +79,8 @@ class VerifierRuntime:
         self.sessions = session_factory(self.engine)
         self.store = VerifierStore(self.sessions)
         self.records = RecordStore(self.sessions)
+        self.log = TransparencyLog(self.engine, origin=settings.log_origin)
+        self.log_keys = log_keyring(settings)
         self.verdicts = VerdictStore(self.engine, settings.webhook_urls)
         self.committer = GroupCommitter(self.verdicts)
         self.hot_client = redis.Redis.from_url(settings.redis_url)
@@ -85,6 +95,10 @@ class VerifierRuntime:
         self.source = source
         loaded = load_zones_with_digest(settings)
         self.zones = loaded.zones if loaded is not None else None
+        if loaded is not None:  # records name it by digest: exports find it by digest
+            DocumentStore(self.sessions).remember(
+                DocumentKind.ZONES, loaded.data, dt.datetime.now(dt.UTC)
+            )
         self.origin = RecordOrigin(
             verifier_id=verifier_id_of(settings),
             zones_sha256=loaded.sha256 if loaded is not None else None,

@@ -1,11 +1,13 @@
 """The verifier's durable tables: policies, agents under verification, evidence records, state
-events, webhook deliveries, issued tokens."""
+events, webhook deliveries, issued tokens, and the transparency log (entries, tree nodes,
+checkpoints)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -167,3 +169,74 @@ class TokenRow(Base):
     record_seq: Mapped[int] = mapped_column(Integer)  # the evidence record every claim traces to
     token: Mapped[str] = mapped_column(Text)  # the compact JWS
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LogEntryRow(Base):
+    """One entry of the transparency log (``verifier.core.log_entry``), canonical bytes.
+
+    Entries are queued (``idx`` None) by the transaction that makes what they describe, and
+    sequenced into the tree (``idx`` = the leaf index) by the checkpoint task, in queue order.
+    """
+
+    __tablename__ = "verifier_log_entries"
+    __table_args__ = (
+        UniqueConstraint("idx", name="uq_verifier_log_entries_idx"),
+        Index("ix_verifier_log_entries_agent", "agent_id", "kind", "ref_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idx: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    ref_seq: Mapped[int | None] = mapped_column(Integer)  # a record's seq, a fold's first seq
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LogNode(Base):
+    """A perfect subtree of the log's Merkle tree above the leaves (level >= 1)."""
+
+    __tablename__ = "verifier_log_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogState(Base):
+    """The log's one row: its origin (its name in checkpoints), size and root."""
+
+    __tablename__ = "verifier_log_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CheckpointRow(Base):
+    """A signed checkpoint (the JWS as issued); kept for good."""
+
+    __tablename__ = "verifier_log_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kid: Mapped[str] = mapped_column(String(64))
+    jws: Mapped[str] = mapped_column(Text)
+
+
+class DocumentRow(Base):
+    """What records name by digest, kept content-addressed so an export years later still has
+    it: policy documents (every version), zones files, TPM public areas (AKs, location keys)."""
+
+    __tablename__ = "verifier_documents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex, of ``body``
+    kind: Mapped[str] = mapped_column(String(16))  # policy | zones | tpm_public
+    name: Mapped[str | None] = mapped_column(String(200), index=True)  # policy name, TPM name
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -4,27 +4,42 @@ Full records are kept for good when they matter (failure, transition, reboot, op
 one sampled round per agent per ``sample_every``); every other round is kept in full for the hot
 window only, then *folded*: a run of consecutive such records becomes one ``RecordFold`` that keeps
 the chain's two ends (the digest before the run and the digest of its last record) and the count
-of each outcome, so the kept records on both sides still link (ADR 6 has the figures).
+of each outcome, so the kept records on both sides still link (ADR 6 has the figures). A fold is
+made once, for a whole gap between kept records, and goes into the transparency log as it is
+made (ADR 10).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from geoattest.db import as_utc, transaction
 from geoattest.errors import NotFound
+from verifier.core.log_entry import FoldEntry
 from verifier.core.record import EvidenceRecord, decode_record
+from verifier.storage.log import enqueue
 from verifier.storage.models import RecordFold, RecordRow
 
 FOLD_BATCH = 20_000  # records folded per transaction
+_DELETE_CHUNK = 500
+_FOLD_COLUMNS = (
+    RecordRow.id,
+    RecordRow.agent_id,
+    RecordRow.seq,
+    RecordRow.ended_at,
+    RecordRow.outcome,
+    RecordRow.prev,
+    RecordRow.digest,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,28 +169,43 @@ class RecordStore:
             return total
 
     def fold(self, *, now: dt.datetime, hot_window: dt.timedelta) -> int:
-        """Fold records older than the hot window that are not kept; returns how many."""
+        """Fold records older than the hot window that are not kept; returns how many.
+
+        A run is folded once it is *closed*: the record after it is kept (so the run is the
+        whole gap between two kept records), or none follows and its last record is older than
+        two hot windows (an agent that stopped). A fold is never extended afterwards: it goes
+        into the transparency log as it is made, in the same transaction."""
         cutoff = now - hot_window
-        with transaction(self._sessions) as session:
-            rows = session.execute(
-                select(
-                    RecordRow.id,
-                    RecordRow.agent_id,
-                    RecordRow.seq,
-                    RecordRow.ended_at,
-                    RecordRow.outcome,
-                    RecordRow.prev,
-                    RecordRow.digest,
-                )
-                .where(RecordRow.kept.is_(False), RecordRow.ended_at < cutoff)
-                .order_by(RecordRow.agent_id, RecordRow.seq)
-                .limit(FOLD_BATCH)
-            ).all()
-            for run in _runs(rows):
-                _fold_run(session, run)
-            if rows:
-                session.execute(delete(RecordRow).where(RecordRow.id.in_([r.id for r in rows])))
-            return len(rows)
+        abandoned = now - 2 * hot_window
+        folded = 0
+        after: tuple[str, int] = ("", 0)
+        while True:
+            with transaction(self._sessions) as session:
+                rows = session.execute(
+                    select(*_FOLD_COLUMNS)
+                    .where(
+                        RecordRow.kept.is_(False),
+                        RecordRow.ended_at < cutoff,
+                        tuple_(RecordRow.agent_id, RecordRow.seq) > after,
+                    )
+                    .order_by(RecordRow.agent_id, RecordRow.seq)
+                    .limit(FOLD_BATCH)
+                ).all()
+                if not rows:
+                    return folded
+                runs = _runs(rows)
+                if len(rows) == FOLD_BATCH and len(runs) > 1:
+                    runs.pop()  # it may go on in the next batch
+                last = runs[-1][-1]
+                after = (last.agent_id, last.seq)
+                done = _closed(session, runs, abandoned)
+                entries = [_fold_run(session, run) for run in done]
+                enqueue(session, entries, now)
+                ids = [row.id for run in done for row in run]
+                for start in range(0, len(ids), _DELETE_CHUNK):
+                    chunk = ids[start : start + _DELETE_CHUNK]
+                    session.execute(delete(RecordRow).where(RecordRow.id.in_(chunk)))
+                folded += len(ids)
 
     def expire(self, *, now: dt.datetime, retention: dt.timedelta) -> int:
         """Delete records and folds that ended before the retention period; returns how many."""
@@ -208,47 +238,60 @@ def _runs(rows: Sequence[_Row]) -> list[list[_Row]]:
     return runs
 
 
-def _fold_run(session: Session, run: list[_Row]) -> None:
+def _closed(
+    session: Session, runs: Sequence[list[_Row]], abandoned: dt.datetime
+) -> list[list[_Row]]:
+    """The runs that may fold now (see ``RecordStore.fold``): their successors looked up in
+    one query per chunk."""
+    kept: dict[tuple[str, int], bool] = {}
+    ends = [(run[-1].agent_id, run[-1].seq + 1) for run in runs]
+    for start in range(0, len(ends), _DELETE_CHUNK):
+        rows = session.execute(
+            select(RecordRow.agent_id, RecordRow.seq, RecordRow.kept).where(
+                tuple_(RecordRow.agent_id, RecordRow.seq).in_(ends[start : start + _DELETE_CHUNK])
+            )
+        )
+        kept.update({(agent_id, seq): bool(flag) for agent_id, seq, flag in rows})
+    return [
+        run
+        for run, end in zip(runs, ends, strict=True)
+        if kept.get(end, as_utc(run[-1].ended_at) < abandoned)
+    ]
+
+
+def _fold_run(session: Session, run: list[_Row]) -> FoldEntry:
+    """Store ``run`` as one fold and return its log entry."""
     first, last = run[0], run[-1]
     counts: dict[str, int] = {}
     for row in run:
         counts[row.outcome or "none"] = counts.get(row.outcome or "none", 0) + 1
-    before = session.scalars(
-        select(RecordFold).where(
-            RecordFold.agent_id == first.agent_id, RecordFold.last_seq == first.seq - 1
+    ends = [as_utc(row.ended_at) for row in run]
+    gap = max((b - a for a, b in itertools.pairwise(ends)), default=dt.timedelta(0))
+    entry = FoldEntry(
+        agent_id=first.agent_id,
+        first_seq=first.seq,
+        last_seq=last.seq,
+        first_at=ends[0],
+        last_at=ends[-1],
+        prev=bytes(first.prev),
+        head=bytes(last.digest),
+        outcomes=counts,
+        max_gap_ms=round(gap.total_seconds() * 1000),
+    )
+    session.add(
+        RecordFold(
+            agent_id=entry.agent_id,
+            first_seq=entry.first_seq,
+            last_seq=entry.last_seq,
+            count=entry.count,
+            first_at=entry.first_at,
+            last_at=entry.last_at,
+            prev=entry.prev,
+            head=entry.head,
+            outcomes=json.dumps(counts, sort_keys=True),
         )
-    ).first()
-    after = session.scalars(
-        select(RecordFold).where(
-            RecordFold.agent_id == first.agent_id, RecordFold.first_seq == last.seq + 1
-        )
-    ).first()
-    if before is None:
-        before = RecordFold(
-            agent_id=first.agent_id,
-            first_seq=first.seq,
-            last_seq=first.seq - 1,
-            count=0,
-            first_at=first.ended_at,
-            last_at=first.ended_at,
-            prev=first.prev,
-            head=first.prev,
-            outcomes="{}",
-        )
-        session.add(before)
-    merged = json.loads(before.outcomes)
-    for outcome, count in counts.items():
-        merged[outcome] = merged.get(outcome, 0) + count
-    before.last_seq, before.count = last.seq, before.count + len(run)
-    before.last_at, before.head = last.ended_at, last.digest
-    if after is not None:
-        for outcome, count in json.loads(after.outcomes).items():
-            merged[outcome] = merged.get(outcome, 0) + count
-        before.last_seq, before.count = after.last_seq, before.count + after.count
-        before.last_at, before.head = after.last_at, after.head
-        session.delete(after)
-    before.outcomes = json.dumps(merged, sort_keys=True)
-    session.flush()
+    )
+    return entry
 
 
 def _summary(row: RecordRow) -> RecordSummary:

@@ -1,7 +1,8 @@
 """The verifier's SQL tables as typed values: policies, agents under verification, events.
 
 Verdicts (records, state, lease) are written by ``verifier.storage.verdicts`` only; this module
-reads them and writes the configuration (policies, the agents' identities).
+reads them and writes the configuration (policies, the agents' identities). A change made with
+an ``Audit`` goes into the transparency log as an audit entry in the same transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,8 +21,11 @@ from geoattest.db import as_utc, transaction
 from geoattest.errors import AgentAlreadyVerified, NotFound, PolicyInUse
 from geoattest.wire import PolicyDocument
 from verifier.core.events import AgentEvent
+from verifier.core.log_entry import AuditAction, AuditEntry
 from verifier.core.reasons import Reason
 from verifier.core.states import AgentState
+from verifier.storage.documents import DocumentKind, remember, tpm_name
+from verifier.storage.log import enqueue
 from verifier.storage.models import (
     EventRecord,
     PolicyRecord,
@@ -49,6 +53,36 @@ class AgentTarget:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Audit:
+    """Who changes the configuration, and when: the change is logged as an ``AuditEntry``."""
+
+    actor: str
+    at: datetime
+
+
+def _audit(
+    session: Session,
+    audit: Audit | None,
+    action: AuditAction,
+    subject: str,
+    *,
+    agent_id: str | None = None,
+    **details: str,
+) -> None:
+    if audit is None:
+        return
+    entry = AuditEntry(
+        action=action,
+        at=audit.at,
+        actor=audit.actor,
+        subject=subject,
+        agent_id=agent_id,
+        details=details,
+    )
+    enqueue(session, [entry], audit.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoredPolicy:
     name: str
     version: int
@@ -72,6 +106,7 @@ class VerifierStore:
         now: datetime,
         *,
         max_age_seconds: float | None = None,
+        audit: Audit | None = None,
     ) -> StoredPolicy:
         """Store a validated policy as its canonical bytes (``canonical_document``)."""
         with transaction(self._sessions) as session:
@@ -84,6 +119,15 @@ class VerifierStore:
             record.sha256 = digest
             record.max_age_seconds = max_age_seconds
             record.updated_at = now
+            remember(session, DocumentKind.POLICY, canonical, now, name)
+            _audit(
+                session,
+                audit,
+                AuditAction.POLICY_PUT,
+                name,
+                version=str(record.version),
+                sha256=digest.hex(),
+            )
             return _policy(record)
 
     def get_policy(self, name: str) -> StoredPolicy:
@@ -105,7 +149,7 @@ class VerifierStore:
             records = session.scalars(select(PolicyRecord).order_by(PolicyRecord.name))
             return [_policy(record) for record in records]
 
-    def delete_policy(self, name: str) -> None:
+    def delete_policy(self, name: str, *, audit: Audit | None = None) -> None:
         with transaction(self._sessions) as session:
             record = session.get(PolicyRecord, name)
             if record is None:
@@ -114,10 +158,11 @@ class VerifierStore:
             if users:
                 raise PolicyInUse(f"policy {name!r} is used by {users} agent(s)")
             session.delete(record)
+            _audit(session, audit, AuditAction.POLICY_DELETED, name, version=str(record.version))
 
     # --- agents -----------------------------------------------------------------------------
 
-    def add_agent(self, target: AgentTarget, now: datetime) -> None:
+    def add_agent(self, target: AgentTarget, now: datetime, *, audit: Audit | None = None) -> None:
         with transaction(self._sessions) as session:
             if session.get(PolicyRecord, target.policy_name) is None:
                 raise NotFound(f"no policy {target.policy_name!r}")
@@ -126,6 +171,7 @@ class VerifierStore:
                     f"agent {target.agent_id!r} is already under verification"
                 )
             seq, head = _chain_end(session, target.agent_id)
+            _remember_keys(session, now, target.ak_public, target.location_key_public)
             session.add(
                 VerifiedAgent(
                     agent_id=target.agent_id,
@@ -142,6 +188,15 @@ class VerifierStore:
                     chain_seq=seq,
                     chain_head=head,
                 )
+            )
+            _audit(
+                session,
+                audit,
+                AuditAction.AGENT_ADDED,
+                target.agent_id,
+                agent_id=target.agent_id,
+                policy=target.policy_name,
+                ak_sha256=hashlib.sha256(target.ak_public).hexdigest(),
             )
 
     def get_agent(self, agent_id: str) -> VerifiedAgentView:
@@ -178,6 +233,7 @@ class VerifierStore:
         tls_certificate: bytes,
         location_key_public: bytes | None,
         ek_certificate_sha256: bytes | None = None,
+        audit: Audit | None = None,
     ) -> bool:
         """Store a refreshed identity; returns whether the AK changed."""
         with transaction(self._sessions) as session:
@@ -189,18 +245,50 @@ class VerifierStore:
             record.location_key_public = location_key_public
             if ek_certificate_sha256 is not None:
                 record.ek_certificate_sha256 = ek_certificate_sha256
+            _remember_keys(
+                session, audit.at if audit else datetime.now(UTC), ak_public, location_key_public
+            )
+            _audit(
+                session,
+                audit,
+                AuditAction.AGENT_REFRESHED,
+                agent_id,
+                agent_id=agent_id,
+                ak_changed=str(changed).lower(),
+                ak_sha256=hashlib.sha256(ak_public).hexdigest(),
+            )
             return changed
 
-    def set_policy_of(self, agent_id: str, policy_name: str) -> None:
+    def set_policy_of(self, agent_id: str, policy_name: str, *, audit: Audit | None = None) -> None:
         with transaction(self._sessions) as session:
             if session.get(PolicyRecord, policy_name) is None:
                 raise NotFound(f"no policy {policy_name!r}")
             _agent(session, agent_id).policy_name = policy_name
+            _audit(
+                session,
+                audit,
+                AuditAction.AGENT_POLICY_SET,
+                agent_id,
+                agent_id=agent_id,
+                policy=policy_name,
+            )
 
-    def remove_agent(self, agent_id: str, now: datetime | None = None) -> None:
+    def remove_agent(
+        self, agent_id: str, now: datetime | None = None, *, audit: Audit | None = None
+    ) -> None:
         """Stop verifying the agent; its tokens still valid at ``now`` are revoked with it."""
         with transaction(self._sessions) as session:
-            session.delete(_agent(session, agent_id))
+            record = _agent(session, agent_id)
+            _audit(
+                session,
+                audit,
+                AuditAction.AGENT_REMOVED,
+                agent_id,
+                agent_id=agent_id,
+                state=record.state,
+                records=str(record.chain_seq),
+            )
+            session.delete(record)
             if now is not None:
                 revoke_unexpired(session.connection(), agent_id, now)
 
@@ -289,6 +377,13 @@ def event_of(record: EventRecord) -> AgentEvent:
         round_id=record.round_id,
         record_seq=record.record_seq,
     )
+
+
+def _remember_keys(session: Session, at: datetime, *publics: bytes | None) -> None:
+    """Keep the TPM public areas records name (AK, location key) for later exports."""
+    for public in publics:
+        if public is not None:
+            remember(session, DocumentKind.TPM_PUBLIC, public, at, tpm_name(public))
 
 
 def _chain_end(session: Session, agent_id: str) -> tuple[int, bytes | None]:

@@ -8,7 +8,8 @@ now. The insert comes first: on SQLite it takes the database's write lock, so no
 between the check and the commit; on PostgreSQL the agent row is read ``FOR SHARE``, so a verdict
 that moves the agent waits for this transaction (and then revokes the token with the others) or
 is seen by it (and the token is dropped). Every verdict that ends trust revokes the agent's
-unexpired tokens in its own transaction (``verifier.storage.verdicts``).
+unexpired tokens in its own transaction (``verifier.storage.verdicts``). A kept token's entry is
+queued for the transparency log in the transaction that keeps it.
 
 Inserts from concurrent requests share transactions (one writer thread, like verdicts'
 group commit), so a burst of issuance costs one commit per batch.
@@ -17,6 +18,7 @@ group commit), so a burst of issuance costs one commit per batch.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import queue
 import threading
@@ -30,7 +32,9 @@ from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from geoattest.db import as_utc
+from verifier.core.log_entry import TokenEntry
 from verifier.core.states import AgentState
+from verifier.storage.log import enqueue
 from verifier.storage.models import TokenRow, VerifiedAgent
 
 log = logging.getLogger(__name__)
@@ -124,6 +128,9 @@ class TokenLedger:
             if refused:
                 connection.execute(delete(TokenRow).where(TokenRow.jti.in_(refused)))
                 log.info("%d token(s) not issued: the agent's trust ended meanwhile", len(refused))
+            # Logged with the commit that issues them: a token an export shows is in the log.
+            issued = [_log_entry(d) for d, ok in zip(drafts, kept, strict=True) if ok]
+            enqueue(connection, issued, now)
             return kept
 
     def revoke_agent(self, agent_id: str, at: dt.datetime) -> int:
@@ -216,6 +223,20 @@ def _still_trusted(draft: TokenDraft, row: _AgentRow | None, now: dt.datetime) -
     if as_utc(row.state_since) > draft.record_ended_at:
         return False  # trust ended and began again after the round the claims come from
     return as_utc(row.last_passed_at) + draft.max_age >= now
+
+
+def _log_entry(draft: TokenDraft) -> TokenEntry:
+    return TokenEntry(
+        agent_id=draft.agent_id,
+        jti=draft.jti,
+        token_type=draft.type,
+        audience=draft.audience,
+        issued_at=draft.issued_at,
+        expires_at=draft.expires_at,
+        token_sha256=hashlib.sha256(draft.token.encode("ascii")).digest(),
+        record_seq=draft.record_seq,
+        workload=draft.workload_sha256.hex(),
+    )
 
 
 def _row(draft: TokenDraft) -> dict[str, object]:

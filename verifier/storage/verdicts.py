@@ -10,7 +10,9 @@ database first. The record is chained inside the transaction (``seq`` = stored +
 stored head), so the chain cannot fork.
 
 Webhook deliveries are rows written in the same transaction (an outbox): a committed failure
-always has its deliveries, and nothing is delivered for a verdict that did not commit.
+always has its deliveries, and nothing is delivered for a verdict that did not commit. So is a
+kept record's transparency-log entry (``verifier.storage.log``): no kept record exists that the
+log will not hold.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sqlalchemy import (
 
 from geoattest.db import as_utc
 from verifier.core.events import AgentEvent
+from verifier.core.log_entry import RecordEntry
 from verifier.core.record import (
     GENESIS,
     EvidenceRecord,
@@ -46,6 +49,7 @@ from verifier.core.record import (
     record_digest,
 )
 from verifier.core.states import AgentState, Outcome
+from verifier.storage.log import enqueue
 from verifier.storage.models import EventRecord, RecordRow, VerifiedAgent, WebhookDelivery
 from verifier.storage.tokens import revoke_unexpired
 
@@ -175,6 +179,17 @@ class _RowUpdate:
         }
 
 
+def _log_entry(pending: _Pending) -> RecordEntry:
+    record = pending.record
+    return RecordEntry(
+        agent_id=record.agent_id, seq=record.seq, digest=pending.digest, ended_at=record.ended_at
+    )
+
+
+def _commit_time(accepted: Sequence[_Pending]) -> dt.datetime:
+    return max((p.record.ended_at for p in accepted), default=dt.datetime.now(dt.UTC))
+
+
 def _steady_updates(connection: Connection, updates: Sequence[_RowUpdate]) -> int:
     """``_STEADY_SQL`` for each update as one ``executemany`` in the driver's parameter style
     (times encoded as SQLAlchemy would); returns how many rows changed."""
@@ -246,6 +261,9 @@ class VerdictStore:
             accepted = [p for p in pending if p.record.agent_id not in lost]
             if accepted:
                 connection.execute(_INSERT_RECORD, [p.record_row for p in accepted])
+            # Kept records go into the transparency log with their commit (the others when
+            # they fold, ``verifier.storage.records``).
+            enqueue(connection, [_log_entry(p) for p in accepted if p.kept], _commit_time(accepted))
             return [self._finish(connection, r, chain, lost) for r in results]
 
     def _prepare(self, draft: VerdictDraft, chain: _Chain) -> CommitResult | _Pending:
