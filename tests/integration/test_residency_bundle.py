@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
 from geoattest.cli import main
@@ -479,6 +481,44 @@ def test_an_ek_from_a_ca_the_auditor_does_not_trust_is_refused(
             str(bundles.keys)]  # fmt: skip
     result = CliRunner().invoke(main, args)
     _refused(result, f"agents/{bundles.tampered}/identity/ek-certificate.der", "EK chain")
+
+
+def test_the_registrar_signature_verifies_with_the_registrar_key(bundles: Bundles) -> None:
+    pinned = bundles.settings.registrar_signing_key
+    assert pinned is not None
+    result = _verify(bundles, bundles.only_quiet, "--registrar-key", str(pinned), "--json")
+    assert result.exit_code == 0, result.output
+    assert not any("signature" in item for item in json.loads(result.output)["not_checked"])
+
+
+def test_a_registrar_key_the_record_was_not_signed_with_is_refused(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-registrar.pem"
+    other.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    path = layout.identity_path(bundles.quiet, layout.Identity.REGISTRAR_RECORD)
+    result = _verify(bundles, bundles.only_quiet, "--registrar-key", str(other))
+    _refused(result, path, "registrar signature")
+
+
+def test_a_registrar_record_changed_by_an_insider_is_refused_by_its_signature(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    """The verifier's own key re-signs the manifest; the registrar's statement still names the
+    record it signed (here: another agent URL)."""
+    files = _files(bundles.only_quiet)
+    path = layout.identity_path(bundles.quiet, layout.Identity.REGISTRAR_RECORD)
+    record = json.loads(files[path])
+    record["agent_url"] = "https://attacker.example:8892"
+    files[path] = json.dumps(record).encode()
+    _resign(files, bundles)
+    pinned = str(bundles.settings.registrar_signing_key)
+    result = _verify(bundles, _write(files, tmp_path / "b.zip"), "--registrar-key", pinned)
+    _refused(result, path, "registrar signature")
 
 
 def test_tokens_issued_in_the_window_travel_and_verify_against_the_log(

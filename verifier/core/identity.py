@@ -58,17 +58,9 @@ class CheckedIdentity:
     ek_certificate_sha256: bytes  # what tokens name the host by
 
 
-def check_identity(
-    view: AgentView, trust: IdentityTrust, *, asked_for: str, now: dt.datetime
-) -> CheckedIdentity:
-    """Check a registrar record (see the module docstring). Raises ``RegistrarAnswerInvalid``
-    (another agent, unsigned, badly signed, stale, facts that differ), ``EkUntrusted`` /
-    ``EkNotPinned`` / ``EkMismatch`` (the EK), ``AkInvalid``, ``LocationKeyInvalid``."""
-    if view.agent_id != asked_for:
-        raise RegistrarAnswerInvalid(
-            f"registrar answered for agent {view.agent_id!r} when asked for {asked_for!r}"
-        )
-    facts = IdentityFacts(
+def facts_of(view: AgentView) -> IdentityFacts:
+    """What the registrar's statement must describe about ``view``."""
+    return IdentityFacts(
         agent_id=view.agent_id,
         state=view.state,
         activated_at=view.activated_at,
@@ -81,6 +73,19 @@ def check_identity(
         location_key_certify_attest=view.location_key_certify_attest,
         location_key_certify_signature=view.location_key_certify_signature,
     )
+
+
+def check_identity(
+    view: AgentView, trust: IdentityTrust, *, asked_for: str, now: dt.datetime
+) -> CheckedIdentity:
+    """Check a registrar record (see the module docstring). Raises ``RegistrarAnswerInvalid``
+    (another agent, unsigned, badly signed, stale, facts that differ), ``EkUntrusted`` /
+    ``EkNotPinned`` / ``EkMismatch`` (the EK), ``AkInvalid``, ``LocationKeyInvalid``."""
+    if view.agent_id != asked_for:
+        raise RegistrarAnswerInvalid(
+            f"registrar answered for agent {view.agent_id!r} when asked for {asked_for!r}"
+        )
+    facts = facts_of(view)
     try:
         issued = verify_statement(
             facts, view.identity_statement, view.identity_signature, trust.registrar_key

@@ -36,7 +36,6 @@ from verifier.core.record import canonical_json
 BUNDLE_TYPE = "geoattest.residency-bundle"
 BUNDLE_VERSION = 1
 MANIFEST_TYP = "geoattest-manifest+jws"
-REGISTRAR_RECORD_TYP = "geoattest-identity+jws"
 
 MANIFEST = "manifest.json"
 MANIFEST_SIGNATURE = "manifest.jws"
@@ -75,7 +74,6 @@ class Identity:
     """File names under ``agents/<id>/identity/``."""
 
     REGISTRAR_RECORD = "registrar-record.json"  # the registrar's answer, as fetched
-    REGISTRAR_SIGNATURE = "registrar-record.jws"  # its signed identity record (issue 14)
     EK_CERTIFICATE = "ek-certificate.der"
     EK_CHAIN = "ek-chain"  # <n>.der: issuers up to an anchor, as the exporter found them
     LOCATION_KEY = "location-key.tpm2b_public"

@@ -34,14 +34,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from allowlists.ek_trust import EkTrustStore
 from geoattest.errors import BundleInvalid, GeoattestError, LogProofInvalid, SignatureInvalid
-from geoattest.wire import PolicyDocument
+from geoattest.identity_statement import StatementInvalid, verify_statement
+from geoattest.wire import AgentView, PolicyDocument
 from geofence import ZoneSet, load_zones
 from verifier.core.checkpoint import Checkpoint, verify_checkpoint
+from verifier.core.identity import facts_of
 from verifier.core.jws import verify_compact
 from verifier.core.merkle import verify_consistency
 from verifier.core.policy import AttestationPolicy, policy_from_document
 from verifier.export import layout
-from verifier.export.identity_record import check_identity_record
 from verifier.export.layout import Manifest
 from verifier.export.results import AgentVerification, BundleVerification
 from verifier.export.timeline import answer_at, attested_intervals, day_summaries, gaps_of
@@ -264,18 +265,35 @@ def _named_digest(path: str, data: bytes, suffix: str) -> bytes:
 def _registrar_signature(
     agent_id: str, files: Mapping[str, bytes], trust: Trust, not_checked: Counter[str]
 ) -> None:
-    path = layout.identity_path(agent_id, layout.Identity.REGISTRAR_SIGNATURE)
-    if path not in files:
-        not_checked["the registrar's identity record: not signed by the registrar"] += 1
-        return
+    """The registrar's signed statement (``geoattest.identity_statement``) in the record the
+    bundle carries describes that record exactly; the record's own checks then tie it to the
+    bundle's identity files (``verify_agent``)."""
+    path = layout.identity_path(agent_id, layout.Identity.REGISTRAR_RECORD)
     if trust.registrar_keys is None:
         not_checked["the registrar's signature: no registrar key given (--registrar-key)"] += 1
         return
     try:
-        signed = verify_compact(
-            files[path].decode("ascii"), typ=layout.REGISTRAR_RECORD_TYP, keys=trust.registrar_keys
+        view = AgentView.model_validate_json(files[path])
+    except (KeyError, ValueError) as e:
+        raise BundleInvalid("is missing or does not parse", file=path, check="presence") from e
+    named = _statement_key(view.identity_statement)
+    key = trust.registrar_keys.get(named or "")
+    if key is None:
+        raise BundleInvalid(
+            "is not signed by a registrar key the auditor gave (--registrar-key)",
+            file=path,
+            check="registrar signature",
         )
-    except (UnicodeDecodeError, SignatureInvalid) as e:
-        message = e.message if isinstance(e, SignatureInvalid) else "is not a compact JWS"
-        raise BundleInvalid(message, file=path, check="registrar signature") from e
-    check_identity_record(signed.payload, agent_id, files)
+    try:
+        verify_statement(facts_of(view), view.identity_statement, view.identity_signature, key)
+    except StatementInvalid as e:
+        raise BundleInvalid(str(e), file=path, check="registrar signature") from e
+
+
+def _statement_key(statement: bytes | None) -> str | None:
+    try:
+        body = json.loads(statement or b"")
+    except ValueError:
+        return None
+    named = body.get("registrar_key") if isinstance(body, dict) else None
+    return named if isinstance(named, str) else None

@@ -40,7 +40,7 @@ class Registrar:
         self.key = ec.generate_private_key(ec.SECP256R1())
 
     def view(
-        self, node: SoftwareTpm, *, signed_at: dt.datetime = NOW, **changes: object
+        self, node: SoftwareTpm, *, signed_at: dt.datetime | None = None, **changes: object
     ) -> AgentView:
         location = node.create_location_key()
         attest, signature = node.certify(
@@ -72,7 +72,10 @@ class Registrar:
         view = AgentView.model_validate(fields)
         return self.sign(view, signed_at)
 
-    def sign(self, view: AgentView, signed_at: dt.datetime = NOW) -> AgentView:
+    def sign(self, view: AgentView, signed_at: dt.datetime | None = None) -> AgentView:
+        """Signed at ``signed_at`` (default: now, so that a record made late in a long run is
+        still fresh)."""
+        signed_at = signed_at or dt.datetime.now(dt.UTC)
         body = statement_body(
             facts_of(view),
             registrar_key=public_key_thumbprint(self.key.public_key()),
