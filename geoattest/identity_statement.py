@@ -15,7 +15,7 @@ binary field of the record by its SHA-256, so the record's bytes can be checked 
 that credential activation succeeded for this EK and AK: an interactive proof that nobody can
 re-run offline, so the registrar's signature is what stands for it.
 
-This module is a leaf: it imports nothing from the project.
+Pure; of the project it imports only ``geoattest.jose`` (ES256, thumbprints).
 """
 
 from __future__ import annotations
@@ -26,15 +26,9 @@ import json
 from dataclasses import dataclass
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
-from geoattest.jose import thumbprint
+from geoattest.jose import es256_sign, es256_valid, thumbprint
 
 STATEMENT_TYPE = "geoattest.identity-statement"
 STATEMENT_VERSION = 1
@@ -85,8 +79,7 @@ def statement_body(facts: IdentityFacts, *, registrar_key: str, issued_at: dt.da
 
 
 def sign_statement(body: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
-    r, s = decode_dss_signature(key.sign(body, ec.ECDSA(hashes.SHA256())))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return es256_sign(key, body)
 
 
 def verify_statement(
@@ -102,13 +95,8 @@ def verify_statement(
         raise StatementInvalid("the identity record carries no registrar signature")
     if len(signature) != 64:
         raise StatementInvalid("the registrar's signature is not 64 bytes of ES256")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-    try:
-        key.verify(der, statement, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature as e:
-        raise StatementInvalid("the identity record is not signed by the pinned registrar") from e
+    if not es256_valid(key, statement, signature):
+        raise StatementInvalid("the identity record is not signed by the pinned registrar")
     try:
         body = json.loads(statement)
         issued_at = dt.datetime.fromisoformat(str(body["issued_at"]).replace("Z", "+00:00"))

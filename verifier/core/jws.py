@@ -12,28 +12,27 @@ Verification is strict, because an auditor runs it on bytes an attacker may have
   checked only with a key the caller was given, chosen by ``kid``;
 - the signature is 64 bytes and verifies over ``header.payload`` as sent.
 
-Raises ``SignatureInvalid`` naming what failed. Pure: no I/O.
+Built on ``geoattest.jose`` (base64url, JSON, ES256), with the rules above on top. Raises
+``SignatureInvalid`` naming what failed. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from geoattest.errors import SignatureInvalid
+from geoattest.errors import JoseMalformed, SignatureInvalid
+from geoattest.jose import b64url, b64url_decode, encode_jws, es256_valid, json_object
+
+__all__ = ["Signer", "VerifiedJws", "b64url", "peek_header", "sign_compact", "unb64url",
+           "verify_compact"]  # fmt: skip
 
 ALGORITHM = "ES256"
 EMBEDDED_KEY_MEMBERS = ("jwk", "jku", "x5c", "x5u")
-MAX_JWS_BYTES = 1 << 20
+MAX_JWS_BYTES = 1 << 20  # manifests of large bundles: more than a token's 64 KiB
 
 
 class Signer(Protocol):
@@ -52,37 +51,29 @@ class VerifiedJws:
     header: Mapping[str, Any]
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def unb64url(text: str, what: str) -> bytes:
-    """Strict base64url without padding; ``SignatureInvalid`` otherwise."""
-    if "=" in text or not text.isascii():
-        raise SignatureInvalid(f"JWS {what} is not base64url without padding")
+    """Strict base64url without padding (``geoattest.jose``); ``SignatureInvalid`` otherwise."""
     try:
-        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as e:
-        raise SignatureInvalid(f"JWS {what} is not base64url: {e}") from e
-    if b64url(decoded) != text:
-        raise SignatureInvalid(f"JWS {what} is not in canonical base64url")
-    return decoded
+        return b64url_decode(text, f"JWS {what}")
+    except JoseMalformed as e:
+        raise SignatureInvalid(e.message) from e
 
 
 def sign_compact(payload: bytes, *, typ: str, signer: Signer) -> str:
     """``header.payload.signature`` with header ``{"alg": "ES256", "kid", "typ"}``."""
-    header = json.dumps({"alg": ALGORITHM, "kid": signer.kid, "typ": typ}, separators=(",", ":"))
-    signing_input = f"{b64url(header.encode())}.{b64url(payload)}"
-    signature = signer.sign(signing_input.encode("ascii"))
-    if len(signature) != 64:
-        raise ValueError("an ES256 signature is 64 bytes (r ‖ s)")
-    return f"{signing_input}.{b64url(signature)}"
+
+    def sign(data: bytes) -> bytes:
+        signature = signer.sign(data)
+        if len(signature) != 64:
+            raise ValueError("an ES256 signature is 64 bytes (r ‖ s)")
+        return signature
+
+    return encode_jws({"alg": ALGORITHM, "kid": signer.kid, "typ": typ}, payload, sign)
 
 
 def peek_header(token: str) -> Mapping[str, Any]:
     """The protected header of ``token``, unverified (to name its ``kid`` in messages)."""
-    parts = _parts(token)
-    return _header(parts[0])
+    return _header(_parts(token)[0])
 
 
 def verify_compact(
@@ -112,14 +103,9 @@ def verify_compact(
     signature = unb64url(encoded_signature, "signature")
     if len(signature) != 64:
         raise SignatureInvalid(f"ES256 signature is {len(signature)} bytes, not 64")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
     signing_input = f"{encoded_header}.{encoded_payload}".encode("ascii")
-    try:
-        key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature as e:
-        raise SignatureInvalid(f"JWS signature does not verify with key {kid!r}") from e
+    if not es256_valid(key, signing_input, signature):
+        raise SignatureInvalid(f"JWS signature does not verify with key {kid!r}")
     return VerifiedJws(payload=unb64url(encoded_payload, "payload"), kid=kid, header=header)
 
 
@@ -134,9 +120,6 @@ def _parts(token: str) -> tuple[str, str, str]:
 
 def _header(encoded: str) -> Mapping[str, Any]:
     try:
-        header = json.loads(unb64url(encoded, "header"))
-    except ValueError as e:
-        raise SignatureInvalid(f"JWS header is not JSON: {e}") from e
-    if not isinstance(header, dict):
-        raise SignatureInvalid("JWS header is not a JSON object")
-    return header
+        return json_object(unb64url(encoded, "header"), "JWS header")
+    except JoseMalformed as e:
+        raise SignatureInvalid(e.message) from e
