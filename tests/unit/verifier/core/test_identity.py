@@ -19,7 +19,6 @@ from geoattest.errors import (
     RegistrarAnswerInvalid,
 )
 from geoattest.identity_statement import (
-    IdentityFacts,
     public_key_thumbprint,
     sign_statement,
     statement_body,
@@ -28,7 +27,7 @@ from geoattest.wire import AgentView, location_key_qualifying_data
 from tests.support.software_pki import SoftwareCa, make_ca
 from tests.support.software_tpm import SoftwareTpm
 from tpm import ObjectAttributes
-from verifier.core.identity import IdentityTrust, check_identity
+from verifier.core.identity import IdentityTrust, check_identity, facts_of
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -87,22 +86,6 @@ class Registrar:
                 "identity_signature": sign_statement(body, self.key),
             }
         )
-
-
-def facts_of(view: AgentView) -> IdentityFacts:
-    return IdentityFacts(
-        agent_id=view.agent_id,
-        state=view.state,
-        activated_at=view.activated_at,
-        ek_certificate=view.ek_certificate,
-        ek_public=view.ek_public,
-        ak_public=view.ak_public,
-        agent_url=view.agent_url,
-        tls_certificate=view.tls_certificate,
-        location_key_public=view.location_key_public,
-        location_key_certify_attest=view.location_key_certify_attest,
-        location_key_certify_signature=view.location_key_certify_signature,
-    )
 
 
 @pytest.fixture
