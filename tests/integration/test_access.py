@@ -42,7 +42,13 @@ PUBLIC_ROUTES = {
     ("verifier", "GET", "/v1/log/proof/consistency"),
     ("verifier", "GET", "/v1/log/keys"),
 }
-SAMPLE = {"agent_id": "edge-1", "name": "p", "action": "pause", "round_id": "r1"}
+SAMPLE = {
+    "agent_id": "edge-1",
+    "name": "p",
+    "action": "pause",
+    "round_id": "r1",
+    "int:size": "1",
+}
 
 
 @pytest.fixture

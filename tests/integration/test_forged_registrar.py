@@ -64,7 +64,7 @@ def test_forged_registrar_answers_are_refused(
     ca = make_ca()
     (tmp_path / "ek-ca").mkdir()
     (tmp_path / "ek-ca" / "ca.pem").write_bytes(ca.pem)
-    genuine = Registrar()
+    genuine = Registrar(clock=None)
     pinned = tmp_path / "registrar-signing-key.pem"
     pinned.write_bytes(
         genuine.key.public_key().public_bytes(
@@ -98,7 +98,7 @@ def test_forged_registrar_answers_are_refused(
     fake.answer = record.model_copy(update={"ak_public": tpm.encode_tpm2b_public(attacker.ak)})
     assert add() == (502, "registrar_answer_invalid")
     # A whole record forged and signed by the attacker's own key.
-    fake.answer = Registrar().view(attacker)
+    fake.answer = Registrar(clock=None).view(attacker)
     assert add() == (502, "registrar_answer_invalid")
     # Signed by the pinned key, yet an EK from a manufacturer the verifier does not trust.
     fake.answer = genuine.view(SoftwareTpm(make_ca("Untrusted Manufacturer")))

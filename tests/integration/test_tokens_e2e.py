@@ -86,9 +86,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterato
     zones = vector("zones/ne_110m_admin_0_countries.geojson")
     with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
         settings = verifier_settings(
-            work, redis_url, registrar, zones_file=zones, zones_repair=True,
-            verifier_keys_dir=work / "verifier-keys",
-        )  # fmt: skip
+            work, redis_url, registrar, zones_file=zones, zones_repair=True
+        )
         with running_verifier(settings, work) as verifier:
             boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
             digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
