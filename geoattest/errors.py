@@ -434,6 +434,13 @@ class GnssUnavailable(ReachabilityError):
     code = "gnss_unavailable"
 
 
+class DependencyUnavailable(ReachabilityError):
+    """A service's own dependency (Redis, the database) is down, locked or timing out: the
+    request was not carried out (nothing half-written); try again later."""
+
+    code = "dependency_unavailable"
+
+
 def error_from_code(code: str, message: str) -> GeoattestError:
     """Rebuild the error a remote service reported (``{"error": {"code", "message"}}``) as our
     class.

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
+from sqlalchemy import Engine
 
 from geoattest.access.guard import install_access
 from geoattest.access.store import AccessStore
 from geoattest.access.web import audit_blueprint
 from geoattest.db import check_private_database, make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
+from geoattest.health import (
+    Check,
+    database_check,
+    health_blueprint,
+    health_redis_client,
+    redis_check,
+)
 from geoattest.http import install_api_plumbing
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
@@ -21,7 +28,7 @@ from verifier.core.round_record import RecordOrigin
 from verifier.engine.runtime import lease_defaults_of, verifier_id_of
 from verifier.engine.status import StatusReader
 from verifier.operations import Operations
-from verifier.storage.hot_state import HotState
+from verifier.storage.hot_state import WORKER_TTL_SECONDS, HotState, connect_redis
 from verifier.storage.records import RecordStore
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
@@ -63,7 +70,7 @@ def create_app(settings: Settings) -> Flask:
     migrate(engine)
     sessions = session_factory(engine)
     store = VerifierStore(sessions)
-    hot = HotState(redis.Redis.from_url(settings.redis_url))
+    hot = HotState(connect_redis(settings.redis_url))
     registrar_key = settings.registrar_api_key
     registrar = RegistrarClient(
         settings.registrar_url,
@@ -93,4 +100,23 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
     app.register_blueprint(audit_blueprint)
+    app.register_blueprint(health_blueprint("verifier", _readiness_checks(settings, engine)))
     return app
+
+
+def _readiness_checks(settings: Settings, engine: Engine) -> dict[str, Check]:
+    """The verifier is ready when its database and Redis answer and a worker process ran a
+    task in the last ``WORKER_TTL_SECONDS`` (workers heartbeat every watchdog tick)."""
+    probe = health_redis_client(settings.redis_url)
+    hot = HotState(probe)
+
+    def workers() -> str:
+        seen = hot.workers_seen()
+        if not seen:
+            raise RuntimeError(
+                f"no verifier worker seen in the last {WORKER_TTL_SECONDS:.0f} s "
+                "(is 'geoattest verifier worker' running, and beat?)"
+            )
+        return f"{len(seen)} worker process(es) seen"
+
+    return {"database": database_check(engine), "redis": redis_check(probe), "workers": workers}

@@ -19,9 +19,12 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import wait
+from urllib.parse import urlsplit
 
+import redis
 from celery import Celery
 
+from geoattest.errors import DependencyUnavailable
 from geoattest.settings import Settings
 from verifier.core.reasons import Reason
 from verifier.core.states import POLLED_STATES
@@ -56,7 +59,13 @@ def create_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
+        # The CLI checks Redis before it starts the worker (a clear error, exit 3); once
+        # running, a lost broker connection is retried for ever with Celery's backoff (each
+        # attempt logged), and every task in flight is redelivered (acks_late).
         broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={"socket_timeout": 10, "socket_connect_timeout": 5},
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule={
@@ -115,8 +124,11 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=WATCHDOG_TASK, ignore_result=True)
     def watchdog() -> int:
-        """Record ``stale`` for agents whose lease ran out; returns how many."""
-        return expire_leases(runtime())
+        """Record ``stale`` for agents whose lease ran out; returns how many. Also the worker's
+        heartbeat (what ``/v1/readyz`` reads), whether or not it has rounds to run."""
+        rt = runtime()
+        rt.hot.heartbeat(rt.worker_id)
+        return expire_leases(rt)
 
     @app.task(name=COMPACT_TASK, ignore_result=True)
     def compact() -> int:
@@ -141,6 +153,29 @@ def create_celery(settings: Settings) -> Celery:
         runtime().webhooks.deliver(delivery_id)
 
     return app
+
+
+def require_redis(url: str) -> None:
+    """Raise ``DependencyUnavailable`` (the CLI exits 3 with its message) when Redis does not
+    answer PING within a few seconds: a worker must not start and sit retrying in silence."""
+    client = redis.Redis.from_url(url, socket_timeout=3.0, socket_connect_timeout=3.0)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise DependencyUnavailable(
+            f"Redis at {_without_password(url)} is unreachable ({e}); start redis-server or "
+            "set --redis / GEOATTEST_REDIS_URL"
+        ) from e
+    finally:
+        client.close()
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
 
 
 def run_batch(runtime: VerifierRuntime, agent_ids: Sequence[str]) -> int:

@@ -13,8 +13,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import redis
-
 from geoattest.db import check_private_database, make_engine, session_factory
 from geoattest.settings import Settings
 from verifier.core.round_record import RecordOrigin
@@ -24,7 +22,7 @@ from verifier.engine.runner import Cadence, RoundRunner
 from verifier.notify.revocations import EventPublisher
 from verifier.notify.webhooks import WebhookSender
 from verifier.storage.group_commit import GroupCommitter
-from verifier.storage.hot_state import HotState
+from verifier.storage.hot_state import HotState, connect_redis
 from verifier.storage.records import RecordStore
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
@@ -72,7 +70,7 @@ class VerifierRuntime:
         self.records = RecordStore(self.sessions)
         self.verdicts = VerdictStore(self.engine, settings.webhook_urls)
         self.committer = GroupCommitter(self.verdicts)
-        self.hot = HotState(redis.Redis.from_url(settings.redis_url))
+        self.hot = HotState(connect_redis(settings.redis_url))
         if source is None:
             cert, key = verifier_client_files(settings.verifier_tls_dir)
             source = AgentClient(

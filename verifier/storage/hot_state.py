@@ -66,6 +66,22 @@ class LiveStatus:
     unreachable_streak: int = 0
 
 
+REDIS_SOCKET_TIMEOUT = 5.0  # a Redis that hangs fails a call in seconds, never blocks a round
+REDIS_CONNECT_TIMEOUT = 2.0
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """The verifier's Redis client for ``url``: bounded socket and connect timeouts (a hung Redis
+    raises ``redis.TimeoutError``), and a health check of idle connections, so the first call
+    after a Redis restart reconnects instead of failing on a dead socket."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        health_check_interval=10,
+    )
+
+
 class HotState:
     """Typed access to the verifier's Redis keys."""
 

@@ -12,7 +12,7 @@ import re
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from geoattest.access.guard import public, requires
+from geoattest.access.guard import requires
 from geoattest.access.keys import Role
 from geoattest.errors import MalformedRequest, NotFound
 from geoattest.http import parse_body
@@ -191,12 +191,6 @@ def agent_round(agent_id: str, round_id: str) -> Response:
         record=json.loads(stored.canonical),
     )
     return jsonify(view.model_dump(mode="json"))
-
-
-@blueprint.get("/healthz")
-@public
-def healthz() -> Response:
-    return jsonify({"status": "ok", "service": "verifier"})
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
