@@ -75,10 +75,14 @@ def worker(ctx: click.Context, /, concurrency: int, beat: bool, **flags: object)
 
     Exits 3 at once when Redis cannot be reached at start; once running, a lost Redis is
     retried with backoff (logged) and the worker carries on when it is back."""
+    from verifier.storage.redis_auth import check_redis_requires_auth
     from verifier.worker import create_celery, require_redis
 
     settings = build_settings(ctx, **flags)
     require_redis(settings.redis_url)
+    check_redis_requires_auth(
+        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
+    )
     app = create_celery(settings)
     argv = ["worker", f"--concurrency={concurrency}", "--loglevel", settings.log_level,
             "--without-gossip", "--without-mingle"]  # fmt: skip
@@ -102,10 +106,14 @@ def beat(ctx: click.Context, /, **flags: object) -> None:
 
     Exactly one beat per fleet, as its own process or inside one worker (``worker --beat``).
     Beat holds no state that matters: killed and restarted, it goes on from Redis."""
+    from verifier.storage.redis_auth import check_redis_requires_auth
     from verifier.worker import create_celery, require_redis
 
     settings = build_settings(ctx, **flags)
     require_redis(settings.redis_url)
+    check_redis_requires_auth(
+        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
+    )
     app = create_celery(settings)
     app.start(["beat", "--loglevel", settings.log_level, "--schedule",
                _beat_schedule_file(settings)])  # fmt: skip

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
 
     # --- verifier -----------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_allow_unauthenticated: bool = Field(
+        default=False,
+        description="Let the verifier use a Redis that serves clients without credentials "
+        "(a throwaway setup only: anyone who reaches it could set an agent's state).",
+    )
     verifier_host: str = "127.0.0.1"
     verifier_port: int = Field(default=8891, ge=1, le=65535)
     verifier_tls_dir: Path = Field(

@@ -30,6 +30,7 @@ from verifier.engine.status import StatusReader
 from verifier.operations import Operations
 from verifier.storage.hot_state import WORKER_TTL_SECONDS, HotState, connect_redis
 from verifier.storage.records import RecordStore
+from verifier.storage.redis_auth import check_redis_requires_auth
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
 from verifier.web.api import blueprint
@@ -65,6 +66,9 @@ def load_identity_trust(settings: Settings) -> IdentityTrust:
 
 
 def create_app(settings: Settings) -> Flask:
+    check_redis_requires_auth(
+        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
+    )
     engine = make_engine(settings.database_url)
     check_private_database(settings.database_url)
     migrate(engine)

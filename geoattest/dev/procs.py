@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 
 from geoattest.errors import ConfigurationError
+from geoattest.private_files import create_private_file, ensure_private_dir, load_or_create_secret
 
 GEOATTEST = (sys.executable, "-m", "geoattest")
 READY_TIMEOUT_SECONDS = 60.0
@@ -96,15 +97,38 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def redis_server(directory: Path, port: int) -> Iterator[str]:
-    """A private redis-server (no persistence) for the local fleet; yields its URL."""
+def redis_server(directory: Path, port: int, *, persistent: bool = False) -> Iterator[str]:
+    """A private redis-server on loopback that requires a password; yields its URL.
+
+    The password is made once and kept owner-only in ``directory/password``; the server reads it
+    from an owner-only config file (never from its command line, which any local user can see in
+    ``ps``). ``persistent`` turns on the append-only file (``appendonly.aof`` in ``directory``).
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise ConfigurationError("redis-server not found: apt-get install redis-server")
-    directory.mkdir(parents=True, exist_ok=True)
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-            "no", "--dir", str(directory)]  # fmt: skip
+    ensure_private_dir(directory)
+    password = load_or_create_secret(directory / "password", 24).hex()
+    config = directory / "redis.conf"
+    config.unlink(missing_ok=True)
+    create_private_file(
+        config,
+        "\n".join(
+            [
+                f"port {port}",
+                "bind 127.0.0.1",
+                f"dir {directory}",
+                f"requirepass {password}",
+                'save ""',
+                f"appendonly {'yes' if persistent else 'no'}",
+                "",
+            ]
+        ).encode(),
+    )
     with managed_process(
-        "redis-server", argv, log_path=directory / "redis.log", ready=lambda: port_accepts(port)
+        "redis-server",
+        [binary, str(config)],
+        log_path=directory / "redis.log",
+        ready=lambda: port_accepts(port),
     ):
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://:{password}@127.0.0.1:{port}/0"

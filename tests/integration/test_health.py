@@ -188,5 +188,7 @@ def test_a_worker_without_redis_exits_3_at_once_with_one_clear_line(tmp_path: Pa
         assert time.monotonic() - started < 20
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1, done.stderr
-        assert lines[0].startswith("error: dependency_unavailable: Redis at " + dead.url)
+        masked = dead.url.replace(dead.url.split("@")[0].split(":")[-1], "***")
+        assert lines[0].startswith("error: dependency_unavailable: Redis at " + masked), lines
+        assert dead.url.split("@")[0] not in done.stderr  # the password is never printed
         assert "Traceback" not in done.stderr
