@@ -131,6 +131,15 @@ class HotState:
         fence = self._redis.eval(_TAKE_LOCK_LUA, len(keys), *keys, token, int(ttl_seconds * 1000))
         return int(fence) if fence else None
 
+    def retry_when_unlocked(self, agent_id: str, now: float) -> float | None:
+        """A round found the agent locked: make it due again when the lock expires, pulling it
+        earlier only (a running round reschedules it itself when it ends; a lock left by a
+        killed worker would otherwise keep the agent at its claim horizon). Returns the new due
+        time, or ``None`` when the lock is already gone or the agent is not scheduled."""
+        due = self._redis.eval(_RETRY_WHEN_UNLOCKED_LUA, 2, _lock_key(agent_id), SCHEDULE_KEY,
+                               agent_id, repr(now))  # fmt: skip
+        return None if due is None else float(due)
+
     def unlock(self, agent_id: str, token: str) -> None:
         self._redis.eval(_UNLOCK_LUA, 1, _lock_key(agent_id), token)
 
@@ -341,6 +350,14 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[1])
 return 1
+"""
+
+_RETRY_WHEN_UNLOCKED_LUA = """
+local left = redis.call('PTTL', KEYS[1])
+if left <= 0 then return false end
+local due = tonumber(ARGV[2]) + left / 1000.0
+if redis.call('ZADD', KEYS[2], 'XX', 'LT', 'CH', due, ARGV[1]) == 1 then return tostring(due) end
+return false
 """
 
 _UNLOCK_LUA = """
