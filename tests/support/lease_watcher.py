@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import requests
 
@@ -18,7 +19,7 @@ class LeaseWatcher:
 
     Only an unreachable API (restarting, 503) is skipped; a listing that lacks or garbles the
     fields the invariant needs is a violation, not noise. ``polls`` counts the listings judged
-    (a watcher that never saw one proves nothing)."""
+    (``stop`` waits for one more, so a case ends with the API judged again)."""
 
     def __init__(self, verifier: RunningVerifier) -> None:
         self._verifier = verifier
@@ -54,6 +55,16 @@ class LeaseWatcher:
         if age > max_age + SLACK:
             self.violations.append({"agent": agent, "age": age})
 
+    def wait_for_poll(self, timeout: float = 10.0) -> None:
+        """Until one more listing has been judged (the API answers again)."""
+        seen = self.polls
+        deadline = time.monotonic() + timeout
+        while self.polls == seen:
+            assert time.monotonic() < deadline, f"no agent listing judged in {timeout:.0f} s"
+            time.sleep(0.05)
+
     def stop(self) -> None:
+        """Judge one last listing, then stop."""
+        self.wait_for_poll()
         self._stop.set()
         self._thread.join(timeout=5)
