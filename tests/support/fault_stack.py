@@ -34,7 +34,7 @@ from tests.support.served_app import ServedApp
 from tests.support.service_process import ServiceProcess
 from tests.support.software_pki import make_ca
 from tests.support.verifier_stack import RunningVerifier, settings_environment, verifier_settings
-from verifier.core.chain import RecordLink, check_chain
+from verifier.core.chain import FoldLink, RecordLink, check_chain
 
 POLICY = "edge"
 
@@ -161,22 +161,38 @@ class FaultStack:
     def check_records(self, baseline: dict[str, int]) -> int:
         """Every active agent's chain from its baseline record on: consecutive seqs, each
         record naming the digest of the one before (``check_chain`` over the records'
-        canonical bytes from the API), none failed. Returns how many records were checked."""
+        canonical bytes from the API, and over folds: passed rounds compacted past the hot
+        window), none an integrity failure. Returns how many records were checked."""
         checked = 0
         for agent_id in self.active:
             after = max(baseline.get(agent_id, 1) - 1, 0)
-            items = [i for i in self._rounds(agent_id, after_seq=after) if i.get("kind") != "fold"]
+            items = self._rounds(agent_id, after_seq=after)
             assert items, f"{agent_id}: no records after seq {after}"
-            links = [RecordLink(canonical=self._canonical(agent_id, i)) for i in items]
+            links = [self._link(agent_id, item) for item in items]
             anchor = bytes.fromhex(str(items[0]["prev"]))
             report = check_chain(agent_id, links, anchor=anchor)
             assert report.intact, (agent_id, report.breaks)
             if after:
-                assert int(items[0]["seq"]) == after + 1, f"{agent_id}: records missing"
-            outcomes = {i["outcome"] for i in items}
+                assert report.first_seq <= after + 1, f"{agent_id}: records missing"
+            outcomes: set[str] = set()
+            for item in items:
+                if item.get("kind") == "fold":
+                    outcomes.update(str(o) for o in item["outcomes"])
+                else:
+                    outcomes.add(str(item["outcome"]))
             assert "integrity_failure" not in outcomes, (agent_id, outcomes)
-            checked += len(links)
+            checked += report.last_seq - report.first_seq + 1
         return checked
+
+    def _link(self, agent_id: str, item: dict[str, Any]) -> RecordLink | FoldLink:
+        if item.get("kind") == "fold":
+            return FoldLink(
+                first_seq=int(item["first_seq"]),
+                last_seq=int(item["last_seq"]),
+                prev=bytes.fromhex(str(item["prev"])),
+                head=bytes.fromhex(str(item["head"])),
+            )
+        return RecordLink(canonical=self._canonical(agent_id, item))
 
     def check_no_false_failure(self) -> None:
         """No agent ever failed: no event to ``failed`` (what revokes) and no webhook sent."""
@@ -188,7 +204,10 @@ class FaultStack:
 
     def _last_seq(self, agent_id: str) -> int:
         items = self._rounds(agent_id)
-        return int(items[-1]["seq"]) if items else 0
+        if not items:
+            return 0
+        last = items[-1]
+        return int(last["last_seq"] if last.get("kind") == "fold" else last["seq"])
 
     def _rounds(self, agent_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
