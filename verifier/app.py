@@ -33,7 +33,7 @@ from verifier.storage.records import RecordStore
 from verifier.storage.redis_auth import check_redis_requires_auth
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
-from verifier.web.api import blueprint
+from verifier.web.api import POLICY_LIMIT_CONFIG, blueprint
 from verifier.zones_file import load_zones_with_digest
 
 
@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> Flask:
     )
     app = Flask("geoattest.verifier", static_folder=None)
     install_api_plumbing(app)
+    app.config[POLICY_LIMIT_CONFIG] = settings.policy_upload_max_bytes
     install_access(app, AccessStore(sessions))
     app.extensions["geoattest.verifier_store"] = store
     app.extensions["geoattest.records"] = RecordStore(sessions)
