@@ -11,6 +11,7 @@ import click
 import waitress
 
 from geoattest.cli import build_settings, reports_errors
+from geoattest.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,15 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
 @click.pass_context
 @reports_errors
 def worker(ctx: click.Context, /, concurrency: int, beat: bool, **flags: object) -> None:
-    """Run rounds (Celery worker); with --beat also dispatch them (one beat per fleet)."""
+    """Run rounds (Celery worker); with --beat also dispatch them (one beat per fleet).
+
+    Exits 3 at once when Redis cannot be reached at start; once running, a lost Redis is
+    retried with backoff (logged) and the worker carries on when it is back."""
     from verifier.storage.redis_auth import check_redis_requires_auth
-    from verifier.worker import create_celery
+    from verifier.worker import create_celery, require_redis
 
     settings = build_settings(ctx, **flags)
+    require_redis(settings.redis_url)
     check_redis_requires_auth(
         settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
     )
@@ -84,8 +89,40 @@ def worker(ctx: click.Context, /, concurrency: int, beat: bool, **flags: object)
     argv = ["worker", f"--concurrency={concurrency}", "--loglevel", settings.log_level,
             "--without-gossip", "--without-mingle"]  # fmt: skip
     if beat:
-        argv += ["--beat", "--schedule", str(settings.verifier_tls_dir.parent / "celerybeat")]
+        argv += ["--beat", "--schedule", _beat_schedule_file(settings)]
     app.worker_main(argv)
+
+
+@verifier.command("beat")
+@click.option("--redis", "redis_url", help="Redis URL.")
+@click.option(
+    "--tls-dir",
+    "verifier_tls_dir",
+    type=click.Path(path_type=Path),
+    help="The verifier's TLS directory (beat keeps its schedule file beside it).",
+)
+@click.pass_context
+@reports_errors
+def beat(ctx: click.Context, /, **flags: object) -> None:
+    """Run the round scheduler alone (Celery beat): dispatch, watchdog, reconcile, compaction.
+
+    Exactly one beat per fleet, as its own process or inside one worker (``worker --beat``).
+    Beat holds no state that matters: killed and restarted, it goes on from Redis."""
+    from verifier.storage.redis_auth import check_redis_requires_auth
+    from verifier.worker import create_celery, require_redis
+
+    settings = build_settings(ctx, **flags)
+    require_redis(settings.redis_url)
+    check_redis_requires_auth(
+        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
+    )
+    app = create_celery(settings)
+    app.start(["beat", "--loglevel", settings.log_level, "--schedule",
+               _beat_schedule_file(settings)])  # fmt: skip
+
+
+def _beat_schedule_file(settings: Settings) -> str:
+    return str(settings.verifier_tls_dir.parent / "celerybeat")
 
 
 @verifier.command("init-tls")

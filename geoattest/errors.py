@@ -42,6 +42,20 @@ class MalformedRequest(RequestError):
     code = "malformed_request"
 
 
+class BodyTooLarge(RequestError):
+    """A request body (or, compressed, what it expands to) is larger than the route allows."""
+
+    code = "request_entity_too_large"  # what werkzeug's own 413 renders as, one code for both
+    http_status = 413
+
+
+class EncodingUnsupported(RequestError):
+    """A ``Content-Encoding`` the route does not decode (it takes ``identity`` and ``gzip``)."""
+
+    code = "unsupported_content_encoding"
+    http_status = 415
+
+
 class AgentIdInvalid(RequestError):
     """An agent id (in a path or a body) is not 1-64 of ``[A-Za-z0-9._-]`` starting with a
     letter or digit (``wire.AGENT_ID_PATTERN``)."""
@@ -561,12 +575,6 @@ class AgentUrlInvalid(ReachabilityError):
     code = "agent_url_invalid"
 
 
-class DependencyUnavailable(ReachabilityError):
-    """A part the service depends on (Redis, the database) is down: try again later."""
-
-    code = "dependency_unavailable"
-
-
 class RegistrarUnreachable(ReachabilityError):
     code = "registrar_unreachable"
 
@@ -611,6 +619,13 @@ class VerifierUnreachable(ReachabilityError):
     """The verifier (token service, JWKS, status document) could not be reached."""
 
     code = "verifier_unreachable"
+
+
+class DependencyUnavailable(ReachabilityError):
+    """A service's own dependency (Redis, the database) is down, locked or timing out: the
+    request was not carried out (nothing half-written); try again later."""
+
+    code = "dependency_unavailable"
 
 
 def error_from_code(code: str, message: str) -> GeoattestError:

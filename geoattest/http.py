@@ -2,7 +2,12 @@
 
 One ``errorhandler(GeoattestError)`` renders ``{"error": {"code", "message"}}`` with the error's
 status. HTTP errors raised by Flask itself (404 route, 405 method, 413 body) get the same shape.
-Anything else is a bug: a logged 500 with a stable ``internal_error`` code and no internals leaked.
+A dependency that is down while a request runs (Redis refusing or timing out, the database
+unreachable or locked past its timeout: ``redis.ConnectionError``/``TimeoutError``,
+SQLAlchemy ``OperationalError``/``TimeoutError``) is mapped here, in one place, to a 503
+``dependency_unavailable``: the request did nothing (each write is one transaction), and the
+client may retry. Anything else is a bug: a logged 500 with a stable ``internal_error`` code and
+no internals leaked.
 """
 
 from __future__ import annotations
@@ -11,17 +16,28 @@ import logging
 import uuid
 from typing import TypeVar
 
+import redis
+import sqlalchemy.exc
 from flask import Flask, Response, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from geoattest.errors import GeoattestError, MalformedRequest
+from geoattest.errors import DependencyUnavailable, GeoattestError, MalformedRequest
 from geoattest.log import pop_context, push_context
 
 log = logging.getLogger(__name__)
 
 Model = TypeVar("Model", bound=BaseModel)
 MAX_BODY_BYTES = 256 * 1024
+
+# What a request meets when Redis or the database is down (psycopg's and sqlite3's errors arrive
+# wrapped in SQLAlchemy's; a pool that cannot hand out a connection raises its TimeoutError).
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.TimeoutError,
+)
 
 
 def install_api_plumbing(app: Flask) -> None:
@@ -32,6 +48,8 @@ def install_api_plumbing(app: Flask) -> None:
     app.after_request(_echo_request_id)
     app.register_error_handler(GeoattestError, _geoattest_error)
     app.register_error_handler(HTTPException, _http_error)
+    for dependency_error in DEPENDENCY_ERRORS:
+        app.register_error_handler(dependency_error, _dependency_down)
     app.register_error_handler(Exception, _unexpected_error)
 
 
@@ -87,6 +105,24 @@ def _http_error(error: HTTPException) -> tuple[Response, int]:
     code = (error.name or "http_error").lower().replace(" ", "_")
     log.info("http error %s on %s %s", status, request.method, request.path)
     return jsonify({"error": {"code": code, "message": error.description or ""}}), status
+
+
+def dependency_name(error: Exception) -> str:
+    """``redis`` or ``database``: which dependency ``error`` (of ``DEPENDENCY_ERRORS``) is."""
+    return "redis" if isinstance(error, redis.RedisError) else "database"
+
+
+def _dependency_down(error: Exception) -> tuple[Response, int]:
+    which = dependency_name(error)
+    log.warning(
+        "%s unavailable during %s %s: %s",
+        which,
+        request.method,
+        request.path,
+        str(error).splitlines()[0][:300] if str(error) else type(error).__name__,
+    )
+    refused = DependencyUnavailable(f"{which} unavailable; try again later")
+    return jsonify(refused.to_dict()), refused.http_status
 
 
 def _unexpected_error(error: Exception) -> tuple[Response, int]:

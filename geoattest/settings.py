@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         default=DEFAULT_STATE_DIR / "verifier",
         description="Verifier client CA, client key and certificate for mTLS to agents.",
     )
+    policy_upload_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest policy document PUT /v1/policies accepts, counted as JSON after "
+        "any gzip is undone (a whole-system runtime policy of 400,000 files is about 47 MB).",
+    )
     round_interval_seconds: float = Field(default=2.0, gt=0)
     agent_timeout_seconds: float = Field(default=5.0, gt=0)
     unreachable_backoff_max_seconds: float = Field(default=60.0, gt=0)

@@ -115,12 +115,6 @@ def delete_agent(agent_id: str) -> tuple[str, int]:
     return "", 204
 
 
-@blueprint.get("/healthz")
-@public
-def healthz() -> Response:
-    return jsonify({"status": "ok", "service": "registrar"})
-
-
 def _json(answer: BaseModel) -> Response:
     return jsonify(answer.model_dump(mode="json", exclude_defaults=True))
 

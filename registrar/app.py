@@ -13,6 +13,7 @@ from geoattest.access.store import AccessStore
 from geoattest.access.web import audit_blueprint
 from geoattest.db import check_private_database, make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
+from geoattest.health import database_check, health_blueprint
 from geoattest.http import install_api_plumbing
 from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
     app.register_blueprint(audit_blueprint)
+    app.register_blueprint(health_blueprint("registrar", {"database": database_check(engine)}))
     return app
 
 

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
+from sqlalchemy import Engine
 
 from geoattest.access.guard import install_access
 from geoattest.access.store import AccessStore
 from geoattest.access.web import audit_blueprint
 from geoattest.db import check_private_database, make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
+from geoattest.health import (
+    Check,
+    database_check,
+    health_blueprint,
+    health_redis_client,
+    redis_check,
+)
 from geoattest.http import install_api_plumbing
 from geoattest.registrar_client import verifier_registrar_client
 from geoattest.settings import Settings
@@ -25,14 +32,14 @@ from verifier.engine.runtime import lease_defaults_of, log_keyring, verifier_id_
 from verifier.engine.status import StatusReader
 from verifier.operations import Operations
 from verifier.storage.documents import DocumentKind, DocumentStore
-from verifier.storage.hot_state import HotState
+from verifier.storage.hot_state import WORKER_TTL_SECONDS, HotState, connect_redis
 from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
 from verifier.storage.redis_auth import check_redis_requires_auth
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
 from verifier.tokens.wiring import install_tokens
-from verifier.web.api import blueprint
+from verifier.web.api import POLICY_LIMIT_CONFIG, blueprint
 from verifier.web.log_api import log_blueprint
 from verifier.zones_file import load_zones_with_digest
 
@@ -76,7 +83,7 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
     migrate(engine)
     sessions = session_factory(engine)
     store = VerifierStore(sessions)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect_redis(settings.redis_url)
     hot = HotState(client)
     registrar = verifier_registrar_client(settings)
     zones = load_zones_with_digest(settings)
@@ -88,6 +95,7 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
     )
     app = Flask("geoattest.verifier", static_folder=None)
     install_api_plumbing(app)
+    app.config[POLICY_LIMIT_CONFIG] = settings.policy_upload_max_bytes
     install_access(app, AccessStore(sessions))
     app.extensions["geoattest.verifier_store"] = store
     records = RecordStore(sessions)
@@ -120,6 +128,7 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
         evidence_source=evidence_source,
     )
     app.register_blueprint(log_blueprint)
+    app.register_blueprint(health_blueprint("verifier", _readiness_checks(settings, engine)))
     return app
 
 
@@ -129,3 +138,21 @@ def close_app(app: Flask) -> None:
     app.extensions["geoattest.token_listener"].stop()
     app.extensions["geoattest.token_ledger"].close()
     app.extensions["geoattest.engine"].dispose()
+
+
+def _readiness_checks(settings: Settings, engine: Engine) -> dict[str, Check]:
+    """The verifier is ready when its database and Redis answer and a worker process ran a
+    task in the last ``WORKER_TTL_SECONDS`` (workers heartbeat every watchdog tick)."""
+    probe = health_redis_client(settings.redis_url)
+    hot = HotState(probe)
+
+    def workers() -> str:
+        seen = hot.workers_seen()
+        if not seen:
+            raise RuntimeError(
+                f"no verifier worker seen in the last {WORKER_TTL_SECONDS:.0f} s "
+                "(is 'geoattest verifier worker' running, and beat?)"
+            )
+        return f"{len(seen)} worker process(es) seen"
+
+    return {"database": database_check(engine), "redis": redis_check(probe), "workers": workers}

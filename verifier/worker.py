@@ -9,9 +9,16 @@ Scale design: beat does not schedule one task per agent. Every ``DISPATCH_PERIOD
 ``dispatch`` task atomically claims the agents that are due (a Redis sorted set by due time) and
 enqueues them in batches of ``BATCH_SIZE``; a worker runs a batch's rounds concurrently on a
 thread pool, each under its agent's lock with an HTTP timeout, so one slow agent never blocks a
-worker. Tasks are idempotent and ``acks_late``: a batch redelivered after a worker crash only
-runs rounds again (each with a fresh nonce), and a claimed agent whose round never ran becomes due
-again after ``CLAIM_HORIZON`` seconds.
+worker. Tasks are idempotent and acknowledged on receipt: a claimed agent whose round never ran
+(its batch lost with a killed worker) becomes due again after the claim horizon (the default
+lease, ``claim_horizon``); a round that finds the agent locked by a killed worker makes it due
+again when that lock expires, and a batch carries its claim time, so an agent claimed twice (a
+slow queue) is judged once.
+
+The periodic tasks (dispatch four times a second, watchdog, reconcile, compaction) and the round
+batches log at debug, and so do Celery's own per-task lines about them (``quiet_tick_logs``): a
+worker at rest writes nothing at info. A round logs one info line when it changes an agent's
+state.
 """
 
 from __future__ import annotations
@@ -19,16 +26,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import wait
+from urllib.parse import urlsplit
 
+import redis
 from celery import Celery
 
+from geoattest.errors import DependencyUnavailable
 from geoattest.settings import Settings
 from verifier.core.reasons import Reason
 from verifier.core.states import POLLED_STATES
 from verifier.engine.runner import RoundTarget
-from verifier.engine.runtime import VerifierRuntime, runtime_for
+from verifier.engine.runtime import VerifierRuntime, lease_defaults_of, runtime_for
 from verifier.engine.watchdog import Watchdog
 from verifier.notify.webhooks import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
 from verifier.signing.keyring import Keyring
@@ -38,8 +48,8 @@ log = logging.getLogger(__name__)
 
 DISPATCH_PERIOD = 0.25
 BATCH_SIZE = 25
-CLAIM_HORIZON = 30.0
 MAX_CLAIMS_PER_DISPATCH = 5000
+CLAIM_EXPIRY = 120.0  # a batch older than this is dropped unrun: its agents were claimed again
 
 RECONCILE_PERIOD = 5.0
 WATCHDOG_PERIOD = 1.0
@@ -53,15 +63,57 @@ BATCH_TASK = "geoattest.verifier.attest_batch"
 WEBHOOK_TASK = "geoattest.verifier.deliver_webhook"
 
 
+# Celery logs every task received, succeeded (and sent by beat, or discarded once expired) at
+# info. Four dispatch ticks a second and a batch per few agents per interval made ~12 MB an hour
+# of worker log at rest; these routine tasks' lines become debug. Webhook lines stay at info.
+ROUTINE_TASKS = frozenset({DISPATCH_TASK, RECONCILE_TASK, WATCHDOG_TASK, COMPACT_TASK, BATCH_TASK})
+_CELERY_TASK_LOGGERS = (
+    "celery.app.trace", "celery.worker.strategy", "celery.worker.request", "celery.beat",
+)  # fmt: skip
+
+
+class _RoutineLinesToDebug(logging.Filter):
+    """Re-levels Celery's info lines about ``ROUTINE_TASKS`` to debug (kept only when the root
+    logger is at DEBUG); warnings and errors, and every other line, pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        args = record.args
+        values = args.values() if isinstance(args, Mapping) else (args or ())
+        if not any(isinstance(value, str) and value in ROUTINE_TASKS for value in values):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def quiet_tick_logs() -> None:
+    """Install ``_RoutineLinesToDebug`` on Celery's task loggers (once per process)."""
+    for name in _CELERY_TASK_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RoutineLinesToDebug) for f in logger.filters):
+            logger.addFilter(_RoutineLinesToDebug())
+
+
 def create_celery(settings: Settings) -> Celery:
     """The verifier's Celery app, configured from ``settings`` (broker: ``settings.redis_url``)."""
+    quiet_tick_logs()
     app = Celery("geoattest-verifier", broker=settings.redis_url)
     app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        # Acknowledged on receipt: kombu's Redis transport crashes the whole worker when a late
+        # ack meets a channel closed by a Redis restart (the fault suite saw it), and late acks
+        # bought nothing here: a batch lost with a worker is claimed again after the claim
+        # horizon, and Redis would redeliver it only after its visibility timeout (an hour).
+        task_acks_late=False,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
+        # The CLI checks Redis before it starts the worker (a clear error, exit 3); once
+        # running, a lost broker connection is retried for ever with Celery's backoff (each
+        # attempt logged), and every task in flight is redelivered (acks_late).
         broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={"socket_timeout": 10, "socket_connect_timeout": 5},
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule={
@@ -99,14 +151,19 @@ def create_celery(settings: Settings) -> Celery:
     def runtime() -> VerifierRuntime:
         return runtime_for(settings, enqueue_delivery)
 
+    horizon = claim_horizon(settings)
+
     @app.task(name=DISPATCH_TASK, ignore_result=True)
     def dispatch() -> int:
         """Claim due agents and enqueue their rounds in batches; returns how many."""
         hot = runtime().hot
         now = time.time()
-        claimed = hot.claim_due(now, now + CLAIM_HORIZON, MAX_CLAIMS_PER_DISPATCH)
+        claimed = hot.claim_due(now, now + horizon, MAX_CLAIMS_PER_DISPATCH)
         for start in range(0, len(claimed), BATCH_SIZE):
-            attest_batch.apply_async((claimed[start : start + BATCH_SIZE],), expires=CLAIM_HORIZON)
+            batch = claimed[start : start + BATCH_SIZE]
+            attest_batch.apply_async((batch, now), expires=CLAIM_EXPIRY)
+        if claimed:
+            log.debug("dispatched %d round(s)", len(claimed))
         return len(claimed)
 
     @app.task(name=RECONCILE_TASK, ignore_result=True)
@@ -125,8 +182,11 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=WATCHDOG_TASK, ignore_result=True)
     def watchdog() -> int:
-        """Record ``stale`` for agents whose lease ran out; returns how many."""
-        return expire_leases(runtime())
+        """Record ``stale`` for agents whose lease ran out; returns how many. Also the worker's
+        heartbeat (what ``/v1/readyz`` reads), whether or not it has rounds to run."""
+        rt = runtime()
+        rt.hot.heartbeat(rt.worker_id)
+        return expire_leases(rt)
 
     @app.task(name=COMPACT_TASK, ignore_result=True)
     def compact() -> int:
@@ -138,10 +198,11 @@ def create_celery(settings: Settings) -> Celery:
         """Sequence queued log entries and sign the tree head; returns the tree size."""
         return sign_checkpoint(runtime())
 
-    @app.task(name=BATCH_TASK, ignore_result=True, acks_late=True)
-    def attest_batch(agent_ids: Sequence[str]) -> int:
-        """Run the rounds of ``agent_ids`` concurrently; returns how many rounds ran."""
-        return run_batch(runtime(), agent_ids)
+    @app.task(name=BATCH_TASK, ignore_result=True)
+    def attest_batch(agent_ids: Sequence[str], claimed_at: float | None = None) -> int:
+        """Run the rounds of ``agent_ids`` (claimed at ``claimed_at``) concurrently; returns how
+        many rounds ran."""
+        return run_batch(runtime(), agent_ids, claimed_at=claimed_at)
 
     @app.task(
         name=WEBHOOK_TASK,
@@ -158,7 +219,40 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def run_batch(runtime: VerifierRuntime, agent_ids: Sequence[str]) -> int:
+def require_redis(url: str) -> None:
+    """Raise ``DependencyUnavailable`` (the CLI exits 3 with its message) when Redis does not
+    answer PING within a few seconds: a worker must not start and sit retrying in silence."""
+    client = redis.Redis.from_url(url, socket_timeout=3.0, socket_connect_timeout=3.0)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise DependencyUnavailable(
+            f"Redis at {_without_password(url)} is unreachable ({e}); start redis-server or "
+            "set --redis / GEOATTEST_REDIS_URL"
+        ) from e
+    finally:
+        client.close()
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def claim_horizon(settings: Settings) -> float:
+    """How long a dispatched agent stays claimed: the default lease. A batch lost with a killed
+    worker is dispatched again by then (its agents' rounds find the dead worker's locks and
+    retry when they expire), and a batch that waited longer in the queue still runs: rounds
+    skip an agent that a newer claim already ran (``RoundRunner.run``'s ``claimed_at``)."""
+    return lease_defaults_of(settings).max_age.total_seconds()
+
+
+def run_batch(
+    runtime: VerifierRuntime, agent_ids: Sequence[str], *, claimed_at: float | None = None
+) -> int:
     """The body of ``attest_batch``, usable without Celery (benchmarks, tests of the runner)."""
     runtime.hot.heartbeat(runtime.worker_id)
     fleet = runtime.fleet()
@@ -178,7 +272,7 @@ def run_batch(runtime: VerifierRuntime, agent_ids: Sequence[str]) -> int:
         round_target = RoundTarget(
             target=target, ak=ak, policy=policy, location_key=fleet.location_keys.get(agent_id)
         )
-        futures.append(runtime.pool.submit(runtime.runner.run, round_target))
+        futures.append(runtime.pool.submit(runtime.runner.run, round_target, claimed_at=claimed_at))
     # Rounds end by themselves (fetch and commit deadlines); this bound only keeps a batch task
     # from hanging on a bug. Rounds still running go on in the pool and finish under their lock.
     done, pending = wait(futures, timeout=runtime.settings.agent_timeout_seconds * 2 + 20)

@@ -28,7 +28,8 @@ PUBLIC_ROUTES = {
     ("registrar", "POST", "/v1/agents"),  # enrolment: the TPM proves the caller
     ("registrar", "POST", "/v1/agents/<agent_id>/activate"),
     ("registrar", "PUT", "/v1/agents/<agent_id>/location-key"),  # certified by the enrolled AK
-    ("registrar", "GET", "/v1/healthz"),
+    ("registrar", "GET", "/v1/healthz"),  # health: no data, and monitors hold no keys
+    ("registrar", "GET", "/v1/readyz"),
     ("registrar", "GET", "/v1/signing-key"),  # a public key (pinned out of band)
     ("verifier", "GET", "/v1/healthz"),
     ("verifier", "GET", "/.well-known/jwks.json"),  # token keys: anyone verifies tokens
@@ -41,6 +42,7 @@ PUBLIC_ROUTES = {
     ("verifier", "GET", "/v1/log/proof/inclusion"),
     ("verifier", "GET", "/v1/log/proof/consistency"),
     ("verifier", "GET", "/v1/log/keys"),
+    ("verifier", "GET", "/v1/readyz"),
 }
 SAMPLE = {
     "agent_id": "edge-1",

@@ -7,23 +7,20 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from agent.enrolment import ApiEndpoint, enrol
-from agent.evidence import EvidenceService
-from agent.ima_source import ImaLogSource
-from agent.server import AgentServer, create_app, make_agent_server
-from agent.tls import ensure_server_identity, server_ssl_context
+from agent.tls import ensure_server_identity
 from agent.tpm_device import TpmDevice
 from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.swtpm_agent import Node
 from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
@@ -36,47 +33,6 @@ MakeSwtpm = Callable[..., SwtpmInstance]
 class Stack:
     registrar: RunningRegistrar
     verifier: RunningVerifier
-
-
-@dataclass
-class Node:
-    """One edge node: its swtpm, its IMA log (kernel stand-in) and its evidence API."""
-
-    agent_id: str
-    swtpm: SwtpmInstance
-    ima: ImaEmulator
-    state_dir: Path
-    client_ca: Path
-    port: int = 0
-    server: AgentServer | None = None
-    thread: threading.Thread | None = None
-    services: list[EvidenceService] = field(default_factory=list)
-
-    def start_api(self, tcti: str | None = None) -> None:
-        """Serve the evidence API (on the same port after a restart), quoting with ``tcti``."""
-        identity = ensure_server_identity(self.state_dir, self.agent_id, "127.0.0.1")
-        context = server_ssl_context(identity.cert_path, identity.key_path, self.client_ca)
-        tpm = tcti or self.swtpm.tcti
-        service = EvidenceService(
-            lambda: TpmDevice(tpm),
-            ImaLogSource(self.ima.log_path),
-            ak_handle=0x81010002,
-            hold_connection=False,
-        )
-        self.services.append(service)
-        self.server = make_agent_server(create_app(service), context, "127.0.0.1", self.port)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop_api(self) -> None:
-        if self.server is not None and self.thread is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join(timeout=5)
-            self.server = self.thread = None
-        for service in self.services:
-            service.close()
 
 
 @pytest.fixture(scope="module")

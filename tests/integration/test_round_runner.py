@@ -254,3 +254,60 @@ def test_the_database_refuses_a_fence_at_or_below_the_stored_one(stack: RunnerSt
         assert isinstance(refused, Refused)
         assert refused.why == "fence"
     assert stack.store.get_agent(agent_id).records == 1
+
+
+def test_verdicts_that_gave_up_waiting_for_a_locked_database_never_break_the_chain(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Rounds whose commit timed out behind a locked database (the fault suite's 10 s lock):
+    the draft being written when the lock goes may still commit (a record the round called
+    failed), the ones still queued must not, and none may fork or gap the chain. Before the
+    fix two queued drafts of one agent shared a transaction, the row moved on and no record
+    was written (seq N+2 followed seq N)."""
+    with runner_stack(tmp_path, redis_url, commit_timeout=0.3, max_age=30.0) as stack:
+        agent_id = _first(stack)
+        _attested(stack, agent_id)
+        locker = sqlite3.connect(stack.database, timeout=1)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            for _ in range(3):
+                report = stack.round(agent_id)
+                assert report is not None
+                assert report.fault is Reason.RECORD_FAILED
+        finally:
+            locker.rollback()
+            locker.close()
+        time.sleep(1.0)  # the writer thread finishes whatever it had started
+        _attested(stack, agent_id)
+        last = _chain_intact(stack, agent_id)
+        assert last in (2, 3), last  # the first record, the late one (maybe), the new one
+
+
+def test_two_drafts_of_one_agent_in_one_group_commit_as_two_linked_records(
+    stack: RunnerStack,
+) -> None:
+    """``VerdictStore.commit`` given two drafts of the same agent (higher fence second): both
+    are recorded in order, linked, and the row names the second."""
+    import datetime as dt
+
+    from verifier.core.round_record import RecordOrigin, action_record
+    from verifier.storage.verdicts import Committed, VerdictDraft, VerdictStore
+
+    agent_id = _first(stack)
+    verdicts = VerdictStore(stack.store._sessions.kw["bind"])
+
+    def draft(fence: int) -> VerdictDraft:
+        record = action_record(
+            agent_id=agent_id,
+            round_id=f"op-{fence}",
+            at=dt.datetime.now(dt.UTC),
+            kind=RecordKind.OPERATOR,
+            origin=RecordOrigin(verifier_id="t"),
+            reason=Reason.OPERATOR_PAUSED,
+        )
+        return VerdictDraft(record=record, fence=fence, decide=lambda _: AgentState.PAUSED)
+
+    results = verdicts.commit([draft(7), draft(9)])
+    assert [type(r) for r in results] == [Committed, Committed]
+    assert stack.store.get_agent(agent_id).records == 2
+    assert _chain_intact(stack, agent_id) == 2

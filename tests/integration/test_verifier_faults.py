@@ -9,58 +9,24 @@ Throughout, a watcher polls the API and checks the lease invariant: the API neve
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-import requests
 
 from tests.support.agent_simulator import AgentSimulator
+from tests.support.lease_watcher import LeaseWatcher
 from tests.support.simulated_fleet import SimulatedFleet, simulated_fleet
-from tests.support.verifier_stack import RunningVerifier
 from verifier.storage.hot_state import HotState
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 MAX_AGE = 4.0  # 2 x 0.5 s interval + 2 s agent timeout + 1 s (the default lease in these tests)
-SLACK = 1.0  # API polling and clock granularity
-
-
-class LeaseWatcher:
-    """Polls every agent through the API and records any ``attested`` past its lease."""
-
-    def __init__(self, verifier: RunningVerifier) -> None:
-        self._verifier = verifier
-        self.violations: list[dict[str, object]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            try:
-                agents = self._verifier.get("/v1/agents").json()["agents"]
-            except (requests.RequestException, ValueError, KeyError):
-                continue  # the API may be restarting; nothing to judge
-            now = dt.datetime.now(dt.UTC)
-            for agent in agents:
-                if agent["state"] != "attested":
-                    continue
-                passed = dt.datetime.fromisoformat(str(agent["last_passed_at"]))
-                age = (now - passed).total_seconds()
-                if age > float(agent["lease_max_age_seconds"]) + SLACK:
-                    self.violations.append({"agent": agent, "age": age})
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")

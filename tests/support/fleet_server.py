@@ -70,7 +70,8 @@ class FleetServer:
     Use as a context manager, or ``start()``/``stop()``. ``ssl_context`` makes it HTTPS.
     An agent id in ``offline`` gets its connections dropped without an answer; one in
     ``trickle`` gets its answer's headers at once and then its body one byte per second (a
-    slow-drip peer); one in ``refuse`` gets that raw (status, body) instead of evidence.
+    slow-drip peer); one in ``refuse`` gets that raw (status, body) instead of evidence; one in
+    ``delay`` gets its answer that many seconds late (a round held in flight).
     ``on_evidence``, when set, is called with the agent id of every evidence request served.
     """
 
@@ -86,6 +87,7 @@ class FleetServer:
         self.offline: set[str] = set()
         self.trickle: set[str] = set()
         self.refuse: dict[str, tuple[int, bytes]] = {}
+        self.delay: dict[str, float] = {}
         self._host, self._port = host, port
         self._ssl = ssl_context
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,6 +180,8 @@ class FleetServer:
                     writer.transport.abort()
                     return
                 response = _response(*answer, keep_alive=keep_alive)
+                if (late := self.delay.get(_agent_of(path))) is not None:
+                    await asyncio.sleep(late)
                 if _agent_of(path) in self.trickle:
                     await _trickle(writer, response)
                 else:

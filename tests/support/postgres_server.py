@@ -91,6 +91,24 @@ class PostgresServer:
         finally:
             self._worker.submit(self._drop, name)
 
+    def block(self, url: str) -> None:
+        """Make the database of ``url`` unreachable: new connections refused, open ones ended
+        (what clients see when the server is stopped, without stopping the session's cluster)."""
+        name = url.rsplit("/", 1)[1]
+        with self._admin() as admin:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+
+    def unblock(self, url: str) -> None:
+        """Accept connections to the database of ``url`` again."""
+        name = url.rsplit("/", 1)[1]
+        with self._admin() as admin:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+
     def close(self) -> None:
         """Wait for the background work (before the cluster stops)."""
         self._worker.shutdown(wait=True)

@@ -4,14 +4,12 @@ unless a URL is given)."""
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from werkzeug.serving import make_server
 
 from geoattest.access.keys import Role
 from geoattest.db import sqlite_path
@@ -20,6 +18,7 @@ from geoattest.settings import load_settings
 from geoattest.wire import AgentView
 from registrar.app import create_app
 from tests.support.access import bearer, issue_api_key
+from tests.support.served_app import ServedApp
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +29,7 @@ class RunningRegistrar:
     api_key: str  # role admin: what an operator (and these tests) present
     reader_key: str  # role viewer: what a verifier presents to read identities
     signing_key: Path  # PEM of the registrar's public signing key (what verifiers pin)
+    server: ServedApp  # stop() takes the registrar down, start() brings it back (same port)
 
     @property
     def database(self) -> Path:
@@ -91,21 +91,18 @@ def running_registrar(
     signing_key = workdir / "registrar-signing-key.pem"
     signing_key.write_text(app.extensions["geoattest.signer"].public_pem())
     reader = issue_api_key(settings.database_url, Role.VIEWER, "verifier")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    port = server.server_port
-    thread = threading.Thread(target=server.serve_forever, name="registrar", daemon=True)
-    thread.start()
+    server = ServedApp(app, "registrar")
+    server.start()
     try:
         yield RunningRegistrar(
-            url=f"http://127.0.0.1:{port}",
+            url=server.url,
             database_url=database_url,
             trust_dir=trust_dir,
             api_key=admin,
             reader_key=reader,
             signing_key=signing_key,
+            server=server,
         )
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        server.stop()
         app.extensions["geoattest.engine"].dispose()

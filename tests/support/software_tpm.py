@@ -220,6 +220,12 @@ class SoftwareTpm:
         except KeyError:
             raise ConfigurationError(f"no location key at handle {handle:#x}") from None
 
+    def jump_clock(self, milliseconds: int) -> None:
+        """Move the TPM clock by ``milliseconds``: forward as ``TPM2_ClockSet`` may, or back
+        (negative; never reported back by ``clock_info`` within a boot, as a real TPM never
+        does: it stays at the highest value until real time catches up)."""
+        self._clock_base += milliseconds
+
     def reboot(self) -> None:
         """TPM Reset (platform reboot): PCRs cleared, resetCount up, restartCount 0."""
         self.pcrs = _zero_pcrs()

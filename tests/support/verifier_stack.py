@@ -106,13 +106,15 @@ def verifier_settings(
     registrar: RunningRegistrar,
     *,
     tls_dir: Path | None = None,
+    database_url: str | None = None,
     **extra: Any,  # noqa: ANN401  # any Settings field
 ) -> Settings:
-    """Test settings: fast rounds (0.5 s), short timeouts, the verifier's client TLS in place."""
+    """Test settings: fast rounds (0.5 s), short timeouts, the verifier's client TLS in place;
+    the database a SQLite file in ``workdir`` unless ``database_url`` is given."""
     tls_dir = tls_dir or workdir / "verifier-tls"
     ensure_verifier_client_tls(tls_dir)
     return load_settings(
-        database_url=f"sqlite:///{workdir / 'verifier.sqlite'}",
+        database_url=database_url or f"sqlite:///{workdir / 'verifier.sqlite'}",
         redis_url=redis_url,
         registrar_url=registrar.url,
         registrar_api_key=registrar.reader_key,

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 
 import rfc8785
 
 from allowlists.boot import BootPolicy, parse_boot_policy
-from allowlists.ima.policy import RuntimePolicy, parse_runtime_policy
+from allowlists.ima.policy import RuntimePolicy, runtime_policy_from_mapping
 from geoattest.errors import PolicyInvalid
 from geoattest.wire import PolicyDocument
 from geofence import ZoneSet
@@ -83,7 +82,7 @@ def policy_from_document(
         max_age = dt.timedelta(seconds=document.max_age_seconds)
     runtime = None
     if document.runtime_policy is not None:
-        runtime = parse_runtime_policy(json.dumps(document.runtime_policy))
+        runtime = runtime_policy_from_mapping(document.runtime_policy)
     location = None
     if document.location is not None:
         if zones is None:

@@ -63,7 +63,7 @@ def judge(
     try:
         evidence = parse_evidence(source.fetch_evidence(agent_url, tls_certificate, request), nonce)
     except ReachabilityError as e:
-        log.info("agent unreachable: %s", e.message)
+        log.debug("agent unreachable: %s", e.message)  # the runner logs the state change
         reason = _reachability_reason(e.code)
         return _no_evidence(memory, Outcome.UNREACHABLE, reason, e.message)
     except IntegrityError as e:  # no location under a PoG policy, or evidence that is not

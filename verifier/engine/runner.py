@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import redis
+
 from geoattest.log import bound
 from tpm import TpmPublic
 from verifier.core.measured import measured_files
@@ -112,24 +114,51 @@ class RoundRunner:
         self._clock = clock
 
     def run(
-        self, round_target: RoundTarget, *, nonce: bytes | None = None, lock_wait: float = 0.0
+        self,
+        round_target: RoundTarget,
+        *,
+        nonce: bytes | None = None,
+        lock_wait: float = 0.0,
+        claimed_at: float | None = None,
     ) -> RoundReport | None:
         """One round; ``None`` when another writer holds the agent's lock (for longer than
-        ``lock_wait`` seconds) or it is not polled. ``nonce``: the round's nonce, when the caller
-        binds one (a fresh round for a relying party); random otherwise."""
+        ``lock_wait`` seconds), when it is not polled, or when a round already ran since
+        ``claimed_at`` (the dispatch that enqueued this one: a batch redelivered or claimed twice
+        runs each agent once). ``nonce``: the round's nonce, when the caller binds one (a fresh
+        round for a relying party); random otherwise."""
         agent_id = round_target.target.agent_id
         token = uuid.uuid4().hex
         deadline = time.monotonic() + lock_wait
-        while True:
-            fence, loaded = self._hot.lock_and_load(agent_id, token, self._cadence.lock_ttl)
-            if fence is not None:
-                break
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.002)
+        try:
+            while True:
+                fence, loaded = self._hot.lock_and_load(agent_id, token, self._cadence.lock_ttl)
+                if fence is not None:
+                    break
+                if time.monotonic() >= deadline:
+                    if nonce is None:  # a scheduled round: due again when the lock expires
+                        self._hot.retry_when_unlocked(agent_id, self._clock())
+                    return None
+                time.sleep(0.002)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            # No lock, no memory, no schedule: nothing to judge with. The lease ends the
+            # agent's attestation if this lasts; reconcile reschedules it when Redis is back.
+            log.warning("round of %s not started: Redis unavailable (%s)", agent_id, e)
+            return None
+        if (
+            claimed_at is not None
+            and loaded is not None
+            and loaded.last_round_at is not None
+            and loaded.last_round_at > claimed_at
+        ):
+            self._hot.unlock(agent_id, token)  # it ran meanwhile and rescheduled itself
+            return None
         with bound(agent_id=agent_id, round_id=token[:12]):
             try:
                 return self._locked(round_target, token, fence, loaded, nonce)
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                log.warning("round abandoned: Redis unavailable (%s)", e)  # a fault, not a bug
+                self._fault(agent_id, Reason.ROUND_CRASHED, "Redis unavailable during the round")
+                return None
             except Exception:  # the outermost boundary of a round: named, never silent
                 log.exception("round crashed")
                 self._fault(agent_id, Reason.ROUND_CRASHED, "the round crashed (verifier log)")
@@ -184,6 +213,7 @@ class RoundRunner:
             self._repair(agent_id, token, committed, ended, status)
             return RoundReport(result=result, committed=None, fault=Reason.LOCK_LOST)
         new_state = committed.record.to_state
+        _log_outcome(committed.record, result)
         passed = result.outcome is Outcome.PASSED
         streak = status.unreachable_streak + 1 if result.outcome is Outcome.UNREACHABLE else 0
         # A verifier fault keeps the memory the round started from; any verdict moves it on.
@@ -279,8 +309,21 @@ class RoundRunner:
     def _fault(self, agent_id: str, reason: Reason, message: str) -> None:
         try:
             self._hot.mark_fault(agent_id, reason, message)
-        except Exception:  # Redis itself is down: the lease still ends the agent's attestation
+        except (redis.ConnectionError, redis.TimeoutError):  # the lease still ends attestation
+            log.warning("could not record the fault %s: Redis unavailable", reason)
+        except Exception:
             log.exception("could not record the fault %s", reason)
+
+
+def _log_outcome(record: EvidenceRecord, result: RoundResult) -> None:
+    """One info line when a round changes the agent's state; every other round at debug (a
+    fleet at rest writes nothing at info)."""
+    why = result.reason.value if result.reason is not None else result.outcome.value
+    if record.from_state is not record.to_state:
+        log.info("agent %s: %s -> %s (%s)", record.agent_id, record.from_state.value,
+                 record.to_state.value, why)  # fmt: skip
+    else:
+        log.debug("agent %s: %s (%s)", record.agent_id, record.to_state.value, why)
 
 
 def _utc(timestamp: float) -> dt.datetime:

@@ -13,8 +13,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import redis
-
 from geoattest.db import check_private_database, make_engine, session_factory
 from geoattest.settings import Settings
 from verifier.core.round_record import RecordOrigin
@@ -26,7 +24,7 @@ from verifier.notify.webhooks import WebhookSender
 from verifier.signing.keyring import KeyPurpose, Keyring
 from verifier.storage.documents import DocumentKind, DocumentStore
 from verifier.storage.group_commit import GroupCommitter
-from verifier.storage.hot_state import HotState
+from verifier.storage.hot_state import HotState, connect_redis
 from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
 from verifier.storage.runtime_digests import RuntimeDigests
@@ -83,7 +81,7 @@ class VerifierRuntime:
         self.log_keys = log_keyring(settings)
         self.verdicts = VerdictStore(self.engine, settings.webhook_urls)
         self.committer = GroupCommitter(self.verdicts)
-        self.hot_client = redis.Redis.from_url(settings.redis_url)
+        self.hot_client = connect_redis(settings.redis_url)
         self.hot = HotState(self.hot_client)
         if source is None:
             cert, key = verifier_client_files(settings.verifier_tls_dir)

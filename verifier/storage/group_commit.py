@@ -36,8 +36,19 @@ class GroupCommitter:
         return future
 
     def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult:
-        """Submit and wait; raises the database's error, or ``TimeoutError``."""
-        return self.submit(draft).result(timeout=timeout)
+        """Submit and wait; raises the database's error, or ``TimeoutError``.
+
+        On a timeout the draft is withdrawn when its transaction has not started (it will never
+        commit: the caller may say nothing was recorded). One already being written is waited
+        for once more; if that times out too, it may still commit later, and the chain stays
+        linked either way (``VerdictStore.commit`` chains or fences every draft it is given)."""
+        future = self.submit(draft)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            if future.cancel():
+                raise
+        return future.result(timeout=timeout)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -61,14 +72,19 @@ class GroupCommitter:
             self._commit(group)
 
     def _commit(self, group: Sequence[tuple[VerdictDraft, Future[CommitResult]]]) -> None:
+        # Drafts withdrawn by a caller that stopped waiting are dropped; the others can no
+        # longer be withdrawn from here on.
+        group = [
+            (draft, future) for draft, future in group if future.set_running_or_notify_cancel()
+        ]
+        if not group:
+            return
         try:
             results = self._store.commit([draft for draft, _ in group])
         except Exception as e:  # the database failed: every round of the group learns it
             log.warning("verdict commit of %d round(s) failed: %s", len(group), e)
             for _, future in group:
-                if not future.cancelled():
-                    future.set_exception(e)
+                future.set_exception(e)
             return
         for (_, future), result in zip(group, results, strict=True):
-            if not future.cancelled():
-                future.set_result(result)
+            future.set_result(result)

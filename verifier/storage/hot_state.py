@@ -66,6 +66,22 @@ class LiveStatus:
     unreachable_streak: int = 0
 
 
+REDIS_SOCKET_TIMEOUT = 5.0  # a Redis that hangs fails a call in seconds, never blocks a round
+REDIS_CONNECT_TIMEOUT = 2.0
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """The verifier's Redis client for ``url``: bounded socket and connect timeouts (a hung Redis
+    raises ``redis.TimeoutError``), and a health check of idle connections, so the first call
+    after a Redis restart reconnects instead of failing on a dead socket."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        health_check_interval=10,
+    )
+
+
 class HotState:
     """Typed access to the verifier's Redis keys."""
 
@@ -114,6 +130,15 @@ class HotState:
         keys = (_lock_key(agent_id), _fence_key(agent_id))
         fence = self._redis.eval(_TAKE_LOCK_LUA, len(keys), *keys, token, int(ttl_seconds * 1000))
         return int(fence) if fence else None
+
+    def retry_when_unlocked(self, agent_id: str, now: float) -> float | None:
+        """A round found the agent locked: make it due again when the lock expires, pulling it
+        earlier only (a running round reschedules it itself when it ends; a lock left by a
+        killed worker would otherwise keep the agent at its claim horizon). Returns the new due
+        time, or ``None`` when the lock is already gone or the agent is not scheduled."""
+        due = self._redis.eval(_RETRY_WHEN_UNLOCKED_LUA, 2, _lock_key(agent_id), SCHEDULE_KEY,
+                               agent_id, repr(now))  # fmt: skip
+        return None if due is None else float(due)
 
     def unlock(self, agent_id: str, token: str) -> None:
         self._redis.eval(_UNLOCK_LUA, 1, _lock_key(agent_id), token)
@@ -325,6 +350,14 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[1])
 return 1
+"""
+
+_RETRY_WHEN_UNLOCKED_LUA = """
+local left = redis.call('PTTL', KEYS[1])
+if left <= 0 then return false end
+local due = tonumber(ARGV[2]) + left / 1000.0
+if redis.call('ZADD', KEYS[2], 'XX', 'LT', 'CH', due, ARGV[1]) == 1 then return tostring(due) end
+return false
 """
 
 _UNLOCK_LUA = """

@@ -230,6 +230,20 @@ class _Pending:
     record_row: dict[str, object]
 
 
+def _passes(drafts: Sequence[VerdictDraft]) -> list[list[int]]:
+    """Indexes of ``drafts`` in passes of at most one draft per agent: an agent's k-th draft
+    goes to pass k (its order kept)."""
+    passes: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for index, draft in enumerate(drafts):
+        level = seen.get(draft.record.agent_id, 0)
+        seen[draft.record.agent_id] = level + 1
+        if level == len(passes):
+            passes.append([])
+        passes[level].append(index)
+    return passes
+
+
 class VerdictStore:
     def __init__(self, engine: Engine, webhook_urls: Sequence[str] = ()) -> None:
         self._engine = engine
@@ -237,34 +251,48 @@ class VerdictStore:
 
     def commit(self, drafts: Sequence[VerdictDraft]) -> list[CommitResult]:
         """Commit ``drafts`` in one transaction (the group commit of a worker process); each is
-        accepted or refused on its own. Raises (nothing committed) when the database fails.
+        accepted or refused on its own, in order. Raises (nothing committed) when the database
+        fails.
 
-        A group holds at most one draft per agent (each writer holds the agent's lock). The
-        steady-state row updates run as one ``executemany``; only when fewer rows than expected
-        were updated (another process committed meanwhile) is each agent's row read again to
-        find which drafts lost."""
+        Usually a group holds one draft per agent (each writer holds the agent's lock); when it
+        holds more (a round that gave up waiting for a locked database, and the next one), they
+        are applied in passes of one draft per agent, each pass reading the rows its
+        predecessor wrote, so each draft chains after the one before or loses on its fence."""
+        results: list[CommitResult | None] = [None] * len(drafts)
         with self._engine.begin() as connection:
-            ids = sorted({d.record.agent_id for d in drafts})
-            chain: _Chain = {
-                row.agent_id: (
-                    row.chain_seq,
-                    row.chain_head or GENESIS,
-                    AgentState(row.state),
-                    row.fence,
-                    as_utc(row.last_sample_at) if row.last_sample_at else None,
-                )
-                for row in connection.execute(_READ, {"ids": ids})
-            }
-            results: list[CommitResult | _Pending] = [self._prepare(d, chain) for d in drafts]
-            pending = [r for r in results if isinstance(r, _Pending)]
-            lost = self._apply(connection, pending)
-            accepted = [p for p in pending if p.record.agent_id not in lost]
-            if accepted:
-                connection.execute(_INSERT_RECORD, [p.record_row for p in accepted])
-            # Kept records go into the transparency log with their commit (the others when
-            # they fold, ``verifier.storage.records``).
-            enqueue(connection, [_log_entry(p) for p in accepted if p.kept], _commit_time(accepted))
-            return [self._finish(connection, r, chain, lost) for r in results]
+            for indexes in _passes(drafts):
+                done = self._commit_pass(connection, [drafts[i] for i in indexes])
+                for index, result in zip(indexes, done, strict=True):
+                    results[index] = result
+        return [result for result in results if result is not None]
+
+    def _commit_pass(
+        self, connection: Connection, drafts: Sequence[VerdictDraft]
+    ) -> list[CommitResult]:
+        """One draft per agent. The steady-state row updates run as one ``executemany``; only
+        when fewer rows than expected were updated (another process committed meanwhile) is
+        each agent's row read again to find which drafts lost."""
+        ids = sorted({d.record.agent_id for d in drafts})
+        chain: _Chain = {
+            row.agent_id: (
+                row.chain_seq,
+                row.chain_head or GENESIS,
+                AgentState(row.state),
+                row.fence,
+                as_utc(row.last_sample_at) if row.last_sample_at else None,
+            )
+            for row in connection.execute(_READ, {"ids": ids})
+        }
+        results: list[CommitResult | _Pending] = [self._prepare(d, chain) for d in drafts]
+        pending = [r for r in results if isinstance(r, _Pending)]
+        lost = self._apply(connection, pending)
+        accepted = [p for p in pending if p.record.agent_id not in lost]
+        if accepted:
+            connection.execute(_INSERT_RECORD, [p.record_row for p in accepted])
+        # Kept records go into the transparency log with their commit (the others when they
+        # fold, ``verifier.storage.records``).
+        enqueue(connection, [_log_entry(p) for p in accepted if p.kept], _commit_time(accepted))
+        return [self._finish(connection, r, chain, lost) for r in results]
 
     def _prepare(self, draft: VerdictDraft, chain: _Chain) -> CommitResult | _Pending:
         agent_id = draft.record.agent_id

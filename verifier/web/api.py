@@ -12,10 +12,11 @@ import re
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from geoattest.access.guard import public, requires
+from geoattest.access.guard import requires
 from geoattest.access.keys import Role
 from geoattest.errors import MalformedRequest, NotFound
-from geoattest.http import parse_body
+from geoattest.http import parse_body, validate_json
+from geoattest.http_upload import read_json_upload
 from geoattest.wire import (
     AGENT_ID_PATTERN,
     AddAgentRequest,
@@ -38,6 +39,7 @@ from verifier.storage.sql import StoredPolicy, VerifierStore
 blueprint = Blueprint("verifier", __name__, url_prefix="/v1")
 
 MAX_PAGE = 1000
+POLICY_LIMIT_CONFIG = "GEOATTEST_POLICY_UPLOAD_MAX_BYTES"  # settings.policy_upload_max_bytes
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
 
 
@@ -75,8 +77,13 @@ def _check_request() -> None:
 @blueprint.put("/policies/<name>")
 @requires(Role.ADMIN)
 def put_policy(name: str) -> Response:
+    """A policy document up to ``policy_upload_max_bytes`` (not the API's 256 KiB), plain or
+    ``Content-Encoding: gzip``, read in chunks (``geoattest.http_upload``)."""
     _check_name(name)
-    return jsonify(_policy_view(_ops().put_policy(name, parse_body(PolicyDocument))))
+    document = validate_json(
+        PolicyDocument, read_json_upload(current_app.config[POLICY_LIMIT_CONFIG])
+    )
+    return jsonify(_policy_view(_ops().put_policy(name, document)))
 
 
 @blueprint.get("/policies")
@@ -191,12 +198,6 @@ def agent_round(agent_id: str, round_id: str) -> Response:
         record=json.loads(stored.canonical),
     )
     return jsonify(view.model_dump(mode="json"))
-
-
-@blueprint.get("/healthz")
-@public
-def healthz() -> Response:
-    return jsonify({"status": "ok", "service": "verifier"})
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
