@@ -33,6 +33,7 @@ from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
 from verifier.tokens.wiring import install_tokens
 from verifier.web.api import blueprint
+from verifier.web.dashboard import install_dashboard
 from verifier.web.log_api import log_blueprint
 from verifier.zones_file import load_zones_with_digest
 
@@ -120,6 +121,7 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
         evidence_source=evidence_source,
     )
     app.register_blueprint(log_blueprint)
+    install_dashboard(app, sessions, client, zones.zones if zones is not None else None)
     return app
 
 
