@@ -48,7 +48,11 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
     app = create_app(settings)
     log.info("verifier API on %s:%d", settings.verifier_host, settings.verifier_port)
     waitress.serve(
-        app, host=settings.verifier_host, port=settings.verifier_port, ident="geoattest-verifier"
+        app,
+        host=settings.verifier_host,
+        port=settings.verifier_port,
+        ident="geoattest-verifier",
+        threads=16,  # dashboard event streams each hold one (docs/dashboard.md)
     )
 
 
