@@ -170,3 +170,13 @@ def keys_show(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
             f"{key.state.value:<8} {key.kid}  created {key.created_at.isoformat()}  "
             f"published until {until}"
         )
+
+
+def _register_fleet_commands() -> None:
+    from geoattest.cli_fleet import agents, events, policies
+
+    for command in (agents, policies, events):
+        verifier.add_command(command)
+
+
+_register_fleet_commands()

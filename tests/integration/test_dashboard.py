@@ -252,3 +252,45 @@ def test_the_dashboard_in_a_browser_shows_a_tamper_live(
     if os.environ.get("GEOATTEST_UPDATE_SCREENSHOTS"):
         for shot in shots.iterdir():
             shutil.copy(shot, DOCS_IMAGES / shot.name)
+
+
+def test_the_verifier_cli_lists_shows_acts_and_reports_by_exit_code(
+    fleet: SimulatedFleet, viewer: str
+) -> None:
+    from click.testing import CliRunner
+
+    from geoattest.cli import main
+
+    sim = fleet.attested_agent()
+    runner = CliRunner()
+    admin = {
+        "GEOATTEST_API_KEY": fleet.verifier.api_key,
+        "GEOATTEST_VERIFIER_URL": fleet.verifier.url,
+    }
+    listed = runner.invoke(main, ["verifier", "agents", "list"], env=admin)
+    assert listed.exit_code == 0, listed.output
+    assert any(
+        line.split()[:2] == [sim.agent_id, "attested"] for line in listed.output.splitlines()
+    )
+    as_json = runner.invoke(main, ["verifier", "agents", "list", "--json"], env=admin)
+    assert sim.agent_id in {a["agent_id"] for a in json.loads(as_json.stdout)["agents"]}
+    paused = runner.invoke(main, ["verifier", "agents", "pause", sim.agent_id, "--json"], env=admin)
+    assert paused.exit_code == 0, paused.output
+    assert json.loads(paused.stdout)["state"] == "paused"
+    shown = runner.invoke(main, ["verifier", "events", "--agent", sim.agent_id], env=admin)
+    assert "attested -> paused operator_paused" in shown.output
+    as_viewer = {**admin, "GEOATTEST_API_KEY": viewer}
+    refused = runner.invoke(main, ["verifier", "agents", "resume", sim.agent_id], env=as_viewer)
+    assert refused.exit_code == 2
+    assert "role_insufficient" in refused.output
+    missing = runner.invoke(main, ["verifier", "agents", "show", "nobody"], env=admin)
+    assert (missing.exit_code, "not_found" in missing.output) == (2, True)
+    gone = runner.invoke(
+        main, ["verifier", "agents", "list", "--verifier", "http://127.0.0.1:9"], env=admin
+    )
+    assert gone.exit_code == 3
+    assert "verifier_unreachable" in gone.output
+    assert (
+        runner.invoke(main, ["verifier", "agents", "resume", sim.agent_id], env=admin).exit_code
+        == 0
+    )
