@@ -15,7 +15,7 @@ APT_PACKAGES=(
 )
 # deploy/test also needs PostgreSQL (the test fixture runs its own throwaway cluster); the package
 # brings its client (postgresql-client-<N>: psql) as a dependency.
-TEST_APT_PACKAGES=(postgresql)
+TEST_APT_PACKAGES=(postgresql chromium)  # chromium: the dashboard's browser test (Playwright)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -59,4 +59,16 @@ install_python_project() {
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -e "$REPO_ROOT${extras:+[$extras]}"
   echo "$want" > "$stamp"
+}
+
+# The dashboard's map library comes from the npm registry at build time (deploy/build-dashboard:
+# npm ci against the committed lockfile); the built files are not committed.
+# npm may come from another nodejs package than Debian's own: only a missing npm is installed.
+build_dashboard() {
+  if ! command -v npm >/dev/null; then
+    say "installing Debian package: npm"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+  fi
+  "$REPO_ROOT/deploy/build-dashboard"
 }

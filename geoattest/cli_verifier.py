@@ -49,7 +49,11 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
     app = create_app(settings)
     log.info("verifier API on %s:%d", settings.verifier_host, settings.verifier_port)
     waitress.serve(
-        app, host=settings.verifier_host, port=settings.verifier_port, ident="geoattest-verifier"
+        app,
+        host=settings.verifier_host,
+        port=settings.verifier_port,
+        ident="geoattest-verifier",
+        threads=16,  # dashboard event streams each hold one (docs/dashboard.md)
     )
 
 
@@ -203,3 +207,13 @@ def keys_show(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
             f"{key.state.value:<8} {key.kid}  created {key.created_at.isoformat()}  "
             f"published until {until}"
         )
+
+
+def _register_fleet_commands() -> None:
+    from geoattest.cli_fleet import agents, events, policies
+
+    for command in (agents, policies, events):
+        verifier.add_command(command)
+
+
+_register_fleet_commands()

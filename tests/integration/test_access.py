@@ -43,14 +43,13 @@ PUBLIC_ROUTES = {
     ("verifier", "GET", "/v1/log/proof/consistency"),
     ("verifier", "GET", "/v1/log/keys"),
     ("verifier", "GET", "/v1/readyz"),
+    # The dashboard's page and static files hold no data (the page asks for an API key and
+    # reads everything from /v1 with it).
+    ("verifier", "GET", "/dashboard/"),
+    ("verifier", "GET", "/dashboard/<path:name>"),
 }
-SAMPLE = {
-    "agent_id": "edge-1",
-    "name": "p",
-    "action": "pause",
-    "round_id": "r1",
-    "int:size": "1",
-}
+SAMPLE = {"agent_id": "edge-1", "name": "p", "action": "pause", "round_id": "r1",
+          "path:name": "app.js", "int:size": "1"}  # fmt: skip
 
 
 @pytest.fixture

@@ -110,19 +110,19 @@ def delete_policy(name: str) -> tuple[str, int]:
 def add_agent(agent_id: str) -> tuple[Response, int]:
     body = parse_body(AddAgentRequest)
     _ops().add_agent(agent_id, body.policy)
-    return jsonify(_status_view(_status().one(agent_id, _now()))), 201
+    return jsonify(status_view(_status().one(agent_id, _now()))), 201
 
 
 @blueprint.get("/agents")
 @requires(Role.VIEWER)
 def list_agents() -> Response:
-    return jsonify({"agents": [_status_view(status) for status in _status().all(_now())]})
+    return jsonify({"agents": [status_view(status) for status in _status().all(_now())]})
 
 
 @blueprint.get("/agents/<agent_id>")
 @requires(Role.VIEWER)
 def show_agent(agent_id: str) -> Response:
-    return jsonify(_status_view(_status().one(agent_id, _now())))
+    return jsonify(status_view(_status().one(agent_id, _now())))
 
 
 @blueprint.put("/agents/<agent_id>/policy")
@@ -130,7 +130,7 @@ def show_agent(agent_id: str) -> Response:
 def set_agent_policy(agent_id: str) -> Response:
     body = parse_body(AddAgentRequest)
     _ops().set_policy(agent_id, body.policy)
-    return jsonify(_status_view(_status().one(agent_id, _now())))
+    return jsonify(status_view(_status().one(agent_id, _now())))
 
 
 _ACTIONS = ("pause", "resume", "readmit", "refresh")
@@ -142,7 +142,7 @@ def act_on_agent(agent_id: str, action: str) -> Response:
     if action not in _ACTIONS:
         raise NotFound(f"no action {action!r} (one of {', '.join(_ACTIONS)})")
     getattr(_ops(), action)(agent_id)
-    return jsonify(_status_view(_status().one(agent_id, _now())))
+    return jsonify(status_view(_status().one(agent_id, _now())))
 
 
 @blueprint.delete("/agents/<agent_id>")
@@ -238,7 +238,7 @@ def _policy_view(policy: StoredPolicy) -> dict[str, object]:
     return body
 
 
-def _status_view(status: AgentStatus) -> dict[str, object]:
+def status_view(status: AgentStatus) -> dict[str, object]:
     view, lease = status.view, status.lease
     now = _now()
     reason = view.reason.value if view.reason is not None else None
