@@ -47,6 +47,8 @@ _PARSE_ERRORS = (
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
     x509.InvalidVersion,
+    TypeError,  # cryptography builds lazily parsed names with TypeError checks (a BIT STRING
+    # value under an OID other than x500UniqueIdentifier); from untrusted bytes, not a bug
 )
 
 
