@@ -82,6 +82,7 @@ B64ImaLine = Annotated[  # B64Bytes with room for one IMA measurement line
     WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
+AGENT_ID_SCHEMA = {"type": "string", "pattern": AGENT_ID_PATTERN, "maxLength": AGENT_ID_MAX_LENGTH}
 
 
 def is_agent_id(value: str) -> bool:
@@ -186,6 +187,13 @@ class SigningKeyView(_Wire):
 
     key_id: str  # RFC 7638 thumbprint
     public_key_pem: str
+
+
+class HealthView(_Wire):
+    """``GET /v1/healthz`` of a service: it answers, nothing more (no dependency is probed)."""
+
+    status: str
+    service: str
 
 
 class AgentList(_Wire):
@@ -349,7 +357,15 @@ def quote_qualifying_data(nonce: bytes, location_evidence: bytes | None) -> byte
 
 # --- verifier API ---------------------------------------------------------------------------------
 
-PolicyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+POLICY_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+POLICY_NAME_RULE = "1-64 of [A-Za-z0-9._-]"  # for messages
+PolicyName = Annotated[str, Field(pattern=POLICY_NAME_PATTERN)]
+POLICY_NAME_SCHEMA = {"type": "string", "pattern": POLICY_NAME_PATTERN}
+
+
+def is_policy_name(value: str) -> bool:
+    """True when ``value`` matches ``POLICY_NAME_PATTERN`` exactly (no trailing newline)."""
+    return re.fullmatch(POLICY_NAME_PATTERN[1:-1], value) is not None
 
 
 class PolicyDocument(_OperatorInput):

@@ -17,13 +17,16 @@ from geoattest.access.keys import Role
 from geoattest.errors import AgentIdInvalid
 from geoattest.http import parse_body
 from geoattest.identity_statement import IdentityFacts
+from geoattest.openapi import documented
 from geoattest.wire import (
     AGENT_ID_RULE,
     ActivateRequest,
     AgentList,
     AgentView,
     CredentialChallengeWire,
+    EnrolRequest,
     EnrolResponse,
+    HealthView,
     LocationKeyWire,
     SigningKeyView,
     is_agent_id,
@@ -52,6 +55,12 @@ def _registry() -> Registry:
 
 @blueprint.post("/agents")
 @public  # the TPM proves who enrols (credential activation)
+@documented(
+    "Enrol an agent: answers a credential challenge for its TPM",
+    body=EnrolRequest,
+    answer=EnrolResponse,
+    status=201,
+)
 def enrol() -> tuple[Response, int]:
     body, digest = read_enrolment()
     issued = _registry().enrol(
@@ -80,6 +89,9 @@ def enrol() -> tuple[Response, int]:
 
 @blueprint.post("/agents/<agent_id>/activate")
 @public
+@documented(
+    "Complete enrolment with proof of credential activation", body=ActivateRequest, answer=AgentView
+)
 def activate(agent_id: str) -> Response:
     body = parse_body(ActivateRequest)
     identity = _registry().activate(agent_id, bytes.fromhex(body.proof))
@@ -88,6 +100,9 @@ def activate(agent_id: str) -> Response:
 
 @blueprint.put("/agents/<agent_id>/location-key")
 @public  # the registered AK's certification proves it
+@documented(
+    "Register or rotate the TPM-resident location key", body=LocationKeyWire, answer=AgentView
+)
 def put_location_key(agent_id: str) -> Response:
     """Register or rotate an active agent's location key; the AK's certification authorises it."""
     body = parse_body(LocationKeyWire)
@@ -97,6 +112,7 @@ def put_location_key(agent_id: str) -> Response:
 
 @blueprint.get("/agents")
 @requires(Role.VIEWER)
+@documented("Every enrolled agent", answer=AgentList)
 def list_agents() -> Response:
     views = [_view(identity) for identity in _registry().list()]
     return _json(AgentList(agents=views))
@@ -104,12 +120,14 @@ def list_agents() -> Response:
 
 @blueprint.get("/agents/<agent_id>")
 @requires(Role.VIEWER)
+@documented("One agent's identity and its signed statement", answer=AgentView)
 def show_agent(agent_id: str) -> Response:
     return _json(_view(_registry().get(agent_id)))
 
 
 @blueprint.delete("/agents/<agent_id>")
 @requires(Role.ADMIN)
+@documented("Delete an agent's identity record", status=204)
 def delete_agent(agent_id: str) -> tuple[str, int]:
     _registry().delete(agent_id)
     return "", 204
@@ -117,6 +135,7 @@ def delete_agent(agent_id: str) -> tuple[str, int]:
 
 @blueprint.get("/healthz")
 @public
+@documented("Liveness", answer=HealthView)
 def healthz() -> Response:
     return jsonify({"status": "ok", "service": "registrar"})
 
@@ -140,6 +159,7 @@ def _signer() -> RegistrarSigner:
 
 @blueprint.get("/signing-key")
 @public  # a public key; pin it from a channel you trust, not from here
+@documented("The registrar's public signing key", answer=SigningKeyView)
 def signing_key() -> Response:
     signer = _signer()
     return _json(SigningKeyView(key_id=signer.key_id, public_key_pem=signer.public_pem()))

@@ -14,8 +14,10 @@ from geoattest.access.web import audit_blueprint
 from geoattest.db import check_private_database, make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
 from geoattest.http import install_api_plumbing
+from geoattest.openapi import install_openapi
 from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
+from geoattest.wire import AGENT_ID_SCHEMA
 from registrar.api import blueprint
 from registrar.proof_check import ProofChecker
 from registrar.registry import Registry, TrustPolicy
@@ -41,6 +43,11 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
     app.register_blueprint(audit_blueprint)
+    install_openapi(
+        app,
+        title="geoattest registrar",
+        path_parameters={"agent_id": AGENT_ID_SCHEMA},
+    )
     return app
 
 

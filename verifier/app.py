@@ -13,9 +13,11 @@ from geoattest.access.web import audit_blueprint
 from geoattest.db import check_private_database, make_engine, migrate, session_factory
 from geoattest.errors import ConfigurationError
 from geoattest.http import install_api_plumbing
+from geoattest.openapi import install_openapi
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
+from geoattest.wire import AGENT_ID_SCHEMA, POLICY_NAME_SCHEMA
 from verifier.core.identity import IdentityTrust
 from verifier.core.round_record import RecordOrigin
 from verifier.engine.runtime import lease_defaults_of, verifier_id_of
@@ -97,4 +99,13 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
     app.register_blueprint(audit_blueprint)
+    install_openapi(
+        app,
+        title="geoattest verifier",
+        path_parameters={
+            "agent_id": AGENT_ID_SCHEMA,
+            "name": POLICY_NAME_SCHEMA,
+            "round_id": {"type": "string", "maxLength": 128},
+        },
+    )
     return app
