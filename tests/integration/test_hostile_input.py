@@ -154,3 +154,18 @@ def test_query_arguments_out_of_range_are_400(
     assert _refused(app.test_client(), "GET", f"{path}?{query}", None, _admin(app)) == (
         "malformed_request"
     )
+
+
+@pytest.mark.parametrize("max_age", [1e300, 1e12, 0, -5, 7 * 24 * 3600 + 1])
+def test_a_lease_no_datetime_can_hold_is_refused_not_stored(
+    apps: dict[str, Flask], max_age: float
+) -> None:
+    app = apps["verifier"]
+    client, admin = app.test_client(), _admin(app)
+    answer = client.put("/v1/policies/p", json={"max_age_seconds": max_age}, headers=admin)
+    assert answer.status_code == 400, answer.json
+    assert answer.json is not None
+    assert answer.json["error"]["code"] == "policy_invalid"
+    assert client.get("/v1/policies/p", headers=admin).status_code == 404
+    week = client.put("/v1/policies/p", json={"max_age_seconds": 7 * 24 * 3600}, headers=admin)
+    assert week.status_code == 200, week.json
