@@ -35,6 +35,7 @@ from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import parse_tcti
 from geoattest.errors import ConfigurationError
 from geoattest.http import install_api_plumbing
+from geoattest.openapi import install_openapi
 from geoattest.settings import Settings
 
 __all__ = [
@@ -59,6 +60,7 @@ def create_app(service: EvidenceService) -> Flask:
     install_api_plumbing(app)
     app.extensions[EVIDENCE_SERVICE] = service
     app.register_blueprint(blueprint)
+    install_openapi(app, title="geoattest agent", path_parameters={})  # behind mTLS too
     return app
 
 

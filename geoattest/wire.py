@@ -265,10 +265,25 @@ class EvidenceRequest(_Wire):
     """
 
     nonce: Annotated[str, Field(pattern=r"^[0-9a-f]{32,128}$")]  # 16..64 bytes, hex
-    pcrs: dict[BankName, list[Annotated[int, Field(ge=0, le=MAX_PCR_INDEX)]]]
+    # At least one bank, each with at least one PCR, none twice: a quote of nothing proves
+    # nothing, and a repeated index has no one meaning for the TPM's selection.
+    pcrs: Annotated[
+        dict[
+            BankName,
+            Annotated[list[Annotated[int, Field(ge=0, le=MAX_PCR_INDEX)]], Field(min_length=1)],
+        ],
+        Field(min_length=1),
+    ]
     ima_offset: Annotated[int, Field(ge=0)] = 0
     include_location: bool = False
     include_boot_log: bool = False  # also send the TCG boot event log (binary_bios_measurements)
+
+    @model_validator(mode="after")
+    def _each_pcr_once(self) -> Self:
+        for bank, indices in self.pcrs.items():
+            if len(set(indices)) != len(indices):
+                raise ValueError(f"pcrs.{bank} names a PCR more than once: {indices}")
+        return self
 
 
 class QuoteWire(_Wire):

@@ -47,6 +47,7 @@ pytestmark = pytest.mark.swtpm
 
 PCRS = {"sha256": [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}  # swtpm_setup activates sha256 only
 BANK_ALGS = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
+_ONE_PCR = b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10]}'  # an object left open
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,16 +201,25 @@ def test_client_pinning_the_server_certificate_connects(agent: RunningAgent) -> 
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        (b"not json", "JSON object"),
+        (b"not json", "not valid JSON"),
         (b"[]", "body"),
         (b'{"pcrs": {"sha256": [10]}}', "nonce"),
         (b'{"nonce": "zz", "pcrs": {"sha256": [10]}}', "nonce"),
         (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"md5": [10]}}', "pcrs"),
         (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [24]}}', "pcrs"),
         (b'{"nonce": "' + b"a" * 33 + b'", "pcrs": {"sha256": [10]}}', "hex digits"),
-        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {}, "ima_offset": -1}', "ima_offset"),
+        (_ONE_PCR + b', "ima_offset": -1}', "ima_offset"),
+        # Nothing to quote: an empty selection proves nothing about the platform.
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {}}', "pcrs"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": []}}', "pcrs"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10, 10]}}', "pcrs"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10], "sha256": [0]}}', "duplicate"),
+        (_ONE_PCR + b', "ima_offset": 1e400}', "range"),
+        (_ONE_PCR + b', "ima_offset": 9007199254740993}', "beyond"),
+        (b'{"nonce": "\\ud800", "pcrs": {"sha256": [10]}}', "surrogate"),
+        (_ONE_PCR + b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nests"),
     ],
-)
+)  # fmt: skip
 def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where: str) -> None:
     with agent.session() as session:
         answer = session.post(
@@ -363,3 +373,14 @@ def _wait_until_serving(agent: RunningAgent, process: subprocess.Popen[bytes]) -
                 pass
         time.sleep(0.2)
     raise AssertionError("agent serve did not come up")
+
+
+def test_the_openapi_document_describes_the_evidence_api(agent: RunningAgent) -> None:
+    with agent.session() as session:
+        document = session.get(f"{agent.url}/v1/openapi.json", timeout=10).json()
+    assert document["openapi"] == "3.1.0"
+    assert set(document["paths"]) == {"/v1/evidence", "/v1/healthz", "/v1/openapi.json"}
+    evidence = document["paths"]["/v1/evidence"]["post"]
+    body = evidence["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    request_schema = document["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert request_schema["properties"]["pcrs"]["minProperties"] == 1  # the bounds enforced
