@@ -60,6 +60,8 @@ def validate_json(model: type[Model], body: object) -> Model:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
+        if len(where) > 120 or not (where.isascii() and where.isprintable()):
+            where = ascii(where[:120])  # names the client chose: never raw into a log line
         raise MalformedRequest(f"{where}: {first['msg']} ({e.error_count()} problem(s))") from e
 
 

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
-from geoattest.errors import EkUntrusted
-from geoattest.http import install_api_plumbing, parse_body
+from geoattest.errors import EkUntrusted, MalformedRequest
+from geoattest.http import install_api_plumbing, parse_body, validate_json
 from geoattest.query_args import int_arg, time_arg
 
 
@@ -160,3 +160,17 @@ def test_query_arguments_in_range_are_read() -> None:
     with app.test_request_context("/args?at=2026-12-01T10:00:00"):
         assert int_arg("n", 7, 1, 1000) == 7
         assert str(time_arg("at")) == "2026-12-01 10:00:00+00:00"  # naive is UTC
+
+
+class _Counts(BaseModel):
+    counts: dict[str, int]
+
+
+def test_client_chosen_names_in_messages_are_escaped_and_bounded() -> None:
+    with pytest.raises(MalformedRequest) as caught:
+        validate_json(_Counts, {"counts": {"a\nFAKE LOG LINE\x1b[31m" * 50: "x"}})
+    message = caught.value.message
+    assert "FAKE" in message  # the name is shown, escaped
+    assert message.isascii()
+    assert message.isprintable()
+    assert len(message) < 300
