@@ -27,6 +27,7 @@ from geoattest.wire import (
     EnrolRequest,
     EnrolResponse,
     HealthView,
+    LocationKeyChallengeView,
     LocationKeyWire,
     SigningKeyView,
     is_agent_id,
@@ -71,7 +72,10 @@ def enrol() -> tuple[Response, int]:
             ak_public=body.ak_public,
             agent_url=body.agent_url,
             tls_certificate=body.tls_certificate,
-            location_key=_location_key(body.location_key) if body.location_key else None,
+            # At enrolment the certification is fresh by the activation: no nonce applies.
+            location_key=_location_key(body.location_key.model_copy(update={"nonce": None}))
+            if body.location_key
+            else None,
             request_digest=digest,
         )
     )
@@ -108,6 +112,18 @@ def put_location_key(agent_id: str) -> Response:
     body = parse_body(LocationKeyWire)
     identity = _registry().register_location_key(agent_id, _location_key(body))
     return _json(_view(identity))
+
+
+@blueprint.post("/agents/<agent_id>/location-key/challenge")
+@public  # a nonce is no secret; only the AK's certification over it counts
+@documented(
+    "A single-use nonce for the next location-key certification",
+    answer=LocationKeyChallengeView,
+    status=201,
+)
+def location_key_challenge(agent_id: str) -> tuple[Response, int]:
+    nonce, expires_at = _registry().location_key_challenge(agent_id)
+    return _json(LocationKeyChallengeView(nonce=nonce.hex(), expires_at=expires_at)), 201
 
 
 @blueprint.get("/agents")
@@ -149,6 +165,7 @@ def _location_key(wire: LocationKeyWire) -> LocationKey:
         public=wire.public,
         certify_attest=wire.certify_attest,
         certify_signature=wire.certify_signature,
+        nonce=bytes.fromhex(wire.nonce) if wire.nonce else None,
     )
 
 
@@ -163,6 +180,10 @@ def _signer() -> RegistrarSigner:
 def signing_key() -> Response:
     signer = _signer()
     return _json(SigningKeyView(key_id=signer.key_id, public_key_pem=signer.public_pem()))
+
+
+def _hex(value: bytes | None) -> str | None:
+    return value.hex() if value is not None else None
 
 
 def _view(identity: AgentIdentity) -> AgentView:
@@ -205,4 +226,7 @@ def _view(identity: AgentIdentity) -> AgentView:
         location_key_public=identity.location_key_public,
         location_key_certify_attest=identity.location_key_certify_attest,
         location_key_certify_signature=identity.location_key_certify_signature,
+        location_key_nonce=identity.location_key_nonce.hex()
+        if identity.location_key_nonce
+        else None,
     )

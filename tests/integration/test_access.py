@@ -27,6 +27,7 @@ PUBLIC_ROUTES = {
     ("registrar", "POST", "/v1/agents"),  # enrolment: the TPM proves the caller
     ("registrar", "POST", "/v1/agents/<agent_id>/activate"),
     ("registrar", "PUT", "/v1/agents/<agent_id>/location-key"),  # certified by the enrolled AK
+    ("registrar", "POST", "/v1/agents/<agent_id>/location-key/challenge"),  # a nonce, no secret
     ("registrar", "GET", "/v1/healthz"),
     ("registrar", "GET", "/v1/signing-key"),  # a public key (pinned out of band)
     ("registrar", "GET", "/v1/openapi.json"),  # describes the API, holds no data
