@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 import tpm
 from agent.evidence import EvidenceService
@@ -28,6 +30,7 @@ from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.dev.swtpm import SwtpmInstance, free_port_pair
+from geoattest.errors import AgentCertificateMismatch
 from geoattest.tls_material import (
     ClientTlsFiles,
     create_client_ca,
@@ -42,6 +45,7 @@ from tests.support.fleet_server import enrol_fleet, fleet_tls, serve_fleet
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 from tests.support.software_pki import SoftwareCa, make_ca
 from tpm import Alg
+from verifier.engine.fetch import AgentClient, ClientIdentity
 
 pytestmark = pytest.mark.swtpm
 
@@ -384,3 +388,24 @@ def test_the_openapi_document_describes_the_evidence_api(agent: RunningAgent) ->
     body = evidence["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     request_schema = document["components"]["schemas"][body.rsplit("/", 1)[1]]
     assert request_schema["properties"]["pcrs"]["minProperties"] == 1  # the bounds enforced
+
+
+def _der(pem_path: Path) -> bytes:
+    return x509.load_pem_x509_certificate(pem_path.read_bytes()).public_bytes(Encoding.DER)
+
+
+def test_the_verifier_refuses_an_agent_api_that_is_not_the_pinned_one(
+    agent: RunningAgent, tmp_path: Path
+) -> None:
+    """An on-path impostor (any valid TLS server, even one that accepts the verifier's client
+    certificate) is not the enrolled agent: its certificate is not the one pinned."""
+    client = AgentClient(
+        ClientIdentity(cert_file=agent.client.client_cert, key_file=agent.client.client_key),
+        timeout=20,
+    )
+    request = EvidenceRequest(nonce="ab" * 16, pcrs=PCRS)
+    genuine = client.fetch_evidence(agent.url, _der(agent.server_cert), request)
+    assert genuine.quote.attest
+    other = ensure_server_identity(tmp_path / "impostor", "agent-under-test", "127.0.0.1")
+    with pytest.raises(AgentCertificateMismatch, match="pinned at enrolment"):
+        client.fetch_evidence(agent.url, _der(other.cert_path), request)
