@@ -11,7 +11,8 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from agent.evidence import EvidenceService
 from geoattest.http import parse_body
-from geoattest.wire import EvidenceRequest
+from geoattest.openapi import documented
+from geoattest.wire import EvidenceRequest, EvidenceResponse
 
 __all__ = ["EVIDENCE_SERVICE", "blueprint"]
 
@@ -26,6 +27,9 @@ def _service() -> EvidenceService:
 
 
 @blueprint.post("/evidence")
+@documented(
+    "One round's evidence: quote, PCRs, IMA entries", body=EvidenceRequest, answer=EvidenceResponse
+)
 def evidence() -> Response:
     request = parse_body(EvidenceRequest)
     answer = _service().collect(request)
@@ -35,5 +39,6 @@ def evidence() -> Response:
 
 
 @blueprint.get("/healthz")
+@documented("Liveness")
 def healthz() -> Response:
     return jsonify({"status": "ok"})

@@ -4,7 +4,8 @@
    P-256 signing key that cannot leave it, and has the AK certify it (TPM2_Certify) with
    ``location_key_qualifying_data(agent_id, AK name)``. The result goes to the registrar: in the
    enrolment request (``EnrolRequest.location_key``), or later with
-   ``PUT /v1/agents/<id>/location-key``.
+   ``PUT /v1/agents/<id>/location-key``, certified then over the nonce of a registrar challenge
+   (``POST /v1/agents/<id>/location-key/challenge``).
 2. ``LocationProvider`` reads a GNSS source in the background, keeps the recent fixes, and for a
    round's nonce signs the latest one: ``encode_evidence(LocationEvidence.from_fix(fix, ...))``
    (the fix with its vertical accuracy, the nonce, the kind of source it was read from, the
@@ -105,8 +106,10 @@ def ensure_location_key(
     handle: int = DEFAULT_LOCATION_KEY_HANDLE,
     ak_handle: int = DEFAULT_AK_HANDLE,
     agent_id: str,
+    nonce: bytes | None = None,
 ) -> LocationKeyWire:
-    """The location key at ``handle`` (created if absent) with a fresh TPM2_Certify by the AK.
+    """The location key at ``handle`` (created if absent) with a fresh TPM2_Certify by the AK,
+    over ``nonce`` when it answers a registrar challenge (registration after enrolment).
 
     Raises ConfigurationError when ``handle`` holds a key unfit for location evidence (it is
     never evicted) or there is no AK at ``ak_handle``; TpmUnavailable/TpmCommandFailed from the TPM.
@@ -121,9 +124,14 @@ def ensure_location_key(
         ) from e
     ak_name = tpm.parse_tpm2b_public(device.read_public(ak_handle)).name
     attest, signature = device.certify(
-        handle, location_key_qualifying_data(agent_id, ak_name), ak_handle=ak_handle
+        handle, location_key_qualifying_data(agent_id, ak_name, nonce), ak_handle=ak_handle
     )
-    return LocationKeyWire(public=public, certify_attest=attest, certify_signature=signature)
+    return LocationKeyWire(
+        public=public,
+        certify_attest=attest,
+        certify_signature=signature,
+        nonce=nonce.hex() if nonce is not None else None,
+    )
 
 
 class LocationProvider:

@@ -41,6 +41,7 @@ from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import SessionQuoter, VerifierTokenClient
 from geoattest.errors import ConfigurationError
 from geoattest.http import install_api_plumbing
+from geoattest.openapi import install_openapi
 from geoattest.settings import Settings
 
 __all__ = [
@@ -67,6 +68,7 @@ def create_app(service: EvidenceService) -> Flask:
     install_api_plumbing(app)
     app.extensions[EVIDENCE_SERVICE] = service
     app.register_blueprint(blueprint)
+    install_openapi(app, title="geoattest agent", path_parameters={})  # behind mTLS too
     return app
 
 

@@ -12,6 +12,7 @@ from agent.enrolment import enrol as run_enrolment
 from agent.gnss.spec import parse_source_spec
 from agent.registrar_client import RegistrarClient
 from geoattest.cli import build_settings, reports_errors
+from geoattest.cli_types import PORT
 from geoattest.settings import Settings
 from geoattest.wire import AgentView
 
@@ -30,7 +31,7 @@ def agent() -> None:
 @click.option("--tcti", help="TPM to use: swtpm:host=H,port=P or device:/dev/tpmrm0.")
 @click.option("--agent-id", "agent_id", help="Agent id (default: derived from the EK certificate).")
 @click.option("--host", "agent_host", help="Host the verifier reaches the agent API at.")
-@click.option("--port", "agent_port", type=int, help="Port of the agent API.")
+@click.option("--port", "agent_port", type=PORT, help="Port of the agent API.")
 @click.option("--agent-url", "agent_url", help="Full API URL to register (default from host/port).")
 @click.option("--state-dir", "agent_state_dir", type=_DIR, help="Where the agent TLS key lives.")
 @click.option("--gnss", "gnss_source", help=_GNSS_HELP + " Also registers the location key.")
@@ -81,7 +82,7 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
 @click.option("--tcti", help="TPM to use: swtpm:host=H,port=P or device:/dev/tpmrm0.")
 @click.option("--agent-id", "agent_id", help="Agent id (default: derived from the EK certificate).")
 @click.option("--host", "agent_host", help="Address to listen on (and the certificate's SAN).")
-@click.option("--port", "agent_port", type=int, help="Port to listen on.")
+@click.option("--port", "agent_port", type=PORT, help="Port to listen on.")
 @click.option("--ima-log", "ima_log_path", type=_FILE, help="IMA ascii measurement list.")
 @click.option("--boot-log", "boot_log_path", type=_FILE, help="TCG boot event log (binary).")
 @click.option(

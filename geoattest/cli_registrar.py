@@ -9,6 +9,7 @@ import click
 import waitress
 
 from geoattest.cli import build_settings, reports_errors
+from geoattest.cli_types import PORT
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def registrar() -> None:
     help="TOML purchase-order pins; when given, a valid chain alone is not enough.",
 )
 @click.option("--host", "registrar_host", help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", "registrar_port", type=int, help="Port to listen on (default 8890).")
+@click.option("--port", "registrar_port", type=PORT, help="Port to listen on (default 8890).")
 @click.option("--db", "database_url", help="SQLAlchemy database URL (default SQLite under var/).")
 @click.option(
     "--state-dir",

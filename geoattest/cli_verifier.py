@@ -11,6 +11,7 @@ import click
 import waitress
 
 from geoattest.cli import build_settings, reports_errors
+from geoattest.cli_types import PORT
 from geoattest.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def verifier() -> None:
 
 @verifier.command("serve")
 @click.option("--host", "verifier_host", help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", "verifier_port", type=int, help="Port (default 8891).")
+@click.option("--port", "verifier_port", type=PORT, help="Port (default 8891).")
 @click.option("--db", "database_url", help="SQLAlchemy database URL.")
 @click.option("--redis", "redis_url", help="Redis URL (default redis://127.0.0.1:6379/0).")
 @click.option("--registrar", "registrar_url", help="Registrar base URL.")
@@ -68,7 +69,7 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
 )
 @click.option(
     "--concurrency",
-    type=int,
+    type=click.IntRange(1, 256),
     default=2,
     show_default=True,
     help="Worker processes (one per core is a good start).",

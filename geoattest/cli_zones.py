@@ -4,7 +4,7 @@ Exit codes of ``zones check``:
 
 * 0: inside a zone (the whole accuracy disc is inside it);
 * 1: uncertain (the accuracy disc crosses a zone border; never counts as inside);
-* 2: usage error (bad option values; click's own code);
+* 2: usage error (bad option values, NaN or infinite numbers included; click's own code);
 * 3: outside every zone (or outside ``--zone``);
 * 4: the zones file is unreadable or invalid (message names the feature and the reason).
 """
@@ -16,10 +16,12 @@ from pathlib import Path
 
 import click
 
+from geoattest.cli_types import FiniteFloatRange
 from geoattest.errors import NotFound, ZoneInvalid
 from geofence.zones import ZoneDecision, ZoneSet, ZoneVerdict, load_zones
 
 EXIT_INSIDE, EXIT_UNCERTAIN, EXIT_OUTSIDE, EXIT_INVALID = 0, 1, 3, 4
+MAX_ACCURACY_M = 20_037_508.0  # half the equator: a larger radius means nothing
 
 
 def _metres(value: float) -> str:
@@ -43,11 +45,11 @@ def zones() -> None:
 
 @zones.command("check")
 @click.argument("zones_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--lat", type=click.FloatRange(-90, 90), required=True, help="Latitude, degrees.")
-@click.option("--lon", type=click.FloatRange(-180, 180), required=True, help="Longitude, degrees.")
+@click.option("--lat", type=FiniteFloatRange(-90, 90), required=True, help="Latitude, degrees.")
+@click.option("--lon", type=FiniteFloatRange(-180, 180), required=True, help="Longitude, degrees.")
 @click.option(
-    "--accuracy", type=click.FloatRange(min=0), default=0.0, show_default=True,
-    help="Horizontal accuracy radius, metres.",
+    "--accuracy", type=FiniteFloatRange(0, MAX_ACCURACY_M), default=0.0, show_default=True,
+    help="Horizontal accuracy radius, metres (at most half the Earth's circumference).",
 )  # fmt: skip
 @click.option("--zone", "zone_id", default=None, help="Check this zone id only.")
 @click.option(

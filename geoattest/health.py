@@ -26,6 +26,8 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import Engine, text
 
 from geoattest.access.guard import public
+from geoattest.openapi import documented
+from geoattest.wire import HealthView
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,15 @@ def health_blueprint(service: str, checks: Mapping[str, Check]) -> Blueprint:
 
     @routes.get("/healthz")
     @public
+    @documented("Liveness", answer=HealthView)
     def healthz() -> Response:
         return jsonify({"status": "ok", "service": service})
 
     @routes.get("/readyz")
     @public
+    @documented(
+        "Readiness: the database, Redis and (verifier) recent workers; 503 names what is down"
+    )
     def readyz() -> tuple[Response, int]:
         results: dict[str, dict[str, object]] = {}
         for name, check in checks.items():

@@ -1,4 +1,5 @@
-"""Flask wiring shared by every service: JSON error bodies, request ids, body parsing.
+"""Flask wiring shared by every service: JSON error bodies, request ids, body parsing
+(query arguments: ``geoattest.query_args``).
 
 One ``errorhandler(GeoattestError)`` renders ``{"error": {"code", "message"}}`` with the error's
 status. HTTP errors raised by Flask itself (404 route, 405 method, 413 body) get the same shape.
@@ -24,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from geoattest.errors import DependencyUnavailable, GeoattestError, MalformedRequest
 from geoattest.log import pop_context, push_context
+from geoattest.strict_json import JsonValue, loads_object
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +56,19 @@ def install_api_plumbing(app: Flask) -> None:
 
 
 def parse_body(model: type[Model]) -> Model:
-    """Validate the JSON body against ``model``; any problem is a 400 ``malformed_request``."""
-    body = request.get_json(silent=True)
-    if body is None:
+    """Read the body with the strict reader (``geoattest.strict_json``: no duplicate names, NaN,
+    lone surrogates, unsafe integers or deep nesting) and validate it against ``model``; any
+    problem is a 400 ``malformed_request``."""
+    return validate_json(model, read_json_object())
+
+
+def read_json_object() -> dict[str, JsonValue]:
+    """The request body as a JSON object under the strict reader's rules."""
+    if not request.is_json:
         raise MalformedRequest(
             "request body must be a JSON object (Content-Type: application/json)"
         )
-    return validate_json(model, body)
+    return loads_object(request.get_data(cache=True))
 
 
 def validate_json(model: type[Model], body: object) -> Model:
@@ -70,6 +78,8 @@ def validate_json(model: type[Model], body: object) -> Model:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
+        if len(where) > 120 or not (where.isascii() and where.isprintable()):
+            where = ascii(where[:120])  # names the client chose: never raw into a log line
         raise MalformedRequest(f"{where}: {first['msg']} ({e.error_count()} problem(s))") from e
 
 

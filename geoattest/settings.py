@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,7 @@ from pydantic_settings import (
 from geoattest.wire import AGENT_ID_RULE, is_agent_id
 
 DEFAULT_STATE_DIR = Path("var")
+MIN_WEBHOOK_SECRET_LENGTH = 32  # characters: a key, not a password
 
 
 class Settings(BaseSettings):
@@ -153,7 +154,11 @@ class Settings(BaseSettings):
         default=False, description="Load invalid zone geometry repaired (each repair is logged)."
     )
     webhook_urls: tuple[str, ...] = ()
-    webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key signing every webhook (at least 32 characters); required "
+        "when webhook_urls is set (docs/webhooks.md).",
+    )
     verifier_id: str | None = Field(
         default=None,
         description="Names this verifier in evidence records (default: the host name).",
@@ -243,6 +248,25 @@ class Settings(BaseSettings):
                 "'geoattest api-keys create'); an empty or short key is refused"
             )
         return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_WEBHOOK_SECRET_LENGTH:
+            raise ValueError(
+                f"webhook_secret must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters "
+                "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> Self:
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError(
+                "webhook_urls is set but webhook_secret is not: webhooks are always signed, so "
+                "that receivers can tell them from forgeries (docs/webhooks.md)"
+            )
+        return self
 
     @field_validator("agent_id")
     @classmethod

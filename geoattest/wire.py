@@ -82,6 +82,7 @@ B64ImaLine = Annotated[  # B64Bytes with room for one IMA measurement line
     WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 AgentId = Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
+AGENT_ID_SCHEMA = {"type": "string", "pattern": AGENT_ID_PATTERN, "maxLength": AGENT_ID_MAX_LENGTH}
 
 
 def is_agent_id(value: str) -> bool:
@@ -107,16 +108,32 @@ class _OperatorInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+LOCATION_KEY_NONCE_BYTES = 32
+LocationKeyNonceHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class LocationKeyWire(_Wire):
     """The TPM-resident location key and its TPM2_Certify by the AK (``POST /v1/agents`` field,
     ``PUT /v1/agents/<id>/location-key`` body).
 
-    The certify's qualifying data is ``location_key_qualifying_data(agent_id, ak_name)``.
+    The certify's qualifying data is ``location_key_qualifying_data(agent_id, ak_name, nonce)``.
+    At enrolment there is no ``nonce`` (the credential activation makes the request fresh); a
+    later registration or rotation carries the nonce of a challenge the registrar just issued
+    (``POST /v1/agents/<id>/location-key/challenge``), so an old certification cannot be
+    registered again.
     """
 
     public: B64Bytes  # marshalled TPM2B_PUBLIC of the location key
     certify_attest: B64Bytes  # TPMS_ATTEST of TPM2_Certify(location key, AK)
     certify_signature: B64Bytes  # TPMT_SIGNATURE over it by the AK
+    nonce: LocationKeyNonceHex | None = None  # the registrar's challenge it answers (rotation)
+
+
+class LocationKeyChallengeView(_Wire):
+    """A single-use registrar nonce for the next location-key certification of one agent."""
+
+    nonce: LocationKeyNonceHex
+    expires_at: datetime
 
 
 class EnrolRequest(_Wire):
@@ -176,6 +193,9 @@ class AgentView(_Wire):
     location_key_public: B64Bytes | None = None  # TPM2B_PUBLIC of the TPM-resident location key
     location_key_certify_attest: B64Bytes | None = None  # its TPM2_Certify by the AK (TPMS_ATTEST)
     location_key_certify_signature: B64Bytes | None = None  # and the AK's TPMT_SIGNATURE over it
+    # The registrar challenge the certification answers (hex; absent for one made at enrolment).
+    # Not in the signed statement: the certification it covers binds it already.
+    location_key_nonce: LocationKeyNonceHex | None = None
     # The registrar's signed statement of these facts (``geoattest.identity_statement``).
     identity_statement: B64Bytes | None = None
     identity_signature: B64Bytes | None = None
@@ -186,6 +206,13 @@ class SigningKeyView(_Wire):
 
     key_id: str  # RFC 7638 thumbprint
     public_key_pem: str
+
+
+class HealthView(_Wire):
+    """``GET /v1/healthz`` of a service: it answers, nothing more (no dependency is probed)."""
+
+    status: str
+    service: str
 
 
 class AgentList(_Wire):
@@ -230,15 +257,20 @@ def activation_proof(secret: bytes, request_digest: bytes) -> bytes:
     return hmac.new(secret, ACTIVATION_PROOF_PREFIX + request_digest, hashlib.sha256).digest()
 
 
-def location_key_qualifying_data(agent_id: str, ak_name: bytes) -> bytes:
+def location_key_qualifying_data(
+    agent_id: str, ak_name: bytes, nonce: bytes | None = None
+) -> bytes:
     """The extraData of the location key's TPM2_Certify, derived alike by agent and registrar.
 
-    ``SHA-256("geoattest-location-key-v1" ‖ 0x00 ‖ agent id ‖ 0x00 ‖ AK name)``: a certification
-    made for one agent id or one AK cannot be presented for another.
+    At enrolment: ``SHA-256("geoattest-location-key-v1" ‖ 0x00 ‖ agent id ‖ 0x00 ‖ AK name)``;
+    a certification made for one agent id or one AK cannot be presented for another. Answering
+    a registrar challenge ``nonce``: ``SHA-256("geoattest-location-key-v2" ‖ 0x00 ‖ agent id ‖
+    0x00 ‖ AK name ‖ 0x00 ‖ nonce)``, which the registrar accepts once, while the nonce is fresh.
     """
-    return hashlib.sha256(
-        b"geoattest-location-key-v1\x00" + agent_id.encode("ascii") + b"\x00" + ak_name
-    ).digest()
+    bound = agent_id.encode("ascii") + b"\x00" + ak_name
+    if nonce is None:
+        return hashlib.sha256(b"geoattest-location-key-v1\x00" + bound).digest()
+    return hashlib.sha256(b"geoattest-location-key-v2\x00" + bound + b"\x00" + nonce).digest()
 
 
 # --- attestation evidence: verifier ⇄ agent (``POST /v1/evidence`` on the agent's mTLS API) ------
@@ -257,10 +289,25 @@ class EvidenceRequest(_Wire):
     """
 
     nonce: Annotated[str, Field(pattern=r"^[0-9a-f]{32,128}$")]  # 16..64 bytes, hex
-    pcrs: dict[BankName, list[Annotated[int, Field(ge=0, le=MAX_PCR_INDEX)]]]
+    # At least one bank, each with at least one PCR, none twice: a quote of nothing proves
+    # nothing, and a repeated index has no one meaning for the TPM's selection.
+    pcrs: Annotated[
+        dict[
+            BankName,
+            Annotated[list[Annotated[int, Field(ge=0, le=MAX_PCR_INDEX)]], Field(min_length=1)],
+        ],
+        Field(min_length=1),
+    ]
     ima_offset: Annotated[int, Field(ge=0)] = 0
     include_location: bool = False
     include_boot_log: bool = False  # also send the TCG boot event log (binary_bios_measurements)
+
+    @model_validator(mode="after")
+    def _each_pcr_once(self) -> Self:
+        for bank, indices in self.pcrs.items():
+            if len(set(indices)) != len(indices):
+                raise ValueError(f"pcrs.{bank} names a PCR more than once: {indices}")
+        return self
 
 
 class QuoteWire(_Wire):
@@ -349,7 +396,15 @@ def quote_qualifying_data(nonce: bytes, location_evidence: bytes | None) -> byte
 
 # --- verifier API ---------------------------------------------------------------------------------
 
-PolicyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+POLICY_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+POLICY_NAME_RULE = "1-64 of [A-Za-z0-9._-]"  # for messages
+PolicyName = Annotated[str, Field(pattern=POLICY_NAME_PATTERN)]
+POLICY_NAME_SCHEMA = {"type": "string", "pattern": POLICY_NAME_PATTERN}
+
+
+def is_policy_name(value: str) -> bool:
+    """True when ``value`` matches ``POLICY_NAME_PATTERN`` exactly (no trailing newline)."""
+    return re.fullmatch(POLICY_NAME_PATTERN[1:-1], value) is not None
 
 
 class PolicyDocument(_OperatorInput):

@@ -17,13 +17,16 @@ from geoattest.access.keys import Role
 from geoattest.errors import AgentIdInvalid
 from geoattest.http import parse_body
 from geoattest.identity_statement import IdentityFacts
+from geoattest.openapi import documented
 from geoattest.wire import (
     AGENT_ID_RULE,
     ActivateRequest,
     AgentList,
     AgentView,
     CredentialChallengeWire,
+    EnrolRequest,
     EnrolResponse,
+    LocationKeyChallengeView,
     LocationKeyWire,
     SigningKeyView,
     is_agent_id,
@@ -52,6 +55,12 @@ def _registry() -> Registry:
 
 @blueprint.post("/agents")
 @public  # the TPM proves who enrols (credential activation)
+@documented(
+    "Enrol an agent: answers a credential challenge for its TPM",
+    body=EnrolRequest,
+    answer=EnrolResponse,
+    status=201,
+)
 def enrol() -> tuple[Response, int]:
     body, digest = read_enrolment()
     issued = _registry().enrol(
@@ -62,7 +71,10 @@ def enrol() -> tuple[Response, int]:
             ak_public=body.ak_public,
             agent_url=body.agent_url,
             tls_certificate=body.tls_certificate,
-            location_key=_location_key(body.location_key) if body.location_key else None,
+            # At enrolment the certification is fresh by the activation: no nonce applies.
+            location_key=_location_key(body.location_key.model_copy(update={"nonce": None}))
+            if body.location_key
+            else None,
             request_digest=digest,
         )
     )
@@ -80,6 +92,9 @@ def enrol() -> tuple[Response, int]:
 
 @blueprint.post("/agents/<agent_id>/activate")
 @public
+@documented(
+    "Complete enrolment with proof of credential activation", body=ActivateRequest, answer=AgentView
+)
 def activate(agent_id: str) -> Response:
     body = parse_body(ActivateRequest)
     identity = _registry().activate(agent_id, bytes.fromhex(body.proof))
@@ -88,6 +103,9 @@ def activate(agent_id: str) -> Response:
 
 @blueprint.put("/agents/<agent_id>/location-key")
 @public  # the registered AK's certification proves it
+@documented(
+    "Register or rotate the TPM-resident location key", body=LocationKeyWire, answer=AgentView
+)
 def put_location_key(agent_id: str) -> Response:
     """Register or rotate an active agent's location key; the AK's certification authorises it."""
     body = parse_body(LocationKeyWire)
@@ -95,8 +113,21 @@ def put_location_key(agent_id: str) -> Response:
     return _json(_view(identity))
 
 
+@blueprint.post("/agents/<agent_id>/location-key/challenge")
+@public  # a nonce is no secret; only the AK's certification over it counts
+@documented(
+    "A single-use nonce for the next location-key certification",
+    answer=LocationKeyChallengeView,
+    status=201,
+)
+def location_key_challenge(agent_id: str) -> tuple[Response, int]:
+    nonce, expires_at = _registry().location_key_challenge(agent_id)
+    return _json(LocationKeyChallengeView(nonce=nonce.hex(), expires_at=expires_at)), 201
+
+
 @blueprint.get("/agents")
 @requires(Role.VIEWER)
+@documented("Every enrolled agent", answer=AgentList)
 def list_agents() -> Response:
     views = [_view(identity) for identity in _registry().list()]
     return _json(AgentList(agents=views))
@@ -104,12 +135,14 @@ def list_agents() -> Response:
 
 @blueprint.get("/agents/<agent_id>")
 @requires(Role.VIEWER)
+@documented("One agent's identity and its signed statement", answer=AgentView)
 def show_agent(agent_id: str) -> Response:
     return _json(_view(_registry().get(agent_id)))
 
 
 @blueprint.delete("/agents/<agent_id>")
 @requires(Role.ADMIN)
+@documented("Delete an agent's identity record", status=204)
 def delete_agent(agent_id: str) -> tuple[str, int]:
     _registry().delete(agent_id)
     return "", 204
@@ -124,6 +157,7 @@ def _location_key(wire: LocationKeyWire) -> LocationKey:
         public=wire.public,
         certify_attest=wire.certify_attest,
         certify_signature=wire.certify_signature,
+        nonce=bytes.fromhex(wire.nonce) if wire.nonce else None,
     )
 
 
@@ -134,9 +168,14 @@ def _signer() -> RegistrarSigner:
 
 @blueprint.get("/signing-key")
 @public  # a public key; pin it from a channel you trust, not from here
+@documented("The registrar's public signing key", answer=SigningKeyView)
 def signing_key() -> Response:
     signer = _signer()
     return _json(SigningKeyView(key_id=signer.key_id, public_key_pem=signer.public_pem()))
+
+
+def _hex(value: bytes | None) -> str | None:
+    return value.hex() if value is not None else None
 
 
 def _view(identity: AgentIdentity) -> AgentView:
@@ -179,4 +218,7 @@ def _view(identity: AgentIdentity) -> AgentView:
         location_key_public=identity.location_key_public,
         location_key_certify_attest=identity.location_key_certify_attest,
         location_key_certify_signature=identity.location_key_certify_signature,
+        location_key_nonce=identity.location_key_nonce.hex()
+        if identity.location_key_nonce
+        else None,
     )

@@ -15,8 +15,10 @@ from geoattest.db import check_private_database, make_engine, migrate, session_f
 from geoattest.errors import ConfigurationError
 from geoattest.health import database_check, health_blueprint
 from geoattest.http import install_api_plumbing
+from geoattest.openapi import install_openapi
 from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
+from geoattest.wire import AGENT_ID_SCHEMA
 from registrar.api import blueprint
 from registrar.proof_check import ProofChecker
 from registrar.registry import Registry, TrustPolicy
@@ -43,6 +45,11 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(blueprint)
     app.register_blueprint(audit_blueprint)
     app.register_blueprint(health_blueprint("registrar", {"database": database_check(engine)}))
+    install_openapi(
+        app,
+        title="geoattest registrar",
+        path_parameters={"agent_id": AGENT_ID_SCHEMA},
+    )
     return app
 
 

@@ -59,6 +59,7 @@ class LocationKey:
     public: bytes
     certify_attest: bytes
     certify_signature: bytes
+    nonce: bytes | None = None  # the registrar challenge the certification answers (rotation)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,13 +131,16 @@ def check_enrolment(
     )
 
 
-def check_location_key(key: LocationKey, *, ak: tpm.TpmPublic, agent_id: str) -> tpm.TpmPublic:
+def check_location_key(
+    key: LocationKey, *, ak: tpm.TpmPublic, agent_id: str, nonce: bytes | None = None
+) -> tpm.TpmPublic:
     """Check a location key and its certification; returns its parsed public area.
 
     The public area must parse and show a key that cannot leave the TPM (fixedTPM, fixedParent,
     sensitiveDataOrigin; unrestricted ECC P-256 ECDSA-SHA256 signing key, see
     ``tpm.check_location_key_attributes``), and the TPM2_Certify must verify with ``ak``, name
-    exactly this public area and carry ``location_key_qualifying_data(agent_id, ak.name)``: only
+    exactly this public area and carry ``location_key_qualifying_data(agent_id, ak.name, nonce)``
+    (``nonce``: the registrar challenge a rotation answers, checked fresh by the caller): only
     then was the key created inside the TPM that holds the AK. Raises ``LocationKeyInvalid``.
     """
     try:
@@ -150,7 +154,7 @@ def check_location_key(key: LocationKey, *, ak: tpm.TpmPublic, agent_id: str) ->
             attest=key.certify_attest,
             signature=key.certify_signature,
             certified=public,
-            qualifying_data=location_key_qualifying_data(agent_id, ak.name),
+            qualifying_data=location_key_qualifying_data(agent_id, ak.name, nonce),
         )
     except CertifyInvalid as e:
         raise LocationKeyInvalid(

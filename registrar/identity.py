@@ -31,6 +31,7 @@ class AgentIdentity:
     location_key_public: bytes | None
     location_key_certify_attest: bytes | None
     location_key_certify_signature: bytes | None
+    location_key_nonce: bytes | None = None
 
     @classmethod
     def from_record(cls, record: AgentRecord) -> AgentIdentity:
@@ -55,4 +56,5 @@ class AgentIdentity:
             location_key_public=record.location_key_public,
             location_key_certify_attest=record.location_key_certify_attest,
             location_key_certify_signature=record.location_key_certify_signature,
+            location_key_nonce=record.location_key_nonce,
         )

@@ -43,6 +43,8 @@ class AgentRecord(Base):
     location_key_public: Mapped[bytes | None] = mapped_column(LargeBinary)
     location_key_certify_attest: Mapped[bytes | None] = mapped_column(LargeBinary)
     location_key_certify_signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The registrar challenge the certification answered (None: certified at enrolment).
+    location_key_nonce: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class PendingEnrolment(Base):
@@ -79,3 +81,16 @@ class PendingEnrolment(Base):
     location_key_public: Mapped[bytes | None] = mapped_column(LargeBinary)
     location_key_certify_attest: Mapped[bytes | None] = mapped_column(LargeBinary)
     location_key_certify_signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class LocationKeyChallenge(Base):
+    """A nonce issued for one agent's next location-key certification: used once, then gone.
+
+    Not a secret (the AK's signature over it is what counts), so stored as it is."""
+
+    __tablename__ = "registrar_location_challenges"
+
+    nonce: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

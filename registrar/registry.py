@@ -45,11 +45,12 @@ from geoattest.errors import (
     AkInvalid,
     Conflict,
     EkAlreadyEnrolled,
+    LocationKeyInvalid,
     NotFound,
     RegistrarBusy,
 )
 from geoattest.wire import activation_proof
-from registrar import pending
+from registrar import location_challenges, pending
 from registrar.evidence import (
     EnrolmentEvidence,
     LocationKey,
@@ -188,21 +189,46 @@ class Registry:
         log.info("agent activated", extra={"agent_id": agent_id})
         return identity
 
-    def register_location_key(self, agent_id: str, key: LocationKey) -> AgentIdentity:
-        """Record (or rotate) the location key of an active agent, certified by its registered AK.
+    def location_key_challenge(self, agent_id: str) -> tuple[bytes, datetime]:
+        """A single-use nonce for the next location-key certification of an active agent, and
+        its expiry (``registrar.location_challenges``). Raises ``NotFound``/``AgentNotActive``."""
+        with transaction(self._sessions) as session:
+            self._active_record(session, agent_id)
+            return location_challenges.issue(session, agent_id, self._clock(), self._random_bytes)
 
-        Raises ``NotFound``, ``AgentNotActive`` (no AK proven yet) or ``LocationKeyInvalid``.
+    def register_location_key(self, agent_id: str, key: LocationKey) -> AgentIdentity:
+        """Record (or rotate) the location key of an active agent, certified by its registered AK
+        over a registrar nonce issued for it (``location_key_challenge``), consumed here.
+
+        Raises ``NotFound``, ``AgentNotActive`` (no AK proven yet) or ``LocationKeyInvalid`` (no
+        nonce, one not open for this agent, or a certification that does not verify); a refused
+        registration still uses up its nonce.
         """
         with transaction(self._sessions) as session:
             record = self._active_record(session, agent_id)
             if record.ak_public is None:
                 raise AgentNotActive(f"agent {agent_id!r} has no AK: enrol and activate first")
+            if key.nonce is None:
+                raise LocationKeyInvalid(
+                    "a location key registered after enrolment must be certified over a fresh "
+                    f"registrar nonce: POST /v1/agents/{agent_id}/location-key/challenge first"
+                )
+            refusal = location_challenges.take(session, agent_id, key.nonce, self._clock())
             ak_public = parse_public(record.ak_public, AkInvalid, "registered AK public area")
-            check_location_key(key, ak=ak_public, agent_id=agent_id)
-            record.location_key_public = key.public
-            record.location_key_certify_attest = key.certify_attest
-            record.location_key_certify_signature = key.certify_signature
+            if refusal is None:
+                try:
+                    check_location_key(key, ak=ak_public, agent_id=agent_id, nonce=key.nonce)
+                except LocationKeyInvalid as e:
+                    refusal = e.message
+            if refusal is None:  # else only the nonce's removal is committed
+                record.location_key_public = key.public
+                record.location_key_certify_attest = key.certify_attest
+                record.location_key_certify_signature = key.certify_signature
+                record.location_key_nonce = key.nonce
             identity = AgentIdentity.from_record(record)
+        if refusal is not None:
+            log.warning("location key refused: %s", refusal, extra={"agent_id": agent_id})
+            raise LocationKeyInvalid(f"location key of {agent_id!r} refused: {refusal}")
         log.info("location key registered", extra={"agent_id": agent_id})
         return identity
 

@@ -22,9 +22,11 @@ from geoattest.health import (
     redis_check,
 )
 from geoattest.http import install_api_plumbing
+from geoattest.openapi import install_openapi
 from geoattest.registrar_client import verifier_registrar_client
 from geoattest.settings import Settings
 from geoattest.trust_files import load_pins_file, load_trust_store_dir
+from geoattest.wire import AGENT_ID_SCHEMA, POLICY_NAME_SCHEMA
 from verifier.core.identity import IdentityTrust
 from verifier.core.round_record import RecordOrigin
 from verifier.engine.fetch import EvidenceSource
@@ -131,6 +133,15 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
     app.register_blueprint(log_blueprint)
     app.register_blueprint(health_blueprint("verifier", _readiness_checks(settings, engine)))
     install_dashboard(app, sessions, client, zones.zones if zones is not None else None)
+    install_openapi(
+        app,
+        title="geoattest verifier",
+        path_parameters={
+            "agent_id": AGENT_ID_SCHEMA,
+            "name": POLICY_NAME_SCHEMA,
+            "round_id": {"type": "string", "maxLength": 128},
+        },
+    )
     return app
 
 

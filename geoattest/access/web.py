@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
 from geoattest.access.guard import requires
 from geoattest.access.keys import Role
 from geoattest.access.store import AccessStore
-from geoattest.errors import MalformedRequest
+from geoattest.openapi import documented
+from geoattest.query_args import IntArg
 
 audit_blueprint = Blueprint("audit", __name__, url_prefix="/v1")
+LIMIT = IntArg(name="limit", default=100, low=1, high=1000)
 
 
 @audit_blueprint.get("/audit")
 @requires(Role.ADMIN)
+@documented("The audit log of mutating calls, newest first", query=(LIMIT,))
 def audit() -> Response:
-    raw = request.args.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise MalformedRequest("limit must be an integer in 1..1000")
+    limit = LIMIT.read()
     store: AccessStore = current_app.extensions["geoattest.access"]
     entries = [
         {
@@ -31,6 +32,6 @@ def audit() -> Response:
             "status": e.status,
             "request_id": e.request_id,
         }
-        for e in store.audit(int(raw))
+        for e in store.audit(limit)
     ]
     return jsonify({"entries": entries})

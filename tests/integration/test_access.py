@@ -18,8 +18,7 @@ from geoattest.access.keys import Role
 from geoattest.access.store import AccessStore
 from geoattest.db import make_engine, session_factory
 from geoattest.settings import load_settings
-from registrar.app import create_app as create_registrar
-from verifier.app import create_app as create_verifier
+from tests.support.service_apps import service_apps
 
 pytestmark = pytest.mark.redis
 
@@ -28,9 +27,11 @@ PUBLIC_ROUTES = {
     ("registrar", "POST", "/v1/agents"),  # enrolment: the TPM proves the caller
     ("registrar", "POST", "/v1/agents/<agent_id>/activate"),
     ("registrar", "PUT", "/v1/agents/<agent_id>/location-key"),  # certified by the enrolled AK
+    ("registrar", "POST", "/v1/agents/<agent_id>/location-key/challenge"),  # a nonce, no secret
     ("registrar", "GET", "/v1/healthz"),  # health: no data, and monitors hold no keys
     ("registrar", "GET", "/v1/readyz"),
     ("registrar", "GET", "/v1/signing-key"),  # a public key (pinned out of band)
+    ("registrar", "GET", "/v1/openapi.json"),  # describes the API, holds no data
     ("verifier", "GET", "/v1/healthz"),
     ("verifier", "GET", "/.well-known/jwks.json"),  # token keys: anyone verifies tokens
     ("verifier", "GET", "/v1/tokens/status"),  # signed revocation status
@@ -47,6 +48,7 @@ PUBLIC_ROUTES = {
     # reads everything from /v1 with it).
     ("verifier", "GET", "/dashboard/"),
     ("verifier", "GET", "/dashboard/<path:name>"),
+    ("verifier", "GET", "/v1/openapi.json"),
 }
 SAMPLE = {"agent_id": "edge-1", "name": "p", "action": "pause", "round_id": "r1",
           "path:name": "app.js", "int:size": "1"}  # fmt: skip
@@ -54,31 +56,8 @@ SAMPLE = {"agent_id": "edge-1", "name": "p", "action": "pause", "round_id": "r1"
 
 @pytest.fixture
 def apps(tmp_path: Path, trust_dir: Path, redis_url: str) -> Iterator[dict[str, Flask]]:
-    registrar = create_registrar(
-        load_settings(
-            database_url=f"sqlite:///{tmp_path / 'registrar.sqlite'}",
-            registrar_state_dir=tmp_path / "registrar-state",
-            ek_ca_dir=trust_dir,
-        )
-    )
-    verifier = create_verifier(
-        load_settings(
-            database_url=f"sqlite:///{tmp_path / 'verifier.sqlite'}",
-            redis_url=redis_url,
-            verifier_tls_dir=tmp_path / "verifier-tls",
-            ek_ca_dir=trust_dir,
-            registrar_signing_key=_signing_key(registrar, tmp_path),
-        )
-    )
-    yield {"registrar": registrar, "verifier": verifier}
-    for app in (registrar, verifier):
-        app.extensions["geoattest.engine"].dispose()
-
-
-def _signing_key(registrar: Flask, tmp_path: Path) -> Path:
-    path = tmp_path / "registrar-signing-key.pem"
-    path.write_text(registrar.extensions["geoattest.signer"].public_pem())
-    return path
+    with service_apps(tmp_path, trust_dir, redis_url) as both:
+        yield both
 
 
 def _keys(app: Flask) -> dict[str, str]:

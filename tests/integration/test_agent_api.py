@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 import tpm
 from agent.evidence import EvidenceService
@@ -28,6 +30,7 @@ from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.dev.swtpm import SwtpmInstance, free_port_pair
+from geoattest.errors import AgentCertificateMismatch
 from geoattest.tls_material import (
     ClientTlsFiles,
     create_client_ca,
@@ -42,11 +45,13 @@ from tests.support.fleet_server import enrol_fleet, fleet_tls, serve_fleet
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 from tests.support.software_pki import SoftwareCa, make_ca
 from tpm import Alg
+from verifier.engine.fetch import AgentClient, ClientIdentity
 
 pytestmark = pytest.mark.swtpm
 
 PCRS = {"sha256": [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}  # swtpm_setup activates sha256 only
 BANK_ALGS = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
+_ONE_PCR = b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10]}'  # an object left open
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,16 +205,25 @@ def test_client_pinning_the_server_certificate_connects(agent: RunningAgent) -> 
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        (b"not json", "JSON object"),
+        (b"not json", "not valid JSON"),
         (b"[]", "body"),
         (b'{"pcrs": {"sha256": [10]}}', "nonce"),
         (b'{"nonce": "zz", "pcrs": {"sha256": [10]}}', "nonce"),
         (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"md5": [10]}}', "pcrs"),
         (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [24]}}', "pcrs"),
         (b'{"nonce": "' + b"a" * 33 + b'", "pcrs": {"sha256": [10]}}', "hex digits"),
-        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {}, "ima_offset": -1}', "ima_offset"),
+        (_ONE_PCR + b', "ima_offset": -1}', "ima_offset"),
+        # Nothing to quote: an empty selection proves nothing about the platform.
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {}}', "pcrs"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": []}}', "pcrs"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10, 10]}}', "pcrs"),
+        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10], "sha256": [0]}}', "duplicate"),
+        (_ONE_PCR + b', "ima_offset": 1e400}', "range"),
+        (_ONE_PCR + b', "ima_offset": 9007199254740993}', "beyond"),
+        (b'{"nonce": "\\ud800", "pcrs": {"sha256": [10]}}', "surrogate"),
+        (_ONE_PCR + b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nests"),
     ],
-)
+)  # fmt: skip
 def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where: str) -> None:
     with agent.session() as session:
         answer = session.post(
@@ -363,3 +377,35 @@ def _wait_until_serving(agent: RunningAgent, process: subprocess.Popen[bytes]) -
                 pass
         time.sleep(0.2)
     raise AssertionError("agent serve did not come up")
+
+
+def test_the_openapi_document_describes_the_evidence_api(agent: RunningAgent) -> None:
+    with agent.session() as session:
+        document = session.get(f"{agent.url}/v1/openapi.json", timeout=10).json()
+    assert document["openapi"] == "3.1.0"
+    assert set(document["paths"]) == {"/v1/evidence", "/v1/healthz", "/v1/openapi.json"}
+    evidence = document["paths"]["/v1/evidence"]["post"]
+    body = evidence["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    request_schema = document["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert request_schema["properties"]["pcrs"]["minProperties"] == 1  # the bounds enforced
+
+
+def _der(pem_path: Path) -> bytes:
+    return x509.load_pem_x509_certificate(pem_path.read_bytes()).public_bytes(Encoding.DER)
+
+
+def test_the_verifier_refuses_an_agent_api_that_is_not_the_pinned_one(
+    agent: RunningAgent, tmp_path: Path
+) -> None:
+    """An on-path impostor (any valid TLS server, even one that accepts the verifier's client
+    certificate) is not the enrolled agent: its certificate is not the one pinned."""
+    client = AgentClient(
+        ClientIdentity(cert_file=agent.client.client_cert, key_file=agent.client.client_key),
+        timeout=20,
+    )
+    request = EvidenceRequest(nonce="ab" * 16, pcrs=PCRS)
+    genuine = client.fetch_evidence(agent.url, _der(agent.server_cert), request)
+    assert genuine.quote.attest
+    other = ensure_server_identity(tmp_path / "impostor", "agent-under-test", "127.0.0.1")
+    with pytest.raises(AgentCertificateMismatch, match="pinned at enrolment"):
+        client.fetch_evidence(agent.url, _der(other.cert_path), request)

@@ -93,7 +93,10 @@ def test_forged_registrar_answers_are_refused(
         assert answer.json is not None
         return answer.status_code, str(answer.json.get("error", {}).get("code"))
 
-    record = genuine.view(node)
+    # Signed now: the helper's default time is its module's import, which in a long suite run is
+    # older than the verifier's freshness window.
+    now = dt.datetime.now(dt.UTC)
+    record = genuine.view(node, signed_at=now)
     # An attacker's software AK swapped into a genuine, signed record.
     fake.answer = record.model_copy(update={"ak_public": tpm.encode_tpm2b_public(attacker.ak)})
     assert add() == (502, "registrar_answer_invalid")
@@ -101,7 +104,7 @@ def test_forged_registrar_answers_are_refused(
     fake.answer = Registrar(clock=None).view(attacker)
     assert add() == (502, "registrar_answer_invalid")
     # Signed by the pinned key, yet an EK from a manufacturer the verifier does not trust.
-    fake.answer = genuine.view(SoftwareTpm(make_ca("Untrusted Manufacturer")))
+    fake.answer = genuine.view(SoftwareTpm(make_ca("Untrusted Manufacturer")), signed_at=now)
     assert add() == (403, "ek_untrusted")
     # The record as the registrar signed it is taken.
     fake.answer = record

@@ -282,8 +282,14 @@ def test_location_key_registered_later_for_an_active_agent(
             "location_key_invalid",
         )
         assert client.get_agent("late").location_key_public is None
-        # ...and the node's own is recorded.
-        accepted = requests.put(url, json=body, timeout=10)
+        # ...so is the node's own without a registrar nonce...
+        refused = requests.put(url, json=body, timeout=10)
+        assert refused.json()["error"]["code"] == "location_key_invalid"
+        assert "challenge" in refused.json()["error"]["message"]
+        # ...and it is recorded once certified over a fresh one.
+        nonce = requests.post(f"{url}/challenge", timeout=10).json()["nonce"]
+        key = ensure_location_key(device, agent_id="late", nonce=bytes.fromhex(nonce))
+        accepted = requests.put(url, json=key.model_dump(mode="json"), timeout=10)
     assert accepted.status_code == 200
     assert AgentView.model_validate(accepted.json()).location_key_public == key.public
     assert client.get_agent("late").location_key_public == key.public

@@ -28,7 +28,7 @@ from verifier.notify.webhooks import sign_payload
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 ALLOWED_FILES = {"/usr/bin/bash": b"bash", "/usr/sbin/sshd": b"sshd"}
-WEBHOOK_SECRET = "webhook-test-secret"  # noqa: S105  # a test value
+WEBHOOK_SECRET = "webhook-test-secret-of-32-characters"  # noqa: S105  # a test value
 
 
 @dataclass

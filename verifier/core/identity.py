@@ -142,7 +142,11 @@ def _check_location_key(agent_id: str, ak: tpm.TpmPublic, view: AgentView) -> No
             attest=attest,
             signature=signature,
             certified=key,
-            qualifying_data=location_key_qualifying_data(agent_id, ak.name),
+            qualifying_data=location_key_qualifying_data(
+                agent_id,
+                ak.name,
+                bytes.fromhex(view.location_key_nonce) if view.location_key_nonce else None,
+            ),
         )
     except (TpmFormatError, CertifyInvalid, LocationKeyInvalid) as e:
         raise LocationKeyInvalid(f"registrar record of {agent_id!r}: {e.message}") from e

@@ -19,6 +19,7 @@ from verifier.core.location import LocationRoundPolicy, location_policy_from_map
 
 IMA_PCR = 10
 BOOT_LOG_PCRS = tuple(range(8))  # the firmware's PCRs, which the boot event log accounts for
+MAX_LEASE_SECONDS = 7 * 24 * 3600  # a week: the longest lease a policy may ask for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,8 +78,16 @@ def policy_from_document(
         raise PolicyInvalid('ima_banks: at least one PCR bank is needed (e.g. ["sha256"])')
     max_age = None
     if document.max_age_seconds is not None:
-        if not math.isfinite(document.max_age_seconds) or document.max_age_seconds <= 0:
-            raise PolicyInvalid(f"max_age_seconds must be > 0, not {document.max_age_seconds}")
+        # Bounded: a lease of centuries overflows every datetime it is added to (a 500 on
+        # every read of the agent), and no one means more than this anyway.
+        if not (
+            math.isfinite(document.max_age_seconds)
+            and 0 < document.max_age_seconds <= MAX_LEASE_SECONDS
+        ):
+            raise PolicyInvalid(
+                f"max_age_seconds must be in (0, {MAX_LEASE_SECONDS}], "
+                f"not {document.max_age_seconds}"
+            )
         max_age = dt.timedelta(seconds=document.max_age_seconds)
     runtime = None
     if document.runtime_policy is not None:

@@ -3,9 +3,12 @@
 Deliveries run as Celery tasks with retries and backoff; every attempt is recorded in
 ``verifier_webhook_deliveries``.
 
-Webhook requests are ``POST`` with a JSON body and the headers ``X-Geoattest-Timestamp`` and
-``X-Geoattest-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>``; receivers
-should reject old timestamps and bad signatures.
+Webhook requests are ``POST`` with a JSON body and the headers ``X-Geoattest-Timestamp`` (Unix
+seconds) and ``X-Geoattest-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>``.
+Every delivery is signed: settings refuse webhook URLs without a secret, and a sender without one
+gives up rather than post unsigned. Receivers check both with ``verify_signature`` (or the
+stdlib-only receiver in docs/webhooks.md): a bad signature, or a timestamp more than
+``MAX_SKEW_SECONDS`` away from their clock (a replay), is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from verifier.storage.sql import event_of
 log = logging.getLogger(__name__)
 
 MAX_DELIVERY_ATTEMPTS = 8
+MAX_SKEW_SECONDS = 300
+SIGNATURE_HEADER = "X-Geoattest-Signature"
+TIMESTAMP_HEADER = "X-Geoattest-Timestamp"
 
 
 class WebhookDeliveryFailed(ReachabilityError):
@@ -34,8 +40,27 @@ class WebhookDeliveryFailed(ReachabilityError):
 
 
 def sign_payload(secret: bytes, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256(secret, timestamp ‖ "." ‖ body)>``: the body and its time."""
     digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def verify_signature(
+    secret: bytes,
+    timestamp: str,
+    signature: str,
+    body: bytes,
+    *,
+    now: datetime,
+    max_skew_seconds: int = MAX_SKEW_SECONDS,
+) -> bool:
+    """True when ``signature`` is ``sign_payload(secret, timestamp, body)`` (compared in constant
+    time) and ``timestamp`` is decimal Unix seconds within ``max_skew_seconds`` of ``now``."""
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return False
+    if abs(now.timestamp() - int(timestamp)) > max_skew_seconds:
+        return False
+    return hmac.compare_digest(sign_payload(secret, timestamp, body), signature)
 
 
 class WebhookSender:
@@ -78,10 +103,14 @@ class WebhookSender:
             log.error("webhook %s: giving up after %d attempts: %s", url, attempts, error)
 
     def _post(self, url: str, body: bytes) -> str | None:
+        if self._secret is None:  # settings refuse this; never post an unsigned webhook anyway
+            return "no webhook_secret configured: an unsigned webhook is never sent"
         timestamp = str(int(datetime.now(UTC).timestamp()))
-        headers = {"Content-Type": "application/json", "X-Geoattest-Timestamp": timestamp}
-        if self._secret is not None:
-            headers["X-Geoattest-Signature"] = sign_payload(self._secret, timestamp, body)
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign_payload(self._secret, timestamp, body),
+        }
         try:
             response = requests.post(url, data=body, headers=headers, timeout=self._timeout)
         except requests.RequestException as e:

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from geoattest.access.guard import requires
 from geoattest.access.keys import Role
-from geoattest.errors import MalformedRequest, NotFound
+from geoattest.errors import AgentIdInvalid, MalformedRequest, NotFound
 from geoattest.http import parse_body, validate_json
 from geoattest.http_upload import read_json_upload
+from geoattest.openapi import documented
+from geoattest.query_args import IntArg, TimeArg
 from geoattest.wire import (
-    AGENT_ID_PATTERN,
+    AGENT_ID_RULE,
+    POLICY_NAME_RULE,
     AddAgentRequest,
     AgentStatusView,
     EventView,
@@ -29,6 +31,8 @@ from geoattest.wire import (
     RoundPage,
     RoundRecordView,
     RoundSummaryView,
+    is_agent_id,
+    is_policy_name,
 )
 from verifier.core.reasons import Reason
 from verifier.engine.status import AgentStatus, StatusReader
@@ -37,10 +41,13 @@ from verifier.storage.records import FoldSummary, RecordStore, RecordSummary
 from verifier.storage.sql import StoredPolicy, VerifierStore
 
 blueprint = Blueprint("verifier", __name__, url_prefix="/v1")
+POLICY_LIMIT_CONFIG = "GEOATTEST_POLICY_UPLOAD_MAX_BYTES"  # settings.policy_upload_max_bytes
 
 MAX_PAGE = 1000
-POLICY_LIMIT_CONFIG = "GEOATTEST_POLICY_UPLOAD_MAX_BYTES"  # settings.policy_upload_max_bytes
-_AGENT_ID = re.compile(AGENT_ID_PATTERN)
+LIMIT = IntArg(name="limit", default=100, low=1, high=MAX_PAGE)
+AFTER_SEQ = IntArg(name="after_seq", default=0, low=0, high=2**53 - 1)
+FROM = TimeArg(name="from", description="records that ended at or after this time")
+TO = TimeArg(name="to", description="records that started before this time")
 
 
 def _ops() -> Operations:
@@ -69,17 +76,22 @@ def _now() -> dt.datetime:
 
 @blueprint.before_request
 def _check_request() -> None:
-    agent_id = (request.view_args or {}).get("agent_id")
-    if agent_id is not None and not _AGENT_ID.match(agent_id):
-        raise MalformedRequest("agent id must be 1-64 characters of [A-Za-z0-9._-]")
+    """Refuse path values the records could not hold, before any view runs."""
+    values = request.view_args or {}
+    agent_id = values.get("agent_id")
+    if agent_id is not None and not is_agent_id(agent_id):
+        raise AgentIdInvalid(f"{agent_id[:80]!a} is not an agent id: {AGENT_ID_RULE}")
+    name = values.get("name")
+    if name is not None and not is_policy_name(name):
+        raise MalformedRequest(f"{name[:80]!a} is not a policy name: {POLICY_NAME_RULE}")
 
 
 @blueprint.put("/policies/<name>")
 @requires(Role.ADMIN)
+@documented("Create or replace a policy", body=PolicyDocument, answer=PolicyView)
 def put_policy(name: str) -> Response:
     """A policy document up to ``policy_upload_max_bytes`` (not the API's 256 KiB), plain or
     ``Content-Encoding: gzip``, read in chunks (``geoattest.http_upload``)."""
-    _check_name(name)
     document = validate_json(
         PolicyDocument, read_json_upload(current_app.config[POLICY_LIMIT_CONFIG])
     )
@@ -88,18 +100,21 @@ def put_policy(name: str) -> Response:
 
 @blueprint.get("/policies")
 @requires(Role.VIEWER)
+@documented("Every policy")
 def list_policies() -> Response:
     return jsonify({"policies": [_policy_view(p) for p in _store().list_policies()]})
 
 
 @blueprint.get("/policies/<name>")
 @requires(Role.VIEWER)
+@documented("One policy", answer=PolicyView)
 def get_policy(name: str) -> Response:
     return jsonify(_policy_view(_store().get_policy(name)))
 
 
 @blueprint.delete("/policies/<name>")
 @requires(Role.ADMIN)
+@documented("Delete a policy no agent uses", status=204)
 def delete_policy(name: str) -> tuple[str, int]:
     _ops().delete_policy(name)
     return "", 204
@@ -107,6 +122,9 @@ def delete_policy(name: str) -> tuple[str, int]:
 
 @blueprint.post("/agents/<agent_id>")
 @requires(Role.ADMIN)
+@documented(
+    "Start verifying an enrolled agent", body=AddAgentRequest, answer=AgentStatusView, status=201
+)
 def add_agent(agent_id: str) -> tuple[Response, int]:
     body = parse_body(AddAgentRequest)
     _ops().add_agent(agent_id, body.policy)
@@ -115,18 +133,21 @@ def add_agent(agent_id: str) -> tuple[Response, int]:
 
 @blueprint.get("/agents")
 @requires(Role.VIEWER)
+@documented("Every agent under verification, through the lease")
 def list_agents() -> Response:
     return jsonify({"agents": [status_view(status) for status in _status().all(_now())]})
 
 
 @blueprint.get("/agents/<agent_id>")
 @requires(Role.VIEWER)
+@documented("One agent, through the lease", answer=AgentStatusView)
 def show_agent(agent_id: str) -> Response:
     return jsonify(status_view(_status().one(agent_id, _now())))
 
 
 @blueprint.put("/agents/<agent_id>/policy")
 @requires(Role.ADMIN)
+@documented("Move an agent to another policy", body=AddAgentRequest, answer=AgentStatusView)
 def set_agent_policy(agent_id: str) -> Response:
     body = parse_body(AddAgentRequest)
     _ops().set_policy(agent_id, body.policy)
@@ -138,6 +159,11 @@ _ACTIONS = ("pause", "resume", "readmit", "refresh")
 
 @blueprint.post("/agents/<agent_id>/<action>")
 @requires(Role.ADMIN)
+@documented(
+    "Pause, resume, re-admit or refresh an agent",
+    answer=AgentStatusView,
+    path={"action": {"type": "string", "enum": list(_ACTIONS)}},
+)
 def act_on_agent(agent_id: str, action: str) -> Response:
     if action not in _ACTIONS:
         raise NotFound(f"no action {action!r} (one of {', '.join(_ACTIONS)})")
@@ -147,6 +173,7 @@ def act_on_agent(agent_id: str, action: str) -> Response:
 
 @blueprint.delete("/agents/<agent_id>")
 @requires(Role.ADMIN)
+@documented("Stop verifying an agent", status=204)
 def remove_agent(agent_id: str) -> tuple[str, int]:
     _ops().remove(agent_id)
     return "", 204
@@ -154,6 +181,7 @@ def remove_agent(agent_id: str) -> tuple[str, int]:
 
 @blueprint.get("/agents/<agent_id>/events")
 @requires(Role.VIEWER)
+@documented("An agent's state transitions")
 def agent_events(agent_id: str) -> Response:
     events = [
         EventView.model_validate(e.to_json()).model_dump(mode="json")
@@ -164,18 +192,17 @@ def agent_events(agent_id: str) -> Response:
 
 @blueprint.get("/agents/<agent_id>/rounds")
 @requires(Role.VIEWER)
+@documented(
+    "An agent's evidence records in chain order",
+    answer=RoundPage,
+    query=(LIMIT, FROM, TO, AFTER_SEQ),
+)
 def agent_rounds(agent_id: str) -> Response:
     """Evidence records (and folds) in chain order: ``?from=&to=`` (ISO 8601), ``after_seq``,
     ``limit`` (at most 1000)."""
+    limit, since, until, after_seq = LIMIT.read(), FROM.read(), TO.read(), AFTER_SEQ.read()
     _store().get_agent(agent_id)
-    limit = _int_arg("limit", 100, 1, MAX_PAGE)
-    items = _records().page(
-        agent_id,
-        since=_time_arg("from"),
-        until=_time_arg("to"),
-        after_seq=_int_arg("after_seq", 0, 0, 2**62),
-        limit=limit,
-    )
+    items = _records().page(agent_id, since=since, until=until, after_seq=after_seq, limit=limit)
     views = [_round_view(item) for item in items]
     last = items[-1] if items else None
     next_after = None
@@ -186,6 +213,7 @@ def agent_rounds(agent_id: str) -> Response:
 
 @blueprint.get("/agents/<agent_id>/rounds/<round_id>")
 @requires(Role.VIEWER)
+@documented("One evidence record", answer=RoundRecordView)
 def agent_round(agent_id: str, round_id: str) -> Response:
     stored = _records().get(agent_id, round_id)
     view = RoundRecordView(
@@ -198,32 +226,6 @@ def agent_round(agent_id: str, round_id: str) -> Response:
         record=json.loads(stored.canonical),
     )
     return jsonify(view.model_dump(mode="json"))
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise MalformedRequest(f"{name} must be an integer in {low}..{high}")
-    return int(raw)
-
-
-def _time_arg(name: str) -> dt.datetime | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise MalformedRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T10:00:00Z") from e
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-
-
-def _check_name(name: str) -> None:
-    PolicyView.model_validate(
-        {"name": name, "version": 0, "updated_at": "2026-01-01T00:00:00Z", "document": {}}
-    )
 
 
 def _policy_view(policy: StoredPolicy) -> dict[str, object]:

@@ -11,13 +11,17 @@ make no request anywhere else, and runs no inline script.
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 import redis
-from flask import Blueprint, Flask, Response, send_from_directory
+from flask import Blueprint, Flask, Response
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import NotFound
+from werkzeug.security import safe_join
 
 from geoattest.access.guard import public
+from geoattest.openapi import documented
 from geofence import ZoneSet
 from verifier.storage.fleet_reads import FleetReads
 from verifier.web.fleet_api import POSITIONS, READS, REDIS, ZONES, fleet_blueprint
@@ -35,15 +39,36 @@ dashboard_blueprint = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 @dashboard_blueprint.get("/")
 @public
+@documented("The dashboard page (it asks for an API key and reads /v1 with it)")
 def index() -> Response:
-    return _secured(send_from_directory(STATIC, "index.html", max_age=0))
+    return _secured(_static("index.html", max_age=0))
 
 
 @dashboard_blueprint.get("/<path:name>")
 @public
+@documented(
+    "A static file of the dashboard",
+    path={"name": {"type": "string", "minLength": 1, "maxLength": 200}},
+)
 def asset(name: str) -> Response:
     """A static file of the dashboard (404 for anything outside ``static/``)."""
-    return _secured(send_from_directory(STATIC, name, max_age=300))
+    return _secured(_static(name, max_age=300))
+
+
+def _static(name: str, *, max_age: int) -> Response:
+    """A file under ``static/``, read whole (small files: no open file outlives the request);
+    ``NotFound`` for anything else (``safe_join`` refuses ``..`` and absolute paths)."""
+    found = safe_join(str(STATIC), name)
+    try:
+        data = Path(found).read_bytes() if found is not None and len(name) <= 200 else None
+    except OSError:  # a directory, a missing file, a name the file system cannot hold
+        data = None
+    if data is None:
+        raise NotFound()
+    response = Response(data, mimetype=mimetypes.guess_type(name)[0])
+    response.cache_control.max_age = max_age
+    response.cache_control.public = max_age > 0
+    return response
 
 
 def _secured(response: Response) -> Response:

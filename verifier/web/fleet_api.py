@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from geoattest.access.guard import caller, requires
 from geoattest.access.keys import Role
 from geoattest.errors import MalformedRequest
+from geoattest.openapi import documented
 from geoattest.wire import AGENT_ID_PATTERN
 from geofence import ZoneSet
 from verifier.core.position import NodePosition
@@ -56,6 +57,7 @@ def _now() -> dt.datetime:
 
 @fleet_blueprint.get("/whoami")
 @requires(Role.VIEWER)
+@documented("The caller's API key name and role")
 def whoami() -> Response:
     """The caller's key name and role (the dashboard offers admin actions to admins only)."""
     who = caller()
@@ -65,6 +67,7 @@ def whoami() -> Response:
 
 @fleet_blueprint.get("/fleet")
 @requires(Role.VIEWER)
+@documented("Every agent through the lease, counts per state, last judged positions")
 def fleet() -> Response:
     """Every agent through its lease, with its last judged position, and counts per state."""
     reader: StatusReader = current_app.extensions["geoattest.status"]
@@ -90,6 +93,7 @@ def fleet() -> Response:
 
 @fleet_blueprint.get("/zones")
 @requires(Role.VIEWER)
+@documented("The zones the policies name, as GeoJSON")
 def zones() -> Response:
     """The zones the stored policies name, as GeoJSON (each feature lists those policies)."""
     zone_set: ZoneSet | None = current_app.extensions.get(ZONES)
@@ -120,6 +124,7 @@ def zones() -> Response:
 
 @fleet_blueprint.get("/events")
 @requires(Role.VIEWER)
+@documented("Recent state changes (agent, limit)")
 def events() -> Response:
     """Events across the fleet (``agent``, ``after_id``, ``limit``), oldest first."""
     found = _reads().events(
@@ -132,6 +137,7 @@ def events() -> Response:
 
 @fleet_blueprint.get("/events/stream")
 @requires(Role.VIEWER)
+@documented("State changes as server-sent events (resumes with Last-Event-ID)")
 def stream() -> Response:
     """Server-sent events (``verifier.web.event_stream``); ``agent`` filters one agent."""
     resume = request.headers.get("Last-Event-ID") or request.args.get("after_id") or "0"
@@ -147,6 +153,7 @@ def stream() -> Response:
 
 @fleet_blueprint.get("/agents/<agent_id>/identity")
 @requires(Role.VIEWER)
+@documented("An agent's identity: EK chain, AK, location key")
 def identity(agent_id: str) -> Response:
     held = _reads().identity(agent_id)
     return jsonify(
@@ -164,6 +171,7 @@ def identity(agent_id: str) -> Response:
 
 @fleet_blueprint.get("/agents/<agent_id>/tokens")
 @requires(Role.VIEWER)
+@documented("Tokens issued to an agent (metadata, never the token)")
 def tokens(agent_id: str) -> Response:
     """The newest tokens issued to the agent (at most ``limit``, 50 by default), newest first."""
     _reads().identity(agent_id)  # 404 for an agent not under verification

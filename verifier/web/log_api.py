@@ -22,6 +22,7 @@ from geoattest.access.guard import public, requires
 from geoattest.access.keys import Role
 from geoattest.errors import MalformedRequest
 from geoattest.http import parse_body
+from geoattest.openapi import documented
 from geoattest.wire import AgentId
 from verifier.core.checkpoint import decode_checkpoint
 from verifier.core.jws import peek_header, unb64url
@@ -61,6 +62,7 @@ def _keys() -> Keyring:
 
 @log_blueprint.get("/checkpoint")
 @public
+@documented("The newest signed checkpoint of the transparency log")
 def latest_checkpoint() -> Response:
     """The newest signed checkpoint."""
     return jsonify(_checkpoint_view(_log().latest_checkpoint()))
@@ -68,13 +70,20 @@ def latest_checkpoint() -> Response:
 
 @log_blueprint.get("/checkpoints/<int:size>")
 @public
+@documented(
+    "The first checkpoint signed at a tree size",
+    path={"size": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX}},
+)
 def checkpoint_of_size(size: int) -> Response:
     """The first checkpoint signed at tree size ``size`` (to check consistency against)."""
+    if size > MAX_INDEX:
+        raise MalformedRequest(f"size must be at most {MAX_INDEX}")
     return jsonify(_checkpoint_view(_log().checkpoint_of_size(size)))
 
 
 @log_blueprint.get("/proof/inclusion")
 @public
+@documented("An RFC 9162 inclusion proof (index or leaf_hash, and size)")
 def inclusion_proof() -> Response:
     """``?index=I&size=N`` or ``?leaf_hash=HEX&size=N``: the audit path of a leaf."""
     size = _int_arg("size")
@@ -99,6 +108,7 @@ def inclusion_proof() -> Response:
 
 @log_blueprint.get("/proof/consistency")
 @public
+@documented("An RFC 9162 consistency proof between two tree sizes (from, to)")
 def consistency_proof() -> Response:
     """``?from=M&to=N`` (0 < M <= N): the tree of M leaves is a prefix of the tree of N."""
     old, new = _int_arg("from"), _int_arg("to")
@@ -110,6 +120,7 @@ def consistency_proof() -> Response:
 
 @log_blueprint.get("/entries")
 @requires(Role.VIEWER)
+@documented("Log entries by index (start, end; at most 1000)")
 def entries() -> Response:
     """``?start=S&end=E`` (at most 1000): the entries' canonical bytes (base64 ``entry``, what
     the leaf hash covers) and the same entry parsed, for reading."""
@@ -122,6 +133,7 @@ def entries() -> Response:
 
 @log_blueprint.get("/keys")
 @public
+@documented("The log keys (JWKS): active, next and every retired one")
 def keys() -> Response:
     """The log's public keys (JWKS): active, next and every retired one."""
     return jsonify(_keys().jwks(dt.datetime.now(dt.UTC)))
@@ -129,6 +141,7 @@ def keys() -> Response:
 
 @log_blueprint.post("/audit")
 @requires(Role.ADMIN)
+@documented("A key service's record of a release or refusal", body=AuditRequest, status=202)
 def append_audit() -> tuple[Response, int]:
     body = parse_body(AuditRequest)
     entry = AuditEntry(

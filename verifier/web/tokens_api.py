@@ -25,7 +25,14 @@ from geoattest.access.guard import public, requires
 from geoattest.access.keys import Role
 from geoattest.errors import MalformedRequest
 from geoattest.http import parse_body
-from geoattest.wire_tokens import TokenChallengeRequest, TokenSessionRequest
+from geoattest.openapi import documented
+from geoattest.wire_tokens import (
+    TokenChallengeRequest,
+    TokenChallengeView,
+    TokenSessionRequest,
+    TokenSessionView,
+    TokenView,
+)
 from verifier.signing.keyring import Keyring
 from verifier.storage.tokens import MAX_PAGE, StoredToken, TokenLedger
 from verifier.tokens.service import TokenService
@@ -59,6 +66,7 @@ def _now() -> dt.datetime:
 
 @blueprint.get("/.well-known/jwks.json")
 @public
+@documented("The token keys (JWKS): next, active, and retired until their tokens expired")
 def jwks() -> Response:
     response = jsonify(_keyring().jwks(_now()))
     response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
@@ -67,6 +75,7 @@ def jwks() -> Response:
 
 @blueprint.get("/v1/tokens/status")
 @public
+@documented("The signed revocation status of tokens already issued (application/jwt)")
 def status() -> Response:
     publisher: StatusPublisher = current_app.extensions[STATUS]
     response = current_app.response_class(publisher.document(), mimetype="application/jwt")
@@ -76,6 +85,11 @@ def status() -> Response:
 
 @blueprint.post("/v1/token-sessions/challenge")
 @public
+@documented(
+    "A single-use challenge for an agent's token session",
+    body=TokenChallengeRequest,
+    answer=TokenChallengeView,
+)
 def session_challenge() -> Response:
     body = parse_body(TokenChallengeRequest)
     view = _service().challenge(body.agent_id)
@@ -84,6 +98,12 @@ def session_challenge() -> Response:
 
 @blueprint.post("/v1/token-sessions")
 @public
+@documented(
+    "A token session whose AK quote binds the challenge and the session key",
+    body=TokenSessionRequest,
+    answer=TokenSessionView,
+    status=201,
+)
 def open_session() -> tuple[Response, int]:
     view = _service().open_session(parse_body(TokenSessionRequest))
     return jsonify(view.model_dump(mode="json")), 201
@@ -91,6 +111,11 @@ def open_session() -> tuple[Response, int]:
 
 @blueprint.post("/v1/tokens")
 @public
+@documented(
+    "A PoR/PoG token for a request signed by the session key (a compact JWS, application/jose)",
+    answer=TokenView,
+    status=201,
+)
 def issue() -> tuple[Response, int]:
     signed = request.get_data(as_text=True)
     if not signed or len(signed) > MAX_REQUEST_CHARS:
@@ -101,6 +126,7 @@ def issue() -> tuple[Response, int]:
 
 @blueprint.get("/v1/tokens")
 @requires(Role.ADMIN)
+@documented("Tokens issued in a window (bearer credentials until they expire)")
 def issued() -> Response:
     """Operator-only: the tokens are bearer credentials until they expire."""
     ledger: TokenLedger = current_app.extensions[LEDGER]
@@ -116,6 +142,7 @@ def issued() -> Response:
 
 @blueprint.post("/v1/tokens/keys/rotate")
 @requires(Role.ADMIN)
+@documented("Rotate the token keys: the next key becomes active")
 def rotate() -> Response:
     active = _keyring().rotate(_now())
     return jsonify({"active": active, "keys": _keyring().jwks(_now())["keys"]})

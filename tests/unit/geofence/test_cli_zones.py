@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from geoattest.cli_zones import EXIT_INSIDE, EXIT_INVALID, EXIT_OUTSIDE, EXIT_UNCERTAIN, zones
@@ -42,3 +43,25 @@ def test_invalid_file_and_usage() -> None:
     code, out = run("--lat", "1", "--lon", "0", "--zone", "XXX", "--repair")
     assert code == 2
     assert "no zone with id 'XXX'" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--lat", "nan", "--lon", "0"),
+        ("--lat", "0", "--lon", "NaN"),
+        ("--lat", "0", "--lon", "0", "--accuracy", "nan"),
+        ("--lat", "0", "--lon", "0", "--accuracy", "inf"),
+        ("--lat", "0", "--lon", "0", "--accuracy", "1e400"),
+        ("--lat", "0", "--lon", "0", "--accuracy", "1e308"),
+        ("--lat", "-inf", "--lon", "0"),
+        ("--lat", "north", "--lon", "0"),
+    ],
+)
+def test_numbers_a_human_never_means_are_usage_errors(args: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(
+        zones, ["check", str(vector("zones/ne_110m_admin_0_countries.geojson")), *args, "--repair"]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Invalid value" in result.output

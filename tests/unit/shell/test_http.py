@@ -10,8 +10,9 @@ from flask.testing import FlaskClient
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
-from geoattest.errors import EkUntrusted
-from geoattest.http import install_api_plumbing, parse_body
+from geoattest.errors import EkUntrusted, MalformedRequest
+from geoattest.http import install_api_plumbing, parse_body, validate_json
+from geoattest.query_args import int_arg, time_arg
 
 
 class _Body(BaseModel):
@@ -26,6 +27,13 @@ def client() -> FlaskClient:
     @app.post("/echo")
     def echo() -> ResponseReturnValue:
         return jsonify({"name": parse_body(_Body).name})
+
+    @app.get("/args")
+    def args() -> ResponseReturnValue:
+        moment = time_arg("at")
+        return jsonify(
+            {"n": int_arg("n", 7, 1, 1000), "at": moment.isoformat() if moment else None}
+        )
 
     @app.get("/refuse")
     def refuse() -> ResponseReturnValue:
@@ -98,3 +106,71 @@ def test_request_id_is_echoed(client: FlaskClient) -> None:
     response = client.get("/refuse", headers={"X-Request-Id": "abc123"})
     assert response.headers["X-Request-Id"] == "abc123"
     assert len(client.get("/refuse").headers["X-Request-Id"]) == 32
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "a", "name": "b"}',
+        b'{"name": "\\ud800"}',
+        b'{"name": "a", "n": NaN}',
+        b'{"name": "a", "n": 1e999}',
+        b'{"name": "a", "n": 18446744073709551616}',
+        b"[" * 50_000,
+    ],
+)
+def test_bodies_without_one_meaning_are_400(client: FlaskClient, body: bytes) -> None:
+    response = client.post("/echo", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json is not None
+    assert response.json["error"]["code"] == "malformed_request"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "n=0",
+        "n=1001",
+        "n=-1",
+        "n=%C2%B2",  # "²": str.isdigit() says yes, int() says no
+        "n=1e3",
+        "n=",
+        "n=" + "9" * 400,
+        "at=yesterday",
+        "at=0001-01-01T00:00:00%2B14:00",  # overflows when moved to UTC
+        "at=9999-12-31T23:59:59-14:00",
+        "at=1969-12-31T23:59:59Z",
+    ],
+)
+def test_query_arguments_outside_their_range_are_400(client: FlaskClient, query: str) -> None:
+    response = client.get(f"/args?{query}")
+    assert response.status_code == 400, response.json
+    assert response.json is not None
+    assert response.json["error"]["code"] == "malformed_request"
+
+
+def test_query_arguments_in_range_are_read() -> None:
+    app = Flask("test")
+    install_api_plumbing(app)
+    with app.test_request_context("/args?n=1000&at=2026-12-01T10:00:00%2B02:00"):
+        assert int_arg("n", 7, 1, 1000) == 1000
+        moment = time_arg("at")
+        assert moment is not None
+        assert moment.isoformat() == "2026-12-01T08:00:00+00:00"
+    with app.test_request_context("/args?at=2026-12-01T10:00:00"):
+        assert int_arg("n", 7, 1, 1000) == 7
+        assert str(time_arg("at")) == "2026-12-01 10:00:00+00:00"  # naive is UTC
+
+
+class _Counts(BaseModel):
+    counts: dict[str, int]
+
+
+def test_client_chosen_names_in_messages_are_escaped_and_bounded() -> None:
+    with pytest.raises(MalformedRequest) as caught:
+        validate_json(_Counts, {"counts": {"a\nFAKE LOG LINE\x1b[31m" * 50: "x"}})
+    message = caught.value.message
+    assert "FAKE" in message  # the name is shown, escaped
+    assert message.isascii()
+    assert message.isprintable()
+    assert len(message) < 300
