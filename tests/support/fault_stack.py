@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -267,6 +268,7 @@ def fault_stack(
             work, redis_server.url, registrar, tls_dir=work / "tls" / "verifier",
             database_url=database_url, verifier_port=free_port(),
             webhook_urls=(webhooks.served.url + "/hook",),
+            webhook_secret=secrets.token_urlsafe(32),  # webhooks are always signed
         )  # fmt: skip
         admin = issue_api_key(database_url, Role.ADMIN, "faults-admin")  # migrates first
         env = settings_environment(settings)
