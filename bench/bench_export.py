@@ -55,7 +55,7 @@ from geoattest.settings import Settings, load_settings
 from geoattest.trust_files import load_trust_store_dir
 from geoattest.wire import EvidenceRequest, PolicyDocument
 from tests.support.agent_simulator import AgentSimulator, make_simulators, policy_document
-from tests.support.registrar_server import running_registrar
+from tests.support.registrar_server import RunningRegistrar, running_registrar
 from tests.support.software_pki import make_ca
 from verifier.core.evidence import parse_evidence
 from verifier.core.log_entry import FoldEntry, RecordEntry
@@ -263,7 +263,7 @@ def export_bench(work: Path, agents: int) -> dict[str, float]:
     laid = [lay_down(engine, sim.agent_id, [(0, drafts)]) for sim in sims]
     with running_registrar(work, work / "ek-ca") as registrar:
         _enrol(registrar.url, sims)
-        settings = _settings(work, registrar.url)
+        settings = _settings(work, registrar)
         sequence_and_sign(_log(engine), log_keyring(settings), dt.datetime.now(dt.UTC))
         stored = _stored_bytes(engine, [sim.agent_id for sim in sims])
         spec = ExportSpec(
@@ -307,7 +307,7 @@ def verify_bench(work: Path, days: int) -> dict[str, float]:
     laid = lay_down(engine, sims[0].agent_id, [(d, drafts) for d in range(days)])
     with running_registrar(work, work / "ek-ca") as registrar:
         _enrol(registrar.url, sims)
-        settings = _settings(work, registrar.url)
+        settings = _settings(work, registrar)
         sequence_and_sign(_log(engine), log_keyring(settings), dt.datetime.now(dt.UTC))
         spec = ExportSpec(
             agents=(sims[0].agent_id,), policy=None, zone=None, start=START,
@@ -342,10 +342,11 @@ def _policy(document: dict[str, object]) -> AttestationPolicy:
     return policy_from_document(POLICY, 1, parsed, None, digest=digest)
 
 
-def _settings(work: Path, registrar_url: str) -> Settings:
+def _settings(work: Path, registrar: RunningRegistrar) -> Settings:
     return load_settings(
         database_url=f"sqlite:///{work / 'verifier.sqlite'}",
-        registrar_url=registrar_url,
+        registrar_url=registrar.url,
+        registrar_api_key=registrar.reader_key,
         verifier_keys_dir=work / "keys",
         ek_ca_dir=work / "ek-ca",
         log_origin="geoattest/log/bench",

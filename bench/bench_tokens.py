@@ -65,6 +65,7 @@ from geoattest.settings import load_settings
 from geoattest.wire import PolicyDocument, QuoteWire
 from geoattest.wire_tokens import TOKEN_REQUEST_TYP, PublicJwk, token_session_qualifying_data
 from tests.support.agent_simulator import AgentSimulator, policy_document
+from tests.support.identity_trust import unused_identity_trust
 from tests.support.redis_server import running_redis
 from tests.support.runner_stack import ALLOWED, POLICY, RunnerStack, runner_stack
 from tests.support.token_stack import SimQuoter, order, token_stack
@@ -174,6 +175,7 @@ def api_process(
         verifier_tls_dir=workdir / "tls",
         verifier_port=port,
         log_level="WARNING",
+        **unused_identity_trust(workdir),
     )
     log = (workdir / f"api-{index}.log").open("wb")
     process = subprocess.Popen(
