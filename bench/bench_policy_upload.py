@@ -8,7 +8,7 @@ under a small policy. Then a policy with ``--entries`` file digests (plus the ag
 gzip-compressed over HTTP in place of it. Reported:
 
 * upload: from the start of the PUT to its answer (the API read, decompressed, validated,
-  canonicalised, parsed and stored it, and answered with the document);
+  canonicalised, parsed and stored it, and answered with its name, version, digest and size);
 * first round: from the answer to the end of the agent's first passed round that started
   after it (the worker process reloaded the fleet configuration, parsed the policy, replayed
   the agent's IMA log against it);
@@ -112,6 +112,8 @@ def run(entries: int, database: str) -> dict[str, object]:
             "database": database,
             "json_mb": round(len(raw) / 1e6, 1),
             "gzip_mb": round(len(body) / 1e6, 1),
+            "answer_bytes": len(answer.content),
+            "stored_mb": round(answer.json()["size_bytes"] / 1e6, 1),
             "upload_s": round(upload, 2),
             "first_round_s": round(first_round, 2),
             "total_s": round(upload + first_round, 2),

@@ -11,7 +11,7 @@ from agent.enrolment import AkSpec, ApiEndpoint, default_agent_id
 from agent.enrolment import enrol as run_enrolment
 from agent.gnss.spec import parse_source_spec
 from agent.registrar_client import RegistrarClient
-from geoattest.cli import build_settings, reports_errors
+from geoattest.cli import build_settings, listening, reports_errors
 from geoattest.cli_types import PORT
 from geoattest.settings import Settings
 from geoattest.wire import AgentView
@@ -112,7 +112,8 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
     def open_device() -> TpmDevice:
         return TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm)
 
-    run_server(settings, open_device, agent_id)
+    with listening("the agent", settings.agent_host, settings.agent_port):
+        run_server(settings, open_device, agent_id)
 
 
 def _agent_id_from_tpm(settings: Settings) -> str:

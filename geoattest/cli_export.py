@@ -1,11 +1,11 @@
 """``geoattest export`` (a signed residency-proof bundle of a window) and ``geoattest
 verify-bundle`` (its offline verification: no database, no service).
 
-``verify-bundle`` exits 0 when the bundle verifies and every agent was attested (and inside
-its zones) for the whole window; 1 when it verifies but the window holds failures, gaps or
-outside/uncertain decisions (listed); 2 when the bundle fails verification (the first failing
-file and check are named); 3 when the bundle, a key or the CA directory cannot be read; 4 on a
-usage error.
+``verify-bundle`` exits (the shell's one table, ``geoattest.cli.EXIT_TABLE``) 0 when the bundle
+verifies and every agent was attested (and inside its zones) for the whole window; 4 when it
+verifies but the window holds failures, gaps or outside/uncertain decisions (listed); 2 when the
+bundle fails verification (the first failing file and check are named); 3 when the bundle, a key
+or the CA directory cannot be read; 1 on a usage error.
 """
 
 from __future__ import annotations
@@ -18,12 +18,17 @@ from typing import NoReturn
 
 import click
 
-from geoattest.cli import VerifyingCommand, build_settings, reports_errors
+from geoattest.cli import (
+    EXIT_FINDINGS,
+    EXIT_REFUSED,
+    EXIT_UNREADABLE,
+    OutputPath,
+    build_settings,
+    reports_errors,
+)
 from geoattest.errors import BundleInvalid, BundleUnreadable, ConfigurationError, GeoattestError
 
-EXIT_FINDINGS = 1
-EXIT_INVALID = 2
-EXIT_UNREADABLE = 3
+EXIT_INVALID = EXIT_REFUSED
 AT_MARGIN = dt.timedelta(minutes=15)
 
 
@@ -43,7 +48,7 @@ def parse_time(value: str, name: str) -> dt.datetime:
 @click.option("--from", "start", help="Window start (ISO 8601, UTC if no offset).")
 @click.option("--to", "end", help="Window end (ISO 8601).")
 @click.option("--at", "at", help="A moment to answer for: exports the 15 minutes around it.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=OutputPath(), required=True)
 @click.option("--db", "database_url", help="SQLAlchemy database URL.")
 @click.option("--registrar", "registrar_url", help="Registrar base URL.")
 @click.option("--keys-dir", "verifier_keys_dir", type=click.Path(path_type=Path))
@@ -100,7 +105,7 @@ def export(
     )
 
 
-@click.command("verify-bundle", cls=VerifyingCommand)
+@click.command("verify-bundle")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--ek-ca",
@@ -158,9 +163,9 @@ def verify_bundle_command(
     sys.exit(0 if result.clean else EXIT_FINDINGS)
 
 
-@click.command("report", cls=VerifyingCommand)
+@click.command("report")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("-o", "--output", type=OutputPath(), required=True,
               help="report.html, report.pdf, or rounds.csv (the per-round table).")  # fmt: skip
 @click.option("--ek-ca", "ek_ca", required=True, type=click.Path(path_type=Path))
 @click.option("--verifier-key", "verifier_key", required=True, type=click.Path(path_type=Path))

@@ -136,11 +136,12 @@ def policies() -> None:
 @click.pass_context
 @reports_errors
 def policies_list(ctx: click.Context, /, verifier_url: str | None, as_json: bool) -> None:
+    """Stored policies: name, version, size and digest (``policies show`` prints one)."""
     answer = _api(ctx, verifier_url).call("GET", "/v1/policies")
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
-    _table(answer["policies"], ("name", "version", "updated_at", "sha256"))
+    _table(answer["policies"], ("name", "version", "updated_at", "size_bytes", "sha256"))
 
 
 @policies.command("show")

@@ -14,13 +14,14 @@ from pathlib import Path
 import click
 import waitress
 
-from geoattest.cli import build_settings, reports_errors
+from geoattest.cli import OutputPath, build_settings, listening, reports_errors
 from geoattest.errors import NotFound
 from geoattest.private_files import create_private_file
 
 log = logging.getLogger(__name__)
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
+_OUT = OutputPath()
 _DIR = click.Path(file_okay=False, path_type=Path)
 
 
@@ -31,7 +32,7 @@ def keys() -> None:
 
 @keys.command("seal")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=_FILE, required=True, help="The sealed file to write.")
+@click.option("-o", "--output", type=_OUT, required=True, help="The sealed file to write.")
 @click.option("--key-id", required=True, help="The model key (created if it does not exist).")
 @click.option("--zone", "zones", multiple=True, help="Zone the key is bound to (new keys).")
 @click.option("--workload", "workloads", multiple=True, help="Executable SHA-256 (hex) allowed.")
@@ -90,7 +91,10 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
     settings = build_settings(ctx, **flags)
     app = create_app(settings)
     log.info("key service on %s:%d", settings.keys_host, settings.keys_port)
-    waitress.serve(app, host=settings.keys_host, port=settings.keys_port, ident="geoattest-keys")
+    with listening("the key service", settings.keys_host, settings.keys_port):
+        waitress.serve(
+            app, host=settings.keys_host, port=settings.keys_port, ident="geoattest-keys"
+        )
 
 
 def _fetch(settings_flags: dict[str, object], ctx: click.Context, key_id: str) -> bytes:
@@ -109,7 +113,7 @@ def _fetch(settings_flags: dict[str, object], ctx: click.Context, key_id: str) -
 
 @keys.command("fetch")
 @click.option("--key-id", required=True)
-@click.option("-o", "--output", type=_FILE, required=True, help="Where to write the key (0600).")
+@click.option("-o", "--output", type=_OUT, required=True, help="Where to write the key (0600).")
 @click.option("--service", "keys_url", help="The key service's URL.")
 @click.option("--socket", "workload_socket", type=_FILE, help="The agent's workload socket.")
 @click.option("--audience", "keys_audience", help="The key service's audience.")
@@ -125,7 +129,7 @@ def fetch(ctx: click.Context, /, key_id: str, output: Path, **flags: object) -> 
 
 @keys.command("open")
 @click.argument("sealed", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=_FILE, required=True, help="The decrypted model (0600).")
+@click.option("-o", "--output", type=_OUT, required=True, help="The decrypted model (0600).")
 @click.option("--key-id", help="Fetch this key for this process (through the agent).")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--service", "keys_url", help="The key service's URL.")

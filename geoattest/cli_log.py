@@ -1,8 +1,9 @@
 """``geoattest log …`` (the transparency log: sign now, rotate its key, print its keys) and
 ``geoattest audit verify`` (the log and what it vouches for, against its checkpoints).
 
-``audit verify`` exits 0 when everything holds, 2 when something was changed or removed (each
-finding printed), 3 when the database or a key file cannot be read, 4 on a usage error.
+``audit verify`` exits (the shell's one table) 0 when everything holds, 2 when something was
+changed or removed (each finding printed), 3 when the database or a key file cannot be read, 1
+on a usage error.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from geoattest.cli import VerifyingCommand, build_settings, reports_errors
+from geoattest.cli import EXIT_REFUSED, EXIT_UNREADABLE, build_settings, reports_errors
 from geoattest.errors import GeoattestError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-EXIT_BROKEN = 2
-EXIT_UNREADABLE = 3
+EXIT_BROKEN = EXIT_REFUSED
 
 
 @click.group("log")
@@ -93,7 +93,7 @@ def audit() -> None:
     """Audit what the verifier stored against its own signed checkpoints."""
 
 
-@audit.command("verify", cls=VerifyingCommand)
+@audit.command("verify")
 @click.option("--db", "database_url", help="SQLAlchemy database URL.")
 @click.option(
     "--verifier-key",

@@ -25,7 +25,7 @@ from allowlists.ima.policy import (
 )
 from allowlists.ima.replay import ImaState, replay_and_check
 from allowlists.ima.template import BANK_SIZES, DIGEST_SIZES, parse_entry
-from geoattest.cli import reports_errors
+from geoattest.cli import OutputPath, reports_errors
 from geoattest.errors import ConfigurationError
 from geoattest.policy_scan import PolicyScan, ScanStats, read_mounts
 
@@ -55,7 +55,7 @@ def _write(policy: RuntimePolicy, output: Path) -> None:
 
 @ima.command("import")
 @click.argument("keylime_policy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="'-': stdout")
+@click.option("-o", "--output", type=OutputPath(allow_dash=True), required=True, help="'-': stdout")
 @click.option(
     "--keylime-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -84,7 +84,7 @@ def import_policy(keylime_policy: Path, output: Path, keylime_key: Path | None) 
 
 @ima.command("generate")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="'-': stdout")
+@click.option("-o", "--output", type=OutputPath(allow_dash=True), required=True, help="'-': stdout")
 @click.option("--exclude", "excludes", multiple=True, help="Glob to exclude (repeatable).")
 @click.option("--alg", default="sha256", show_default=True, help="File digest algorithm.")
 @click.option("--boot-aggregate", "boot_aggregate", multiple=True, help="Allowed alg:hex.")

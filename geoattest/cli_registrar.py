@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import waitress
 
-from geoattest.cli import build_settings, reports_errors
+from geoattest.cli import build_settings, listening, reports_errors
 from geoattest.cli_types import PORT
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,14 @@ def serve(ctx: click.Context, /, threads: int, **flags: object) -> None:
     settings = build_settings(ctx, **flags)
     app = create_app(settings)
     log.info("registrar listening on %s:%d", settings.registrar_host, settings.registrar_port)
-    waitress.serve(
-        app,
-        host=settings.registrar_host,
-        port=settings.registrar_port,
-        threads=threads,
-        ident="geoattest-registrar",
-    )
+    with listening("the registrar", settings.registrar_host, settings.registrar_port):
+        waitress.serve(
+            app,
+            host=settings.registrar_host,
+            port=settings.registrar_port,
+            threads=threads,
+            ident="geoattest-registrar",
+        )
 
 
 @registrar.command("signing-key")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import waitress
 
-from geoattest.cli import build_settings, reports_errors
+from geoattest.cli import build_settings, listening, reports_errors
 from geoattest.cli_types import PORT
 from geoattest.settings import Settings
 
@@ -49,13 +49,14 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
     settings = build_settings(ctx, **flags)
     app = create_app(settings)
     log.info("verifier API on %s:%d", settings.verifier_host, settings.verifier_port)
-    waitress.serve(
-        app,
-        host=settings.verifier_host,
-        port=settings.verifier_port,
-        ident="geoattest-verifier",
-        threads=16,  # dashboard event streams each hold one (docs/dashboard.md)
-    )
+    with listening("the verifier API", settings.verifier_host, settings.verifier_port):
+        waitress.serve(
+            app,
+            host=settings.verifier_host,
+            port=settings.verifier_port,
+            ident="geoattest-verifier",
+            threads=16,  # dashboard event streams each hold one (docs/dashboard.md)
+        )
 
 
 @verifier.command("worker")

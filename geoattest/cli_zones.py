@@ -1,12 +1,13 @@
 """``geoattest zones``: check a position against a zones file, for humans.
 
-Exit codes of ``zones check``:
+Exit codes of ``zones check`` (the shell's one table, ``geoattest.cli.EXIT_TABLE``):
 
 * 0: inside a zone (the whole accuracy disc is inside it);
-* 1: uncertain (the accuracy disc crosses a zone border; never counts as inside);
-* 2: usage error (bad option values, NaN or infinite numbers included; click's own code);
-* 3: outside every zone (or outside ``--zone``);
-* 4: the zones file is unreadable or invalid (message names the feature and the reason).
+* 1: usage error (bad option values, NaN or infinite numbers included);
+* 2: outside every zone (or outside ``--zone``);
+* 3: the zones file is unreadable or invalid (the message names the feature and the reason, and
+  says to add ``--repair`` when the polygon is one ``make_valid`` can repair);
+* 4: uncertain (the accuracy disc crosses a zone border; never counts as inside).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from pathlib import Path
 
 import click
 
+from geoattest.cli import EXIT_DONE, EXIT_FINDINGS, EXIT_REFUSED, EXIT_UNREADABLE
 from geoattest.cli_types import FiniteFloatRange
-from geoattest.errors import NotFound, ZoneInvalid
+from geoattest.errors import NotFound, ZoneGeometryInvalid, ZoneInvalid
 from geofence.zones import ZoneDecision, ZoneSet, ZoneVerdict, load_zones
 
-EXIT_INSIDE, EXIT_UNCERTAIN, EXIT_OUTSIDE, EXIT_INVALID = 0, 1, 3, 4
+EXIT_INSIDE, EXIT_UNCERTAIN, EXIT_OUTSIDE, EXIT_INVALID = (
+    EXIT_DONE, EXIT_FINDINGS, EXIT_REFUSED, EXIT_UNREADABLE
+)  # fmt: skip
 MAX_ACCURACY_M = 20_037_508.0  # half the equator: a larger radius means nothing
 
 
@@ -61,6 +65,9 @@ def check(
     """Decide inside / outside / uncertain for a position with an accuracy radius."""
     try:
         zone_set = load_zones(zones_file.read_text(encoding="utf-8"), repair=repair)
+    except ZoneGeometryInvalid as e:
+        click.echo(f"error: {zones_file}: {e}; run again with --repair to repair it", err=True)
+        raise SystemExit(EXIT_INVALID) from e
     except (ZoneInvalid, UnicodeDecodeError) as e:
         click.echo(f"error: {zones_file}: {e}", err=True)
         raise SystemExit(EXIT_INVALID) from e

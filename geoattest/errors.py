@@ -155,6 +155,13 @@ class ZoneInvalid(RequestError):
     code = "zone_invalid"
 
 
+class ZoneGeometryInvalid(ZoneInvalid):
+    """A zone's polygon is invalid (self-intersecting, …) but ``make_valid`` can repair it: the
+    caller's message says how to ask for that (``--repair``, ``zones_repair``)."""
+
+    code = "zone_geometry_invalid"
+
+
 class PolicyInvalid(RequestError):
     """A policy document (runtime policy, pins file, location policy) is malformed."""
 
@@ -324,6 +331,12 @@ class ConfigurationError(GeoattestError):
     """Settings or files given at start-up are unusable; raised before anything is served."""
 
     code = "configuration_error"
+
+
+class PortInUse(ConfigurationError):
+    """A service cannot listen: its address and port are taken (or not this host's)."""
+
+    code = "port_in_use"
 
 
 # --- evidence that is wrong ---------------------------------------------------------------------

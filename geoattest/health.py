@@ -1,5 +1,7 @@
 """Health routes every service serves: ``GET /v1/healthz`` (alive) and ``GET /v1/readyz`` (ready).
 
+Every answer of a service that registers these routes carries ``X-Geoattest-Service: <name>``.
+
 ``healthz`` answers 200 as long as the process serves HTTP: it reads nothing, so a load balancer
 or supervisor can tell a hung process from a sick dependency. ``readyz`` runs the service's
 checks (the database, Redis, recent workers) and answers 200 when every one passes, otherwise
@@ -31,6 +33,7 @@ from geoattest.wire import HealthView
 
 log = logging.getLogger(__name__)
 
+SERVICE_HEADER = "X-Geoattest-Service"  # on every answer of the service: its name
 Check = Callable[[], str]  # returns a detail when fine; raises when the dependency is not
 SQLITE_PROBE_TIMEOUT_MS = 1000
 
@@ -38,6 +41,13 @@ SQLITE_PROBE_TIMEOUT_MS = 1000
 def health_blueprint(service: str, checks: Mapping[str, Check]) -> Blueprint:
     """A blueprint with ``/v1/healthz`` and ``/v1/readyz`` for ``service`` running ``checks``."""
     routes = Blueprint(f"{service}_health", __name__, url_prefix="/v1")
+
+    @routes.after_app_request
+    def name_the_service(response: Response) -> Response:
+        # Every answer says which service gave it: a client given the verifier's URL for the
+        # registrar's can say so in one line (``geoattest.peer_errors``).
+        response.headers[SERVICE_HEADER] = service
+        return response
 
     @routes.get("/healthz")
     @public

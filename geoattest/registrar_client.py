@@ -23,6 +23,7 @@ from geoattest.errors import (
     RegistrarUnreachable,
     error_from_code,
 )
+from geoattest.peer_errors import transport_problem, wrong_service
 from geoattest.settings import Settings
 from geoattest.wire import (
     AGENT_ID_RULE,
@@ -39,6 +40,7 @@ from geoattest.wire import (
 log = logging.getLogger(__name__)
 
 Model = TypeVar("Model", bound=BaseModel)
+REGISTRAR_URL_SETTING = "--registrar (GEOATTEST_REGISTRAR_URL)"
 
 
 class RegistrarClient:
@@ -86,9 +88,16 @@ class RegistrarClient:
         response = self._send(method, path, body, {})
         try:
             return answer.model_validate(response.json())
-        except (ValueError, ValidationError) as e:
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "answer"
             raise RegistrarUnreachable(
-                f"registrar at {self._base} sent an unexpected answer to {method} {path}: {e}"
+                f"registrar at {self._base} sent an answer to {method} {path} that is not a "
+                f"registrar's: {e.error_count()} problem(s), first {where}: {first['msg']}"
+            ) from e
+        except ValueError as e:
+            raise RegistrarUnreachable(
+                f"registrar at {self._base} sent no JSON to {method} {path}"
             ) from e
 
     def _send(
@@ -100,7 +109,12 @@ class RegistrarClient:
                 method, url, json=body, headers=headers, timeout=self._timeout
             )
         except requests.RequestException as e:
-            raise RegistrarUnreachable(f"registrar at {self._base} unreachable: {e}") from e
+            raise RegistrarUnreachable(
+                f"registrar at {self._base} unreachable: {transport_problem(e)}"
+            ) from e
+        other = wrong_service(response, self._base, "registrar", REGISTRAR_URL_SETTING)
+        if other is not None:
+            raise RegistrarUnreachable(other)
         if response.ok:
             return response
         raise _refusal(response, method, path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -268,6 +269,37 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("registrar_url", "verifier_url", "keys_url", "agent_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return value if value is None else _checked_url(value, ("http", "https"))
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_checked_url(url, ("http", "https")) for url in value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _checked_url(value, ("redis", "rediss", "unix"))
+
+    @field_validator("database_url", "keys_database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # Imported here: only processes that set a database URL pay for SQLAlchemy.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError) as e:
+            raise ValueError(
+                f"{value!r} is not a database URL SQLAlchemy can use ({e}); e.g. "
+                "sqlite:///var/geoattest.sqlite or postgresql+psycopg://USER@HOST/DB"
+            ) from e
+        return value
+
     @field_validator("agent_id")
     @classmethod
     def _agent_id_shape(cls, value: str | None) -> str | None:
@@ -286,6 +318,18 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Flags beat environment, environment beats the TOML file (no file unless one is given).
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _checked_url(value: str, schemes: tuple[str, ...]) -> str:
+    """``value`` when it is a URL of one of ``schemes`` with a host (or a unix socket path)."""
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix"):
+        raise ValueError(
+            f"{value!r} is not a URL with a scheme and a host: "
+            f"{' or '.join(s + '://…' for s in schemes)}"
+            f" (e.g. {schemes[0]}://127.0.0.1:PORT)"
+        )
+    return value
 
 
 def _is_api_key(text: str) -> bool:

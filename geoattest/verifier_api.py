@@ -11,6 +11,9 @@ from urllib.parse import quote
 import requests
 
 from geoattest.errors import GeoattestError, VerifierUnreachable, error_from_code
+from geoattest.peer_errors import transport_problem, wrong_service
+
+VERIFIER_URL_SETTING = "--verifier (GEOATTEST_VERIFIER_URL)"
 
 
 class VerifierApi:
@@ -28,7 +31,10 @@ class VerifierApi:
                 method, self._base + path, json=body, timeout=self._timeout
             )
         except requests.RequestException as e:
-            raise VerifierUnreachable(f"verifier at {self._base} unreachable: {e}") from e
+            raise VerifierUnreachable(
+                f"verifier at {self._base} unreachable: {transport_problem(e)}"
+            ) from e
+        self._check_service(response)
         if not response.ok:
             raise _refusal(response, method, path)
         if response.status_code == 204:
@@ -37,6 +43,12 @@ class VerifierApi:
             return response.json()
         except ValueError as e:
             raise VerifierUnreachable(f"verifier sent no JSON to {method} {path}") from e
+
+    def _check_service(self, response: requests.Response) -> None:
+        """``VerifierUnreachable`` when the answer came from another of our services."""
+        other = wrong_service(response, self._base, "verifier", VERIFIER_URL_SETTING)
+        if other is not None:
+            raise VerifierUnreachable(other)
 
     def stream(self, path: str) -> Iterator[dict[str, Any]]:
         """The ``data`` of each ``agent_event`` frame of a server-sent event stream, resuming
@@ -48,6 +60,7 @@ class VerifierApi:
                 with self._http.get(
                     self._base + path, headers=headers, stream=True, timeout=(self._timeout, 60)
                 ) as response:
+                    self._check_service(response)
                     if not response.ok:
                         raise _refusal(response, "GET", path)
                     frame: dict[str, str] = {}
@@ -62,7 +75,9 @@ class VerifierApi:
                         frame = {}
             except requests.RequestException as e:
                 if last == 0:
-                    raise VerifierUnreachable(f"verifier at {self._base} unreachable: {e}") from e
+                    raise VerifierUnreachable(
+                        f"verifier at {self._base} unreachable: {transport_problem(e)}"
+                    ) from e
 
 
 def agent_path(agent_id: str, suffix: str = "") -> str:

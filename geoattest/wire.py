@@ -434,6 +434,17 @@ class PolicyView(_Wire):
     document: PolicyDocument
 
 
+class PolicySummaryView(_Wire):
+    """A stored policy without its document (a whole-system policy is tens of MB): what
+    ``PUT /v1/policies/<name>`` answers and ``GET /v1/policies`` lists."""
+
+    name: PolicyName
+    version: int
+    updated_at: datetime
+    sha256: str  # hex SHA-256 of the stored RFC 8785 document
+    size_bytes: int  # length of that document
+
+
 class AddAgentRequest(_OperatorInput):
     policy: PolicyName
 

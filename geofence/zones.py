@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from geoattest.errors import NotFound, ZoneInvalid
+from geoattest.errors import NotFound, ZoneGeometryInvalid, ZoneInvalid
 from geofence._batch import INSIDE, OUTSIDE, UNCERTAIN, BatchIndex, Codes
 from geofence._border import Border, degree_radius
 
@@ -117,7 +117,7 @@ def _zone(index: int, feature: object, repair: bool) -> tuple[Zone, ZoneRepair |
     if not shapely.is_valid(geometry):
         reason = str(shapely.is_valid_reason(geometry))
         if not repair:
-            raise ZoneInvalid(f"{label}: invalid geometry: {reason}")
+            raise ZoneGeometryInvalid(f"{label}: invalid geometry: {reason}")
         geometry = _polygonal(shapely.make_valid(geometry))
         fixed = ZoneRepair(zone_id=zone_id, name=name, reason=reason)
     shapely.prepare(geometry)

@@ -37,7 +37,7 @@ from verifier.storage.hot_state import HotState, LiveStatus
 from verifier.storage.sql import (
     AgentTarget,
     Audit,
-    StoredPolicy,
+    PolicySummary,
     VerifiedAgentView,
     VerifierStore,
 )
@@ -113,7 +113,7 @@ class Operations:
             ek_certificate_sha256=checked.ek_certificate_sha256,
         )
 
-    def put_policy(self, name: str, document: PolicyDocument) -> StoredPolicy:
+    def put_policy(self, name: str, document: PolicyDocument) -> PolicySummary:
         """Validate (``PolicyInvalid`` names the problem) and store; takes effect next round.
 
         The document is checked exactly as workers will reload it: rendered to its canonical

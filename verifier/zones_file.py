@@ -6,7 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from geoattest.errors import ConfigurationError, ZoneInvalid
+from geoattest.errors import ConfigurationError, ZoneGeometryInvalid, ZoneInvalid
 from geoattest.settings import Settings
 from geofence import ZoneSet, load_zones
 
@@ -39,6 +39,11 @@ def load_zones_with_digest(settings: Settings) -> LoadedZones | None:
         zones = load_zones(data.decode("utf-8"), repair=settings.zones_repair)
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigurationError(f"zones file {settings.zones_file}: {e}") from e
+    except ZoneGeometryInvalid as e:
+        raise ConfigurationError(
+            f"zones file {settings.zones_file}: {e.message}; set zones_repair = true "
+            "(GEOATTEST_ZONES_REPAIR=1) to repair it with make_valid on load"
+        ) from e
     except ZoneInvalid as e:
         raise ConfigurationError(f"zones file {settings.zones_file}: {e.message}") from e
     for repaired in zones.repaired:

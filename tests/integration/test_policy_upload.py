@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import rfc8785
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -104,6 +105,36 @@ def test_a_policy_larger_than_the_api_cap_is_stored_plain_or_gzipped(
     assert stored is not None
     runtime = stored["document"]["runtime_policy"]
     assert len(runtime["digests"]) == 8000
+
+
+def test_put_and_the_list_answer_without_the_document(
+    verifier: Flask, admin: dict[str, str]
+) -> None:
+    """A whole-system policy is tens of MB: only ``GET /v1/policies/<name>`` carries it."""
+    client = verifier.test_client()
+    status, answer = _put(client, admin, json.dumps(_policy(3000)).encode())
+    assert status == 200, answer
+    assert set(answer) == {"name", "version", "updated_at", "sha256", "size_bytes"}
+    runtime = {"version": 1, "digests": {"/opt/café/ü": ["sha256:" + "00" * 32]}}
+    small = {"ima_banks": ["sha256"], "max_age_seconds": 30.5, "runtime_policy": runtime}
+    put_small = client.put("/v1/policies/small", json=small, headers=admin)
+    assert put_small.status_code == 200, put_small.json
+    listed = client.get("/v1/policies", headers=admin).json
+    assert listed is not None
+    assert [p["name"] for p in listed["policies"]] == ["big", "small"]
+    for item in listed["policies"]:
+        assert "document" not in item
+        full = client.get(f"/v1/policies/{item['name']}", headers=admin).json
+        assert full is not None
+        canonical = rfc8785.dumps(full["document"])  # digest and size: of these UTF-8 bytes
+        assert (item["sha256"], item["size_bytes"]) == (
+            hashlib.sha256(canonical).hexdigest(),
+            len(canonical),
+        )
+        assert (full["sha256"], full["size_bytes"], full["version"]) == (
+            item["sha256"], item["size_bytes"], item["version"]
+        )  # fmt: skip
+    assert answer["size_bytes"] == listed["policies"][0]["size_bytes"]
 
 
 def test_other_routes_keep_the_api_cap(verifier: Flask, admin: dict[str, str]) -> None:

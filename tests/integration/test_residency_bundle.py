@@ -224,7 +224,7 @@ def test_the_bundle_verifies_offline_and_its_counts_are_what_the_fleet_did(
     bundles: Bundles,
 ) -> None:
     result = _verify(bundles, bundles.both, "--json")
-    assert result.exit_code == 1, result.output  # verified, and the window holds a failure
+    assert result.exit_code == 4, result.output  # verified, and the window holds a failure
     report = json.loads(result.output)
     agents = {a["agent_id"]: a for a in report["agents"]}
     tampered, quiet = agents[bundles.tampered], agents[bundles.quiet]
@@ -258,7 +258,7 @@ def test_a_single_agent_bundle_of_a_clean_node_exits_0(bundles: Bundles) -> None
 def test_verification_is_deterministic(bundles: Bundles) -> None:
     first, second = _verify(bundles, bundles.both), _verify(bundles, bundles.both)
     assert first.output == second.output
-    assert first.exit_code == second.exit_code == 1
+    assert first.exit_code == second.exit_code == 4
 
 
 def test_beat_signs_checkpoints_as_the_fleet_runs(bundles: Bundles) -> None:
@@ -292,7 +292,7 @@ def test_export_at_a_moment_and_by_policy_from_the_command_line(
     assert {a.agent_id for a in manifest.agents} == {bundles.tampered, bundles.quiet}
     usage = CliRunner().invoke(main, ["export", "--fleet", "-o", str(tmp_path / "x.zip"),
                                       "--at", moment], env=env)  # fmt: skip
-    assert usage.exit_code == 2
+    assert usage.exit_code == 1
     assert "--fleet with one of --policy or --zone" in usage.output
 
 
@@ -586,14 +586,14 @@ def test_a_record_naming_another_predecessor_is_refused(bundles: Bundles, tmp_pa
     assert "does not name the digest" in result.output
 
 
-def test_unreadable_input_exits_3_and_usage_errors_4(bundles: Bundles, tmp_path: Path) -> None:
+def test_unreadable_input_exits_3_and_usage_errors_1(bundles: Bundles, tmp_path: Path) -> None:
     (tmp_path / "not.zip").write_bytes(b"this is not a zip archive")
     assert _verify(bundles, tmp_path / "not.zip").exit_code == 3
     (tmp_path / "key.json").write_text("{}")
     args = ["verify-bundle", str(bundles.both), "--ek-ca", str(bundles.ek_ca),
             "--verifier-key", str(tmp_path / "key.json")]  # fmt: skip
     assert CliRunner().invoke(main, args).exit_code == 3
-    assert CliRunner().invoke(main, ["verify-bundle", str(bundles.both)]).exit_code == 4
+    assert CliRunner().invoke(main, ["verify-bundle", str(bundles.both)]).exit_code == 1
 
 
 def _unb64(text: str) -> bytes:

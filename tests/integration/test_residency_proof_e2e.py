@@ -334,7 +334,7 @@ def test_a_fleet_export_by_zone_takes_every_node_whose_policy_names_it(run: Run)
 
 def test_the_bundle_verifies_offline_and_counts_what_the_node_did(offline: Run) -> None:
     result = _verify(offline, offline.bundle, "--json")
-    assert result.returncode == 1, result.stdout + result.stderr  # verified, with findings
+    assert result.returncode == 4, result.stdout + result.stderr  # verified, with findings
     report = json.loads(result.stdout)
     (agent,) = report["agents"]
     stored = offline.stored
@@ -357,7 +357,7 @@ def test_the_bundle_verifies_offline_and_counts_what_the_node_did(offline: Run) 
 
 def test_verification_prints_the_same_twice(offline: Run) -> None:
     first, second = _verify(offline, offline.bundle), _verify(offline, offline.bundle)
-    assert first.returncode == second.returncode == 1
+    assert first.returncode == second.returncode == 4
     assert first.stdout == second.stdout
     assert "failures:" in first.stdout
     assert "ima_entry_not_allowed" in first.stdout
@@ -423,7 +423,7 @@ def test_the_report_renders_html_pdf_and_csv_from_the_bundle_alone(offline: Run)
             env={"PATH": "/usr/bin:/bin", "HOME": str(offline.work)}, cwd=offline.work,
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
-        assert result.returncode == 1, result.stdout + result.stderr  # findings, as verify's
+        assert result.returncode == 4, result.stdout + result.stderr  # findings, as verify's
     page = outputs[".html"].read_text()
     for needle in ("Residency proof", "Timeline of states", "<polygon", ">DEU<", "<circle",
                    "ima_entry_not_allowed", "Not checked", "credential activation"):  # fmt: skip

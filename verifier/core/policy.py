@@ -8,13 +8,12 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-import rfc8785
-
 from allowlists.boot import BootPolicy, parse_boot_policy
 from allowlists.ima.policy import RuntimePolicy, runtime_policy_from_mapping
 from geoattest.errors import PolicyInvalid
 from geoattest.wire import PolicyDocument
 from geofence import ZoneSet
+from verifier.core.canonical import canonical_json
 from verifier.core.location import LocationRoundPolicy, location_policy_from_mapping
 
 IMA_PCR = 10
@@ -53,10 +52,12 @@ class AttestationPolicy:
 
 def canonical_document(document: PolicyDocument) -> bytes:
     """The bytes a policy is stored, digested and exported as: RFC 8785 canonical JSON of the
-    document with every field. ``PolicyInvalid`` for values JSON cannot carry (NaN, infinity)."""
+    document with every field (``canonical_json``: the C encoder for the runtime policy's
+    entries, the reference for floats). ``PolicyInvalid`` for values JSON cannot carry (NaN,
+    infinity, lone surrogates)."""
     try:
-        return rfc8785.dumps(document.model_dump(mode="json"))
-    except ValueError as e:  # rfc8785.CanonicalizationError for NaN, infinity, huge ints
+        return canonical_json(document.model_dump(mode="json"))
+    except ValueError as e:  # rfc8785.CanonicalizationError, UnicodeEncodeError
         raise PolicyInvalid(f"policy is not representable as canonical JSON: {e}") from e
 
 

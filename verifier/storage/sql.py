@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, LargeBinary, cast, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from geoattest.db import as_utc, transaction
 from geoattest.errors import AgentAlreadyVerified, NotFound, PolicyInUse
@@ -92,6 +92,17 @@ class StoredPolicy:
     digest: bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySummary:
+    """A stored policy without its document."""
+
+    name: str
+    version: int
+    updated_at: datetime
+    digest: bytes
+    size_bytes: int  # of the canonical document
+
+
 class VerifierStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
@@ -107,7 +118,7 @@ class VerifierStore:
         *,
         max_age_seconds: float | None = None,
         audit: Audit | None = None,
-    ) -> StoredPolicy:
+    ) -> PolicySummary:
         """Store a validated policy as its canonical bytes (``canonical_document``)."""
         with transaction(self._sessions) as session:
             record = session.get(PolicyRecord, name)
@@ -128,7 +139,13 @@ class VerifierStore:
                 version=str(record.version),
                 sha256=digest.hex(),
             )
-            return _policy(record)
+            return PolicySummary(
+                name=name,
+                version=record.version,
+                updated_at=as_utc(now),
+                digest=digest,
+                size_bytes=len(canonical),
+            )
 
     def get_policy(self, name: str) -> StoredPolicy:
         with transaction(self._sessions) as session:
@@ -143,6 +160,30 @@ class VerifierStore:
         with transaction(self._sessions) as session:
             rows = session.execute(select(PolicyRecord.name, PolicyRecord.max_age_seconds))
             return {name: max_age for name, max_age in rows}
+
+    def policy_summaries(self) -> list[PolicySummary]:
+        """Every policy by name, without parsing (or, on PostgreSQL, fetching) the documents."""
+        with transaction(self._sessions) as session:
+            size = _utf8_length(session, PolicyRecord.document)
+            rows = session.execute(
+                select(
+                    PolicyRecord.name,
+                    PolicyRecord.version,
+                    PolicyRecord.updated_at,
+                    PolicyRecord.sha256,
+                    size,
+                ).order_by(PolicyRecord.name)
+            )
+            return [
+                PolicySummary(
+                    name=name,
+                    version=version,
+                    updated_at=as_utc(updated_at),
+                    digest=digest or b"",
+                    size_bytes=int(length or 0),
+                )
+                for name, version, updated_at, digest, length in rows
+            ]
 
     def list_policies(self) -> list[StoredPolicy]:
         with transaction(self._sessions) as session:
@@ -412,6 +453,13 @@ def _agent(session: Session, agent_id: str) -> VerifiedAgent:
     if record is None:
         raise NotFound(f"agent {agent_id!r} is not under verification")
     return record
+
+
+def _utf8_length(session: Session, column: InstrumentedAttribute[str]) -> ColumnElement[int]:
+    """The length in bytes of a text column's UTF-8 (``length`` counts characters)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.octet_length(column)
+    return func.length(cast(column, LargeBinary))  # SQLite: a BLOB's length is in bytes
 
 
 def _policy(record: PolicyRecord) -> StoredPolicy:

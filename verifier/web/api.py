@@ -27,6 +27,7 @@ from geoattest.wire import (
     FoldView,
     PolicyDocument,
     PolicyName,
+    PolicySummaryView,
     PolicyView,
     RoundPage,
     RoundRecordView,
@@ -38,7 +39,7 @@ from verifier.core.reasons import Reason
 from verifier.engine.status import AgentStatus, StatusReader
 from verifier.operations import Operations
 from verifier.storage.records import FoldSummary, RecordStore, RecordSummary
-from verifier.storage.sql import StoredPolicy, VerifierStore
+from verifier.storage.sql import PolicySummary, StoredPolicy, VerifierStore
 
 blueprint = Blueprint("verifier", __name__, url_prefix="/v1")
 POLICY_LIMIT_CONFIG = "GEOATTEST_POLICY_UPLOAD_MAX_BYTES"  # settings.policy_upload_max_bytes
@@ -95,14 +96,15 @@ def put_policy(name: str) -> Response:
     document = validate_json(
         PolicyDocument, read_json_upload(current_app.config[POLICY_LIMIT_CONFIG])
     )
-    return jsonify(_policy_view(_ops().put_policy(name, document)))
+    return jsonify(_summary_view(_ops().put_policy(name, document)))
 
 
 @blueprint.get("/policies")
 @requires(Role.VIEWER)
 @documented("Every policy")
 def list_policies() -> Response:
-    return jsonify({"policies": [_policy_view(p) for p in _store().list_policies()]})
+    """Names, versions, digests and sizes; the documents are at ``/policies/<name>``."""
+    return jsonify({"policies": [_summary_view(p) for p in _store().policy_summaries()]})
 
 
 @blueprint.get("/policies/<name>")
@@ -237,7 +239,18 @@ def _policy_view(policy: StoredPolicy) -> dict[str, object]:
     )
     body = view.model_dump(mode="json")
     body["sha256"] = policy.digest.hex()
+    body["size_bytes"] = len(policy.canonical)
     return body
+
+
+def _summary_view(policy: PolicySummary) -> dict[str, object]:
+    return PolicySummaryView(
+        name=policy.name,
+        version=policy.version,
+        updated_at=policy.updated_at,
+        sha256=policy.digest.hex(),
+        size_bytes=policy.size_bytes,
+    ).model_dump(mode="json")
 
 
 def status_view(status: AgentStatus) -> dict[str, object]:

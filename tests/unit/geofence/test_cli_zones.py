@@ -1,18 +1,23 @@
-"""``geoattest zones check`` output and exit codes."""
+"""``geoattest zones check`` output and exit codes (the shell's one table, ADR 0011)."""
 
 from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
 
-from geoattest.cli_zones import EXIT_INSIDE, EXIT_INVALID, EXIT_OUTSIDE, EXIT_UNCERTAIN, zones
+from geoattest.cli import main
+from geoattest.cli_zones import EXIT_INSIDE, EXIT_INVALID, EXIT_OUTSIDE, EXIT_UNCERTAIN
 from tests.paths import vector
 
 
 def run(*args: str) -> tuple[int, str]:
     path = str(vector("zones/ne_110m_admin_0_countries.geojson"))
-    result = CliRunner().invoke(zones, ["check", path, *args])
+    result = CliRunner().invoke(main, ["zones", "check", path, *args])
     return result.exit_code, result.output
+
+
+def test_the_codes_are_those_of_the_table() -> None:
+    assert (EXIT_INSIDE, EXIT_OUTSIDE, EXIT_INVALID, EXIT_UNCERTAIN) == (0, 2, 3, 4)
 
 
 def test_inside() -> None:
@@ -38,10 +43,11 @@ def test_invalid_file_and_usage() -> None:
     code, out = run("--lat", "55.79", "--lon", "23.57")
     assert code == EXIT_INVALID
     assert "'SDN' (Sudan): invalid geometry" in out
+    assert "run again with --repair" in out
     code, _ = run("--lat", "95", "--lon", "0")
-    assert code == 2
+    assert code == 1
     code, out = run("--lat", "1", "--lon", "0", "--zone", "XXX", "--repair")
-    assert code == 2
+    assert code == 1
     assert "no zone with id 'XXX'" in out
 
 
@@ -59,9 +65,8 @@ def test_invalid_file_and_usage() -> None:
     ],
 )
 def test_numbers_a_human_never_means_are_usage_errors(args: tuple[str, ...]) -> None:
-    result = CliRunner().invoke(
-        zones, ["check", str(vector("zones/ne_110m_admin_0_countries.geojson")), *args, "--repair"]
-    )
-    assert result.exit_code == 2, result.output
+    path = str(vector("zones/ne_110m_admin_0_countries.geojson"))
+    result = CliRunner().invoke(main, ["zones", "check", path, *args, "--repair"])
+    assert result.exit_code == 1, result.output  # usage (the exit-code table, ADR 12)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Invalid value" in result.output

@@ -107,7 +107,7 @@ def test_generate_into_a_missing_directory_is_a_usage_error(tmp_path: Path) -> N
     result = CliRunner().invoke(
         main, ["policy", "ima", "generate", str(tmp_path), "-o", str(tmp_path / "no" / "p.json")]
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # usage (ADR 0011)
     assert "does not exist" in result.output
 
 
