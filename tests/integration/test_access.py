@@ -47,11 +47,11 @@ PUBLIC_ROUTES = {
     # The dashboard's page and static files hold no data (the page asks for an API key and
     # reads everything from /v1 with it).
     ("verifier", "GET", "/dashboard/"),
-    ("verifier", "GET", "/dashboard/<path:name>"),
+    ("verifier", "GET", "/dashboard/<path:asset>"),
     ("verifier", "GET", "/v1/openapi.json"),
 }
 SAMPLE = {"agent_id": "edge-1", "name": "p", "action": "pause", "round_id": "r1",
-          "path:name": "app.js", "int:size": "1"}  # fmt: skip
+          "path:asset": "app.js", "int:size": "1"}  # fmt: skip
 
 
 @pytest.fixture

@@ -44,15 +44,15 @@ def index() -> Response:
     return _secured(_static("index.html", max_age=0))
 
 
-@dashboard_blueprint.get("/<path:name>")
+@dashboard_blueprint.get("/<path:asset>")
 @public
 @documented(
     "A static file of the dashboard",
-    path={"name": {"type": "string", "minLength": 1, "maxLength": 200}},
+    path={"asset": {"type": "string", "minLength": 1, "maxLength": 200}},
 )
-def asset(name: str) -> Response:
+def asset(asset: str) -> Response:
     """A static file of the dashboard (404 for anything outside ``static/``)."""
-    return _secured(_static(name, max_age=300))
+    return _secured(_static(asset, max_age=300))
 
 
 def _static(name: str, *, max_age: int) -> Response:

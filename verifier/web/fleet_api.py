@@ -8,7 +8,6 @@ without the token itself (a bearer credential: ``GET /v1/tokens`` is for admins)
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import Counter
 
 import redis
@@ -17,9 +16,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from geoattest.access.guard import caller, requires
 from geoattest.access.keys import Role
-from geoattest.errors import MalformedRequest
+from geoattest.errors import AgentIdInvalid, MalformedRequest
 from geoattest.openapi import documented
-from geoattest.wire import AGENT_ID_PATTERN
+from geoattest.wire import AGENT_ID_RULE, is_agent_id
 from geofence import ZoneSet
 from verifier.core.position import NodePosition
 from verifier.core.states import AgentState
@@ -36,14 +35,13 @@ READS = "geoattest.fleet_reads"
 POSITIONS = "geoattest.positions"
 REDIS = "geoattest.redis"
 ZONES = "geoattest.zones"
-_AGENT_ID = re.compile(AGENT_ID_PATTERN)
 
 
 @fleet_blueprint.before_request
 def _check_request() -> None:
     agent_id = (request.view_args or {}).get("agent_id")
-    if agent_id is not None and not _AGENT_ID.match(agent_id):
-        raise MalformedRequest("agent id must be 1-64 characters of [A-Za-z0-9._-]")
+    if agent_id is not None and not is_agent_id(agent_id):
+        raise AgentIdInvalid(f"{agent_id[:80]!a} is not an agent id: {AGENT_ID_RULE}")
 
 
 def _reads() -> FleetReads:
@@ -181,8 +179,8 @@ def tokens(agent_id: str) -> Response:
 
 def _agent_arg() -> str | None:
     agent_id = request.args.get("agent")
-    if agent_id is not None and not _AGENT_ID.match(agent_id):
-        raise MalformedRequest("agent must be an agent id")
+    if agent_id is not None and not is_agent_id(agent_id):
+        raise MalformedRequest(f"agent must be an agent id: {AGENT_ID_RULE}")
     return agent_id
 
 
