@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 import tpm
 from agent.evidence import EvidenceService
@@ -222,6 +223,37 @@ def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where
     error = answer.json()["error"]
     assert error["code"] == "malformed_request"
     assert where in error["message"]
+
+
+def test_metrics_count_answers_by_result_over_the_same_mtls(agent: RunningAgent) -> None:
+    def scrape(session: requests.Session) -> dict[tuple[str, str], float]:
+        answer = session.get(f"{agent.url}/metrics", timeout=10)
+        assert answer.status_code == 200, answer.text
+        return {
+            (sample.name, sample.labels.get("result", "")): sample.value
+            for family in text_string_to_metric_families(answer.text)
+            for sample in family.samples
+        }
+
+    with agent.session() as session:
+        before = scrape(session)
+        agent.ima.measure("/usr/bin/counted", b"counted binary")
+        _ask(session, agent)
+        bad = session.post(f"{agent.url}/v1/evidence", data=b"{}", timeout=10,
+                           headers={"Content-Type": "application/json"})  # fmt: skip
+        assert bad.status_code == 400
+        after = scrape(session)
+    ok = ("geoattest_agent_evidence_requests_total", "ok")
+    refused = ("geoattest_agent_evidence_requests_total", "malformed_request")
+    assert after[ok] == before.get(ok, 0.0) + 1
+    assert after[refused] == before.get(refused, 0.0) + 1
+    sent = ("geoattest_agent_ima_entries_sent_total", "")
+    assert after[sent] == before.get(sent, 0.0) + len(agent.ima.lines())
+    timed = ("geoattest_agent_evidence_seconds_count", "")
+    assert after[timed] == before.get(timed, 0.0) + 1
+    # Only the verifier's client CA gets in, as for evidence.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{agent.url}/metrics", verify=str(agent.server_cert), timeout=10)
 
 
 def test_a_request_with_a_field_from_a_newer_verifier_is_answered(agent: RunningAgent) -> None:
