@@ -43,13 +43,19 @@ def prepare_multiprocess_dir(path: Path | None) -> Path:
     prometheus_client was imported already (it would ignore the directory)."""
     if "prometheus_client" in sys.modules:
         raise RuntimeError("prometheus_client was imported before its multiprocess directory")
-    if path is None:
-        directory = Path(tempfile.mkdtemp(prefix="geoattest-metrics-"))  # 0700, ours
-    else:
-        directory = ensure_private_dir(path)
-        for stale in directory.glob("*.db"):
-            stale.unlink()
+    directory = private_metrics_dir(path)
     os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
+
+
+def private_metrics_dir(path: Path | None) -> Path:
+    """``path`` made owner-only and emptied of metric files (``*.db``), or a fresh private
+    temporary directory; ``ConfigurationError`` for one other users could reach."""
+    if path is None:
+        return Path(tempfile.mkdtemp(prefix="geoattest-metrics-"))  # 0700, ours
+    directory = ensure_private_dir(path)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
     return directory
 
 

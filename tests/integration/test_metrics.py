@@ -5,8 +5,10 @@ serves the fleet's gauges through the lease; both ask for a viewer API key."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,18 +16,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from geoattest.access.keys import Role
 from geoattest.dev.procs import free_port
+from keyrelease.app import KEY_RELEASES
 from tests.support.access import bearer, issue_api_key
 from tests.support.simulated_fleet import SimulatedFleet, simulated_fleet
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedFleet]:
     work = tmp_path_factory.mktemp("metrics")
-    with simulated_fleet(work, agents=4, worker_metrics_port=free_port()) as running:
+    with simulated_fleet(work, agents=6, worker_metrics_port=free_port()) as running:
         yield running
 
 
@@ -160,3 +164,23 @@ def test_both_listeners_ask_for_a_viewer_key(fleet: SimulatedFleet) -> None:
             assert answer.json()["error"]["code"] == code
     other = requests.get(_worker_url(fleet).replace("/metrics", "/v1/agents"), timeout=10)
     assert other.status_code == 404
+
+
+def test_the_alert_rules_and_dashboard_name_only_metrics_that_exist(
+    fleet: SimulatedFleet, viewer: str
+) -> None:
+    """Every ``geoattest_*`` name in deploy/prometheus/alerts.yml and the Grafana dashboard is a
+    metric the verifier (API or worker) or the key service exposes."""
+    fleet.attested_agent()
+    exposed = set()
+    for url in (_worker_url(fleet), fleet.verifier.url + "/metrics"):
+        text = requests.get(url, headers=bearer(viewer), timeout=10).text
+        exposed |= {family.name for family in text_string_to_metric_families(text)}
+    exposed |= {family.name for family in KEY_RELEASES.collect()}
+    for path in (DEPLOY / "prometheus" / "alerts.yml", DEPLOY / "grafana" / "geoattest-fleet.json"):
+        named = {
+            re.sub(r"_(total|bucket|sum|count)$", "", name)
+            for name in re.findall(r"geoattest_[a-z_]+", path.read_text())
+        }
+        assert named, path
+        assert named <= exposed, (path.name, sorted(named - exposed))
