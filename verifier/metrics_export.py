@@ -13,8 +13,10 @@ listener asks for a viewer API key, as the API's ``/metrics`` does (``docs/metri
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -50,9 +52,12 @@ def prepare_multiprocess_dir(path: Path | None) -> Path:
 
 def private_metrics_dir(path: Path | None) -> Path:
     """``path`` made owner-only and emptied of metric files (``*.db``), or a fresh private
-    temporary directory; ``ConfigurationError`` for one other users could reach."""
+    temporary directory removed when this process exits; ``ConfigurationError`` for one other
+    users could reach."""
     if path is None:
-        return Path(tempfile.mkdtemp(prefix="geoattest-metrics-"))  # 0700, ours
+        made = Path(tempfile.mkdtemp(prefix="geoattest-metrics-"))  # 0700, ours
+        atexit.register(shutil.rmtree, made, ignore_errors=True)  # ours to remove, at exit
+        return made
     directory = ensure_private_dir(path)
     for stale in directory.glob("*.db"):
         stale.unlink()

@@ -80,6 +80,7 @@ class Fleet:
     verifier_url: str
     registrar_api_key: str  # admin keys of this run's operator (api-keys/operator.key)
     verifier_api_key: str
+    worker_metrics_url: str
     started_at: datetime  # only rounds that ended after this belong to this run
     agents: dict[str, AgentNode] = field(default_factory=dict)
 
@@ -131,7 +132,9 @@ def local_fleet(
                 env=geoattest_env({}),
             )
         )
-        _step(4, f"verifier API on 127.0.0.1:{verifier_port}, Celery worker with beat")
+        worker_metrics_port = free_port()
+        _step(4, f"verifier API on 127.0.0.1:{verifier_port}, Celery worker with beat "
+                 f"(metrics on 127.0.0.1:{worker_metrics_port})")  # fmt: skip
         tls = ensure_verifier_client_tls(state_dir / "verifier-tls")
         registrar_db, verifier_db = _sqlite(state_dir, "registrar"), _sqlite(state_dir, "verifier")
         reader_key = ensure_api_key(state_dir, registrar_db, "verifier", Role.VIEWER)
@@ -149,6 +152,8 @@ def local_fleet(
                 "GEOATTEST_VERIFIER_KEYS_DIR": str(state_dir / "verifier-keys"),
                 "GEOATTEST_VERIFIER_PORT": str(verifier_port),
                 "GEOATTEST_ZONES_FILE": str(DEMO_DIR / "zones.geojson"),
+                "GEOATTEST_WORKER_METRICS_PORT": str(worker_metrics_port),
+                "GEOATTEST_WORKER_METRICS_DIR": str(state_dir / "worker-metrics"),
             }
         )
         verifier_url = f"http://127.0.0.1:{verifier_port}"
@@ -177,6 +182,7 @@ def local_fleet(
             verifier_url=verifier_url,
             registrar_api_key=ensure_api_key(state_dir, registrar_db, "operator", Role.ADMIN),
             verifier_api_key=ensure_api_key(state_dir, verifier_db, "operator", Role.ADMIN),
+            worker_metrics_url=f"http://127.0.0.1:{worker_metrics_port}/metrics",
             started_at=started_at,
         )
         _step(5, f"{len(agent_ids)} agent(s): swtpm, IMA log, evidence API over mTLS")
