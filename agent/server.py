@@ -27,7 +27,7 @@ from collections.abc import Callable
 from flask import Flask
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from agent.api import EVIDENCE_SERVICE, blueprint
+from agent.api import EVIDENCE_SERVICE, blueprint, metrics_blueprint
 from agent.evidence import BootLogFile, EvidenceService, QuotingTpm
 from agent.gnss.spec import open_source
 from agent.ima_source import ImaLogSource
@@ -68,6 +68,7 @@ def create_app(service: EvidenceService) -> Flask:
     install_api_plumbing(app)
     app.extensions[EVIDENCE_SERVICE] = service
     app.register_blueprint(blueprint)
+    app.register_blueprint(metrics_blueprint)
     install_openapi(app, title="geoattest agent", path_parameters={})  # behind mTLS too
     return app
 

@@ -215,7 +215,7 @@ def _register_groups() -> None:
     # Imported here, after ``main`` exists: each group module imports ``main``'s helpers.
     from geoattest.cli_access import api_keys
     from geoattest.cli_agent import agent, agents
-    from geoattest.cli_dev import dev
+    from geoattest.cli_dev import dev, fleet_group
     from geoattest.cli_export import export, report, verify_bundle_command
     from geoattest.cli_keys import keys
     from geoattest.cli_log import audit, log_group
@@ -238,6 +238,7 @@ def _register_groups() -> None:
         log_group,
         audit,
         dev,
+        fleet_group,
     ):
         main.add_command(group)
     for command in (export, verify_bundle_command, report):

@@ -45,7 +45,7 @@ def dev() -> None:
     "--agents",
     "agent_count",
     type=click.IntRange(1, 50),
-    default=2,
+    default=5,
     show_default=True,
     help="How many agents, each on its own swtpm.",
 )
@@ -104,22 +104,79 @@ def fleet(
             running.verifier_get, agent_ids, running.started_at, timeout=VERIFY_TIMEOUT_SECONDS
         )
         click.echo("\n" + format_table(lines))
-        if not all(line.verified for line in lines):
-            raise click.ClickException(f"not every agent is attested; see {state_dir}/logs")
+        on_border = {agent_id for agent_id, node in running.agents.items() if node.site == "border"}
+        _check_settled(lines, on_border, state_dir)
         click.echo(f"\nregistrar {running.registrar_url}/v1/agents · verifier "
                    f"{running.verifier_url}/v1/agents · logs {state_dir}/logs")  # fmt: skip
+        for agent_id in sorted(on_border):
+            click.echo(
+                f"{agent_id} walks the border of the demo zone berlin: its accuracy disc crosses "
+                "it, so the zone decision is 'uncertain', which is never 'inside' "
+                f"({BORDER_REASON}), as designed"
+            )
         if once:
             return
-        keys = state_dir / "api-keys"
+        key = running.verifier_api_key
+        first = agent_ids[0]
+        socket = running.agents[first].workload_socket
         click.echo(
-            "fleet running; Ctrl-C stops it. State changes are printed here. Operator API keys "
-            f"(admin) are in {keys}/operator.key. Try, in another terminal:\n"
-            f"  geoattest dev measure --state-dir {state_dir} edge-01 /usr/bin/python3\n"
-            f'  curl -s -H "Authorization: Bearer $(cat {keys}/operator.key)" '
-            f"{running.verifier_url}/v1/agents/edge-01   # failed within seconds"
+            f"\ndashboard  {running.verifier_url}/dashboard/\n"
+            f"  log in with this run's operator API key (admin): {key}\n"
+            f"  (also in {state_dir / 'api-keys' / 'operator.key'})\n"
+            f"a token:   geoattest token get --type pog --audience demo --socket {socket}\n"
+            f"metrics:   curl -s -H 'Authorization: Bearer {key}' {running.verifier_url}/metrics"
+            f"  (rounds: {running.worker_metrics_url})\n"
+            "tamper:    geoattest fleet tamper AGENT --ima | --pcr | --teleport | --gnss-off "
+            f"--state-dir {state_dir}\n"
+            "fleet running; Ctrl-C stops it. State changes are printed here."
         )
         _watch_until_interrupt(running.verifier_get, agent_ids, running.started_at, lines)
     click.echo("fleet stopped")
+
+
+BORDER_REASON = "location_outside_zone"
+
+
+def _check_settled(lines: list[AgentLine], on_border: set[str], state_dir: Path) -> None:
+    """Every agent attested, except those on a zone border: failed as ``uncertain``."""
+    wrong = [
+        line.agent_id
+        for line in lines
+        if (line.agent_id in on_border and (line.state, line.reason) != ("failed", BORDER_REASON))
+        or (line.agent_id not in on_border and not line.verified)
+    ]
+    if wrong:
+        raise click.ClickException(
+            f"not as expected: {', '.join(wrong)} (every agent attested but the one on the "
+            f"border, failed with {BORDER_REASON}); see {state_dir}/logs"
+        )
+
+
+@click.group("fleet")
+def fleet_group() -> None:
+    """A running local fleet (``geoattest dev fleet``): tamper with its agents."""
+
+
+@fleet_group.command("tamper")
+@STATE_DIR_OPTION
+@click.argument("agent_id")
+@click.option("--ima", "how", flag_value="ima", help="Run an executable the policy does not know.")
+@click.option("--pcr", "how", flag_value="pcr", help="Extend PCR 7, as a changed boot would.")
+@click.option("--teleport", "how", flag_value="teleport", help="Move the node 880 km (GNSS).")
+@click.option("--gnss-off", "how", flag_value="gnss_off", help="Silence the GNSS receiver.")
+@reports_errors
+def tamper_command(state_dir: Path, agent_id: str, how: str | None) -> None:
+    """Tamper with AGENT of the running fleet; the verifier fails it within a round or two.
+
+    Prints what was done and the reason the verifier will give. The next run of the fleet
+    starts the agent clean again; ``geoattest verifier agents readmit AGENT`` re-admits it."""
+    from geoattest.dev.fleet_tamper import EXPECTED_REASON, Tamper, tamper
+
+    if how is None:
+        raise click.UsageError("say how: --ima, --pcr, --teleport or --gnss-off")
+    chosen = Tamper(how)
+    click.echo(tamper(state_dir, agent_id, chosen))
+    click.echo(f"expect {agent_id} failed with {EXPECTED_REASON[chosen]} within seconds")
 
 
 @dev.command("measure")

@@ -83,15 +83,21 @@ def worker(ctx: click.Context, /, concurrency: int, beat: bool, **flags: object)
 
     Exits 3 at once when Redis cannot be reached at start; once running, a lost Redis is
     retried with backoff (logged) and the worker carries on when it is back."""
+    from verifier.metrics_export import prepare_multiprocess_dir
+
+    settings = build_settings(ctx, **flags)
+    if settings.worker_metrics_port is not None:  # before prometheus_client is imported
+        prepare_multiprocess_dir(settings.worker_metrics_dir)
     from verifier.storage.redis_auth import check_redis_requires_auth
     from verifier.worker import create_celery, require_redis
 
-    settings = build_settings(ctx, **flags)
     require_redis(settings.redis_url)
     check_redis_requires_auth(
         settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
     )
     app = create_celery(settings)
+    if settings.worker_metrics_port is not None:
+        _serve_worker_metrics(settings)
     argv = ["worker", f"--concurrency={concurrency}", "--loglevel", settings.log_level,
             "--without-gossip", "--without-mingle"]  # fmt: skip
     if beat:
@@ -125,6 +131,21 @@ def beat(ctx: click.Context, /, **flags: object) -> None:
     app = create_celery(settings)
     app.start(["beat", "--loglevel", settings.log_level, "--schedule",
                _beat_schedule_file(settings)])  # fmt: skip
+
+
+def _serve_worker_metrics(settings: Settings) -> None:
+    """The pool's summed metrics on ``worker_metrics_port``, for viewer API keys."""
+    from geoattest.access.store import AccessStore
+    from geoattest.db import make_engine, session_factory
+    from verifier.metrics_export import mark_pool_processes_dead, metrics_app, serve_in_thread
+
+    assert settings.worker_metrics_port is not None  # noqa: S101  # checked by the caller
+    mark_pool_processes_dead()
+    store = AccessStore(session_factory(make_engine(settings.database_url)))
+    port = serve_in_thread(
+        metrics_app(store), settings.worker_metrics_host, settings.worker_metrics_port
+    )
+    click.echo(f"worker metrics on http://{settings.worker_metrics_host}:{port}/metrics")
 
 
 def _beat_schedule_file(settings: Settings) -> str:

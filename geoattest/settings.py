@@ -145,6 +145,21 @@ class Settings(BaseSettings):
         description="Largest policy document PUT /v1/policies accepts, counted as JSON after "
         "any gzip is undone (a whole-system runtime policy of 400,000 files is about 47 MB).",
     )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port where a verifier worker serves /metrics (its pool processes summed; "
+        "a viewer API key required); none: the worker serves no metrics. 0 picks a free port.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="Address a verifier worker's /metrics listens on."
+    )
+    worker_metrics_dir: Path | None = Field(
+        default=None,
+        description="Owner-only directory for the worker pool's metric files "
+        "(PROMETHEUS_MULTIPROC_DIR; emptied at start); none: a fresh private temporary one.",
+    )
     round_interval_seconds: float = Field(default=2.0, gt=0)
     agent_timeout_seconds: float = Field(default=5.0, gt=0)
     unreachable_backoff_max_seconds: float = Field(default=60.0, gt=0)

@@ -1,5 +1,9 @@
 """The key service's HTTP API (``geoattest keys serve``): ``POST /v1/keys/<id>/release``.
 
+``GET /metrics`` counts releases by outcome and reason code (``geoattest_key_releases_total``).
+The key service holds no API keys (it trusts PoG tokens alone), so that route is open; it names
+no key, agent or token, only counts (``docs/metrics.md``).
+
 The view reads the token (``Authorization: PoG <token>``) and the proof (``Geoattest-PoP``),
 asks ``Releaser``, records the outcome, and answers ``{"key_id", "jwe", "agent_id",
 "record_seq"}`` or the refusal (``403 key_release_refused``, the check named in the message).
@@ -10,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from prometheus_client import REGISTRY, Counter, generate_latest
 
 from geoattest.db import check_private_database, make_engine, migrate
 from geoattest.errors import KeyReleaseRefused, MalformedRequest
@@ -26,6 +31,13 @@ POP_HEADER = "Geoattest-PoP"
 _PARTS = "geoattest.keyrelease"
 
 blueprint = Blueprint("keys", __name__, url_prefix="/v1")
+metrics_blueprint = Blueprint("keys_metrics", __name__)
+
+KEY_RELEASES = Counter(
+    "geoattest_key_releases",
+    "Key release requests, by outcome (released, refused) and reason code (empty if released).",
+    ["outcome", "reason"],
+)
 
 
 class _Parts:
@@ -47,7 +59,13 @@ def create_app(settings: Settings) -> Flask:
     )
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
+    app.register_blueprint(metrics_blueprint)
     return app
+
+
+def _record(ledger: ReleaseLedger, entry: ReleaseEntry) -> None:
+    ledger.record(entry)
+    KEY_RELEASES.labels(entry.outcome, entry.reason or "").inc()
 
 
 @blueprint.post("/keys/<key_id>/release")
@@ -58,28 +76,30 @@ def release(key_id: str) -> Response:
     proof = request.headers.get(POP_HEADER, "")
     now = dt.datetime.now(dt.UTC)
     if scheme != "PoG" or not token or not proof:
-        parts.ledger.record(
-            ReleaseEntry(at=now, key_id=key_id, outcome="refused", reason="no_token")
+        _record(
+            parts.ledger, ReleaseEntry(at=now, key_id=key_id, outcome="refused", reason="no_token")
         )
         raise MalformedRequest(f"send 'Authorization: PoG <token>' and a {POP_HEADER} proof")
     try:
         key = parts.store.get(key_id)
         done = parts.releaser.release(key, token.strip(), proof.strip())
     except KeyReleaseRefused as e:
-        parts.ledger.record(
+        _record(
+            parts.ledger,
             ReleaseEntry(
                 at=now, key_id=key_id, outcome="refused", reason=e.reason, message=e.message
-            )
+            ),
         )
         raise
     except Exception as e:  # unknown key included: recorded, then answered as it is
         code = getattr(e, "code", "internal_error")
-        parts.ledger.record(
-            ReleaseEntry(at=now, key_id=key_id, outcome="refused", reason=str(code))
+        _record(
+            parts.ledger, ReleaseEntry(at=now, key_id=key_id, outcome="refused", reason=str(code))
         )
         raise
     verified = done.token
-    parts.ledger.record(
+    _record(
+        parts.ledger,
         ReleaseEntry(
             at=now,
             key_id=key_id,
@@ -89,7 +109,7 @@ def release(key_id: str) -> Response:
             workload_sha256=verified.workload_sha256,
             zone_id=verified.geo.zone_id if verified.geo else None,
             record_seq=verified.record_seq,
-        )
+        ),
     )
     return jsonify(
         {
@@ -99,6 +119,11 @@ def release(key_id: str) -> Response:
             "record_seq": verified.record_seq,
         }
     )
+
+
+@metrics_blueprint.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), content_type="text/plain; version=0.0.4")
 
 
 @blueprint.get("/healthz")

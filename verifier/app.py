@@ -44,6 +44,7 @@ from verifier.tokens.wiring import install_tokens
 from verifier.web.api import POLICY_LIMIT_CONFIG, blueprint
 from verifier.web.dashboard import install_dashboard
 from verifier.web.log_api import log_blueprint
+from verifier.web.metrics import install_metrics
 from verifier.zones_file import load_zones_with_digest
 
 
@@ -133,6 +134,7 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
     app.register_blueprint(log_blueprint)
     app.register_blueprint(health_blueprint("verifier", _readiness_checks(settings, engine)))
     install_dashboard(app, sessions, client, zones.zones if zones is not None else None)
+    install_metrics(app, app.extensions["geoattest.status"], client)
     install_openapi(
         app,
         title="geoattest verifier",

@@ -3,7 +3,9 @@
 Spellings:
 
 * ``file:PATH`` replays an NMEA capture as fast as it reads; ``file:PATH?paced`` at the
-  receiver's own rate (``?paced&speed=2`` twice as fast). For tests and demos.
+  receiver's own rate (``?paced&speed=2`` twice as fast); ``file:PATH?live`` one epoch a second
+  restamped to now, back and forth, re-read when the file changes (``agent.gnss.live``). For
+  tests and demos.
 * ``serial:URL`` reads a receiver on a serial port or any pyserial URL (``serial:/dev/ttyACM0``,
   ``serial:rfc2217://host:port``), ``?baud=N`` sets the rate (default 9600).
 * ``gpsd:HOST:PORT`` (or ``gpsd:HOST``, port 2947) watches gpsd for the receiver's raw NMEA;
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.gnss.gpsd import GPSD_PORT, GpsdSource
+from agent.gnss.live import LiveReplaySource
 from agent.gnss.source import FileReplaySource, GnssSource, SerialSource
 from geoattest.errors import ConfigurationError
 
@@ -30,6 +33,7 @@ class SourceSpec:
     kind: Literal["file", "serial", "gpsd"]
     target: str
     paced: bool = False
+    live: bool = False
     speed: float = 1.0
     baudrate: int = 9600
     port: int = GPSD_PORT
@@ -55,11 +59,16 @@ def parse_source_spec(spec: str) -> SourceSpec:
         raise ConfigurationError(f"GNSS source {spec!r} names no {kind} path")
     options = _options(query, spec)
     if kind == "file":
-        _only(options, {"paced", "speed"}, spec)
+        _only(options, {"paced", "speed", "live"}, spec)
         speed = _number(options.get("speed", "1"), "speed", spec)
         if speed <= 0:
             raise ConfigurationError(f"GNSS source {spec!r}: speed must be positive")
-        return SourceSpec(kind="file", target=target, paced="paced" in options, speed=speed)
+        live = "live" in options
+        if live and ("paced" in options or "speed" in options):
+            raise ConfigurationError(f"GNSS source {spec!r}: live replays in real time only")
+        return SourceSpec(
+            kind="file", target=target, paced="paced" in options, live=live, speed=speed
+        )
     _only(options, {"baud"}, spec)
     baud = _number(options.get("baud", "9600"), "baud", spec)
     if baud <= 0 or baud != int(baud):
@@ -77,6 +86,8 @@ def open_source(spec: str) -> GnssSource:
     parsed = parse_source_spec(spec)
     if parsed.kind == "gpsd":
         return GpsdSource(parsed.target, parsed.port)
+    if parsed.kind == "file" and parsed.live:
+        return LiveReplaySource(Path(parsed.target))
     if parsed.kind == "file":
         return FileReplaySource(Path(parsed.target), paced=parsed.paced, speed=parsed.speed)
     return SerialSource(parsed.target, baudrate=parsed.baudrate)

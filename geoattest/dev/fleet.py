@@ -1,12 +1,15 @@
 """A local fleet on one machine, for quickstart and demos, built from the real parts.
 
 A private TPM manufacturer CA, redis-server, the registrar, the verifier (API + Celery worker with
-beat), and per agent: a swtpm whose EK certificate the CA issued, an IMA measurement list written
-by the emulator (no IMA in containers), and the agent's evidence API over mTLS. Everything lives
-under one state directory and is reused by the next run:
+beat, the demo zones loaded), and per agent: a swtpm whose EK certificate the CA issued, an IMA
+measurement list written by the emulator (no IMA in containers), a GNSS receiver replaying a demo
+track at the current time (``geoattest.dev.demo_geo``; edge-05 walks a zone border), the agent's
+evidence API over mTLS and its workload API for tokens. The policy checks location from the
+start: ``inside`` one of the demo zones. Everything lives under one state directory and is reused
+by the next run:
 
-    ca/ ek-ca/ tpm/<agent>/ agent/<agent>/ ima/<agent>.log verifier-tls/ redis/ logs/
-    registrar.sqlite  verifier.sqlite  fleet.json (ports of the running fleet)
+    ca/ ek-ca/ tpm/<agent>/ agent/<agent>/ ima/<agent>.log gnss/<agent>.nmea run/<agent>.sock
+    verifier-tls/ redis/ logs/ registrar.sqlite verifier.sqlite fleet.json (the running fleet)
 
 Each run restarts the swtpms, which is a reboot: the agents' IMA logs start over. Every swtpm is
 shut down in order when the fleet stops (TPM2_Shutdown), and a TPM found in dictionary-attack
@@ -29,8 +32,9 @@ import requests
 
 from agent.enrolment import ApiEndpoint, enrol
 from agent.tls import ensure_server_identity
-from agent.tpm_device import TpmDevice
+from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
 from geoattest.access.keys import Role
+from geoattest.dev.demo_geo import AGENT_SITES, DEMO_DIR, ZONES
 from geoattest.dev.fleet_keys import ensure_api_key
 from geoattest.dev.ima_emulator import ImaEmulator
 from geoattest.dev.procs import (
@@ -64,6 +68,9 @@ class AgentNode:
     ima: ImaEmulator
     state_dir: Path
     url: str
+    site: str  # the demo track it replays (``geoattest.dev.demo_geo``)
+    track: Path  # the live replay's file: tampering rewrites it
+    workload_socket: Path
 
 
 @dataclass(slots=True)
@@ -73,6 +80,7 @@ class Fleet:
     verifier_url: str
     registrar_api_key: str  # admin keys of this run's operator (api-keys/operator.key)
     verifier_api_key: str
+    worker_metrics_url: str
     started_at: datetime  # only rounds that ended after this belong to this run
     agents: dict[str, AgentNode] = field(default_factory=dict)
 
@@ -124,7 +132,9 @@ def local_fleet(
                 env=geoattest_env({}),
             )
         )
-        _step(4, f"verifier API on 127.0.0.1:{verifier_port}, Celery worker with beat")
+        worker_metrics_port = free_port()
+        _step(4, f"verifier API on 127.0.0.1:{verifier_port}, Celery worker with beat "
+                 f"(metrics on 127.0.0.1:{worker_metrics_port})")  # fmt: skip
         tls = ensure_verifier_client_tls(state_dir / "verifier-tls")
         registrar_db, verifier_db = _sqlite(state_dir, "registrar"), _sqlite(state_dir, "verifier")
         reader_key = ensure_api_key(state_dir, registrar_db, "verifier", Role.VIEWER)
@@ -141,6 +151,9 @@ def local_fleet(
                 "GEOATTEST_VERIFIER_TLS_DIR": str(state_dir / "verifier-tls"),
                 "GEOATTEST_VERIFIER_KEYS_DIR": str(state_dir / "verifier-keys"),
                 "GEOATTEST_VERIFIER_PORT": str(verifier_port),
+                "GEOATTEST_ZONES_FILE": str(DEMO_DIR / "zones.geojson"),
+                "GEOATTEST_WORKER_METRICS_PORT": str(worker_metrics_port),
+                "GEOATTEST_WORKER_METRICS_DIR": str(state_dir / "worker-metrics"),
             }
         )
         verifier_url = f"http://127.0.0.1:{verifier_port}"
@@ -169,11 +182,14 @@ def local_fleet(
             verifier_url=verifier_url,
             registrar_api_key=ensure_api_key(state_dir, registrar_db, "operator", Role.ADMIN),
             verifier_api_key=ensure_api_key(state_dir, verifier_db, "operator", Role.ADMIN),
+            worker_metrics_url=f"http://127.0.0.1:{worker_metrics_port}/metrics",
             started_at=started_at,
         )
         _step(5, f"{len(agent_ids)} agent(s): swtpm, IMA log, evidence API over mTLS")
-        for agent_id in agent_ids:
-            fleet.agents[agent_id] = _start_agent(stack, state_dir, ca, agent_id, tls.ca_cert)
+        for index, agent_id in enumerate(agent_ids):
+            fleet.agents[agent_id] = _start_agent(
+                stack, state_dir, ca, agent_id, tls.ca_cert, site_of(index), verifier_url
+            )
         _write_fleet_file(fleet)
         yield fleet
 
@@ -187,7 +203,15 @@ def enrol_all(fleet: Fleet) -> list[AgentView]:
             identity = ensure_server_identity(node.state_dir, node.agent_id, "127.0.0.1")
             endpoint = ApiEndpoint(url=node.url, tls_certificate=identity.certificate_der)
             with TpmDevice(node.swtpm.tcti) as device:
-                views.append(enrol(device, client, node.agent_id, endpoint=_fixed(endpoint)))
+                views.append(
+                    enrol(
+                        device,
+                        client,
+                        node.agent_id,
+                        endpoint=_fixed(endpoint),
+                        location_key_handle=DEFAULT_LOCATION_KEY_HANDLE,
+                    )
+                )
     finally:
         client.close()
     return views
@@ -222,8 +246,27 @@ def measure_on(state_dir: Path, agent_id: str, path: Path) -> str:
     return entry.line
 
 
+def site_of(index: int) -> str:
+    """The demo site of the fleet's ``index``-th agent: the five of ``AGENT_SITES`` (the fifth on
+    a zone border), then the four inside sites again."""
+    if index < len(AGENT_SITES):
+        return AGENT_SITES[index]
+    inside = [site for site in AGENT_SITES if site != "border"]
+    return inside[(index - len(AGENT_SITES)) % len(inside)]
+
+
+def demo_track(site: str) -> Path:
+    return DEMO_DIR / "tracks" / f"{site}.nmea"
+
+
 def _start_agent(
-    stack: ExitStack, state_dir: Path, ca: SwtpmCa, agent_id: str, client_ca: Path
+    stack: ExitStack,
+    state_dir: Path,
+    ca: SwtpmCa,
+    agent_id: str,
+    client_ca: Path,
+    site: str,
+    verifier_url: str,
 ) -> AgentNode:
     tpm_dir = state_dir / "tpm" / agent_id
     if SwtpmInstance.is_manufactured(tpm_dir):
@@ -243,12 +286,19 @@ def _start_agent(
     port = free_port()
     agent_dir = state_dir / "agent" / agent_id
     ensure_server_identity(agent_dir, agent_id, "127.0.0.1", renew=True)
+    track = state_dir / "gnss" / f"{agent_id}.nmea"
+    track.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(demo_track(site), track)  # each run starts at its site (a teleport undone)
+    socket = state_dir / "run" / f"{agent_id}.sock"
+    socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     stack.enter_context(
         managed_process(
             f"agent {agent_id}",
             [*GEOATTEST, "agent", "serve", "--tcti", swtpm.tcti, "--agent-id", agent_id,
              "--host", "127.0.0.1", "--port", str(port), "--ima-log", str(ima.log_path),
-             "--verifier-ca", str(client_ca), "--state-dir", str(agent_dir)],
+             "--verifier-ca", str(client_ca), "--state-dir", str(agent_dir),
+             "--gnss", f"file:{track}?live", "--verifier", verifier_url,
+             "--workload-socket", str(socket)],
             log_path=state_dir / "logs" / f"agent-{agent_id}.log",
             ready=lambda: port_accepts(port),
             env=geoattest_env({}),
@@ -260,6 +310,9 @@ def _start_agent(
         ima=ima,
         state_dir=agent_dir,
         url=f"https://127.0.0.1:{port}",
+        site=site,
+        track=track,
+        workload_socket=socket,
     )
 
 
@@ -296,6 +349,8 @@ def _policy(fleet: Fleet) -> dict[str, object]:
             "meta": {"generated_by": "geoattest dev fleet"},
             "digests": {path: sorted(values) for path, values in digests.items()},
         },
+        # The demo receivers replay files: a policy for them must accept that source kind.
+        "location": {"zones": sorted(ZONES), "thresholds": {"accepted_sources": ["file"]}},
     }
 
 
@@ -308,7 +363,14 @@ def _write_fleet_file(fleet: Fleet) -> None:
         "registrar_url": fleet.registrar_url,
         "verifier_url": fleet.verifier_url,
         "agents": {
-            agent_id: {"tcti": node.swtpm.tcti, "ima_log": str(node.ima.log_path), "url": node.url}
+            agent_id: {
+                "tcti": node.swtpm.tcti,
+                "ima_log": str(node.ima.log_path),
+                "url": node.url,
+                "site": node.site,
+                "track": str(node.track),
+                "workload_socket": str(node.workload_socket),
+            }
             for agent_id, node in fleet.agents.items()
         },
     }

@@ -22,6 +22,7 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from prometheus_client.parser import text_string_to_metric_families
 
 import tpm
 from agent.evidence import EvidenceService
@@ -238,6 +239,37 @@ def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where
     assert where in error["message"]
 
 
+def test_metrics_count_answers_by_result_over_the_same_mtls(agent: RunningAgent) -> None:
+    def scrape(session: requests.Session) -> dict[tuple[str, str], float]:
+        answer = session.get(f"{agent.url}/metrics", timeout=10)
+        assert answer.status_code == 200, answer.text
+        return {
+            (sample.name, sample.labels.get("result", "")): sample.value
+            for family in text_string_to_metric_families(answer.text)
+            for sample in family.samples
+        }
+
+    with agent.session() as session:
+        before = scrape(session)
+        agent.ima.measure("/usr/bin/counted", b"counted binary")
+        _ask(session, agent)
+        bad = session.post(f"{agent.url}/v1/evidence", data=b"{}", timeout=10,
+                           headers={"Content-Type": "application/json"})  # fmt: skip
+        assert bad.status_code == 400
+        after = scrape(session)
+    ok = ("geoattest_agent_evidence_requests_total", "ok")
+    refused = ("geoattest_agent_evidence_requests_total", "malformed_request")
+    assert after[ok] == before.get(ok, 0.0) + 1
+    assert after[refused] == before.get(refused, 0.0) + 1
+    sent = ("geoattest_agent_ima_entries_sent_total", "")
+    assert after[sent] == before.get(sent, 0.0) + len(agent.ima.lines())
+    timed = ("geoattest_agent_evidence_seconds_count", "")
+    assert after[timed] == before.get(timed, 0.0) + 1
+    # Only the verifier's client CA gets in, as for evidence.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{agent.url}/metrics", verify=str(agent.server_cert), timeout=10)
+
+
 def test_a_request_with_a_field_from_a_newer_verifier_is_answered(agent: RunningAgent) -> None:
     """Version skew: a field this agent does not know is ignored, not refused."""
     body = {"nonce": "ab" * 16, "pcrs": PCRS, "added_in_a_later_version": {"x": 1}}
@@ -383,7 +415,12 @@ def test_the_openapi_document_describes_the_evidence_api(agent: RunningAgent) ->
     with agent.session() as session:
         document = session.get(f"{agent.url}/v1/openapi.json", timeout=10).json()
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/v1/evidence", "/v1/healthz", "/v1/openapi.json"}
+    assert set(document["paths"]) == {
+        "/metrics",
+        "/v1/evidence",
+        "/v1/healthz",
+        "/v1/openapi.json",
+    }
     evidence = document["paths"]["/v1/evidence"]["post"]
     body = evidence["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     request_schema = document["components"]["schemas"][body.rsplit("/", 1)[1]]

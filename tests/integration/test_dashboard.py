@@ -33,7 +33,7 @@ DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedFleet]:
-    with simulated_fleet(tmp_path_factory.mktemp("dash"), agents=6) as running:
+    with simulated_fleet(tmp_path_factory.mktemp("dash"), agents=7) as running:
         yield running
 
 
@@ -182,6 +182,46 @@ def test_viewers_see_what_tokens_were_issued_never_the_tokens(
     assert "c2lnbmF0dXJl" not in answer.text
 
 
+def test_activity_counts_rounds_latency_failures_and_tokens_in_buckets(
+    fleet: SimulatedFleet, viewer: str
+) -> None:
+    sim = fleet.attested_agent()
+    fleet.serve_rounds(sim, 3)
+    body = _get(fleet, viewer, "/v1/fleet/activity?seconds=120").json()
+    assert len(body["buckets"]) == 30
+    assert body["bucket_seconds"] == 4.0
+    assert body["truncated"] is False
+    passed = sum(bucket["rounds"].get("passed", 0) for bucket in body["buckets"])
+    assert passed >= 3
+    latencies = [b["latency_p95_seconds"] for b in body["buckets"] if b["rounds"]]
+    assert latencies
+    assert all(0 <= value < 5 for value in latencies)
+    sim.pcrs["sha256"][10] = bytes(32)
+    fleet.verifier.wait_for_state(sim.agent_id, "failed")
+    after = _get(fleet, viewer, "/v1/fleet/activity?seconds=120").json()["buckets"]
+    assert sum(bucket["rounds"].get("integrity_failure", 0) for bucket in after) >= 1
+    # Tokens in the ledger count in the bucket of their issue time: two now, one before.
+    stand_in = "x.y.z"  # a stand-in JWS
+    before = sum(bucket["tokens_issued"] for bucket in after)
+    now = dt.datetime.now(dt.UTC)
+    engine = make_engine(fleet.verifier.settings.database_url)
+    with Session(engine) as session, session.begin():
+        for n, issued in enumerate((now, now, now - dt.timedelta(minutes=30))):
+            session.add(
+                TokenRow(jti=f"activity-{n}", agent_id=sim.agent_id, type="pog", audience="svc",
+                         workload_sha256=bytes(32), issued_at=issued,
+                         expires_at=issued + dt.timedelta(minutes=5), record_seq=1, token=stand_in)
+            )  # fmt: skip
+    engine.dispose()
+    buckets = _get(fleet, viewer, "/v1/fleet/activity?seconds=120").json()["buckets"]
+    assert sum(bucket["tokens_issued"] for bucket in buckets) == before + 2
+    assert buckets[-1]["tokens_issued"] >= 2
+    for bad in ("seconds=10", "seconds=abc", "seconds=99999"):
+        answer = _get(fleet, viewer, f"/v1/fleet/activity?{bad}")
+        assert answer.status_code == 400, bad
+        assert answer.json()["error"]["code"] == "malformed_request"
+
+
 def test_the_page_is_public_holds_no_data_and_allows_this_origin_only(
     fleet: SimulatedFleet,
 ) -> None:
@@ -230,6 +270,12 @@ def test_the_dashboard_in_a_browser_shows_a_tamper_live(
                 page.locator("#map path.leaflet-interactive, #map svg path").first
             ).to_be_visible()
             assert page.locator("#map svg path").count() > 100  # the country outlines
+            # The charts: rounds drawn as bars, latency as lines, one lease bar per attested agent.
+            expect(page.locator('[data-chart="rounds"] rect.o-passed').first).to_be_attached()
+            expect(page.locator('[data-chart="latency"] polyline.p95')).to_be_attached()
+            attested = _get(fleet, viewer, "/v1/fleet").json()["counts"]["attested"]
+            assert 0 < page.locator('[data-chart="leases"] rect').count() <= min(attested + 1, 20)
+            expect(page.locator('[data-chart="rounds"] .latest')).to_contain_text("rounds/s now")
             page.screenshot(path=str(shots / "dashboard-overview.png"), full_page=True)
 
             victim.measure("/usr/bin/evil", digest=os.urandom(32))

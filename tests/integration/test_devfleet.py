@@ -166,3 +166,82 @@ def test_drift_on_a_running_fleet_fails_the_agent_within_seconds(tmp_path: Path)
     assert "fleet stopped" in (tmp_path / "fleet.out").read_text()
     for agent_id in ("edge-01", "edge-02"):
         assert _da_state(state_dir, agent_id).failed_tries == 0
+
+
+def test_the_quickstart_fleet_shows_each_tamper_the_border_and_a_token(tmp_path: Path) -> None:
+    """The default fleet (five agents on demo tracks under a geofencing policy): edge-05 on a zone
+    border is failed as ``uncertain``; the printed login works; a workload gets a PoG token;
+    ``geoattest fleet tamper`` fails each agent with the reason of its tamper, the others stay."""
+    state_dir = tmp_path / "qs"
+    out = tmp_path / "fleet.out"
+    log = out.open("w")
+    argv = [*GEOATTEST, "dev", "fleet", "--state-dir", str(state_dir),
+            "--registrar-port", str(free_port()), "--verifier-port", str(free_port())]  # fmt: skip
+    fleet = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=_env(),
+                             start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while "fleet running" not in out.read_text():
+            assert fleet.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, "fleet did not start"
+            time.sleep(0.5)
+        text = out.read_text()
+        for agent_id in ("edge-01", "edge-02", "edge-03", "edge-04"):
+            assert re.search(rf"^{agent_id}\s+attested\s+\d+", text, re.M), text
+        assert re.search(r"^edge-05\s+failed\s.*location_outside_zone$", text, re.M), text
+        dashboard = re.search(r"^dashboard\s+(http://\S+/dashboard/)$", text, re.M)
+        key = re.search(r"operator API key \(admin\): (gak_\S+)$", text, re.M)
+        assert dashboard, text
+        assert key, text
+        verifier_url = dashboard.group(1).removesuffix("/dashboard/")
+        assert requests.get(dashboard.group(1), timeout=5).status_code == 200
+        who = requests.get(f"{verifier_url}/v1/whoami", headers=bearer(key.group(1)), timeout=5)
+        assert who.json()["role"] == "admin"
+
+        def status(agent_id: str) -> dict[str, object]:
+            answer = requests.get(f"{verifier_url}/v1/agents/{agent_id}",
+                                  headers=bearer(key.group(1)), timeout=5)  # fmt: skip
+            body: dict[str, object] = answer.json()
+            return body
+
+        assert "uncertain" in str(status("edge-05")["message"])
+        token_line = re.search(r"^a token:\s+(geoattest token get .*)$", text, re.M)
+        assert token_line, text
+        got = subprocess.run(
+            [*GEOATTEST, *token_line.group(1).split()[1:]],
+            capture_output=True, text=True, timeout=60, env=_env(), check=False,
+        )  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.count(".") == 2  # a compact JWS
+
+        tampers = {"edge-01": ("--ima", "ima_entry_not_allowed"),
+                   "edge-02": ("--pcr", "boot_pcr_mismatch"),
+                   "edge-03": ("--teleport", "location_implausible"),
+                   "edge-04": ("--gnss-off", "location_missing")}  # fmt: skip
+        for agent_id, (flag, reason) in tampers.items():
+            done = subprocess.run(
+                [*GEOATTEST, "fleet", "tamper", agent_id, flag, "--state-dir", str(state_dir)],
+                capture_output=True, text=True, timeout=60, env=_env(), check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert f"expect {agent_id} failed with {reason}" in done.stdout
+            started = time.monotonic()
+            while status(agent_id)["state"] != "failed":
+                assert time.monotonic() - started < 20, status(agent_id)
+                time.sleep(0.2)
+            assert status(agent_id)["reason"] == reason
+            for other in tampers:  # the agents not tampered with yet stay attested
+                if list(tampers).index(other) > list(tampers).index(agent_id):
+                    assert status(other)["state"] == "attested", other
+        unknown = subprocess.run(
+            [*GEOATTEST, "fleet", "tamper", "edge-99", "--ima", "--state-dir", str(state_dir)],
+            capture_output=True, text=True, timeout=60, env=_env(), check=False,
+        )  # fmt: skip
+        assert unknown.returncode != 0
+        assert "no agent 'edge-99'" in unknown.stderr
+    finally:
+        os.killpg(fleet.pid, signal.SIGINT)
+        fleet.wait(timeout=90)
+        log.close()
+    assert fleet.returncode == 0, out.read_text()
+    assert "fleet stopped" in out.read_text()

@@ -12,7 +12,6 @@ satellites, DOPs and C/N0 stay as recorded.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +31,7 @@ from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geofence import SourceKind
 from geofence.nmea import split_lines
+from geofence.restamp import epochs, restamped, time_of
 from tests.paths import vector
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
@@ -41,61 +41,9 @@ pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
 
 MakeSwtpm = Callable[..., SwtpmInstance]
 POLICY = "geofenced-de"
-# Where each capture's time field is, by sentence type (the epoch-closing, timed sentences).
-_TIME_FIELD = {b"RMC": 1, b"GGA": 1, b"GNS": 1, b"GST": 1, b"ZDA": 1, b"GLL": 5}
 
 
 # --- a live receiver from a capture ------------------------------------------------------------
-
-
-def _fields(line: bytes) -> list[bytes] | None:
-    """The comma fields of a ``$…*HH`` sentence (any run of leading ``$``), or None."""
-    text = line.rstrip(b"\r")
-    if not text.startswith(b"$"):
-        return None
-    body, star, _ = text.lstrip(b"$").partition(b"*")
-    return body.split(b",") if star else None
-
-
-def _time_of(line: bytes) -> bytes | None:
-    fields = _fields(line)
-    if fields is None or fields[0][2:5] not in _TIME_FIELD:
-        return None
-    index = _TIME_FIELD[fields[0][2:5]]
-    return fields[index] if len(fields) > index and fields[index] else None
-
-
-def epochs(lines: Sequence[bytes]) -> list[list[bytes]]:
-    """The capture cut into epochs (lines sharing one receiver time); lines before the first
-    timed sentence (the receiver's banner) belong to the first epoch."""
-    groups: list[list[bytes]] = [[]]
-    current: bytes | None = None
-    for line in lines:
-        if not line.strip() or line.startswith(b"#"):
-            continue
-        time = _time_of(line)
-        if time is not None and current is not None and time != current:
-            groups.append([])
-        if time is not None:
-            current = time
-        groups[-1].append(line)
-    return groups
-
-
-def restamped(line: bytes, at: dt.datetime) -> bytes:
-    """``line`` with its time (and date) fields set to ``at``; other lines unchanged."""
-    fields = _fields(line)
-    if fields is None or _time_of(line) is None:
-        return line
-    kind = fields[0][2:5]
-    fields[_TIME_FIELD[kind]] = f"{at:%H%M%S}.{at.microsecond // 10_000:02d}".encode()
-    if kind == b"RMC" and len(fields) > 9:
-        fields[9] = f"{at:%d%m%y}".encode()
-    if kind == b"ZDA" and len(fields) > 4:
-        fields[2:5] = [f"{at:%d}".encode(), f"{at:%m}".encode(), f"{at:%Y}".encode()]
-    body = b",".join(fields)
-    checksum = functools.reduce(lambda a, b: a ^ b, body, 0)
-    return b"$" + body + b"*" + f"{checksum:02X}".encode()
 
 
 class LiveReceiver:
@@ -137,7 +85,7 @@ def black_forest() -> list[list[bytes]]:
     """NaviLock NL-8002U near Schramberg, DE: the five epochs of one stretch of road (the
     capture's next epoch is 20 minutes and 700 m later), with the receiver banner."""
     all_epochs = epochs(split_lines(vector("nmea/nl2008u.log").read_bytes()))
-    banner = [line for line in all_epochs[0] if _time_of(line) is None]
+    banner = [line for line in all_epochs[0] if time_of(line) is None]
     moving = all_epochs[2:7]
     return [banner + moving[0], *moving[1:]]
 

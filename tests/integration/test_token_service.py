@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import REGISTRY
 
 from geoattest.errors import (
     AgentNotAttested,
@@ -193,6 +194,26 @@ def test_an_excluded_path_is_a_weaker_claim_than_an_allowlisted_digest(stack: To
     accepted = _verify(stack, view.token, min_tier=EarStatus.WARNING)
     assert isinstance(accepted, VerifiedToken)
     assert accepted.workload_measured_by is WorkloadMeasure.IMA_EXCLUDED
+
+
+def test_tokens_issued_and_refused_are_counted(stack: TokenStack) -> None:
+    """``geoattest_tokens_issued`` by type and ``geoattest_tokens_refused`` by error code (this
+    process's registry: the API serves it on ``/metrics``)."""
+    agent_id = _first(stack)
+    sim = stack.runner.sims[agent_id]
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    issued = value("geoattest_tokens_issued_total", type="por")
+    refused = value("geoattest_tokens_refused_total", code="token_location_unavailable")
+    stack.client(agent_id).request(order(sim))
+    with pytest.raises(TokenLocationUnavailable):
+        stack.client(agent_id).request(order(sim, type="pog"))
+    assert value("geoattest_tokens_issued_total", type="por") == issued + 1
+    assert value("geoattest_tokens_refused_total", code="token_location_unavailable") == (
+        refused + 1
+    )
 
 
 def test_no_token_without_a_lease(stack: TokenStack) -> None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
 from agent.enrolment import ApiEndpoint, enrol
@@ -284,12 +286,27 @@ def test_another_executable_does_not_open_the_model(
     stack: Stack, node: Node, tmp_path: Path
 ) -> None:
     out = tmp_path / "weights.bin"
+    before = _key_releases(stack, "refused", "token_wrong_workload")
     done = _open_model(stack, node, stack.b, out)
     assert done.returncode == 2, done.stderr
     assert "token_wrong_workload" in done.stderr
     assert not out.exists()
     refused = [e for e in stack.releases.entries(KEY_ID) if e.reason == "token_wrong_workload"]
     assert refused, "the refusal was not recorded"
+    assert _key_releases(stack, "refused", "token_wrong_workload") == before + 1
+
+
+def _key_releases(stack: Stack, outcome: str, reason: str) -> float:
+    """``geoattest_key_releases_total`` as the key service's open /metrics shows it."""
+    text = requests.get(f"{stack.keys_url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "geoattest_key_releases_total" and sample.labels == {
+                "outcome": outcome,
+                "reason": reason,
+            }:
+                return float(sample.value)
+    return 0.0
 
 
 def test_after_an_ima_tamper_the_model_does_not_open_and_tokens_are_revoked(

@@ -25,6 +25,7 @@ from verifier.core.reasons import Reason, reason_of_code
 from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_round
 from verifier.core.states import Outcome
 from verifier.engine.fetch import EvidenceSource
+from verifier.metrics import FETCH_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def judge(
         evidence = parse_evidence(source.fetch_evidence(agent_url, tls_certificate, request), nonce)
     except ReachabilityError as e:
         log.debug("agent unreachable: %s", e.message)  # the runner logs the state change
+        FETCH_ERRORS.labels(e.code).inc()
         reason = _reachability_reason(e.code)
         return _no_evidence(memory, Outcome.UNREACHABLE, reason, e.message)
     except IntegrityError as e:  # no location under a PoG policy, or evidence that is not

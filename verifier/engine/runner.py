@@ -36,6 +36,7 @@ from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state
 from verifier.engine.fetch import EvidenceSource
 from verifier.engine.judge import judge
+from verifier.metrics import ROUND_SECONDS, ROUNDS
 from verifier.storage.hot_state import HotState, LiveStatus
 from verifier.storage.runtime_digests import RuntimeDigests
 from verifier.storage.sql import AgentTarget
@@ -208,10 +209,13 @@ class RoundRunner:
         )
         committed = self._commit(rt, token, fence, record, result)
         if committed is None:
+            _count(result, ended - started, fault=Reason.RECORD_FAILED)
             return RoundReport(result=result, committed=None, fault=Reason.RECORD_FAILED)
         if isinstance(committed, Refused):
             self._repair(agent_id, token, committed, ended, status)
+            _count(result, ended - started, fault=Reason.LOCK_LOST)
             return RoundReport(result=result, committed=None, fault=Reason.LOCK_LOST)
+        _count(result, ended - started)
         new_state = committed.record.to_state
         _log_outcome(committed.record, result)
         passed = result.outcome is Outcome.PASSED
@@ -313,6 +317,15 @@ class RoundRunner:
             log.warning("could not record the fault %s: Redis unavailable", reason)
         except Exception:
             log.exception("could not record the fault %s", reason)
+
+
+def _count(result: RoundResult, seconds: float, *, fault: Reason | None = None) -> None:
+    """A round in the metrics: its verdict, or the verifier fault that kept it from being
+    recorded (then the verdict did not count: nothing was committed)."""
+    outcome = Outcome.VERIFIER_FAULT if fault is not None else result.outcome
+    reason = fault or result.reason
+    ROUNDS.labels(outcome.value, reason.value if reason is not None else "").inc()
+    ROUND_SECONDS.labels(outcome.value).observe(max(seconds, 0.0))
 
 
 def _log_outcome(record: EvidenceRecord, result: RoundResult) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from geoattest.db import transaction
 from geoattest.errors import ReachabilityError
+from verifier.metrics import WEBHOOK_DELIVERIES
 from verifier.storage.models import EventRecord, WebhookDelivery
 from verifier.storage.sql import event_of
 
@@ -95,6 +96,9 @@ class WebhookSender:
             elif delivery.attempts >= MAX_DELIVERY_ATTEMPTS:
                 delivery.status = "gave_up"
             attempts, status = delivery.attempts, delivery.status
+        WEBHOOK_DELIVERIES.labels(
+            "delivered" if error is None else "retrying" if status == "pending" else "gave_up"
+        ).inc()
         if error is None:
             log.info("webhook delivered to %s (attempt %d)", url, attempts)
         elif status == "pending":

@@ -49,6 +49,7 @@ from verifier.core.record import (
     record_digest,
 )
 from verifier.core.states import AgentState, Outcome
+from verifier.metrics import RECORD_BYTES
 from verifier.storage.log import enqueue
 from verifier.storage.models import EventRecord, RecordRow, VerifiedAgent, WebhookDelivery
 from verifier.storage.tokens import revoke_unexpired
@@ -228,6 +229,7 @@ class _Pending:
     transition: bool
     row: _RowUpdate
     record_row: dict[str, object]
+    body: bytes  # what the record row stores (compressed when kept)
 
 
 def _passes(drafts: Sequence[VerdictDraft]) -> list[list[int]]:
@@ -259,19 +261,23 @@ class VerdictStore:
         are applied in passes of one draft per agent, each pass reading the rows its
         predecessor wrote, so each draft chains after the one before or loses on its fence."""
         results: list[CommitResult | None] = [None] * len(drafts)
+        written = 0
         with self._engine.begin() as connection:
             for indexes in _passes(drafts):
-                done = self._commit_pass(connection, [drafts[i] for i in indexes])
+                done, size = self._commit_pass(connection, [drafts[i] for i in indexes])
+                written += size
                 for index, result in zip(indexes, done, strict=True):
                     results[index] = result
+        RECORD_BYTES.inc(written)  # counted once the transaction committed
         return [result for result in results if result is not None]
 
     def _commit_pass(
         self, connection: Connection, drafts: Sequence[VerdictDraft]
-    ) -> list[CommitResult]:
-        """One draft per agent. The steady-state row updates run as one ``executemany``; only
-        when fewer rows than expected were updated (another process committed meanwhile) is
-        each agent's row read again to find which drafts lost."""
+    ) -> tuple[list[CommitResult], int]:
+        """One draft per agent; returns the results and the record bytes written. The
+        steady-state row updates run as one ``executemany``; only when fewer rows than expected
+        were updated (another process committed meanwhile) is each agent's row read again to
+        find which drafts lost."""
         ids = sorted({d.record.agent_id for d in drafts})
         chain: _Chain = {
             row.agent_id: (
@@ -287,12 +293,14 @@ class VerdictStore:
         pending = [r for r in results if isinstance(r, _Pending)]
         lost = self._apply(connection, pending)
         accepted = [p for p in pending if p.record.agent_id not in lost]
+        written = 0
         if accepted:
             connection.execute(_INSERT_RECORD, [p.record_row for p in accepted])
+            written = sum(len(p.body) for p in accepted)
         # Kept records go into the transparency log with their commit (the others when they
         # fold, ``verifier.storage.records``).
         enqueue(connection, [_log_entry(p) for p in accepted if p.kept], _commit_time(accepted))
-        return [self._finish(connection, r, chain, lost) for r in results]
+        return [self._finish(connection, r, chain, lost) for r in results], written
 
     def _prepare(self, draft: VerdictDraft, chain: _Chain) -> CommitResult | _Pending:
         agent_id = draft.record.agent_id
@@ -327,6 +335,7 @@ class VerdictStore:
             sample_at=ended if kept else None,
             ima=draft.ima_entries_verified,
         )
+        body = zlib.compress(encoded, 6) if kept else encoded
         record_row = {
             "agent_id": agent_id,
             "seq": record.seq,
@@ -341,7 +350,7 @@ class VerdictStore:
             "prev": record.prev,
             # Kept records are compressed; the others live only for the hot window and are
             # stored as they are (zlib releases the GIL, which costs a threaded worker dearly).
-            "body": zlib.compress(encoded, 6) if kept else encoded,
+            "body": body,
             "size": len(encoded),
         }
         return _Pending(
@@ -351,6 +360,7 @@ class VerdictStore:
             transition=transition,
             row=row,
             record_row=record_row,
+            body=body,
         )
 
     def _apply(self, connection: Connection, pending: Sequence[_Pending]) -> set[str]:

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from geoattest.errors import (
     AgentNotAttested,
+    GeoattestError,
     JoseMalformed,
     NotFound,
     TokenLocationUnavailable,
@@ -52,6 +53,7 @@ from geoattest.wire_tokens import (
 from tpm import ClockInfo, parse_tpms_attest
 from verifier.core.measured import MeasuredFile, approval
 from verifier.core.record import EvidenceRecord
+from verifier.metrics import TOKENS_ISSUED, TOKENS_REFUSED
 from verifier.signing.keyring import Keyring
 from verifier.storage.runtime_digests import RuntimeDigests
 from verifier.storage.tokens import TokenDraft, TokenLedger
@@ -146,7 +148,17 @@ class TokenService:
     # --- tokens -------------------------------------------------------------------------------
 
     def issue(self, signed_request: str) -> TokenView:
-        """Issue one token for a signed request (module docstring); raises the refusal."""
+        """Issue one token for a signed request (module docstring); raises the refusal.
+        Counted in ``geoattest_tokens_issued`` / ``geoattest_tokens_refused`` (by code)."""
+        try:
+            view = self._issue(signed_request)
+        except GeoattestError as e:
+            TOKENS_REFUSED.labels(e.code).inc()
+            raise
+        TOKENS_ISSUED.labels(view.type).inc()
+        return view
+
+    def _issue(self, signed_request: str) -> TokenView:
         now = self._now()
         request, session_reset, measured = self._checked_request(signed_request, now)
         agent_id = request.agent_id

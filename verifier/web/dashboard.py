@@ -23,8 +23,9 @@ from werkzeug.security import safe_join
 from geoattest.access.guard import public
 from geoattest.openapi import documented
 from geofence import ZoneSet
+from verifier.storage.activity import ActivityReads
 from verifier.storage.fleet_reads import FleetReads
-from verifier.web.fleet_api import POSITIONS, READS, REDIS, ZONES, fleet_blueprint
+from verifier.web.fleet_api import ACTIVITY, POSITIONS, READS, REDIS, ZONES, fleet_blueprint
 from verifier.web.positions import PositionCache
 
 STATIC = Path(__file__).parent / "static"
@@ -85,7 +86,13 @@ def install_dashboard(
     """The fleet routes under ``/v1`` and the dashboard's files."""
     reads = FleetReads(sessions)
     app.extensions.update(
-        {READS: reads, POSITIONS: PositionCache(reads), REDIS: client, ZONES: zones}
+        {
+            READS: reads,
+            ACTIVITY: ActivityReads(sessions),
+            POSITIONS: PositionCache(reads),
+            REDIS: client,
+            ZONES: zones,
+        }
     )
     app.register_blueprint(fleet_blueprint)
     app.register_blueprint(dashboard_blueprint)

@@ -23,6 +23,7 @@ from geofence import ZoneSet
 from verifier.core.position import NodePosition
 from verifier.core.states import AgentState
 from verifier.engine.status import StatusReader
+from verifier.storage.activity import ActivityReads
 from verifier.storage.fleet_reads import MAX_EVENTS, FleetReads, IssuedToken
 from verifier.storage.sql import VerifierStore
 from verifier.web.api import status_view
@@ -32,6 +33,9 @@ from verifier.web.positions import PositionCache
 fleet_blueprint = Blueprint("fleet", __name__, url_prefix="/v1")
 
 READS = "geoattest.fleet_reads"
+ACTIVITY = "geoattest.activity"
+ACTIVITY_BUCKETS = 30
+DEFAULT_ACTIVITY_SECONDS, MIN_ACTIVITY_SECONDS, MAX_ACTIVITY_SECONDS = 600, 60, 3600
 POSITIONS = "geoattest.positions"
 REDIS = "geoattest.redis"
 ZONES = "geoattest.zones"
@@ -85,6 +89,37 @@ def fleet() -> Response:
             "at": now.isoformat().replace("+00:00", "Z"),
             "counts": {state.value: counts.get(state.value, 0) for state in AgentState},
             "agents": agents,
+        }
+    )
+
+
+@fleet_blueprint.get("/fleet/activity")
+@requires(Role.VIEWER)
+@documented("Rounds by outcome, latency and tokens issued over recent buckets (the charts)")
+def activity() -> Response:
+    """Rounds by outcome, their latency (p50, p95) and tokens issued over the last ``seconds``
+    (60..3600, default 600) in 30 buckets, oldest first: the dashboard's charts."""
+    seconds = _int_arg("seconds", DEFAULT_ACTIVITY_SECONDS, MAX_ACTIVITY_SECONDS)
+    if seconds < MIN_ACTIVITY_SECONDS:
+        raise MalformedRequest(f"seconds must be an integer in {MIN_ACTIVITY_SECONDS}..3600")
+    reads: ActivityReads = current_app.extensions[ACTIVITY]
+    found = reads.window(_now(), float(seconds), ACTIVITY_BUCKETS)
+    buckets = [
+        {
+            "start": _iso(bucket.start),
+            "rounds": bucket.rounds,
+            "latency_p50_seconds": bucket.latency(0.5),
+            "latency_p95_seconds": bucket.latency(0.95),
+            "tokens_issued": bucket.tokens,
+        }
+        for bucket in found.buckets
+    ]
+    return jsonify(
+        {
+            "since": _iso(found.since),
+            "bucket_seconds": found.bucket_seconds,
+            "truncated": found.truncated,
+            "buckets": buckets,
         }
     )
 

@@ -1,5 +1,6 @@
 // The dashboard: log in with an API key, read the fleet, follow its events live.
 import { ApiError, api, followEvents, forgetKey, saveKey, savedKey } from "./api.js";
+import { FleetCharts } from "./charts.js";
 import { AgentDetail } from "./detail.js";
 import { $ } from "./dom.js";
 import { FleetTable } from "./fleet.js";
@@ -11,6 +12,8 @@ let map = null;
 let table = null;
 let detail = null;
 let pending = null;
+let charts = null;
+const CHARTS_REFRESH_MS = 10000;
 
 async function loadMap() {
   try {
@@ -29,6 +32,7 @@ async function refreshFleet() {
   const fleet = await api("/fleet");
   table.replaceAll(fleet.agents);
   map?.showAgents(fleet.agents);
+  charts?.showLeases(fleet.agents);
 }
 
 // Many events in a burst make one read of the fleet.
@@ -59,6 +63,8 @@ async function start() {
   $("#whoami").textContent = `${who.name} (${who.role})`;
   $("#login").hidden = true;
   $("#fleet").hidden = false;
+  $("#charts").hidden = false;
+  charts = new FleetCharts($("#charts"));
   $("#logout").hidden = false;
   table = new FleetTable({
     table: $("#agents"), empty: $("#empty"), search: $("#search"), stateFilter: $("#state-filter"),
@@ -77,6 +83,8 @@ async function start() {
     onResync: refreshSoon,
   });
   setInterval(() => refreshFleet().catch(report), FULL_REFRESH_MS);
+  charts.refresh().catch(report);
+  setInterval(() => charts.refresh().catch(report), CHARTS_REFRESH_MS);
   setInterval(() => table.render(), 1000); // lease left and "ago" tick
 }
 
@@ -88,6 +96,7 @@ function logout(message = "") {
   if (!message) location.reload();
   else {
     $("#fleet").hidden = true;
+    $("#charts").hidden = true;
     $("#detail").hidden = true;
     $("#login").hidden = false;
   }
