@@ -60,6 +60,7 @@ from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process
 from geoattest.settings import Settings, load_settings
 from tests.support.access import bearer, issue_api_key
+from tests.support.postgres_server import running_postgres
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar
 from tests.support.software_pki import make_ca
@@ -110,7 +111,19 @@ def _child_pid(parent: int, name: str) -> int:
 
 
 @contextmanager
-def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]:
+def verifier_database(work: Path, kind: str) -> Iterator[str]:
+    """The verifier's database URL: a SQLite file, or a throwaway PostgreSQL cluster's."""
+    if kind == "sqlite":
+        yield f"sqlite:///{work / 'verifier.sqlite'}"
+        return
+    with running_postgres() as server, server.database() as url:
+        yield url
+
+
+@contextmanager
+def fleet_stack(
+    work: Path, *, workers: int, interval: float, database: str = "sqlite"
+) -> Iterator[Stack]:
     ca = make_ca()
     trust = work / "ek-ca"
     trust.mkdir()
@@ -120,12 +133,16 @@ def fleet_stack(work: Path, *, workers: int, interval: float) -> Iterator[Stack]
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    with running_redis(work) as redis_url, running_registrar(work, trust) as registrar:
+    with (
+        running_redis(work) as redis_url,
+        running_registrar(work, trust) as registrar,
+        verifier_database(work, database) as database_url,
+    ):
         fleet = FleetProcess(FleetSpec(key_pem, ca.pem, work / "tls", registrar.url))
         try:
             port = free_port()
             settings = load_settings(
-                database_url=f"sqlite:///{work / 'verifier.sqlite'}",
+                database_url=database_url,
                 redis_url=redis_url,
                 registrar_url=registrar.url,
                 registrar_api_key=registrar.reader_key,
@@ -335,6 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tamper-every", type=float, default=0.2, help="seconds between tampers")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite",
+        help="the verifier's database (postgresql: a throwaway cluster on a free port)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the registrar's request lines
     if args.sweep:
@@ -346,11 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load {load_average()}, "
-        f"workers {args.workers}, interval {args.interval} s, work dir {work}",
+        f"workers {args.workers}, interval {args.interval} s, {args.database}, work dir {work}",
         flush=True,
     )
     results: list[StepResult] = []
-    with fleet_stack(work, workers=args.workers, interval=args.interval) as stack:
+    with fleet_stack(
+        work, workers=args.workers, interval=args.interval, database=args.database
+    ) as stack:
         for total in steps:
             step = run_step(stack, total, args)
             results.append(step)
