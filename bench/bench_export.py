@@ -47,17 +47,16 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from sqlalchemy import Engine, insert
 
 from agent.enrolment import enrol
-from bench.bench_records import _boot_log_policy, _real_fix_evidence
+from bench.bench_records import _boot_log_policy, _real_fix_evidence, day_of_records
 from geoattest.db import make_engine, migrate, session_factory
 from geoattest.proof_export import ExportSpec, run_export
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings, load_settings
 from geoattest.trust_files import load_trust_store_dir
-from geoattest.wire import EvidenceRequest, PolicyDocument
+from geoattest.wire import PolicyDocument
 from tests.support.agent_simulator import AgentSimulator, make_simulators, policy_document
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 from tests.support.software_pki import make_ca
-from verifier.core.evidence import parse_evidence
 from verifier.core.log_entry import FoldEntry, RecordEntry
 from verifier.core.policy import (
     AttestationPolicy,
@@ -66,9 +65,7 @@ from verifier.core.policy import (
     policy_from_document,
 )
 from verifier.core.record import GENESIS, EvidenceRecord, encode_record, record_digest
-from verifier.core.round import RoundMemory, verify_round
-from verifier.core.round_record import RecordOrigin, round_record
-from verifier.core.states import AgentState, Outcome
+from verifier.core.states import AgentState
 from verifier.engine.runtime import log_keyring
 from verifier.export.archive import read_bundle
 from verifier.export.verify import Trust, verify_bundle
@@ -83,45 +80,6 @@ INTERVAL = dt.timedelta(seconds=2)
 SAMPLE = dt.timedelta(minutes=5)
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 POLICY = "bench"
-
-
-def day_of_records(
-    sim: AgentSimulator, policy: AttestationPolicy, fix: bytes | None, rounds: int
-) -> list[EvidenceRecord]:
-    """One agent-day of judged rounds (drafts: seq and prev are filled in when laid down)."""
-    memory = RoundMemory()
-    out = []
-    for n in range(rounds):
-        nonce = os.urandom(32)
-        request = EvidenceRequest(
-            nonce=nonce.hex(),
-            pcrs=policy.pcr_selection(),
-            ima_offset=memory.ima_offset_for(policy.ima_banks),
-        )
-        evidence = parse_evidence(sim.respond(request), nonce)
-        when = START + n * INTERVAL
-        result = verify_round(evidence, ak=sim.tpm.ak, policy=policy, previous=memory, now=when)
-        assert result.outcome is Outcome.PASSED, result.message
-        if fix is not None:
-            evidence = replace(evidence, location=fix, location_signature=os.urandom(72))
-        out.append(
-            round_record(
-                agent_id=sim.agent_id,
-                round_id=os.urandom(16).hex(),
-                started_at=when,
-                ended_at=when + dt.timedelta(milliseconds=40),
-                judged_at=when,
-                origin=RecordOrigin(verifier_id="bench"),
-                policy=policy,
-                ak=sim.tpm.ak,
-                location_key=None,
-                previous=memory,
-                evidence=evidence,
-                result=result,
-            )
-        )
-        memory = result.memory
-    return out
 
 
 def lay_down(
@@ -258,7 +216,9 @@ def export_bench(work: Path, agents: int) -> dict[str, float]:
     engine = _database(work, sims, document)
     policy = _boot_log_policy(sims[0], _policy(document))
     began = time.perf_counter()
-    drafts = day_of_records(sims[0], policy, _real_fix_evidence(os.urandom(32)), DAY_ROUNDS)
+    drafts = list(
+        day_of_records(sims[0], policy, START, _real_fix_evidence(os.urandom(32)), DAY_ROUNDS)
+    )
     made = time.perf_counter() - began
     laid = [lay_down(engine, sim.agent_id, [(0, drafts)]) for sim in sims]
     with running_registrar(work, work / "ek-ca") as registrar:
@@ -303,7 +263,7 @@ def verify_bench(work: Path, days: int) -> dict[str, float]:
     document = policy_document(sims[0])
     engine = _database(work, sims, document)
     policy = _policy(document)
-    drafts = day_of_records(sims[0], policy, None, DAY_ROUNDS)
+    drafts = list(day_of_records(sims[0], policy, START, None, DAY_ROUNDS))
     laid = lay_down(engine, sims[0].agent_id, [(d, drafts) for d in range(days)])
     with running_registrar(work, work / "ek-ca") as registrar:
         _enrol(registrar.url, sims)

@@ -82,12 +82,17 @@ def _boot_log_policy(sim: AgentSimulator, policy: AttestationPolicy) -> Attestat
     return replace(policy, runtime=runtime)
 
 
-def _day_of_records(
-    sim: AgentSimulator, policy: AttestationPolicy, start: dt.datetime, fix: bytes
+def day_of_records(
+    sim: AgentSimulator,
+    policy: AttestationPolicy,
+    start: dt.datetime,
+    fix: bytes | None,
+    rounds: int = DAY_ROUNDS,
 ) -> Iterator[EvidenceRecord]:
-    """The record drafts of one agent-day: real evidence, judged, with a location fix attached."""
+    """The record drafts of one agent-day (seq and prev are filled in when committed or laid
+    down): real evidence, judged, with a location fix attached unless ``fix`` is None."""
     memory = RoundMemory()
-    for n in range(DAY_ROUNDS):
+    for n in range(rounds):
         nonce = os.urandom(32)
         request = EvidenceRequest(
             nonce=nonce.hex(),
@@ -98,7 +103,8 @@ def _day_of_records(
         when = start + n * INTERVAL
         result = verify_round(evidence, ak=sim.tpm.ak, policy=policy, previous=memory, now=when)
         assert result.outcome is Outcome.PASSED, result.message
-        located = replace(evidence, location=fix, location_signature=os.urandom(72))
+        if fix is not None:
+            evidence = replace(evidence, location=fix, location_signature=os.urandom(72))
         yield round_record(
             agent_id=sim.agent_id,
             round_id=os.urandom(16).hex(),
@@ -110,7 +116,7 @@ def _day_of_records(
             ak=sim.tpm.ak,
             location_key=None,
             previous=memory,
-            evidence=located,
+            evidence=evidence,
             result=result,
         )
         memory = result.memory
@@ -134,7 +140,7 @@ def bytes_per_agent_day(stack: RunnerStack, agents: int) -> dict[str, float]:
             sim.measure(f"/usr/lib/geoattest/boot-{i}.so", content=f"lib {i}".encode())
         policy = _boot_log_policy(sim, base)
         drafts: list[VerdictDraft] = []
-        for record in _day_of_records(sim, policy, start, fix):
+        for record in day_of_records(sim, policy, start, fix):
             fence += 1
             drafts.append(
                 VerdictDraft(
