@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=60.0, help="measurement window, s")
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--workers", type=int, default=6, help="Celery pool processes")
     parser.add_argument("--interval", type=float, default=2.0, help="round interval, s")
     parser.add_argument("--sweep", action="store_true", help=f"N over {SWEEP} until >1%% late")
     parser.add_argument("--steps", type=str, help="comma-separated N for --sweep")
