@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import TypeAlias
 
 from geoattest.errors import MalformedRequest
@@ -64,7 +65,7 @@ def loads_strict(raw: bytes | str) -> JsonValue:
         raise MalformedRequest(f"request body refused: {e}") from e
     except ValueError as e:  # JSONDecodeError
         raise MalformedRequest(f"request body is not valid JSON: {e}") from e
-    _check_tree(value)
+    _check_tree(value, strings=_may_hold_lone_surrogates(text))
     return value
 
 
@@ -106,8 +107,25 @@ def _safe_int(text: str) -> int:
     return value
 
 
-def _check_tree(value: JsonValue) -> None:
-    """Depth and lone surrogates, iteratively (never recursion on client input)."""
+def _may_hold_lone_surrogates(text: str) -> bool:
+    """False when no parsed string can hold a lone surrogate: the text itself has none (it
+    encodes as UTF-8) and no ``\\u`` escape could make one. A whole-system policy (10^6
+    strings, none escaped) then skips the per-string walk."""
+    if "\\u" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_tree(value: JsonValue, *, strings: bool = True) -> None:
+    """Depth and (when ``strings``) lone surrogates, iteratively (never recursion on client
+    input)."""
+    if not strings:
+        _check_depth(value)
+        return
     stack: list[tuple[JsonValue, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -122,6 +140,21 @@ def _check_tree(value: JsonValue) -> None:
                     stack.append((member, depth + 1))
             else:
                 stack.extend((member, depth + 1) for member in item)
+
+
+def _check_depth(value: JsonValue) -> None:
+    """The depth alone, a level at a time: one pass over each level's members, with no
+    per-container Python frame (a policy's 10^5 digest lists are one level)."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 1
+    while level:
+        if depth > MAX_DEPTH:
+            raise MalformedRequest(f"request body nests deeper than {MAX_DEPTH} levels")
+        members = chain.from_iterable(
+            item.values() if isinstance(item, dict) else item for item in level
+        )
+        level = [member for member in members if isinstance(member, dict | list)]
+        depth += 1
 
 
 def _check_text(text: str) -> None:

@@ -42,6 +42,20 @@ def test_each_rule_is_refused_by_name(raw: bytes, says: str) -> None:
         loads_strict(raw)
 
 
+def test_a_lone_surrogate_in_text_already_decoded_is_refused() -> None:
+    with pytest.raises(MalformedRequest, match="lone surrogate"):
+        loads_strict('{"a": ["ok", "\ud800"]}')
+
+
+def test_depth_is_checked_below_wide_levels_too() -> None:
+    """The depth walk goes a level at a time; a deep branch among many shallow ones is found."""
+    deep = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    wide = ", ".join(f'"k{i}": ["x"]' for i in range(1000))
+    with pytest.raises(MalformedRequest, match="nests deeper"):
+        loads_strict("{" + wide + ', "z": {"y": ' + deep + "}}")
+    assert loads_object("{" + wide + ', "z": ' + deep + "}")["z"] == json.loads(deep)
+
+
 def test_the_limits_themselves_are_accepted() -> None:
     deepest = "[" * MAX_DEPTH + "]" * MAX_DEPTH
     assert loads_strict(deepest) == json.loads(deepest)
