@@ -26,8 +26,9 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from allowlists.ima.globs import glob_regex, is_normal_path
 from allowlists.ima.template import DIGEST_SIZES, TEMPLATES
@@ -43,6 +44,7 @@ _TOP_KEYS = frozenset(
 )
 _DIGEST_TEXT = re.compile(r"([a-z0-9_]+):([0-9a-f]+)")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_SHA256_LINES = re.compile(r"(?:sha256:[0-9a-f]{64}\n)*")
 
 
 def _never(_path: str) -> bool:
@@ -50,7 +52,10 @@ def _never(_path: str) -> bool:
 
 
 def _freeze(table: Mapping[str, Iterable[str]]) -> Mapping[str, frozenset[str]]:
-    return MappingProxyType({key: frozenset(values) for key, values in table.items()})
+    # A copy (the caller keeps no handle on it); sets already frozen are kept, not rebuilt.
+    return MappingProxyType(
+        {k: v if type(v) is frozenset else frozenset(v) for k, v in table.items()}
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,6 +216,8 @@ def _strings(value: object, where: str) -> list[str]:
 def _digest_table(value: object, where: str) -> dict[str, frozenset[str]]:
     if not isinstance(value, dict):
         raise PolicyInvalid(f"{where}: expected an object mapping names to digest lists")
+    if _all_sha256(value):
+        return {name: frozenset(digests) for name, digests in value.items()}
     table: dict[str, frozenset[str]] = {}
     for name, digests in value.items():
         if not name or not isinstance(digests, list):
@@ -223,6 +230,21 @@ def _digest_table(value: object, where: str) -> dict[str, frozenset[str]]:
                 check_digest_text(item, f"{where}[{json.dumps(name)}][{index}]")
         table[name] = frozenset(digests)
     return table
+
+
+def _all_sha256(table: dict[object, object]) -> bool:
+    """True when every name is non-empty and every value a list of well-formed ``sha256:``
+    digests: a real policy, checked in one regex pass instead of one match per entry (a
+    whole-system policy has 10^5 of them). False sends the table to the loop that names the
+    first problem (or accepts the other algorithms)."""
+    if "" in table or not set(map(type, table.values())) <= {list}:
+        return False
+    items = list(chain.from_iterable(cast("dict[object, list[object]]", table).values()))
+    if not set(map(type, items)) <= {str}:
+        return False
+    joined = "\n".join(cast("list[str]", items)) + "\n"
+    # One 72-character line per item: an item with a newline in it cannot pass for two.
+    return len(joined) == 72 * len(items) and _SHA256_LINES.fullmatch(joined) is not None
 
 
 def _well_formed(text: str) -> bool:

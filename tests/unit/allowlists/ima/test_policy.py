@@ -86,6 +86,36 @@ def test_invalid_documents_name_the_location(text: str, where: str) -> None:
         parse_runtime_policy(text)
 
 
+@pytest.mark.parametrize(
+    "digests",
+    [
+        {"/a": [SHA256, "sha256:" + "AB" * 32]},  # uppercase hex
+        {"/a": [SHA256, "sha256:" + "ab" * 31]},  # short
+        {"/a": [SHA256 + "\n" + SHA256]},  # one item that reads as two lines
+        {"/a": [SHA256 + "\n"]},
+        {"/a": [SHA256], "": [SHA256]},
+        {"/a": [SHA256], "/b": SHA256},
+        {"/a": [SHA256, None]},
+    ],
+)
+def test_sha256_only_tables_are_checked_as_strictly_as_any_other(
+    digests: dict[str, object],
+) -> None:
+    """The one-pass check of all-sha256 tables refuses what the per-entry check refuses."""
+    with pytest.raises(PolicyInvalid, match=r"\$\.digests\["):
+        parse_runtime_policy(doc(digests=digests))
+
+
+def test_sha256_only_and_mixed_tables_parse_to_the_same_sets() -> None:
+    table = {f"/f{i}": [f"sha256:{i:064x}"] for i in range(50)} | {"/e": []}
+    mixed = table | {"/s": [SHA1]}
+    plain = parse_runtime_policy(doc(digests=table)).digests
+    assert plain == {name: frozenset(values) for name, values in table.items()}
+    assert parse_runtime_policy(doc(digests=mixed)).digests == {
+        name: frozenset(values) for name, values in mixed.items()
+    }
+
+
 def test_file_allowed_by_listed_digest_only() -> None:
     policy = RuntimePolicy(digests={"/usr/bin/dd": frozenset({SHA256})})
     assert policy.allows_file("/usr/bin/dd", SHA256)
