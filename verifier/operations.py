@@ -19,13 +19,17 @@ from geoattest.errors import (
     AgentNotActive,
     AgentUrlInvalid,
     Conflict,
-    PolicyInvalid,
 )
 from geoattest.registrar_client import RegistrarClient
 from geoattest.wire import PolicyDocument
 from geofence import ZoneSet
 from verifier.core.identity import IdentityTrust, check_identity
-from verifier.core.policy import canonical_document, document_digest, policy_from_document
+from verifier.core.policy import (
+    canonical_document,
+    document_digest,
+    policy_from_document,
+    reloaded_document,
+)
 from verifier.core.reasons import Reason
 from verifier.core.record import RecordKind
 from verifier.core.round import RoundMemory
@@ -120,10 +124,7 @@ class Operations:
         bytes, parsed back from them and built into a policy. What cannot survive that trip
         (NaN, infinity, an empty bank list, a bad threshold) is refused now, not at reload."""
         canonical = canonical_document(document)
-        try:
-            reloaded = PolicyDocument.model_validate_json(canonical)
-        except ValueError as e:
-            raise PolicyInvalid(f"policy does not survive being stored: {e}") from e
+        reloaded = reloaded_document(document)
         digest = document_digest(canonical)
         policy_from_document(name, 0, reloaded, self._zones, digest=digest)
         stored = self._store.put_policy(

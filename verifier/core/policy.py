@@ -55,10 +55,30 @@ def canonical_document(document: PolicyDocument) -> bytes:
     document with every field (``canonical_json``: the C encoder for the runtime policy's
     entries, the reference for floats). ``PolicyInvalid`` for values JSON cannot carry (NaN,
     infinity, lone surrogates)."""
+    # The runtime policy is JSON already (``dict[str, object]`` from the strict reader):
+    # pydantic's dump of 10^5 entries would only copy it, at seconds per whole-system policy.
+    fields = document.model_dump(mode="json", exclude={"runtime_policy"})
+    fields["runtime_policy"] = document.runtime_policy
     try:
-        return canonical_json(document.model_dump(mode="json"))
+        return canonical_json(fields)
     except ValueError as e:  # rfc8785.CanonicalizationError, UnicodeEncodeError
         raise PolicyInvalid(f"policy is not representable as canonical JSON: {e}") from e
+
+
+def reloaded_document(document: PolicyDocument) -> PolicyDocument:
+    """``document`` as a worker will read it back from its canonical bytes.
+
+    Every field but the runtime policy makes the real trip (bytes, then the JSON validator).
+    The runtime policy is plain JSON whose canonical text ``canonical_json`` makes exactly, and
+    a valid one holds no float (the only values the trip could change, ``1.0`` into ``1``), so
+    it reads back as the same values (tests hold both); its trip would cost seconds for a
+    whole-system policy and prove nothing more. ``PolicyInvalid`` for what does not survive."""
+    rest = document.model_copy(update={"runtime_policy": None})
+    try:
+        reloaded = PolicyDocument.model_validate_json(canonical_document(rest))
+    except ValueError as e:
+        raise PolicyInvalid(f"policy does not survive being stored: {e}") from e
+    return reloaded.model_copy(update={"runtime_policy": document.runtime_policy})
 
 
 def document_digest(canonical: bytes) -> bytes:
