@@ -13,12 +13,12 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from geoattest.errors import GeoattestError
+from geoattest.errors import GeoattestError, NotFound, PolicyInvalid
 from geofence import ZoneSet
 from tpm import TpmPublic, parse_tpm2b_public
 from verifier.core.lease import default_max_age
-from verifier.core.policy import AttestationPolicy, policy_from_document
-from verifier.storage.sql import AgentTarget, VerifierStore
+from verifier.core.policy import AttestationPolicy, document_digest, policy_from_document
+from verifier.storage.sql import AgentTarget, PolicyHead, VerifierStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class FleetConfig:
     unusable: dict[str, str] = field(default_factory=dict)  # policy name -> why
     location_keys: dict[str, TpmPublic] = field(default_factory=dict)
     broken_agents: dict[str, str] = field(default_factory=dict)  # agent id -> why (bad keys)
+    # policy name -> the stored document that ``policies``/``unusable`` hold for it
+    heads: dict[str, PolicyHead] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,19 +54,22 @@ class LeaseDefaults:
         return self.max_age
 
 
-def load_fleet(store: VerifierStore, zones: ZoneSet | None, version: int) -> FleetConfig:
+def load_fleet(
+    store: VerifierStore, zones: ZoneSet | None, version: int, previous: FleetConfig | None = None
+) -> FleetConfig:
+    """The fleet at configuration ``version``. Policies whose stored version, digest and size
+    are those of ``previous`` are kept as they were parsed (or refused) there: adding an agent
+    must not make every worker process parse a whole-system policy of tens of MB again."""
     config = FleetConfig(version=version, targets=store.targets())
-    for stored in store.list_policies():
-        try:
-            config.policies[stored.name] = policy_from_document(
-                stored.name, stored.version, stored.document, zones, digest=stored.digest
-            )
-        except GeoattestError as e:  # validated when written; still never trusted on reload
-            log.error("policy %s unusable: %s", stored.name, e.message)
-            config.unusable[stored.name] = e.message
-        except Exception as e:  # a bug on a stored document: the same, and logged in full
-            log.exception("policy %s unusable", stored.name)
-            config.unusable[stored.name] = f"the policy could not be loaded ({type(e).__name__})"
+    for name, head in store.policy_heads().items():
+        if previous is not None and head.digest is not None and previous.heads.get(name) == head:
+            config.heads[name] = head
+            if name in previous.policies:
+                config.policies[name] = previous.policies[name]
+            else:
+                config.unusable[name] = previous.unusable[name]
+            continue
+        _load_policy(config, store, name, zones)
     for agent_id, target in config.targets.items():
         try:
             config.aks[agent_id] = parse_tpm2b_public(target.ak_public)
@@ -81,3 +86,29 @@ def load_fleet(store: VerifierStore, zones: ZoneSet | None, version: int) -> Fle
         len(config.unusable),
     )
     return config
+
+
+def _load_policy(
+    config: FleetConfig, store: VerifierStore, name: str, zones: ZoneSet | None
+) -> None:
+    try:
+        stored = store.get_policy(name)
+        config.heads[name] = PolicyHead(
+            version=stored.version, digest=stored.digest, size_bytes=len(stored.canonical)
+        )
+        if document_digest(stored.canonical) != stored.digest:
+            # Records name the digest they were judged under: never judge under other bytes.
+            raise PolicyInvalid(
+                "the stored document does not match its digest (edited outside the API?)"
+            )
+        config.policies[name] = policy_from_document(
+            name, stored.version, stored.document, zones, digest=stored.digest
+        )
+    except NotFound:  # deleted between the two reads: the next configuration version says so
+        return
+    except GeoattestError as e:  # validated when written; still never trusted on reload
+        log.error("policy %s unusable: %s", name, e.message)
+        config.unusable[name] = e.message
+    except Exception as e:  # a bug, or a stored document that no longer parses
+        log.exception("policy %s unusable", name)
+        config.unusable[name] = f"the policy could not be loaded ({type(e).__name__})"

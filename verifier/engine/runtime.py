@@ -126,7 +126,7 @@ class VerifierRuntime:
         version = self.hot.config_version()
         with self._config_lock:
             if version != self._config.version:
-                self._config = load_fleet(self.store, self.zones, version)
+                self._config = load_fleet(self.store, self.zones, version, self._config)
             return self._config
 
     def close(self) -> None:

@@ -93,6 +93,15 @@ class StoredPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyHead:
+    """What identifies a stored policy's document without reading it."""
+
+    version: int
+    digest: bytes | None  # None on rows from before digests were kept
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PolicySummary:
     """A stored policy without its document."""
 
@@ -184,6 +193,19 @@ class VerifierStore:
                 )
                 for name, version, updated_at, digest, length in rows
             ]
+
+    def policy_heads(self) -> dict[str, PolicyHead]:
+        """Each policy's version, digest and size, without the documents: what a worker
+        compares to decide which policies to parse again."""
+        with transaction(self._sessions) as session:
+            size = _utf8_length(session, PolicyRecord.document)
+            rows = session.execute(
+                select(PolicyRecord.name, PolicyRecord.version, PolicyRecord.sha256, size)
+            )
+            return {
+                name: PolicyHead(version=version, digest=digest, size_bytes=size_bytes)
+                for name, version, digest, size_bytes in rows
+            }
 
     def list_policies(self) -> list[StoredPolicy]:
         with transaction(self._sessions) as session:

@@ -141,7 +141,7 @@ class Snapshots:
         with self._lock:
             if version == self._fleet.version:
                 return self._fleet
-        fleet = load_fleet(self._store, self._zones, version)
+        fleet = load_fleet(self._store, self._zones, version, self._fleet)
         with self._lock:
             self._fleet = fleet
         return fleet
