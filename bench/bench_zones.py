@@ -4,6 +4,10 @@ Points: for each of the 177 countries, uniform in its bounding box (so about hal
 near borders), accuracy uniform in 3-50 m. Batch: ``ZoneSet.decide_many`` per zone vs
 ``shapely.contains_xy`` on the same prepared geometry and points, in the same run. Single:
 ``ZoneSet.decide`` one point at a time (p50/p99 latency) vs ``contains_xy`` one at a time.
+Tracks: per country a stationary receiver at a point inside it (``point_on_surface``) whose
+fixes scatter by up to 10 m, ``TRACK_FIXES`` fixes each, decided one after another with
+``ZoneSet.decide_near`` as the verifier's rounds do (the first fix of each is decided in full),
+vs ``contains_xy`` of the same points.
 
 Run: ``.venv/bin/python bench/bench_zones.py`` (about 20 s).
 """
@@ -11,6 +15,7 @@ Run: ``.venv/bin/python bench/bench_zones.py`` (about 20 s).
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import sys
 import time
@@ -27,6 +32,7 @@ VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
 ZONES = VECTORS / "zones" / "ne_110m_admin_0_countries.geojson"
 BATCH_PER_ZONE = 20_000
 SINGLE_PER_ZONE = 40
+TRACK_FIXES = 200  # a node's first fix after a verifier start is 1 of 43,200 a day at 2 s
 
 
 def main() -> None:
@@ -68,6 +74,27 @@ def main() -> None:
             t = time.perf_counter()
             zones.decide(z.id, a, b, c)
             lat_us.append((time.perf_counter() - t) * 1e6)
+    track_us: list[float] = []
+    cold_us: list[float] = []
+    track_raw_us: list[float] = []
+    for z in zones.zones:
+        centre = shapely.point_on_surface(z.geometry)
+        lat0, lon0 = float(centre.y), float(centre.x)
+        dlat = rng.uniform(-10, 10, TRACK_FIXES) / 111_000
+        dlon = rng.uniform(-10, 10, TRACK_FIXES) / (
+            111_000 * max(0.01, math.cos(math.radians(lat0)))
+        )
+        accuracy = rng.uniform(3, 50, TRACK_FIXES)
+        near = None
+        for j in range(TRACK_FIXES):
+            a, b = lat0 + float(dlat[j]), lon0 + float(dlon[j])
+            t = time.perf_counter()
+            shapely.contains_xy(z.geometry, b, a)
+            track_raw_us.append((time.perf_counter() - t) * 1e6)
+            t = time.perf_counter()
+            _, near = zones.decide_near(z.id, a, b, float(accuracy[j]), near)
+            spent = (time.perf_counter() - t) * 1e6
+            (cold_us if j == 0 else track_us).append(spent)
     gc.enable()
 
     def pct(xs: list[float], q: int) -> float:
@@ -80,6 +107,13 @@ def main() -> None:
     ratio = statistics.fmean(raw_us) / statistics.fmean(lat_us)
     print(f"single ours p50 {pct(lat_us, 50):.1f} us  p99 {pct(lat_us, 99):.1f} us  ({rate:,.0f}/s)"
           f"   raw contains_xy p50 {pct(raw_us, 50):.1f} us   ratio {ratio:.2f}x")  # fmt: skip
+    every = track_us + cold_us
+    raw50 = pct(track_raw_us, 50)
+    print(f"tracks ours p50 {pct(every, 50):.1f} us  p99 {pct(every, 99):.1f} us over "
+          f"{len(every)} fixes (after the first: p99 {pct(track_us, 99):.1f} us; "
+          f"{len(cold_us)} first fixes: p50 {pct(cold_us, 50):.1f} us, "
+          f"p99 {pct(cold_us, 99):.1f} us)   raw contains_xy p50 {raw50:.1f} us   "
+          f"p99/raw p50 {pct(every, 99) / raw50:.1f}x (goal <= 10x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import shapely
 from geoattest.errors import NotFound, ZoneGeometryInvalid, ZoneInvalid
 from geofence._batch import INSIDE, OUTSIDE, UNCERTAIN, BatchIndex, Codes
 from geofence._border import Border, degree_radius
+from geofence.nearby import DecidedAt, carried_distance_m
 
 
 class ZoneDecision(enum.StrEnum):
@@ -199,6 +200,36 @@ class ZoneSet:
         return ZoneVerdict(
             zone_id=zone_id, decision=DECISION_BY_CODE[code], distance_to_border_m=distance
         )
+
+    def decide_near(
+        self, zone_id: str, lat: float, lon: float, accuracy_m: float, near: DecidedAt | None
+    ) -> tuple[ZoneVerdict, DecidedAt | None]:
+        """:meth:`decide` for the next fix of a receiver: ``near`` is what this returned for its
+        previous fix (None at first). When the fix provably stays on that side of the border
+        (:mod:`geofence.nearby`) no polygon is touched; the decision is the one ``decide`` would
+        make, the distance a lower bound that may be looser. Returns what to pass next time."""
+        _check_point(lat, lon, accuracy_m)
+        self._index(zone_id)
+        if near is not None:
+            carried = carried_distance_m(near, self, zone_id, lat, lon, accuracy_m)
+            if carried is not None:
+                decision = ZoneDecision.INSIDE if near.inside else ZoneDecision.OUTSIDE
+                verdict = ZoneVerdict(
+                    zone_id=zone_id, decision=decision, distance_to_border_m=carried
+                )
+                return verdict, near
+        verdict = self.decide(zone_id, lat, lon, accuracy_m)
+        if verdict.decision is ZoneDecision.UNCERTAIN:
+            return verdict, None
+        decided = DecidedAt(
+            zones=self,
+            zone_id=zone_id,
+            lat=lat,
+            lon=lon,
+            inside=verdict.decision is ZoneDecision.INSIDE,
+            distance_m=verdict.distance_to_border_m,
+        )
+        return verdict, decided
 
     def _decide_code(self, i: int, lat: float, lon: float, accuracy_m: float) -> tuple[int, float]:
         near = self._borders[i].lower_bound_m(lat, lon, accuracy_m)
