@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
@@ -27,6 +28,9 @@ from geoattest.cli import (
     reports_errors,
 )
 from geoattest.errors import BundleInvalid, BundleUnreadable, ConfigurationError, GeoattestError
+
+if TYPE_CHECKING:
+    from verifier.export.results import BundleVerification
 
 EXIT_INVALID = EXIT_REFUSED
 AT_MARGIN = dt.timedelta(minutes=15)
@@ -105,28 +109,58 @@ def export(
     )
 
 
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def _trust_options(command: F) -> F:
+    """The keys an auditor verifies a bundle with (verify-bundle and report alike)."""
+    for option in reversed(
+        [
+            click.option("--ek-ca", "ek_ca", required=True, type=click.Path(path_type=Path),
+                         help="Directory of the TPM vendors' EK CA certificates you trust."),
+            click.option("--verifier-key", "verifier_key", required=True,
+                         type=click.Path(path_type=Path),
+                         help="The verifier's published log keys (JWKS from /v1/log/keys, "
+                         "JWK or PEM)."),
+            click.option("--registrar-key", "registrar_key", type=click.Path(path_type=Path),
+                         help="The registrar's public key, to check its signed identity "
+                         "records."),
+        ]
+    ):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def _verified(
+    bundle: Path,
+    ek_ca: Path,
+    verifier_key: Path,
+    registrar_key: Path | None,
+    at: dt.datetime | None,
+) -> tuple[BundleVerification, dict[str, bytes]]:
+    """Read and verify ``bundle``; exits 3 when an input cannot be read, 2 when refused."""
+    from geoattest.proof_verify import load_trust
+    from verifier.export.archive import read_bundle
+    from verifier.export.verify import verify_bundle
+
+    try:
+        trust = load_trust(ek_ca, verifier_key, registrar_key)
+        files = read_bundle(bundle)
+    except (BundleUnreadable, ConfigurationError, OSError) as e:
+        message = e.message if isinstance(e, GeoattestError) else str(e)
+        click.echo(f"error: cannot read the input: {message}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    except BundleInvalid as e:
+        _refused(e)
+    try:
+        return verify_bundle(files, trust, at=at or _manifest_at(files)), files
+    except BundleInvalid as e:
+        _refused(e)
+
+
 @click.command("verify-bundle")
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--ek-ca",
-    "ek_ca",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Directory of the TPM vendors' EK CA certificates you trust.",
-)
-@click.option(
-    "--verifier-key",
-    "verifier_key",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The verifier's published log keys (JWKS from /v1/log/keys, JWK or PEM).",
-)
-@click.option(
-    "--registrar-key",
-    "registrar_key",
-    type=click.Path(path_type=Path),
-    help="The registrar's public key, to check its signed identity records.",
-)
+@_trust_options
 @click.option("--at", "at", help="Answer where the node was and whether it was attested then.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_bundle_command(
@@ -138,24 +172,10 @@ def verify_bundle_command(
     as_json: bool,
 ) -> None:
     """Verify a residency-proof bundle offline and print what it proves."""
-    from geoattest.proof_verify import load_trust, print_verification, verification_json
-    from verifier.export.archive import read_bundle
-    from verifier.export.verify import verify_bundle
+    from geoattest.proof_verify import print_verification, verification_json
 
     moment = parse_time(at, "--at") if at else None
-    try:
-        trust = load_trust(ek_ca, verifier_key, registrar_key)
-        files = read_bundle(bundle)
-    except (BundleUnreadable, ConfigurationError, OSError) as e:
-        message = e.message if isinstance(e, GeoattestError) else str(e)
-        click.echo(f"error: cannot read the input: {message}", err=True)
-        sys.exit(EXIT_UNREADABLE)
-    except BundleInvalid as e:
-        _refused(e)
-    try:
-        result = verify_bundle(files, trust, at=moment or _manifest_at(files))
-    except BundleInvalid as e:
-        _refused(e)
+    result, _ = _verified(bundle, ek_ca, verifier_key, registrar_key, moment)
     if as_json:
         click.echo(json.dumps(verification_json(result), indent=2, sort_keys=True))
     else:
@@ -167,34 +187,17 @@ def verify_bundle_command(
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=OutputPath(), required=True,
               help="report.html, report.pdf, or rounds.csv (the per-round table).")  # fmt: skip
-@click.option("--ek-ca", "ek_ca", required=True, type=click.Path(path_type=Path))
-@click.option("--verifier-key", "verifier_key", required=True, type=click.Path(path_type=Path))
-@click.option("--registrar-key", "registrar_key", type=click.Path(path_type=Path))
+@_trust_options
 def report(
     bundle: Path, output: Path, ek_ca: Path, verifier_key: Path, registrar_key: Path | None
 ) -> None:
     """Verify a bundle offline, then write what it proves as HTML, PDF or CSV (exit codes as
     verify-bundle's)."""
     from geoattest.proof_report import FORMATS, write_report
-    from geoattest.proof_verify import load_trust
-    from verifier.export.archive import read_bundle
-    from verifier.export.verify import verify_bundle
 
     if output.suffix.lower() not in FORMATS:
         raise click.UsageError(f"-o must end in one of {', '.join(FORMATS)}")
-    try:
-        trust = load_trust(ek_ca, verifier_key, registrar_key)
-        files = read_bundle(bundle)
-    except (BundleUnreadable, ConfigurationError, OSError) as e:
-        message = e.message if isinstance(e, GeoattestError) else str(e)
-        click.echo(f"error: cannot read the input: {message}", err=True)
-        sys.exit(EXIT_UNREADABLE)
-    except BundleInvalid as e:
-        _refused(e)
-    try:
-        result = verify_bundle(files, trust, at=_manifest_at(files))
-    except BundleInvalid as e:
-        _refused(e)
+    result, files = _verified(bundle, ek_ca, verifier_key, registrar_key, None)
     size = write_report(result, files, output)
     click.echo(f"{output}: {size:,} bytes")
     sys.exit(0 if result.clean else EXIT_FINDINGS)
