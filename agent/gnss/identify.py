@@ -55,6 +55,8 @@ def identify_receiver(
                 break
     except GnssUnavailable as e:
         log.warning("GNSS receiver not identified: %s", e.message)
+    except (OSError, ValueError) as e:  # a read cut short by the timer closing the source
+        log.warning("GNSS receiver not identified: %s", e)
     finally:
         timer.cancel()
         source.close()
