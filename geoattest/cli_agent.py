@@ -206,6 +206,7 @@ def print_agent(view: AgentView, as_json: bool) -> None:
         ("TPM", " ".join(filter(None, [view.tpm_manufacturer, view.tpm_model])) or "-"),
         ("AK name", view.ak_name or "-"),
         ("location key", "registered" if view.location_key_public else "-"),
+        ("GNSS receiver", _receiver_line(view)),
         ("purchase order", view.purchase_order or "-"),
         ("asset tag", view.asset_tag or "-"),
         ("enrolled at", view.enrolled_at.isoformat()),
@@ -213,3 +214,11 @@ def print_agent(view: AgentView, as_json: bool) -> None:
     ]
     for label, value in rows:
         click.echo(f"{label + ':':<24} {value}")
+
+
+def _receiver_line(view: AgentView) -> str:
+    receiver = view.gnss_receiver
+    if receiver is None:
+        return "-"
+    what = " | ".join(receiver.texts) if receiver.texts else "unidentified"
+    return f"{receiver.source}" + (f" {receiver.device}" if receiver.device else "") + f": {what}"

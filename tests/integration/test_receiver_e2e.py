@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.enrolment import ApiEndpoint, enrol
 from agent.gnss.identify import identify_receiver
 from agent.gnss.source import FileReplaySource
+from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import boot_aggregate_digest
-from geoattest.dev.swtpm import SwtpmCa
-from geofence import GnssReceiver
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
+from geofence import GnssReceiver, SourceKind
 from geofence.restamp import time_of
 from tests.integration.test_location_e2e import MakeSwtpm, Node, Stack, _start_node, black_forest
 from tests.paths import vector
@@ -89,8 +91,18 @@ def enrolled_receiver(workdir: Path) -> GnssReceiver:
 
 
 @pytest.fixture
+def swtpms() -> dict[str, SwtpmInstance]:
+    """Each started node's swtpm, by agent id (to re-enrol it)."""
+    return {}
+
+
+@pytest.fixture
 def start_node(
-    stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, request: pytest.FixtureRequest
+    stack: Stack,
+    make_swtpm: MakeSwtpm,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    swtpms: dict[str, SwtpmInstance],
 ) -> Iterator[Callable[[str], Node]]:
     nodes: list[Node] = []
 
@@ -100,8 +112,9 @@ def start_node(
         workdir = tmp_path / f"n{len(nodes)}"
         workdir.mkdir()
         receiver = enrolled_receiver(workdir)
+        swtpms[agent_id] = make_swtpm()
         node = _start_node(
-            stack, make_swtpm(), workdir, agent_id, black_forest(), receiver=receiver
+            stack, swtpms[agent_id], workdir, agent_id, black_forest(), receiver=receiver
         )
         nodes.append(node)
         response = stack.verifier.add_agent(agent_id, policy)
@@ -179,3 +192,41 @@ def test_a_swapped_receiver_fails_location_under_require(
     failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=20)
     assert failed["reason"] == "gnss_receiver_changed", failed
     assert SWAPPED_HW in str(failed["message"])
+
+
+def test_an_operator_accepts_a_new_receiver_by_re_enrolling_and_refreshing(
+    stack: Stack, start_node: Callable[[str], Node], swtpms: dict[str, SwtpmInstance]
+) -> None:
+    """The documented way to accept a replaced receiver: the node re-enrols with it (its TPM
+    proves the request again), the operator refreshes the agent and re-admits it."""
+    node = start_node(REQUIRE)
+    stack.verifier.wait_for_state(node.agent_id, "attested")
+    node.receiver.switch(swapped_receiver())
+    stack.verifier.wait_for_state(node.agent_id, "failed", timeout=20)
+    # What this agent now reads: the first banner and the new module's (the agent kept running).
+    client = stack.registrar.client()
+    before = client.get_agent(node.agent_id)
+    assert before.gnss_receiver is not None
+    assert before.agent_url is not None
+    assert before.tls_certificate is not None
+    endpoint = ApiEndpoint(url=before.agent_url, tls_certificate=before.tls_certificate)
+    new = GnssReceiver(
+        source=SourceKind.FILE, texts=(*before.gnss_receiver.texts, SWAPPED_HW), device="new"
+    )
+    with TpmDevice(swtpms[node.agent_id].tcti) as device:
+        view = enrol(
+            device,
+            client,
+            node.agent_id,
+            endpoint=lambda _agent_id: endpoint,
+            location_key_handle=DEFAULT_LOCATION_KEY_HANDLE,
+            gnss_receiver=new,
+        )
+    client.close()
+    assert view.gnss_receiver is not None
+    assert SWAPPED_HW in view.gnss_receiver.texts
+    assert stack.verifier.act(node.agent_id, "refresh").status_code == 200
+    assert stack.verifier.act(node.agent_id, "readmit").status_code == 200
+    stack.verifier.wait_for_state(node.agent_id, "attested", timeout=20)
+    stack.verifier.wait_rounds(node.agent_id, 2)
+    assert stack.verifier.status(node.agent_id)["state"] == "attested"

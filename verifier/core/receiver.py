@@ -72,7 +72,7 @@ def change(enrolled: GnssReceiver, seen: GnssReceiver) -> str:
             parts.append(f"enrolled banner {_shown(missing)} missing")
         if not added and not missing and seen.texts != enrolled.texts:
             parts.append("the banners come in another order")
-    return "; ".join(parts) + f" (enrolled {enrolled.fingerprint().hex()[:16]}…)"
+    return "; ".join(parts) + f" (enrolled receiver {enrolled.fingerprint().hex()[:16]})"
 
 
 def _shown(texts: list[str]) -> str:
