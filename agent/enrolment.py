@@ -10,6 +10,9 @@ With an ``ApiEndpoint`` the request also carries the URL of the agent's evidence
 of its TLS server certificate, which the verifier pins. With a ``location_key_handle`` (nodes with
 a GNSS receiver) it also carries the TPM-resident location key, created if absent and certified by
 the AK (``agent.location.ensure_location_key``); the registrar records it once the AK is proven.
+With a ``gnss_receiver`` (``agent.gnss.identify``) it names the GNSS receiver the node reads; the
+activation proof binds it with the rest of the request, and the verifier compares it with the
+receiver each round's signed location evidence names (docs/location-policy.md).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from agent.gnss.identify import receiver_wire
 from agent.location import LocationKeyTpm, ensure_location_key
 from agent.registrar_client import RegistrarClient
 from geoattest.log import bound
@@ -30,6 +34,7 @@ from geoattest.wire import (
     enrolment_body,
     enrolment_digest,
 )
+from geofence import GnssReceiver
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +82,14 @@ def enrol(
     *,
     endpoint: Callable[[str], ApiEndpoint] | None = None,
     location_key_handle: int | None = None,
+    gnss_receiver: GnssReceiver | None = None,
 ) -> AgentView:
     """Run the whole enrolment; returns the registrar's record of the now active agent.
 
     ``endpoint`` maps the agent id (known only once the EK certificate is read) to the API
     endpoint to register; without it the agent enrols its identity only. ``location_key_handle``
-    (nodes that give location evidence) is where the location key lives or is created.
+    (nodes that give location evidence) is where the location key lives or is created;
+    ``gnss_receiver`` the receiver they read (unidentified is fine: it is recorded as such).
 
     Raises the registrar's refusal (``EkUntrusted``, ``EkNotPinned``, ``AkInvalid``,
     ``ActivationFailed``, ``AgentIdTaken``, ``LocationKeyInvalid``…), ``RegistrarUnreachable``
@@ -107,6 +114,7 @@ def enrol(
             agent_url=api.url if api else None,
             tls_certificate=api.tls_certificate if api else None,
             location_key=location_key,
+            gnss_receiver=receiver_wire(gnss_receiver) if gnss_receiver is not None else None,
         )
         log.info("enrolling with the registrar")
         answer = registrar.enrol(request)

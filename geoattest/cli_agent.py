@@ -9,7 +9,7 @@ import click
 
 from agent.enrolment import AkSpec, ApiEndpoint, default_agent_id
 from agent.enrolment import enrol as run_enrolment
-from agent.gnss.spec import parse_source_spec
+from agent.gnss.identify import identify_configured
 from agent.registrar_client import RegistrarClient
 from geoattest.cli import build_settings, listening, reports_errors
 from geoattest.cli_types import PORT
@@ -43,7 +43,9 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
 
     Also registers the evidence API's URL and TLS certificate (created in the state directory
     if needed), which the verifier pins. With a GNSS source (--gnss), also the TPM-resident
-    location key (created if absent, certified by the AK) that signs location evidence.
+    location key (created if absent, certified by the AK) that signs location evidence, and
+    the GNSS receiver read from it until its first fix (model/firmware banners, source kind and
+    device; "unidentified" when it sends no banner).
     """
     from agent.server import agent_url  # needs libtss2 only here
     from agent.tls import ensure_server_identity
@@ -59,9 +61,10 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
 
     client = registrar_client(settings)
     ak = AkSpec(handle=settings.ak_handle, algorithm=settings.ak_algorithm)
-    location_key_handle = None
+    location_key_handle, receiver = None, None
     if settings.gnss_source is not None:
-        parse_source_spec(settings.gnss_source)  # a typo fails here, not at ``agent serve``
+        # A typo in the spec fails here (ConfigurationError), not at ``agent serve``.
+        receiver = identify_configured(settings.gnss_source)
         location_key_handle = settings.location_key_handle
     try:
         with TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm) as device:
@@ -72,6 +75,7 @@ def enrol(ctx: click.Context, /, as_json: bool, **flags: object) -> None:
                 ak,
                 endpoint=endpoint,
                 location_key_handle=location_key_handle,
+                gnss_receiver=receiver,
             )
     finally:
         client.close()
@@ -202,6 +206,7 @@ def print_agent(view: AgentView, as_json: bool) -> None:
         ("TPM", " ".join(filter(None, [view.tpm_manufacturer, view.tpm_model])) or "-"),
         ("AK name", view.ak_name or "-"),
         ("location key", "registered" if view.location_key_public else "-"),
+        ("GNSS receiver", _receiver_line(view)),
         ("purchase order", view.purchase_order or "-"),
         ("asset tag", view.asset_tag or "-"),
         ("enrolled at", view.enrolled_at.isoformat()),
@@ -209,3 +214,11 @@ def print_agent(view: AgentView, as_json: bool) -> None:
     ]
     for label, value in rows:
         click.echo(f"{label + ':':<24} {value}")
+
+
+def _receiver_line(view: AgentView) -> str:
+    receiver = view.gnss_receiver
+    if receiver is None:
+        return "-"
+    what = " | ".join(receiver.texts) if receiver.texts else "unidentified"
+    return f"{receiver.source}" + (f" {receiver.device}" if receiver.device else "") + f": {what}"

@@ -498,6 +498,20 @@ class LocationMissing(IntegrityError):
     code = "location_missing"
 
 
+class GnssReceiverChanged(IntegrityError):
+    """The location evidence names another GNSS receiver than the one enrolled, and the policy
+    requires the enrolled one (``receiver = "require"``)."""
+
+    code = "gnss_receiver_changed"
+
+
+class GnssReceiverUnidentified(IntegrityError):
+    """The policy requires the enrolled GNSS receiver, and it cannot be told from another: no
+    receiver was enrolled, or the enrolled or the round's receiver sends no identity banner."""
+
+    code = "gnss_receiver_unidentified"
+
+
 class RegistrarAnswerInvalid(IntegrityError):
     """The registrar answered for another agent id than the one asked: a forged or misrouted
     answer, of which nothing is used."""

@@ -9,9 +9,13 @@ binary field of the record by its SHA-256, so the record's bytes can be checked 
     {"type": "geoattest.identity-statement", "v": 1, "registrar_key": <RFC 7638 thumbprint>,
      "issued_at": <UTC>, "agent_id", "state", "activated_at", "ek_certificate_sha256",
      "ek_public_sha256", "ak_public_sha256", "agent_url", "tls_certificate_sha256",
-     "location_key_public_sha256", "location_key_certify_sha256"}
+     "location_key_public_sha256", "location_key_certify_sha256", "gnss_receiver_sha256"}
 
-(absent values omitted; ``location_key_certify_sha256`` covers attest ‖ signature). It records
+(absent values omitted; ``location_key_certify_sha256`` covers attest ‖ signature;
+``gnss_receiver_sha256`` covers the receiver's canonical JSON, ``wire.receiver_canonical``).
+A field added later is absent at its default, so a statement signed before it existed still
+verifies for a record that does not carry it, and a record that carries it never verifies
+against a statement that does not name it. It records
 that credential activation succeeded for this EK and AK: an interactive proof that nobody can
 re-run offline, so the registrar's signature is what stands for it.
 
@@ -49,6 +53,7 @@ class IdentityFacts:
     location_key_public: bytes | None
     location_key_certify_attest: bytes | None
     location_key_certify_signature: bytes | None
+    gnss_receiver: bytes | None = None  # canonical JSON (``wire.receiver_canonical``)
 
 
 class StatementInvalid(ValueError):
@@ -74,6 +79,7 @@ def statement_body(facts: IdentityFacts, *, registrar_key: str, issued_at: dt.da
         "tls_certificate_sha256": _digest(facts.tls_certificate),
         "location_key_public_sha256": _digest(facts.location_key_public),
         "location_key_certify_sha256": _digest(certify),
+        "gnss_receiver_sha256": _digest(facts.gnss_receiver),
     }
     return rfc8785.dumps({key: value for key, value in body.items() if value is not None})
 

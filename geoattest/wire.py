@@ -136,6 +136,28 @@ class LocationKeyChallengeView(_Wire):
     expires_at: datetime
 
 
+MAX_RECEIVER_TEXTS = 16  # ``geofence.receiver.MAX_RECEIVER_TEXTS``
+_ReceiverText = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[ -~]+$")]
+
+
+class GnssReceiverWire(_Wire):
+    """The GNSS receiver an agent enrols with (``geofence.GnssReceiver``): the source kind, the
+    receiver's identity banners as its fixes carry them (none: *unidentified*), and the device
+    it is read from (informational: not compared per round). Printable ASCII only, bounded."""
+
+    source: Annotated[str, Field(pattern=r"^(file|serial|gpsd)$")]
+    texts: Annotated[list[_ReceiverText], Field(max_length=MAX_RECEIVER_TEXTS)] = Field(
+        default_factory=list
+    )
+    device: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[ -~]+$")] | None = None
+
+
+def receiver_canonical(receiver: GnssReceiverWire) -> bytes:
+    """RFC 8785 canonical JSON of ``receiver`` (defaults omitted): what the registrar stores and
+    its identity statement names by SHA-256."""
+    return rfc8785.dumps(receiver.model_dump(mode="json", exclude_defaults=True))
+
+
 class EnrolRequest(_Wire):
     """What an agent posts to ``POST /v1/agents`` (Keylime-style registration)."""
 
@@ -148,6 +170,8 @@ class EnrolRequest(_Wire):
     ) = None  # the agent's evidence API: https only (mTLS), optionally with a path prefix
     tls_certificate: B64Bytes | None = None  # DER of the agent API's server certificate (pinned)
     location_key: LocationKeyWire | None = None  # certified by ``ak_public`` (geofencing nodes)
+    # The GNSS receiver the node reads (geofencing nodes): bound by the activation proof.
+    gnss_receiver: GnssReceiverWire | None = None
 
 
 class CredentialChallengeWire(_Wire):
@@ -196,6 +220,8 @@ class AgentView(_Wire):
     # The registrar challenge the certification answers (hex; absent for one made at enrolment).
     # Not in the signed statement: the certification it covers binds it already.
     location_key_nonce: LocationKeyNonceHex | None = None
+    # The GNSS receiver recorded at enrolment (in the signed statement as its canonical SHA-256).
+    gnss_receiver: GnssReceiverWire | None = None
     # The registrar's signed statement of these facts (``geoattest.identity_statement``).
     identity_statement: B64Bytes | None = None
     identity_signature: B64Bytes | None = None

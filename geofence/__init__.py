@@ -21,6 +21,7 @@ from geofence.plausibility import (
     check_fix,
     policy_from_mapping,
 )
+from geofence.receiver import GnssReceiver
 from geofence.zones import (
     DECISION_BY_CODE,
     Zone,
@@ -38,6 +39,7 @@ __all__ = [
     "EpochAssembler",
     "Failure",
     "Fix",
+    "GnssReceiver",
     "LocationEvidence",
     "LocationPolicy",
     "LocationReason",

@@ -26,10 +26,12 @@ from geoattest.wire import (
     CredentialChallengeWire,
     EnrolRequest,
     EnrolResponse,
+    GnssReceiverWire,
     LocationKeyChallengeView,
     LocationKeyWire,
     SigningKeyView,
     is_agent_id,
+    receiver_canonical,
 )
 from registrar.enrol_body import read_enrolment
 from registrar.identity import AgentIdentity
@@ -75,6 +77,7 @@ def enrol() -> tuple[Response, int]:
             location_key=_location_key(body.location_key.model_copy(update={"nonce": None}))
             if body.location_key
             else None,
+            gnss_receiver=receiver_canonical(body.gnss_receiver) if body.gnss_receiver else None,
             request_digest=digest,
         )
     )
@@ -192,6 +195,7 @@ def _view(identity: AgentIdentity) -> AgentView:
             location_key_public=identity.location_key_public,
             location_key_certify_attest=identity.location_key_certify_attest,
             location_key_certify_signature=identity.location_key_certify_signature,
+            gnss_receiver=identity.gnss_receiver,
         ),
         datetime.now(UTC),
     )
@@ -220,5 +224,8 @@ def _view(identity: AgentIdentity) -> AgentView:
         location_key_certify_signature=identity.location_key_certify_signature,
         location_key_nonce=identity.location_key_nonce.hex()
         if identity.location_key_nonce
+        else None,
+        gnss_receiver=GnssReceiverWire.model_validate_json(identity.gnss_receiver)
+        if identity.gnss_receiver
         else None,
     )

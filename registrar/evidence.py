@@ -74,6 +74,7 @@ class EnrolmentEvidence:
     agent_url: str | None = None
     tls_certificate: bytes | None = None
     location_key: LocationKey | None = None
+    gnss_receiver: bytes | None = None  # canonical JSON (``wire.receiver_canonical``)
     request_digest: bytes
 
 

@@ -32,6 +32,7 @@ class AgentIdentity:
     location_key_certify_attest: bytes | None
     location_key_certify_signature: bytes | None
     location_key_nonce: bytes | None = None
+    gnss_receiver: bytes | None = None  # canonical JSON (``wire.receiver_canonical``)
 
     @classmethod
     def from_record(cls, record: AgentRecord) -> AgentIdentity:
@@ -57,4 +58,5 @@ class AgentIdentity:
             location_key_certify_attest=record.location_key_certify_attest,
             location_key_certify_signature=record.location_key_certify_signature,
             location_key_nonce=record.location_key_nonce,
+            gnss_receiver=record.gnss_receiver,
         )

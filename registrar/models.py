@@ -45,6 +45,8 @@ class AgentRecord(Base):
     location_key_certify_signature: Mapped[bytes | None] = mapped_column(LargeBinary)
     # The registrar challenge the certification answered (None: certified at enrolment).
     location_key_nonce: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The GNSS receiver enrolled with the AK (``wire.receiver_canonical``; None: not reported).
+    gnss_receiver: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class PendingEnrolment(Base):
@@ -81,6 +83,7 @@ class PendingEnrolment(Base):
     location_key_public: Mapped[bytes | None] = mapped_column(LargeBinary)
     location_key_certify_attest: Mapped[bytes | None] = mapped_column(LargeBinary)
     location_key_certify_signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    gnss_receiver: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class LocationKeyChallenge(Base):

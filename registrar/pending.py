@@ -62,6 +62,7 @@ def add(
             location_key_certify_signature=(
                 location_key.certify_signature if location_key else None
             ),
+            gnss_receiver=evidence.gnss_receiver,
         )
     )
 

@@ -11,7 +11,7 @@ Protocol (Keylime's, with our record keeping; ADR 2):
    enrolment digest)``, which binds the whole request as the agent sent it. Only the
    enrolment the proof answers is used, and only then is the identity record written (created,
    or replaced as a whole for a re-enrolment): EK certificate as sent, AK, API address, TLS
-   certificate and location key.
+   certificate, location key and GNSS receiver.
 
 So a party that knows a node's public EK certificate but has no TPM changes nothing: its
 enrolments never activate, never replace the genuine node's challenge, never claim an agent id
@@ -313,5 +313,6 @@ def _record_identity(session: Session, enrolment: PendingEnrolment, now: datetim
     record.location_key_public = enrolment.location_key_public
     record.location_key_certify_attest = enrolment.location_key_certify_attest
     record.location_key_certify_signature = enrolment.location_key_certify_signature
+    record.gnss_receiver = enrolment.gnss_receiver  # as the location key: what this enrolment says
     session.flush()
     return AgentIdentity.from_record(record)

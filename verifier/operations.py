@@ -57,6 +57,7 @@ class ActiveIdentity:
     tls_certificate: bytes
     location_key_public: bytes | None  # certified by the AK at the registrar (geofencing nodes)
     ek_certificate_sha256: bytes | None = None  # of the EK certificate the registrar holds
+    gnss_receiver: bytes | None = None  # the receiver enrolled with it (canonical JSON)
 
 
 OPERATOR_LOCK_TTL = 30.0
@@ -115,6 +116,7 @@ class Operations:
             tls_certificate=checked.tls_certificate,
             location_key_public=checked.location_key_public,
             ek_certificate_sha256=checked.ek_certificate_sha256,
+            gnss_receiver=checked.gnss_receiver,
         )
 
     def put_policy(self, name: str, document: PolicyDocument) -> PolicySummary:
@@ -154,6 +156,7 @@ class Operations:
             location_key_public=identity.location_key_public,
             state=AgentState.REGISTERED,
             ek_certificate_sha256=identity.ek_certificate_sha256,
+            gnss_receiver=identity.gnss_receiver,
         )
         self._store.add_agent(target, self._now(), audit=self._audit())
         self._hot.store(agent_id, LiveStatus(state=AgentState.REGISTERED, memory=RoundMemory()))
@@ -163,7 +166,8 @@ class Operations:
 
     def refresh(self, agent_id: str) -> VerifiedAgentView:
         """Take the agent's identity again from the registrar (it re-enrolled: new API address or
-        certificate, or a new AK). A new AK starts the agent over, as a new identity must."""
+        certificate, a new AK, or a new GNSS receiver: this is how an operator accepts one). A new
+        AK starts the agent over, as a new identity must."""
         current = self._store.get_agent(agent_id)
         identity = self._active_identity(agent_id)
         changed_ak = self._store.update_identity(
@@ -173,6 +177,7 @@ class Operations:
             tls_certificate=identity.tls_certificate,
             location_key_public=identity.location_key_public,
             ek_certificate_sha256=identity.ek_certificate_sha256,
+            gnss_receiver=identity.gnss_receiver,
             audit=self._audit(),
         )
         polled = current.state not in (AgentState.PAUSED, AgentState.FAILED)

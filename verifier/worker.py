@@ -270,7 +270,11 @@ def run_batch(
             )
             continue
         round_target = RoundTarget(
-            target=target, ak=ak, policy=policy, location_key=fleet.location_keys.get(agent_id)
+            target=target,
+            ak=ak,
+            policy=policy,
+            location_key=fleet.location_keys.get(agent_id),
+            receiver=fleet.receivers.get(agent_id),
         )
         futures.append(runtime.pool.submit(runtime.runner.run, round_target, claimed_at=claimed_at))
     # Rounds end by themselves (fetch and commit deadlines); this bound only keeps a batch task

@@ -301,9 +301,9 @@ def test_newer_agents_field_is_ignored_but_bound_by_the_proof(
     the proof (the digest is over the object as received): the request as sent activates, the
     same request with that field altered on its way does not."""
     with TpmDevice(swtpm.tcti) as device:
-        sent = {**enrolment_body(_enrol_request(device, "newer")), "gnss_receiver": "u-blox M9"}
+        sent = {**enrolment_body(_enrol_request(device, "newer")), "antenna_model": "ANN-MB"}
         proof_for_sent = {}
-        for name, body in (("altered", {**sent, "gnss_receiver": "spoofer"}), ("sent", sent)):
+        for name, body in (("altered", {**sent, "antenna_model": "spoofer"}), ("sent", sent)):
             response = registrar.post("/v1/agents", body)
             assert response.status_code == 201, response.text
             challenge = response.json()["challenge"]
@@ -359,3 +359,31 @@ def test_duplicate_names_are_refused_not_resolved(
     )
     assert (response.status_code, response.json()["error"]["code"]) == (400, "malformed_request")
     assert "duplicate names" in response.json()["error"]["message"]
+
+
+def test_the_enrolled_gnss_receiver_is_bound_by_the_proof(
+    swtpm: SwtpmInstance, registrar: RunningRegistrar, client: RegistrarClient
+) -> None:
+    """Attack: an on-path party swaps the receiver an agent enrols (so that its own receiver
+    would pass a policy that requires the enrolled one): the proof covers the field, so the
+    altered enrolment never activates, and the registrar records the receiver as sent."""
+    receiver = {"source": "serial", "texts": ["HW UBX-M80xx 00080000"], "device": "/dev/ttyACM0"}
+    swapped = {**receiver, "texts": ["HW UBX-G70xx 00070000"]}
+    with TpmDevice(swtpm.tcti) as device:
+        sent = {**enrolment_body(_enrol_request(device, "rcv")), "gnss_receiver": receiver}
+        proofs = {}
+        for name, body in (("altered", {**sent, "gnss_receiver": swapped}), ("sent", sent)):
+            response = registrar.post("/v1/agents", body)
+            assert response.status_code == 201, response.text
+            challenge = response.json()["challenge"]
+            secret = device.activate_credential(
+                base64.b64decode(challenge["credential_blob"]),
+                base64.b64decode(challenge["encrypted_secret"]),
+            )
+            proofs[name] = activation_proof(secret, enrolment_digest(sent))
+    with pytest.raises(ActivationFailed, match="does not match"):
+        client.activate("rcv", proofs["altered"])
+    view = client.activate("rcv", proofs["sent"])
+    assert view.gnss_receiver is not None
+    assert view.gnss_receiver.texts == ["HW UBX-M80xx 00080000"]
+    assert view.gnss_receiver.device == "/dev/ttyACM0"

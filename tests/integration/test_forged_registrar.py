@@ -17,7 +17,7 @@ import tpm
 from geoattest.access.keys import Role
 from geoattest.access.store import AccessStore
 from geoattest.settings import load_settings
-from geoattest.wire import AgentView
+from geoattest.wire import AgentView, GnssReceiverWire
 from tests.support.software_pki import make_ca
 from tests.support.software_tpm import SoftwareTpm
 from tests.unit.verifier.core.test_identity import Registrar
@@ -106,6 +106,10 @@ def test_forged_registrar_answers_are_refused(
     # Signed by the pinned key, yet an EK from a manufacturer the verifier does not trust.
     fake.answer = genuine.view(SoftwareTpm(make_ca("Untrusted Manufacturer")), signed_at=now)
     assert add() == (403, "ek_untrusted")
+    # A GNSS receiver the registrar never signed, claimed on the wire for a record without one.
+    claimed = GnssReceiverWire(source="serial", texts=["HW UBX-G70xx 00070000"])
+    fake.answer = record.model_copy(update={"gnss_receiver": claimed})
+    assert add() == (502, "registrar_answer_invalid")
     # The record as the registrar signed it is taken.
     fake.answer = record
     status, _ = add()

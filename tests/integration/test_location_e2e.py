@@ -29,7 +29,7 @@ from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
-from geofence import SourceKind
+from geofence import GnssReceiver, SourceKind
 from geofence.nmea import split_lines
 from geofence.restamp import epochs, restamped, time_of
 from tests.paths import vector
@@ -147,9 +147,16 @@ class Node:
 
 
 def _start_node(
-    stack: Stack, swtpm: SwtpmInstance, workdir: Path, agent_id: str, gnss: list[list[bytes]]
+    stack: Stack,
+    swtpm: SwtpmInstance,
+    workdir: Path,
+    agent_id: str,
+    gnss: list[list[bytes]],
+    *,
+    receiver: GnssReceiver | None = None,
 ) -> Node:
-    """A geofencing node: enrolled with its location key, API serving, receiver running."""
+    """A geofencing node: enrolled with its location key (and ``receiver``, when given), API
+    serving, receiver running."""
     ima = ImaEmulator(swtpm.tcti, workdir / "ascii_runtime_measurements")
     ima.boot_aggregate()
     provider = LocationProvider(
@@ -178,6 +185,7 @@ def _start_node(
             agent_id,
             endpoint=lambda _agent_id: endpoint,
             location_key_handle=DEFAULT_LOCATION_KEY_HANDLE,
+            gnss_receiver=receiver,
         )
     client.close()
     assert view.location_key_public is not None

@@ -1,8 +1,11 @@
 """The one event model: what the revocation channel, the webhook body and the events API carry.
 
 An ``AgentEvent`` is a state transition of one agent with its reason and the evidence record
-behind it (``round_id``, ``record_seq``). ``to_json`` is the single JSON body every consumer gets:
-the Redis revocation channel, the signed webhook and ``GET /v1/agents/<id>/events``.
+behind it (``round_id``, ``record_seq``), or a *notice*: something a passed round found worth
+telling although the state did not move (``from_state`` = ``to_state``, a ``NOTICE_REASONS``
+reason: a GNSS receiver other than the enrolled one, under a policy that only records it).
+``to_json`` is the single JSON body every consumer gets: the Redis revocation channel, the
+signed webhook and ``GET /v1/agents/<id>/events``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ class EventType(StrEnum):
     AGENT_FAILED = "agent_failed"  # an integrity failure: revoke
     TRUST_ENDED = "agent_trust_ended"  # left ``attested`` without a failure (stale, paused, …)
     STATE_CHANGED = "agent_state_changed"
+    NOTICE = "agent_notice"  # no transition: e.g. the GNSS receiver changed (policy ``record``)
+
+
+NOTICE_REASONS = frozenset({Reason.GNSS_RECEIVER_CHANGED})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +44,8 @@ class AgentEvent:
 
     @property
     def type(self) -> EventType:
+        if self.from_state is self.to_state and self.reason in NOTICE_REASONS:
+            return EventType.NOTICE
         if self.to_state is AgentState.FAILED:
             return EventType.AGENT_FAILED
         if self.from_state is AgentState.ATTESTED:
@@ -46,7 +55,7 @@ class AgentEvent:
     @property
     def ends_trust(self) -> bool:
         """Token services drop what they issued for the agent on such an event."""
-        return self.type is not EventType.STATE_CHANGED
+        return self.type in (EventType.AGENT_FAILED, EventType.TRUST_ENDED)
 
     def to_json(self) -> dict[str, object]:
         return {

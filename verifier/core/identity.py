@@ -9,6 +9,8 @@ agent under an identity the registrar reports. Pure.
    and the EK public area is that certificate's key with EK attributes.
 4. The AK is a restricted, fixedTPM signing key, and a location key carries the AK's
    TPM2_Certify for this agent id.
+5. The GNSS receiver recorded at enrolment (if any) is the one the statement names; it is
+   returned as a ``geofence.GnssReceiver`` for the per-round comparison.
 
 The EK/AK binding was proven by credential activation at the registrar, interactively; it cannot
 be re-run here, so (2) is what stands for it: the pinned registrar signed that it happened.
@@ -33,7 +35,13 @@ from geoattest.errors import (
     TpmFormatError,
 )
 from geoattest.identity_statement import IdentityFacts, StatementInvalid, verify_statement
-from geoattest.wire import AgentView, location_key_qualifying_data
+from geoattest.wire import (
+    AgentView,
+    GnssReceiverWire,
+    location_key_qualifying_data,
+    receiver_canonical,
+)
+from geofence import GnssReceiver, SourceKind
 
 STATEMENT_MAX_AGE = dt.timedelta(minutes=5)
 
@@ -56,6 +64,7 @@ class CheckedIdentity:
     tls_certificate: bytes | None
     location_key_public: bytes | None
     ek_certificate_sha256: bytes  # what tokens name the host by
+    gnss_receiver: bytes | None = None  # canonical JSON of the enrolled receiver (signed)
 
 
 def facts_of(view: AgentView) -> IdentityFacts:
@@ -72,6 +81,7 @@ def facts_of(view: AgentView) -> IdentityFacts:
         location_key_public=view.location_key_public,
         location_key_certify_attest=view.location_key_certify_attest,
         location_key_certify_signature=view.location_key_certify_signature,
+        gnss_receiver=receiver_canonical(view.gnss_receiver) if view.gnss_receiver else None,
     )
 
 
@@ -118,7 +128,15 @@ def check_identity(
         tls_certificate=view.tls_certificate,
         location_key_public=view.location_key_public,
         ek_certificate_sha256=hashlib.sha256(view.ek_certificate).digest(),
+        gnss_receiver=facts.gnss_receiver,
     )
+
+
+def enrolled_receiver(canonical: bytes) -> GnssReceiver:
+    """The ``GnssReceiver`` of stored canonical bytes (``CheckedIdentity.gnss_receiver``).
+    ``ValueError`` when they do not parse (a stored value no version of us wrote)."""
+    wire = GnssReceiverWire.model_validate_json(canonical)
+    return GnssReceiver(source=SourceKind(wire.source), texts=tuple(wire.texts), device=wire.device)
 
 
 def _check_ak(agent_id: str, ak_public: bytes) -> tpm.TpmPublic:

@@ -6,6 +6,8 @@
    (which the registrar accepted only as a fixedTPM key certified by the AK); the bytes are then
    decoded, canonical form only (``location_signature_invalid``);
 2. the evidence answers this round's nonce (``location_nonce_mismatch``: replayed evidence);
+   the receiver it names is compared with the enrolled one (``verifier.core.receiver``: under
+   ``receiver = "require"`` a different one is ``gnss_receiver_changed``);
 3. the fix comes from a source kind the policy accepts (``location_implausible``, reason
    ``location_source``: by default a replayed ``file`` is refused);
 4. the fix is fresh (``location_stale``) and plausible against the recent ``track``
@@ -50,6 +52,7 @@ from geoattest.errors import (
 from geofence import (
     AccuracySource,
     Fix,
+    GnssReceiver,
     LocationEvidence,
     LocationPolicy,
     LocationReason,
@@ -64,6 +67,7 @@ from geofence import (
 )
 from geofence.evidence import EVIDENCE_VERSION
 from tpm import TpmPublic, parse_tpmt_signature, verify_signature
+from verifier.core.receiver import ReceiverFinding, ReceiverRule, check_receiver, receiver_rule
 
 __all__ = [
     "LocationRoundPolicy",
@@ -83,6 +87,8 @@ class LocationRoundPolicy:
     zone_ids: tuple[str, ...]
     # Whether PoG tokens carry the fix's coordinates (RFC 9711 ``location``) or only the zone.
     disclose_coordinates: bool = True
+    # What a receiver other than the enrolled one does (``verifier.core.receiver``).
+    receiver: ReceiverRule = ReceiverRule.RECORD
 
     def __post_init__(self) -> None:
         if not self.zone_ids:
@@ -103,17 +109,20 @@ class LocationVerdict:
     decision: ZoneDecision
     zone_id: str
     distance_m: float
+    receiver: GnssReceiver | None = None  # the receiver the signed evidence names
+    receiver_finding: ReceiverFinding | None = None  # not the enrolled one, under ``record``
 
 
 def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> LocationRoundPolicy:
     """``{"zones": ["DEU", ...], "thresholds": {...LocationPolicy fields},
-    "coordinates_in_tokens": true}`` → policy (``coordinates_in_tokens`` false: PoG tokens name
-    the zone and the decision, not the position).
+    "coordinates_in_tokens": true, "receiver": "record"}`` → policy (``coordinates_in_tokens``
+    false: PoG tokens name the zone and the decision, not the position; ``receiver``
+    ``"require"``: only the enrolled GNSS receiver passes).
 
     Raises PolicyInvalid for unknown keys, a missing or empty zone list, unknown zone ids or bad
     thresholds.
     """
-    unknown = set(data) - {"zones", "thresholds", "coordinates_in_tokens"}
+    unknown = set(data) - {"zones", "thresholds", "coordinates_in_tokens", "receiver"}
     if unknown:
         raise PolicyInvalid(f"location policy: unknown keys {sorted(unknown)}")
     zone_ids = data.get("zones")
@@ -130,6 +139,7 @@ def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> 
         zones=zones,
         zone_ids=tuple(zone_ids),
         disclose_coordinates=disclose,
+        receiver=receiver_rule(data.get("receiver", ReceiverRule.RECORD.value)),
     )
 
 
@@ -238,13 +248,18 @@ def check_location(
     policy: LocationRoundPolicy,
     track: Sequence[Fix],
     now: dt.datetime,
+    enrolled_receiver: GnssReceiver | None = None,
+    previous_receiver: GnssReceiver | None = None,
 ) -> LocationVerdict:
     """Check one round's location evidence (see the module docstring for the order).
 
     ``track`` holds the fixes of earlier passed rounds, oldest first (``LocationVerdict.fix``);
-    ``now`` is the verifier's aware UTC time. Raises LocationMissing, LocationEvidenceInvalid,
-    LocationNonceMismatch, LocationStale, LocationImplausible (``reason`` = the check's code, or
-    ``location_source``) or LocationOutsideZone; all are IntegrityErrors.
+    ``now`` is the verifier's aware UTC time; ``enrolled_receiver`` the agent's enrolled GNSS
+    receiver (None: it enrolled none), ``previous_receiver`` the last passed round's. Raises
+    LocationMissing, LocationEvidenceInvalid, LocationNonceMismatch, GnssReceiverChanged /
+    GnssReceiverUnidentified (policy ``receiver = "require"``), LocationStale,
+    LocationImplausible (``reason`` = the check's code, or ``location_source``) or
+    LocationOutsideZone; all are IntegrityErrors.
     """
     if evidence is None or signature is None:
         raise LocationMissing("the policy requires signed location evidence; the agent sent none")
@@ -254,6 +269,10 @@ def check_location(
             f"location evidence answers nonce {ev.nonce.hex()[:16]}…, not this round's "
             f"{nonce.hex()[:16]}…: replayed"
         )
+    receiver = GnssReceiver.from_evidence(ev)  # v3: it names its source kind
+    finding = check_receiver(
+        seen=receiver, enrolled=enrolled_receiver, previous=previous_receiver, rule=policy.receiver
+    )
     _check_source(ev, policy.thresholds)
     fix = fix_from_evidence(ev)
     check_fix(fix, track, policy.thresholds, now).raise_for_failure()
@@ -263,4 +282,6 @@ def check_location(
         decision=verdict.decision,
         zone_id=verdict.zone_id,
         distance_m=verdict.distance_to_border_m,
+        receiver=receiver,
+        receiver_finding=finding,
     )

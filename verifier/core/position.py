@@ -30,7 +30,7 @@ class NodePosition:
     decision: str  # inside / outside / uncertain, or "unknown" when no zone was decided
     zone_id: str | None
     verdict: str  # of the round's location check: passed / failed
-    reason: str | None  # why the location check failed
+    reason: str | None  # why the check failed, or what a passed one noted (a changed receiver)
     fix_at: dt.datetime  # the fix's UTC time
     round_id: str
     seq: int

@@ -35,6 +35,9 @@ class Reason(StrEnum):
     LOCATION_OUTSIDE_ZONE = "location_outside_zone"
     LOCATION_NONCE_MISMATCH = "location_nonce_mismatch"
     LOCATION_MISSING = "location_missing"
+    # Also the reason of a notice event when the policy only records a changed receiver.
+    GNSS_RECEIVER_CHANGED = "gnss_receiver_changed"
+    GNSS_RECEIVER_UNIDENTIFIED = "gnss_receiver_unidentified"
     # The verifier could not evaluate evidence it received (a bug on odd input): failing closed.
     EVIDENCE_UNVERIFIABLE = "evidence_unverifiable"
 
@@ -86,6 +89,8 @@ INTEGRITY_REASONS = frozenset(
         Reason.LOCATION_OUTSIDE_ZONE,
         Reason.LOCATION_NONCE_MISMATCH,
         Reason.LOCATION_MISSING,
+        Reason.GNSS_RECEIVER_CHANGED,
+        Reason.GNSS_RECEIVER_UNIDENTIFIED,
         Reason.EVIDENCE_UNVERIFIABLE,
     }
 )

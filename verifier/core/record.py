@@ -37,6 +37,8 @@ import rfc8785
 from allowlists.ima.replay import ImaState
 from geoattest.errors import EvidenceMalformed
 from geoattest.wire import render_line
+from geofence import GnssReceiver, SourceKind
+from geofence.receiver import IDENTITY_SEPARATOR
 from tpm import ClockInfo
 from verifier.core.reasons import Reason
 from verifier.core.round import Check, CheckResult, RoundEvidence, Verdict
@@ -70,12 +72,15 @@ class RecordContext:
 
     The location track is not copied (it is the location evidence of the previous rounds, in
     their records): ``track_sha256`` is SHA-256 over the concatenated SHA-256 of each.
+    ``receiver`` is the GNSS receiver the agent enrolled, which the round compared the evidence's
+    with (JSON ``{"source", "identity"}``; absent when none was enrolled or location not checked).
     """
 
     clock: ClockInfo | None
     ima: ImaState | None
     track_sha256: bytes
     track_length: int
+    receiver: GnssReceiver | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,6 +327,11 @@ def _context_json(c: RecordContext) -> dict[str, Any]:
             ),
             "track_sha256": c.track_sha256.hex(),
             "track_length": c.track_length,
+            "receiver": (
+                {"source": c.receiver.source.value, "identity": c.receiver.identity}
+                if c.receiver
+                else None
+            ),
         }
     )
 
@@ -431,4 +441,14 @@ def _context_from(c: dict[str, Any]) -> RecordContext:
         ima=ima,
         track_sha256=bytes.fromhex(c["track_sha256"]),
         track_length=int(c["track_length"]),
+        receiver=(
+            GnssReceiver(
+                source=SourceKind(c["receiver"]["source"]),
+                texts=tuple(str(c["receiver"]["identity"]).split(IDENTITY_SEPARATOR))
+                if c["receiver"]["identity"]
+                else (),
+            )
+            if "receiver" in c
+            else None
+        ),
     )

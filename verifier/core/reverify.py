@@ -83,6 +83,7 @@ def reverify_record(
         previous=RoundMemory(clock=context.clock, ima=context.ima, location_track=usable_track),
         now=record.judged_at,
         location_key=location_key,
+        receiver=context.receiver,
     )
     exempt = set()
     if track_missing:

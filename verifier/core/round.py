@@ -7,15 +7,19 @@
 2. the TPM clock, resetCount and restartCount only move forward; a reboot restarts IMA replay;
 3. boot PCRs equal the golden values and, when the policy asks, replaying the boot event log
    reproduces the quoted PCRs 0-7;
-4. the IMA log from the last verified entry reproduces PCR 10 and every entry is allowed.
+4. the IMA log from the last verified entry reproduces PCR 10 and every entry is allowed;
+5. the location evidence (``verifier.core.location``), the GNSS receiver it names compared with
+   the enrolled one (``verifier.core.receiver``) included.
 Any ``IntegrityError`` becomes an ``integrity_failure`` result carrying its code and message.
+A passed round may carry a ``notice``: something to tell the world about although nothing
+failed (a changed GNSS receiver the policy only records); the runner commits it as one event.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from allowlists.boot import check_boot_pcrs
@@ -32,7 +36,7 @@ from geoattest.errors import (
     PcrSelectionMismatch,
 )
 from geoattest.wire import quote_qualifying_data
-from geofence import decode_evidence
+from geofence import GnssReceiver, decode_evidence
 from tpm import (
     Alg,
     ClockInfo,
@@ -122,6 +126,15 @@ class CheckResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """An event a passed round asks for without a state change (``gnss_receiver_changed``)."""
+
+    reason: Reason
+    message: str
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoundResult:
     outcome: Outcome
     memory: RoundMemory  # what to remember for the next round
@@ -131,6 +144,7 @@ class RoundResult:
     details: Mapping[str, str] = field(default_factory=dict)
     location: LocationVerdict | None = None  # the zone decision, when the policy checks location
     checks: tuple[CheckResult, ...] = ()  # a verdict per check, not only the first failure
+    notice: Notice | None = None  # an event to raise although the round passed
 
     def check(self, check: Check) -> CheckResult | None:
         return next((c for c in self.checks if c.check is check), None)
@@ -144,15 +158,17 @@ def verify_round(
     previous: RoundMemory,
     now: dt.datetime,
     location_key: TpmPublic | None = None,
+    receiver: GnssReceiver | None = None,
 ) -> RoundResult:
     """Decide one round. Never raises for bad evidence: the result says what failed and why.
 
     Once the quote verifies, every other check runs on its own, so the result carries a verdict
     per check; the round's reason is the first failed check in ``Check`` order.
     ``location_key`` is the agent's registered TPM-resident location key (needed when the policy
-    checks location); ``now`` is the verifier's aware UTC time (location freshness).
+    checks location); ``now`` is the verifier's aware UTC time (location freshness);
+    ``receiver`` the GNSS receiver the agent enrolled (None: none enrolled).
     """
-    return _Round(evidence, ak, policy, previous, now, location_key).run()
+    return _Round(evidence, ak, policy, previous, now, location_key, receiver).run()
 
 
 _DETAIL_KEYS = ("path", "digest", "line", "bank", "pcr", "expected", "actual", "reason")
@@ -169,11 +185,14 @@ class _Round:
         previous: RoundMemory,
         now: dt.datetime,
         location_key: TpmPublic | None,
+        receiver: GnssReceiver | None = None,
     ) -> None:
         self.evidence, self.ak, self.policy = evidence, ak, policy
         self.previous, self.now, self.location_key = previous, now, location_key
+        self.receiver = receiver
         self.checks: list[CheckResult] = []
         self.failure: IntegrityError | None = None
+        self.notice: Notice | None = None
 
     def _run(self, check: Check, body: Callable[[], None]) -> bool:
         try:
@@ -256,7 +275,8 @@ class _Round:
             self._mark(Verdict.SKIPPED, Check.IMA)
         verdict: list[LocationVerdict] = []
         if policy.location is not None:
-            self._run(Check.LOCATION, lambda: verdict.append(self._check_location()))
+            if self._run(Check.LOCATION, lambda: verdict.append(self._check_location())):
+                self._note_receiver(verdict[0])
         else:
             self._mark(Verdict.SKIPPED, Check.LOCATION)
         if self.failure is not None:
@@ -270,7 +290,23 @@ class _Round:
             new_ima_entries=new_entries[0],
             location=verdict[0] if verdict else None,
             checks=tuple(self.checks),
+            notice=self.notice,
         )
+
+    def _note_receiver(self, verdict: LocationVerdict) -> None:
+        """A receiver the policy only records: on the location check's result in every such
+        round, and a notice when this round is the change."""
+        finding = verdict.receiver_finding
+        if finding is None:
+            return
+        message = finding.message()
+        self.checks[-1] = replace(
+            self.checks[-1], reason=Reason.GNSS_RECEIVER_CHANGED, message=message
+        )
+        if finding.new:
+            self.notice = Notice(
+                reason=Reason.GNSS_RECEIVER_CHANGED, message=message, details=finding.details()
+            )
 
     def _check_location(self) -> LocationVerdict:
         policy, evidence = self.policy.location, self.evidence
@@ -279,14 +315,20 @@ class _Round:
             raise LocationMissing("the policy requires location; the agent has no location key")
         if evidence.location is None:
             raise LocationMissing("the policy requires signed location evidence; none was sent")
+        track = [decode_evidence(old) for old in self.previous.location_track]
+        previous_receiver = None
+        if track and track[-1].source is not None:
+            previous_receiver = GnssReceiver.from_evidence(track[-1])
         return check_location(
             evidence=evidence.location,
             signature=evidence.location_signature,
             location_key=self.location_key,
             nonce=evidence.nonce,
             policy=policy,
-            track=[fix_from_evidence(decode_evidence(old)) for old in self.previous.location_track],
+            track=[fix_from_evidence(old) for old in track],
             now=self.now,
+            enrolled_receiver=self.receiver,
+            previous_receiver=previous_receiver,
         )
 
     def _failed(self) -> RoundResult:

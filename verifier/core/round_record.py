@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from geoattest.untrusted import printable
+from geofence import GnssReceiver
 from tpm import TpmPublic
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
@@ -66,8 +67,10 @@ def round_record(
     previous: RoundMemory,
     evidence: RoundEvidence | None,
     result: RoundResult,
+    receiver: GnssReceiver | None = None,
 ) -> EvidenceRecord:
-    """The draft record of a round; ``evidence`` is ``None`` when the agent gave none."""
+    """The draft record of a round; ``evidence`` is ``None`` when the agent gave none;
+    ``receiver`` the enrolled GNSS receiver the round compared with (kept in its context)."""
     context = None
     stored_evidence = None
     boot_log_sha256 = None
@@ -78,6 +81,7 @@ def round_record(
             ima=previous.ima_for(policy.ima_banks),
             track_sha256=track_digest(track),
             track_length=len(track),
+            receiver=receiver if policy.location is not None else None,
         )
         if evidence.boot_log is not None:
             boot_log_sha256 = hashlib.sha256(evidence.boot_log).digest()

@@ -14,8 +14,9 @@ import logging
 from dataclasses import dataclass, field
 
 from geoattest.errors import GeoattestError, NotFound, PolicyInvalid
-from geofence import ZoneSet
+from geofence import GnssReceiver, ZoneSet
 from tpm import TpmPublic, parse_tpm2b_public
+from verifier.core.identity import enrolled_receiver
 from verifier.core.lease import default_max_age
 from verifier.core.policy import AttestationPolicy, document_digest, policy_from_document
 from verifier.storage.sql import AgentTarget, PolicyHead, VerifierStore
@@ -34,6 +35,7 @@ class FleetConfig:
     broken_agents: dict[str, str] = field(default_factory=dict)  # agent id -> why (bad keys)
     # policy name -> the stored document that ``policies``/``unusable`` hold for it
     heads: dict[str, PolicyHead] = field(default_factory=dict)
+    receivers: dict[str, GnssReceiver] = field(default_factory=dict)  # enrolled GNSS receivers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,9 +77,14 @@ def load_fleet(
             config.aks[agent_id] = parse_tpm2b_public(target.ak_public)
             if target.location_key_public is not None:
                 config.location_keys[agent_id] = parse_tpm2b_public(target.location_key_public)
+            if target.gnss_receiver is not None:
+                config.receivers[agent_id] = enrolled_receiver(target.gnss_receiver)
         except GeoattestError as e:
             log.error("agent %s: stored keys unusable: %s", agent_id, e.message)
             config.broken_agents[agent_id] = e.message
+        except ValueError as e:  # a stored receiver no version of us wrote: never guessed at
+            log.error("agent %s: stored GNSS receiver unusable: %s", agent_id, e)
+            config.broken_agents[agent_id] = "the stored GNSS receiver does not parse"
     log.info(
         "fleet configuration v%d: %d agents, %d policies (%d unusable)",
         version,

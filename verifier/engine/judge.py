@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from geoattest.errors import IntegrityError, ReachabilityError
 from geoattest.untrusted import printable
 from geoattest.wire import EvidenceRequest
+from geofence import GnssReceiver
 from tpm import TpmPublic
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy
@@ -50,9 +51,11 @@ def judge(
     memory: RoundMemory,
     clock: Callable[[], float],
     nonce: bytes | None = None,
+    receiver: GnssReceiver | None = None,
 ) -> Judged:
     """``nonce``: the round's nonce when the caller chose it (a fresh round binding a relying
-    party's nonce); a new random one otherwise."""
+    party's nonce); a new random one otherwise. ``receiver``: the agent's enrolled GNSS
+    receiver, which the location check compares with the round's."""
     nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
     request = EvidenceRequest(
         nonce=nonce.hex(),
@@ -84,6 +87,7 @@ def judge(
             previous=memory,
             now=judged_at,
             location_key=location_key,
+            receiver=receiver,
         )
     except Exception:  # a bug on evidence we cannot judge: fail closed, never stay attested
         log.exception("evidence could not be verified")

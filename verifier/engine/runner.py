@@ -26,6 +26,7 @@ from typing import Protocol
 import redis
 
 from geoattest.log import bound
+from geofence import GnssReceiver
 from tpm import TpmPublic
 from verifier.core.measured import measured_files
 from verifier.core.policy import AttestationPolicy
@@ -79,6 +80,7 @@ class RoundTarget:
     ak: TpmPublic
     policy: AttestationPolicy
     location_key: TpmPublic | None = None
+    receiver: GnssReceiver | None = None  # the GNSS receiver enrolled at the registrar
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +192,7 @@ class RoundRunner:
             memory=status.memory,
             clock=self._clock,
             nonce=nonce,
+            receiver=rt.receiver,
         )
         result = judged.result
         ended = self._clock()
@@ -206,6 +209,7 @@ class RoundRunner:
             previous=status.memory,
             evidence=judged.evidence,
             result=result,
+            receiver=rt.receiver,
         )
         committed = self._commit(rt, token, fence, record, result)
         if committed is None:
@@ -284,6 +288,7 @@ class RoundRunner:
                 else None
             ),
             sample_every=self._cadence.sample_every,
+            notice=result.notice if outcome is Outcome.PASSED else None,
         )
         try:
             return self._committer.commit(draft, timeout=self._cadence.commit_timeout)

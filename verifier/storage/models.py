@@ -46,6 +46,8 @@ class VerifiedAgent(Base):
     agent_url: Mapped[str] = mapped_column(String(512))
     tls_certificate: Mapped[bytes] = mapped_column(LargeBinary)
     location_key_public: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The GNSS receiver enrolled at the registrar (``wire.receiver_canonical``; None: none).
+    gnss_receiver: Mapped[bytes | None] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)

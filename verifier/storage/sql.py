@@ -50,6 +50,7 @@ class AgentTarget:
     state: AgentState
     location_key_public: bytes | None = None
     ek_certificate_sha256: bytes | None = None
+    gnss_receiver: bytes | None = None  # canonical JSON of the enrolled receiver
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,6 +245,7 @@ class VerifierStore:
                     tls_certificate=target.tls_certificate,
                     location_key_public=target.location_key_public,
                     ek_certificate_sha256=target.ek_certificate_sha256,
+                    gnss_receiver=target.gnss_receiver,
                     state=target.state,
                     state_since=now,
                     added_at=now,
@@ -283,6 +285,7 @@ class VerifierStore:
                     tls_certificate=record.tls_certificate,
                     state=AgentState(record.state),
                     location_key_public=record.location_key_public,
+                    gnss_receiver=record.gnss_receiver,
                 )
                 for record in session.scalars(select(VerifiedAgent))
             }
@@ -296,9 +299,12 @@ class VerifierStore:
         tls_certificate: bytes,
         location_key_public: bytes | None,
         ek_certificate_sha256: bytes | None = None,
+        gnss_receiver: bytes | None = None,
         audit: Audit | None = None,
     ) -> bool:
-        """Store a refreshed identity; returns whether the AK changed."""
+        """Store a refreshed identity (the enrolled GNSS receiver with it: a refresh after a
+        re-enrolment is how an operator accepts a new receiver); returns whether the AK
+        changed."""
         with transaction(self._sessions) as session:
             record = _agent(session, agent_id)
             changed = record.ak_public != ak_public
@@ -306,6 +312,8 @@ class VerifierStore:
             record.agent_url = agent_url
             record.tls_certificate = tls_certificate
             record.location_key_public = location_key_public
+            receiver_changed = record.gnss_receiver != gnss_receiver
+            record.gnss_receiver = gnss_receiver
             if ek_certificate_sha256 is not None:
                 record.ek_certificate_sha256 = ek_certificate_sha256
             _remember_keys(
@@ -318,6 +326,7 @@ class VerifierStore:
                 agent_id,
                 agent_id=agent_id,
                 ak_changed=str(changed).lower(),
+                gnss_receiver_changed=str(receiver_changed).lower(),
                 ak_sha256=hashlib.sha256(ak_public).hexdigest(),
             )
             return changed

@@ -48,6 +48,7 @@ from verifier.core.record import (
     encode_record,
     record_digest,
 )
+from verifier.core.round import Notice
 from verifier.core.states import AgentState, Outcome
 from verifier.metrics import RECORD_BYTES
 from verifier.storage.log import enqueue
@@ -72,6 +73,8 @@ class VerdictDraft:
     passed: bool = False  # a passed round renews the lease
     ima_entries_verified: int | None = None
     sample_every: dt.timedelta = dt.timedelta(minutes=5)
+    # An event to raise even without a transition (``RoundResult.notice``); its record is kept.
+    notice: Notice | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,7 +82,7 @@ class Committed:
     record: EvidenceRecord
     digest: bytes
     kept: bool
-    event: AgentEvent | None  # the transition, if the state changed
+    event: AgentEvent | None  # the transition, if the state changed (else the notice, if any)
     deliveries: tuple[int, ...] = ()  # webhook delivery ids to enqueue
 
 
@@ -227,6 +230,7 @@ class _Pending:
     digest: bytes
     kept: bool
     transition: bool
+    notice: Notice | None
     row: _RowUpdate
     record_row: dict[str, object]
     body: bytes  # what the record row stores (compressed when kept)
@@ -318,6 +322,7 @@ class VerdictStore:
         sampled = last_sample is None or ended - last_sample >= draft.sample_every
         kept = (
             transition
+            or draft.notice is not None
             or record.kind is not RecordKind.ROUND
             or record.outcome in _ALWAYS_KEPT
             or sampled
@@ -358,6 +363,7 @@ class VerdictStore:
             digest=digest,
             kept=kept,
             transition=transition,
+            notice=None if transition else draft.notice,
             row=row,
             record_row=record_row,
             body=body,
@@ -404,6 +410,8 @@ class VerdictStore:
         deliveries: tuple[int, ...] = ()
         if result.transition:
             event, deliveries = self._event(connection, record)
+        elif result.notice is not None:  # no transition, no revocation, no webhook
+            event = self._notice(connection, record, result.notice)
         return Committed(
             record=record,
             digest=result.digest,
@@ -412,36 +420,37 @@ class VerdictStore:
             deliveries=deliveries,
         )
 
+    def _notice(self, connection: Connection, record: EvidenceRecord, notice: Notice) -> AgentEvent:
+        """A notice event: the record's state on both sides, the notice's reason and words."""
+        noted = replace(
+            record, reason=notice.reason, message=notice.message, details=notice.details
+        )
+        event_id = self._insert_event(connection, noted)
+        return _agent_event(event_id, noted)
+
+    def _insert_event(self, connection: Connection, record: EvidenceRecord) -> int:
+        return int(
+            connection.execute(
+                insert(EventRecord)
+                .values(
+                    agent_id=record.agent_id,
+                    at=record.ended_at,
+                    from_state=record.from_state.value,
+                    to_state=record.to_state.value,
+                    reason=record.reason.value if record.reason else None,
+                    message=record.message or None,
+                    details=json.dumps(dict(record.details)) if record.details else None,
+                    round_id=record.round_id,
+                    record_seq=record.seq,
+                )
+                .returning(EventRecord.id)
+            ).scalar_one()
+        )
+
     def _event(
         self, connection: Connection, record: EvidenceRecord
     ) -> tuple[AgentEvent, tuple[int, ...]]:
-        event_id = connection.execute(
-            insert(EventRecord)
-            .values(
-                agent_id=record.agent_id,
-                at=record.ended_at,
-                from_state=record.from_state.value,
-                to_state=record.to_state.value,
-                reason=record.reason.value if record.reason else None,
-                message=record.message or None,
-                details=json.dumps(dict(record.details)) if record.details else None,
-                round_id=record.round_id,
-                record_seq=record.seq,
-            )
-            .returning(EventRecord.id)
-        ).scalar_one()
-        event = AgentEvent(
-            id=event_id,
-            agent_id=record.agent_id,
-            at=record.ended_at,
-            from_state=record.from_state,
-            to_state=record.to_state,
-            reason=record.reason,
-            message=record.message or None,
-            details=record.details,
-            round_id=record.round_id,
-            record_seq=record.seq,
-        )
+        event = _agent_event(self._insert_event(connection, record), record)
         if event.ends_trust:  # tokens out for this agent are revoked with the verdict
             revoke_unexpired(connection, record.agent_id, record.ended_at)
         deliveries: tuple[int, ...] = ()
@@ -450,7 +459,7 @@ class VerdictStore:
                 connection.execute(
                     insert(WebhookDelivery)
                     .values(
-                        event_id=event_id,
+                        event_id=event.id,
                         url=url,
                         status="pending",
                         attempts=0,
@@ -461,3 +470,18 @@ class VerdictStore:
                 for url in self._webhook_urls
             )
         return event, deliveries
+
+
+def _agent_event(event_id: int, record: EvidenceRecord) -> AgentEvent:
+    return AgentEvent(
+        id=event_id,
+        agent_id=record.agent_id,
+        at=record.ended_at,
+        from_state=record.from_state,
+        to_state=record.to_state,
+        reason=record.reason,
+        message=record.message or None,
+        details=record.details,
+        round_id=record.round_id,
+        record_seq=record.seq,
+    )

@@ -54,7 +54,11 @@ class FreshRounds:
         if policy is None or ak is None:
             raise AgentNotAttested(f"agent {agent_id!r} cannot be judged now (policy or keys)")
         round_target = RoundTarget(
-            target=target, ak=ak, policy=policy, location_key=fleet.location_keys.get(agent_id)
+            target=target,
+            ak=ak,
+            policy=policy,
+            location_key=fleet.location_keys.get(agent_id),
+            receiver=fleet.receivers.get(agent_id),
         )
         report = runtime.runner.run(
             round_target, nonce=fresh_nonce(relying_party_nonce), lock_wait=self._lock_wait

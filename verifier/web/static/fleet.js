@@ -53,6 +53,7 @@ export class FleetTable {
   applyEvent(event) {
     const agent = this.agents.get(event.agent_id);
     if (!agent) return false;
+    if (event.type === "agent_notice") return true;  // no transition: state and cause stand
     this.agents.set(event.agent_id, {
       ...agent,
       state: event.to_state,

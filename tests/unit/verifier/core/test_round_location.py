@@ -10,6 +10,7 @@ from dataclasses import replace
 from geoattest.wire import quote_qualifying_data
 from geofence import (
     Fix,
+    GnssReceiver,
     LocationEvidence,
     LocationPolicy,
     SourceKind,
@@ -170,8 +171,11 @@ def _geofenced_round(
     evidence: bytes,
     memory: RoundMemory,
     now: dt.datetime,
+    *,
+    receiver: GnssReceiver | None = None,
 ) -> RoundResult:
-    """A round whose location evidence is ``evidence`` as given (signed here by ``key``)."""
+    """A round whose location evidence is ``evidence`` as given (signed here by ``key``);
+    ``receiver``: the enrolled GNSS receiver."""
     nonce = decode_evidence(evidence).nonce
     node.tick()
     values = {0: node.pcr0, 10: node.pcr10}
@@ -189,7 +193,13 @@ def _geofenced_round(
         location_signature=key.sign(evidence),
     )
     return verify_round(
-        answer, ak=node.ak.public, policy=policy, previous=memory, now=now, location_key=key.public
+        answer,
+        ak=node.ak.public,
+        policy=policy,
+        previous=memory,
+        now=now,
+        location_key=key.public,
+        receiver=receiver,
     )
 
 
