@@ -192,8 +192,9 @@ def _start(
 
 
 @contextmanager
-def sentinel_group(workdir: Path) -> Iterator[SentinelGroup]:
-    """Start the primary, the replica (in sync) and three Sentinels that see both; stop all."""
+def sentinel_group(workdir: Path, *, sentinels: int = 3) -> Iterator[SentinelGroup]:
+    """Start the primary, the replica (in sync) and ``sentinels`` Sentinels that see both (none:
+    a test promotes the replica by hand, and no Sentinel turns it back); stop all."""
     binary = require_redis()
     directory = ensure_private_dir(workdir / "sentinel-redis")
     password_file = directory / "redis-password"
@@ -212,7 +213,7 @@ def sentinel_group(workdir: Path) -> Iterator[SentinelGroup]:
             create_private_file(config, _node_config(node, password, upstream))
             node.process = _start(stack, f"redis-{node.name}", [binary, str(config)],
                                   node.directory / "redis.log", node.port)  # fmt: skip
-        ports = [free_port() for _ in range(3)]
+        ports = [free_port() for _ in range(sentinels)]
         for index, port in enumerate(ports):
             home = ensure_private_dir(directory / f"sentinel-{index}")
             config = home / "sentinel.conf"  # Sentinel rewrites it as it learns
