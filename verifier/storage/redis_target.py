@@ -99,7 +99,7 @@ class RedisTarget:
             return _with_password(self.url, self.password), {}
         secret = f":{quote(self.password, safe='')}@" if self.password else ""
         url = ";".join(
-            f"sentinel://{secret}{host}:{port}/{self.db}" for host, port in self.sentinels
+            f"sentinel://{secret}{_netloc(host, port)}/{self.db}" for host, port in self.sentinels
         )
         options: dict[str, object] = {"master_name": self.master}
         if self.sentinel_password is not None:
@@ -141,6 +141,10 @@ def read_secret_file(path: Path | None) -> str | None:
 def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _with_password(url: str, password: str | None) -> str:
