@@ -44,7 +44,7 @@ from tpm import (
     replay_event_log,
     verify_quote,
 )
-from verifier.core.location import LocationVerdict, check_location, fix_from_evidence
+from verifier.core.location import LocationVerdict, fix_from_evidence, judge_location
 from verifier.core.policy import BOOT_LOG_PCRS, IMA_PCR, AttestationPolicy
 from verifier.core.reasons import Reason, reason_of_code
 from verifier.core.states import Outcome
@@ -129,7 +129,10 @@ class RoundResult:
     message: str = ""
     new_ima_entries: int = 0
     details: Mapping[str, str] = field(default_factory=dict)
-    location: LocationVerdict | None = None  # the zone decision, when the policy checks location
+    # The zone decision of the round's authenticated fix, when the policy checks location: the
+    # ``inside`` one of a passed round, or what a failed location check decided (outside,
+    # uncertain, or the decision of a fix that failed plausibility).
+    location: LocationVerdict | None = None
     checks: tuple[CheckResult, ...] = ()  # a verdict per check, not only the first failure
 
     def check(self, check: Check) -> CheckResult | None:
@@ -174,6 +177,7 @@ class _Round:
         self.previous, self.now, self.location_key = previous, now, location_key
         self.checks: list[CheckResult] = []
         self.failure: IntegrityError | None = None
+        self.location: LocationVerdict | None = None  # the authenticated fix's zone decision
 
     def _run(self, check: Check, body: Callable[[], None]) -> bool:
         try:
@@ -273,13 +277,15 @@ class _Round:
         )
 
     def _check_location(self) -> LocationVerdict:
+        """The ``inside`` verdict, or raises; the decision of an authenticated fix is kept in
+        ``self.location`` either way (the record shows a failed or uncertain one too)."""
         policy, evidence = self.policy.location, self.evidence
         assert policy is not None  # noqa: S101  # only called when the policy checks location
         if self.location_key is None:
             raise LocationMissing("the policy requires location; the agent has no location key")
         if evidence.location is None:
             raise LocationMissing("the policy requires signed location evidence; none was sent")
-        return check_location(
+        judged = judge_location(
             evidence=evidence.location,
             signature=evidence.location_signature,
             location_key=self.location_key,
@@ -288,6 +294,11 @@ class _Round:
             track=[fix_from_evidence(decode_evidence(old)) for old in self.previous.location_track],
             now=self.now,
         )
+        self.location = judged.verdict
+        if judged.failure is not None:
+            raise judged.failure
+        assert judged.verdict is not None  # noqa: S101  # a passed check decided inside
+        return judged.verdict
 
     def _failed(self) -> RoundResult:
         e = self.failure
@@ -301,6 +312,7 @@ class _Round:
             reason=reason_of_code(e.code),
             message=e.message,
             details=details,
+            location=self.location,
             checks=tuple(self.checks),
         )
 
