@@ -39,8 +39,7 @@ from geoattest.private_files import create_private_file, ensure_private_dir
 from tests.support import SwtpmTemplates, swtpm_factory
 from tests.support.fault_stack import FaultStack, Outage, admit_swtpm_node, fault_stack
 from tests.support.lease_watcher import LeaseWatcher
-from tests.support.redis_sentinel import MASTER, SentinelGroup, sentinel_group
-from tests.support.redis_server import require_redis
+from tests.support.redis_sentinel import MASTER, SentinelGroup, require_sentinel, sentinel_group
 from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core.reasons import Reason
 from verifier.core.round_record import RecordOrigin
@@ -227,7 +226,7 @@ def _wait_until(condition: object, timeout: float = 10.0) -> None:
 def test_the_verifier_refuses_an_open_sentinel(tmp_path: Path) -> None:
     """An open Sentinel lets anyone fail the verifier over to a Redis of their own."""
     with sentinel_group(tmp_path / "redis") as group:
-        binary = require_redis()
+        binary = require_sentinel()
         port = free_port()
         home = ensure_private_dir(tmp_path / "open-sentinel")
         config = home / "sentinel.conf"
@@ -245,7 +244,7 @@ def test_the_verifier_refuses_an_open_sentinel(tmp_path: Path) -> None:
             sentinel_password=group.sentinel_password,
         )
         with (
-            managed_process("open-sentinel", [binary, str(config), "--sentinel"],
+            managed_process("open-sentinel", [binary, str(config)],
                             log_path=home / "log", ready=lambda: port_accepts(port)),
             pytest.raises(ConfigurationError, match=f"Sentinel at 127.0.0.1:{port}"),
         ):  # fmt: skip

@@ -13,7 +13,9 @@ owner-only files that the verifier reads (``redis_password_file``,
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import redis
 
 from geoattest.dev.procs import free_port, managed_process, port_accepts
@@ -183,6 +186,17 @@ def _sentinel_config(
     return ("\n".join(lines) + "\n").encode()
 
 
+def require_sentinel() -> str:
+    """Path of Debian's redis-sentinel; skips (fails on CI) when it is not installed."""
+    binary = shutil.which("redis-sentinel")
+    if binary is None:
+        message = "redis-sentinel not installed (apt-get install redis-sentinel; deploy/test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
 def _start(
     stack: ExitStack, name: str, argv: list[str], log: Path, port: int
 ) -> subprocess.Popen[bytes]:
@@ -196,6 +210,7 @@ def sentinel_group(workdir: Path, *, sentinels: int = 3) -> Iterator[SentinelGro
     """Start the primary, the replica (in sync) and ``sentinels`` Sentinels that see both (none:
     a test promotes the replica by hand, and no Sentinel turns it back); stop all."""
     binary = require_redis()
+    sentinel_binary = require_sentinel() if sentinels else binary
     directory = ensure_private_dir(workdir / "sentinel-redis")
     password_file = directory / "redis-password"
     sentinel_password_file = directory / "sentinel-password"
@@ -219,7 +234,7 @@ def sentinel_group(workdir: Path, *, sentinels: int = 3) -> Iterator[SentinelGro
             config = home / "sentinel.conf"  # Sentinel rewrites it as it learns
             body = _sentinel_config(port, home, primary.port, password, sentinel_password)
             create_private_file(config, body)
-            _start(stack, f"redis-sentinel-{index}", [binary, str(config), "--sentinel"],
+            _start(stack, f"redis-sentinel-{index}", [sentinel_binary, str(config)],
                    home / "sentinel.log", port)  # fmt: skip
         group = SentinelGroup(
             directory=directory,
