@@ -63,7 +63,7 @@ class RedisTarget:
         return Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves Sentinel unannotated
             list(self.sentinels),
             sentinel_kwargs={**common, "password": self.sentinel_password},
-            password=self.password,
+            password=self.password or urlsplit(self.url).password,  # the file, else the URL's
             username=urlsplit(self.url).username,
             db=self.db,
             **common,
@@ -97,7 +97,8 @@ class RedisTarget:
         password). With Sentinel: ``sentinel://:PASSWORD@HOST:PORT/DB;sentinel://…``."""
         if not self.uses_sentinel:
             return _with_password(self.url, self.password), {}
-        secret = f":{quote(self.password, safe='')}@" if self.password else ""
+        password = self.password or urlsplit(self.url).password
+        secret = f":{quote(password, safe='')}@" if password else ""
         url = ";".join(
             f"sentinel://{secret}{_netloc(host, port)}/{self.db}" for host, port in self.sentinels
         )

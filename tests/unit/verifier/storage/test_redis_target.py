@@ -80,3 +80,9 @@ def test_a_sentinel_password_without_sentinels_is_refused(tmp_path: Path) -> Non
 def test_a_sentinel_address_without_host_and_port_is_refused(address: str) -> None:
     with pytest.raises(ValidationError, match="not a Sentinel address"):
         load_settings(redis_sentinels=(address,))
+
+
+def test_with_sentinel_a_password_in_the_url_is_used_when_no_file_gives_one() -> None:
+    target = RedisTarget(url="redis://:in-url@ignored:6379/2", sentinels=(("10.0.0.1", 26379),))
+    assert target.celery_broker()[0] == "sentinel://:in-url@10.0.0.1:26379/2"
+    assert target.describe() == "master 'geoattest' of Sentinel 10.0.0.1:26379"
