@@ -15,7 +15,8 @@ APT_PACKAGES=(
 )
 # deploy/test also needs PostgreSQL (the test fixture runs its own throwaway cluster); the package
 # brings its client (postgresql-client-<N>: psql) as a dependency.
-TEST_APT_PACKAGES=(postgresql chromium)  # chromium: the dashboard's browser test (Playwright)
+# chromium: the dashboard's browser test (Playwright); redis-sentinel: the Redis failover tests.
+TEST_APT_PACKAGES=(postgresql chromium redis-sentinel)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

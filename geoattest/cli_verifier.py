@@ -94,12 +94,12 @@ def worker(ctx: click.Context, /, concurrency: int, beat: bool, **flags: object)
     if settings.worker_metrics_port is not None:  # before prometheus_client is imported
         prepare_multiprocess_dir(settings.worker_metrics_dir)
     from verifier.storage.redis_auth import check_redis_requires_auth
+    from verifier.storage.redis_target import redis_target
     from verifier.worker import create_celery, require_redis
 
-    require_redis(settings.redis_url)
-    check_redis_requires_auth(
-        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
-    )
+    target = redis_target(settings)
+    require_redis(target)
+    check_redis_requires_auth(target, allow_unauthenticated=settings.redis_allow_unauthenticated)
     app = create_celery(settings)
     if settings.worker_metrics_port is not None:
         _serve_worker_metrics(settings)
@@ -126,13 +126,13 @@ def beat(ctx: click.Context, /, **flags: object) -> None:
     Exactly one beat per fleet, as its own process or inside one worker (``worker --beat``).
     Beat holds no state that matters: killed and restarted, it goes on from Redis."""
     from verifier.storage.redis_auth import check_redis_requires_auth
+    from verifier.storage.redis_target import redis_target
     from verifier.worker import create_celery, require_redis
 
     settings = build_settings(ctx, **flags)
-    require_redis(settings.redis_url)
-    check_redis_requires_auth(
-        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
-    )
+    target = redis_target(settings)
+    require_redis(target)
+    check_redis_requires_auth(target, allow_unauthenticated=settings.redis_allow_unauthenticated)
     app = create_celery(settings)
     app.start(["beat", "--loglevel", settings.log_level, "--schedule",
                _beat_schedule_file(settings)])  # fmt: skip

@@ -119,12 +119,6 @@ def redis_check(client: redis.Redis) -> Check:
     return check
 
 
-def health_redis_client(url: str) -> redis.Redis:
-    """A Redis client for health checks only: short timeouts, so ``readyz`` answers quickly
-    when Redis hangs instead of refusing."""
-    return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-
-
 def _one_line(error: Exception) -> str:
     message = str(error).strip().splitlines()
     return (message[0] if message else type(error).__name__)[:300]

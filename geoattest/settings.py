@@ -128,6 +128,27 @@ class Settings(BaseSettings):
 
     # --- verifier -----------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password_file: Path | None = Field(
+        default=None,
+        description="Owner-only file holding the password of Redis (the primary and its "
+        "replicas); used when redis_url carries none, and for the master Sentinel names.",
+    )
+    redis_sentinels: tuple[str, ...] = Field(
+        default=(),
+        description="HOST:PORT of each Redis Sentinel; when set, every Redis client of the "
+        "verifier (API, worker, beat, tokens, dashboard) finds the primary through them and "
+        "follows a failover (redis_url's host is then unused; its database number still counts).",
+    )
+    redis_sentinel_master: str = Field(
+        default="geoattest",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="The master name the Sentinels monitor (their 'sentinel monitor NAME').",
+    )
+    redis_sentinel_password_file: Path | None = Field(
+        default=None,
+        description="Owner-only file holding the Sentinels' own password (their requirepass); "
+        "required with redis_sentinels unless redis_allow_unauthenticated.",
+    )
     redis_allow_unauthenticated: bool = Field(
         default=False,
         description="Let the verifier use a Redis that serves clients without credentials "
@@ -298,6 +319,17 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         return _checked_url(value, ("redis", "rediss", "unix"))
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"{address!r} is not a Sentinel address: HOST:PORT (e.g. 10.0.0.5:26379)"
+                )
+        return value
 
     @field_validator("database_url", "keys_database_url")
     @classmethod

@@ -18,7 +18,6 @@ from geoattest.health import (
     Check,
     database_check,
     health_blueprint,
-    health_redis_client,
     redis_check,
 )
 from geoattest.http import install_api_plumbing
@@ -38,6 +37,7 @@ from verifier.storage.hot_state import WORKER_TTL_SECONDS, HotState, connect_red
 from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
 from verifier.storage.redis_auth import check_redis_requires_auth
+from verifier.storage.redis_target import RedisTarget, redis_target
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
 from verifier.tokens.wiring import install_tokens
@@ -79,15 +79,14 @@ def load_identity_trust(settings: Settings) -> IdentityTrust:
 def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = None) -> Flask:
     """The verifier API. ``evidence_source``: where fresh rounds (tokens with a relying party's
     nonce) fetch evidence; the mTLS agent client when None."""
-    check_redis_requires_auth(
-        settings.redis_url, allow_unauthenticated=settings.redis_allow_unauthenticated
-    )
+    target = redis_target(settings)
+    check_redis_requires_auth(target, allow_unauthenticated=settings.redis_allow_unauthenticated)
     engine = make_engine(settings.database_url)
     check_private_database(settings.database_url)
     migrate(engine)
     sessions = session_factory(engine)
     store = VerifierStore(sessions)
-    client = connect_redis(settings.redis_url)
+    client = connect_redis(target)
     hot = HotState(client)
     registrar = verifier_registrar_client(settings)
     zones = load_zones_with_digest(settings)
@@ -132,7 +131,7 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
         evidence_source=evidence_source,
     )
     app.register_blueprint(log_blueprint)
-    app.register_blueprint(health_blueprint("verifier", _readiness_checks(settings, engine)))
+    app.register_blueprint(health_blueprint("verifier", _readiness_checks(target, engine)))
     install_dashboard(app, sessions, client, zones.zones if zones is not None else None)
     install_metrics(app, app.extensions["geoattest.status"], client)
     install_openapi(
@@ -155,10 +154,11 @@ def close_app(app: Flask) -> None:
     app.extensions["geoattest.engine"].dispose()
 
 
-def _readiness_checks(settings: Settings, engine: Engine) -> dict[str, Check]:
+def _readiness_checks(target: RedisTarget, engine: Engine) -> dict[str, Check]:
     """The verifier is ready when its database and Redis answer and a worker process ran a
     task in the last ``WORKER_TTL_SECONDS`` (workers heartbeat every watchdog tick)."""
-    probe = health_redis_client(settings.redis_url)
+    # Short timeouts: readyz answers quickly when Redis hangs instead of refusing.
+    probe = target.client(socket_timeout=1.0, connect_timeout=1.0)
     hot = HotState(probe)
 
     def workers() -> str:

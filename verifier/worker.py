@@ -28,7 +28,6 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import wait
-from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
@@ -43,6 +42,7 @@ from verifier.engine.watchdog import Watchdog
 from verifier.notify.webhooks import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
 from verifier.signing.keyring import Keyring
 from verifier.storage.log import TransparencyLog
+from verifier.storage.redis_target import RedisTarget, redis_target
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,12 @@ def quiet_tick_logs() -> None:
 
 
 def create_celery(settings: Settings) -> Celery:
-    """The verifier's Celery app, configured from ``settings`` (broker: ``settings.redis_url``)."""
+    """The verifier's Celery app, configured from ``settings`` (broker: ``redis_url``, or
+    kombu's ``sentinel://`` transport when ``redis_sentinels`` is set; no result backend:
+    every task ignores its result)."""
     quiet_tick_logs()
-    app = Celery("geoattest-verifier", broker=settings.redis_url)
+    broker, sentinel_options = redis_target(settings).celery_broker()
+    app = Celery("geoattest-verifier", broker=broker)
     app.conf.update(
         # Acknowledged on receipt: kombu's Redis transport crashes the whole worker when a late
         # ack meets a channel closed by a Redis restart (the fault suite saw it), and late acks
@@ -113,7 +116,11 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
         broker_connection_max_retries=None,
-        broker_transport_options={"socket_timeout": 10, "socket_connect_timeout": 5},
+        broker_transport_options={
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            **sentinel_options,
+        },
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule={
@@ -219,27 +226,22 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def require_redis(url: str) -> None:
-    """Raise ``DependencyUnavailable`` (the CLI exits 3 with its message) when Redis does not
-    answer PING within a few seconds: a worker must not start and sit retrying in silence."""
-    client = redis.Redis.from_url(url, socket_timeout=3.0, socket_connect_timeout=3.0)
+def require_redis(target: RedisTarget | str) -> None:
+    """Raise ``DependencyUnavailable`` (the CLI exits 3 with its message) when Redis (the
+    primary Sentinel names, with Sentinel) does not answer PING within a few seconds: a worker
+    must not start and sit retrying in silence."""
+    if isinstance(target, str):
+        target = RedisTarget(url=target)
+    client = target.client(socket_timeout=3.0, connect_timeout=3.0)
     try:
         client.ping()
     except redis.RedisError as e:
         raise DependencyUnavailable(
-            f"Redis at {_without_password(url)} is unreachable ({e}); start redis-server or "
-            "set --redis / GEOATTEST_REDIS_URL"
+            f"Redis at {target.describe()} is unreachable ({e}); start redis-server or set "
+            "--redis / GEOATTEST_REDIS_URL (or GEOATTEST_REDIS_SENTINELS)"
         ) from e
     finally:
         client.close()
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def claim_horizon(settings: Settings) -> float:

@@ -19,9 +19,13 @@ import pytest
 import requests
 from sqlalchemy.orm import Session
 
+from agent.gnss.spec import open_source
+from agent.location import LocationProvider
 from geoattest.access.keys import Role
 from geoattest.db import make_engine
+from geoattest.dev.demo_geo import DEMO_DIR
 from tests.support.access import bearer, issue_api_key
+from tests.support.agent_simulator import policy_document
 from tests.support.simulated_fleet import SimulatedFleet, simulated_fleet
 from verifier.storage.models import TokenRow
 
@@ -33,8 +37,37 @@ DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedFleet]:
-    with simulated_fleet(tmp_path_factory.mktemp("dash"), agents=7) as running:
+    """Seven agents without location, and one (``located``) that the browser test walks along
+    the southern border of the demo zone ``berlin``."""
+    with simulated_fleet(
+        tmp_path_factory.mktemp("dash"), agents=8, located=1, zones_file=DEMO_DIR / "zones.geojson"
+    ) as running:
         yield running
+
+
+@pytest.fixture
+def border(fleet: SimulatedFleet) -> Iterator[str]:
+    """The located agent on the demo track ``border`` (replayed at the current time) under a
+    policy that wants it inside ``berlin``: its accuracy disc always crosses the border, so its
+    rounds fail, ``uncertain``."""
+    agent_id = fleet.located[0]
+    sim = fleet.sims[agent_id]
+    provider = LocationProvider(
+        open_source(f"file:{DEMO_DIR / 'tracks' / 'border.nmea'}?live"), None
+    )
+    provider.start()
+    sim.location = provider
+    geo = {
+        **policy_document(sim),
+        "location": {"zones": ["berlin"], "thresholds": {"accepted_sources": ["file"]}},
+    }
+    assert fleet.verifier.put_policy("geo", geo).status_code == 200
+    assert fleet.verifier.add_agent(agent_id, "geo").status_code == 201
+    try:
+        yield agent_id
+    finally:
+        sim.location = None
+        provider.close()
 
 
 @pytest.fixture(scope="module")
@@ -242,12 +275,23 @@ def test_the_page_is_public_holds_no_data_and_allows_this_origin_only(
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_the_dashboard_in_a_browser_shows_a_tamper_live(
-    fleet: SimulatedFleet, viewer: str, tmp_path: Path
+    fleet: SimulatedFleet, viewer: str, border: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import Request, expect, sync_playwright
 
     sims = [fleet.attested_agent(), fleet.attested_agent()]
     victim = sims[0]
+    fleet.verifier.wait_for_state(border, "failed", timeout=30)
+    status = fleet.verifier.status(border)
+    assert status["reason"] == "location_outside_zone", status
+    listed = {a["agent_id"]: a for a in _get(fleet, viewer, "/v1/fleet").json()["agents"]}
+    position = listed[border]["position"]
+    assert (position["decision"], position["zone"], position["verdict"]) == (
+        "uncertain",
+        "berlin",
+        "failed",
+    ), position
+    assert 0 <= position["distance_m"] <= position["accuracy_m"], position  # the disc crosses
     requested: list[str] = []
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -265,10 +309,15 @@ def test_the_dashboard_in_a_browser_shows_a_tamper_live(
             page.click("#login-form button[type=submit]")
             row = page.locator(f'tr[data-agent-id="{victim.agent_id}"]')
             expect(row.locator("[data-state]")).to_have_text("attested", timeout=10_000)
+            # The border agent: failed, and its zone decision seen as uncertain, not unknown.
+            border_row = page.locator(f'tr[data-agent-id="{border}"]')
+            expect(border_row.locator("[data-state]")).to_have_text("failed")
+            expect(border_row.locator("span.decision")).to_have_text("uncertain")
+            expect(page.locator("#map path.node.decision-uncertain")).to_have_count(1)
+            expect(page.locator("#map path.decision-unknown")).to_have_count(0)
             expect(page.locator("#live")).to_have_attribute("data-live", "live", timeout=10_000)
-            expect(
-                page.locator("#map path.leaflet-interactive, #map svg path").first
-            ).to_be_visible()
+            # The map fits the zones and the nodes (Berlin): the border node is drawn there.
+            expect(page.locator("#map path.node.decision-uncertain")).to_be_visible()
             assert page.locator("#map svg path").count() > 100  # the country outlines
             # The charts: rounds drawn as bars, latency as lines, one lease bar per attested agent.
             expect(page.locator('[data-chart="rounds"] rect.o-passed').first).to_be_attached()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,13 @@ from typing import Any
 import requests
 from flask import Flask, Response, request
 
+from agent.enrolment import ApiEndpoint, enrol
+from agent.tls import ensure_server_identity
+from agent.tpm_device import TpmDevice
 from geoattest.access.keys import Role
+from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.procs import free_port, http_ok
+from geoattest.dev.swtpm import SwtpmInstance
 from tests.support.access import issue_api_key
 from tests.support.agent_simulator import AgentSimulator, make_simulators, policy_document
 from tests.support.fleet_server import FleetServer, enrol_fleet, fleet_tls, serve_fleet
@@ -34,10 +40,13 @@ from tests.support.registrar_server import RunningRegistrar, running_registrar, 
 from tests.support.served_app import ServedApp
 from tests.support.service_process import ServiceProcess
 from tests.support.software_pki import make_ca
+from tests.support.swtpm_agent import Node
 from tests.support.verifier_stack import RunningVerifier, settings_environment, verifier_settings
 from verifier.core.chain import FoldLink, RecordLink, check_chain
 
 POLICY = "edge"
+SWTPM_POLICY = "swtpm-edge"  # the policy of agents on a real swtpm (admit_swtpm_node)
+SWTPM_ALLOWED = {"/usr/bin/bash": b"bash"}
 
 
 @dataclass
@@ -76,7 +85,7 @@ class FaultStack:
     database: str  # sqlite | postgresql
     database_url: str
     workdir: Path
-    redis: RedisServer
+    redis_server: RedisServer | None  # None: Redis is reached through Sentinel
     registrar: RunningRegistrar
     api: ServiceProcess
     worker: ServiceProcess
@@ -86,6 +95,12 @@ class FaultStack:
     sims: dict[str, AgentSimulator]
     webhooks: WebhookReceiver
     active: list[str] = field(default_factory=list)  # agent ids under verification
+
+    @property
+    def redis(self) -> RedisServer:
+        """The stack's own redis-server (not for a stack on Sentinel)."""
+        assert self.redis_server is not None, "this stack reaches Redis through Sentinel"
+        return self.redis_server
 
     def spare(self) -> AgentSimulator:
         """A simulated agent enrolled at the registrar and not yet under verification."""
@@ -245,18 +260,24 @@ def fault_stack(
     agents: int,
     spare: int = 0,
     extra_trust: Sequence[Path] = (),
+    redis_settings: Mapping[str, object] | None = None,
 ) -> Iterator[FaultStack]:
     """Start everything; ``agents`` simulated agents admitted and attested, ``spare`` more
-    enrolled at the registrar only."""
+    enrolled at the registrar only. ``redis_settings``: how the verifier reaches a Redis the
+    caller runs (Sentinel); by default the stack starts its own redis-server."""
     ca = make_ca()
     trust_dir = trust_dir_with(work / "ek-ca", extra_trust)
     (trust_dir / "sim-ca.pem").write_bytes(ca.pem)
     sims = make_simulators(agents + spare, ca, prefix=f"{database[:2]}{work.name[-4:]}")
     tls = fleet_tls(work / "tls")
-    redis_server = RedisServer(work)
-    redis_server.start()
     with ExitStack() as stack:
-        stack.callback(redis_server.stop)
+        redis_server = None
+        redis_url = "redis://127.0.0.1:6379/0"  # with Sentinel only its database number counts
+        if redis_settings is None:
+            redis_server = RedisServer(work)
+            redis_server.start()
+            stack.callback(redis_server.stop)
+            redis_url = redis_server.url
         registrar = stack.enter_context(
             running_registrar(work, trust_dir, database_url=registrar_database_url)
         )
@@ -265,10 +286,11 @@ def fault_stack(
         stack.callback(webhooks.served.stop)
         enrol_fleet(registrar.url, sims, server, tls_certificate=tls.server_certificate_der)
         settings = verifier_settings(
-            work, redis_server.url, registrar, tls_dir=work / "tls" / "verifier",
+            work, redis_url, registrar, tls_dir=work / "tls" / "verifier",
             database_url=database_url, verifier_port=free_port(),
             webhook_urls=(webhooks.served.url + "/hook",),
             webhook_secret=secrets.token_urlsafe(32),  # webhooks are always signed
+            **(redis_settings or {}),
         )  # fmt: skip
         admin = issue_api_key(database_url, Role.ADMIN, "faults-admin")  # migrates first
         env = settings_environment(settings)
@@ -292,7 +314,7 @@ def fault_stack(
             database=database,
             database_url=database_url,
             workdir=work,
-            redis=redis_server,
+            redis_server=redis_server,
             registrar=registrar,
             api=api,
             worker=worker,
@@ -306,6 +328,40 @@ def fault_stack(
             running.admit(sim.agent_id)
         running.wait_all_attested(60)
         yield running
+
+
+def admit_swtpm_node(stack: FaultStack, swtpm: SwtpmInstance, work: Path, agent_id: str) -> Node:
+    """A real agent on ``swtpm`` (its IMA log extended into PCR 10, its API over mTLS), enrolled
+    at the stack's registrar, admitted under ``SWTPM_POLICY`` and attested."""
+    boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
+    digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
+    for path, content in SWTPM_ALLOWED.items():
+        digests[path] = ["sha256:" + hashlib.sha256(content).hexdigest()]
+    document = {
+        "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
+        "ima_banks": ["sha256"],
+        "runtime_policy": {"version": 1, "digests": digests},
+    }
+    assert stack.verifier.put_policy(SWTPM_POLICY, document).status_code == 200
+    node = Node(
+        agent_id=agent_id,
+        swtpm=swtpm,
+        ima=ImaEmulator(swtpm.tcti, work / "ascii_runtime_measurements"),
+        state_dir=work / "agent",
+        client_ca=stack.verifier.client_ca,
+    )
+    node.ima.boot_aggregate()
+    node.ima.measure("/usr/bin/bash", SWTPM_ALLOWED["/usr/bin/bash"])
+    node.start_api()
+    certificate = ensure_server_identity(node.state_dir, agent_id, "127.0.0.1").certificate_der
+    endpoint = ApiEndpoint(url=f"https://127.0.0.1:{node.port}", tls_certificate=certificate)
+    client = stack.registrar.client()
+    with TpmDevice(swtpm.tcti) as device:
+        enrol(device, client, agent_id, endpoint=lambda _agent_id: endpoint)
+    client.close()
+    stack.admit(agent_id, SWTPM_POLICY)
+    stack.wait_all_attested(30)
+    return node
 
 
 class Outage:

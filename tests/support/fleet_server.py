@@ -25,7 +25,7 @@ import json
 import logging
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -36,6 +36,7 @@ from typing import TypeVar
 from agent.enrolment import ApiEndpoint, enrol
 from agent.registrar_client import RegistrarClient
 from agent.tls import ensure_server_identity, server_ssl_context
+from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import AgentView
 from tests.support.agent_simulator import AgentSimulator
@@ -299,11 +300,14 @@ def enrol_fleet(
     server: FleetServer,
     *,
     tls_certificate: bytes | None = None,
+    located: Collection[str] = (),
 ) -> list[AgentView]:
     """Enrol every simulator with a real registrar (MakeCredential answered in software).
 
     Each agent registers ``server.agent_url(agent_id)`` and, with TLS, the fleet's shared server
-    certificate DER. Raises the registrar's refusal for the first agent it refuses.
+    certificate DER; the agents named in ``located`` also their location key (certified by the
+    AK), so that they can give location evidence. Raises the registrar's refusal for the first
+    agent it refuses.
     """
     client = RegistrarClient(registrar_url)
     try:
@@ -315,7 +319,10 @@ def enrol_fleet(
                     url=server.agent_url(sim.agent_id), tls_certificate=tls_certificate
                 )
                 endpoint = _Endpoint(api)
-            views.append(enrol(sim.tpm, client, sim.agent_id, endpoint=endpoint))
+            handle = DEFAULT_LOCATION_KEY_HANDLE if sim.agent_id in located else None
+            views.append(
+                enrol(sim.tpm, client, sim.agent_id, endpoint=endpoint, location_key_handle=handle)
+            )
         return views
     finally:
         client.close()

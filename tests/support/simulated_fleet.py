@@ -29,6 +29,7 @@ class SimulatedFleet:
     redis_url: str
     workdir: Path
     taken: set[str] = field(default_factory=set)
+    located: tuple[str, ...] = ()  # enrolled with a location key; never handed out as attested
 
     def attested_agent(self, policy: str = POLICY) -> AgentSimulator:
         """A fresh simulated agent of the fleet, added to the verifier and attested."""
@@ -58,8 +59,11 @@ def simulated_fleet(
     *,
     agents: int = 30,
     allowed: dict[str, bytes] | None = None,
+    located: int = 0,
     **settings: Any,  # noqa: ANN401  # any Settings field
 ) -> Iterator[SimulatedFleet]:
+    """``located``: how many of the ``agents`` (the last ones) are enrolled with a location key,
+    for a test to give a GNSS source and a geofencing policy (``SimulatedFleet.located``)."""
     ca = make_ca()
     trust_dir = work / "ek-ca"
     trust_dir.mkdir()
@@ -71,7 +75,11 @@ def simulated_fleet(
         running_registrar(work, trust_dir) as registrar,
         serve_fleet(sims, ssl_context=tls.server_context) as server,
     ):
-        enrol_fleet(registrar.url, sims, server, tls_certificate=tls.server_certificate_der)
+        located_ids = tuple(sim.agent_id for sim in sims[len(sims) - located :]) if located else ()
+        enrol_fleet(
+            registrar.url, sims, server, tls_certificate=tls.server_certificate_der,
+            located=located_ids,
+        )  # fmt: skip
         verifier_config = verifier_settings(
             work, redis_url, registrar, tls_dir=work / "tls" / "verifier", **settings
         )
@@ -84,4 +92,6 @@ def simulated_fleet(
                 server=server,
                 redis_url=redis_url,
                 workdir=work,
+                taken=set(located_ids),
+                located=located_ids,
             )

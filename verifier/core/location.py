@@ -36,9 +36,10 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from geoattest.errors import (
+    IntegrityError,
     LocationEvidenceInvalid,
     LocationImplausible,
     LocationMissing,
@@ -70,10 +71,12 @@ from tpm import TpmPublic, parse_tpmt_signature, verify_signature
 from verifier.core.receiver import ReceiverFinding, ReceiverRule, check_receiver, receiver_rule
 
 __all__ = [
+    "LocationJudgement",
     "LocationRoundPolicy",
     "LocationVerdict",
     "check_location",
     "fix_from_evidence",
+    "judge_location",
     "location_policy_from_mapping",
 ]
 
@@ -102,8 +105,9 @@ class LocationRoundPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocationVerdict:
-    """A passed location check: the verified fix (append it to the track), the decision
-    (``inside``), the zone it is inside and a lower bound of its distance to that zone's border."""
+    """The zone decision of an authenticated fix: the fix (a passed check appends it to the
+    track), the decision, the zone it is about (the one it is inside; else one it is uncertain
+    for; else the nearest) and a lower bound of the fix's distance to that zone's border."""
 
     fix: Fix
     decision: ZoneDecision
@@ -111,6 +115,19 @@ class LocationVerdict:
     distance_m: float
     receiver: GnssReceiver | None = None  # the receiver the signed evidence names
     receiver_finding: ReceiverFinding | None = None  # not the enrolled one, under ``record``
+
+    @property
+    def accuracy_m(self) -> float | None:
+        return self.fix.horizontal_accuracy_m
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocationJudgement:
+    """What ``judge_location`` found: the zone decision of the authenticated fix (``None``: it
+    has no horizontal accuracy to decide with), and the failure, if any (``None``: passed)."""
+
+    verdict: LocationVerdict | None
+    failure: IntegrityError | None
 
 
 def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> LocationRoundPolicy:
@@ -218,10 +235,12 @@ def _check_source(ev: LocationEvidence, policy: LocationPolicy) -> None:
         )
 
 
-def _zone_verdict(fix: Fix, policy: LocationRoundPolicy) -> ZoneVerdict:
+def _zone_verdict(fix: Fix, policy: LocationRoundPolicy) -> ZoneVerdict | None:
+    """The decision for the policy's zones: the zone it is inside (farthest from the border),
+    else one it is uncertain for, else the nearest; ``None`` when the fix has no accuracy."""
     accuracy = fix.horizontal_accuracy_m
-    if accuracy is None:  # plausibility refuses this first; kept so the decision never guesses
-        raise LocationOutsideZone("fix has no horizontal accuracy: zone decision is uncertain")
+    if accuracy is None:
+        return None
     verdicts = [
         policy.zones.decide(zone_id, fix.latitude, fix.longitude, accuracy)
         for zone_id in policy.zone_ids
@@ -229,14 +248,83 @@ def _zone_verdict(fix: Fix, policy: LocationRoundPolicy) -> ZoneVerdict:
     inside = [v for v in verdicts if v.decision is ZoneDecision.INSIDE]
     if inside:
         return max(inside, key=lambda v: v.distance_to_border_m)
-    where = f"({fix.latitude:.6f}, {fix.longitude:.6f}) ± {accuracy:.1f} m"
-    uncertain = [v.zone_id for v in verdicts if v.decision is ZoneDecision.UNCERTAIN]
-    if uncertain:
+    uncertain = [v for v in verdicts if v.decision is ZoneDecision.UNCERTAIN]
+    return min(uncertain or verdicts, key=lambda v: v.distance_to_border_m)
+
+
+def _require_inside(fix: Fix, verdict: LocationVerdict | None, policy: LocationRoundPolicy) -> None:
+    if verdict is None:  # plausibility refuses this first; kept so the decision never guesses
+        raise LocationOutsideZone("fix has no horizontal accuracy: zone decision is uncertain")
+    if verdict.decision is ZoneDecision.INSIDE:
+        return
+    where = f"({fix.latitude:.6f}, {fix.longitude:.6f}) ± {verdict.accuracy_m:.1f} m"
+    if verdict.decision is ZoneDecision.UNCERTAIN:
         raise LocationOutsideZone(
-            f"fix {where} is uncertain for zone(s) {', '.join(uncertain)}: the accuracy disc "
-            "crosses the border, and uncertain is never inside"
+            f"fix {where} is uncertain for zone {verdict.zone_id}: the accuracy disc crosses "
+            "the border, and uncertain is never inside"
         )
     raise LocationOutsideZone(f"fix {where} is outside zone(s) {', '.join(policy.zone_ids)}")
+
+
+def judge_location(
+    *,
+    evidence: bytes | None,
+    signature: bytes | None,
+    location_key: TpmPublic,
+    nonce: bytes,
+    policy: LocationRoundPolicy,
+    track: Sequence[Fix],
+    now: dt.datetime,
+    enrolled_receiver: GnssReceiver | None = None,
+    previous_receiver: GnssReceiver | None = None,
+) -> LocationJudgement:
+    """Check one round's location evidence (see the module docstring for the order), keeping
+    the zone decision of the fix once it is authenticated, whether the check passes or not
+    (the record and the map show where a failed or uncertain node said it was).
+
+    ``enrolled_receiver`` is the agent's enrolled GNSS receiver (None: it enrolled none),
+    ``previous_receiver`` the last passed round's. Raises, with no decision kept, what leaves
+    the fix unauthenticated: LocationMissing, LocationEvidenceInvalid, LocationNonceMismatch.
+    Every later failure (GnssReceiverChanged / GnssReceiverUnidentified under ``receiver =
+    "require"``, LocationStale, LocationImplausible, LocationOutsideZone) is returned as
+    ``failure``.
+    """
+    if evidence is None or signature is None:
+        raise LocationMissing("the policy requires signed location evidence; the agent sent none")
+    ev = _verified_evidence(evidence, signature, location_key)
+    if not hmac.compare_digest(ev.nonce, nonce):
+        raise LocationNonceMismatch(
+            f"location evidence answers nonce {ev.nonce.hex()[:16]}…, not this round's "
+            f"{nonce.hex()[:16]}…: replayed"
+        )
+    receiver = GnssReceiver.from_evidence(ev)  # v3: it names its source kind
+    fix = fix_from_evidence(ev)
+    decided = _zone_verdict(fix, policy)
+    verdict = (
+        None
+        if decided is None
+        else LocationVerdict(
+            fix=fix,
+            decision=decided.decision,
+            zone_id=decided.zone_id,
+            distance_m=decided.distance_to_border_m,
+            receiver=receiver,
+        )
+    )
+    try:
+        finding = check_receiver(
+            seen=receiver,
+            enrolled=enrolled_receiver,
+            previous=previous_receiver,
+            rule=policy.receiver,
+        )
+        _check_source(ev, policy.thresholds)
+        check_fix(fix, track, policy.thresholds, now).raise_for_failure()
+        _require_inside(fix, verdict, policy)
+    except IntegrityError as e:
+        return LocationJudgement(verdict=verdict, failure=e)
+    assert verdict is not None  # noqa: S101  # _require_inside passed on it
+    return LocationJudgement(verdict=replace(verdict, receiver_finding=finding), failure=None)
 
 
 def check_location(
@@ -254,34 +342,19 @@ def check_location(
     """Check one round's location evidence (see the module docstring for the order).
 
     ``track`` holds the fixes of earlier passed rounds, oldest first (``LocationVerdict.fix``);
-    ``now`` is the verifier's aware UTC time; ``enrolled_receiver`` the agent's enrolled GNSS
-    receiver (None: it enrolled none), ``previous_receiver`` the last passed round's. Raises
-    LocationMissing, LocationEvidenceInvalid, LocationNonceMismatch, GnssReceiverChanged /
+    ``now`` is the verifier's aware UTC time; ``enrolled_receiver`` and ``previous_receiver``
+    as for ``judge_location``. Returns the ``inside`` verdict. Raises LocationMissing,
+    LocationEvidenceInvalid, LocationNonceMismatch, GnssReceiverChanged /
     GnssReceiverUnidentified (policy ``receiver = "require"``), LocationStale,
     LocationImplausible (``reason`` = the check's code, or ``location_source``) or
     LocationOutsideZone; all are IntegrityErrors.
     """
-    if evidence is None or signature is None:
-        raise LocationMissing("the policy requires signed location evidence; the agent sent none")
-    ev = _verified_evidence(evidence, signature, location_key)
-    if not hmac.compare_digest(ev.nonce, nonce):
-        raise LocationNonceMismatch(
-            f"location evidence answers nonce {ev.nonce.hex()[:16]}…, not this round's "
-            f"{nonce.hex()[:16]}…: replayed"
-        )
-    receiver = GnssReceiver.from_evidence(ev)  # v3: it names its source kind
-    finding = check_receiver(
-        seen=receiver, enrolled=enrolled_receiver, previous=previous_receiver, rule=policy.receiver
-    )
-    _check_source(ev, policy.thresholds)
-    fix = fix_from_evidence(ev)
-    check_fix(fix, track, policy.thresholds, now).raise_for_failure()
-    verdict = _zone_verdict(fix, policy)
-    return LocationVerdict(
-        fix=fix,
-        decision=verdict.decision,
-        zone_id=verdict.zone_id,
-        distance_m=verdict.distance_to_border_m,
-        receiver=receiver,
-        receiver_finding=finding,
-    )
+    judged = judge_location(
+        evidence=evidence, signature=signature, location_key=location_key, nonce=nonce,
+        policy=policy, track=track, now=now, enrolled_receiver=enrolled_receiver,
+        previous_receiver=previous_receiver,
+    )  # fmt: skip
+    if judged.failure is not None:
+        raise judged.failure
+    assert judged.verdict is not None  # noqa: S101  # _require_inside passed on it
+    return judged.verdict

@@ -8,6 +8,7 @@ signature failed is what an attacker claims, and is never drawn as the node's po
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from geoattest.errors import GeoattestError
@@ -27,8 +28,11 @@ class NodePosition:
     latitude: float
     longitude: float
     accuracy_m: float | None  # horizontal, 2-sigma; None when the receiver gave none
-    decision: str  # inside / outside / uncertain, or "unknown" when no zone was decided
+    # inside / outside / uncertain (a failed location check keeps its decision), or "unknown"
+    # when no zone was decided (a record from before decisions of failed checks were kept)
+    decision: str
     zone_id: str | None
+    distance_m: float | None  # lower bound of the distance to that zone's border
     verdict: str  # of the round's location check: passed / failed
     reason: str | None  # why the check failed, or what a passed one noted (a changed receiver)
     fix_at: dt.datetime  # the fix's UTC time
@@ -56,6 +60,11 @@ def position_of(record: EvidenceRecord) -> NodePosition | None:
         accuracy_m=fix.horizontal_accuracy_m,
         decision=summary.decision if summary is not None else "unknown",
         zone_id=summary.zone_id if summary is not None and summary.zone_id else None,
+        distance_m=(
+            summary.distance_m
+            if summary is not None and math.isfinite(summary.distance_m)
+            else None
+        ),
         verdict=check.verdict.value,
         reason=check.reason.value if check.reason is not None else None,
         fix_at=fix.utc,

@@ -85,9 +85,13 @@ class RecordContext:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocationSummary:
+    """The zone decision of a round's authenticated fix, kept whether the location check passed
+    or not (``inside``; ``outside`` / ``uncertain``; or the decision of an implausible fix)."""
+
     decision: str
     zone_id: str
     distance_m: float
+    accuracy_m: float | None = None  # the fix's horizontal accuracy (None in older records)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,12 +257,19 @@ def _to_json(r: EvidenceRecord) -> dict[str, Any]:
             "context": _context_json(r.context) if r.context else None,
             "checks": [_check_json(c) for c in r.checks] or None,
             "location": (
-                {
-                    "decision": r.location.decision,
-                    "zone": r.location.zone_id,
-                    # centimetres: JCS numbers are exact only as integers of this size
-                    "distance_cm": round(r.location.distance_m * 100),
-                }
+                _drop_none(
+                    {
+                        "decision": r.location.decision,
+                        "zone": r.location.zone_id,
+                        # centimetres: JCS numbers are exact only as integers of this size
+                        "distance_cm": round(r.location.distance_m * 100),
+                        "accuracy_cm": (
+                            round(r.location.accuracy_m * 100)
+                            if r.location.accuracy_m is not None
+                            else None
+                        ),
+                    }
+                )
                 if r.location
                 else None
             ),
@@ -397,6 +408,9 @@ def _from_json(b: dict[str, Any]) -> EvidenceRecord:
                 decision=str(location["decision"]),
                 zone_id=str(location["zone"]),
                 distance_m=int(location["distance_cm"]) / 100,
+                accuracy_m=(
+                    int(location["accuracy_cm"]) / 100 if "accuracy_cm" in location else None
+                ),
             )
             if location
             else None

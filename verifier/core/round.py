@@ -48,7 +48,7 @@ from tpm import (
     replay_event_log,
     verify_quote,
 )
-from verifier.core.location import LocationVerdict, check_location, fix_from_evidence
+from verifier.core.location import LocationVerdict, fix_from_evidence, judge_location
 from verifier.core.policy import BOOT_LOG_PCRS, IMA_PCR, AttestationPolicy
 from verifier.core.reasons import Reason, reason_of_code
 from verifier.core.states import Outcome
@@ -142,7 +142,10 @@ class RoundResult:
     message: str = ""
     new_ima_entries: int = 0
     details: Mapping[str, str] = field(default_factory=dict)
-    location: LocationVerdict | None = None  # the zone decision, when the policy checks location
+    # The zone decision of the round's authenticated fix, when the policy checks location: the
+    # ``inside`` one of a passed round, or what a failed location check decided (outside,
+    # uncertain, or the decision of a fix that failed plausibility).
+    location: LocationVerdict | None = None
     checks: tuple[CheckResult, ...] = ()  # a verdict per check, not only the first failure
     notice: Notice | None = None  # an event to raise although the round passed
 
@@ -193,6 +196,7 @@ class _Round:
         self.checks: list[CheckResult] = []
         self.failure: IntegrityError | None = None
         self.notice: Notice | None = None
+        self.location: LocationVerdict | None = None  # the authenticated fix's zone decision
 
     def _run(self, check: Check, body: Callable[[], None]) -> bool:
         try:
@@ -309,6 +313,8 @@ class _Round:
             )
 
     def _check_location(self) -> LocationVerdict:
+        """The ``inside`` verdict, or raises; the decision of an authenticated fix is kept in
+        ``self.location`` either way (the record shows a failed or uncertain one too)."""
         policy, evidence = self.policy.location, self.evidence
         assert policy is not None  # noqa: S101  # only called when the policy checks location
         if self.location_key is None:
@@ -319,7 +325,7 @@ class _Round:
         previous_receiver = None
         if track and track[-1].source is not None:
             previous_receiver = GnssReceiver.from_evidence(track[-1])
-        return check_location(
+        judged = judge_location(
             evidence=evidence.location,
             signature=evidence.location_signature,
             location_key=self.location_key,
@@ -330,6 +336,11 @@ class _Round:
             enrolled_receiver=self.receiver,
             previous_receiver=previous_receiver,
         )
+        self.location = judged.verdict
+        if judged.failure is not None:
+            raise judged.failure
+        assert judged.verdict is not None  # noqa: S101  # a passed check decided inside
+        return judged.verdict
 
     def _failed(self) -> RoundResult:
         e = self.failure
@@ -343,6 +354,7 @@ class _Round:
             reason=reason_of_code(e.code),
             message=e.message,
             details=details,
+            location=self.location,
             checks=tuple(self.checks),
         )
 

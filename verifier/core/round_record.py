@@ -116,6 +116,7 @@ def round_record(
                 decision=verdict.decision.value,
                 zone_id=verdict.zone_id,
                 distance_m=verdict.distance_m,
+                accuracy_m=verdict.accuracy_m,
             )
             if verdict is not None
             else None

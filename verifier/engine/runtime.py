@@ -27,6 +27,7 @@ from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.hot_state import HotState, connect_redis
 from verifier.storage.log import TransparencyLog
 from verifier.storage.records import RecordStore
+from verifier.storage.redis_target import redis_target
 from verifier.storage.runtime_digests import RuntimeDigests
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import VerdictStore
@@ -81,7 +82,7 @@ class VerifierRuntime:
         self.log_keys = log_keyring(settings)
         self.verdicts = VerdictStore(self.engine, settings.webhook_urls)
         self.committer = GroupCommitter(self.verdicts)
-        self.hot_client = connect_redis(settings.redis_url)
+        self.hot_client = connect_redis(redis_target(settings))
         self.hot = HotState(self.hot_client)
         if source is None:
             cert, key = verifier_client_files(settings.verifier_tls_dir)

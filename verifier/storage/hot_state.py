@@ -28,6 +28,7 @@ from allowlists.ima.replay import ImaState
 from tpm import ClockInfo
 from verifier.core.round import RoundMemory
 from verifier.core.states import AgentState
+from verifier.storage.redis_target import RedisTarget
 
 SCHEDULE_KEY = "geoattest:schedule"
 CONFIG_VERSION_KEY = "geoattest:config-version"
@@ -70,14 +71,16 @@ REDIS_SOCKET_TIMEOUT = 5.0  # a Redis that hangs fails a call in seconds, never 
 REDIS_CONNECT_TIMEOUT = 2.0
 
 
-def connect_redis(url: str) -> redis.Redis:
-    """The verifier's Redis client for ``url``: bounded socket and connect timeouts (a hung Redis
-    raises ``redis.TimeoutError``), and a health check of idle connections, so the first call
-    after a Redis restart reconnects instead of failing on a dead socket."""
-    return redis.Redis.from_url(
-        url,
+def connect_redis(target: RedisTarget | str) -> redis.Redis:
+    """The verifier's Redis client for ``target`` (a URL, or the primary Sentinel names):
+    bounded socket and connect timeouts (a hung Redis raises ``redis.TimeoutError``), and a
+    health check of idle connections, so the first call after a Redis restart or a failover
+    reconnects instead of failing on a dead socket."""
+    if isinstance(target, str):
+        target = RedisTarget(url=target)
+    return target.client(
         socket_timeout=REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        connect_timeout=REDIS_CONNECT_TIMEOUT,
         health_check_interval=10,
     )
 

@@ -243,6 +243,7 @@ def _position_json(position: NodePosition) -> dict[str, object]:
         "accuracy_m": position.accuracy_m,
         "decision": position.decision,
         "zone": position.zone_id,
+        "distance_m": round(position.distance_m, 2) if position.distance_m is not None else None,
         "verdict": position.verdict,
         "reason": position.reason,
         "fix_at": _iso(position.fix_at),

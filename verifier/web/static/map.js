@@ -67,10 +67,11 @@ export class FleetMap {
         weight: failed ? 3 : 2,
         fillColor: colour,
         fillOpacity: 1,
-        className: `node node-${agent.state}`,
+        className: `node node-${agent.state} decision-${position.decision}`,
       });
       marker.bindTooltip(`${agent.agent_id}: ${agent.state}, ${position.decision}` +
         (position.zone ? ` ${position.zone}` : "") +
+        (position.distance_m != null ? `, ${Math.round(position.distance_m)} m from its border` : "") +
         (position.accuracy_m ? ` (±${position.accuracy_m} m)` : ""));
       marker.on("click", () => this.onOpen(agent.agent_id));
       marker.addTo(this.nodes);

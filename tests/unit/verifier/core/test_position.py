@@ -88,3 +88,21 @@ def test_a_fix_the_round_did_not_judge_is_never_drawn(verdict: Verdict) -> None:
 def test_undecodable_evidence_is_no_position() -> None:
     passed = CheckResult(check=Check.LOCATION, verdict=Verdict.PASSED)
     assert position_of(_record(passed, location=b"{not evidence")) is None
+
+
+def test_an_uncertain_fix_is_drawn_uncertain_with_its_accuracy() -> None:
+    """The border agent: its check failed on ``uncertain``, and the map and table say so."""
+    record = _record(
+        CheckResult(
+            check=Check.LOCATION, verdict=Verdict.FAILED, reason=Reason.LOCATION_OUTSIDE_ZONE
+        ),
+        decided="uncertain",
+    )
+    position = position_of(record)
+    assert position is not None
+    assert (position.decision, position.zone_id, position.verdict) == (
+        "uncertain",
+        "USA",
+        "failed",
+    )
+    assert position.reason == "location_outside_zone"

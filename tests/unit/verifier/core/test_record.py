@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from verifier.core.record import (
     GENESIS,
     EvidenceRecord,
     JsonValue,
+    LocationSummary,
     canonical_json,
     decode_record,
     encode_record,
@@ -209,3 +211,21 @@ def test_the_fast_canonical_encoder_is_rfc8785(value: JsonValue) -> None:
             canonical_json(value)
         return
     assert canonical_json(value) == expected
+
+
+def test_the_location_summary_keeps_its_accuracy_and_old_records_keep_their_bytes(
+    node: SoftwareNode,
+) -> None:
+    """A summary with the fix's accuracy round-trips in centimetres; one without it (a record
+    from before accuracy was kept) encodes exactly as it did, so old chains still link."""
+    record = _chain(node, _policy_with_digest(node), 1)[0]
+    summary = LocationSummary(
+        decision="uncertain", zone_id="USA", distance_m=12.34, accuracy_m=25.5
+    )
+    with_accuracy = replace(record, location=summary)
+    decoded = decode_record(encode_record(with_accuracy))
+    assert decoded.location == summary
+    old = replace(record, location=replace(summary, accuracy_m=None))
+    body = json.loads(encode_record(old))
+    assert body["location"] == {"decision": "uncertain", "zone": "USA", "distance_cm": 1234}
+    assert decode_record(encode_record(old)).location == replace(summary, accuracy_m=None)

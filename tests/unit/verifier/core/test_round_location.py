@@ -298,3 +298,62 @@ def test_v2_evidence_remembered_before_the_upgrade_does_not_fail_the_round() -> 
         fix.utc + dt.timedelta(seconds=1),
     )
     assert result.outcome is Outcome.PASSED, result.message
+
+
+# --- the decision of a failed location check is kept (the record, the map and the table) -------
+
+
+def test_an_uncertain_fix_fails_and_keeps_its_decision() -> None:
+    """A fix whose accuracy disc crosses the border is ``uncertain``: never inside, so the round
+    fails, and the result (then the record, the API and the map) says ``uncertain``, for which
+    zone, how far from its border and how accurate the fix was."""
+    node, key = SoftwareNode(), SoftKey.new()
+    wide = replace(novato(), horizontal_accuracy_m=200_000.0)  # reaches the Pacific coast
+    result = _round(node, _geofenced(node, "USA"), key, wide)
+    assert result.outcome is Outcome.INTEGRITY_FAILURE
+    assert result.reason == "location_outside_zone"
+    assert "uncertain for zone USA" in result.message
+    assert result.location is not None
+    assert (result.location.decision, result.location.zone_id) == ("uncertain", "USA")
+    assert 0 < result.location.distance_m < 200_000.0
+    assert result.location.accuracy_m == 200_000.0
+    assert result.memory.location_track == ()  # a failed fix never joins the track
+
+
+def test_a_fix_outside_keeps_the_nearest_zones_decision() -> None:
+    node, key = SoftwareNode(), SoftKey.new()
+    result = _round(node, _geofenced(node, "DEU"), key, novato())
+    assert result.reason == "location_outside_zone"
+    assert result.location is not None
+    assert (result.location.decision, result.location.zone_id) == ("outside", "DEU")
+    assert result.location.distance_m > 100_000  # a lower bound: far beyond the 2.8 m disc
+
+
+def test_an_implausible_fix_keeps_its_decision_and_still_fails() -> None:
+    """A stale fix is authentic (signed by the location key) but fails plausibility: its
+    decision is shown, the round fails all the same."""
+    node, key = SoftwareNode(), SoftKey.new()
+    fix = novato()
+    assert fix.utc is not None
+    nonce = os.urandom(32)
+    result = verify_round(
+        _answer(node, nonce, key, fix),
+        ak=node.ak.public,
+        policy=_geofenced(node, "USA"),
+        previous=RoundMemory(),
+        now=fix.utc + dt.timedelta(minutes=5),
+        location_key=key.public,
+    )
+    assert result.outcome is Outcome.INTEGRITY_FAILURE
+    assert result.reason == "location_stale"
+    assert result.location is not None
+    assert result.location.decision == "inside"
+
+
+def test_an_unauthenticated_fix_keeps_no_decision() -> None:
+    """Evidence not signed by the agent's location key is what an attacker claims: no decision
+    is kept for it (nothing is drawn or shown as the node's)."""
+    node, key = SoftwareNode(), SoftKey.new()
+    result = _round(node, _geofenced(node, "USA"), key, novato(), location_key=SoftKey.new().public)
+    assert result.reason == "location_signature_invalid"
+    assert result.location is None
