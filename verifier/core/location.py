@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from geoattest.errors import (
     IntegrityError,
@@ -67,6 +67,7 @@ from geofence import (
     policy_from_mapping,
 )
 from geofence.evidence import EVIDENCE_VERSION
+from geofence.nearby import DecidedAt
 from tpm import TpmPublic, parse_tpmt_signature, verify_signature
 from verifier.core.receiver import ReceiverFinding, ReceiverRule, check_receiver, receiver_rule
 
@@ -128,6 +129,8 @@ class LocationJudgement:
 
     verdict: LocationVerdict | None
     failure: IntegrityError | None
+    # The full zone decisions to start the receiver's next fix from (``geofence.nearby``).
+    near: Mapping[str, DecidedAt] = field(default_factory=dict)
 
 
 def location_policy_from_mapping(data: Mapping[str, object], zones: ZoneSet) -> LocationRoundPolicy:
@@ -235,21 +238,30 @@ def _check_source(ev: LocationEvidence, policy: LocationPolicy) -> None:
         )
 
 
-def _zone_verdict(fix: Fix, policy: LocationRoundPolicy) -> ZoneVerdict | None:
+def _zone_verdict(
+    fix: Fix, policy: LocationRoundPolicy, near: Mapping[str, DecidedAt]
+) -> tuple[ZoneVerdict | None, Mapping[str, DecidedAt]]:
     """The decision for the policy's zones: the zone it is inside (farthest from the border),
-    else one it is uncertain for, else the nearest; ``None`` when the fix has no accuracy."""
+    else one it is uncertain for, else the nearest; ``None`` when the fix has no accuracy.
+    ``near``: this receiver's previous full decisions by zone (``geofence.nearby``), returned
+    updated; they change no decision, only how much polygon work it takes."""
     accuracy = fix.horizontal_accuracy_m
     if accuracy is None:
-        return None
-    verdicts = [
-        policy.zones.decide(zone_id, fix.latitude, fix.longitude, accuracy)
-        for zone_id in policy.zone_ids
-    ]
+        return None, {}
+    verdicts = []
+    decided: dict[str, DecidedAt] = {}
+    for zone_id in policy.zone_ids:
+        verdict, hint = policy.zones.decide_near(
+            zone_id, fix.latitude, fix.longitude, accuracy, near.get(zone_id)
+        )
+        verdicts.append(verdict)
+        if hint is not None:
+            decided[zone_id] = hint
     inside = [v for v in verdicts if v.decision is ZoneDecision.INSIDE]
     if inside:
-        return max(inside, key=lambda v: v.distance_to_border_m)
+        return max(inside, key=lambda v: v.distance_to_border_m), decided
     uncertain = [v for v in verdicts if v.decision is ZoneDecision.UNCERTAIN]
-    return min(uncertain or verdicts, key=lambda v: v.distance_to_border_m)
+    return min(uncertain or verdicts, key=lambda v: v.distance_to_border_m), decided
 
 
 def _require_inside(fix: Fix, verdict: LocationVerdict | None, policy: LocationRoundPolicy) -> None:
@@ -277,14 +289,17 @@ def judge_location(
     now: dt.datetime,
     enrolled_receiver: GnssReceiver | None = None,
     previous_receiver: GnssReceiver | None = None,
+    near: Mapping[str, DecidedAt] | None = None,
 ) -> LocationJudgement:
     """Check one round's location evidence (see the module docstring for the order), keeping
     the zone decision of the fix once it is authenticated, whether the check passes or not
     (the record and the map show where a failed or uncertain node said it was).
 
     ``enrolled_receiver`` is the agent's enrolled GNSS receiver (None: it enrolled none),
-    ``previous_receiver`` the last passed round's. Raises, with no decision kept, what leaves
-    the fix unauthenticated: LocationMissing, LocationEvidenceInvalid, LocationNonceMismatch.
+    ``previous_receiver`` the last passed round's; ``near`` the receiver's previous full zone
+    decisions (``LocationJudgement.near``; None: decide in full). Raises, with no decision
+    kept, what leaves the fix unauthenticated: LocationMissing, LocationEvidenceInvalid,
+    LocationNonceMismatch.
     Every later failure (GnssReceiverChanged / GnssReceiverUnidentified under ``receiver =
     "require"``, LocationStale, LocationImplausible, LocationOutsideZone) is returned as
     ``failure``.
@@ -299,7 +314,7 @@ def judge_location(
         )
     receiver = GnssReceiver.from_evidence(ev)  # v3: it names its source kind
     fix = fix_from_evidence(ev)
-    decided = _zone_verdict(fix, policy)
+    decided, hints = _zone_verdict(fix, policy, near or {})
     verdict = (
         None
         if decided is None
@@ -322,9 +337,11 @@ def judge_location(
         check_fix(fix, track, policy.thresholds, now).raise_for_failure()
         _require_inside(fix, verdict, policy)
     except IntegrityError as e:
-        return LocationJudgement(verdict=verdict, failure=e)
+        return LocationJudgement(verdict=verdict, failure=e, near=hints)
     assert verdict is not None  # noqa: S101  # _require_inside passed on it
-    return LocationJudgement(verdict=replace(verdict, receiver_finding=finding), failure=None)
+    return LocationJudgement(
+        verdict=replace(verdict, receiver_finding=finding), failure=None, near=hints
+    )
 
 
 def check_location(

@@ -37,6 +37,7 @@ from geoattest.errors import (
 )
 from geoattest.wire import quote_qualifying_data
 from geofence import GnssReceiver, decode_evidence
+from geofence.nearby import DecidedAt
 from tpm import (
     Alg,
     ClockInfo,
@@ -148,6 +149,9 @@ class RoundResult:
     location: LocationVerdict | None = None
     checks: tuple[CheckResult, ...] = ()  # a verdict per check, not only the first failure
     notice: Notice | None = None  # an event to raise although the round passed
+    # Full zone decisions for the next round's fix (``geofence.nearby``): a cache the engine
+    # keeps per process, never recorded (a re-verification decides in full, the same way).
+    zone_hints: Mapping[str, DecidedAt] = field(default_factory=dict)
 
     def check(self, check: Check) -> CheckResult | None:
         return next((c for c in self.checks if c.check is check), None)
@@ -162,6 +166,7 @@ def verify_round(
     now: dt.datetime,
     location_key: TpmPublic | None = None,
     receiver: GnssReceiver | None = None,
+    zone_hints: Mapping[str, DecidedAt] | None = None,
 ) -> RoundResult:
     """Decide one round. Never raises for bad evidence: the result says what failed and why.
 
@@ -169,9 +174,10 @@ def verify_round(
     per check; the round's reason is the first failed check in ``Check`` order.
     ``location_key`` is the agent's registered TPM-resident location key (needed when the policy
     checks location); ``now`` is the verifier's aware UTC time (location freshness);
-    ``receiver`` the GNSS receiver the agent enrolled (None: none enrolled).
+    ``receiver`` the GNSS receiver the agent enrolled (None: none enrolled); ``zone_hints`` the
+    previous round's ``RoundResult.zone_hints`` (a cache: they change no decision).
     """
-    return _Round(evidence, ak, policy, previous, now, location_key, receiver).run()
+    return _Round(evidence, ak, policy, previous, now, location_key, receiver, zone_hints).run()
 
 
 _DETAIL_KEYS = ("path", "digest", "line", "bank", "pcr", "expected", "actual", "reason")
@@ -189,10 +195,12 @@ class _Round:
         now: dt.datetime,
         location_key: TpmPublic | None,
         receiver: GnssReceiver | None = None,
+        zone_hints: Mapping[str, DecidedAt] | None = None,
     ) -> None:
         self.evidence, self.ak, self.policy = evidence, ak, policy
         self.previous, self.now, self.location_key = previous, now, location_key
         self.receiver = receiver
+        self.zone_hints: Mapping[str, DecidedAt] = zone_hints or {}
         self.checks: list[CheckResult] = []
         self.failure: IntegrityError | None = None
         self.notice: Notice | None = None
@@ -294,6 +302,7 @@ class _Round:
             new_ima_entries=new_entries[0],
             location=verdict[0] if verdict else None,
             checks=tuple(self.checks),
+            zone_hints=self.zone_hints,
             notice=self.notice,
         )
 
@@ -335,8 +344,10 @@ class _Round:
             now=self.now,
             enrolled_receiver=self.receiver,
             previous_receiver=previous_receiver,
+            near=self.zone_hints,
         )
         self.location = judged.verdict
+        self.zone_hints = judged.near
         if judged.failure is not None:
             raise judged.failure
         assert judged.verdict is not None  # noqa: S101  # a passed check decided inside
@@ -356,6 +367,7 @@ class _Round:
             details=details,
             location=self.location,
             checks=tuple(self.checks),
+            zone_hints=self.zone_hints,
         )
 
 

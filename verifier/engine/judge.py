@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from geoattest.errors import IntegrityError, ReachabilityError
 from geoattest.untrusted import printable
 from geoattest.wire import EvidenceRequest
 from geofence import GnssReceiver
+from geofence.nearby import DecidedAt
 from tpm import TpmPublic
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy
@@ -52,10 +53,12 @@ def judge(
     clock: Callable[[], float],
     nonce: bytes | None = None,
     receiver: GnssReceiver | None = None,
+    zone_hints: Mapping[str, DecidedAt] | None = None,
 ) -> Judged:
     """``nonce``: the round's nonce when the caller chose it (a fresh round binding a relying
     party's nonce); a new random one otherwise. ``receiver``: the agent's enrolled GNSS
-    receiver, which the location check compares with the round's."""
+    receiver, which the location check compares with the round's; ``zone_hints`` the agent's
+    last full zone decisions (``RoundResult.zone_hints``, a cache)."""
     nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
     request = EvidenceRequest(
         nonce=nonce.hex(),
@@ -88,6 +91,7 @@ def judge(
             now=judged_at,
             location_key=location_key,
             receiver=receiver,
+            zone_hints=zone_hints,
         )
     except Exception:  # a bug on evidence we cannot judge: fail closed, never stay attested
         log.exception("evidence could not be verified")

@@ -37,6 +37,7 @@ from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state
 from verifier.engine.fetch import EvidenceSource
 from verifier.engine.judge import judge
+from verifier.engine.zone_hints import ZoneHintCache
 from verifier.metrics import ROUND_SECONDS, ROUNDS
 from verifier.storage.hot_state import HotState, LiveStatus
 from verifier.storage.runtime_digests import RuntimeDigests
@@ -115,6 +116,7 @@ class RoundRunner:
         self._cadence = cadence
         self._origin = origin
         self._clock = clock
+        self._zone_hints = ZoneHintCache()
 
     def run(
         self,
@@ -193,8 +195,10 @@ class RoundRunner:
             clock=self._clock,
             nonce=nonce,
             receiver=rt.receiver,
+            zone_hints=self._zone_hints.get(agent_id),
         )
         result = judged.result
+        self._zone_hints.put(agent_id, result.zone_hints)
         ended = self._clock()
         record = round_record(
             agent_id=agent_id,

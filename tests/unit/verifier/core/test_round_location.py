@@ -357,3 +357,47 @@ def test_an_unauthenticated_fix_keeps_no_decision() -> None:
     result = _round(node, _geofenced(node, "USA"), key, novato(), location_key=SoftKey.new().public)
     assert result.reason == "location_signature_invalid"
     assert result.location is None
+
+
+def _round_with_hints(
+    node: SoftwareNode, policy: AttestationPolicy, key: SoftKey, fix: Fix, hints: object
+) -> RoundResult:
+    nonce = os.urandom(32)
+    assert fix.utc is not None
+    return verify_round(
+        _answer(node, nonce, key, fix),
+        ak=node.ak.public,
+        policy=policy,
+        previous=RoundMemory(),
+        now=fix.utc + dt.timedelta(seconds=1),
+        location_key=key.public,
+        zone_hints=hints,  # type: ignore[arg-type]  # a test of what the engine hands back
+    )
+
+
+def test_the_next_round_starts_from_the_last_full_zone_decision() -> None:
+    """A round hands back its full zone decisions; the next one, handed them, decides the same
+    as a round decided in full, and keeps the reference point decided in full."""
+    node, key = SoftwareNode(), SoftKey.new()
+    policy = _geofenced(node, "USA")
+    first = _round(node, policy, key, novato())
+    assert set(first.zone_hints) == {"USA"}
+    again = _round_with_hints(node, policy, key, novato(), first.zone_hints)
+    full = _round(node, policy, key, novato())
+    assert again.outcome is full.outcome is Outcome.PASSED
+    assert again.location is not None
+    assert full.location is not None
+    assert again.location.decision == full.location.decision == "inside"
+    assert again.zone_hints["USA"] is first.zone_hints["USA"]  # carried, not recomputed
+    assert again.location.distance_m <= full.location.distance_m
+
+
+def test_hints_for_another_zone_never_pass_a_fix_outside_the_policys_zone() -> None:
+    """The policy moved the agent from the USA to Germany's zone: the USA hints are not used,
+    the fix is decided in full and fails."""
+    node, key = SoftwareNode(), SoftKey.new()
+    usa = _round(node, _geofenced(node, "USA"), key, novato())
+    result = _round_with_hints(node, _geofenced(node, "DEU"), key, novato(), usa.zone_hints)
+    assert result.outcome is Outcome.INTEGRITY_FAILURE
+    assert result.reason == "location_outside_zone"
+    assert "DEU" not in result.zone_hints or not result.zone_hints["DEU"].inside
