@@ -11,8 +11,9 @@ is seen by it (and the token is dropped). Every verdict that ends trust revokes 
 unexpired tokens in its own transaction (``verifier.storage.verdicts``). A kept token's entry is
 queued for the transparency log in the transaction that keeps it.
 
-Inserts from concurrent requests share transactions (one writer thread, like verdicts'
-group commit), so a burst of issuance costs one commit per batch.
+Inserts from concurrent requests share transactions: ``store`` hands the draft to the process's
+``GroupCommitter`` (the one batching writer verdicts use too), so a burst of issuance costs one
+commit per batch, and a request waits for nobody when the API is idle.
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,12 +32,12 @@ from sqlalchemy.orm import Session
 from geoattest.db import as_utc
 from verifier.core.log_entry import TokenEntry
 from verifier.core.states import AgentState
+from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.log import enqueue
 from verifier.storage.models import TokenRow, VerifiedAgent
 
 log = logging.getLogger(__name__)
 
-MAX_GROUP = 256
 MAX_PAGE = 1000
 
 
@@ -91,18 +89,17 @@ class TokenLedger:
     def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
         self._clock = clock
-        self._queue: queue.SimpleQueue[tuple[TokenDraft, Future[bool]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="token-writer", daemon=True)
-        self._thread.start()
+        self._writer: GroupCommitter[TokenDraft, bool] = GroupCommitter(
+            _Batch(self), name="token-writer"
+        )
 
     # --- writing ------------------------------------------------------------------------------
 
     def store(self, draft: TokenDraft, *, timeout: float = 10.0) -> bool:
-        """Store ``draft``; False when the agent's trust ended meanwhile (nothing stored).
-        Raises the database's error, or ``TimeoutError``."""
-        future: Future[bool] = Future()
-        self._queue.put((draft, future))
-        return future.result(timeout=timeout)
+        """Store ``draft`` (batched with concurrent ones); False when the agent's trust ended
+        meanwhile (nothing stored). Raises the database's error, or ``TimeoutError`` (then the
+        caller must not hand the token out: it may be stored late, never issued)."""
+        return self._writer.commit(draft, timeout=timeout)
 
     def store_many(self, drafts: Sequence[TokenDraft]) -> list[bool]:
         """One transaction for ``drafts`` (see the module docstring); which were kept."""
@@ -138,8 +135,7 @@ class TokenLedger:
             return revoke_unexpired(connection, agent_id, at)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        self._writer.close()
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -182,32 +178,15 @@ class TokenLedger:
             row = session.get(TokenRow, jti)
             return _stored(row) if row is not None else None
 
-    # --- the writer thread ----------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            group = [item]
-            while len(group) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                group.append(more)
-            try:
-                results = self.store_many([draft for draft, _ in group])
-            except Exception as e:  # the database failed: every request of the group learns it
-                log.warning("storing %d token(s) failed: %s", len(group), e)
-                for _, future in group:
-                    future.set_exception(e)
-                continue
-            for (_, future), kept in zip(group, results, strict=True):
-                future.set_result(kept)
+class _Batch:
+    """``TokenLedger.store_many`` as the group committer's store."""
+
+    def __init__(self, ledger: TokenLedger) -> None:
+        self._ledger = ledger
+
+    def commit(self, drafts: Sequence[TokenDraft]) -> list[bool]:
+        return self._ledger.store_many(drafts)
 
 
 class _AgentRow(Protocol):  # the columns ``store_many`` reads (a SQLAlchemy Row)
