@@ -171,6 +171,22 @@ def test_tokens_issued_and_refused_are_counted(stack: TokenStack) -> None:
     )
 
 
+def test_an_issued_token_is_recorded_once_and_a_refusal_is_audited(stack: TokenStack) -> None:
+    """A 201 is recorded by the token row and its log entry (no audit line: a commit per token,
+    ADR 14); a refused request still gets its audit line, with its status."""
+    agent_id = _first(stack)
+    access = stack.app.extensions["geoattest.access"]
+    session_id, key = _session(stack, agent_id)
+    before = {entry.id for entry in access.audit(limit=1000)}
+    issued = _post_request(stack, signed_request(agent_id, session_id, key))
+    assert issued.status_code == 201, issued.text
+    forged = signed_request(agent_id, session_id, ec.generate_private_key(ec.SECP256R1()))
+    assert _post_request(stack, forged).status_code == 401
+    new = [e for e in access.audit(limit=1000) if e.id not in before and e.path == "/v1/tokens"]
+    assert [(e.method, e.status) for e in new] == [("POST", 401)]
+    assert stack.app.extensions["geoattest.token_ledger"].get(issued.json()["jti"]) is not None
+
+
 def test_no_token_without_a_lease(stack: TokenStack) -> None:
     agent_id = _first(stack)
     client = stack.client(agent_id)
