@@ -50,8 +50,10 @@ from tests.support.token_stack import (
 )
 from tpm import parse_tpms_attest
 from verifier.core.record import decode_record
+from verifier.engine.runtime import lease_defaults_of
 from verifier.storage.tokens import TokenDraft
 from verifier.tokens.claims import EarStatus, WorkloadMeasure
+from verifier.tokens.snapshot import Snapshots
 from verifier.tokens.status import RevocationStatus, read_status
 from verifier.tokens.verify import Expected, Rejected, RejectReason, VerifiedToken, verify_token
 
@@ -263,6 +265,79 @@ def test_the_ledger_keeps_no_token_of_an_agent_whose_trust_ended(stack: TokenSta
     late = draft()
     assert not ledger.store(late)
     assert ledger.get(late.jti) is None
+
+
+def test_the_ledger_keeps_no_token_built_on_a_round_a_newer_one_superseded(
+    stack: TokenStack,
+) -> None:
+    """The commit-time check: claims of a passed round that is no longer the newest passed one
+    (the node may be in another zone now) are not stored."""
+    agent_id = _first(stack)
+    ledger = stack.app.extensions["geoattest.token_ledger"]
+    old = stack.runner.records.latest_passed(agent_id)
+    assert old is not None
+    stack.attest(agent_id)  # a newer round passes
+    now = dt.datetime.now(dt.UTC)
+    draft = TokenDraft(
+        jti=secrets.token_urlsafe(16),
+        agent_id=agent_id,
+        type="por",
+        audience="svc",
+        workload_sha256=BASH,
+        issued_at=now,
+        expires_at=now + dt.timedelta(seconds=5),
+        record_seq=old.record.seq,
+        record_ended_at=old.record.ended_at,
+        max_age=dt.timedelta(seconds=30),
+        token="x",  # noqa: S106  # not a secret
+    )
+    assert not ledger.store(draft)
+    assert ledger.get(draft.jti) is None
+
+
+def test_a_token_asked_for_on_a_cached_snapshot_names_the_newest_passed_round(
+    stack: TokenStack,
+) -> None:
+    """The snapshot is cached (1 s); a round that passes meanwhile is not announced. The token
+    the ledger refuses on the older round is built once more on a fresh read."""
+    agent_id = _first(stack)
+    sim = stack.runner.sims[agent_id]
+    client = stack.client(agent_id)
+    first = client.request(order(sim))  # reads and caches the snapshot
+    stack.attest(agent_id)
+    newest = stack.runner.records.latest_passed(agent_id)
+    assert newest is not None
+    assert newest.record.seq > first.record_seq
+    again = client.request(order(sim))
+    assert again.record_seq == newest.record.seq
+    verdict = _verify(stack, again.token)
+    assert isinstance(verdict, VerifiedToken), verdict
+    assert verdict.record_digest == newest.digest.hex()
+
+
+def test_a_cached_snapshot_is_never_served_past_its_lease(stack: TokenStack) -> None:
+    """However long the cache may keep a snapshot, past the lease it read the agent is read
+    again (and found stale: no token from a cache that outlived the lease)."""
+    agent_id = _first(stack)
+    clock = [time.time()]
+    snapshots = Snapshots(
+        store=stack.runner.store,
+        records=stack.runner.records,
+        hot=stack.runner.hot,
+        lease=lease_defaults_of(stack.settings),
+        zones=None,
+        max_age=3600.0,
+        clock=lambda: clock[0],
+    )
+    cached = snapshots.of(agent_id)
+    assert cached.lease.attested
+    assert cached.lease.expires_at is not None
+    clock[0] = cached.lease.expires_at.timestamp() - 0.5
+    assert snapshots.of(agent_id) is cached  # within the lease: the cache answers
+    clock[0] = cached.lease.expires_at.timestamp() + 0.01
+    late = snapshots.of(agent_id)
+    assert late is not cached
+    assert not late.lease.attested
 
 
 # --- sessions: the agent proves it is the agent ---------------------------------------------------

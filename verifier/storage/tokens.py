@@ -3,8 +3,9 @@ the verdict that ends the agent's trust, listed for the status document and for 
 
 **No token outlives the trust it was issued on.** A token is inserted, and only kept, if in the
 same transaction the agent row still says ``attested``, has said so since before the round the
-token's claims come from (``state_since`` ≤ that record's end), and its lease runs at least until
-now. The insert comes first: on SQLite it takes the database's write lock, so nothing commits
+token's claims come from (``state_since`` ≤ that record's end), that round is still the agent's
+newest passed one (``last_passed_at`` is its end, not later: a token never names a round a newer
+one has superseded, e.g. another zone), and its lease runs at least until now. The insert comes first: on SQLite it takes the database's write lock, so nothing commits
 between the check and the commit; on PostgreSQL the agent row is read ``FOR SHARE``, so a verdict
 that moves the agent waits for this transaction (and then revokes the token with the others) or
 is seen by it (and the token is dropped). Every verdict that ends trust revokes the agent's
@@ -201,6 +202,8 @@ def _still_trusted(draft: TokenDraft, row: _AgentRow | None, now: dt.datetime) -
         return False
     if as_utc(row.state_since) > draft.record_ended_at:
         return False  # trust ended and began again after the round the claims come from
+    if as_utc(row.last_passed_at) > draft.record_ended_at:
+        return False  # a newer round passed: the claims are not of the newest passed round
     return as_utc(row.last_passed_at) + draft.max_age >= now
 
 
