@@ -104,18 +104,24 @@ def _attest_all(runner: RunnerStack) -> None:
 
 @contextmanager
 def api_processes(
-    runner: RunnerStack, workdir: Path, redis_url: str, count: int
+    runner: RunnerStack, workdir: Path, redis_url: str, count: int, processes: int | None
 ) -> Iterator[list[str]]:
-    """``count`` API processes on the same database, Redis and keys (as behind a balancer)."""
+    """``count`` API servers on the same database, Redis and keys (as behind a balancer), each
+    of ``processes`` processes (None: the serve command's default, one per core)."""
     with contextlib.ExitStack() as stack:
         yield [
-            stack.enter_context(api_process(runner, workdir, redis_url, i)) for i in range(count)
+            stack.enter_context(api_process(runner, workdir, redis_url, i, processes))
+            for i in range(count)
         ]
 
 
 @contextmanager
 def api_process(
-    runner: RunnerStack, workdir: Path, redis_url: str, index: int = 0
+    runner: RunnerStack,
+    workdir: Path,
+    redis_url: str,
+    index: int = 0,
+    processes: int | None = None,
 ) -> Iterator[str]:
     """``geoattest verifier serve`` on the runner's database and Redis (a process of its own)."""
     import socket
@@ -131,6 +137,7 @@ def api_process(
         verifier_tls_dir=workdir / "tls",
         verifier_port=port,
         log_level="WARNING",
+        verifier_processes=processes,
         **unused_identity_trust(workdir),
     )
     log = (workdir / f"api-{index}.log").open("wb")
@@ -374,7 +381,10 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--servers", type=int, default=1, help="API processes (issue part)")
+    parser.add_argument("--servers", type=int, default=1, help="API servers (issue part)")
+    parser.add_argument(
+        "--processes", type=int, default=None, help="processes per API server (default: serve's)"
+    )
     parser.add_argument("--fresh-count", type=int, default=300)
     args = parser.parse_args()
     results: dict[str, object] = {}
@@ -385,7 +395,9 @@ def main() -> None:
                 with runner_stack(work / "issue", redis_url, agents=args.agents) as runner:
                     _long_lease(runner)
                     _attest_all(runner)
-                    with api_processes(runner, work / "issue", redis_url, args.servers) as urls:
+                    with api_processes(
+                        runner, work / "issue", redis_url, args.servers, args.processes
+                    ) as urls:
                         url = urls[0]
                         if args.part in ("issue", "all"):
                             results["issue_serial"] = bench_serial_latency(runner, url, 2000)

@@ -195,6 +195,13 @@ class Settings(BaseSettings):
     record_retention_days: float = Field(
         default=400.0, gt=0, description="Evidence records and folds older than this are deleted."
     )
+    verifier_processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Processes serving the verifier API on its port (unset: 1). On SQLite more "
+        "processes contend for one writer lock and issue fewer tokens (docs/benchmarks.md).",
+    )
     verifier_keys_dir: Path = Field(
         default=DEFAULT_STATE_DIR / "verifier" / "keys",
         description="Owner-only keyrings of the verifier's signing keys (tokens, log checkpoints).",
