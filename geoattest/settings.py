@@ -261,8 +261,14 @@ class Settings(BaseSettings):
     keys_url: str = Field(
         default="http://127.0.0.1:8893", description="Where workloads reach the key service."
     )
+    keys_log_api_key: SecretStr | None = Field(
+        default=None,
+        description="The key service's API key for the verifier (role admin): every release "
+        "and refusal is sent to the transparency log at verifier_url; unset: kept only in the "
+        "key service's own ledger (a warning at start).",
+    )
 
-    @field_validator("api_key", "registrar_api_key")
+    @field_validator("api_key", "registrar_api_key", "keys_log_api_key")
     @classmethod
     def _whole_api_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not _is_api_key(value.get_secret_value()):
