@@ -5,8 +5,9 @@ the verdict that ends the agent's trust, listed for the status document and for 
 same transaction the agent row still says ``attested``, has said so since before the round the
 token's claims come from (``state_since`` ≤ that record's end), that round is still the agent's
 newest passed one (``last_passed_at`` is its end, not later: a token never names a round a newer
-one has superseded, e.g. another zone), and its lease runs at least until now. The insert comes first: on SQLite it takes the database's write lock, so nothing commits
-between the check and the commit; on PostgreSQL the agent row is read ``FOR SHARE``, so a verdict
+one has superseded, e.g. another zone), and its lease runs at least until now. The insert comes
+first: on SQLite it takes the database's write lock, so nothing commits between the check and
+the commit; on PostgreSQL the agent row is read ``FOR SHARE``, so a verdict
 that moves the agent waits for this transaction (and then revokes the token with the others) or
 is seen by it (and the token is dropped). Every verdict that ends trust revokes the agent's
 unexpired tokens in its own transaction (``verifier.storage.verdicts``). A kept token's entry is
@@ -25,9 +26,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy import Connection, DateTime, Engine, and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from geoattest.db import as_utc
@@ -35,7 +35,7 @@ from verifier.core.log_entry import TokenEntry
 from verifier.core.states import AgentState
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.log import enqueue
-from verifier.storage.models import TokenRow, VerifiedAgent
+from verifier.storage.models import TokenRow
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +107,8 @@ class TokenLedger:
         if not drafts:
             return []
         with self._engine.begin() as connection:
-            connection.execute(insert(TokenRow), [_row(d) for d in drafts])
-            ids = sorted({d.agent_id for d in drafts})
-            rows = connection.execute(
-                select(
-                    VerifiedAgent.agent_id,
-                    VerifiedAgent.state,
-                    VerifiedAgent.state_since,
-                    VerifiedAgent.last_passed_at,
-                )
-                .where(VerifiedAgent.agent_id.in_(ids))
-                .with_for_update(read=True)
-            ).all()
-            agents = {row.agent_id: row for row in rows}
+            _insert_tokens(connection, drafts)
+            agents = _agent_rows(connection, sorted({d.agent_id for d in drafts}))
             now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
             kept = [_still_trusted(d, agents.get(d.agent_id), now) for d in drafts]
             refused = [d.jti for d, ok in zip(drafts, kept, strict=True) if not ok]
@@ -190,11 +179,71 @@ class _Batch:
         return self._ledger.store_many(drafts)
 
 
-class _AgentRow(Protocol):  # the columns ``store_many`` reads (a SQLAlchemy Row)
+@dataclass(frozen=True, slots=True)
+class _AgentRow:  # the columns ``store_many`` reads
     agent_id: str
     state: str
     state_since: dt.datetime
     last_passed_at: dt.datetime | None
+
+
+# Issuance commits a batch every few milliseconds under load: as driver SQL, the insert and the
+# agent read skip SQLAlchemy's per-statement compilation and parameter processing (together
+# most of the writer thread's time, docs/benchmarks.md Tokens). Same columns as ``TokenRow``.
+_INSERT_SQL = (
+    "INSERT INTO verifier_tokens (jti, agent_id, type, audience, workload_sha256, issued_at, "
+    "expires_at, record_seq, token, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+)
+_AGENTS_SQL = (
+    "SELECT agent_id, state, state_since, last_passed_at FROM verifier_agents "
+    "WHERE agent_id IN ({marks})"
+)
+_TIME = DateTime(timezone=True)
+
+
+def _driver(connection: Connection, sql: str) -> str:
+    return sql if connection.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+
+
+def _insert_tokens(connection: Connection, drafts: Sequence[TokenDraft]) -> None:
+    dialect = connection.dialect
+    processor = _TIME.dialect_impl(dialect).bind_processor(dialect)  # SQLite: its text format
+
+    def to_db(value: dt.datetime) -> object:
+        return processor(value) if processor is not None else value
+
+    rows = [
+        (d.jti, d.agent_id, d.type, d.audience, d.workload_sha256, to_db(d.issued_at),
+         to_db(d.expires_at), d.record_seq, d.token)
+        for d in drafts
+    ]  # fmt: skip
+    connection.exec_driver_sql(_driver(connection, _INSERT_SQL), rows)
+
+
+def _agent_rows(connection: Connection, ids: Sequence[str]) -> dict[str, _AgentRow]:
+    """The agents' rows, read ``FOR SHARE`` on PostgreSQL (SQLite: the insert before this took
+    the database's write lock already)."""
+    sql = _AGENTS_SQL.format(marks=", ".join("?" for _ in ids))
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        sql += " FOR SHARE"
+    processor = _TIME.dialect_impl(dialect).result_processor(dialect, None)
+
+    def from_db(value: object) -> dt.datetime | None:
+        if value is None:
+            return None
+        moment = processor(value) if processor is not None else value
+        assert isinstance(moment, dt.datetime)  # noqa: S101  # a DateTime column
+        return as_utc(moment)
+
+    found = {}
+    for agent_id, state, since, passed in connection.exec_driver_sql(
+        _driver(connection, sql), tuple(ids)
+    ):
+        state_since = from_db(since)
+        assert state_since is not None  # noqa: S101  # NOT NULL
+        found[agent_id] = _AgentRow(agent_id, state, state_since, from_db(passed))
+    return found
 
 
 def _still_trusted(draft: TokenDraft, row: _AgentRow | None, now: dt.datetime) -> bool:
@@ -219,21 +268,6 @@ def _log_entry(draft: TokenDraft) -> TokenEntry:
         record_seq=draft.record_seq,
         workload=draft.workload_sha256.hex(),
     )
-
-
-def _row(draft: TokenDraft) -> dict[str, object]:
-    return {
-        "jti": draft.jti,
-        "agent_id": draft.agent_id,
-        "type": draft.type,
-        "audience": draft.audience,
-        "workload_sha256": draft.workload_sha256,
-        "issued_at": draft.issued_at,
-        "expires_at": draft.expires_at,
-        "record_seq": draft.record_seq,
-        "token": draft.token,
-        "revoked_at": None,
-    }
 
 
 def _stored(row: TokenRow) -> StoredToken:
