@@ -6,18 +6,21 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
 import waitress
 
-from geoattest.cli import build_settings, listening, reports_errors
+from geoattest.cli import EXIT_BUG, build_settings, fail, listening, reports_errors
 from geoattest.cli_types import PORT
+from geoattest.errors import GeoattestError
 from geoattest.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+API_THREADS = 16  # per API process; dashboard event streams each hold one (docs/dashboard.md)
 DEFAULT_POOL_PER_CORE = 3  # measured: 2 processes on 2 cores capped near 350 rounds/s
 
 
@@ -44,13 +47,26 @@ def verifier() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="PEM of the registrar's public signing key (pinned).",
 )
+@click.option(
+    "--processes",
+    "verifier_processes",
+    type=click.IntRange(1, 64),
+    help="Processes serving the API on the port (default 1; see docs/deploy.md).",
+)
 @click.pass_context
 @reports_errors
 def serve(ctx: click.Context, /, **flags: object) -> None:
-    """Serve the verifier's /v1 API (policies, agents, events) until interrupted."""
+    """Serve the verifier's /v1 API (policies, agents, events) until interrupted.
+
+    With --processes N > 1 the port is bound once and shared by N forked processes, each with
+    its own app (geoattest.prefork); /metrics sums them."""
+    settings = build_settings(ctx, **flags)
+    processes = settings.verifier_processes or 1
+    if processes > 1:
+        _serve_processes(settings, processes)
+        return
     from verifier.app import create_app
 
-    settings = build_settings(ctx, **flags)
     app = create_app(settings)
     log.info("verifier API on %s:%d", settings.verifier_host, settings.verifier_port)
     with listening("the verifier API", settings.verifier_host, settings.verifier_port):
@@ -59,8 +75,61 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
             host=settings.verifier_host,
             port=settings.verifier_port,
             ident="geoattest-verifier",
-            threads=16,  # dashboard event streams each hold one (docs/dashboard.md)
+            threads=API_THREADS,
         )
+
+
+def _serve_processes(settings: Settings, processes: int) -> None:
+    """The API from ``processes`` forked processes: migrations and key rings are made once,
+    here, before any fork (so children never race to create them)."""
+    from verifier.metrics_export import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(None)  # before prometheus_client is imported: counts are summed
+    from prometheus_client import multiprocess
+
+    from geoattest.db import make_engine, migrate
+    from geoattest.prefork import listen, serve_processes
+    from verifier.app import create_app
+    from verifier.engine.runtime import log_keyring
+    from verifier.tokens.wiring import token_keyring
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    engine.dispose()
+    now = dt.datetime.now(dt.UTC)
+    log_keyring(settings).ensure(now)
+    token_keyring(settings).ensure(now)
+    with listening("the verifier API", settings.verifier_host, settings.verifier_port):
+        sock = listen(settings.verifier_host, settings.verifier_port)
+    log.info(
+        "verifier API on %s:%d (%d processes)",
+        settings.verifier_host,
+        settings.verifier_port,
+        processes,
+    )
+    with sock:
+        status = serve_processes(
+            lambda: create_app(settings),
+            sock,
+            processes=processes,
+            threads=API_THREADS,
+            ident="geoattest-verifier",
+            exit_status=_child_status,
+            on_exit=multiprocess.mark_process_dead,
+        )
+    if status:
+        sys.exit(status)
+
+
+def _child_status(error: BaseException) -> int:
+    """An API process's exit status for what it raised (as ``reports_errors`` would say)."""
+    if isinstance(error, GeoattestError):
+        try:
+            fail(error)
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else EXIT_BUG
+    log.error("verifier API process failed", exc_info=error)
+    return EXIT_BUG
 
 
 @verifier.command("worker")

@@ -216,6 +216,13 @@ class Settings(BaseSettings):
     record_retention_days: float = Field(
         default=400.0, gt=0, description="Evidence records and folds older than this are deleted."
     )
+    verifier_processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Processes serving the verifier API on its port (unset: 1). On SQLite more "
+        "processes contend for one writer lock and issue fewer tokens (docs/benchmarks.md).",
+    )
     verifier_keys_dir: Path = Field(
         default=DEFAULT_STATE_DIR / "verifier" / "keys",
         description="Owner-only keyrings of the verifier's signing keys (tokens, log checkpoints).",
@@ -275,8 +282,14 @@ class Settings(BaseSettings):
     keys_url: str = Field(
         default="http://127.0.0.1:8893", description="Where workloads reach the key service."
     )
+    keys_log_api_key: SecretStr | None = Field(
+        default=None,
+        description="The key service's API key for the verifier (role admin): every release "
+        "and refusal is sent to the transparency log at verifier_url; unset: kept only in the "
+        "key service's own ledger (a warning at start).",
+    )
 
-    @field_validator("api_key", "registrar_api_key")
+    @field_validator("api_key", "registrar_api_key", "keys_log_api_key")
     @classmethod
     def _whole_api_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not _is_api_key(value.get_secret_value()):

@@ -12,6 +12,7 @@ asks ``Releaser``, records the outcome, and answers ``{"key_id", "jwe", "agent_i
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import REGISTRY, Counter, generate_latest
@@ -23,9 +24,14 @@ from geoattest.settings import Settings
 from geoattest.token_sources import VerifierTrust
 from keyrelease.keystore import KeyStore, check_key_id
 from keyrelease.ledger import ReleaseEntry, ReleaseLedger
+from keyrelease.log_forward import AuditForwarder
 from keyrelease.release import Releaser
 
-__all__ = ["POP_HEADER", "create_app"]
+__all__ = ["FORWARDER", "POP_HEADER", "create_app"]
+
+log = logging.getLogger(__name__)
+
+FORWARDER = "geoattest.keyrelease.log_forwarder"
 
 POP_HEADER = "Geoattest-PoP"
 _PARTS = "geoattest.keyrelease"
@@ -52,11 +58,26 @@ def create_app(settings: Settings) -> Flask:
     trust = VerifierTrust(settings.verifier_url, status_refresh=settings.round_interval_seconds)
     app = Flask("geoattest.keys")
     install_api_plumbing(app)
+    ledger = ReleaseLedger(engine)
     app.extensions[_PARTS] = _Parts(
         KeyStore(settings.keys_dir),
         Releaser(audience=settings.keys_audience, trust=trust),
-        ReleaseLedger(engine),
+        ledger,
     )
+    if settings.keys_log_api_key is not None:
+        forwarder = AuditForwarder(
+            ledger,
+            verifier_url=settings.verifier_url,
+            api_key=settings.keys_log_api_key.get_secret_value(),
+            actor=f"geoattest-keys:{settings.keys_audience}",
+        )
+        forwarder.start()
+        app.extensions[FORWARDER] = forwarder
+    else:
+        log.warning(
+            "GEOATTEST_KEYS_LOG_API_KEY is unset: releases and refusals are kept in the key "
+            "service's ledger only, not sent to the verifier's transparency log"
+        )
     app.extensions["geoattest.engine"] = engine
     app.register_blueprint(blueprint)
     app.register_blueprint(metrics_blueprint)

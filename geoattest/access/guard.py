@@ -4,7 +4,10 @@ Views are decorated ``@requires(Role.VIEWER|COMPLIANCE|ADMIN)`` or ``@public`` (
 caller the TPM proves; health). A route that declares nothing is refused (``403``): a new route
 cannot be forgotten open, and a test walks every rule of each app's URL map to hold that.
 API keys are required on loopback too. Every mutating call (not GET/HEAD/OPTIONS), allowed or not,
-is written to the audit log: who, what, when, from where, and the answer's status.
+is written to the audit log: who, what, when, from where, and the answer's status. One exception
+(ADR 14): a public route declared ``@recorded_by(...)`` writes its own record of each success in
+the transaction that makes it (token issuance: ``verifier_tokens`` and the transparency log), so
+its 2xx answers get no second audit line (a commit per call); its refusals still get one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from geoattest.errors import ApiKeyInvalid, ApiKeyRequired, RoleInsufficient
 log = logging.getLogger(__name__)
 
 ACCESS_ATTRIBUTE = "geoattest_access"
+RECORDED_ATTRIBUTE = "geoattest_recorded_by"
 PUBLIC = "public"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 View = TypeVar("View", bound=Callable[..., object])
@@ -39,6 +43,16 @@ def requires(role: Role) -> Callable[[View], View]:
 def public(view: View) -> View:
     setattr(view, ACCESS_ATTRIBUTE, PUBLIC)
     return view
+
+
+def recorded_by(where: str) -> Callable[[View], View]:
+    """Mark a public route whose successes are recorded in ``where`` (module docstring)."""
+
+    def mark(view: View) -> View:
+        setattr(view, RECORDED_ATTRIBUTE, where)
+        return view
+
+    return mark
 
 
 def access_of(app: Flask, endpoint: str) -> Role | str | None:
@@ -95,6 +109,8 @@ def _audit(response: Response) -> Response:
     if request.method in _READ_METHODS:
         return response
     who = caller()
+    if who is None and response.status_code < 300 and _recorded_elsewhere():
+        return response
     try:
         _store().record_call(
             AuditEntry(
@@ -111,3 +127,10 @@ def _audit(response: Response) -> Response:
     except Exception:  # the call itself is done; never answer 500 for its audit line
         log.exception("could not write the audit line of %s %s", request.method, request.path)
     return response
+
+
+def _recorded_elsewhere() -> bool:
+    if request.endpoint is None or access_of(current_app, request.endpoint) != PUBLIC:
+        return False
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, RECORDED_ATTRIBUTE, None) is not None

@@ -43,7 +43,7 @@ from tests.support.redis_sentinel import MASTER, SentinelGroup, require_sentinel
 from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core.reasons import Reason
 from verifier.core.round_record import RecordOrigin
-from verifier.engine.runner import RoundReport, RoundRunner
+from verifier.engine.runner import Committer, RoundReport, RoundRunner
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.hot_state import HotState
 from verifier.storage.redis_auth import check_redis_requires_auth
@@ -148,7 +148,7 @@ def _record_figures(figures: dict[str, object]) -> None:
 # --- the window of asynchronous replication ---------------------------------------------------
 
 
-def _runner_on(stack: RunnerStack, client: redis.Redis, committer: GroupCommitter) -> RoundRunner:
+def _runner_on(stack: RunnerStack, client: redis.Redis, committer: Committer) -> RoundRunner:
     """A second worker's runner: the same agents and database, another Redis."""
     return RoundRunner(
         hot=HotState(client),

@@ -32,26 +32,32 @@ from geoattest.jose import (
     public_jwk,
     thumbprint,
 )
-from geoattest.wire import QuoteWire
 from geoattest.wire_tokens import (
     CNF_PROOF_TYP,
-    TOKEN_REQUEST_TYP,
     CnfWire,
     PublicJwk,
     token_session_qualifying_data,
 )
 from tests.support.access import bearer
-from tests.support.token_stack import TokenStack, order, token_stack
+from tests.support.token_stack import (
+    BASH,
+    TokenStack,
+    open_session,
+    order,
+    session_body,
+    signed_request,
+    token_stack,
+)
 from tpm import parse_tpms_attest
 from verifier.core.record import decode_record
+from verifier.engine.runtime import lease_defaults_of
 from verifier.storage.tokens import TokenDraft
 from verifier.tokens.claims import EarStatus, WorkloadMeasure
+from verifier.tokens.snapshot import Snapshots
 from verifier.tokens.status import RevocationStatus, read_status
 from verifier.tokens.verify import Expected, Rejected, RejectReason, VerifiedToken, verify_token
 
 pytestmark = [pytest.mark.redis]
-
-BASH = hashlib.sha256(b"bash").digest()
 
 
 @pytest.fixture
@@ -95,56 +101,7 @@ def _post_request(stack: TokenStack, body: str) -> requests.Response:
 
 
 def _session(stack: TokenStack, agent_id: str) -> tuple[str, ec.EllipticCurvePrivateKey]:
-    """Open a session by hand (what the agent's client does), returning its id and key."""
-    sim = stack.runner.sims[agent_id]
-    challenge = requests.post(
-        f"{stack.url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
-    ).json()
-    key = ec.generate_private_key(ec.SECP256R1())
-    nonce = token_session_qualifying_data(
-        agent_id, bytes.fromhex(challenge["challenge"]), thumbprint(key.public_key())
-    )
-    quoted = sim.tpm.quote(nonce, challenge["pcrs"])
-    response = requests.post(
-        f"{stack.url}/v1/token-sessions",
-        json=_session_body(agent_id, challenge["challenge"], key, quoted),
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["session_id"], key
-
-
-def _session_body(
-    agent_id: str, challenge: str, key: ec.EllipticCurvePrivateKey, quoted: object
-) -> dict[str, object]:
-    return {
-        "agent_id": agent_id,
-        "challenge": challenge,
-        "public_jwk": PublicJwk.model_validate(public_jwk(key.public_key())).model_dump(),
-        "quote": QuoteWire(attest=quoted.attest, signature=quoted.signature).model_dump(  # type: ignore[attr-defined]
-            mode="json"
-        ),
-        "pcrs": {
-            bank: {str(i): v.hex() for i, v in values.items()}
-            for bank, values in quoted.pcrs.items()  # type: ignore[attr-defined]
-        },
-    }
-
-
-def _signed_request(
-    agent_id: str, session_id: str, key: ec.EllipticCurvePrivateKey, **fields: object
-) -> str:
-    claims: dict[str, object] = {
-        "agent_id": agent_id,
-        "type": "por",
-        "audience": "svc",
-        "workload": {"sha256": BASH.hex()},
-        "iat": int(time.time()),
-        "jti": secrets.token_urlsafe(16),
-    }
-    claims.update(fields)
-    header = {"alg": "ES256", "typ": TOKEN_REQUEST_TYP, "kid": session_id}
-    return encode_jws(header, compact_json(claims), lambda data: es256_sign(key, data))
+    return open_session(stack.url, agent_id, stack.runner.sims[agent_id])
 
 
 # --- issuance -------------------------------------------------------------------------------------
@@ -214,6 +171,22 @@ def test_tokens_issued_and_refused_are_counted(stack: TokenStack) -> None:
     assert value("geoattest_tokens_refused_total", code="token_location_unavailable") == (
         refused + 1
     )
+
+
+def test_an_issued_token_is_recorded_once_and_a_refusal_is_audited(stack: TokenStack) -> None:
+    """A 201 is recorded by the token row and its log entry (no audit line: a commit per token,
+    ADR 14); a refused request still gets its audit line, with its status."""
+    agent_id = _first(stack)
+    access = stack.app.extensions["geoattest.access"]
+    session_id, key = _session(stack, agent_id)
+    before = {entry.id for entry in access.audit(limit=1000)}
+    issued = _post_request(stack, signed_request(agent_id, session_id, key))
+    assert issued.status_code == 201, issued.text
+    forged = signed_request(agent_id, session_id, ec.generate_private_key(ec.SECP256R1()))
+    assert _post_request(stack, forged).status_code == 401
+    new = [e for e in access.audit(limit=1000) if e.id not in before and e.path == "/v1/tokens"]
+    assert [(e.method, e.status) for e in new] == [("POST", 401)]
+    assert stack.app.extensions["geoattest.token_ledger"].get(issued.json()["jti"]) is not None
 
 
 def test_no_token_without_a_lease(stack: TokenStack) -> None:
@@ -294,13 +267,86 @@ def test_the_ledger_keeps_no_token_of_an_agent_whose_trust_ended(stack: TokenSta
     assert ledger.get(late.jti) is None
 
 
+def test_the_ledger_keeps_no_token_built_on_a_round_a_newer_one_superseded(
+    stack: TokenStack,
+) -> None:
+    """The commit-time check: claims of a passed round that is no longer the newest passed one
+    (the node may be in another zone now) are not stored."""
+    agent_id = _first(stack)
+    ledger = stack.app.extensions["geoattest.token_ledger"]
+    old = stack.runner.records.latest_passed(agent_id)
+    assert old is not None
+    stack.attest(agent_id)  # a newer round passes
+    now = dt.datetime.now(dt.UTC)
+    draft = TokenDraft(
+        jti=secrets.token_urlsafe(16),
+        agent_id=agent_id,
+        type="por",
+        audience="svc",
+        workload_sha256=BASH,
+        issued_at=now,
+        expires_at=now + dt.timedelta(seconds=5),
+        record_seq=old.record.seq,
+        record_ended_at=old.record.ended_at,
+        max_age=dt.timedelta(seconds=30),
+        token="x",  # noqa: S106  # not a secret
+    )
+    assert not ledger.store(draft)
+    assert ledger.get(draft.jti) is None
+
+
+def test_a_token_asked_for_on_a_cached_snapshot_names_the_newest_passed_round(
+    stack: TokenStack,
+) -> None:
+    """The snapshot is cached (1 s); a round that passes meanwhile is not announced. The token
+    the ledger refuses on the older round is built once more on a fresh read."""
+    agent_id = _first(stack)
+    sim = stack.runner.sims[agent_id]
+    client = stack.client(agent_id)
+    first = client.request(order(sim))  # reads and caches the snapshot
+    stack.attest(agent_id)
+    newest = stack.runner.records.latest_passed(agent_id)
+    assert newest is not None
+    assert newest.record.seq > first.record_seq
+    again = client.request(order(sim))
+    assert again.record_seq == newest.record.seq
+    verdict = _verify(stack, again.token)
+    assert isinstance(verdict, VerifiedToken), verdict
+    assert verdict.record_digest == newest.digest.hex()
+
+
+def test_a_cached_snapshot_is_never_served_past_its_lease(stack: TokenStack) -> None:
+    """However long the cache may keep a snapshot, past the lease it read the agent is read
+    again (and found stale: no token from a cache that outlived the lease)."""
+    agent_id = _first(stack)
+    clock = [time.time()]
+    snapshots = Snapshots(
+        store=stack.runner.store,
+        records=stack.runner.records,
+        hot=stack.runner.hot,
+        lease=lease_defaults_of(stack.settings),
+        zones=None,
+        max_age=3600.0,
+        clock=lambda: clock[0],
+    )
+    cached = snapshots.of(agent_id)
+    assert cached.lease.attested
+    assert cached.lease.expires_at is not None
+    clock[0] = cached.lease.expires_at.timestamp() - 0.5
+    assert snapshots.of(agent_id) is cached  # within the lease: the cache answers
+    clock[0] = cached.lease.expires_at.timestamp() + 0.01
+    late = snapshots.of(agent_id)
+    assert late is not cached
+    assert not late.lease.attested
+
+
 # --- sessions: the agent proves it is the agent ---------------------------------------------------
 
 
 def test_a_request_not_signed_by_the_session_key_is_refused(stack: TokenStack) -> None:
     agent_id = _first(stack)
     session_id, _ = _session(stack, agent_id)
-    forged = _signed_request(agent_id, session_id, ec.generate_private_key(ec.SECP256R1()))
+    forged = signed_request(agent_id, session_id, ec.generate_private_key(ec.SECP256R1()))
     response = _post_request(stack, forged)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_request_signature_invalid"
@@ -310,7 +356,7 @@ def test_a_request_naming_another_agents_session_is_refused(stack: TokenStack) -
     first, second = sorted(stack.runner.sims)
     session_id, key = _session(stack, first)
     _session(stack, second)  # the other agent has a session of its own
-    response = _post_request(stack, _signed_request(second, session_id, key))
+    response = _post_request(stack, signed_request(second, session_id, key))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_session_unknown"
 
@@ -318,12 +364,12 @@ def test_a_request_naming_another_agents_session_is_refused(stack: TokenStack) -
 def test_a_replayed_request_is_refused(stack: TokenStack) -> None:
     agent_id = _first(stack)
     session_id, key = _session(stack, agent_id)
-    request = _signed_request(agent_id, session_id, key)
+    request = signed_request(agent_id, session_id, key)
     assert _post_request(stack, request).status_code == 201
     again = _post_request(stack, request)
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "token_request_replayed"
-    old = _signed_request(agent_id, session_id, key, iat=int(time.time()) - 300)
+    old = signed_request(agent_id, session_id, key, iat=int(time.time()) - 300)
     assert _post_request(stack, old).json()["error"]["code"] == "token_request_replayed"
 
 
@@ -339,7 +385,7 @@ def test_a_session_quoted_by_another_tpm_is_refused(stack: TokenStack) -> None:
     quoted = stack.runner.sims[second].tpm.quote(nonce, challenge["pcrs"])  # not first's AK
     response = requests.post(
         f"{stack.url}/v1/token-sessions",
-        json=_session_body(first, challenge["challenge"], key, quoted),
+        json=session_body(first, challenge["challenge"], key, quoted),
         timeout=10,
     )
     assert response.status_code == 403
@@ -358,7 +404,7 @@ def test_a_session_quote_binding_another_key_is_refused(stack: TokenStack) -> No
     quoted = stack.runner.sims[agent_id].tpm.quote(nonce, challenge["pcrs"])
     response = requests.post(
         f"{stack.url}/v1/token-sessions",
-        json=_session_body(agent_id, challenge["challenge"], presented_key, quoted),
+        json=session_body(agent_id, challenge["challenge"], presented_key, quoted),
         timeout=10,
     )
     assert response.status_code == 403
@@ -383,7 +429,7 @@ def test_a_challenge_is_used_once_and_only_for_its_agent(stack: TokenStack) -> N
         quoted = stack.runner.sims[agent_id].tpm.quote(nonce, challenge["pcrs"])
         return requests.post(
             f"{stack.url}/v1/token-sessions",
-            json=_session_body(agent_id, challenge["challenge"], key, quoted),
+            json=session_body(agent_id, challenge["challenge"], key, quoted),
             timeout=10,
         )
 
@@ -420,13 +466,13 @@ def test_a_session_of_an_earlier_boot_is_refused_even_without_the_revocation_cha
     agent_id = _first(stack)
     sim = stack.runner.sims[agent_id]
     session_id, key = _session(stack, agent_id)
-    assert _post_request(stack, _signed_request(agent_id, session_id, key)).status_code == 201
+    assert _post_request(stack, signed_request(agent_id, session_id, key)).status_code == 201
     sim.reboot()
     sim.measure("/usr/bin/bash", content=b"bash")
     stack.attest(agent_id, rounds=2)
     assert stack.runner.state(agent_id) == "attested"
     time.sleep(0.3)  # the snapshot (0.25 s) sees the new boot's round
-    response = _post_request(stack, _signed_request(agent_id, session_id, key))
+    response = _post_request(stack, signed_request(agent_id, session_id, key))
     assert response.status_code == 401, response.text
     assert response.json()["error"]["code"] == "token_session_unknown"
     assert "rebooted" in response.json()["error"]["message"]
@@ -501,7 +547,7 @@ def test_a_nonce_of_the_wrong_size_is_refused(stack: TokenStack) -> None:
     session_id, key = _session(stack, agent_id)
     for nonce in (os.urandom(4), os.urandom(49)):
         response = _post_request(
-            stack, _signed_request(agent_id, session_id, key, nonce=b64url(nonce))
+            stack, signed_request(agent_id, session_id, key, nonce=b64url(nonce))
         )
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "token_request_invalid"
@@ -550,7 +596,7 @@ def test_a_session_quote_from_another_boot_is_refused(stack: TokenStack) -> None
     quoted = sim.tpm.quote(nonce, challenge["pcrs"])
     response = requests.post(
         f"{stack.url}/v1/token-sessions",
-        json=_session_body(agent_id, challenge["challenge"], key, quoted),
+        json=session_body(agent_id, challenge["challenge"], key, quoted),
         timeout=10,
     )
     assert response.status_code == 403

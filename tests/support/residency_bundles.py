@@ -128,28 +128,36 @@ def built_bundles(work: Path) -> Iterator[Bundles]:
 
 def issue_token(settings: Settings, agent_id: str, at: dt.datetime) -> str:
     """A token stored as the token service stores one (``TokenLedger``, which queues its log
-    entry in the same transaction); the agent is attested, so the ledger keeps it."""
+    entry in the same transaction), on the agent's newest passed round; the agent is attested,
+    so the ledger keeps it (asked again if a round passed in between, as the service does)."""
     token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"  # noqa: S105  # opaque
     engine = make_engine(settings.database_url)
+    records = RecordStore(session_factory(engine))
     ledger = TokenLedger(engine)
+    kept = [False]
     try:
-        kept = ledger.store_many(
-            [
-                TokenDraft(
-                    jti="tok-1",
-                    agent_id=agent_id,
-                    type="pog",
-                    audience="model-service",
-                    workload_sha256=hashlib.sha256(b"model-service").digest(),
-                    issued_at=at,
-                    expires_at=at + dt.timedelta(minutes=5),
-                    record_seq=3,
-                    record_ended_at=at,
-                    max_age=dt.timedelta(days=1),
-                    token=token,
-                )
-            ]
-        )
+        for _attempt in range(5):
+            latest = records.latest_passed(agent_id)
+            assert latest is not None
+            kept = ledger.store_many(
+                [
+                    TokenDraft(
+                        jti="tok-1",
+                        agent_id=agent_id,
+                        type="pog",
+                        audience="model-service",
+                        workload_sha256=hashlib.sha256(b"model-service").digest(),
+                        issued_at=at,
+                        expires_at=at + dt.timedelta(minutes=5),
+                        record_seq=latest.record.seq,
+                        record_ended_at=latest.record.ended_at,
+                        max_age=dt.timedelta(days=1),
+                        token=token,
+                    )
+                ]
+            )
+            if kept == [True]:
+                break
     finally:
         ledger.close()
         engine.dispose()

@@ -157,7 +157,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
             continue
-        if name in ("api_key", "registrar_api_key", "webhook_secret"):
+        if name in ("api_key", "registrar_api_key", "keys_log_api_key", "webhook_secret"):
             secret = getattr(settings, name)
             value = secret.get_secret_value()
         env[f"GEOATTEST_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)

@@ -1,9 +1,11 @@
-"""Group commit: the verdicts of a worker process's concurrent rounds share SQL transactions.
+"""Group commit: drafts submitted by many threads of one process share SQL transactions.
 
-Rounds finish on many threads; committing each alone would cost a transaction per round (and on
-SQLite, writers queue for one file lock). One writer thread per process takes whatever verdicts
-are waiting and commits them together, so under load a transaction carries many rounds and
-when idle a round waits for nobody. A round waits for its own result at most ``timeout``.
+Verdicts of a worker process's concurrent rounds (``VerdictStore.commit``) and tokens of an API
+process's concurrent requests (``TokenLedger.store_many``) finish on many threads; committing
+each alone would cost a transaction apiece (and on SQLite, writers queue for one file lock). One
+writer thread per committer takes whatever drafts are waiting and hands them to the store's
+``commit`` together, so under load a transaction carries many drafts and when idle a draft waits
+for nobody. A caller waits for its own result at most ``timeout``.
 """
 
 from __future__ import annotations
@@ -13,35 +15,45 @@ import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-
-from verifier.storage.verdicts import CommitResult, VerdictDraft, VerdictStore
+from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 256
 
+D = TypeVar("D")
+R = TypeVar("R")
+D_contra = TypeVar("D_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
 
-class GroupCommitter:
-    def __init__(self, store: VerdictStore) -> None:
+
+class BatchStore(Protocol[D_contra, R_co]):
+    def commit(self, drafts: Sequence[D_contra]) -> Sequence[R_co]:
+        """One transaction for ``drafts``: one result per draft, in order; raises (nothing
+        committed) when the database fails."""
+        ...
+
+
+class GroupCommitter(Generic[D, R]):
+    def __init__(self, store: BatchStore[D, R], *, name: str = "verdict-writer") -> None:
         self._store = store
-        self._queue: queue.SimpleQueue[tuple[VerdictDraft, Future[CommitResult]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._loop, name="verdict-writer", daemon=True)
+        self._queue: queue.SimpleQueue[tuple[D, Future[R]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, draft: VerdictDraft) -> Future[CommitResult]:
-        future: Future[CommitResult] = Future()
+    def submit(self, draft: D) -> Future[R]:
+        future: Future[R] = Future()
         self._queue.put((draft, future))
         return future
 
-    def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult:
+    def commit(self, draft: D, *, timeout: float) -> R:
         """Submit and wait; raises the database's error, or ``TimeoutError``.
 
         On a timeout the draft is withdrawn when its transaction has not started (it will never
         commit: the caller may say nothing was recorded). One already being written is waited
-        for once more; if that times out too, it may still commit later, and the chain stays
-        linked either way (``VerdictStore.commit`` chains or fences every draft it is given)."""
+        for once more; if that times out too, it may still commit later (for verdicts the chain
+        stays linked either way: ``VerdictStore.commit`` chains or fences every draft it is
+        given; a token committed that late is stored but never handed out)."""
         future = self.submit(draft)
         try:
             return future.result(timeout=timeout)
@@ -71,7 +83,7 @@ class GroupCommitter:
                 group.append(more)
             self._commit(group)
 
-    def _commit(self, group: Sequence[tuple[VerdictDraft, Future[CommitResult]]]) -> None:
+    def _commit(self, group: Sequence[tuple[D, Future[R]]]) -> None:
         # Drafts withdrawn by a caller that stopped waiting are dropped; the others can no
         # longer be withdrawn from here on.
         group = [
@@ -81,8 +93,8 @@ class GroupCommitter:
             return
         try:
             results = self._store.commit([draft for draft, _ in group])
-        except Exception as e:  # the database failed: every round of the group learns it
-            log.warning("verdict commit of %d round(s) failed: %s", len(group), e)
+        except Exception as e:  # the database failed: every draft of the group learns it
+            log.warning("group commit of %d draft(s) failed: %s", len(group), e)
             for _, future in group:
                 future.set_exception(e)
             return

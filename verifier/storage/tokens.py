@@ -3,16 +3,19 @@ the verdict that ends the agent's trust, listed for the status document and for 
 
 **No token outlives the trust it was issued on.** A token is inserted, and only kept, if in the
 same transaction the agent row still says ``attested``, has said so since before the round the
-token's claims come from (``state_since`` ≤ that record's end), and its lease runs at least until
-now. The insert comes first: on SQLite it takes the database's write lock, so nothing commits
-between the check and the commit; on PostgreSQL the agent row is read ``FOR SHARE``, so a verdict
+token's claims come from (``state_since`` ≤ that record's end), that round is still the agent's
+newest passed one (``last_passed_at`` is its end, not later: a token never names a round a newer
+one has superseded, e.g. another zone), and its lease runs at least until now. The insert comes
+first: on SQLite it takes the database's write lock, so nothing commits between the check and
+the commit; on PostgreSQL the agent row is read ``FOR SHARE``, so a verdict
 that moves the agent waits for this transaction (and then revokes the token with the others) or
 is seen by it (and the token is dropped). Every verdict that ends trust revokes the agent's
 unexpired tokens in its own transaction (``verifier.storage.verdicts``). A kept token's entry is
 queued for the transparency log in the transaction that keeps it.
 
-Inserts from concurrent requests share transactions (one writer thread, like verdicts'
-group commit), so a burst of issuance costs one commit per batch.
+Inserts from concurrent requests share transactions: ``store`` hands the draft to the process's
+``GroupCommitter`` (the one batching writer verdicts use too), so a burst of issuance costs one
+commit per batch, and a request waits for nobody when the API is idle.
 """
 
 from __future__ import annotations
@@ -20,26 +23,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy import Connection, DateTime, Engine, and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from geoattest.db import as_utc
 from verifier.core.log_entry import TokenEntry
 from verifier.core.states import AgentState
+from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.log import enqueue
-from verifier.storage.models import TokenRow, VerifiedAgent
+from verifier.storage.models import TokenRow
 
 log = logging.getLogger(__name__)
 
-MAX_GROUP = 256
 MAX_PAGE = 1000
 
 
@@ -91,37 +90,25 @@ class TokenLedger:
     def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
         self._clock = clock
-        self._queue: queue.SimpleQueue[tuple[TokenDraft, Future[bool]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="token-writer", daemon=True)
-        self._thread.start()
+        self._writer: GroupCommitter[TokenDraft, bool] = GroupCommitter(
+            _Batch(self), name="token-writer"
+        )
 
     # --- writing ------------------------------------------------------------------------------
 
     def store(self, draft: TokenDraft, *, timeout: float = 10.0) -> bool:
-        """Store ``draft``; False when the agent's trust ended meanwhile (nothing stored).
-        Raises the database's error, or ``TimeoutError``."""
-        future: Future[bool] = Future()
-        self._queue.put((draft, future))
-        return future.result(timeout=timeout)
+        """Store ``draft`` (batched with concurrent ones); False when the agent's trust ended
+        meanwhile (nothing stored). Raises the database's error, or ``TimeoutError`` (then the
+        caller must not hand the token out: it may be stored late, never issued)."""
+        return self._writer.commit(draft, timeout=timeout)
 
     def store_many(self, drafts: Sequence[TokenDraft]) -> list[bool]:
         """One transaction for ``drafts`` (see the module docstring); which were kept."""
         if not drafts:
             return []
         with self._engine.begin() as connection:
-            connection.execute(insert(TokenRow), [_row(d) for d in drafts])
-            ids = sorted({d.agent_id for d in drafts})
-            rows = connection.execute(
-                select(
-                    VerifiedAgent.agent_id,
-                    VerifiedAgent.state,
-                    VerifiedAgent.state_since,
-                    VerifiedAgent.last_passed_at,
-                )
-                .where(VerifiedAgent.agent_id.in_(ids))
-                .with_for_update(read=True)
-            ).all()
-            agents = {row.agent_id: row for row in rows}
+            _insert_tokens(connection, drafts)
+            agents = _agent_rows(connection, sorted({d.agent_id for d in drafts}))
             now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
             kept = [_still_trusted(d, agents.get(d.agent_id), now) for d in drafts]
             refused = [d.jti for d, ok in zip(drafts, kept, strict=True) if not ok]
@@ -138,8 +125,7 @@ class TokenLedger:
             return revoke_unexpired(connection, agent_id, at)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        self._writer.close()
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -182,39 +168,82 @@ class TokenLedger:
             row = session.get(TokenRow, jti)
             return _stored(row) if row is not None else None
 
-    # --- the writer thread ----------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            group = [item]
-            while len(group) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                group.append(more)
-            try:
-                results = self.store_many([draft for draft, _ in group])
-            except Exception as e:  # the database failed: every request of the group learns it
-                log.warning("storing %d token(s) failed: %s", len(group), e)
-                for _, future in group:
-                    future.set_exception(e)
-                continue
-            for (_, future), kept in zip(group, results, strict=True):
-                future.set_result(kept)
+class _Batch:
+    """``TokenLedger.store_many`` as the group committer's store."""
+
+    def __init__(self, ledger: TokenLedger) -> None:
+        self._ledger = ledger
+
+    def commit(self, drafts: Sequence[TokenDraft]) -> list[bool]:
+        return self._ledger.store_many(drafts)
 
 
-class _AgentRow(Protocol):  # the columns ``store_many`` reads (a SQLAlchemy Row)
+@dataclass(frozen=True, slots=True)
+class _AgentRow:  # the columns ``store_many`` reads
     agent_id: str
     state: str
     state_since: dt.datetime
     last_passed_at: dt.datetime | None
+
+
+# Issuance commits a batch every few milliseconds under load: as driver SQL, the insert and the
+# agent read skip SQLAlchemy's per-statement compilation and parameter processing (together
+# most of the writer thread's time, docs/benchmarks.md Tokens). Same columns as ``TokenRow``.
+_INSERT_SQL = (
+    "INSERT INTO verifier_tokens (jti, agent_id, type, audience, workload_sha256, issued_at, "
+    "expires_at, record_seq, token, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+)
+_AGENTS_SQL = (
+    "SELECT agent_id, state, state_since, last_passed_at FROM verifier_agents "
+    "WHERE agent_id IN ({marks})"
+)
+_TIME = DateTime(timezone=True)
+
+
+def _driver(connection: Connection, sql: str) -> str:
+    return sql if connection.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+
+
+def _insert_tokens(connection: Connection, drafts: Sequence[TokenDraft]) -> None:
+    dialect = connection.dialect
+    processor = _TIME.dialect_impl(dialect).bind_processor(dialect)  # SQLite: its text format
+
+    def to_db(value: dt.datetime) -> object:
+        return processor(value) if processor is not None else value
+
+    rows = [
+        (d.jti, d.agent_id, d.type, d.audience, d.workload_sha256, to_db(d.issued_at),
+         to_db(d.expires_at), d.record_seq, d.token)
+        for d in drafts
+    ]  # fmt: skip
+    connection.exec_driver_sql(_driver(connection, _INSERT_SQL), rows)
+
+
+def _agent_rows(connection: Connection, ids: Sequence[str]) -> dict[str, _AgentRow]:
+    """The agents' rows, read ``FOR SHARE`` on PostgreSQL (SQLite: the insert before this took
+    the database's write lock already)."""
+    sql = _AGENTS_SQL.format(marks=", ".join("?" for _ in ids))
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        sql += " FOR SHARE"
+    processor = _TIME.dialect_impl(dialect).result_processor(dialect, None)
+
+    def from_db(value: object) -> dt.datetime | None:
+        if value is None:
+            return None
+        moment = processor(value) if processor is not None else value
+        assert isinstance(moment, dt.datetime)  # noqa: S101  # a DateTime column
+        return as_utc(moment)
+
+    found = {}
+    for agent_id, state, since, passed in connection.exec_driver_sql(
+        _driver(connection, sql), tuple(ids)
+    ):
+        state_since = from_db(since)
+        assert state_since is not None  # noqa: S101  # NOT NULL
+        found[agent_id] = _AgentRow(agent_id, state, state_since, from_db(passed))
+    return found
 
 
 def _still_trusted(draft: TokenDraft, row: _AgentRow | None, now: dt.datetime) -> bool:
@@ -222,6 +251,8 @@ def _still_trusted(draft: TokenDraft, row: _AgentRow | None, now: dt.datetime) -
         return False
     if as_utc(row.state_since) > draft.record_ended_at:
         return False  # trust ended and began again after the round the claims come from
+    if as_utc(row.last_passed_at) > draft.record_ended_at:
+        return False  # a newer round passed: the claims are not of the newest passed round
     return as_utc(row.last_passed_at) + draft.max_age >= now
 
 
@@ -237,21 +268,6 @@ def _log_entry(draft: TokenDraft) -> TokenEntry:
         record_seq=draft.record_seq,
         workload=draft.workload_sha256.hex(),
     )
-
-
-def _row(draft: TokenDraft) -> dict[str, object]:
-    return {
-        "jti": draft.jti,
-        "agent_id": draft.agent_id,
-        "type": draft.type,
-        "audience": draft.audience,
-        "workload_sha256": draft.workload_sha256,
-        "issued_at": draft.issued_at,
-        "expires_at": draft.expires_at,
-        "record_seq": draft.record_seq,
-        "token": draft.token,
-        "revoked_at": None,
-    }
 
 
 def _stored(row: TokenRow) -> StoredToken:

@@ -8,7 +8,9 @@ round's location check passed with a fresh fix (``token_location_unavailable``);
 strong the workload claim is (the executable's SHA-256 in this boot's verified IMA log and listed
 by the policy in force, or only under an excluded path, or not at all); builds the claims from that
 record (``verifier.tokens.claims``), signs them with the active token key, and stores the token
-(``TokenLedger``: only while the agent is still attested) before it is handed out.
+(``TokenLedger``: only while the agent is still attested and the record is still its newest
+passed round) before it is handed out. A token the ledger refuses because a newer round passed
+since the snapshot was read is built once more on a fresh read (never handed out as it was).
 """
 
 from __future__ import annotations
@@ -94,6 +96,17 @@ class TokenConfig:
     build: str = field(default_factory=_build)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Order:
+    """A checked token request: its claims, its session's boot, the relying party's nonce and
+    the proven ``cnf`` key's thumbprint."""
+
+    request: TokenRequestClaims
+    reset: int
+    nonce: bytes | None
+    cnf_jkt: str | None
+
+
 class TokenService:
     def __init__(
         self,
@@ -162,7 +175,6 @@ class TokenService:
         now = self._now()
         request, session_reset, measured = self._checked_request(signed_request, now)
         agent_id = request.agent_id
-        token_type = TokenType(request.type)
         try:
             nonce = decode_nonce(request.nonce)
         except JoseMalformed as e:
@@ -176,25 +188,48 @@ class TokenService:
                 nonce=request.nonce,
                 now=now,
             )
-        if nonce is not None and self._fresh is not None:
+        order = _Order(request=request, reset=session_reset, nonce=nonce, cnf_jkt=cnf_jkt)
+        if nonce is not None:
+            if self._fresh is None:
+                raise TokenRequestInvalid("this verifier runs no fresh rounds (no nonce accepted)")
             committed = self._fresh.run(agent_id, nonce)
             self._snapshots.forget(agent_id)
             snapshot = self._attested(agent_id)
-            record, digest = committed.record, committed.digest
-            now = self._now()
-        elif nonce is not None:
-            raise TokenRequestInvalid("this verifier runs no fresh rounds (no nonce accepted)")
+            record = committed.record
+            # a fresh round may have measured the workload just now
+            measured = self._measured.lookup(
+                agent_id, _clock_of(record).reset_count, bytes.fromhex(request.workload.sha256)
+            )
+            draft, view = self._signed(order, measured, snapshot, record, committed.digest)
+            if self._ledger.store(draft):
+                return view
         else:
-            snapshot = self._attested(agent_id)
-            record, digest = _passed_record(snapshot), snapshot.record_digest
+            for _attempt in range(2):  # once more on a fresh read: a newer round passed
+                snapshot = self._attested(agent_id)
+                record, digest = _passed_record(snapshot), snapshot.record_digest
+                draft, view = self._signed(order, measured, snapshot, record, digest)
+                if self._ledger.store(draft):
+                    return view
+                self._snapshots.forget(agent_id)
+        self._snapshots.forget(agent_id)
+        raise AgentNotAttested(f"agent {agent_id!r}: its trust ended while the token was made")
+
+    def _signed(
+        self,
+        order: _Order,
+        measured: MeasuredFile | None,
+        snapshot: AgentSnapshot,
+        record: EvidenceRecord,
+        digest: bytes,
+    ) -> tuple[TokenDraft, TokenView]:
+        """The token for ``order`` on ``record`` (the snapshot's newest passed round, or a fresh
+        one), signed, and the draft the ledger must keep before it is handed out."""
+        request, agent_id = order.request, order.request.agent_id
+        token_type = TokenType(request.type)
         clock = _clock_of(record)
-        if clock.reset_count != session_reset:
+        if clock.reset_count != order.reset:
             self._sessions.forget_cached(agent_id)
             raise TokenSessionUnknown("the agent rebooted since its session opened: open a new one")
-        if nonce is not None:  # a fresh round may have measured it just now
-            measured = self._measured.lookup(
-                agent_id, clock.reset_count, bytes.fromhex(request.workload.sha256)
-            )
         workload = _workload(bytes.fromhex(request.workload.sha256), measured, snapshot)
         geo = self._geo(record, snapshot) if token_type is TokenType.POG else None
         lease_end = record.ended_at + snapshot.max_age
@@ -206,8 +241,8 @@ class TokenService:
                 type=token_type,
                 audience=request.audience,
                 subject=subject,
-                nonce=nonce,
-                cnf_jkt=cnf_jkt,
+                nonce=order.nonce,
+                cnf_jkt=order.cnf_jkt,
             ),
             HostFacts(
                 agent_id=agent_id,
@@ -222,7 +257,7 @@ class TokenService:
             IssuerFacts(
                 issuer=self._config.issuer,
                 jti=secrets.token_urlsafe(16),
-                now=now,
+                now=self._now(),
                 ttl=self._config.ttl,
                 build=self._config.build,
             ),
@@ -242,16 +277,14 @@ class TokenService:
             max_age=snapshot.max_age,
             token=token,
         )
-        if not self._ledger.store(draft):
-            self._snapshots.forget(agent_id)
-            raise AgentNotAttested(f"agent {agent_id!r}: its trust ended while the token was made")
-        return TokenView(
+        view = TokenView(
             token=token,
             type=request.type,
             jti=claims.jti,
             expires_at=claims.expires_at,
             record_seq=record.seq,
         )
+        return draft, view
 
     def forget_agent(self, agent_id: str) -> None:
         """The agent's trust ended (revocation channel): drop its session and cached view."""

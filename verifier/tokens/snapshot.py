@@ -1,11 +1,13 @@
 """What the token service knows about an agent when it issues: its lease, its last passed round
 record, its policy; read through ``StatusReader``'s lease and cached for a fraction of a second.
 
-The cache only saves reads; it never decides alone. A snapshot is at most ``max_age`` seconds old
-and dropped at once when the revocation channel names the agent, and the token ledger checks the
-agent row again in the transaction that stores the token (``verifier.storage.tokens``). A claim
-built from a slightly older passed round is still true of that round, and its lease ends no later
-than the newest one's.
+The cache only saves reads; it never decides alone. A snapshot is served for at most
+``max_age`` seconds and never past the lease it read (an agent whose lease ends is read again,
+and found stale), it is dropped at once when the revocation channel names the agent, and the
+token ledger checks the agent row again in the transaction that stores the token
+(``verifier.storage.tokens``): still attested, the snapshot's round still its newest passed one,
+the lease still running. A token built on a snapshot a newer round superseded is not stored;
+the service reads the agent again and builds it once more (``TokenService``).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Snapshots:
         hot: HotState,
         lease: LeaseDefaults,
         zones: ZoneSet | None,
-        max_age: float = 0.25,
+        max_age: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -84,7 +86,7 @@ class Snapshots:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(agent_id)
-        if cached is not None and now - cached[0] < self._max_age:
+        if cached is not None and now - cached[0] < self._max_age and _lease_runs(cached[1], now):
             return cached[1]
         snapshot = self._read(agent_id, now)
         with self._lock:
@@ -145,3 +147,12 @@ class Snapshots:
         with self._lock:
             self._fleet = fleet
         return fleet
+
+
+def _lease_runs(snapshot: AgentSnapshot, now: float) -> bool:
+    """Whether a cached snapshot may still be served at ``now``: one of an attested agent only
+    while the lease it read runs (one of an agent not attested refuses anyway)."""
+    if not snapshot.lease.attested:
+        return True
+    expires = snapshot.lease.expires_at
+    return expires is not None and now < expires.timestamp()

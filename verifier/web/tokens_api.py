@@ -21,7 +21,7 @@ import datetime as dt
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from geoattest.access.guard import public, requires
+from geoattest.access.guard import public, recorded_by, requires
 from geoattest.access.keys import Role
 from geoattest.errors import MalformedRequest
 from geoattest.http import parse_body
@@ -111,6 +111,7 @@ def open_session() -> tuple[Response, int]:
 
 @blueprint.post("/v1/tokens")
 @public
+@recorded_by("verifier_tokens and the transparency log, in the transaction that issues")
 @documented(
     "A PoR/PoG token for a request signed by the session key (a compact JWS, application/jose)",
     answer=TokenView,
