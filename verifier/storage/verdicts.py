@@ -53,6 +53,7 @@ from verifier.metrics import RECORD_BYTES
 from verifier.storage.log import enqueue
 from verifier.storage.models import EventRecord, RecordRow, VerifiedAgent, WebhookDelivery
 from verifier.storage.tokens import revoke_unexpired
+from verifier.storage.verdict_rows import RowUpdate, steady_updates
 
 _TIME = DateTime(timezone=True)
 
@@ -127,16 +128,6 @@ _STEADY = {
         bindparam("b_ima", type_=Integer()), _AGENTS.c.ima_entries_verified
     ),
 }
-# The steady-state update (no transition) runs for every round: as driver SQL, it skips
-# SQLAlchemy's per-statement compilation and parameter processing (a third of a round's
-# recording cost, measured in docs/benchmarks.md). Same columns and guard as ``_STEADY``.
-_STEADY_SQL = (
-    "UPDATE verifier_agents SET fence = ?, chain_seq = ?, chain_head = ?, "
-    "last_round_at = COALESCE(?, last_round_at), last_passed_at = COALESCE(?, last_passed_at), "
-    "last_sample_at = COALESCE(?, last_sample_at), "
-    "ima_entries_verified = COALESCE(?, ima_entries_verified) "
-    "WHERE agent_id = ? AND fence < ? AND chain_seq = ?"
-)
 _UPDATE_TRANSITION = (
     update(_AGENTS)
     .where(_GUARD)
@@ -154,32 +145,6 @@ _INSERT_RECORD = insert(_RECORDS)
 _Chain = dict[str, tuple[int, bytes, AgentState, int, dt.datetime | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class _RowUpdate:
-    agent_id: str
-    fence: int
-    seq: int  # the chain position read: the guard
-    new_seq: int
-    head: bytes
-    round_at: dt.datetime | None
-    passed_at: dt.datetime | None
-    sample_at: dt.datetime | None
-    ima: int | None
-
-    def params(self) -> dict[str, object]:
-        return {
-            "b_agent_id": self.agent_id,
-            "b_fence": self.fence,
-            "b_seq": self.seq,
-            "b_new_seq": self.new_seq,
-            "b_head": self.head,
-            "b_round_at": self.round_at,
-            "b_passed_at": self.passed_at,
-            "b_sample_at": self.sample_at,
-            "b_ima": self.ima,
-        }
-
-
 def _log_entry(pending: _Pending) -> RecordEntry:
     record = pending.record
     return RecordEntry(
@@ -191,34 +156,6 @@ def _commit_time(accepted: Sequence[_Pending]) -> dt.datetime:
     return max((p.record.ended_at for p in accepted), default=dt.datetime.now(dt.UTC))
 
 
-def _steady_updates(connection: Connection, updates: Sequence[_RowUpdate]) -> int:
-    """``_STEADY_SQL`` for each update as one ``executemany`` in the driver's parameter style
-    (times encoded as SQLAlchemy would); returns how many rows changed."""
-    dialect = connection.dialect
-    sql = _STEADY_SQL if dialect.paramstyle == "qmark" else _STEADY_SQL.replace("?", "%s")
-    processor = _TIME.bind_processor(dialect)
-
-    def to_db(value: dt.datetime | None) -> object:
-        return processor(value) if processor is not None and value is not None else value
-
-    rows = [
-        (
-            u.fence,
-            u.new_seq,
-            u.head,
-            to_db(u.round_at),
-            to_db(u.passed_at),
-            to_db(u.sample_at),
-            u.ima,
-            u.agent_id,
-            u.fence,
-            u.seq,
-        )
-        for u in updates
-    ]
-    return int(connection.exec_driver_sql(sql, rows).rowcount)
-
-
 @dataclass(slots=True)
 class _Pending:
     """A draft accepted so far in a group, waiting for its row update to be confirmed."""
@@ -227,7 +164,7 @@ class _Pending:
     digest: bytes
     kept: bool
     transition: bool
-    row: _RowUpdate
+    row: RowUpdate
     record_row: dict[str, object]
     body: bytes  # what the record row stores (compressed when kept)
 
@@ -324,7 +261,7 @@ class VerdictStore:
         )
         encoded = encode_record(record)
         digest = record_digest(encoded)
-        row = _RowUpdate(
+        row = RowUpdate(
             agent_id=agent_id,
             fence=draft.fence,
             seq=seq,
@@ -379,7 +316,7 @@ class VerdictStore:
             if connection.execute(_UPDATE_TRANSITION, params).rowcount != 1:
                 lost.add(record.agent_id)
         steady = [p.row for p in pending if not p.transition]
-        if steady and _steady_updates(connection, steady) != len(steady):
+        if steady and steady_updates(connection, steady) != len(steady):
             current = {
                 row.agent_id: (row.fence, row.chain_seq)
                 for row in connection.execute(_READ, {"ids": [u.agent_id for u in steady]})
