@@ -27,6 +27,7 @@ from typing import Literal
 from sqlalchemy import (
     Connection,
     DateTime,
+    Dialect,
     Engine,
     Integer,
     Table,
@@ -34,11 +35,9 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    select,
     update,
 )
 
-from geoattest.db import as_utc
 from verifier.core.events import AgentEvent
 from verifier.core.log_entry import RecordEntry
 from verifier.core.record import (
@@ -50,10 +49,17 @@ from verifier.core.record import (
 )
 from verifier.core.states import AgentState, Outcome
 from verifier.metrics import RECORD_BYTES
+from verifier.storage import verdict_rows
 from verifier.storage.log import enqueue
-from verifier.storage.models import EventRecord, RecordRow, VerifiedAgent, WebhookDelivery
+from verifier.storage.models import EventRecord, VerifiedAgent, WebhookDelivery
 from verifier.storage.tokens import revoke_unexpired
-from verifier.storage.verdict_rows import RowUpdate, steady_updates
+from verifier.storage.verdict_rows import (
+    Chain,
+    RowUpdate,
+    insert_records,
+    read_chain,
+    steady_updates,
+)
 
 _TIME = DateTime(timezone=True)
 
@@ -95,17 +101,9 @@ CommitResult = Committed | Refused
 
 
 _AGENTS: Table = VerifiedAgent.__table__  # type: ignore[assignment]  # a declarative Table
-_RECORDS: Table = RecordRow.__table__  # type: ignore[assignment]
 
-# Statements built once (their compiled form is cached): a round's commit is on the hot path.
-_READ = select(
-    _AGENTS.c.agent_id,
-    _AGENTS.c.state,
-    _AGENTS.c.fence,
-    _AGENTS.c.chain_seq,
-    _AGENTS.c.chain_head,
-    _AGENTS.c.last_sample_at,
-).where(_AGENTS.c.agent_id.in_(bindparam("ids", expanding=True)))
+# Statements built once (their compiled form is cached); the per-round ones are driver SQL
+# (``verifier.storage.verdict_rows``).
 _GUARD = and_(
     _AGENTS.c.agent_id == bindparam("b_agent_id"),
     # The fence and the chain position read above are the guard: another process may have
@@ -140,9 +138,6 @@ _UPDATE_TRANSITION = (
         details=bindparam("b_details"),
     )
 )
-_INSERT_RECORD = insert(_RECORDS)
-
-_Chain = dict[str, tuple[int, bytes, AgentState, int, dt.datetime | None]]
 
 
 def _log_entry(pending: _Pending) -> RecordEntry:
@@ -165,7 +160,7 @@ class _Pending:
     kept: bool
     transition: bool
     row: RowUpdate
-    record_row: dict[str, object]
+    record_row: tuple[object, ...]
     body: bytes  # what the record row stores (compressed when kept)
 
 
@@ -215,35 +210,29 @@ class VerdictStore:
         steady-state row updates run as one ``executemany``; only when fewer rows than expected
         were updated (another process committed meanwhile) is each agent's row read again to
         find which drafts lost."""
-        ids = sorted({d.record.agent_id for d in drafts})
-        chain: _Chain = {
-            row.agent_id: (
-                row.chain_seq,
-                row.chain_head or GENESIS,
-                AgentState(row.state),
-                row.fence,
-                as_utc(row.last_sample_at) if row.last_sample_at else None,
-            )
-            for row in connection.execute(_READ, {"ids": ids})
-        }
-        results: list[CommitResult | _Pending] = [self._prepare(d, chain) for d in drafts]
+        chain = read_chain(connection, sorted({d.record.agent_id for d in drafts}))
+        dialect = connection.dialect
+        results: list[CommitResult | _Pending] = [self._prepare(d, chain, dialect) for d in drafts]
         pending = [r for r in results if isinstance(r, _Pending)]
         lost = self._apply(connection, pending)
         accepted = [p for p in pending if p.record.agent_id not in lost]
         written = 0
         if accepted:
-            connection.execute(_INSERT_RECORD, [p.record_row for p in accepted])
+            insert_records(connection, [p.record_row for p in accepted])
             written = sum(len(p.body) for p in accepted)
         # Kept records go into the transparency log with their commit (the others when they
         # fold, ``verifier.storage.records``).
         enqueue(connection, [_log_entry(p) for p in accepted if p.kept], _commit_time(accepted))
         return [self._finish(connection, r, chain, lost) for r in results], written
 
-    def _prepare(self, draft: VerdictDraft, chain: _Chain) -> CommitResult | _Pending:
+    def _prepare(
+        self, draft: VerdictDraft, chain: Chain, dialect: Dialect
+    ) -> CommitResult | _Pending:
         agent_id = draft.record.agent_id
         if agent_id not in chain:
             return Refused(why="missing")
-        seq, head, state, fence, last_sample = chain[agent_id]
+        seq, stored_head, state, fence, last_sample = chain[agent_id]
+        head = stored_head or GENESIS
         if draft.fence <= fence:
             return Refused(why="fence", stored_fence=fence, stored_state=state)
         new_state = draft.decide(state)
@@ -273,23 +262,24 @@ class VerdictStore:
             ima=draft.ima_entries_verified,
         )
         body = zlib.compress(encoded, 6) if kept else encoded
-        record_row = {
-            "agent_id": agent_id,
-            "seq": record.seq,
-            "kind": record.kind.value,
-            "round_id": record.round_id,
-            "started_at": record.started_at,
-            "ended_at": ended,
-            "outcome": record.outcome.value if record.outcome else None,
-            "reason": record.reason.value if record.reason else None,
-            "kept": kept,
-            "digest": digest,
-            "prev": record.prev,
-            # Kept records are compressed; the others live only for the hot window and are
-            # stored as they are (zlib releases the GIL, which costs a threaded worker dearly).
-            "body": body,
-            "size": len(encoded),
-        }
+        # Kept records are compressed; the others live only for the hot window and are stored
+        # as they are (zlib releases the GIL, which costs a threaded worker dearly).
+        record_row = verdict_rows.record_row(
+            agent_id=agent_id,
+            seq=record.seq,
+            kind=record.kind.value,
+            round_id=record.round_id,
+            started_at=record.started_at,
+            ended_at=ended,
+            outcome=record.outcome.value if record.outcome else None,
+            reason=record.reason.value if record.reason else None,
+            kept=kept,
+            digest=digest,
+            prev=record.prev,
+            body=body,
+            size=len(encoded),
+            dialect=dialect,
+        )
         return _Pending(
             record=record,
             digest=digest,
@@ -318,8 +308,10 @@ class VerdictStore:
         steady = [p.row for p in pending if not p.transition]
         if steady and steady_updates(connection, steady) != len(steady):
             current = {
-                row.agent_id: (row.fence, row.chain_seq)
-                for row in connection.execute(_READ, {"ids": [u.agent_id for u in steady]})
+                agent_id: (fence, seq)
+                for agent_id, (seq, _, _, fence, _) in read_chain(
+                    connection, [u.agent_id for u in steady]
+                ).items()
             }
             lost |= {u.agent_id for u in steady if current.get(u.agent_id) != (u.fence, u.new_seq)}
         return lost
@@ -328,7 +320,7 @@ class VerdictStore:
         self,
         connection: Connection,
         result: CommitResult | _Pending,
-        chain: _Chain,
+        chain: Chain,
         lost: set[str],
     ) -> CommitResult:
         if not isinstance(result, _Pending):
