@@ -1,8 +1,10 @@
 """The statements a verdict's commit runs for every round, as driver SQL.
 
-They run for every round of every agent: as driver SQL, one ``executemany`` (or one ``SELECT``)
-per group of rounds, they skip SQLAlchemy's per-statement compilation and parameter and result
-processing (measured in docs/benchmarks.md, evidence records). Each has the columns and guard
+They run for every round of every agent: as driver SQL on the transaction's own DB-API cursor,
+one ``executemany`` (or one ``SELECT``) per group of rounds, they skip SQLAlchemy's statement
+compilation, parameter and result processing and ``CursorResult`` (even ``exec_driver_sql``
+cost four times the query itself; measured in docs/benchmarks.md, evidence records). They are
+not echoed by SQLAlchemy's statement logging. Each has the columns and guard
 of the Core statement or model it stands for in ``verifier.storage.verdicts`` and
 ``verifier.storage.models``; times go in and come out as SQLAlchemy's column type has them.
 """
@@ -10,11 +12,13 @@ of the Core statement or model it stands for in ``verifier.storage.verdicts`` an
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Dialect
+from sqlalchemy.engine.interfaces import DBAPICursor
 
 from geoattest.db import as_utc
 from verifier.core.states import AgentState
@@ -89,6 +93,11 @@ class _Driver:
     def from_db(self, value: object) -> dt.datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):  # SQLite's text; ISO 8601, as SQLAlchemy writes it
+            try:
+                return as_utc(dt.datetime.fromisoformat(value))
+            except ValueError:
+                pass  # some other form: the column type's own parser decides
         if self.time_out is not None:
             value = self.time_out(value)
         assert isinstance(value, dt.datetime)  # noqa: S101  # the column's own type
@@ -123,18 +132,20 @@ def read_chain(connection: Connection, agent_ids: Sequence[str]) -> Chain:
         return {}
     driver = _driver(connection.dialect)
     sql = driver.sql(_READ_SQL.format(marks=", ".join("?" for _ in agent_ids)))
+    with _cursor(connection) as cursor:
+        cursor.execute(sql, tuple(agent_ids))
+        rows = cursor.fetchall()
     return {
         agent_id: (seq, head, AgentState(state), fence, driver.from_db(sample))
-        for agent_id, state, fence, seq, head, sample in connection.exec_driver_sql(
-            sql, tuple(agent_ids)
-        )
+        for agent_id, state, fence, seq, head, sample in rows
     }
 
 
 def insert_records(connection: Connection, rows: Sequence[tuple[object, ...]]) -> None:
     """Insert evidence record rows (``record_row``'s tuples) as one ``executemany``."""
     if rows:
-        connection.exec_driver_sql(_driver(connection.dialect).sql(_INSERT_SQL), list(rows))
+        with _cursor(connection) as cursor:
+            cursor.executemany(_driver(connection.dialect).sql(_INSERT_SQL), rows)
 
 
 def record_row(
@@ -182,4 +193,16 @@ def steady_updates(connection: Connection, updates: Sequence[RowUpdate]) -> int:
         )
         for u in updates
     ]
-    return int(connection.exec_driver_sql(driver.sql(_STEADY_SQL), rows).rowcount)
+    with _cursor(connection) as cursor:
+        cursor.executemany(driver.sql(_STEADY_SQL), rows)
+        return int(cursor.rowcount)
+
+
+@contextmanager
+def _cursor(connection: Connection) -> Iterator[DBAPICursor]:
+    """A DB-API cursor on ``connection``'s own DB-API connection: inside its transaction."""
+    cursor = connection.connection.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
