@@ -2,8 +2,16 @@
 
 Rounds finish on many threads; committing each alone would cost a transaction per round (and on
 SQLite, writers queue for one file lock). One writer thread per process takes whatever verdicts
-are waiting and commits them together, so under load a transaction carries many rounds and
-when idle a round waits for nobody. A round waits for its own result at most ``timeout``.
+are waiting and commits them together, so under load a transaction carries many rounds. When
+rounds arrive together (the previous group held more than one, or another is already queued),
+the writer waits ``LINGER`` seconds for more before it commits: fewer, larger transactions
+(docs/benchmarks.md, evidence records). A lone round on an idle worker waits for nobody. A
+round waits for its own result at most ``timeout``; its verdict is committed (durable) before
+``commit`` returns, and never after it raised.
+
+The hand-off is a plain lock per draft rather than a ``concurrent.futures.Future``: a Future's
+condition variable is pure Python, and at one per round its notify and wait were a tenth of
+the recording cost.
 """
 
 from __future__ import annotations
@@ -11,29 +19,47 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 
 from verifier.storage.verdicts import CommitResult, VerdictDraft, VerdictStore
 
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 256
+LINGER = 0.002  # seconds a busy writer waits for more drafts before it commits a group
+
+_WAITING, _TAKEN, _WITHDRAWN = 0, 1, 2
+
+
+class _Slot:
+    """One draft on its way: the writer fills in ``result`` or ``error`` and releases ``done``."""
+
+    __slots__ = ("done", "draft", "error", "result", "state")
+
+    def __init__(self, draft: VerdictDraft) -> None:
+        self.draft = draft
+        self.done = threading.Lock()
+        self.done.acquire()  # held until the writer has an answer
+        self.state = _WAITING
+        self.result: CommitResult | None = None
+        self.error: BaseException | None = None
+
+    def answer(self) -> CommitResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None  # noqa: S101  # set before ``done`` is released
+        return self.result
 
 
 class GroupCommitter:
-    def __init__(self, store: VerdictStore) -> None:
+    def __init__(self, store: VerdictStore, *, linger: float = LINGER) -> None:
         self._store = store
-        self._queue: queue.SimpleQueue[tuple[VerdictDraft, Future[CommitResult]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._linger = linger
+        self._queue: queue.SimpleQueue[_Slot | None] = queue.SimpleQueue()
+        self._claim = threading.Lock()  # guards each slot's ``state``
         self._thread = threading.Thread(target=self._loop, name="verdict-writer", daemon=True)
         self._thread.start()
-
-    def submit(self, draft: VerdictDraft) -> Future[CommitResult]:
-        future: Future[CommitResult] = Future()
-        self._queue.put((draft, future))
-        return future
 
     def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult:
         """Submit and wait; raises the database's error, or ``TimeoutError``.
@@ -42,49 +68,66 @@ class GroupCommitter:
         commit: the caller may say nothing was recorded). One already being written is waited
         for once more; if that times out too, it may still commit later, and the chain stays
         linked either way (``VerdictStore.commit`` chains or fences every draft it is given)."""
-        future = self.submit(draft)
-        try:
-            return future.result(timeout=timeout)
-        except TimeoutError:
-            if future.cancel():
-                raise
-        return future.result(timeout=timeout)
+        slot = _Slot(draft)
+        self._queue.put(slot)
+        if slot.done.acquire(timeout=timeout):
+            return slot.answer()
+        with self._claim:
+            if slot.state == _WAITING:
+                slot.state = _WITHDRAWN
+                raise TimeoutError("the verdict was not committed in time (withdrawn)")
+        if slot.done.acquire(timeout=timeout):
+            return slot.answer()
+        raise TimeoutError("the verdict's transaction did not finish in time")
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
+        busy = False
         while True:
             item = self._queue.get()
             if item is None:
                 return
             group = [item]
-            while len(group) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # stop after this group
-                    break
-                group.append(more)
+            if self._linger > 0 and (busy or not self._queue.empty()):
+                time.sleep(self._linger)  # let the other rounds in flight catch up
+            stop = self._drain(group)
+            busy = len(group) > 1
             self._commit(group)
+            if stop:
+                return
 
-    def _commit(self, group: Sequence[tuple[VerdictDraft, Future[CommitResult]]]) -> None:
+    def _drain(self, group: list[_Slot]) -> bool:
+        """Add what is waiting to ``group``; True when ``close`` was called."""
+        while len(group) < MAX_GROUP:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if more is None:
+                return True
+            group.append(more)
+        return False
+
+    def _commit(self, group: Sequence[_Slot]) -> None:
         # Drafts withdrawn by a caller that stopped waiting are dropped; the others can no
         # longer be withdrawn from here on.
-        group = [
-            (draft, future) for draft, future in group if future.set_running_or_notify_cancel()
-        ]
-        if not group:
+        with self._claim:
+            taken = [slot for slot in group if slot.state == _WAITING]
+            for slot in taken:
+                slot.state = _TAKEN
+        if not taken:
             return
         try:
-            results = self._store.commit([draft for draft, _ in group])
+            results = self._store.commit([slot.draft for slot in taken])
         except Exception as e:  # the database failed: every round of the group learns it
-            log.warning("verdict commit of %d round(s) failed: %s", len(group), e)
-            for _, future in group:
-                future.set_exception(e)
+            log.warning("verdict commit of %d round(s) failed: %s", len(taken), e)
+            for slot in taken:
+                slot.error = e
+                slot.done.release()
             return
-        for (_, future), result in zip(group, results, strict=True):
-            future.set_result(result)
+        for slot, result in zip(taken, results, strict=True):
+            slot.result = result
+            slot.done.release()
