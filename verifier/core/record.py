@@ -186,17 +186,17 @@ def _to_json(r: EvidenceRecord) -> dict[str, Any]:
             "v": RECORD_VERSION,
             "agent_id": r.agent_id,
             "seq": r.seq,
-            "kind": r.kind.value,
+            "kind": r.kind,  # StrEnum members encode as their value (str subclasses)
             "round_id": r.round_id,
             "started_at": _time(r.started_at),
             "ended_at": _time(r.ended_at),
             "prev": r.prev.hex(),
             "verifier_id": r.verifier_id,
-            "state": {"from": r.from_state.value, "to": r.to_state.value},
-            "reason": r.reason.value if r.reason else None,
+            "state": {"from": r.from_state, "to": r.to_state},
+            "reason": r.reason,
             "message": r.message or None,
             "details": dict(r.details),
-            "outcome": r.outcome.value if r.outcome else None,
+            "outcome": r.outcome,
             "judged_at": _time(r.judged_at) if r.judged_at else None,
             "policy": (
                 {
@@ -294,14 +294,12 @@ def _context_json(c: RecordContext) -> dict[str, Any]:
 
 
 def _check_json(c: CheckResult) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "check": c.check.value,
-            "verdict": c.verdict.value,
-            "reason": c.reason.value if c.reason else None,
-            "message": c.message or None,
-        }
-    )
+    body: dict[str, Any] = {"check": c.check, "verdict": c.verdict}
+    if c.reason:
+        body["reason"] = c.reason
+    if c.message:
+        body["message"] = c.message
+    return body
 
 
 def _from_json(b: dict[str, Any]) -> EvidenceRecord:
