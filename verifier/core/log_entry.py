@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from geoattest.errors import LogEntryInvalid
-from verifier.core.record import canonical_json
+from verifier.core.canonical import canonical_json
 
 ENTRY_TYPE = "geoattest.log-entry"
 ENTRY_VERSION = 1

@@ -32,19 +32,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import rfc8785
-
 from allowlists.ima.replay import ImaState
 from geoattest.errors import EvidenceMalformed
 from geoattest.wire import render_line
 from geofence import GnssReceiver, SourceKind
 from geofence.receiver import IDENTITY_SEPARATOR
 from tpm import ClockInfo
+from verifier.core.canonical import canonical_json, plain_canonical_json
 from verifier.core.reasons import Reason
 from verifier.core.round import Check, CheckResult, RoundEvidence, Verdict
 from verifier.core.states import AgentState, Outcome
-
-JsonValue = str | int | bool | None | list[Any] | dict[str, Any]
 
 RECORD_TYPE = "geoattest.evidence-record"
 RECORD_VERSION = 1
@@ -141,45 +138,15 @@ _HASH_PIECE = 2000
 
 
 def encode_record(record: EvidenceRecord) -> bytes:
-    """The canonical bytes of ``record`` (see the module docstring): RFC 8785, through the fast
-    encoder without its guard walk, because ``_to_json`` emits only what the fast path handles
-    (ASCII keys, strings, small integers; no floats). A test holds this equal to rfc8785."""
-    text = json.dumps(_to_json(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8")
-
-
-def canonical_json(value: JsonValue) -> bytes:
-    """RFC 8785 bytes of a JSON value built only of strings, integers (|n| < 2**53), booleans,
-    null, lists and objects with ASCII keys: exactly what ``rfc8785.dumps`` gives (a hypothesis
-    test holds the two equal), at the speed of the C ``json`` encoder. For such values JCS and
-    ``json.dumps(sort_keys, compact, ensure_ascii=False)`` agree: the same escapes (``\\b \\t
-    \\n \\f \\r``, ``\\u00xx`` for other controls), other characters as UTF-8, keys in the
-    same order. A record holds no floats (distances are integer centimetres); anything else
-    goes to the reference encoder. ``ValueError`` for what JSON cannot carry (lone surrogates)."""
-    if not _json_fast_path_ok(value):
-        return rfc8785.dumps(value)
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8")
-
-
-def _json_fast_path_ok(value: JsonValue) -> bool:
-    stack: list[object] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if not all(isinstance(k, str) and k.isascii() for k in item):
-                return False
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, bool) or item is None or isinstance(item, str):
-            continue
-        elif isinstance(item, int):
-            if abs(item) >= 2**53:
-                return False
-        else:
-            return False  # floats and anything else: the reference encoder decides
-    return True
+    """The canonical bytes of ``record`` (see the module docstring): RFC 8785, through
+    ``verifier.core.canonical``. ``_to_json`` builds plain JSON (strings, small integers, ASCII
+    keys; no floats: distances are integer centimetres), so the encoder's walk is skipped, but
+    for ``details`` with other keys; a test holds records' bytes equal to ``rfc8785``'s.
+    ``ValueError`` for text JSON cannot carry (lone surrogates)."""
+    body = _to_json(record)
+    if all(key.isascii() for key in record.details):
+        return plain_canonical_json(body)
+    return canonical_json(body)
 
 
 def decode_record(data: bytes) -> EvidenceRecord:
@@ -228,17 +195,17 @@ def _to_json(r: EvidenceRecord) -> dict[str, Any]:
             "v": RECORD_VERSION,
             "agent_id": r.agent_id,
             "seq": r.seq,
-            "kind": r.kind.value,
+            "kind": r.kind,  # StrEnum members encode as their value (str subclasses)
             "round_id": r.round_id,
             "started_at": _time(r.started_at),
             "ended_at": _time(r.ended_at),
             "prev": r.prev.hex(),
             "verifier_id": r.verifier_id,
-            "state": {"from": r.from_state.value, "to": r.to_state.value},
-            "reason": r.reason.value if r.reason else None,
+            "state": {"from": r.from_state, "to": r.to_state},
+            "reason": r.reason,
             "message": r.message or None,
             "details": dict(r.details),
-            "outcome": r.outcome.value if r.outcome else None,
+            "outcome": r.outcome,
             "judged_at": _time(r.judged_at) if r.judged_at else None,
             "policy": (
                 {
@@ -348,14 +315,12 @@ def _context_json(c: RecordContext) -> dict[str, Any]:
 
 
 def _check_json(c: CheckResult) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "check": c.check.value,
-            "verdict": c.verdict.value,
-            "reason": c.reason.value if c.reason else None,
-            "message": c.message or None,
-        }
-    )
+    body: dict[str, Any] = {"check": c.check, "verdict": c.verdict}
+    if c.reason:
+        body["reason"] = c.reason
+    if c.message:
+        body["message"] = c.message
+    return body
 
 
 def _from_json(b: dict[str, Any]) -> EvidenceRecord:

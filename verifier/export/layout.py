@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geoattest.errors import BundleInvalid
-from verifier.core.record import canonical_json
+from verifier.core.canonical import canonical_json
 
 BUNDLE_TYPE = "geoattest.residency-bundle"
 BUNDLE_VERSION = 1

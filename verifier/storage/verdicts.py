@@ -27,6 +27,7 @@ from typing import Literal
 from sqlalchemy import (
     Connection,
     DateTime,
+    Dialect,
     Engine,
     Integer,
     Table,
@@ -34,11 +35,9 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    select,
     update,
 )
 
-from geoattest.db import as_utc
 from verifier.core.events import AgentEvent
 from verifier.core.log_entry import RecordEntry
 from verifier.core.record import (
@@ -51,9 +50,17 @@ from verifier.core.record import (
 from verifier.core.round import Notice
 from verifier.core.states import AgentState, Outcome
 from verifier.metrics import RECORD_BYTES
+from verifier.storage import verdict_rows
 from verifier.storage.log import enqueue
-from verifier.storage.models import EventRecord, RecordRow, VerifiedAgent, WebhookDelivery
+from verifier.storage.models import EventRecord, VerifiedAgent, WebhookDelivery
 from verifier.storage.tokens import revoke_unexpired
+from verifier.storage.verdict_rows import (
+    Chain,
+    RowUpdate,
+    insert_records,
+    read_chain,
+    steady_updates,
+)
 
 _TIME = DateTime(timezone=True)
 
@@ -97,17 +104,9 @@ CommitResult = Committed | Refused
 
 
 _AGENTS: Table = VerifiedAgent.__table__  # type: ignore[assignment]  # a declarative Table
-_RECORDS: Table = RecordRow.__table__  # type: ignore[assignment]
 
-# Statements built once (their compiled form is cached): a round's commit is on the hot path.
-_READ = select(
-    _AGENTS.c.agent_id,
-    _AGENTS.c.state,
-    _AGENTS.c.fence,
-    _AGENTS.c.chain_seq,
-    _AGENTS.c.chain_head,
-    _AGENTS.c.last_sample_at,
-).where(_AGENTS.c.agent_id.in_(bindparam("ids", expanding=True)))
+# Statements built once (their compiled form is cached); the per-round ones are driver SQL
+# (``verifier.storage.verdict_rows``).
 _GUARD = and_(
     _AGENTS.c.agent_id == bindparam("b_agent_id"),
     # The fence and the chain position read above are the guard: another process may have
@@ -130,16 +129,6 @@ _STEADY = {
         bindparam("b_ima", type_=Integer()), _AGENTS.c.ima_entries_verified
     ),
 }
-# The steady-state update (no transition) runs for every round: as driver SQL, it skips
-# SQLAlchemy's per-statement compilation and parameter processing (a third of a round's
-# recording cost, measured in docs/benchmarks.md). Same columns and guard as ``_STEADY``.
-_STEADY_SQL = (
-    "UPDATE verifier_agents SET fence = ?, chain_seq = ?, chain_head = ?, "
-    "last_round_at = COALESCE(?, last_round_at), last_passed_at = COALESCE(?, last_passed_at), "
-    "last_sample_at = COALESCE(?, last_sample_at), "
-    "ima_entries_verified = COALESCE(?, ima_entries_verified) "
-    "WHERE agent_id = ? AND fence < ? AND chain_seq = ?"
-)
 _UPDATE_TRANSITION = (
     update(_AGENTS)
     .where(_GUARD)
@@ -152,35 +141,6 @@ _UPDATE_TRANSITION = (
         details=bindparam("b_details"),
     )
 )
-_INSERT_RECORD = insert(_RECORDS)
-
-_Chain = dict[str, tuple[int, bytes, AgentState, int, dt.datetime | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class _RowUpdate:
-    agent_id: str
-    fence: int
-    seq: int  # the chain position read: the guard
-    new_seq: int
-    head: bytes
-    round_at: dt.datetime | None
-    passed_at: dt.datetime | None
-    sample_at: dt.datetime | None
-    ima: int | None
-
-    def params(self) -> dict[str, object]:
-        return {
-            "b_agent_id": self.agent_id,
-            "b_fence": self.fence,
-            "b_seq": self.seq,
-            "b_new_seq": self.new_seq,
-            "b_head": self.head,
-            "b_round_at": self.round_at,
-            "b_passed_at": self.passed_at,
-            "b_sample_at": self.sample_at,
-            "b_ima": self.ima,
-        }
 
 
 def _log_entry(pending: _Pending) -> RecordEntry:
@@ -194,34 +154,6 @@ def _commit_time(accepted: Sequence[_Pending]) -> dt.datetime:
     return max((p.record.ended_at for p in accepted), default=dt.datetime.now(dt.UTC))
 
 
-def _steady_updates(connection: Connection, updates: Sequence[_RowUpdate]) -> int:
-    """``_STEADY_SQL`` for each update as one ``executemany`` in the driver's parameter style
-    (times encoded as SQLAlchemy would); returns how many rows changed."""
-    dialect = connection.dialect
-    sql = _STEADY_SQL if dialect.paramstyle == "qmark" else _STEADY_SQL.replace("?", "%s")
-    processor = _TIME.bind_processor(dialect)
-
-    def to_db(value: dt.datetime | None) -> object:
-        return processor(value) if processor is not None and value is not None else value
-
-    rows = [
-        (
-            u.fence,
-            u.new_seq,
-            u.head,
-            to_db(u.round_at),
-            to_db(u.passed_at),
-            to_db(u.sample_at),
-            u.ima,
-            u.agent_id,
-            u.fence,
-            u.seq,
-        )
-        for u in updates
-    ]
-    return int(connection.exec_driver_sql(sql, rows).rowcount)
-
-
 @dataclass(slots=True)
 class _Pending:
     """A draft accepted so far in a group, waiting for its row update to be confirmed."""
@@ -231,8 +163,8 @@ class _Pending:
     kept: bool
     transition: bool
     notice: Notice | None
-    row: _RowUpdate
-    record_row: dict[str, object]
+    row: RowUpdate
+    record_row: tuple[object, ...]
     body: bytes  # what the record row stores (compressed when kept)
 
 
@@ -282,35 +214,29 @@ class VerdictStore:
         steady-state row updates run as one ``executemany``; only when fewer rows than expected
         were updated (another process committed meanwhile) is each agent's row read again to
         find which drafts lost."""
-        ids = sorted({d.record.agent_id for d in drafts})
-        chain: _Chain = {
-            row.agent_id: (
-                row.chain_seq,
-                row.chain_head or GENESIS,
-                AgentState(row.state),
-                row.fence,
-                as_utc(row.last_sample_at) if row.last_sample_at else None,
-            )
-            for row in connection.execute(_READ, {"ids": ids})
-        }
-        results: list[CommitResult | _Pending] = [self._prepare(d, chain) for d in drafts]
+        chain = read_chain(connection, sorted({d.record.agent_id for d in drafts}))
+        dialect = connection.dialect
+        results: list[CommitResult | _Pending] = [self._prepare(d, chain, dialect) for d in drafts]
         pending = [r for r in results if isinstance(r, _Pending)]
         lost = self._apply(connection, pending)
         accepted = [p for p in pending if p.record.agent_id not in lost]
         written = 0
         if accepted:
-            connection.execute(_INSERT_RECORD, [p.record_row for p in accepted])
+            insert_records(connection, [p.record_row for p in accepted])
             written = sum(len(p.body) for p in accepted)
         # Kept records go into the transparency log with their commit (the others when they
         # fold, ``verifier.storage.records``).
         enqueue(connection, [_log_entry(p) for p in accepted if p.kept], _commit_time(accepted))
         return [self._finish(connection, r, chain, lost) for r in results], written
 
-    def _prepare(self, draft: VerdictDraft, chain: _Chain) -> CommitResult | _Pending:
+    def _prepare(
+        self, draft: VerdictDraft, chain: Chain, dialect: Dialect
+    ) -> CommitResult | _Pending:
         agent_id = draft.record.agent_id
         if agent_id not in chain:
             return Refused(why="missing")
-        seq, head, state, fence, last_sample = chain[agent_id]
+        seq, stored_head, state, fence, last_sample = chain[agent_id]
+        head = stored_head or GENESIS
         if draft.fence <= fence:
             return Refused(why="fence", stored_fence=fence, stored_state=state)
         new_state = draft.decide(state)
@@ -329,7 +255,7 @@ class VerdictStore:
         )
         encoded = encode_record(record)
         digest = record_digest(encoded)
-        row = _RowUpdate(
+        row = RowUpdate(
             agent_id=agent_id,
             fence=draft.fence,
             seq=seq,
@@ -341,23 +267,24 @@ class VerdictStore:
             ima=draft.ima_entries_verified,
         )
         body = zlib.compress(encoded, 6) if kept else encoded
-        record_row = {
-            "agent_id": agent_id,
-            "seq": record.seq,
-            "kind": record.kind.value,
-            "round_id": record.round_id,
-            "started_at": record.started_at,
-            "ended_at": ended,
-            "outcome": record.outcome.value if record.outcome else None,
-            "reason": record.reason.value if record.reason else None,
-            "kept": kept,
-            "digest": digest,
-            "prev": record.prev,
-            # Kept records are compressed; the others live only for the hot window and are
-            # stored as they are (zlib releases the GIL, which costs a threaded worker dearly).
-            "body": body,
-            "size": len(encoded),
-        }
+        # Kept records are compressed; the others live only for the hot window and are stored
+        # as they are (zlib releases the GIL, which costs a threaded worker dearly).
+        record_row = verdict_rows.record_row(
+            agent_id=agent_id,
+            seq=record.seq,
+            kind=record.kind.value,
+            round_id=record.round_id,
+            started_at=record.started_at,
+            ended_at=ended,
+            outcome=record.outcome.value if record.outcome else None,
+            reason=record.reason.value if record.reason else None,
+            kept=kept,
+            digest=digest,
+            prev=record.prev,
+            body=body,
+            size=len(encoded),
+            dialect=dialect,
+        )
         return _Pending(
             record=record,
             digest=digest,
@@ -385,10 +312,12 @@ class VerdictStore:
             if connection.execute(_UPDATE_TRANSITION, params).rowcount != 1:
                 lost.add(record.agent_id)
         steady = [p.row for p in pending if not p.transition]
-        if steady and _steady_updates(connection, steady) != len(steady):
+        if steady and steady_updates(connection, steady) != len(steady):
             current = {
-                row.agent_id: (row.fence, row.chain_seq)
-                for row in connection.execute(_READ, {"ids": [u.agent_id for u in steady]})
+                agent_id: (fence, seq)
+                for agent_id, (seq, _, _, fence, _) in read_chain(
+                    connection, [u.agent_id for u in steady]
+                ).items()
             }
             lost |= {u.agent_id for u in steady if current.get(u.agent_id) != (u.fence, u.new_seq)}
         return lost
@@ -397,7 +326,7 @@ class VerdictStore:
         self,
         connection: Connection,
         result: CommitResult | _Pending,
-        chain: _Chain,
+        chain: Chain,
         lost: set[str],
     ) -> CommitResult:
         if not isinstance(result, _Pending):
