@@ -7,6 +7,9 @@ and location code runs on it unchanged. Quotes are TPMS_ATTEST marshalled with
 ``tpm.encode_tpms_attest`` and ECDSA P-256 TPMT_SIGNATUREs; a verifier cannot tell them from a
 real TPM's by format. Simulators (``tests.support.agent_simulator``) tamper on top of it.
 
+``SoftwareAk`` is the attestation key alone (ECC or RSA, RSASSA or RSAPSS): the unit tests of
+``tpm`` and ``verifier.core`` build quotes and certifications with it and tamper with any field.
+
 ``software_activate`` is TPM2_ActivateCredential written with cryptography's KBKDF and ConcatKDF,
 independently of ``tpm.credential`` (the same reference model as ``tests/unit/tpm``).
 """
@@ -17,6 +20,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from cryptography.hazmat.primitives import hashes
@@ -36,6 +40,7 @@ from tpm import (
     CertifyInfo,
     ClockInfo,
     PcrSelection,
+    PcrValues,
     QuoteInfo,
     St,
     TpmPublic,
@@ -47,13 +52,89 @@ try:
 except ImportError:  # pragma: no cover - cryptography < 47
     from cryptography.hazmat.primitives.ciphers.modes import CFB
 
-__all__ = ["BANKS", "EkPrivate", "SoftwareTpm", "software_activate"]
+__all__ = ["BANKS", "EkPrivate", "SoftwareAk", "SoftwareTpm", "software_activate"]
 
 EkPrivate = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 BANKS: dict[str, Alg] = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
 _DIGEST_SIZES = {"sha1": 20, "sha256": 32}
 PCR_COUNT = 24
 MAX_NONCE_BYTES = 64
+
+
+@dataclass(kw_only=True)
+class SoftwareAk:
+    """A signing key plus the TPM state a quote reports (clock, counters, firmware)."""
+
+    key: PrivateKey
+    public: TpmPublic
+    clock: ClockInfo = field(
+        default_factory=lambda: ClockInfo(clock=1000, reset_count=1, restart_count=0, safe=True)
+    )
+    firmware_version: int = 0x2023_0101_0000_0001
+    sig_alg: Alg | None = None  # None: the key's own scheme
+
+    @classmethod
+    def ecc(cls) -> SoftwareAk:
+        key = ec.generate_private_key(ec.SECP256R1())
+        return cls(key=key, public=tpm.ak_public(key.public_key()))
+
+    @classmethod
+    def rsa(cls) -> SoftwareAk:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return cls(key=key, public=tpm.ak_public(key.public_key()))
+
+    def sign(self, message: bytes) -> bytes:
+        """A marshalled TPMT_SIGNATURE over ``message`` (SHA-256)."""
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            der = self.key.sign(message, ec.ECDSA(hashes.SHA256()))
+            return tpm.encode_tpmt_signature(TpmSignature.ecdsa_from_der(der))
+        if self.sig_alg is Alg.RSAPSS:
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+            raw = self.key.sign(message, pss, hashes.SHA256())
+        else:
+            raw = self.key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        alg = self.sig_alg or Alg.RSASSA
+        return tpm.encode_tpmt_signature(TpmSignature(sig_alg=alg, hash_alg=Alg.SHA256, rsa=raw))
+
+    def quote_attest(
+        self,
+        nonce: bytes,
+        pcr_values: PcrValues,
+        *,
+        selection: PcrSelection | None = None,
+    ) -> Attest:
+        """The TPMS_ATTEST a TPM would produce quoting ``pcr_values`` with ``nonce``."""
+        sel = selection or PcrSelection.of_values(pcr_values)
+        return Attest(
+            type=St.ATTEST_QUOTE,
+            qualified_signer=self.public.name,
+            extra_data=nonce,
+            clock_info=self.clock,
+            firmware_version=self.firmware_version,
+            attested=QuoteInfo(
+                pcr_selection=sel, pcr_digest=tpm.pcr_digest(pcr_values, sel, Alg.SHA256)
+            ),
+        )
+
+    def quote(self, nonce: bytes, pcr_values: PcrValues) -> tuple[bytes, bytes]:
+        """(TPMS_ATTEST bytes, TPMT_SIGNATURE bytes) of a quote."""
+        attest = tpm.encode_tpms_attest(self.quote_attest(nonce, pcr_values))
+        return attest, self.sign(attest)
+
+    def certify(self, obj: TpmPublic, qualifying_data: bytes) -> tuple[bytes, bytes]:
+        """(TPMS_ATTEST bytes, TPMT_SIGNATURE bytes) of TPM2_Certify over ``obj``."""
+        attest = tpm.encode_tpms_attest(
+            Attest(
+                type=St.ATTEST_CERTIFY,
+                qualified_signer=self.public.name,
+                extra_data=qualifying_data,
+                clock_info=self.clock,
+                firmware_version=self.firmware_version,
+                attested=CertifyInfo(name=obj.name, qualified_name=obj.name),
+            )
+        )
+        return attest, self.sign(attest)
 
 
 class SoftwareTpm:

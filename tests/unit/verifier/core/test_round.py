@@ -14,7 +14,7 @@ from allowlists.boot import BootPolicy
 from allowlists.ima.policy import RuntimePolicy
 from allowlists.ima.template import encode_entry, template_hash
 from geoattest.wire import quote_qualifying_data
-from tests.unit.tpm.softak import SoftwareAk
+from tests.support.software_tpm import SoftwareAk
 from tpm import Alg, ClockInfo
 from verifier.core.policy import AttestationPolicy
 from verifier.core.round import (

@@ -20,7 +20,7 @@ from geoattest.wire import (
     quote_qualifying_data,
 )
 from tests.paths import vector
-from tests.unit.tpm.softak import SoftwareAk
+from tests.support.software_tpm import SoftwareAk
 from tpm import Alg, EventLog, encode_event_log, parse_event_log, replay_event_log
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy, policy_from_document
