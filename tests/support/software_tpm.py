@@ -227,28 +227,24 @@ class SoftwareTpm:
         if len(nonce) > MAX_NONCE_BYTES:
             raise MalformedRequest(f"nonce is {len(nonce)} bytes; a TPM quote takes at most 64")
         values = self.pcr_read(pcrs)
-        by_alg = {BANKS[bank]: v for bank, v in values.items()}
-        selection = PcrSelection.of({alg: v.keys() for alg, v in by_alg.items()})
-        attest = tpm.encode_tpms_attest(
-            Attest(
-                type=St.ATTEST_QUOTE,
-                qualified_signer=self.ak.name,
-                extra_data=nonce,
-                clock_info=self.clock_info(),
-                firmware_version=self.firmware_version,
-                attested=QuoteInfo(
-                    pcr_selection=selection,
-                    pcr_digest=tpm.pcr_digest(by_alg, selection, Alg.SHA256),
-                ),
-            )
-        )
-        return TpmQuote(attest, self.sign(attest), values)
+        by_alg: PcrValues = {BANKS[bank]: v for bank, v in values.items()}
+        ak = self._signing_ak()
+        attest = tpm.encode_tpms_attest(ak.quote_attest(nonce, by_alg))
+        return TpmQuote(attest, ak.sign(attest), values)
 
     def sign(self, message: bytes) -> bytes:
         """ECDSA-SHA256 TPMT_SIGNATURE over ``message`` with the AK (or ``sign_with``)."""
-        key = self.sign_with or self.ak_key
-        der = key.sign(message, ec.ECDSA(hashes.SHA256()))
-        return tpm.encode_tpmt_signature(TpmSignature.ecdsa_from_der(der))
+        return self._signing_ak().sign(message)
+
+    def _signing_ak(self) -> SoftwareAk:
+        """The AK as it stands now: its name, the key that signs (``sign_with`` when set, the
+        AK's own otherwise), the running clock and the firmware version."""
+        return SoftwareAk(
+            key=self.sign_with or self.ak_key,
+            public=self.ak,
+            clock=self.clock_info(),
+            firmware_version=self.firmware_version,
+        )
 
     # --- location key (agent.location.LocationKeyTpm, DigestSigner) -----------------------------
 
