@@ -17,7 +17,6 @@ The figures of each case go to ``$GEOATTEST_FAULT_FIGURES`` (JSON lines) when it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -34,16 +33,12 @@ import pytest
 import redis
 import requests
 
-from agent.enrolment import ApiEndpoint, enrol
-from agent.tls import ensure_server_identity
-from agent.tpm_device import TpmDevice
-from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from tests.support import SwtpmTemplates, swtpm_factory
 from tests.support.fault_stack import FaultStack, Outage, Recovery, fault_stack
 from tests.support.lease_watcher import LeaseWatcher
 from tests.support.postgres_server import PostgresServer
-from tests.support.swtpm_agent import Node
+from tests.support.swtpm_agent import Node, sha256_of, start_node, swtpm_node_policy
 from verifier.storage.hot_state import HotState
 
 pytestmark = [pytest.mark.redis, pytest.mark.swtpm, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -95,33 +90,17 @@ def deployment(
 
 
 def _swtpm_node(stack: FaultStack, swtpm: SwtpmInstance, work: Path) -> Node:
-    boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
-    digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
-    for path, content in SWTPM_ALLOWED.items():
-        digests[path] = ["sha256:" + hashlib.sha256(content).hexdigest()]
-    document = {
-        "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
-        "ima_banks": ["sha256"],
-        "runtime_policy": {"version": 1, "digests": digests},
-    }
+    document = swtpm_node_policy(sha256_of(SWTPM_ALLOWED))
     assert stack.verifier.put_policy(SWTPM_POLICY, document).status_code == 200
     agent_id = f"swtpm-{stack.database}"
-    node = Node(
-        agent_id=agent_id,
-        swtpm=swtpm,
-        ima=ImaEmulator(swtpm.tcti, work / "ascii_runtime_measurements"),
-        state_dir=work / "agent",
+    node = start_node(
+        swtpm,
+        work,
+        agent_id,
         client_ca=stack.verifier.client_ca,
+        registrar=stack.registrar,
+        measured=sha256_of(SWTPM_ALLOWED),
     )
-    node.ima.boot_aggregate()
-    node.ima.measure("/usr/bin/bash", SWTPM_ALLOWED["/usr/bin/bash"])
-    node.start_api()
-    certificate = ensure_server_identity(node.state_dir, agent_id, "127.0.0.1").certificate_der
-    endpoint = ApiEndpoint(url=f"https://127.0.0.1:{node.port}", tls_certificate=certificate)
-    client = stack.registrar.client()
-    with TpmDevice(swtpm.tcti) as device:
-        enrol(device, client, agent_id, endpoint=lambda _agent_id: endpoint)
-    client.close()
     stack.admit(agent_id, SWTPM_POLICY)
     stack.wait_all_attested(30)
     return node
