@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import hashlib
 import http.client
 import json
 import math
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -44,36 +42,30 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.workload.api import WorkloadApi
 from agent.workload.peer import ExecutableHasher
 from agent.workload.server import make_workload_server
 from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import VerifierTokenClient
+from geoattest.dev.procs import free_port
 from geoattest.jose import (
     b64url,
-    compact_json,
-    encode_jws,
-    es256_sign,
     es256_valid,
     parse_jws,
-    public_jwk,
-    thumbprint,
 )
 from geoattest.settings import load_settings
-from geoattest.wire import PolicyDocument, QuoteWire
-from geoattest.wire_tokens import TOKEN_REQUEST_TYP, PublicJwk, token_session_qualifying_data
-from tests.support.agent_simulator import AgentSimulator, policy_document
+from geoattest.wire import PolicyDocument
+from tests.support.agent_simulator import policy_document
 from tests.support.identity_trust import unused_identity_trust
 from tests.support.redis_server import running_redis
 from tests.support.runner_stack import ALLOWED, POLICY, RunnerStack, runner_stack
+from tests.support.service_process import verifier_api
+from tests.support.token_requests import BASH, open_session, signed_request
 from tests.support.token_stack import SimQuoter, order, token_stack
 from tests.support.verifier_stack import settings_environment
 from verifier.core.policy import canonical_document, document_digest
 from verifier.tokens.verify import Expected, TrustedKeys, VerifiedToken, verify_token
-
-BASH = hashlib.sha256(b"bash").digest()
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -106,46 +98,6 @@ def _attest_all(runner: RunnerStack) -> None:
         assert report.committed is not None
 
 
-def open_session(
-    url: str, agent_id: str, sim: AgentSimulator
-) -> tuple[str, ec.EllipticCurvePrivateKey]:
-    challenge = requests.post(
-        f"{url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
-    ).json()
-    key = ec.generate_private_key(ec.SECP256R1())
-    nonce = token_session_qualifying_data(
-        agent_id, bytes.fromhex(challenge["challenge"]), thumbprint(key.public_key())
-    )
-    quoted = sim.tpm.quote(nonce, challenge["pcrs"])
-    body = {
-        "agent_id": agent_id,
-        "challenge": challenge["challenge"],
-        "public_jwk": PublicJwk.model_validate(public_jwk(key.public_key())).model_dump(),
-        "quote": QuoteWire(attest=quoted.attest, signature=quoted.signature).model_dump(
-            mode="json"
-        ),
-        "pcrs": {b: {str(i): v.hex() for i, v in vs.items()} for b, vs in quoted.pcrs.items()},
-    }
-    response = requests.post(f"{url}/v1/token-sessions", json=body, timeout=10)
-    response.raise_for_status()
-    return str(response.json()["session_id"]), key
-
-
-def signed_request(
-    agent_id: str, session_id: str, key: ec.EllipticCurvePrivateKey, **extra: object
-) -> str:
-    claims: dict[str, object] = {
-        "agent_id": agent_id,
-        "type": "por",
-        "audience": "svc",
-        "workload": {"sha256": BASH.hex()},
-        "iat": int(time.time()),
-        "jti": secrets.token_urlsafe(16),
-    } | extra
-    header = {"alg": "ES256", "typ": TOKEN_REQUEST_TYP, "kid": session_id}
-    return encode_jws(header, compact_json(claims), lambda data: es256_sign(key, data))
-
-
 @contextmanager
 def api_processes(
     runner: RunnerStack, workdir: Path, redis_url: str, count: int
@@ -162,11 +114,7 @@ def api_process(
     runner: RunnerStack, workdir: Path, redis_url: str, index: int = 0
 ) -> Iterator[str]:
     """``geoattest verifier serve`` on the runner's database and Redis (a process of its own)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings = load_settings(
         database_url=f"sqlite:///{runner.database}",
         redis_url=redis_url,
@@ -177,27 +125,12 @@ def api_process(
         log_level="WARNING",
         **unused_identity_trust(workdir),
     )
-    log = (workdir / f"api-{index}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "geoattest", "verifier", "serve"],
-        env=settings_environment(settings), stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    api = verifier_api(settings_environment(settings), workdir, port, name=f"api-{index}")
+    api.start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/v1/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError((workdir / f"api-{index}.log").read_text()[-2000:])
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=15)
-        log.close()
+        api.stop()
 
 
 def bench_issue(

@@ -19,10 +19,8 @@ from flask.testing import FlaskClient
 
 from geoattest.access.keys import Role
 from geoattest.http import MAX_BODY_BYTES
-from geoattest.settings import load_settings
-from registrar.app import create_app as create_registrar
 from tests.support.access import bearer, issue_api_key
-from verifier.app import create_app as create_verifier
+from tests.support.service_apps import registrar_signing_key, verifier_app
 
 pytestmark = pytest.mark.redis
 
@@ -31,26 +29,8 @@ LIMIT = 2 * 1024 * 1024
 
 @pytest.fixture
 def verifier(tmp_path: Path, trust_dir: Path, redis_url: str) -> Iterator[Flask]:
-    registrar = create_registrar(
-        load_settings(
-            database_url=f"sqlite:///{tmp_path / 'registrar.sqlite'}",
-            registrar_state_dir=tmp_path / "registrar-state",
-            ek_ca_dir=trust_dir,
-        )
-    )
-    key = tmp_path / "registrar-signing-key.pem"
-    key.write_text(registrar.extensions["geoattest.signer"].public_pem())
-    registrar.extensions["geoattest.engine"].dispose()
-    app = create_verifier(
-        load_settings(
-            database_url=f"sqlite:///{tmp_path / 'verifier.sqlite'}",
-            redis_url=redis_url,
-            verifier_tls_dir=tmp_path / "verifier-tls",
-            ek_ca_dir=trust_dir,
-            registrar_signing_key=key,
-            policy_upload_max_bytes=LIMIT,
-        )
-    )
+    key = registrar_signing_key(tmp_path, trust_dir)
+    app = verifier_app(tmp_path, trust_dir, redis_url, key, policy_upload_max_bytes=LIMIT)
     yield app
     app.extensions["geoattest.engine"].dispose()
 

@@ -32,15 +32,14 @@ from geoattest.jose import (
     public_jwk,
     thumbprint,
 )
-from geoattest.wire import QuoteWire
 from geoattest.wire_tokens import (
     CNF_PROOF_TYP,
-    TOKEN_REQUEST_TYP,
     CnfWire,
     PublicJwk,
     token_session_qualifying_data,
 )
 from tests.support.access import bearer
+from tests.support.token_requests import BASH, session_body, signed_request
 from tests.support.token_stack import TokenStack, order, token_stack
 from tpm import parse_tpms_attest
 from verifier.core.record import decode_record
@@ -50,8 +49,6 @@ from verifier.tokens.status import RevocationStatus, read_status
 from verifier.tokens.verify import Expected, Rejected, RejectReason, VerifiedToken, verify_token
 
 pytestmark = [pytest.mark.redis]
-
-BASH = hashlib.sha256(b"bash").digest()
 
 
 @pytest.fixture
@@ -107,44 +104,11 @@ def _session(stack: TokenStack, agent_id: str) -> tuple[str, ec.EllipticCurvePri
     quoted = sim.tpm.quote(nonce, challenge["pcrs"])
     response = requests.post(
         f"{stack.url}/v1/token-sessions",
-        json=_session_body(agent_id, challenge["challenge"], key, quoted),
+        json=session_body(agent_id, challenge["challenge"], key, quoted),
         timeout=10,
     )
     assert response.status_code == 201, response.text
     return response.json()["session_id"], key
-
-
-def _session_body(
-    agent_id: str, challenge: str, key: ec.EllipticCurvePrivateKey, quoted: object
-) -> dict[str, object]:
-    return {
-        "agent_id": agent_id,
-        "challenge": challenge,
-        "public_jwk": PublicJwk.model_validate(public_jwk(key.public_key())).model_dump(),
-        "quote": QuoteWire(attest=quoted.attest, signature=quoted.signature).model_dump(  # type: ignore[attr-defined]
-            mode="json"
-        ),
-        "pcrs": {
-            bank: {str(i): v.hex() for i, v in values.items()}
-            for bank, values in quoted.pcrs.items()  # type: ignore[attr-defined]
-        },
-    }
-
-
-def _signed_request(
-    agent_id: str, session_id: str, key: ec.EllipticCurvePrivateKey, **fields: object
-) -> str:
-    claims: dict[str, object] = {
-        "agent_id": agent_id,
-        "type": "por",
-        "audience": "svc",
-        "workload": {"sha256": BASH.hex()},
-        "iat": int(time.time()),
-        "jti": secrets.token_urlsafe(16),
-    }
-    claims.update(fields)
-    header = {"alg": "ES256", "typ": TOKEN_REQUEST_TYP, "kid": session_id}
-    return encode_jws(header, compact_json(claims), lambda data: es256_sign(key, data))
 
 
 # --- issuance -------------------------------------------------------------------------------------
@@ -300,7 +264,7 @@ def test_the_ledger_keeps_no_token_of_an_agent_whose_trust_ended(stack: TokenSta
 def test_a_request_not_signed_by_the_session_key_is_refused(stack: TokenStack) -> None:
     agent_id = _first(stack)
     session_id, _ = _session(stack, agent_id)
-    forged = _signed_request(agent_id, session_id, ec.generate_private_key(ec.SECP256R1()))
+    forged = signed_request(agent_id, session_id, ec.generate_private_key(ec.SECP256R1()))
     response = _post_request(stack, forged)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_request_signature_invalid"
@@ -310,7 +274,7 @@ def test_a_request_naming_another_agents_session_is_refused(stack: TokenStack) -
     first, second = sorted(stack.runner.sims)
     session_id, key = _session(stack, first)
     _session(stack, second)  # the other agent has a session of its own
-    response = _post_request(stack, _signed_request(second, session_id, key))
+    response = _post_request(stack, signed_request(second, session_id, key))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_session_unknown"
 
@@ -318,12 +282,12 @@ def test_a_request_naming_another_agents_session_is_refused(stack: TokenStack) -
 def test_a_replayed_request_is_refused(stack: TokenStack) -> None:
     agent_id = _first(stack)
     session_id, key = _session(stack, agent_id)
-    request = _signed_request(agent_id, session_id, key)
+    request = signed_request(agent_id, session_id, key)
     assert _post_request(stack, request).status_code == 201
     again = _post_request(stack, request)
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "token_request_replayed"
-    old = _signed_request(agent_id, session_id, key, iat=int(time.time()) - 300)
+    old = signed_request(agent_id, session_id, key, iat=int(time.time()) - 300)
     assert _post_request(stack, old).json()["error"]["code"] == "token_request_replayed"
 
 
@@ -339,7 +303,7 @@ def test_a_session_quoted_by_another_tpm_is_refused(stack: TokenStack) -> None:
     quoted = stack.runner.sims[second].tpm.quote(nonce, challenge["pcrs"])  # not first's AK
     response = requests.post(
         f"{stack.url}/v1/token-sessions",
-        json=_session_body(first, challenge["challenge"], key, quoted),
+        json=session_body(first, challenge["challenge"], key, quoted),
         timeout=10,
     )
     assert response.status_code == 403
@@ -358,7 +322,7 @@ def test_a_session_quote_binding_another_key_is_refused(stack: TokenStack) -> No
     quoted = stack.runner.sims[agent_id].tpm.quote(nonce, challenge["pcrs"])
     response = requests.post(
         f"{stack.url}/v1/token-sessions",
-        json=_session_body(agent_id, challenge["challenge"], presented_key, quoted),
+        json=session_body(agent_id, challenge["challenge"], presented_key, quoted),
         timeout=10,
     )
     assert response.status_code == 403
@@ -383,7 +347,7 @@ def test_a_challenge_is_used_once_and_only_for_its_agent(stack: TokenStack) -> N
         quoted = stack.runner.sims[agent_id].tpm.quote(nonce, challenge["pcrs"])
         return requests.post(
             f"{stack.url}/v1/token-sessions",
-            json=_session_body(agent_id, challenge["challenge"], key, quoted),
+            json=session_body(agent_id, challenge["challenge"], key, quoted),
             timeout=10,
         )
 
@@ -420,13 +384,13 @@ def test_a_session_of_an_earlier_boot_is_refused_even_without_the_revocation_cha
     agent_id = _first(stack)
     sim = stack.runner.sims[agent_id]
     session_id, key = _session(stack, agent_id)
-    assert _post_request(stack, _signed_request(agent_id, session_id, key)).status_code == 201
+    assert _post_request(stack, signed_request(agent_id, session_id, key)).status_code == 201
     sim.reboot()
     sim.measure("/usr/bin/bash", content=b"bash")
     stack.attest(agent_id, rounds=2)
     assert stack.runner.state(agent_id) == "attested"
     time.sleep(0.3)  # the snapshot (0.25 s) sees the new boot's round
-    response = _post_request(stack, _signed_request(agent_id, session_id, key))
+    response = _post_request(stack, signed_request(agent_id, session_id, key))
     assert response.status_code == 401, response.text
     assert response.json()["error"]["code"] == "token_session_unknown"
     assert "rebooted" in response.json()["error"]["message"]
@@ -501,7 +465,7 @@ def test_a_nonce_of_the_wrong_size_is_refused(stack: TokenStack) -> None:
     session_id, key = _session(stack, agent_id)
     for nonce in (os.urandom(4), os.urandom(49)):
         response = _post_request(
-            stack, _signed_request(agent_id, session_id, key, nonce=b64url(nonce))
+            stack, signed_request(agent_id, session_id, key, nonce=b64url(nonce))
         )
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "token_request_invalid"
@@ -550,7 +514,7 @@ def test_a_session_quote_from_another_boot_is_refused(stack: TokenStack) -> None
     quoted = sim.tpm.quote(nonce, challenge["pcrs"])
     response = requests.post(
         f"{stack.url}/v1/token-sessions",
-        json=_session_body(agent_id, challenge["challenge"], key, quoted),
+        json=session_body(agent_id, challenge["challenge"], key, quoted),
         timeout=10,
     )
     assert response.status_code == 403

@@ -25,14 +25,14 @@ import requests
 from flask import Flask, Response, request
 
 from geoattest.access.keys import Role
-from geoattest.dev.procs import free_port, http_ok
+from geoattest.dev.procs import free_port
 from tests.support.access import issue_api_key
 from tests.support.agent_simulator import AgentSimulator, make_simulators, policy_document
 from tests.support.fleet_server import FleetServer, enrol_fleet, fleet_tls, serve_fleet
 from tests.support.redis_server import RedisServer
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 from tests.support.served_app import ServedApp
-from tests.support.service_process import ServiceProcess
+from tests.support.service_process import ServiceProcess, verifier_api, verifier_celery
 from tests.support.software_pki import make_ca
 from tests.support.verifier_stack import RunningVerifier, settings_environment, verifier_settings
 from verifier.core.chain import FoldLink, RecordLink, check_chain
@@ -227,14 +227,6 @@ class FaultStack:
         return base64.b64decode(answer.json()["canonical"])
 
 
-def _worker(name: str, argv: Sequence[str], env: dict[str, str], work: Path) -> ServiceProcess:
-    marker = b"ready." if argv[0] == "worker" else b"beat: Starting"
-    return ServiceProcess(
-        name, ["verifier", *argv], env=env, log_path=work / f"{name}.log", cwd=work,
-        ready=lambda log: marker in log,
-    )  # fmt: skip
-
-
 @contextmanager
 def fault_stack(
     work: Path,
@@ -273,13 +265,9 @@ def fault_stack(
         admin = issue_api_key(database_url, Role.ADMIN, "faults-admin")  # migrates first
         env = settings_environment(settings)
         url = f"http://127.0.0.1:{settings.verifier_port}"
-        healthz = http_ok(url + "/v1/healthz")
-        api = ServiceProcess(
-            "verifier-api", ["verifier", "serve"], env=env, log_path=work / "api.log",
-            cwd=work, ready=lambda _log: healthz(),
-        )  # fmt: skip
-        worker = _worker("worker", ["worker", "--concurrency", "2"], env, work)
-        beat = _worker("beat", ["beat"], env, work)
+        api = verifier_api(env, work, settings.verifier_port)
+        worker = verifier_celery("worker", ["worker", "--concurrency", "2"], env, work)
+        beat = verifier_celery("beat", ["beat"], env, work)
         for process in (api, worker, beat):
             process.start()
             stack.callback(process.stop)

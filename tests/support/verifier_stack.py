@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from geoattest.settings import Settings, load_settings
 from geoattest.tls_material import ensure_verifier_client_tls
 from tests.support.access import bearer, issue_api_key
 from tests.support.registrar_server import RunningRegistrar
+from tests.support.service_process import verifier_celery
 from verifier.app import close_app, create_app
 
 
@@ -166,36 +164,15 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def _celery_worker(settings: Settings, workdir: Path) -> Iterator[None]:
-    log_path = workdir / "celery-worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "geoattest", "verifier", "worker", "--beat",
-             "--concurrency", "2"],
-            env=settings_environment(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )  # fmt: skip
+    """A Celery worker with beat in one process, stopped (SIGTERM, then SIGKILL) at the end."""
+    worker = verifier_celery(
+        "celery-worker",
+        ["worker", "--beat", "--concurrency", "2"],
+        settings_environment(settings),
+        workdir,
+    )
+    worker.start()
     try:
-        _wait_for(lambda: b"ready." in log_path.read_bytes(), process, log_path, "worker ready")
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for(
-    condition: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, what: str
-) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if process.poll() is not None:
-            pytest.fail(f"celery worker exited ({process.returncode}): {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    pytest.fail(f"no {what} in 60 s: {log.read_text()[-3000:]}")
+        worker.stop()

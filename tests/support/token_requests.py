@@ -1,0 +1,88 @@
+"""What an agent's token client sends, written out by hand: a token session's body (the challenge
+quoted with the session key's thumbprint as qualifying data) and a signed token request (an ES256
+JWS over the claims, keyed by the session id). The tests and the token benchmark both use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agent.tpm_device import TpmQuote
+from geoattest.jose import compact_json, encode_jws, es256_sign, public_jwk, thumbprint
+from geoattest.wire import QuoteWire
+from geoattest.wire_tokens import TOKEN_REQUEST_TYP, PublicJwk, token_session_qualifying_data
+from tests.support.agent_simulator import AgentSimulator
+
+BASH = hashlib.sha256(b"bash").digest()  # the workload the simulated agents measured
+
+
+def session_body(
+    agent_id: str, challenge: str, key: ec.EllipticCurvePrivateKey, quoted: TpmQuote
+) -> dict[str, object]:
+    """The ``POST /v1/token-sessions`` body for ``quoted`` (a quote of the challenge)."""
+    return {
+        "agent_id": agent_id,
+        "challenge": challenge,
+        "public_jwk": PublicJwk.model_validate(public_jwk(key.public_key())).model_dump(),
+        "quote": QuoteWire(attest=quoted.attest, signature=quoted.signature).model_dump(
+            mode="json"
+        ),
+        "pcrs": {
+            bank: {str(i): v.hex() for i, v in values.items()}
+            for bank, values in quoted.pcrs.items()
+        },
+    }
+
+
+def session_quote(
+    sim: AgentSimulator,
+    agent_id: str,
+    challenge: dict[str, object],
+    key: ec.EllipticCurvePrivateKey,
+) -> TpmQuote:
+    """``sim``'s quote of a session challenge (``POST /v1/token-sessions/challenge`` answer)
+    bound to ``key``: the qualifying data the verifier expects."""
+    nonce = token_session_qualifying_data(
+        agent_id, bytes.fromhex(str(challenge["challenge"])), thumbprint(key.public_key())
+    )
+    pcrs = challenge["pcrs"]
+    assert isinstance(pcrs, dict)
+    return sim.tpm.quote(nonce, pcrs)
+
+
+def open_session(
+    url: str, agent_id: str, sim: AgentSimulator
+) -> tuple[str, ec.EllipticCurvePrivateKey]:
+    """Open a token session for ``agent_id`` at the verifier ``url``: (session id, its key).
+    Raises ``requests.HTTPError`` when the verifier refuses."""
+    challenge = requests.post(
+        f"{url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
+    ).json()
+    key = ec.generate_private_key(ec.SECP256R1())
+    quoted = session_quote(sim, agent_id, challenge, key)
+    body = session_body(agent_id, challenge["challenge"], key, quoted)
+    response = requests.post(f"{url}/v1/token-sessions", json=body, timeout=10)
+    response.raise_for_status()
+    return str(response.json()["session_id"]), key
+
+
+def signed_request(
+    agent_id: str, session_id: str, key: ec.EllipticCurvePrivateKey, **fields: object
+) -> str:
+    """A compact JWS token request (a PoR for ``BASH`` by default); ``fields`` replace claims."""
+    claims: dict[str, object] = {
+        "agent_id": agent_id,
+        "type": "por",
+        "audience": "svc",
+        "workload": {"sha256": BASH.hex()},
+        "iat": int(time.time()),
+        "jti": secrets.token_urlsafe(16),
+    }
+    claims.update(fields)
+    header = {"alg": "ES256", "typ": TOKEN_REQUEST_TYP, "kid": session_id}
+    return encode_jws(header, compact_json(claims), lambda data: es256_sign(key, data))
