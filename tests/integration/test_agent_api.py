@@ -32,6 +32,7 @@ from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.dev.swtpm import SwtpmInstance, free_port_pair
 from geoattest.errors import AgentCertificateMismatch
+from geoattest.pcr_banks import PcrBank
 from geoattest.tls_material import (
     ClientTlsFiles,
     create_client_ca,
@@ -50,8 +51,8 @@ from verifier.engine.fetch import AgentClient, ClientIdentity
 
 pytestmark = pytest.mark.swtpm
 
-PCRS = {"sha256": [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}  # swtpm_setup activates sha256 only
-BANK_ALGS = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
+PCRS = {PcrBank.SHA256: [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}  # swtpm_setup activates sha256 only
+BANK_ALGS = {PcrBank.SHA1: Alg.SHA1, PcrBank.SHA256: Alg.SHA256}
 _ONE_PCR = b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10]}'  # an object left open
 
 
@@ -131,7 +132,7 @@ def test_evidence_verifies_and_ima_lines_come_from_the_offset(agent: RunningAgen
         assert later.clock_info.clock >= result.clock_info.clock
         assert second.ima.offset == 1
         assert second.ima.lines == [e.line for e in agent.ima.entries[1:]]
-        assert second.pcrs["sha256"][str(IMA_PCR)] != first.pcrs["sha256"][str(IMA_PCR)]
+        assert second.pcrs[PcrBank.SHA256][str(IMA_PCR)] != first.pcrs[PcrBank.SHA256][str(IMA_PCR)]
 
         nonce, caught_up = _ask(session, agent, offset=3)
         _verify(agent, nonce, caught_up)
@@ -147,7 +148,7 @@ def test_pcr10_is_the_replay_of_the_returned_log(agent: RunningAgent) -> None:
     for entry in agent.ima.entries:
         assert entry.line in evidence.ima.lines
         pcr10 = hashlib.sha256(pcr10 + entry.template_hash_sha256).digest()
-    assert evidence.pcrs["sha256"][str(IMA_PCR)] == pcr10.hex()
+    assert evidence.pcrs[PcrBank.SHA256][str(IMA_PCR)] == pcr10.hex()
 
 
 def test_offset_past_the_end_returns_the_whole_log(agent: RunningAgent) -> None:
@@ -210,7 +211,6 @@ def test_client_pinning_the_server_certificate_connects(agent: RunningAgent) -> 
         (b"[]", "body"),
         (b'{"pcrs": {"sha256": [10]}}', "nonce"),
         (b'{"nonce": "zz", "pcrs": {"sha256": [10]}}', "nonce"),
-        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"md5": [10]}}', "pcrs"),
         (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [24]}}', "pcrs"),
         (b'{"nonce": "' + b"a" * 33 + b'", "pcrs": {"sha256": [10]}}', "hex digits"),
         (_ONE_PCR + b', "ima_offset": -1}', "ima_offset"),
@@ -237,6 +237,25 @@ def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where
     error = answer.json()["error"]
     assert error["code"] == "malformed_request"
     assert where in error["message"]
+
+
+@pytest.mark.parametrize("bank", [b"md5", b"SHA256", b"sha3_256"])
+def test_an_unknown_pcr_bank_is_400_pcr_bank_unknown(agent: RunningAgent, bank: bytes) -> None:
+    body = b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"' + bank + b'": [10]}}'
+    with agent.session() as session:
+        answer = session.post(
+            f"{agent.url}/v1/evidence",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        healthy = session.get(f"{agent.url}/v1/healthz", timeout=10)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "pcr_bank_unknown"
+    assert "pcrs" in error["message"]
+    assert "sha256" in error["message"]  # names the banks it knows
+    assert healthy.status_code == 200
 
 
 def test_metrics_count_answers_by_result_over_the_same_mtls(agent: RunningAgent) -> None:

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation,
 import tpm
 from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmQuote
 from geoattest.errors import ConfigurationError, CredentialActivationRefused, MalformedRequest
+from geoattest.pcr_banks import PcrBank
 from tests.support.software_pki import SoftwareCa
 from tpm import (
     Alg,
@@ -52,12 +53,11 @@ try:
 except ImportError:  # pragma: no cover - cryptography < 47
     from cryptography.hazmat.primitives.ciphers.modes import CFB
 
-__all__ = ["BANKS", "EkPrivate", "SoftwareAk", "SoftwareTpm", "software_activate"]
+__all__ = ["ACTIVE_BANKS", "EkPrivate", "SoftwareAk", "SoftwareTpm", "software_activate"]
 
 EkPrivate = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-BANKS: dict[str, Alg] = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
-_DIGEST_SIZES = {"sha1": 20, "sha256": 32}
+ACTIVE_BANKS = (PcrBank.SHA1, PcrBank.SHA256)  # as a stock swtpm; others are "not active"
 PCR_COUNT = 24
 MAX_NONCE_BYTES = 64
 
@@ -154,7 +154,7 @@ class SoftwareTpm:
         self.ak = tpm.ak_public(self.ak_key.public_key())
         self.sign_with: ec.EllipticCurvePrivateKey | None = None
         self.location_keys: dict[int, tuple[ec.EllipticCurvePrivateKey, TpmPublic]] = {}
-        self.pcrs: dict[str, list[bytes]] = _zero_pcrs()
+        self.pcrs: dict[PcrBank, list[bytes]] = _zero_pcrs()
         self.reset_count = 0
         self.restart_count = 0
         self.firmware_version = 0x2024_0001_0000_0001
@@ -189,14 +189,14 @@ class SoftwareTpm:
 
     # --- PCRs, clock and quotes (agent.evidence.QuotingTpm) -------------------------------------
 
-    def pcr_extend(self, index: int, digests_by_bank: Mapping[str, bytes]) -> None:
+    def pcr_extend(self, index: int, digests_by_bank: Mapping[PcrBank, bytes]) -> None:
         for bank, digest in digests_by_bank.items():
-            if len(digest) != _DIGEST_SIZES[bank]:
-                raise ValueError(f"{bank} digest must be {_DIGEST_SIZES[bank]} bytes")
+            if len(digest) != bank.digest_size:
+                raise ValueError(f"{bank} digest must be {bank.digest_size} bytes")
             old = self.pcrs[bank][index]
             self.pcrs[bank][index] = hashlib.new(bank, old + digest).digest()
 
-    def pcr_read(self, pcrs: Mapping[str, Sequence[int]]) -> dict[str, dict[int, bytes]]:
+    def pcr_read(self, pcrs: Mapping[PcrBank, Sequence[int]]) -> dict[PcrBank, dict[int, bytes]]:
         try:
             return {
                 bank: {i: self.pcrs[bank][i] for i in sorted(set(idx))}
@@ -219,7 +219,7 @@ class SoftwareTpm:
     def quote(
         self,
         nonce: bytes,
-        pcrs: Mapping[str, Sequence[int]],
+        pcrs: Mapping[PcrBank, Sequence[int]],
         *,
         ak_handle: int = DEFAULT_AK_HANDLE,
     ) -> TpmQuote:
@@ -227,7 +227,7 @@ class SoftwareTpm:
         if len(nonce) > MAX_NONCE_BYTES:
             raise MalformedRequest(f"nonce is {len(nonce)} bytes; a TPM quote takes at most 64")
         values = self.pcr_read(pcrs)
-        by_alg: PcrValues = {BANKS[bank]: v for bank, v in values.items()}
+        by_alg: PcrValues = {tpm.bank_alg(bank): v for bank, v in values.items()}
         ak = self._signing_ak()
         attest = tpm.encode_tpms_attest(ak.quote_attest(nonce, by_alg))
         return TpmQuote(attest, ak.sign(attest), values)
@@ -285,7 +285,7 @@ class SoftwareTpm:
 
     def sign_digest(self, key_handle: int, digest: bytes) -> bytes:
         """TPM2_Sign of a SHA-256 digest with a location key: ECDSA TPMT_SIGNATURE."""
-        if len(digest) != _DIGEST_SIZES["sha256"]:
+        if len(digest) != PcrBank.SHA256.digest_size:
             raise ValueError("sign_digest takes a 32-byte SHA-256 digest")
         key = self._location_key(key_handle)[0]
         der = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
@@ -313,8 +313,8 @@ class SoftwareTpm:
         """Nothing to release (present for ``agent.evidence.QuotingTpm``)."""
 
 
-def _zero_pcrs() -> dict[str, list[bytes]]:
-    return {bank: [bytes(size)] * PCR_COUNT for bank, size in _DIGEST_SIZES.items()}
+def _zero_pcrs() -> dict[PcrBank, list[bytes]]:
+    return {bank: [bytes(bank.digest_size)] * PCR_COUNT for bank in ACTIVE_BANKS}
 
 
 def split_tpm2b(data: bytes) -> tuple[bytes, bytes]:

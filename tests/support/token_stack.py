@@ -20,6 +20,7 @@ from werkzeug.serving import make_server
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmQuote
 from agent.workload.verifier_client import TokenRequest, VerifierTokenClient
 from geoattest.access.keys import Role
+from geoattest.pcr_banks import PcrBank
 from geoattest.settings import Settings, load_settings
 from tests.support.access import issue_api_key
 from tests.support.agent_simulator import AgentSimulator
@@ -38,7 +39,7 @@ class SimQuoter:
     sim: AgentSimulator
     quotes: int = 0
 
-    def quote(self, nonce: bytes, pcrs: Mapping[str, Sequence[int]]) -> TpmQuote:
+    def quote(self, nonce: bytes, pcrs: Mapping[PcrBank, Sequence[int]]) -> TpmQuote:
         self.quotes += 1
         return self.sim.tpm.quote(nonce, pcrs, ak_handle=DEFAULT_AK_HANDLE)
 

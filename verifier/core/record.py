@@ -36,6 +36,7 @@ import rfc8785
 
 from allowlists.ima.replay import ImaState
 from geoattest.errors import EvidenceMalformed
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import render_line
 from tpm import ClockInfo
 from verifier.core.reasons import Reason
@@ -400,7 +401,7 @@ def _evidence_from(e: dict[str, Any]) -> RoundEvidence:
         attest=_unb64(e["attest"]),
         signature=_unb64(e["signature"]),
         pcrs={
-            str(bank): {int(i): bytes.fromhex(v) for i, v in values.items()}
+            PcrBank(bank): {int(i): bytes.fromhex(v) for i, v in values.items()}
             for bank, values in e.get("pcrs", {}).items()
         },
         ima_offset=int(e["ima"]["offset"]),
@@ -424,7 +425,7 @@ def _context_from(c: dict[str, Any]) -> RecordContext:
     if "ima" in c:
         ima = ImaState(
             entries_verified=int(c["ima"]["entries"]),
-            pcr10={str(k): bytes.fromhex(v) for k, v in c["ima"]["pcr10"].items()},
+            pcr10={PcrBank(k): bytes.fromhex(v) for k, v in c["ima"]["pcr10"].items()},
         )
     return RecordContext(
         clock=clock,
