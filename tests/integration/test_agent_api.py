@@ -226,13 +226,7 @@ def test_client_pinning_the_server_certificate_connects(agent: RunningAgent) -> 
     ],
 )  # fmt: skip
 def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where: str) -> None:
-    with agent.session() as session:
-        answer = session.post(
-            f"{agent.url}/v1/evidence",
-            data=body,
-            headers={"Content-Type": "application/json"},
-            timeout=10,
-        )
+    answer, _ = _post_evidence(agent, body)
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["code"] == "malformed_request"
@@ -242,6 +236,17 @@ def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where
 @pytest.mark.parametrize("bank", [b"md5", b"SHA256", b"sha3_256"])
 def test_an_unknown_pcr_bank_is_400_pcr_bank_unknown(agent: RunningAgent, bank: bytes) -> None:
     body = b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"' + bank + b'": [10]}}'
+    answer, healthy = _post_evidence(agent, body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "pcr_bank_unknown"
+    assert "pcrs" in error["message"]
+    assert "sha256" in error["message"]  # names the banks it knows
+    assert healthy.status_code == 200
+
+
+def _post_evidence(agent: RunningAgent, body: bytes) -> tuple[requests.Response, requests.Response]:
+    """POST ``body`` to the evidence route, then ask healthz on the same session (still up?)."""
     with agent.session() as session:
         answer = session.post(
             f"{agent.url}/v1/evidence",
@@ -250,12 +255,7 @@ def test_an_unknown_pcr_bank_is_400_pcr_bank_unknown(agent: RunningAgent, bank: 
             timeout=10,
         )
         healthy = session.get(f"{agent.url}/v1/healthz", timeout=10)
-    assert answer.status_code == 400
-    error = answer.json()["error"]
-    assert error["code"] == "pcr_bank_unknown"
-    assert "pcrs" in error["message"]
-    assert "sha256" in error["message"]  # names the banks it knows
-    assert healthy.status_code == 200
+    return answer, healthy
 
 
 def test_metrics_count_answers_by_result_over_the_same_mtls(agent: RunningAgent) -> None:
