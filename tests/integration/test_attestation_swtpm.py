@@ -7,7 +7,6 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,33 +14,23 @@ import pytest
 from agent.tpm_device import TpmDevice
 from geoattest.dev.swtpm import SwtpmCa
 from tests.support import MakeSwtpm
-from tests.support.redis_server import running_redis
-from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 from tests.support.swtpm_agent import Node, sha256_of, start_node, swtpm_node_policy
-from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+from tests.support.verifier_stack import ServiceStack, service_stack
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
 
 ALLOWED = {"/usr/bin/bash": b"bash", "/usr/sbin/sshd": b"sshd"}
 
 
-@dataclass
-class Stack:
-    registrar: RunningRegistrar
-    verifier: RunningVerifier
+Stack = ServiceStack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("swtpm-attestation")
-    trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
-    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
-        settings = verifier_settings(work, redis_url, registrar)
-        with running_verifier(settings, work) as verifier:
-            document = swtpm_node_policy(sha256_of(ALLOWED))
-            response = verifier.put_policy("swtpm-edge", document)
-            assert response.status_code == 200, response.text
-            yield Stack(registrar=registrar, verifier=verifier)
+    policies = {"swtpm-edge": swtpm_node_policy(sha256_of(ALLOWED))}
+    with service_stack(work, test_ca.trust_store, policies=policies) as running:
+        yield running
 
 
 def _node(stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, agent_id: str) -> Node:

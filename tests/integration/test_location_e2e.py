@@ -26,38 +26,28 @@ from geofence import SourceKind
 from tests.paths import vector
 from tests.support import MakeSwtpm
 from tests.support.live_gnss import LiveReceiver, black_forest, loire_valley
-from tests.support.redis_server import running_redis
-from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 from tests.support.swtpm_agent import Node, start_node, swtpm_node_policy
-from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+from tests.support.verifier_stack import ServiceStack, service_stack
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
 
 POLICY = "geofenced-de"
 
 
-@dataclass
-class Stack:
-    registrar: RunningRegistrar
-    verifier: RunningVerifier
+Stack = ServiceStack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("location-e2e")
-    trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
     zones = vector("zones/ne_110m_admin_0_countries.geojson")  # Sudan needs repair
-    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
-        settings = verifier_settings(
-            work, redis_url, registrar, zones_file=zones, zones_repair=True
-        )
-        with running_verifier(settings, work) as verifier:
-            document = swtpm_node_policy(
-                location={"zones": ["DEU"], "thresholds": {"accepted_sources": ["file"]}}
-            )
-            response = verifier.put_policy(POLICY, document)
-            assert response.status_code == 200, response.text
-            yield Stack(registrar=registrar, verifier=verifier)
+    document = swtpm_node_policy(
+        location={"zones": ["DEU"], "thresholds": {"accepted_sources": ["file"]}}
+    )
+    with service_stack(
+        work, test_ca.trust_store, policies={POLICY: document}, zones_file=zones, zones_repair=True
+    ) as running:
+        yield running
 
 
 @dataclass

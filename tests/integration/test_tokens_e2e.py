@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from werkzeug.serving import make_server
 
 from agent.location import LocationProvider
 from agent.server import RunningWorkloadApi, start_workload_api
@@ -43,10 +41,10 @@ from tests.paths import vector
 from tests.support import MakeSwtpm
 from tests.support.live_gnss import LiveReceiver, black_forest, loire_valley
 from tests.support.programs import Program, program
-from tests.support.redis_server import running_redis
-from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.registrar_server import RunningRegistrar
+from tests.support.served_app import served
 from tests.support.swtpm_agent import Node, start_node, swtpm_node_policy
-from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+from tests.support.verifier_stack import RunningVerifier, service_stack
 from verifier.tokens.status import read_status
 from verifier.tokens.verify import Rejected, TrustedKeys
 
@@ -74,61 +72,50 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("tokens-e2e")
     a, b = program(work / "bin", "model-server-a"), program(work / "bin", "model-server-b")
-    trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
     zones = vector("zones/ne_110m_admin_0_countries.geojson")
-    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
-        settings = verifier_settings(
-            work, redis_url, registrar, zones_file=zones, zones_repair=True
+    allowed = {"/opt/model-server": a.sha256, "/opt/other-server": b.sha256}
+    document = swtpm_node_policy(
+        allowed,
+        runtime_policy_version=2,
+        location={"zones": ["DEU"]},
+        # A passed round vouches for 20 s: tokens live long enough for two CLI runs.
+        max_age_seconds=20,
+    )
+    with service_stack(
+        work, test_ca.trust_store, policies={POLICY: document}, zones_file=zones, zones_repair=True
+    ) as services:
+        registrar, verifier = services.registrar, services.verifier
+        key_settings = load_settings(
+            verifier_url=verifier.url,
+            keys_dir=work / "model-keys",
+            keys_database_url=f"sqlite:///{work / 'releases.sqlite'}",
+            keys_audience=AUDIENCE,
+            round_interval_seconds=0.5,
         )
-        with running_verifier(settings, work) as verifier:
-            allowed = {"/opt/model-server": a.sha256, "/opt/other-server": b.sha256}
-            document = swtpm_node_policy(
-                allowed,
-                runtime_policy_version=2,
-                location={"zones": ["DEU"]},
-                # A passed round vouches for 20 s: tokens live long enough for two CLI runs.
-                max_age_seconds=20,
+        key_app = create_key_service(key_settings)
+        store = KeyStore(key_settings.keys_dir)
+        key = store.create(
+            KEY_ID,
+            zones=frozenset({"DEU"}),
+            workloads=frozenset({a.sha256}),
+            now=dt.datetime.now(dt.UTC),
+        )
+        model = work / "weights.bin"
+        model.write_bytes(os.urandom(256 * 1024))
+        sealed = work / "weights.enc"
+        seal(model, sealed, key.key)
+        with served(key_app, "key-service") as keys_url:
+            yield Stack(
+                registrar=registrar,
+                verifier=verifier,
+                keys_url=keys_url,
+                key_store=store,
+                releases=ReleaseLedger(key_app.extensions["geoattest.engine"]),
+                a=a,
+                b=b,
+                model=model,
+                sealed=sealed,
             )
-            response = verifier.put_policy(POLICY, document)
-            assert response.status_code == 200, response.text
-            key_settings = load_settings(
-                verifier_url=verifier.url,
-                keys_dir=work / "model-keys",
-                keys_database_url=f"sqlite:///{work / 'releases.sqlite'}",
-                keys_audience=AUDIENCE,
-                round_interval_seconds=0.5,
-            )
-            key_app = create_key_service(key_settings)
-            server = make_server("127.0.0.1", 0, key_app, threaded=True)
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
-            thread.start()
-            store = KeyStore(key_settings.keys_dir)
-            key = store.create(
-                KEY_ID,
-                zones=frozenset({"DEU"}),
-                workloads=frozenset({a.sha256}),
-                now=dt.datetime.now(dt.UTC),
-            )
-            model = work / "weights.bin"
-            model.write_bytes(os.urandom(256 * 1024))
-            sealed = work / "weights.enc"
-            seal(model, sealed, key.key)
-            try:
-                yield Stack(
-                    registrar=registrar,
-                    verifier=verifier,
-                    keys_url=f"http://127.0.0.1:{server.server_port}",
-                    key_store=store,
-                    releases=ReleaseLedger(key_app.extensions["geoattest.engine"]),
-                    a=a,
-                    b=b,
-                    model=model,
-                    sealed=sealed,
-                )
-            finally:
-                server.shutdown()
-                server.server_close()
-                thread.join(timeout=5)
 
 
 @dataclass

@@ -16,9 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from allowlists.certs import TCG_AT_TPM_MANUFACTURER, TCG_AT_TPM_MODEL, TCG_AT_TPM_VERSION
+from verifier.core.jwk import thumbprint
 
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -264,3 +266,23 @@ def non_der_copy(leaf: Issued, issuer: Issued) -> bytes:
     assert len(signature) == len(old_signature)
     assert der.count(old_signature) == 1
     return der.replace(tbs, bad_tbs).replace(old_signature, signature)
+
+
+# --- JWS signing keys (ES256, raw r||s as JOSE wants) -------------------------------------------
+
+
+class JwsKey:
+    """A P-256 key that signs JWS the JOSE way (ES256: raw ``r || s``), named by its RFC 7638
+    thumbprint; ``keys`` is the keyring a verifier of such signatures is given."""
+
+    def __init__(self) -> None:
+        self.private = ec.generate_private_key(ec.SECP256R1())
+        self.kid = thumbprint(self.private.public_key())
+
+    def sign(self, data: bytes) -> bytes:
+        r, s = decode_dss_signature(self.private.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    @property
+    def keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
+        return {self.kid: self.private.public_key()}

@@ -6,7 +6,6 @@ token sessions. Fresh rounds in the API run through the same simulators.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Any
 
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmQuote
 from agent.workload.verifier_client import TokenRequest, VerifierTokenClient
@@ -26,6 +24,7 @@ from tests.support.access import issue_api_key
 from tests.support.agent_simulator import AgentSimulator
 from tests.support.identity_trust import unused_identity_trust
 from tests.support.runner_stack import RunnerStack, runner_stack
+from tests.support.served_app import served
 from verifier.app import close_app, create_app
 from verifier.tokens.verify import TrustedKeys
 
@@ -105,19 +104,14 @@ def token_stack(
             **settings,
         )
         app = create_app(config, evidence_source=runner.source)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
         try:
-            yield TokenStack(
-                runner=runner,
-                url=f"http://127.0.0.1:{server.server_port}",
-                app=app,
-                settings=config,
-                admin_key=issue_api_key(config.database_url, Role.ADMIN),
-            )
+            with served(app, "verifier-api") as url:
+                yield TokenStack(
+                    runner=runner,
+                    url=url,
+                    app=app,
+                    settings=config,
+                    admin_key=issue_api_key(config.database_url, Role.ADMIN),
+                )
         finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
             close_app(app)
