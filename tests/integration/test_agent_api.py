@@ -11,9 +11,6 @@ import hashlib
 import os
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +42,7 @@ from tests.support.agent_server import serving_agent
 from tests.support.agent_simulator import make_simulators
 from tests.support.fleet_server import enrol_fleet, fleet_tls, serve_fleet
 from tests.support.registrar_server import RunningRegistrar, running_registrar
+from tests.support.service_process import ServiceProcess
 from tests.support.software_pki import SoftwareCa, make_ca
 from tpm import Alg
 from verifier.engine.fetch import AgentClient, ClientIdentity
@@ -395,39 +393,36 @@ def test_cli_serve_answers_over_mtls(swtpm: SwtpmInstance, tmp_path: Path) -> No
     port = free_port_pair()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOATTEST_")}
     argv = [
-        sys.executable, "-m", "geoattest", "agent", "serve", "--tcti", swtpm.tcti,
+        "agent", "serve", "--tcti", swtpm.tcti,
         "--agent-id", "cli-node", "--host", "127.0.0.1", "--port", str(port),
         "--ima-log", str(ima.log_path), "--verifier-ca", str(client.ca_cert),
         "--state-dir", str(tmp_path / "agent"),
     ]  # fmt: skip
-    with (tmp_path / "agent.log").open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    cert = tmp_path / "agent" / "server.pem"
+    running = RunningAgent(f"https://127.0.0.1:{port}", cert, client, ak, ima)
+    process = ServiceProcess(
+        "agent", argv, env=env, log_path=tmp_path / "agent.log", cwd=tmp_path,
+        ready=lambda _log: _serving(running),
+    )  # fmt: skip
+    process.start()
     try:
-        cert = tmp_path / "agent" / "server.pem"
-        running = RunningAgent(f"https://127.0.0.1:{port}", cert, client, ak, ima)
-        _wait_until_serving(running, process)
         with running.session() as session:
             nonce, evidence = _ask(session, running)
         _verify(running, nonce, evidence)
         assert evidence.ima.lines == ima.lines()
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.stop()
 
 
-def _wait_until_serving(agent: RunningAgent, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "agent serve exited early"
-        if agent.server_cert.is_file():
-            try:
-                with agent.session() as session:
-                    if session.get(f"{agent.url}/v1/healthz", timeout=2).ok:
-                        return
-            except requests.RequestException:
-                pass
-        time.sleep(0.2)
-    raise AssertionError("agent serve did not come up")
+def _serving(agent: RunningAgent) -> bool:
+    """True once the agent's mTLS API answers healthz (its certificate written first)."""
+    if not agent.server_cert.is_file():
+        return False
+    try:
+        with agent.session() as session:
+            return session.get(f"{agent.url}/v1/healthz", timeout=2).ok
+    except requests.RequestException:
+        return False
 
 
 def test_the_openapi_document_describes_the_evidence_api(agent: RunningAgent) -> None:

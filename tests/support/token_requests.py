@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.tpm_device import TpmQuote
 from geoattest.jose import compact_json, encode_jws, es256_sign, public_jwk, thumbprint
+from geoattest.pcr_banks import parse_bank
 from geoattest.wire import QuoteWire
 from geoattest.wire_tokens import TOKEN_REQUEST_TYP, PublicJwk, token_session_qualifying_data
 from tests.support.agent_simulator import AgentSimulator
@@ -42,17 +44,30 @@ def session_body(
 def session_quote(
     sim: AgentSimulator,
     agent_id: str,
-    challenge: dict[str, object],
+    challenge: dict[str, Any],
     key: ec.EllipticCurvePrivateKey,
 ) -> TpmQuote:
     """``sim``'s quote of a session challenge (``POST /v1/token-sessions/challenge`` answer)
     bound to ``key``: the qualifying data the verifier expects."""
     nonce = token_session_qualifying_data(
-        agent_id, bytes.fromhex(str(challenge["challenge"])), thumbprint(key.public_key())
+        agent_id, bytes.fromhex(challenge["challenge"]), thumbprint(key.public_key())
     )
-    pcrs = challenge["pcrs"]
-    assert isinstance(pcrs, dict)
+    pcrs = {parse_bank(bank): indices for bank, indices in challenge["pcrs"].items()}
     return sim.tpm.quote(nonce, pcrs)
+
+
+def ask_challenge(url: str, agent_id: str) -> dict[str, Any]:
+    """``POST /v1/token-sessions/challenge`` for ``agent_id``: the JSON answer as it came (the
+    challenge and what to quote)."""
+    answer: dict[str, Any] = requests.post(
+        f"{url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
+    ).json()
+    return answer
+
+
+def post_session(url: str, body: dict[str, object]) -> requests.Response:
+    """``POST /v1/token-sessions`` with ``body`` (``session_body``), the answer as it came."""
+    return requests.post(f"{url}/v1/token-sessions", json=body, timeout=10)
 
 
 def open_session(
@@ -60,13 +75,10 @@ def open_session(
 ) -> tuple[str, ec.EllipticCurvePrivateKey]:
     """Open a token session for ``agent_id`` at the verifier ``url``: (session id, its key).
     Raises ``requests.HTTPError`` when the verifier refuses."""
-    challenge = requests.post(
-        f"{url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
-    ).json()
+    challenge = ask_challenge(url, agent_id)
     key = ec.generate_private_key(ec.SECP256R1())
     quoted = session_quote(sim, agent_id, challenge, key)
-    body = session_body(agent_id, challenge["challenge"], key, quoted)
-    response = requests.post(f"{url}/v1/token-sessions", json=body, timeout=10)
+    response = post_session(url, session_body(agent_id, challenge["challenge"], key, quoted))
     response.raise_for_status()
     return str(response.json()["session_id"]), key
 
