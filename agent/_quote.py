@@ -18,6 +18,7 @@ from agent import _pcr
 from agent._pcr import PcrValues
 from agent._tpm_connection import TpmConnection
 from geoattest.errors import ConfigurationError, TpmCommandFailed
+from geoattest.pcr_banks import PcrBank
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def retry_on_change(action: Callable[[], _T]) -> _T:
     raise TpmCommandFailed(f"PCRs kept changing during {_ATTEMPTS} attempts", rc=0)
 
 
-def read_once(conn: TpmConnection, wanted: dict[str, list[int]]) -> tuple[int, PcrValues]:
+def read_once(conn: TpmConnection, wanted: dict[PcrBank, list[int]]) -> tuple[int, PcrValues]:
     """PCR values and the update counter; raises _PcrsChanged if the counter moves between
     chunks, ConfigurationError when the TPM returns nothing for a bank (not active)."""
     values: PcrValues = {bank: {} for bank in wanted}
@@ -70,19 +71,21 @@ def read_once(conn: TpmConnection, wanted: dict[str, list[int]]) -> tuple[int, P
     return counter or 0, values
 
 
-def extend(conn: TpmConnection, index: int, digests_by_bank: Mapping[str, bytes]) -> None:
+def extend(conn: TpmConnection, index: int, digests_by_bank: Mapping[PcrBank, bytes]) -> None:
     """PCR_Extend ``index`` with one digest per bank; ValueError on a wrong digest length."""
     values = []
     for bank, digest in digests_by_bank.items():
         alg = _pcr.bank_alg(bank)
-        if len(digest) != _pcr.DIGEST_SIZES[bank]:
-            raise ValueError(f"{bank} digest must be {_pcr.DIGEST_SIZES[bank]} bytes")
-        values.append(TPMT_HA(hashAlg=alg, digest=TPMU_HA(**{bank: digest})))
+        if len(digest) != bank.digest_size:
+            raise ValueError(f"{bank} digest must be {bank.digest_size} bytes")
+        values.append(TPMT_HA(hashAlg=alg, digest=TPMU_HA(**{bank.value: digest})))
     with conn.calling(f"PCR_Extend({index})"):
         conn.esapi.pcr_extend(ESYS_TR(ESYS_TR.PCR0 + index), TPML_DIGEST_VALUES(values))
 
 
-def quote(conn: TpmConnection, ak: ESYS_TR, nonce: bytes, wanted: dict[str, list[int]]) -> TpmQuote:
+def quote(
+    conn: TpmConnection, ak: ESYS_TR, nonce: bytes, wanted: dict[PcrBank, list[int]]
+) -> TpmQuote:
     """TPM2_Quote of ``wanted`` (normalized) with ``nonce``, plus the values it covers."""
     selection = _pcr.to_tpml(wanted)
     probe = {next(iter(wanted)): [0]} if wanted else {}

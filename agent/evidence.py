@@ -27,6 +27,7 @@ from agent.ima_source import MeasurementList
 from agent.location import DigestSigner, SignedLocation
 from agent.tpm_device import TpmQuote
 from geoattest.errors import GnssUnavailable, MalformedRequest, TpmUnavailable
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import (
     MAX_BOOT_LOG_BYTES,
     EvidenceRequest,
@@ -53,7 +54,7 @@ class QuotingTpm(Protocol):
     """What evidence collection needs from a TPM (``agent.tpm_device.TpmDevice`` provides it)."""
 
     def quote(
-        self, nonce: bytes, pcrs: Mapping[str, Sequence[int]], *, ak_handle: int = ...
+        self, nonce: bytes, pcrs: Mapping[PcrBank, Sequence[int]], *, ak_handle: int = ...
     ) -> TpmQuote: ...
 
     def sign_digest(self, key_handle: int, digest: bytes) -> bytes: ...
@@ -222,7 +223,7 @@ class EvidenceService:
                 if not self._hold:
                     self._drop_device()
 
-    def quote(self, nonce: bytes, pcrs: Mapping[str, Sequence[int]]) -> TpmQuote:
+    def quote(self, nonce: bytes, pcrs: Mapping[PcrBank, Sequence[int]]) -> TpmQuote:
         """A quote with the AK over ``pcrs`` and ``nonce`` (a token session's binding), under
         the same lock and reconnection rules as evidence."""
         with self._lock:

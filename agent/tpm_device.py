@@ -15,7 +15,7 @@ without a resource manager has only three transient object slots.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Literal, Self, TypeVar
@@ -49,6 +49,7 @@ from geoattest.errors import (
     MalformedRequest,
     TpmUnavailable,
 )
+from geoattest.pcr_banks import PcrBank
 
 __all__ = [
     "DEFAULT_AK_HANDLE",
@@ -285,8 +286,8 @@ class TpmDevice:
         wanted = _pcr.normalize(pcrs)
         return _quote.retry_on_change(lambda: _quote.read_once(self._conn, wanted)[1])
 
-    def pcr_extend(self, index: int, digests_by_bank: Mapping[str, bytes]) -> None:
-        """Extend PCR ``index`` with one digest per bank (``{"sha256": digest}``).
+    def pcr_extend(self, index: int, digests_by_bank: Mapping[PcrBank, bytes]) -> None:
+        """Extend PCR ``index`` with one digest per bank (``{PcrBank.SHA256: digest}``).
 
         Raises ValueError when a digest length does not fit its bank (a caller bug).
         """
@@ -295,7 +296,7 @@ class TpmDevice:
     def quote(
         self,
         nonce: bytes,
-        pcrs: Mapping[str, Sequence[int]],
+        pcrs: PcrSelection,
         *,
         ak_handle: int = DEFAULT_AK_HANDLE,
     ) -> TpmQuote:
@@ -334,7 +335,7 @@ class TpmDevice:
 
     def sign_digest(self, key_handle: int, digest: bytes) -> bytes:
         """TPM2_Sign of a SHA-256 digest with an unrestricted key: marshalled TPMT_SIGNATURE."""
-        if len(digest) != _pcr.DIGEST_SIZES["sha256"]:
+        if len(digest) != PcrBank.SHA256.digest_size:
             raise ValueError("sign_digest takes a 32-byte SHA-256 digest")
         key = self._conn.persistent_key(key_handle)
         with self._conn.calling("Sign"):

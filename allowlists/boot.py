@@ -10,26 +10,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from geoattest.errors import BootPcrMismatch, PolicyInvalid
-
-BANK_DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+from geoattest.pcr_banks import BANK_DIGEST_SIZES, PcrBank
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BootPolicy:
-    """Expected PCR values per bank name (``"sha256"``) and PCR index; empty means unchecked."""
+    """Expected PCR values per bank and PCR index; empty means unchecked."""
 
-    golden: Mapping[str, Mapping[int, bytes]] = field(default_factory=dict)
+    golden: Mapping[PcrBank, Mapping[int, bytes]] = field(default_factory=dict)
 
-    def selection(self) -> dict[str, list[int]]:
+    def selection(self) -> dict[PcrBank, list[int]]:
         return {bank: sorted(values) for bank, values in self.golden.items()}
 
 
-def parse_boot_policy(document: Mapping[str, Mapping[str, str]]) -> BootPolicy:
-    """``{"sha256": {"0": "hex", …}}`` to ``BootPolicy``; ``PolicyInvalid`` names a bad entry."""
-    golden: dict[str, dict[int, bytes]] = {}
+def parse_boot_policy(document: Mapping[PcrBank, Mapping[str, str]]) -> BootPolicy:
+    """``{PcrBank.SHA256: {"0": "hex", …}}`` to ``BootPolicy``; ``PolicyInvalid`` names a bad
+    entry (also a key that is no ``PcrBank``, from a caller past the type checker)."""
+    golden: dict[PcrBank, dict[int, bytes]] = {}
     for bank, values in document.items():
         size = BANK_DIGEST_SIZES.get(bank)
-        if size is None:
+        if size is None or not isinstance(bank, PcrBank):
             raise PolicyInvalid(f"boot_pcrs: unknown bank {bank!r} (sha1, sha256, sha384, sha512)")
         golden[bank] = {}
         for index_text, hex_value in values.items():
@@ -55,7 +55,7 @@ def pcr_index(text: str) -> int | None:
     return index if index <= 23 else None
 
 
-def check_boot_pcrs(values: Mapping[str, Mapping[int, bytes]], policy: BootPolicy) -> None:
+def check_boot_pcrs(values: Mapping[PcrBank, Mapping[int, bytes]], policy: BootPolicy) -> None:
     """Every golden PCR must be reported and equal; raises ``BootPcrMismatch`` listing the ones
     that differ (``expected … got …``) or are missing."""
     problems = []

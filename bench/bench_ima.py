@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from geoattest.pcr_banks import PcrBank
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from allowlists.ima.policy import dump_runtime_policy, generate_policy, parse_runtime_policy
@@ -101,29 +103,32 @@ def main() -> None:
 
     gc.disable()
     results: dict[str, float] = {}
-    quoted = {"sha256": sha256_pcr}
+    quoted = {PcrBank.SHA256: sha256_pcr}
     ours = best_of(
         REPEATS,
         lambda: replay_and_check(
-            lines, state=ImaState.initial(["sha256"]), quoted_pcr10=quoted, policy=policy
+            lines, state=ImaState.initial([PcrBank.SHA256]), quoted_pcr10=quoted, policy=policy
         ),
     )
     results["ours, sha256 bank"] = ENTRIES / ours
-    both = {"sha1": sha1_pcr, "sha256": sha256_pcr}
+    both = {PcrBank.SHA1: sha1_pcr, PcrBank.SHA256: sha256_pcr}
     ours_both = best_of(
         REPEATS,
         lambda: replay_and_check(
-            lines, state=ImaState.initial(["sha1", "sha256"]), quoted_pcr10=both, policy=policy
+            lines,
+            state=ImaState.initial([PcrBank.SHA1, PcrBank.SHA256]),
+            quoted_pcr10=both,
+            policy=policy,
         ),
     )
     results["ours, sha1+sha256 banks"] = ENTRIES / ours_both
     state = replay_and_check(
-        lines, state=ImaState.initial(["sha256"]), quoted_pcr10=quoted, policy=policy
+        lines, state=ImaState.initial([PcrBank.SHA256]), quoted_pcr10=quoted, policy=policy
     ).state
     incremental = best_of(
         200,
         lambda: replay_and_check(
-            new_lines, state=state, quoted_pcr10={"sha256": sha256_after}, policy=policy
+            new_lines, state=state, quoted_pcr10={PcrBank.SHA256: sha256_after}, policy=policy
         ),
     )
     results[f"ours, incremental round of {NEW_ENTRIES}"] = NEW_ENTRIES / incremental

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.tpm_device import TpmDevice
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
+from geoattest.pcr_banks import PcrBank
 from tpm import Alg, parse_tpm2b_public, parse_tpmt_signature, verify_quote
 
 PEERS = Path(__file__).parent / ".venv-peers" / "bin" / "python"
@@ -78,9 +79,9 @@ def main() -> None:
         ca = SwtpmCa.create(work / "ca")
         with SwtpmInstance.setup(work / "tpm", ca) as swtpm, TpmDevice(swtpm.tcti) as device:
             ak_bytes = device.ensure_ak()
-            quote = device.quote(NONCE.encode(), {"sha256": PCRS})
+            quote = device.quote(NONCE.encode(), {PcrBank.SHA256: PCRS})
         ak = parse_tpm2b_public(ak_bytes)
-        values = {int(i): v for i, v in quote.pcrs["sha256"].items()}
+        values = {int(i): v for i, v in quote.pcrs[PcrBank.SHA256].items()}
         signature = parse_tpmt_signature(quote.signature)
         public_key = ak.public_key
         assert isinstance(public_key, ec.EllipticCurvePublicKey)

@@ -50,6 +50,7 @@ from agent.workload.peer import ExecutableHasher
 from agent.workload.server import make_workload_server
 from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import VerifierTokenClient
+from geoattest.dev.procs import free_port
 from geoattest.jose import (
     b64url,
     es256_valid,
@@ -61,14 +62,9 @@ from tests.support.agent_simulator import policy_document
 from tests.support.identity_trust import unused_identity_trust
 from tests.support.redis_server import running_redis
 from tests.support.runner_stack import ALLOWED, POLICY, RunnerStack, runner_stack
-from tests.support.token_stack import (
-    BASH,
-    SimQuoter,
-    open_session,
-    order,
-    signed_request,
-    token_stack,
-)
+from tests.support.service_process import verifier_api
+from tests.support.token_requests import BASH, open_session, signed_request
+from tests.support.token_stack import SimQuoter, order, token_stack
 from tests.support.verifier_stack import settings_environment
 from verifier.core.policy import canonical_document, document_digest
 from verifier.tokens.verify import Expected, TrustedKeys, VerifiedToken, verify_token
@@ -126,11 +122,7 @@ def api_process(
     processes: int | None = None,
 ) -> Iterator[str]:
     """``geoattest verifier serve`` on the runner's database and Redis (a process of its own)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings = load_settings(
         database_url=f"sqlite:///{runner.database}",
         redis_url=redis_url,
@@ -142,27 +134,12 @@ def api_process(
         verifier_processes=processes,
         **unused_identity_trust(workdir),
     )
-    log = (workdir / f"api-{index}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "geoattest", "verifier", "serve"],
-        env=settings_environment(settings), stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    api = verifier_api(settings_environment(settings), workdir, port, name=f"api-{index}")
+    api.start()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/v1/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError((workdir / f"api-{index}.log").read_text()[-2000:])
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=15)
-        log.close()
+        api.stop()
 
 
 def bench_issue(

@@ -24,9 +24,10 @@ from allowlists.ima.policy import (
     parse_runtime_policy,
 )
 from allowlists.ima.replay import ImaState, replay_and_check
-from allowlists.ima.template import BANK_SIZES, DIGEST_SIZES, parse_entry
+from allowlists.ima.template import DIGEST_SIZES, parse_entry
 from geoattest.cli import OutputPath, reports_errors
-from geoattest.errors import ConfigurationError
+from geoattest.errors import ConfigurationError, PcrBankUnknown
+from geoattest.pcr_banks import PcrBank, parse_bank
 from geoattest.policy_scan import PolicyScan, ScanStats, read_mounts
 
 PROGRESS_SECONDS = 1.0
@@ -190,15 +191,18 @@ def _report(stats: ScanStats, paths: int) -> list[str]:
     return lines
 
 
-def _pcr_option(values: tuple[str, ...]) -> dict[str, bytes]:
-    quoted: dict[str, bytes] = {}
+def _pcr_option(values: tuple[str, ...]) -> dict[PcrBank, bytes]:
+    quoted: dict[PcrBank, bytes] = {}
     for value in values:
-        bank, _, hexd = value.partition(":")
+        name, _, hexd = value.partition(":")
         try:
             raw = bytes.fromhex(hexd)
-        except ValueError:
-            raw = b""
-        if BANK_SIZES.get(bank) != len(raw):
+            bank = parse_bank(name)
+        except (ValueError, PcrBankUnknown):
+            raise click.BadParameter(
+                f"expected BANK:HEX, got {value!r}", param_hint="--pcr10"
+            ) from None
+        if bank.digest_size != len(raw):
             raise click.BadParameter(f"expected BANK:HEX, got {value!r}", param_hint="--pcr10")
         quoted[bank] = raw
     return quoted
@@ -217,9 +221,9 @@ def check(policy_file: Path, log: Path, pcr10: tuple[str, ...]) -> None:
     runtime_policy = parse_runtime_policy(policy_file.read_text(encoding="utf-8"))
     lines = split_log(log.read_text(encoding="utf-8", errors="surrogateescape"))
     quoted = _pcr_option(pcr10)
-    banks = tuple(quoted) or ("sha1", "sha256")
+    banks = tuple(quoted) or (PcrBank.SHA1, PcrBank.SHA256)
     if not quoted:
-        values = {bank: bytes(BANK_SIZES[bank]) for bank in banks}
+        values = {bank: bytes(bank.digest_size) for bank in banks}
         for number, line in enumerate(lines, start=1):
             entry = parse_entry(line, number)
             for bank in banks:

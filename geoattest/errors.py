@@ -42,6 +42,13 @@ class MalformedRequest(RequestError):
     code = "malformed_request"
 
 
+class PcrBankUnknown(MalformedRequest):
+    """A PCR bank name that is not one of sha1, sha256, sha384, sha512 (in a policy, a quote
+    request, a token session): refused where it enters, never carried inward as a string."""
+
+    code = "pcr_bank_unknown"
+
+
 class BodyTooLarge(RequestError):
     """A request body (or, compressed, what it expands to) is larger than the route allows."""
 

@@ -23,7 +23,12 @@ from flask import Flask, Response, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from geoattest.errors import DependencyUnavailable, GeoattestError, MalformedRequest
+from geoattest.errors import (
+    DependencyUnavailable,
+    GeoattestError,
+    MalformedRequest,
+    PcrBankUnknown,
+)
 from geoattest.log import pop_context, push_context
 from geoattest.strict_json import JsonValue, loads_object
 
@@ -72,15 +77,19 @@ def read_json_object() -> dict[str, JsonValue]:
 
 
 def validate_json(model: type[Model], body: object) -> Model:
-    """Validate parsed JSON against ``model``; any problem is a 400 ``malformed_request``."""
+    """Validate parsed JSON against ``model``; any problem is a 400 ``malformed_request``, an
+    unknown PCR bank a 400 ``pcr_bank_unknown``."""
     try:
         return model.model_validate(body)
     except ValidationError as e:
-        first = e.errors()[0]
+        errors = e.errors()
+        # An unknown PCR bank has a code of its own wherever it stands among the problems.
+        first = next((x for x in errors if x["type"] == PcrBankUnknown.code), errors[0])
         where = ".".join(str(part) for part in first["loc"]) or "body"
         if len(where) > 120 or not (where.isascii() and where.isprintable()):
             where = ascii(where[:120])  # names the client chose: never raw into a log line
-        raise MalformedRequest(f"{where}: {first['msg']} ({e.error_count()} problem(s))") from e
+        error = PcrBankUnknown if first["type"] == PcrBankUnknown.code else MalformedRequest
+        raise error(f"{where}: {first['msg']} ({e.error_count()} problem(s))") from e
 
 
 def _bind_request_id() -> None:

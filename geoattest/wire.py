@@ -26,6 +26,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic.functional_validators import BeforeValidator
+from pydantic_core import PydanticCustomError
+
+from geoattest.errors import PcrBankUnknown
+from geoattest.pcr_banks import PcrBank, parse_bank
 
 # An agent id goes into URLs, file names, log lines and Redis keys: ASCII letters, digits, ``.``,
 # ``_`` and ``-``, at most 64, starting with a letter or digit (so never ``.``, ``..`` or ``-x``).
@@ -301,7 +305,17 @@ def location_key_qualifying_data(
 
 # --- attestation evidence: verifier ⇄ agent (``POST /v1/evidence`` on the agent's mTLS API) ------
 
-BankName = Annotated[str, Field(pattern=r"^(sha1|sha256|sha384|sha512)$")]
+
+def _wire_bank(value: object) -> PcrBank:
+    try:
+        return parse_bank(value, where="bank")
+    except PcrBankUnknown as e:
+        # A pydantic error type of its own, so ``validate_json`` answers with this error's code.
+        raise PydanticCustomError(PcrBankUnknown.code, "{message}", {"message": e.message}) from e
+
+
+# A bank name ("sha256") parsed into a ``PcrBank``: the same string on the wire, typed inside.
+BankName = Annotated[PcrBank, BeforeValidator(_wire_bank)]
 HexDigest = Annotated[str, Field(pattern=r"^(?:[0-9a-f]{2}){20,64}$")]  # whole bytes only
 PcrIndexText = Annotated[str, Field(pattern=r"^(?:1?[0-9]|2[0-3])$")]  # "0".."23", ASCII digits
 MAX_PCR_INDEX = 23
@@ -441,7 +455,7 @@ class PolicyDocument(_OperatorInput):
     """
 
     boot_pcrs: dict[BankName, dict[PcrIndexText, HexDigest]] = Field(default_factory=dict)
-    ima_banks: list[BankName] = Field(default_factory=lambda: ["sha256"])
+    ima_banks: list[BankName] = Field(default_factory=lambda: [PcrBank.SHA256])
     runtime_policy: dict[str, object] | None = None
     # Proof-of-Geofencing: ``{"zones": ["DEU", …], "thresholds": {…}}`` (docs/location-policy.md);
     # the zone ids name features of the verifier's zones file. None: location is not checked.

@@ -22,6 +22,8 @@ from tpm.constants import (
     EccCurve,
     ObjectAttributes,
     St,
+    alg_bank,
+    bank_alg,
 )
 from tpm.credential import CredentialChallenge, make_credential
 from tpm.eventlog import (
@@ -90,6 +92,8 @@ __all__ = [
     "TpmPublic",
     "TpmSignature",
     "ak_public",
+    "alg_bank",
+    "bank_alg",
     "build_public",
     "check_ak_attributes",
     "check_clock_progress",

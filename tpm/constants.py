@@ -15,6 +15,7 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 
 from geoattest.errors import TpmFormatError
+from geoattest.pcr_banks import PcrBank
 
 __all__ = [
     "HASH_ALGS",
@@ -25,6 +26,8 @@ __all__ = [
     "EccCurve",
     "ObjectAttributes",
     "St",
+    "alg_bank",
+    "bank_alg",
     "digest_size",
     "hash_algorithm",
     "hash_constructor",
@@ -160,6 +163,14 @@ _HASHLIB_CTORS.update(
 )
 _DIGEST_SIZES: Final[dict[int, int]] = {alg: h.digest_size for alg, h in HASH_ALGS.items()}
 
+_BANK_ALGS: Final[dict[PcrBank, Alg]] = {
+    PcrBank.SHA1: Alg.SHA1,
+    PcrBank.SHA256: Alg.SHA256,
+    PcrBank.SHA384: Alg.SHA384,
+    PcrBank.SHA512: Alg.SHA512,
+}
+_ALG_BANKS: Final[dict[int, PcrBank]] = {alg: bank for bank, alg in _BANK_ALGS.items()}
+
 _ALG_VALUES: Final[dict[int, Alg]] = {a.value: a for a in Alg}
 _CURVE_VALUES: Final[dict[int, EccCurve]] = {c.value: c for c in EccCurve}
 
@@ -170,6 +181,20 @@ def to_alg(value: int, what: str = "algorithm") -> Alg:
     if alg is None:
         raise TpmFormatError(f"unknown TPM_ALG_ID 0x{value:04x} for {what}")
     return alg
+
+
+def bank_alg(bank: PcrBank) -> Alg:
+    """The hash algorithm (TPM_ALG_ID) of PCR bank ``bank``."""
+    return _BANK_ALGS[bank]
+
+
+def alg_bank(alg: int) -> PcrBank:
+    """The PCR bank of hash ``alg`` (a TPML_PCR_SELECTION's hash); raises `TpmFormatError` for a
+    hash that is no bank of ours (SHA3, SM3)."""
+    bank = _ALG_BANKS.get(alg)
+    if bank is None:
+        raise TpmFormatError(f"hash algorithm 0x{alg:04x} is not a PCR bank we verify")
+    return bank
 
 
 def to_curve(value: int) -> EccCurve:

@@ -40,6 +40,7 @@ from geoattest.jose import (
     public_jwk,
     thumbprint,
 )
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import QuoteWire
 from geoattest.wire_tokens import (
     STATUS_TYP,
@@ -65,7 +66,7 @@ _TOKEN_TYPS = frozenset({"por+jwt", "pog+jwt"})
 class SessionQuoter(Protocol):
     """A TPM quote with the AK (``agent.evidence.EvidenceService.quote``)."""
 
-    def quote(self, nonce: bytes, pcrs: Mapping[str, Sequence[int]]) -> TpmQuote: ...
+    def quote(self, nonce: bytes, pcrs: Mapping[PcrBank, Sequence[int]]) -> TpmQuote: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

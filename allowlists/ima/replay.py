@@ -31,11 +31,12 @@ from types import MappingProxyType
 
 from allowlists.ima.labels import label_problem
 from allowlists.ima.policy import RuntimePolicy
-from allowlists.ima.template import BANK_SIZES, DIGEST_SIZES, ImaEntry, parse_entry
+from allowlists.ima.template import DIGEST_SIZES, ImaEntry, parse_entry
 from geoattest.errors import ImaEntryNotAllowed, ImaLogInvalid, ImaLogRewound, ImaPcrMismatch
+from geoattest.pcr_banks import BANK_DIGEST_SIZES, PcrBank
 
 IMA_PCR = 10
-DEFAULT_BANKS = ("sha1", "sha256")
+DEFAULT_BANKS = (PcrBank.SHA1, PcrBank.SHA256)
 
 # Per digest algorithm: the length-prefixed "alg:\0" head of the d-ng field, and the hex length.
 _DNG_HEAD: dict[str, tuple[bytes, int]] = {
@@ -51,21 +52,23 @@ class ImaState:
     """What the verifier remembers between rounds: entries verified and PCR 10 per bank."""
 
     entries_verified: int = 0
-    pcr10: Mapping[str, bytes] = field(default_factory=dict)
+    pcr10: Mapping[PcrBank, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for bank, value in self.pcr10.items():
-            if BANK_SIZES.get(bank) != len(value):
-                raise ValueError(f"PCR 10 {bank} value must have {BANK_SIZES.get(bank)} bytes")
+            size = BANK_DIGEST_SIZES.get(bank)
+            if size != len(value) or not isinstance(bank, PcrBank):
+                raise ValueError(f"PCR 10 {bank!r} value must have {size} bytes")
         object.__setattr__(self, "pcr10", MappingProxyType(dict(self.pcr10)))
 
     @classmethod
-    def initial(cls, banks: Sequence[str] = DEFAULT_BANKS) -> ImaState:
-        """The state at boot: nothing verified, PCR 10 all zeros in each bank."""
+    def initial(cls, banks: Sequence[PcrBank] = DEFAULT_BANKS) -> ImaState:
+        """The state at boot: nothing verified, PCR 10 all zeros in each bank. Raises
+        ``ValueError`` for a value that is no ``PcrBank`` (a caller past the type checker)."""
         for bank in banks:
-            if bank not in BANK_SIZES:
+            if not isinstance(bank, PcrBank):
                 raise ValueError(f"unsupported PCR bank {bank!r}")
-        return cls(pcr10={bank: bytes(BANK_SIZES[bank]) for bank in banks})
+        return cls(pcr10={bank: bytes(bank.digest_size) for bank in banks})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,13 +140,13 @@ def replay_and_check(
     lines: Sequence[str],
     *,
     state: ImaState,
-    quoted_pcr10: Mapping[str, bytes],
+    quoted_pcr10: Mapping[PcrBank, bytes],
     policy: RuntimePolicy,
     first_line_number: int | None = None,
 ) -> ImaResult:
     """Replay ``lines`` from ``state`` until PCR 10 equals ``quoted_pcr10``; check the policy.
 
-    ``quoted_pcr10`` maps bank names to the quoted PCR 10 values; every quoted bank must be
+    ``quoted_pcr10`` maps banks to the quoted PCR 10 values; every quoted bank must be
     tracked by ``state`` (``ValueError`` otherwise: a caller bug). ``first_line_number``
     (1-based, default ``state.entries_verified + 1``) only numbers lines in messages.
     Raises ``ImaLogInvalid``, ``ImaPcrMismatch`` or ``ImaEntryNotAllowed`` (module docstring).

@@ -43,6 +43,7 @@ import hashlib
 from dataclasses import dataclass
 
 from geoattest.errors import ImaLogInvalid
+from geoattest.pcr_banks import BANK_DIGEST_SIZES, PcrBank
 
 TEMPLATES = ("ima-ng", "ima-sig", "ima-buf", "ima")
 """Templates this module parses and encodes."""
@@ -63,9 +64,6 @@ DIGEST_SIZES: dict[str, int] = {
     "streebog512": 64,
 }
 """File-digest algorithms IMA may print (kernel ``hash_algo_name``) and their digest sizes."""
-
-BANK_SIZES: dict[str, int] = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
-"""PCR banks we replay (hashlib names) and their digest sizes."""
 
 LEGACY_NAME_SIZE = 256  # IMA_EVENT_NAME_LEN_MAX + 1: legacy ``ima`` pads the path to this size
 _ZERO_SHA1_HEX = "0" * 40
@@ -98,7 +96,7 @@ class ImaEntry:
         """The digest as the log and policies print it: ``alg:hex``."""
         return f"{self.digest_alg}:{self.digest.hex()}"
 
-    def extend_value(self, bank: str) -> bytes:
+    def extend_value(self, bank: PcrBank) -> bytes:
         """What this entry extends into PCR ``self.pcr`` of ``bank``."""
         return template_hash(self.template_data, bank, violation=self.is_violation)
 
@@ -117,15 +115,16 @@ class EncodedEntry:
         return self.line.encode("utf-8", "surrogateescape")
 
 
-def template_hash(template_data: bytes, bank: str, *, violation: bool = False) -> bytes:
+def template_hash(template_data: bytes, bank: PcrBank, *, violation: bool = False) -> bytes:
     """The value extended into PCR 10 of ``bank`` for this template data.
 
     Violations extend all-ones (``0xFF`` times the bank's digest size), as the kernel does.
-    Raises ``ValueError`` for a bank we do not replay.
+    Raises ``ValueError`` for a value that is no ``PcrBank`` (a caller past the type checker).
     """
-    size = BANK_SIZES.get(bank)
-    if size is None:
-        raise ValueError(f"unsupported PCR bank {bank!r} (supported: {', '.join(BANK_SIZES)})")
+    size = BANK_DIGEST_SIZES.get(bank)
+    if size is None or not isinstance(bank, PcrBank):
+        supported = ", ".join(BANK_DIGEST_SIZES)
+        raise ValueError(f"unsupported PCR bank {bank!r} (supported: {supported})")
     if violation:
         return b"\xff" * size
     return hashlib.new(bank, template_data).digest()

@@ -49,6 +49,7 @@ from geoattest.dev.procs import (
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.dev.swtpm.lockout import clear_lockout, lockout_state
 from geoattest.errors import ConfigurationError
+from geoattest.pcr_banks import PcrBank
 from geoattest.registrar_client import RegistrarClient
 from geoattest.tls_material import ensure_verifier_client_tls
 from geoattest.wire import AgentView
@@ -340,7 +341,7 @@ def _policy(fleet: Fleet) -> dict[str, object]:
             digests.setdefault(path, set()).add(digest)
     first = next(iter(fleet.agents.values()))
     with TpmDevice(first.swtpm.tcti) as device:
-        boot = device.pcr_read({"sha256": list(range(8))})["sha256"]
+        boot = device.pcr_read({PcrBank.SHA256: list(range(8))})[PcrBank.SHA256]
     return {
         "boot_pcrs": {"sha256": {str(index): value.hex() for index, value in boot.items()}},
         "ima_banks": ["sha256"],

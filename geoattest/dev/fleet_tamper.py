@@ -29,6 +29,7 @@ from agent.tpm_device import TpmDevice
 from geoattest.dev.demo_geo import DEMO_DIR, TELEPORT_SITE
 from geoattest.dev.ima_emulator import ImaEmulator
 from geoattest.errors import ConfigurationError
+from geoattest.pcr_banks import PcrBank
 
 __all__ = ["EXPECTED_REASON", "Tamper", "tamper"]
 
@@ -70,7 +71,7 @@ def tamper(state_dir: Path, agent_id: str, how: Tamper) -> str:
     if how is Tamper.PCR:
         digest = hashlib.sha256(b"geoattest fleet tamper: secure boot disabled").digest()
         with TpmDevice(node.tcti) as device:
-            device.pcr_extend(TAMPERED_PCR, {"sha256": digest})
+            device.pcr_extend(TAMPERED_PCR, {PcrBank.SHA256: digest})
         return f"extended PCR {TAMPERED_PCR} (sha256) of {agent_id} with {digest.hex()[:16]}…"
     if how is Tamper.TELEPORT:
         shutil.copyfile(DEMO_DIR / "tracks" / f"{TELEPORT_SITE}.nmea", node.track)

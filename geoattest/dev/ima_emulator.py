@@ -27,6 +27,7 @@ from typing import Protocol
 
 from allowlists.ima.framing import split_entries
 from allowlists.ima.template import encode_entry, template_hash
+from geoattest.pcr_banks import PcrBank
 
 __all__ = [
     "BOOT_AGGREGATE_PCRS",
@@ -58,9 +59,9 @@ class ImaEntry:
         return self.line.encode("utf-8", "surrogateescape")
 
     @property
-    def pcr_digests(self) -> dict[str, bytes]:
+    def pcr_digests(self) -> dict[PcrBank, bytes]:
         """What the kernel extends PCR 10 with, per bank."""
-        return {"sha1": self.template_hash_sha1, "sha256": self.template_hash_sha256}
+        return {PcrBank.SHA1: self.template_hash_sha1, PcrBank.SHA256: self.template_hash_sha256}
 
 
 def ima_ng_entry(path: str, digest: bytes, *, digest_alg: str = "sha256") -> ImaEntry:
@@ -74,7 +75,7 @@ def ima_ng_entry(path: str, digest: bytes, *, digest_alg: str = "sha256") -> Ima
         line=encoded.line,
         template_data=encoded.template_data,
         template_hash_sha1=encoded.template_hash_sha1,
-        template_hash_sha256=template_hash(encoded.template_data, "sha256"),
+        template_hash_sha256=template_hash(encoded.template_data, PcrBank.SHA256),
     )
 
 
@@ -86,9 +87,11 @@ def boot_aggregate_digest(pcrs: Mapping[int, bytes]) -> bytes:
 class PcrTpm(Protocol):
     """The TPM calls the emulator makes (``TpmDevice`` and ``SoftwareTpm`` provide them)."""
 
-    def pcr_extend(self, index: int, digests_by_bank: Mapping[str, bytes]) -> None: ...
+    def pcr_extend(self, index: int, digests_by_bank: Mapping[PcrBank, bytes]) -> None: ...
 
-    def pcr_read(self, pcrs: Mapping[str, Sequence[int]]) -> dict[str, dict[int, bytes]]: ...
+    def pcr_read(
+        self, pcrs: Mapping[PcrBank, Sequence[int]]
+    ) -> dict[PcrBank, dict[int, bytes]]: ...
 
 
 class ImaEmulator:
@@ -111,7 +114,7 @@ class ImaEmulator:
     def boot_aggregate(self) -> ImaEntry:
         """The first entry of a boot: ``boot_aggregate`` over PCRs 0-9 (sha256 bank)."""
         with self._device() as tpm:
-            pcrs = tpm.pcr_read({"sha256": list(BOOT_AGGREGATE_PCRS)})["sha256"]
+            pcrs = tpm.pcr_read({PcrBank.SHA256: list(BOOT_AGGREGATE_PCRS)})[PcrBank.SHA256]
             entry = ima_ng_entry("boot_aggregate", boot_aggregate_digest(pcrs))
             self._record(tpm, entry)
         return entry
@@ -147,12 +150,12 @@ class ImaEmulator:
         """Extend PCR 10 (both banks) with a template hash that no log line accounts for."""
         template_data = digest or os.urandom(32)
         extends = {
-            "sha1": hashlib.sha1(template_data).digest(),  # noqa: S324 - sha1 PCR bank
-            "sha256": hashlib.sha256(template_data).digest(),
+            PcrBank.SHA1: hashlib.sha1(template_data).digest(),  # noqa: S324 - sha1 PCR bank
+            PcrBank.SHA256: hashlib.sha256(template_data).digest(),
         }
         with self._device() as tpm:
             tpm.pcr_extend(IMA_PCR, extends)
-        return extends["sha256"]
+        return extends[PcrBank.SHA256]
 
     def rewrite_line(self, n: int, *, path: str | None = None, digest: bytes | None = None) -> str:
         """Replace log line ``n`` by a self-consistent line for another path/digest (PCR 10 keeps

@@ -11,9 +11,6 @@ import hashlib
 import os
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +29,7 @@ from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.dev.swtpm import SwtpmInstance, free_port_pair
 from geoattest.errors import AgentCertificateMismatch
+from geoattest.pcr_banks import PcrBank
 from geoattest.tls_material import (
     ClientTlsFiles,
     create_client_ca,
@@ -44,14 +42,15 @@ from tests.support.agent_server import serving_agent
 from tests.support.agent_simulator import make_simulators
 from tests.support.fleet_server import enrol_fleet, fleet_tls, serve_fleet
 from tests.support.registrar_server import RunningRegistrar, running_registrar
+from tests.support.service_process import ServiceProcess
 from tests.support.software_pki import SoftwareCa, make_ca
 from tpm import Alg
 from verifier.engine.fetch import AgentClient, ClientIdentity
 
 pytestmark = pytest.mark.swtpm
 
-PCRS = {"sha256": [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}  # swtpm_setup activates sha256 only
-BANK_ALGS = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
+PCRS = {PcrBank.SHA256: [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}  # swtpm_setup activates sha256 only
+BANK_ALGS = {PcrBank.SHA1: Alg.SHA1, PcrBank.SHA256: Alg.SHA256}
 _ONE_PCR = b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10]}'  # an object left open
 
 
@@ -131,7 +130,7 @@ def test_evidence_verifies_and_ima_lines_come_from_the_offset(agent: RunningAgen
         assert later.clock_info.clock >= result.clock_info.clock
         assert second.ima.offset == 1
         assert second.ima.lines == [e.line for e in agent.ima.entries[1:]]
-        assert second.pcrs["sha256"][str(IMA_PCR)] != first.pcrs["sha256"][str(IMA_PCR)]
+        assert second.pcrs[PcrBank.SHA256][str(IMA_PCR)] != first.pcrs[PcrBank.SHA256][str(IMA_PCR)]
 
         nonce, caught_up = _ask(session, agent, offset=3)
         _verify(agent, nonce, caught_up)
@@ -147,7 +146,7 @@ def test_pcr10_is_the_replay_of_the_returned_log(agent: RunningAgent) -> None:
     for entry in agent.ima.entries:
         assert entry.line in evidence.ima.lines
         pcr10 = hashlib.sha256(pcr10 + entry.template_hash_sha256).digest()
-    assert evidence.pcrs["sha256"][str(IMA_PCR)] == pcr10.hex()
+    assert evidence.pcrs[PcrBank.SHA256][str(IMA_PCR)] == pcr10.hex()
 
 
 def test_offset_past_the_end_returns_the_whole_log(agent: RunningAgent) -> None:
@@ -210,7 +209,6 @@ def test_client_pinning_the_server_certificate_connects(agent: RunningAgent) -> 
         (b"[]", "body"),
         (b'{"pcrs": {"sha256": [10]}}', "nonce"),
         (b'{"nonce": "zz", "pcrs": {"sha256": [10]}}', "nonce"),
-        (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"md5": [10]}}', "pcrs"),
         (b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [24]}}', "pcrs"),
         (b'{"nonce": "' + b"a" * 33 + b'", "pcrs": {"sha256": [10]}}', "hex digits"),
         (_ONE_PCR + b', "ima_offset": -1}', "ima_offset"),
@@ -226,6 +224,27 @@ def test_client_pinning_the_server_certificate_connects(agent: RunningAgent) -> 
     ],
 )  # fmt: skip
 def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where: str) -> None:
+    answer, _ = _post_evidence(agent, body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "malformed_request"
+    assert where in error["message"]
+
+
+@pytest.mark.parametrize("bank", [b"md5", b"SHA256", b"sha3_256"])
+def test_an_unknown_pcr_bank_is_400_pcr_bank_unknown(agent: RunningAgent, bank: bytes) -> None:
+    body = b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"' + bank + b'": [10]}}'
+    answer, healthy = _post_evidence(agent, body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "pcr_bank_unknown"
+    assert "pcrs" in error["message"]
+    assert "sha256" in error["message"]  # names the banks it knows
+    assert healthy.status_code == 200
+
+
+def _post_evidence(agent: RunningAgent, body: bytes) -> tuple[requests.Response, requests.Response]:
+    """POST ``body`` to the evidence route, then ask healthz on the same session (still up?)."""
     with agent.session() as session:
         answer = session.post(
             f"{agent.url}/v1/evidence",
@@ -233,10 +252,8 @@ def test_malformed_requests_are_400_json(agent: RunningAgent, body: bytes, where
             headers={"Content-Type": "application/json"},
             timeout=10,
         )
-    assert answer.status_code == 400
-    error = answer.json()["error"]
-    assert error["code"] == "malformed_request"
-    assert where in error["message"]
+        healthy = session.get(f"{agent.url}/v1/healthz", timeout=10)
+    return answer, healthy
 
 
 def test_metrics_count_answers_by_result_over_the_same_mtls(agent: RunningAgent) -> None:
@@ -376,39 +393,36 @@ def test_cli_serve_answers_over_mtls(swtpm: SwtpmInstance, tmp_path: Path) -> No
     port = free_port_pair()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOATTEST_")}
     argv = [
-        sys.executable, "-m", "geoattest", "agent", "serve", "--tcti", swtpm.tcti,
+        "agent", "serve", "--tcti", swtpm.tcti,
         "--agent-id", "cli-node", "--host", "127.0.0.1", "--port", str(port),
         "--ima-log", str(ima.log_path), "--verifier-ca", str(client.ca_cert),
         "--state-dir", str(tmp_path / "agent"),
     ]  # fmt: skip
-    with (tmp_path / "agent.log").open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    cert = tmp_path / "agent" / "server.pem"
+    running = RunningAgent(f"https://127.0.0.1:{port}", cert, client, ak, ima)
+    process = ServiceProcess(
+        "agent", argv, env=env, log_path=tmp_path / "agent.log", cwd=tmp_path,
+        ready=lambda _log: _serving(running),
+    )  # fmt: skip
+    process.start()
     try:
-        cert = tmp_path / "agent" / "server.pem"
-        running = RunningAgent(f"https://127.0.0.1:{port}", cert, client, ak, ima)
-        _wait_until_serving(running, process)
         with running.session() as session:
             nonce, evidence = _ask(session, running)
         _verify(running, nonce, evidence)
         assert evidence.ima.lines == ima.lines()
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.stop()
 
 
-def _wait_until_serving(agent: RunningAgent, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "agent serve exited early"
-        if agent.server_cert.is_file():
-            try:
-                with agent.session() as session:
-                    if session.get(f"{agent.url}/v1/healthz", timeout=2).ok:
-                        return
-            except requests.RequestException:
-                pass
-        time.sleep(0.2)
-    raise AssertionError("agent serve did not come up")
+def _serving(agent: RunningAgent) -> bool:
+    """True once the agent's mTLS API answers healthz (its certificate written first)."""
+    if not agent.server_cert.is_file():
+        return False
+    try:
+        with agent.session() as session:
+            return session.get(f"{agent.url}/v1/healthz", timeout=2).ok
+    except requests.RequestException:
+        return False
 
 
 def test_the_openapi_document_describes_the_evidence_api(agent: RunningAgent) -> None:

@@ -19,6 +19,7 @@ from agent.tls import ensure_server_identity, server_ssl_context
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
 from allowlists.boot import BootPolicy
 from geoattest.dev.swtpm import SwtpmInstance
+from geoattest.pcr_banks import PcrBank
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import EvidenceRequest, EvidenceResponse
 from tests.paths import vector
@@ -39,7 +40,7 @@ POLICY = AttestationPolicy(
     version=1,
     boot=BootPolicy(),
     runtime=None,
-    ima_banks=("sha256",),
+    ima_banks=(PcrBank.SHA256,),
     boot_log_replay=True,
 )
 
@@ -80,7 +81,7 @@ def _boot_through(device: TpmDevice, log: bytes) -> None:
     """Extend the TPM's PCRs with every measured event of ``log``, as the firmware did."""
     for event in tpm.parse_event_log(log).events:
         if event.event_type != EventType.EV_NO_ACTION:
-            device.pcr_extend(event.pcr, {"sha256": event.digests["sha256"]})
+            device.pcr_extend(event.pcr, {PcrBank.SHA256: event.digests[PcrBank.SHA256]})
 
 
 @pytest.fixture

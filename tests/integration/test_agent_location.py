@@ -32,6 +32,7 @@ from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, Tpm
 from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.errors import NonceMismatch, QuoteSignatureInvalid
+from geoattest.pcr_banks import PcrBank
 from geoattest.settings import load_settings
 from geoattest.tls_material import ClientTlsFiles, ensure_verifier_client_tls
 from geoattest.wire import (
@@ -48,7 +49,7 @@ from tpm import Alg
 
 pytestmark = pytest.mark.swtpm
 
-PCRS = {"sha256": [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}
+PCRS = {PcrBank.SHA256: [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}
 CAPTURE = "nmea/nl2008u.log"  # NaviLock NL-8002U (u-blox 8), Schramberg DE: 9 fixes
 
 
@@ -131,7 +132,9 @@ def ask(
 def verify_quote(
     agent: LocatedAgent, evidence: EvidenceResponse, extra_data: bytes
 ) -> tpm.QuoteResult:
-    values = {Alg.SHA256: {int(i): bytes.fromhex(v) for i, v in evidence.pcrs["sha256"].items()}}
+    values = {
+        Alg.SHA256: {int(i): bytes.fromhex(v) for i, v in evidence.pcrs[PcrBank.SHA256].items()}
+    }
     return tpm.verify_quote(
         ak=agent.ak,
         attest=evidence.quote.attest,

@@ -4,75 +4,43 @@ worker + beat, redis-server, SQLite) polling every 0.5 s."""
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from agent.enrolment import ApiEndpoint, enrol
-from agent.tls import ensure_server_identity
 from agent.tpm_device import TpmDevice
-from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
-from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
-from tests.support.redis_server import running_redis
-from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
-from tests.support.swtpm_agent import Node
-from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+from geoattest.dev.swtpm import SwtpmCa
+from tests.support import MakeSwtpm
+from tests.support.swtpm_agent import Node, sha256_of, start_node, swtpm_node_policy
+from tests.support.verifier_stack import ServiceStack, service_stack
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
 
 ALLOWED = {"/usr/bin/bash": b"bash", "/usr/sbin/sshd": b"sshd"}
-MakeSwtpm = Callable[..., SwtpmInstance]
 
 
-@dataclass
-class Stack:
-    registrar: RunningRegistrar
-    verifier: RunningVerifier
+Stack = ServiceStack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("swtpm-attestation")
-    trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
-    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
-        settings = verifier_settings(work, redis_url, registrar)
-        with running_verifier(settings, work) as verifier:
-            boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
-            digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
-            for path, content in ALLOWED.items():
-                digests[path] = ["sha256:" + hashlib.sha256(content).hexdigest()]
-            document = {
-                "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
-                "ima_banks": ["sha256"],
-                "runtime_policy": {"version": 1, "digests": digests},
-            }
-            response = verifier.put_policy("swtpm-edge", document)
-            assert response.status_code == 200, response.text
-            yield Stack(registrar=registrar, verifier=verifier)
+    policies = {"swtpm-edge": swtpm_node_policy(sha256_of(ALLOWED))}
+    with service_stack(work, test_ca.trust_store, policies=policies) as running:
+        yield running
 
 
 def _node(stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, agent_id: str) -> Node:
-    swtpm = make_swtpm()
-    node = Node(
-        agent_id=agent_id,
-        swtpm=swtpm,
-        ima=ImaEmulator(swtpm.tcti, tmp_path / "ascii_runtime_measurements"),
-        state_dir=tmp_path / "agent",
+    node = start_node(
+        make_swtpm(),
+        tmp_path,
+        agent_id,
         client_ca=stack.verifier.client_ca,
+        registrar=stack.registrar,
     )
-    node.ima.boot_aggregate()
-    node.start_api()
-    certificate = ensure_server_identity(node.state_dir, agent_id, "127.0.0.1").certificate_der
-    endpoint = ApiEndpoint(url=f"https://127.0.0.1:{node.port}", tls_certificate=certificate)
-    client = stack.registrar.client()
-    with TpmDevice(swtpm.tcti) as device:
-        enrol(device, client, agent_id, endpoint=lambda _agent_id: endpoint)
-    client.close()
     response = stack.verifier.add_agent(agent_id, "swtpm-edge")
     assert response.status_code == 201, response.text
     stack.verifier.wait_for_state(agent_id, "attested")

@@ -7,15 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
+from geoattest.dev.procs import http_ok
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
 from tests.support.registrar_server import trust_dir_with
+from tests.support.service_process import ServiceProcess
 
 pytestmark = pytest.mark.swtpm
 
@@ -41,36 +41,23 @@ def _run(*args: str, cwd: Path, **env_values: str) -> subprocess.CompletedProces
 def registrar_url(tmp_path: Path, test_ca: SwtpmCa) -> Iterator[str]:
     port = free_port_pair()
     trust_dir = trust_dir_with(tmp_path / "ek-ca", test_ca.trust_store)
-    log = (tmp_path / "registrar.log").open("wb")
-    server = subprocess.Popen(
+    url = f"http://127.0.0.1:{port}"
+    healthy = http_ok(url + "/v1/healthz")
+    server = ServiceProcess(
+        "registrar",
         [
-            *GEOATTEST, "registrar", "serve", "--ek-ca", str(trust_dir), "--port", str(port),
+            "registrar", "serve", "--ek-ca", str(trust_dir), "--port", str(port),
             "--db", f"sqlite:///{tmp_path / 'registrar.sqlite'}",
             "--state-dir", str(tmp_path / "registrar-state"),
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        env=os.environ, log_path=tmp_path / "registrar.log", cwd=tmp_path,
+        ready=lambda _log: healthy(),
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    server.start()
     try:
-        _wait_healthy(url, server)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
-
-
-def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "registrar exited during start-up"
-        try:
-            if requests.get(url + "/v1/healthz", timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    pytest.fail("registrar did not become healthy in 30 s")
+        server.stop()
 
 
 def test_enrol_command_succeeds_and_lists_the_agent(

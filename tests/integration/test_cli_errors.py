@@ -13,14 +13,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from geoattest.access.keys import Role
 from geoattest.cli import EXIT_TABLE, main
@@ -28,6 +26,7 @@ from geoattest.dev.swtpm import SwtpmCa
 from tests.paths import vector
 from tests.support.access import issue_api_key
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.served_app import served
 from tests.support.verifier_stack import settings_environment, verifier_settings
 from verifier.app import close_app, create_app
 
@@ -217,19 +216,14 @@ def verifier_api(
     """The verifier's real API (no worker: nothing here needs rounds) on a loopback port."""
     settings = verifier_settings(tmp_path / "verifier", redis_url, plain_registrar)
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield VerifierApi(
-            f"http://127.0.0.1:{server.server_port}",
-            settings_environment(settings),
-            issue_api_key(settings.database_url, Role.ADMIN, "tests-admin"),
-        )
+        with served(app, "verifier-api") as url:
+            yield VerifierApi(
+                url,
+                settings_environment(settings),
+                issue_api_key(settings.database_url, Role.ADMIN, "tests-admin"),
+            )
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
         close_app(app)
 
 

@@ -24,6 +24,7 @@ from agent.location import LocationProvider
 from geoattest.access.keys import Role
 from geoattest.db import make_engine
 from geoattest.dev.demo_geo import DEMO_DIR
+from geoattest.pcr_banks import PcrBank
 from tests.support.access import bearer, issue_api_key
 from tests.support.agent_simulator import policy_document
 from tests.support.simulated_fleet import SimulatedFleet, simulated_fleet
@@ -160,7 +161,7 @@ def test_a_state_change_reaches_the_stream_within_two_seconds(
         at, frame = stream.wait_for(sim.agent_id, "paused", timeout=5)
         assert at - asked < 2.0, f"the event took {at - asked:.2f} s"
         assert int(frame["id"]) > 0
-        sim.pcrs["sha256"][10] = bytes(32)  # tampered while paused: seen once resumed
+        sim.pcrs[PcrBank.SHA256][10] = bytes(32)  # tampered while paused: seen once resumed
         assert fleet.verifier.act(sim.agent_id, "resume").status_code == 200
         _, failed = stream.wait_for(sim.agent_id, "failed", timeout=15)
         assert json.loads(failed["data"])["type"] == "agent_failed"
@@ -229,7 +230,7 @@ def test_activity_counts_rounds_latency_failures_and_tokens_in_buckets(
     latencies = [b["latency_p95_seconds"] for b in body["buckets"] if b["rounds"]]
     assert latencies
     assert all(0 <= value < 5 for value in latencies)
-    sim.pcrs["sha256"][10] = bytes(32)
+    sim.pcrs[PcrBank.SHA256][10] = bytes(32)
     fleet.verifier.wait_for_state(sim.agent_id, "failed")
     after = _get(fleet, viewer, "/v1/fleet/activity?seconds=120").json()["buckets"]
     assert sum(bucket["rounds"].get("integrity_failure", 0) for bucket in after) >= 1

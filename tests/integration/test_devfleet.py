@@ -22,6 +22,7 @@ from agent.tpm_device import TpmDevice
 from geoattest.dev.procs import free_port
 from geoattest.dev.swtpm import SwtpmInstance
 from geoattest.dev.swtpm.lockout import LockoutState, lockout_state
+from geoattest.pcr_banks import PcrBank
 from tests.support.access import bearer
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
@@ -101,7 +102,7 @@ def test_a_tpm_left_in_lockout_is_reset_and_the_fleet_attests(tmp_path: Path) ->
         max_tries = lockout_state(swtpm.tcti).max_tries
         for _ in range(max_tries):  # what a fleet killed with SIGKILL leaves behind
             with TpmDevice(swtpm.tcti) as device:
-                device.quote(b"nonce", {"sha256": [0]})
+                device.quote(b"nonce", {PcrBank.SHA256: [0]})
             swtpm.restart(orderly=False)
         assert lockout_state(swtpm.tcti).in_lockout
     done = _run_once(state_dir, agents=1)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,12 +33,11 @@ from geoattest.errors import (
 from geoattest.registrar_client import RegistrarClient
 from geoattest.wire import EnrolRequest, activation_proof, enrolment_body, enrolment_digest
 from registrar.evidence import ek_key_fingerprint
+from tests.support import MakeSwtpm
 from tests.support.access import bearer
 from tests.support.registrar_server import RunningRegistrar, recorded_facts, running_registrar
 
 pytestmark = pytest.mark.swtpm
-
-MakeSwtpm = Callable[..., SwtpmInstance]
 
 
 def _enrol_request(device: TpmDevice, agent_id: str) -> EnrolRequest:

@@ -27,6 +27,7 @@ from agent.gnss import (
     SerialSource,
     parse_gpsd_report,
 )
+from geoattest.dev.procs import free_port
 from geoattest.errors import GnssUnavailable
 from geofence.epochs import fixes_from_lines
 from tests.paths import vector
@@ -36,19 +37,12 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 BT451 = "nmea/bt451.log"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def gpsfake(capture: Path, cycle_s: float = 0.02) -> Iterator[int]:
     """A real gpsd on a free port, fed ``capture`` once by gpsfake; yields the port."""
     if GPSFAKE is None or not Path(SYSTEM_PYTHON).exists():
         pytest.skip("gpsfake binary absent (apt install gpsd gpsd-clients)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [SYSTEM_PYTHON, GPSFAKE, "-1", "-q", "-P", str(port), "-c", str(cycle_s), str(capture)],
         stdout=subprocess.DEVNULL,
@@ -122,7 +116,7 @@ def test_gpsd_json_reports() -> None:
 
 def test_gpsd_unreachable() -> None:
     with pytest.raises(GnssUnavailable, match=r"gpsd at 127\.0\.0\.1"):
-        next(GpsdSource(port=_free_port(), timeout_s=1.0).lines())
+        next(GpsdSource(port=free_port(), timeout_s=1.0).lines())
 
 
 def test_parse_gpsd_expected_output() -> None:

@@ -23,8 +23,9 @@ from geoattest.settings import load_settings
 from registrar.app import create_app as create_registrar
 from tests.support.access import bearer, issue_api_key
 from tests.support.redis_server import RedisServer, running_redis_server
+from tests.support.service_apps import registrar_signing_key
+from tests.support.service_apps import verifier_app as make_verifier_app
 from tests.support.verifier_stack import settings_environment
-from verifier.app import create_app as create_verifier
 from verifier.storage.hot_state import HotState, connect_redis
 
 pytestmark = pytest.mark.redis
@@ -46,25 +47,8 @@ def verifier_app(
 
 
 def _verifier(tmp_path: Path, trust_dir: Path, redis_process: RedisServer, url: str) -> Flask:
-    registrar = create_registrar(
-        load_settings(
-            database_url=f"sqlite:///{tmp_path / 'registrar.sqlite'}",
-            registrar_state_dir=tmp_path / "registrar-state",
-            ek_ca_dir=trust_dir,
-        )
-    )
-    signing_key = tmp_path / "registrar-signing-key.pem"
-    signing_key.write_text(registrar.extensions["geoattest.signer"].public_pem())
-    registrar.extensions["geoattest.engine"].dispose()
-    return create_verifier(
-        load_settings(
-            database_url=url,
-            redis_url=redis_process.url,
-            verifier_tls_dir=tmp_path / "verifier-tls",
-            ek_ca_dir=trust_dir,
-            registrar_signing_key=signing_key,
-        )
-    )
+    key = registrar_signing_key(tmp_path, trust_dir)
+    return make_verifier_app(tmp_path, trust_dir, redis_process.url, key, database_url=url)
 
 
 def _ready(app: Flask) -> tuple[int, dict[str, object]]:

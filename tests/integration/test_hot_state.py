@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from allowlists.ima.replay import ImaState
+from geoattest.pcr_banks import PcrBank
 from tpm import ClockInfo
 from verifier.core.round import RoundMemory
 from verifier.core.states import AgentState
@@ -89,7 +90,10 @@ def test_live_status_round_trips(redis_url: str) -> None:
         state=AgentState.ATTESTED,
         memory=RoundMemory(
             clock=ClockInfo(clock=123, reset_count=2, restart_count=0, safe=True),
-            ima=ImaState(entries_verified=42, pcr10={"sha256": b"\x01" * 32, "sha1": b"\x02" * 20}),
+            ima=ImaState(
+                entries_verified=42,
+                pcr10={PcrBank.SHA256: b"\x01" * 32, PcrBank.SHA1: b"\x02" * 20},
+            ),
         ),
         last_round_at=1000.5,
         unreachable_streak=0,

@@ -29,6 +29,7 @@ from allowlists.ima.policy import RuntimePolicy
 from allowlists.ima.template import parse_entry
 from geoattest.dev.ima_emulator import ImaEmulator
 from geoattest.dev.swtpm import SwtpmInstance
+from geoattest.pcr_banks import PcrBank
 from geoattest.tls_material import ensure_verifier_client_tls
 from geoattest.wire import EvidenceRequest, EvidenceResponse
 from tests.support.agent_server import serving_agent
@@ -89,7 +90,7 @@ def _policy(node: Node) -> AttestationPolicy:
         runtime=RuntimePolicy(
             digests={"boot_aggregate": frozenset({aggregate})}, excludes=("/tmp/*",)
         ),
-        ima_banks=("sha256",),
+        ima_banks=(PcrBank.SHA256,),
     )
 
 

@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import functools
 import os
-from collections.abc import Callable
 
 import pytest
 import requests
@@ -45,6 +44,7 @@ from geoattest.wire import (
 from geofence import LocationPolicy, SourceKind, ZoneDecision, ZoneSet, decode_evidence, load_zones
 from geofence.nmea import split_lines
 from tests.paths import vector
+from tests.support import MakeSwtpm
 from tests.support.registrar_server import RunningRegistrar
 from tpm import (
     TpmPublic,
@@ -58,7 +58,6 @@ from verifier.core.location import LocationRoundPolicy, LocationVerdict, check_l
 
 pytestmark = pytest.mark.swtpm
 
-MakeSwtpm = Callable[..., SwtpmInstance]
 WEAK_KEY_HANDLE = 0x81010009
 
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from geoattest.settings import load_settings
 from tests.support.access import bearer, issue_api_key
 from tests.support.identity_trust import unused_identity_trust
+from tests.support.served_app import served
 from verifier.app import close_app, create_app
 from verifier.core import merkle
 from verifier.core.checkpoint import verify_checkpoint
@@ -47,9 +46,6 @@ def api(tmp_path: Path, redis_url: str) -> Iterator[Api]:
         log_origin="geoattest/log/api-test",
     )
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     log: TransparencyLog = app.extensions["geoattest.log"]
     keys = log_keyring(settings)
 
@@ -59,16 +55,14 @@ def api(tmp_path: Path, redis_url: str) -> Iterator[Api]:
         log.sign(keys.active(), NOW)
 
     try:
-        yield Api(
-            url=f"http://127.0.0.1:{server.server_port}/v1/log",
-            log=log,
-            sign=sign,
-            admin=bearer(issue_api_key(settings.database_url)),
-        )
+        with served(app, "verifier-api") as url:
+            yield Api(
+                url=f"{url}/v1/log",
+                log=log,
+                sign=sign,
+                admin=bearer(issue_api_key(settings.database_url)),
+            )
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
         close_app(app)
 
 

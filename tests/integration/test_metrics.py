@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from geoattest.access.keys import Role
 from geoattest.dev.procs import free_port
+from geoattest.pcr_banks import PcrBank
 from keyrelease.app import KEY_RELEASES
 from tests.support.access import bearer, issue_api_key
 from tests.support.simulated_fleet import SimulatedFleet, simulated_fleet
@@ -94,7 +95,7 @@ def test_a_tamper_shows_as_an_integrity_failure_with_its_reason(
     sim = fleet.attested_agent()
     before = _scrape(_worker_url(fleet), viewer)
     assert _total(before, "geoattest_rounds_total", outcome="integrity_failure") == 0
-    sim.pcrs["sha256"][10] = bytes(32)  # PCR 10 no longer matches the IMA log
+    sim.pcrs[PcrBank.SHA256][10] = bytes(32)  # PCR 10 no longer matches the IMA log
     fleet.verifier.wait_for_state(sim.agent_id, "failed")
     after = _scrape(_worker_url(fleet), viewer)
     failed = {

@@ -28,10 +28,9 @@ from schemathesis.schemas import BaseSchema
 from geoattest.access.keys import Role
 from geoattest.access.store import AccessStore
 from geoattest.openapi import OPENAPI_PATH, _openapi_path
-from geoattest.settings import load_settings
 from tests.support.access import bearer
 from tests.support.registrar_server import RunningRegistrar, running_registrar
-from verifier.app import create_app as create_verifier
+from tests.support.service_apps import verifier_app
 
 pytestmark = pytest.mark.redis
 
@@ -75,16 +74,13 @@ def registrar_schema(registrar: RunningRegistrar) -> BaseSchema:
 def verifier_schema(
     tmp_path: Path, trust_dir: Path, redis_url: str, registrar: RunningRegistrar
 ) -> Iterator[BaseSchema]:
-    app = create_verifier(
-        load_settings(
-            database_url=f"sqlite:///{tmp_path / 'verifier.sqlite'}",
-            redis_url=redis_url,
-            verifier_tls_dir=tmp_path / "verifier-tls",
-            ek_ca_dir=trust_dir,
-            registrar_url=registrar.url,
-            registrar_api_key=registrar.reader_key,
-            registrar_signing_key=registrar.signing_key,
-        )
+    app = verifier_app(
+        tmp_path,
+        trust_dir,
+        redis_url,
+        registrar.signing_key,
+        registrar_url=registrar.url,
+        registrar_api_key=registrar.reader_key,
     )
     store: AccessStore = app.extensions["geoattest.access"]
     app.config["fuzz_key"] = store.create("fuzz", Role.ADMIN, dt.datetime.now(dt.UTC))

@@ -19,10 +19,8 @@ from flask.testing import FlaskClient
 
 from geoattest.access.keys import Role
 from geoattest.http import MAX_BODY_BYTES
-from geoattest.settings import load_settings
-from registrar.app import create_app as create_registrar
 from tests.support.access import bearer, issue_api_key
-from verifier.app import create_app as create_verifier
+from tests.support.service_apps import registrar_signing_key, verifier_app
 
 pytestmark = pytest.mark.redis
 
@@ -31,26 +29,8 @@ LIMIT = 2 * 1024 * 1024
 
 @pytest.fixture
 def verifier(tmp_path: Path, trust_dir: Path, redis_url: str) -> Iterator[Flask]:
-    registrar = create_registrar(
-        load_settings(
-            database_url=f"sqlite:///{tmp_path / 'registrar.sqlite'}",
-            registrar_state_dir=tmp_path / "registrar-state",
-            ek_ca_dir=trust_dir,
-        )
-    )
-    key = tmp_path / "registrar-signing-key.pem"
-    key.write_text(registrar.extensions["geoattest.signer"].public_pem())
-    registrar.extensions["geoattest.engine"].dispose()
-    app = create_verifier(
-        load_settings(
-            database_url=f"sqlite:///{tmp_path / 'verifier.sqlite'}",
-            redis_url=redis_url,
-            verifier_tls_dir=tmp_path / "verifier-tls",
-            ek_ca_dir=trust_dir,
-            registrar_signing_key=key,
-            policy_upload_max_bytes=LIMIT,
-        )
-    )
+    key = registrar_signing_key(tmp_path, trust_dir)
+    app = verifier_app(tmp_path, trust_dir, redis_url, key, policy_upload_max_bytes=LIMIT)
     yield app
     app.extensions["geoattest.engine"].dispose()
 
@@ -173,7 +153,7 @@ def test_past_the_limit_on_the_wire_or_decompressed_is_413_and_nothing_is_stored
         (gzip.compress(b"{}") + b"trailing", "gzip", 400, "malformed_request"),
         (b'{"ima_banks": ["sha256"]}', "br", 415, "unsupported_content_encoding"),
         (gzip.compress(b'{"ima_banks": '), "gzip", 400, "malformed_request"),
-        (gzip.compress(b'{"ima_banks": ["md4"]}'), "gzip", 400, "malformed_request"),
+        (gzip.compress(b'{"ima_banks": ["md4"]}'), "gzip", 400, "pcr_bank_unknown"),
     ],
     ids=["truncated", "not-gzip", "trailing-data", "brotli", "not-json", "invalid-policy"],
 )
@@ -187,3 +167,27 @@ def test_a_bad_upload_is_a_clear_4xx(
 def test_the_body_is_read_only_after_the_caller_is_known(verifier: Flask) -> None:
     status, body = _put(verifier.test_client(), {}, gzip.compress(b"{}"), "gzip")
     assert (status, _code(body)) == (401, "api_key_required")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"ima_banks": ["sha256", "sha3_256"]},
+        {"boot_pcrs": {"md5": {"0": "00" * 16}}},
+        {"boot_pcrs": {"Sha256": {"0": "00" * 32}}},
+    ],
+    ids=["ima-banks", "boot-pcrs", "wrong-case"],
+)
+def test_an_unknown_pcr_bank_is_400_pcr_bank_unknown_and_nothing_is_stored(
+    verifier: Flask, admin: dict[str, str], document: dict[str, object]
+) -> None:
+    client = verifier.test_client()
+    good = json.dumps({"ima_banks": ["sha1"]}).encode()
+    assert _put(client, admin, good)[0] == 200
+    status, body = _put(client, admin, json.dumps(document).encode())
+    assert (status, _code(body)) == (400, "pcr_bank_unknown"), body
+    assert "unknown PCR bank" in str(body["error"])
+    stored = client.get("/v1/policies/big", headers=admin)
+    assert stored.status_code == 200
+    assert stored.json is not None
+    assert stored.json["document"]["ima_banks"] == ["sha1"]  # the stored policy is untouched

@@ -17,15 +17,20 @@ import pytest
 from agent.enrolment import ApiEndpoint, enrol
 from agent.gnss.identify import identify_receiver
 from agent.gnss.source import FileReplaySource
+from agent.location import LocationProvider
 from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
 from geoattest.dev.ima_emulator import boot_aggregate_digest
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geofence import GnssReceiver, SourceKind
 from geofence.restamp import time_of
-from tests.integration.test_location_e2e import MakeSwtpm, Node, Stack, _start_node, black_forest
+from tests.integration.test_location_e2e import GeoNode as Node
 from tests.paths import vector
+from tests.support import MakeSwtpm
+from tests.support.live_gnss import LiveReceiver, black_forest
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar, trust_dir_with
+from tests.support.swtpm_agent import start_node as start_swtpm_node
+from tests.support.verifier_stack import ServiceStack as Stack
 from tests.support.verifier_stack import running_verifier, verifier_settings
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
@@ -113,9 +118,19 @@ def start_node(
         workdir.mkdir()
         receiver = enrolled_receiver(workdir)
         swtpms[agent_id] = make_swtpm()
-        node = _start_node(
-            stack, swtpms[agent_id], workdir, agent_id, black_forest(), receiver=receiver
+        provider = LocationProvider(
+            None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=1.5, source_kind=SourceKind.FILE
         )
+        started = start_swtpm_node(
+            swtpms[agent_id],
+            workdir,
+            agent_id,
+            client_ca=stack.verifier.client_ca,
+            registrar=stack.registrar,
+            location=provider,
+            gnss_receiver=receiver,
+        )
+        node = Node(started, LiveReceiver(provider, black_forest()))
         nodes.append(node)
         response = stack.verifier.add_agent(agent_id, policy)
         assert response.status_code == 201, response.text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,6 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from agent.enrolment import enrol
 from agent.tpm_device import TpmDevice
@@ -28,6 +26,7 @@ from geoattest.settings import load_settings
 from geoattest.wire import AgentView
 from registrar.app import create_app
 from tests.support.registrar_server import RunningRegistrar
+from tests.support.served_app import served
 
 # As sent on the wire (percent-encoded where a client would encode).
 BAD_PATH_IDS = [
@@ -169,15 +168,8 @@ def lying_registrar() -> Iterator[str]:
     def activate(agent_id: str) -> dict[str, object]:
         return _forged_view("edge-2")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with served(app, "lying-registrar") as url:
+        yield url
 
 
 def test_client_refuses_an_answer_about_another_agent(lying_registrar: str) -> None:

@@ -16,34 +16,27 @@ import datetime as dt
 import hashlib
 import json
 import subprocess
-import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from agent.enrolment import ApiEndpoint, enrol
-from agent.evidence import EvidenceService
-from agent.ima_source import ImaLogSource
 from agent.location import LocationProvider
-from agent.server import AgentServer, create_app, make_agent_server
-from agent.tls import ensure_server_identity, server_ssl_context
-from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
+from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE
 from geoattest.db import make_engine, session_factory
-from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
 from geoattest.dev.procs import GEOATTEST
-from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
-from geoattest.registrar_client import RegistrarClient
+from geoattest.dev.swtpm import SwtpmCa
 from geofence import SourceKind
-from tests.integration.test_location_e2e import LiveReceiver, black_forest
 from tests.paths import vector
-from tests.support import SwtpmTemplates, swtpm_factory
+from tests.support import MakeSwtpm, SwtpmTemplates, swtpm_factory
+from tests.support.live_gnss import LiveReceiver, black_forest
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.swtpm_agent import Node, start_node, swtpm_node_policy
 from tests.support.verifier_stack import (
     RunningVerifier,
     running_verifier,
@@ -59,57 +52,6 @@ from verifier.storage.records import RecordStore
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
 
 POLICY = "proof-de"
-MakeSwtpm = Callable[..., SwtpmInstance]
-
-
-@dataclass
-class Node:
-    """The edge node: swtpm, IMA log, GNSS receiver, and an evidence API that can be stopped."""
-
-    agent_id: str
-    swtpm: SwtpmInstance
-    ima: ImaEmulator
-    provider: LocationProvider
-    workdir: Path
-    client_ca: Path
-    port: int = 0
-    server: AgentServer | None = None
-    thread: threading.Thread | None = None
-    services: list[EvidenceService] = field(default_factory=list)
-
-    def start_api(self) -> ApiEndpoint:
-        identity = ensure_server_identity(self.workdir / "agent", self.agent_id, "127.0.0.1")
-        context = server_ssl_context(identity.cert_path, identity.key_path, self.client_ca)
-        service = EvidenceService(
-            lambda: TpmDevice(self.swtpm.tcti),
-            ImaLogSource(self.ima.log_path),
-            ak_handle=DEFAULT_AK_HANDLE,
-            location=self.provider,
-            hold_connection=False,
-        )
-        self.services.append(service)
-        self.server = make_agent_server(create_app(service), context, "127.0.0.1", self.port)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return ApiEndpoint(
-            url=f"https://127.0.0.1:{self.port}", tls_certificate=identity.certificate_der
-        )
-
-    def stop_api(self) -> None:
-        if self.server is not None and self.thread is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join(timeout=5)
-            self.server = self.thread = None
-        for service in self.services:
-            service.close()
-        self.services.clear()
-
-    def clean_boot(self) -> None:
-        self.swtpm.restart()  # TPM Reset: resetCount up, PCRs back to zero
-        self.ima.new_boot()
-        self.ima.boot_aggregate()
 
 
 @dataclass
@@ -161,24 +103,21 @@ def _run(
     make_swtpm: MakeSwtpm,
     trust_dir: Path,
 ) -> Run:
-    boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
-    document = {
-        "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
-        "ima_banks": ["sha256"],
-        "runtime_policy": {
-            "version": 1,
-            "digests": {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]},
-        },
-        "location": {"zones": ["DEU"], "thresholds": {"accepted_sources": ["file"]}},
-    }
+    document = swtpm_node_policy(
+        location={"zones": ["DEU"], "thresholds": {"accepted_sources": ["file"]}}
+    )
     assert verifier.put_policy(POLICY, document).status_code == 200
-    swtpm = make_swtpm()
-    ima = ImaEmulator(swtpm.tcti, work / "ascii_runtime_measurements")
-    ima.boot_aggregate()
     provider = LocationProvider(
         None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=1.5, source_kind=SourceKind.FILE
     )
-    node = Node("proof-node-1", swtpm, ima, provider, work / "node", verifier.client_ca)
+    node = start_node(
+        make_swtpm(),
+        work / "node",
+        "proof-node-1",
+        client_ca=verifier.client_ca,
+        registrar=registrar,
+        location=provider,
+    )
     receiver = LiveReceiver(provider, black_forest())
     try:
         return _life(work, registrar, verifier, node, trust_dir)
@@ -194,17 +133,6 @@ def _life(
     node: Node,
     trust_dir: Path,
 ) -> Run:
-    endpoint = node.start_api()
-    client = RegistrarClient(registrar.url)
-    with TpmDevice(node.swtpm.tcti) as device:
-        enrol(
-            device,
-            client,
-            node.agent_id,
-            endpoint=lambda _agent_id: endpoint,
-            location_key_handle=DEFAULT_LOCATION_KEY_HANDLE,
-        )
-    client.close()
     assert verifier.add_agent(node.agent_id, POLICY).status_code == 201
     verifier.wait_for_state(node.agent_id, "attested")
     start = dt.datetime.now(dt.UTC)

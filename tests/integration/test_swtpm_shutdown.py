@@ -9,6 +9,7 @@ from agent.tpm_device import TpmDevice
 from geoattest.dev.swtpm import SwtpmInstance
 from geoattest.dev.swtpm.lockout import clear_lockout, lockout_state
 from geoattest.errors import TpmCommandFailed
+from geoattest.pcr_banks import PcrBank
 
 pytestmark = pytest.mark.swtpm
 
@@ -17,7 +18,7 @@ def use_the_ak(swtpm: SwtpmInstance) -> None:
     """A DA-protected authorisation (the AK's userWithAuth), as every attestation round makes."""
     with TpmDevice(swtpm.tcti) as device:
         device.ensure_ak()
-        device.quote(b"nonce", {"sha256": [0]})
+        device.quote(b"nonce", {PcrBank.SHA256: [0]})
 
 
 def power_cycles(swtpm: SwtpmInstance, count: int, *, orderly: bool) -> None:

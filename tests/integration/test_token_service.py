@@ -36,18 +36,18 @@ from geoattest.wire_tokens import (
     CNF_PROOF_TYP,
     CnfWire,
     PublicJwk,
-    token_session_qualifying_data,
 )
 from tests.support.access import bearer
-from tests.support.token_stack import (
+from tests.support.token_requests import (
     BASH,
-    TokenStack,
+    ask_challenge,
     open_session,
-    order,
+    post_session,
     session_body,
+    session_quote,
     signed_request,
-    token_stack,
 )
+from tests.support.token_stack import TokenStack, order, token_stack
 from tpm import parse_tpms_attest
 from verifier.core.record import decode_record
 from verifier.engine.runtime import lease_defaults_of
@@ -375,37 +375,21 @@ def test_a_replayed_request_is_refused(stack: TokenStack) -> None:
 
 def test_a_session_quoted_by_another_tpm_is_refused(stack: TokenStack) -> None:
     first, second = sorted(stack.runner.sims)
-    challenge = requests.post(
-        f"{stack.url}/v1/token-sessions/challenge", json={"agent_id": first}, timeout=10
-    ).json()
+    challenge = ask_challenge(stack.url, first)
     key = ec.generate_private_key(ec.SECP256R1())
-    nonce = token_session_qualifying_data(
-        first, bytes.fromhex(challenge["challenge"]), thumbprint(key.public_key())
-    )
-    quoted = stack.runner.sims[second].tpm.quote(nonce, challenge["pcrs"])  # not first's AK
-    response = requests.post(
-        f"{stack.url}/v1/token-sessions",
-        json=session_body(first, challenge["challenge"], key, quoted),
-        timeout=10,
-    )
+    quoted = session_quote(stack.runner.sims[second], first, challenge, key)  # not first's AK
+    response = post_session(stack.url, session_body(first, challenge["challenge"], key, quoted))
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "token_session_refused"
 
 
 def test_a_session_quote_binding_another_key_is_refused(stack: TokenStack) -> None:
     agent_id = _first(stack)
-    challenge = requests.post(
-        f"{stack.url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
-    ).json()
+    challenge = ask_challenge(stack.url, agent_id)
     quoted_key, presented_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
-    nonce = token_session_qualifying_data(
-        agent_id, bytes.fromhex(challenge["challenge"]), thumbprint(quoted_key.public_key())
-    )
-    quoted = stack.runner.sims[agent_id].tpm.quote(nonce, challenge["pcrs"])
-    response = requests.post(
-        f"{stack.url}/v1/token-sessions",
-        json=session_body(agent_id, challenge["challenge"], presented_key, quoted),
-        timeout=10,
+    quoted = session_quote(stack.runner.sims[agent_id], agent_id, challenge, quoted_key)
+    response = post_session(
+        stack.url, session_body(agent_id, challenge["challenge"], presented_key, quoted)
     )
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "token_session_refused"
@@ -413,25 +397,14 @@ def test_a_session_quote_binding_another_key_is_refused(stack: TokenStack) -> No
 
 def test_a_challenge_is_used_once_and_only_for_its_agent(stack: TokenStack) -> None:
     first, second = sorted(stack.runner.sims)
-    challenge = requests.post(
-        f"{stack.url}/v1/token-sessions/challenge", json={"agent_id": first}, timeout=10
-    ).json()
-    other = requests.post(
-        f"{stack.url}/v1/token-sessions/challenge", json={"agent_id": first}, timeout=10
-    ).json()
+    challenge = ask_challenge(stack.url, first)
+    other = ask_challenge(stack.url, first)
     assert challenge["challenge"] != other["challenge"]
     key = ec.generate_private_key(ec.SECP256R1())
 
     def open_for(agent_id: str) -> requests.Response:
-        nonce = token_session_qualifying_data(
-            agent_id, bytes.fromhex(challenge["challenge"]), thumbprint(key.public_key())
-        )
-        quoted = stack.runner.sims[agent_id].tpm.quote(nonce, challenge["pcrs"])
-        return requests.post(
-            f"{stack.url}/v1/token-sessions",
-            json=session_body(agent_id, challenge["challenge"], key, quoted),
-            timeout=10,
-        )
+        quoted = session_quote(stack.runner.sims[agent_id], agent_id, challenge, key)
+        return post_session(stack.url, session_body(agent_id, challenge["challenge"], key, quoted))
 
     assert open_for(second).json()["error"]["code"] == "token_challenge_unknown"
     assert open_for(first).status_code == 201
@@ -586,19 +559,10 @@ def test_a_session_quote_from_another_boot_is_refused(stack: TokenStack) -> None
     agent_id = _first(stack)
     sim = stack.runner.sims[agent_id]
     sim.reboot()
-    challenge = requests.post(
-        f"{stack.url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
-    ).json()
+    challenge = ask_challenge(stack.url, agent_id)
     key = ec.generate_private_key(ec.SECP256R1())
-    nonce = token_session_qualifying_data(
-        agent_id, bytes.fromhex(challenge["challenge"]), thumbprint(key.public_key())
-    )
-    quoted = sim.tpm.quote(nonce, challenge["pcrs"])
-    response = requests.post(
-        f"{stack.url}/v1/token-sessions",
-        json=session_body(agent_id, challenge["challenge"], key, quoted),
-        timeout=10,
-    )
+    quoted = session_quote(sim, agent_id, challenge, key)
+    response = post_session(stack.url, session_body(agent_id, challenge["challenge"], key, quoted))
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "token_session_refused"
     assert "boot" in response.json()["error"]["message"]

@@ -18,44 +18,33 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from werkzeug.serving import make_server
 
-from agent.enrolment import ApiEndpoint, enrol
-from agent.evidence import EvidenceService
-from agent.ima_source import ImaLogSource
 from agent.location import LocationProvider
-from agent.server import (
-    AgentServer,
-    RunningWorkloadApi,
-    create_app,
-    make_agent_server,
-    start_workload_api,
-)
-from agent.tls import ensure_server_identity, server_ssl_context
-from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
-from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
+from agent.server import RunningWorkloadApi, start_workload_api
+from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE
+from geoattest.dev.ima_emulator import ImaEmulator
 from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
-from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import load_settings
 from geofence import SourceKind
 from keyrelease.app import create_app as create_key_service
 from keyrelease.keystore import KeyStore
 from keyrelease.ledger import ReleaseLedger
 from keyrelease.sealing import seal
-from tests.integration.test_location_e2e import LiveReceiver, black_forest, loire_valley
 from tests.paths import vector
+from tests.support import MakeSwtpm
+from tests.support.live_gnss import LiveReceiver, black_forest, loire_valley
 from tests.support.programs import Program, program
-from tests.support.redis_server import running_redis
-from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
-from tests.support.verifier_stack import RunningVerifier, running_verifier, verifier_settings
+from tests.support.registrar_server import RunningRegistrar
+from tests.support.served_app import served
+from tests.support.swtpm_agent import Node, start_node, swtpm_node_policy
+from tests.support.verifier_stack import RunningVerifier, service_stack
 from verifier.tokens.status import read_status
 from verifier.tokens.verify import Rejected, TrustedKeys
 
@@ -64,7 +53,6 @@ pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
 POLICY = "models-de"
 AUDIENCE = "model-keys"
 KEY_ID = "llm-7b"
-MakeSwtpm = Callable[..., SwtpmInstance]
 
 
 @dataclass
@@ -84,123 +72,89 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, test_ca: SwtpmCa) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("tokens-e2e")
     a, b = program(work / "bin", "model-server-a"), program(work / "bin", "model-server-b")
-    trust_dir = trust_dir_with(work / "ek-ca", test_ca.trust_store)
     zones = vector("zones/ne_110m_admin_0_countries.geojson")
-    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
-        settings = verifier_settings(
-            work, redis_url, registrar, zones_file=zones, zones_repair=True
+    allowed = {"/opt/model-server": a.sha256, "/opt/other-server": b.sha256}
+    document = swtpm_node_policy(
+        allowed,
+        runtime_policy_version=2,
+        location={"zones": ["DEU"]},
+        # A passed round vouches for 20 s: tokens live long enough for two CLI runs.
+        max_age_seconds=20,
+    )
+    with service_stack(
+        work, test_ca.trust_store, policies={POLICY: document}, zones_file=zones, zones_repair=True
+    ) as services:
+        registrar, verifier = services.registrar, services.verifier
+        key_settings = load_settings(
+            verifier_url=verifier.url,
+            keys_dir=work / "model-keys",
+            keys_database_url=f"sqlite:///{work / 'releases.sqlite'}",
+            keys_audience=AUDIENCE,
+            round_interval_seconds=0.5,
         )
-        with running_verifier(settings, work) as verifier:
-            boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
-            digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
-            for path, prog in (("/opt/model-server", a), ("/opt/other-server", b)):
-                digests[path] = ["sha256:" + prog.sha256.hex()]
-            response = verifier.put_policy(
-                POLICY,
-                {
-                    "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
-                    "ima_banks": ["sha256"],
-                    "runtime_policy": {"version": 2, "digests": digests},
-                    "location": {"zones": ["DEU"]},
-                    # A passed round vouches for 20 s: tokens live long enough for two CLI runs.
-                    "max_age_seconds": 20,
-                },
+        key_app = create_key_service(key_settings)
+        store = KeyStore(key_settings.keys_dir)
+        key = store.create(
+            KEY_ID,
+            zones=frozenset({"DEU"}),
+            workloads=frozenset({a.sha256}),
+            now=dt.datetime.now(dt.UTC),
+        )
+        model = work / "weights.bin"
+        model.write_bytes(os.urandom(256 * 1024))
+        sealed = work / "weights.enc"
+        seal(model, sealed, key.key)
+        with served(key_app, "key-service") as keys_url:
+            yield Stack(
+                registrar=registrar,
+                verifier=verifier,
+                keys_url=keys_url,
+                key_store=store,
+                releases=ReleaseLedger(key_app.extensions["geoattest.engine"]),
+                a=a,
+                b=b,
+                model=model,
+                sealed=sealed,
             )
-            assert response.status_code == 200, response.text
-            key_settings = load_settings(
-                verifier_url=verifier.url,
-                keys_dir=work / "model-keys",
-                keys_database_url=f"sqlite:///{work / 'releases.sqlite'}",
-                keys_audience=AUDIENCE,
-                round_interval_seconds=0.5,
-            )
-            key_app = create_key_service(key_settings)
-            server = make_server("127.0.0.1", 0, key_app, threaded=True)
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
-            thread.start()
-            store = KeyStore(key_settings.keys_dir)
-            key = store.create(
-                KEY_ID,
-                zones=frozenset({"DEU"}),
-                workloads=frozenset({a.sha256}),
-                now=dt.datetime.now(dt.UTC),
-            )
-            model = work / "weights.bin"
-            model.write_bytes(os.urandom(256 * 1024))
-            sealed = work / "weights.enc"
-            seal(model, sealed, key.key)
-            try:
-                yield Stack(
-                    registrar=registrar,
-                    verifier=verifier,
-                    keys_url=f"http://127.0.0.1:{server.server_port}",
-                    key_store=store,
-                    releases=ReleaseLedger(key_app.extensions["geoattest.engine"]),
-                    a=a,
-                    b=b,
-                    model=model,
-                    sealed=sealed,
-                )
-            finally:
-                server.shutdown()
-                server.server_close()
-                thread.join(timeout=5)
 
 
 @dataclass
-class Node:
-    agent_id: str
-    ima: ImaEmulator
+class ModelNode:
+    """A geofencing swtpm node that ran both programs, with its workload API socket."""
+
+    node: Node
     receiver: LiveReceiver
-    server: AgentServer
-    thread: threading.Thread
     workload: RunningWorkloadApi
     socket: Path
-    services: list[EvidenceService] = field(default_factory=list)
+
+    @property
+    def agent_id(self) -> str:
+        return self.node.agent_id
+
+    @property
+    def ima(self) -> ImaEmulator:
+        return self.node.ima
 
     def stop(self) -> None:
         self.workload.stop()
         self.receiver.stop()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-        for service in self.services:
-            service.close()
+        self.node.stop_api()
 
 
-def _start_node(stack: Stack, swtpm: SwtpmInstance, workdir: Path, agent_id: str) -> Node:
-    ima = ImaEmulator(swtpm.tcti, workdir / "ascii_runtime_measurements")
-    ima.boot_aggregate()
-    ima.measure("/opt/model-server", digest=stack.a.sha256)  # both programs ran on this node
-    ima.measure("/opt/other-server", digest=stack.b.sha256)
+def _start_node(stack: Stack, swtpm: SwtpmInstance, workdir: Path, agent_id: str) -> ModelNode:
     provider = LocationProvider(
         None, None, DEFAULT_LOCATION_KEY_HANDLE, wait_for_fix_s=1.5, source_kind=SourceKind.SERIAL
     )
-    service = EvidenceService(
-        lambda: TpmDevice(swtpm.tcti),
-        ImaLogSource(ima.log_path),
-        ak_handle=DEFAULT_AK_HANDLE,
+    node = start_node(
+        swtpm,
+        workdir,
+        agent_id,
+        client_ca=stack.verifier.client_ca,
+        registrar=stack.registrar,
         location=provider,
-        hold_connection=False,
+        # both programs ran on this node
+        measured={"/opt/model-server": stack.a.sha256, "/opt/other-server": stack.b.sha256},
     )
-    identity = ensure_server_identity(workdir / "agent", agent_id, "127.0.0.1")
-    context = server_ssl_context(identity.cert_path, identity.key_path, stack.verifier.client_ca)
-    server = make_agent_server(create_app(service), context, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    endpoint = ApiEndpoint(
-        url=f"https://127.0.0.1:{server.server_port}", tls_certificate=identity.certificate_der
-    )
-    client = RegistrarClient(stack.registrar.url)
-    with TpmDevice(swtpm.tcti) as device:
-        enrol(
-            device,
-            client,
-            agent_id,
-            endpoint=lambda _agent_id: endpoint,
-            location_key_handle=DEFAULT_LOCATION_KEY_HANDLE,
-        )
-    client.close()
     socket_path = workdir / "workload.sock"
     settings = load_settings(
         verifier_url=stack.verifier.url,
@@ -208,16 +162,16 @@ def _start_node(stack: Stack, swtpm: SwtpmInstance, workdir: Path, agent_id: str
         workload_socket_mode=0o600,
         token_status_poll_seconds=0.5,
     )
-    workload = start_workload_api(settings, service, agent_id)
+    workload = start_workload_api(settings, node.services[0], agent_id)
     assert workload is not None
     receiver = LiveReceiver(provider, black_forest())
-    return Node(agent_id, ima, receiver, server, thread, workload, socket_path, [service])
+    return ModelNode(node, receiver, workload, socket_path)
 
 
 @pytest.fixture
 def node(
     stack: Stack, make_swtpm: MakeSwtpm, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Node]:
+) -> Iterator[ModelNode]:
     agent_id = f"model-{hashlib.sha256(request.node.name.encode()).hexdigest()[:10]}"
     started = _start_node(stack, make_swtpm(), tmp_path, agent_id)
     response = stack.verifier.add_agent(agent_id, POLICY)
@@ -228,7 +182,9 @@ def node(
     stack.verifier.forget(stack.registrar.client(), [agent_id])
 
 
-def _run(stack: Stack, node: Node, prog: Program, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    stack: Stack, node: ModelNode, prog: Program, *args: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(prog.path), "-m", "geoattest", *args],
         env=prog.env(),
@@ -240,7 +196,7 @@ def _run(stack: Stack, node: Node, prog: Program, *args: str) -> subprocess.Comp
 
 
 def _open_model(
-    stack: Stack, node: Node, prog: Program, out: Path
+    stack: Stack, node: ModelNode, prog: Program, out: Path
 ) -> subprocess.CompletedProcess[str]:
     return _run(
         stack, node, prog, "keys", "open", str(stack.sealed), "-o", str(out),
@@ -250,7 +206,7 @@ def _open_model(
 
 
 def test_the_model_opens_on_an_attested_node_inside_the_zone(
-    stack: Stack, node: Node, tmp_path: Path
+    stack: Stack, node: ModelNode, tmp_path: Path
 ) -> None:
     out = tmp_path / "weights.bin"
     done = _open_model(stack, node, stack.a, out)
@@ -283,7 +239,7 @@ def test_the_model_opens_on_an_attested_node_inside_the_zone(
 
 
 def test_another_executable_does_not_open_the_model(
-    stack: Stack, node: Node, tmp_path: Path
+    stack: Stack, node: ModelNode, tmp_path: Path
 ) -> None:
     out = tmp_path / "weights.bin"
     before = _key_releases(stack, "refused", "token_wrong_workload")
@@ -310,7 +266,7 @@ def _key_releases(stack: Stack, outcome: str, reason: str) -> float:
 
 
 def test_after_an_ima_tamper_the_model_does_not_open_and_tokens_are_revoked(
-    stack: Stack, node: Node, tmp_path: Path
+    stack: Stack, node: ModelNode, tmp_path: Path
 ) -> None:
     before = _run(stack, node, stack.a, "token", "get", "--type", "pog", "--audience", "svc",
                   "--socket", str(node.socket), "--json")  # fmt: skip
@@ -335,7 +291,9 @@ def test_after_an_ima_tamper_the_model_does_not_open_and_tokens_are_revoked(
     assert not out.exists()
 
 
-def test_after_a_teleport_the_model_does_not_open(stack: Stack, node: Node, tmp_path: Path) -> None:
+def test_after_a_teleport_the_model_does_not_open(
+    stack: Stack, node: ModelNode, tmp_path: Path
+) -> None:
     node.receiver.switch(loire_valley())  # 600 km in a second
     failed = stack.verifier.wait_for_state(node.agent_id, "failed", timeout=15)
     assert failed["reason"] == "location_implausible", failed

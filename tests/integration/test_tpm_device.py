@@ -30,11 +30,12 @@ from geoattest.errors import (
     MalformedRequest,
     TpmUnavailable,
 )
+from geoattest.pcr_banks import PcrBank
 from tests.support import MakeSwtpm, public_key_of
 
 pytestmark = pytest.mark.swtpm
 
-PCRS = {"sha256": list(range(24))}
+PCRS = {PcrBank.SHA256: list(range(24))}
 
 
 def _load_pem(path: os.PathLike[str]) -> x509.Certificate:
@@ -179,8 +180,8 @@ def test_quote_verifies_with_the_ak_and_carries_the_nonce(
     attest = _attest(quote)
     assert attest.type == TPM2_ST.ATTEST_QUOTE
     assert bytes(attest.extraData) == nonce
-    assert sorted(quote.pcrs["sha256"]) == list(range(24))  # read in chunks of 8
-    concatenated = b"".join(quote.pcrs["sha256"][i] for i in range(24))
+    assert sorted(quote.pcrs[PcrBank.SHA256]) == list(range(24))  # read in chunks of 8
+    concatenated = b"".join(quote.pcrs[PcrBank.SHA256][i] for i in range(24))
     assert bytes(attest.attested.quote.pcrDigest) == hashlib.sha256(concatenated).digest()
 
 
@@ -198,8 +199,8 @@ def test_quote_verifies_with_the_pure_tpm_package(tpm_device: TpmDevice) -> None
     from tpm.quote import verify_quote
 
     ak = parse_tpm2b_public(tpm_device.ensure_ak())
-    quote = tpm_device.quote(b"fresh-nonce", {"sha256": [0, 1, 7, 10]})
-    values = {int(TPM2_ALG.SHA256): quote.pcrs["sha256"]}
+    quote = tpm_device.quote(b"fresh-nonce", {PcrBank.SHA256: [0, 1, 7, 10]})
+    values = {int(TPM2_ALG.SHA256): quote.pcrs[PcrBank.SHA256]}
     result = verify_quote(
         ak=ak,
         attest=quote.attest,
@@ -228,12 +229,12 @@ def test_oversized_nonce_is_refused(tpm_device: TpmDevice) -> None:
 
 def test_pcr_extend_changes_the_quoted_value(tpm_device: TpmDevice) -> None:
     tpm_device.ensure_ak()
-    old = tpm_device.pcr_read({"sha256": [10]})["sha256"][10]
+    old = tpm_device.pcr_read({PcrBank.SHA256: [10]})[PcrBank.SHA256][10]
     measurement = hashlib.sha256(b"/usr/bin/geoattest").digest()
-    tpm_device.pcr_extend(10, {"sha256": measurement})
+    tpm_device.pcr_extend(10, {PcrBank.SHA256: measurement})
     expected = hashlib.sha256(old + measurement).digest()
-    assert tpm_device.pcr_read({"sha256": [10]})["sha256"][10] == expected
-    assert tpm_device.quote(b"n", {"sha256": [10]}).pcrs == {"sha256": {10: expected}}
+    assert tpm_device.pcr_read({PcrBank.SHA256: [10]})[PcrBank.SHA256][10] == expected
+    assert tpm_device.quote(b"n", {PcrBank.SHA256: [10]}).pcrs == {PcrBank.SHA256: {10: expected}}
 
 
 # --- credential activation --------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from geoattest.errors import MalformedRequest
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import EvidenceRequest, EvidenceResponse
 from tests.support import wire_v1
 from tests.support.agent_simulator import AgentSimulator
@@ -76,14 +77,14 @@ def test_a_new_agents_answer_parses_with_an_old_verifier(stack: RunnerStack) -> 
 
 
 def test_todays_verifier_request_parses_with_an_old_agent() -> None:
-    request = EvidenceRequest(nonce="cd" * 32, pcrs={"sha256": [0, 10]}, ima_offset=3)
+    request = EvidenceRequest(nonce="cd" * 32, pcrs={PcrBank.SHA256: [0, 10]}, ima_offset=3)
     wire_v1.EvidenceRequest.model_validate_json(request.model_dump_json(exclude_defaults=True))
 
 
 def test_a_newer_agents_extra_field_is_ignored_by_todays_verifier(stack: RunnerStack) -> None:
     sim = next(iter(stack.sims.values()))
     status, answer = sim.answer(
-        EvidenceRequest(nonce="ef" * 32, pcrs={"sha256": [0]}).model_dump_json().encode()
+        EvidenceRequest(nonce="ef" * 32, pcrs={PcrBank.SHA256: [0]}).model_dump_json().encode()
     )
     assert status == 200
     newer = answer[:-1] + b',"added_in_v3":{"anything":[1,2,3]}}'

@@ -5,7 +5,7 @@ TPMT_SIGNATURE, PCR banks, ima-ng lines) from software keys, and a test tampers 
 
     sim = AgentSimulator("node-1", ca)
     sim.measure("/usr/bin/evil", digest=sha256)      # a measured file (log line + PCR 10)
-    sim.pcrs["sha256"][10] = bytes(32)                # PCR 10 no longer matches the log
+    sim.pcrs[PcrBank.SHA256][10] = bytes(32)          # PCR 10 no longer matches the log
     sim.extend_without_log()                          # PCR 10 extended, no log line
     sim.replay_next = old_response                    # next answer is an old one (one shot)
     sim.sign_with = other_key                         # quotes signed by another key
@@ -47,6 +47,7 @@ from geoattest.dev.ima_emulator import (
     ima_ng_entry,
 )
 from geoattest.errors import GeoattestError, MalformedRequest
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import EvidenceRequest, EvidenceResponse, LocationKeyWire
 from tests.support.software_pki import SoftwareCa
 from tests.support.software_tpm import SoftwareTpm
@@ -128,8 +129,9 @@ class AgentSimulator:
         return tpm.encode_tpm2b_public(self.tpm.ak)
 
     @property
-    def pcrs(self) -> dict[str, list[bytes]]:
-        """PCR values by bank then index; assign to tamper (``sim.pcrs["sha256"][10] = …``)."""
+    def pcrs(self) -> dict[PcrBank, list[bytes]]:
+        """PCR values by bank then index; assign to tamper
+        (``sim.pcrs[PcrBank.SHA256][10] = …``)."""
         return self.tpm.pcrs
 
     @property
@@ -169,8 +171,8 @@ class AgentSimulator:
         self.tpm.pcr_extend(
             IMA_PCR,
             {
-                "sha1": hashlib.sha1(data).digest(),  # noqa: S324 - the sha1 PCR bank
-                "sha256": hashlib.sha256(data).digest(),
+                PcrBank.SHA1: hashlib.sha1(data).digest(),  # noqa: S324 - the sha1 PCR bank
+                PcrBank.SHA256: hashlib.sha256(data).digest(),
             },
         )
 
@@ -220,10 +222,10 @@ class AgentSimulator:
         for index, events in golden_boot_events(self.platform).items():
             for event in events:
                 sha1 = hashlib.sha1(event).digest()  # noqa: S324 - the sha1 PCR bank
-                self.tpm.pcr_extend(index, {"sha1": sha1, "sha256": event})
+                self.tpm.pcr_extend(index, {PcrBank.SHA1: sha1, PcrBank.SHA256: event})
         self.ima.lines.clear()
         self.entries.clear()
-        sha256 = self.tpm.pcr_read({"sha256": list(BOOT_AGGREGATE_PCRS)})["sha256"]
+        sha256 = self.tpm.pcr_read({PcrBank.SHA256: list(BOOT_AGGREGATE_PCRS)})[PcrBank.SHA256]
         self._record(ima_ng_entry("boot_aggregate", boot_aggregate_digest(sha256)))
 
     def _record(self, entry: ImaEntry) -> ImaEntry:
@@ -273,7 +275,7 @@ def policy_document(
 ) -> dict[str, object]:
     """A verifier policy every honest simulator of ``sim``'s platform passes: its golden boot
     PCRs, and its IMA log plus the files of ``allowed`` (path -> content) as the runtime policy."""
-    boot = {str(i): sim.pcrs["sha256"][i].hex() for i in range(8)}
+    boot = {str(i): sim.pcrs[PcrBank.SHA256][i].hex() for i in range(8)}
     digests: dict[str, list[str]] = {}
     for line in sim.ima.lines:
         _, _, _, digest, path = line.split(" ", 4)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import secrets
 import time
@@ -25,12 +24,8 @@ from typing import Any
 import requests
 from flask import Flask, Response, request
 
-from agent.enrolment import ApiEndpoint, enrol
-from agent.tls import ensure_server_identity
-from agent.tpm_device import TpmDevice
 from geoattest.access.keys import Role
-from geoattest.dev.ima_emulator import ImaEmulator, boot_aggregate_digest
-from geoattest.dev.procs import free_port, http_ok
+from geoattest.dev.procs import free_port
 from geoattest.dev.swtpm import SwtpmInstance
 from tests.support.access import issue_api_key
 from tests.support.agent_simulator import AgentSimulator, make_simulators, policy_document
@@ -38,9 +33,9 @@ from tests.support.fleet_server import FleetServer, enrol_fleet, fleet_tls, serv
 from tests.support.redis_server import RedisServer
 from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
 from tests.support.served_app import ServedApp
-from tests.support.service_process import ServiceProcess
+from tests.support.service_process import ServiceProcess, verifier_api, verifier_celery
 from tests.support.software_pki import make_ca
-from tests.support.swtpm_agent import Node
+from tests.support.swtpm_agent import Node, sha256_of, start_node, swtpm_node_policy
 from tests.support.verifier_stack import RunningVerifier, settings_environment, verifier_settings
 from verifier.core.chain import FoldLink, RecordLink, check_chain
 
@@ -242,14 +237,6 @@ class FaultStack:
         return base64.b64decode(answer.json()["canonical"])
 
 
-def _worker(name: str, argv: Sequence[str], env: dict[str, str], work: Path) -> ServiceProcess:
-    marker = b"ready." if argv[0] == "worker" else b"beat: Starting"
-    return ServiceProcess(
-        name, ["verifier", *argv], env=env, log_path=work / f"{name}.log", cwd=work,
-        ready=lambda log: marker in log,
-    )  # fmt: skip
-
-
 @contextmanager
 def fault_stack(
     work: Path,
@@ -295,13 +282,9 @@ def fault_stack(
         admin = issue_api_key(database_url, Role.ADMIN, "faults-admin")  # migrates first
         env = settings_environment(settings)
         url = f"http://127.0.0.1:{settings.verifier_port}"
-        healthz = http_ok(url + "/v1/healthz")
-        api = ServiceProcess(
-            "verifier-api", ["verifier", "serve"], env=env, log_path=work / "api.log",
-            cwd=work, ready=lambda _log: healthz(),
-        )  # fmt: skip
-        worker = _worker("worker", ["worker", "--concurrency", "2"], env, work)
-        beat = _worker("beat", ["beat"], env, work)
+        api = verifier_api(env, work, settings.verifier_port)
+        worker = verifier_celery("worker", ["worker", "--concurrency", "2"], env, work)
+        beat = verifier_celery("beat", ["beat"], env, work)
         for process in (api, worker, beat):
             process.start()
             stack.callback(process.stop)
@@ -331,34 +314,19 @@ def fault_stack(
 
 
 def admit_swtpm_node(stack: FaultStack, swtpm: SwtpmInstance, work: Path, agent_id: str) -> Node:
-    """A real agent on ``swtpm`` (its IMA log extended into PCR 10, its API over mTLS), enrolled
-    at the stack's registrar, admitted under ``SWTPM_POLICY`` and attested."""
-    boot_aggregate = boot_aggregate_digest({index: bytes(32) for index in range(10)})
-    digests = {"boot_aggregate": ["sha256:" + boot_aggregate.hex()]}
-    for path, content in SWTPM_ALLOWED.items():
-        digests[path] = ["sha256:" + hashlib.sha256(content).hexdigest()]
-    document = {
-        "boot_pcrs": {"sha256": {str(index): "00" * 32 for index in range(8)}},
-        "ima_banks": ["sha256"],
-        "runtime_policy": {"version": 1, "digests": digests},
-    }
+    """A real agent on ``swtpm`` (``swtpm_agent.start_node``: its IMA log extended into PCR 10,
+    its API over mTLS), enrolled at the stack's registrar, admitted under ``SWTPM_POLICY`` and
+    attested."""
+    document = swtpm_node_policy(sha256_of(SWTPM_ALLOWED))
     assert stack.verifier.put_policy(SWTPM_POLICY, document).status_code == 200
-    node = Node(
-        agent_id=agent_id,
-        swtpm=swtpm,
-        ima=ImaEmulator(swtpm.tcti, work / "ascii_runtime_measurements"),
-        state_dir=work / "agent",
+    node = start_node(
+        swtpm,
+        work,
+        agent_id,
         client_ca=stack.verifier.client_ca,
+        registrar=stack.registrar,
+        measured=sha256_of(SWTPM_ALLOWED),
     )
-    node.ima.boot_aggregate()
-    node.ima.measure("/usr/bin/bash", SWTPM_ALLOWED["/usr/bin/bash"])
-    node.start_api()
-    certificate = ensure_server_identity(node.state_dir, agent_id, "127.0.0.1").certificate_der
-    endpoint = ApiEndpoint(url=f"https://127.0.0.1:{node.port}", tls_certificate=certificate)
-    client = stack.registrar.client()
-    with TpmDevice(swtpm.tcti) as device:
-        enrol(device, client, agent_id, endpoint=lambda _agent_id: endpoint)
-    client.close()
     stack.admit(agent_id, SWTPM_POLICY)
     stack.wait_all_attested(30)
     return node

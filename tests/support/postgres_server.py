@@ -17,7 +17,6 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from geoattest.dev.procs import free_port
 
 SUPERUSER = "geo"
 SERVER_TIMEZONE = "Asia/Kathmandu"  # UTC+05:45: an offset nobody mistakes for UTC
@@ -114,13 +115,6 @@ class PostgresServer:
         self._worker.shutdown(wait=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _as_cluster_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", _CLUSTER_USER, "--", *argv] if os.geteuid() == 0 else argv
 
@@ -172,7 +166,7 @@ def _start(bindir: Path, directory: Path) -> PostgresServer:
     )
     log = directory / "postgres.log"
     for attempt in range(_START_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         try:
             _run(
                 [str(bindir / "pg_ctl"), "-D", str(directory / "data"), "-l", str(log),

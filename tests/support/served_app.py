@@ -1,9 +1,12 @@
 """A WSGI app served over real HTTP in a thread on a loopback port, stoppable and startable again
-on the same port (a service that goes down and comes back, for fault tests)."""
+on the same port (a service that goes down and comes back, for fault tests); ``served`` is the
+one launcher every in-process API of the suites runs in."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -40,3 +43,14 @@ class ServedApp:
         self._server.server_close()
         self._thread.join(timeout=5)
         self._server = self._thread = None
+
+
+@contextmanager
+def served(app: Flask, name: str = "served-app") -> Iterator[str]:
+    """Serve ``app`` on a free loopback port until the block ends; yields its URL."""
+    running = ServedApp(app, name)
+    running.start()
+    try:
+        yield running.url
+    finally:
+        running.stop()

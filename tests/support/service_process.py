@@ -1,5 +1,9 @@
-"""A service process a fault test can kill and start again: ``geoattest verifier serve|worker|beat``
-with the settings in its environment, its output appended to one log file across restarts."""
+"""A service process a test can kill and start again: ``geoattest verifier serve|worker|beat``
+with the settings in its environment, its output appended to one log file across restarts.
+
+``verifier_api`` and ``verifier_celery`` are the launchers every suite and benchmark uses for the
+verifier's API and its Celery worker or beat (ready when healthz answers, when Celery says so).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+
+from geoattest.dev.procs import http_ok
 
 READY_TIMEOUT = 60.0
 
@@ -112,3 +118,28 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def verifier_api(
+    env: Mapping[str, str], work: Path, port: int, *, name: str = "verifier-api"
+) -> ServiceProcess:
+    """``geoattest verifier serve`` on ``port`` (as ``env`` says), ready when healthz answers;
+    its log is ``work/<name>.log`` (``api.log`` for the default name)."""
+    healthz = http_ok(f"http://127.0.0.1:{port}/v1/healthz")
+    log = "api.log" if name == "verifier-api" else f"{name}.log"
+    return ServiceProcess(
+        name, ["verifier", "serve"], env=env, log_path=work / log, cwd=work,
+        ready=lambda _log: healthz(),
+    )  # fmt: skip
+
+
+def verifier_celery(
+    name: str, argv: Sequence[str], env: Mapping[str, str], work: Path
+) -> ServiceProcess:
+    """``geoattest verifier worker|beat <argv...>``, ready when Celery logs that it is (``ready.``
+    for a worker, also with ``--beat``; ``beat: Starting`` for beat alone)."""
+    marker = b"ready." if argv[0] == "worker" else b"beat: Starting"
+    return ServiceProcess(
+        name, ["verifier", *argv], env=env, log_path=work / f"{name}.log", cwd=work,
+        ready=lambda log: marker in log,
+    )  # fmt: skip

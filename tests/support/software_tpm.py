@@ -7,6 +7,9 @@ and location code runs on it unchanged. Quotes are TPMS_ATTEST marshalled with
 ``tpm.encode_tpms_attest`` and ECDSA P-256 TPMT_SIGNATUREs; a verifier cannot tell them from a
 real TPM's by format. Simulators (``tests.support.agent_simulator``) tamper on top of it.
 
+``SoftwareAk`` is the attestation key alone (ECC or RSA, RSASSA or RSAPSS): the unit tests of
+``tpm`` and ``verifier.core`` build quotes and certifications with it and tamper with any field.
+
 ``software_activate`` is TPM2_ActivateCredential written with cryptography's KBKDF and ConcatKDF,
 independently of ``tpm.credential`` (the same reference model as ``tests/unit/tpm``).
 """
@@ -17,6 +20,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from cryptography.hazmat.primitives import hashes
@@ -29,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation,
 import tpm
 from agent.tpm_device import DEFAULT_AK_HANDLE, DEFAULT_LOCATION_KEY_HANDLE, TpmQuote
 from geoattest.errors import ConfigurationError, CredentialActivationRefused, MalformedRequest
+from geoattest.pcr_banks import PcrBank
 from tests.support.software_pki import SoftwareCa
 from tpm import (
     Alg,
@@ -36,6 +41,7 @@ from tpm import (
     CertifyInfo,
     ClockInfo,
     PcrSelection,
+    PcrValues,
     QuoteInfo,
     St,
     TpmPublic,
@@ -47,13 +53,88 @@ try:
 except ImportError:  # pragma: no cover - cryptography < 47
     from cryptography.hazmat.primitives.ciphers.modes import CFB
 
-__all__ = ["BANKS", "EkPrivate", "SoftwareTpm", "software_activate"]
+__all__ = ["ACTIVE_BANKS", "EkPrivate", "SoftwareAk", "SoftwareTpm", "software_activate"]
 
 EkPrivate = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-BANKS: dict[str, Alg] = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
-_DIGEST_SIZES = {"sha1": 20, "sha256": 32}
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+ACTIVE_BANKS = (PcrBank.SHA1, PcrBank.SHA256)  # as a stock swtpm; others are "not active"
 PCR_COUNT = 24
 MAX_NONCE_BYTES = 64
+
+
+@dataclass(kw_only=True)
+class SoftwareAk:
+    """A signing key plus the TPM state a quote reports (clock, counters, firmware)."""
+
+    key: PrivateKey
+    public: TpmPublic
+    clock: ClockInfo = field(
+        default_factory=lambda: ClockInfo(clock=1000, reset_count=1, restart_count=0, safe=True)
+    )
+    firmware_version: int = 0x2023_0101_0000_0001
+    sig_alg: Alg | None = None  # None: the key's own scheme
+
+    @classmethod
+    def ecc(cls) -> SoftwareAk:
+        key = ec.generate_private_key(ec.SECP256R1())
+        return cls(key=key, public=tpm.ak_public(key.public_key()))
+
+    @classmethod
+    def rsa(cls) -> SoftwareAk:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return cls(key=key, public=tpm.ak_public(key.public_key()))
+
+    def sign(self, message: bytes) -> bytes:
+        """A marshalled TPMT_SIGNATURE over ``message`` (SHA-256)."""
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            der = self.key.sign(message, ec.ECDSA(hashes.SHA256()))
+            return tpm.encode_tpmt_signature(TpmSignature.ecdsa_from_der(der))
+        if self.sig_alg is Alg.RSAPSS:
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+            raw = self.key.sign(message, pss, hashes.SHA256())
+        else:
+            raw = self.key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        alg = self.sig_alg or Alg.RSASSA
+        return tpm.encode_tpmt_signature(TpmSignature(sig_alg=alg, hash_alg=Alg.SHA256, rsa=raw))
+
+    def quote_attest(
+        self,
+        nonce: bytes,
+        pcr_values: PcrValues,
+        *,
+        selection: PcrSelection | None = None,
+    ) -> Attest:
+        """The TPMS_ATTEST a TPM would produce quoting ``pcr_values`` with ``nonce``."""
+        sel = selection or PcrSelection.of_values(pcr_values)
+        return Attest(
+            type=St.ATTEST_QUOTE,
+            qualified_signer=self.public.name,
+            extra_data=nonce,
+            clock_info=self.clock,
+            firmware_version=self.firmware_version,
+            attested=QuoteInfo(
+                pcr_selection=sel, pcr_digest=tpm.pcr_digest(pcr_values, sel, Alg.SHA256)
+            ),
+        )
+
+    def quote(self, nonce: bytes, pcr_values: PcrValues) -> tuple[bytes, bytes]:
+        """(TPMS_ATTEST bytes, TPMT_SIGNATURE bytes) of a quote."""
+        attest = tpm.encode_tpms_attest(self.quote_attest(nonce, pcr_values))
+        return attest, self.sign(attest)
+
+    def certify(self, obj: TpmPublic, qualifying_data: bytes) -> tuple[bytes, bytes]:
+        """(TPMS_ATTEST bytes, TPMT_SIGNATURE bytes) of TPM2_Certify over ``obj``."""
+        attest = tpm.encode_tpms_attest(
+            Attest(
+                type=St.ATTEST_CERTIFY,
+                qualified_signer=self.public.name,
+                extra_data=qualifying_data,
+                clock_info=self.clock,
+                firmware_version=self.firmware_version,
+                attested=CertifyInfo(name=obj.name, qualified_name=obj.name),
+            )
+        )
+        return attest, self.sign(attest)
 
 
 class SoftwareTpm:
@@ -73,7 +154,7 @@ class SoftwareTpm:
         self.ak = tpm.ak_public(self.ak_key.public_key())
         self.sign_with: ec.EllipticCurvePrivateKey | None = None
         self.location_keys: dict[int, tuple[ec.EllipticCurvePrivateKey, TpmPublic]] = {}
-        self.pcrs: dict[str, list[bytes]] = _zero_pcrs()
+        self.pcrs: dict[PcrBank, list[bytes]] = _zero_pcrs()
         self.reset_count = 0
         self.restart_count = 0
         self.firmware_version = 0x2024_0001_0000_0001
@@ -108,14 +189,14 @@ class SoftwareTpm:
 
     # --- PCRs, clock and quotes (agent.evidence.QuotingTpm) -------------------------------------
 
-    def pcr_extend(self, index: int, digests_by_bank: Mapping[str, bytes]) -> None:
+    def pcr_extend(self, index: int, digests_by_bank: Mapping[PcrBank, bytes]) -> None:
         for bank, digest in digests_by_bank.items():
-            if len(digest) != _DIGEST_SIZES[bank]:
-                raise ValueError(f"{bank} digest must be {_DIGEST_SIZES[bank]} bytes")
+            if len(digest) != bank.digest_size:
+                raise ValueError(f"{bank} digest must be {bank.digest_size} bytes")
             old = self.pcrs[bank][index]
             self.pcrs[bank][index] = hashlib.new(bank, old + digest).digest()
 
-    def pcr_read(self, pcrs: Mapping[str, Sequence[int]]) -> dict[str, dict[int, bytes]]:
+    def pcr_read(self, pcrs: Mapping[PcrBank, Sequence[int]]) -> dict[PcrBank, dict[int, bytes]]:
         try:
             return {
                 bank: {i: self.pcrs[bank][i] for i in sorted(set(idx))}
@@ -138,7 +219,7 @@ class SoftwareTpm:
     def quote(
         self,
         nonce: bytes,
-        pcrs: Mapping[str, Sequence[int]],
+        pcrs: Mapping[PcrBank, Sequence[int]],
         *,
         ak_handle: int = DEFAULT_AK_HANDLE,
     ) -> TpmQuote:
@@ -146,28 +227,24 @@ class SoftwareTpm:
         if len(nonce) > MAX_NONCE_BYTES:
             raise MalformedRequest(f"nonce is {len(nonce)} bytes; a TPM quote takes at most 64")
         values = self.pcr_read(pcrs)
-        by_alg = {BANKS[bank]: v for bank, v in values.items()}
-        selection = PcrSelection.of({alg: v.keys() for alg, v in by_alg.items()})
-        attest = tpm.encode_tpms_attest(
-            Attest(
-                type=St.ATTEST_QUOTE,
-                qualified_signer=self.ak.name,
-                extra_data=nonce,
-                clock_info=self.clock_info(),
-                firmware_version=self.firmware_version,
-                attested=QuoteInfo(
-                    pcr_selection=selection,
-                    pcr_digest=tpm.pcr_digest(by_alg, selection, Alg.SHA256),
-                ),
-            )
-        )
-        return TpmQuote(attest, self.sign(attest), values)
+        by_alg: PcrValues = {tpm.bank_alg(bank): v for bank, v in values.items()}
+        ak = self._signing_ak()
+        attest = tpm.encode_tpms_attest(ak.quote_attest(nonce, by_alg))
+        return TpmQuote(attest, ak.sign(attest), values)
 
     def sign(self, message: bytes) -> bytes:
         """ECDSA-SHA256 TPMT_SIGNATURE over ``message`` with the AK (or ``sign_with``)."""
-        key = self.sign_with or self.ak_key
-        der = key.sign(message, ec.ECDSA(hashes.SHA256()))
-        return tpm.encode_tpmt_signature(TpmSignature.ecdsa_from_der(der))
+        return self._signing_ak().sign(message)
+
+    def _signing_ak(self) -> SoftwareAk:
+        """The AK as it stands now: its name, the key that signs (``sign_with`` when set, the
+        AK's own otherwise), the running clock and the firmware version."""
+        return SoftwareAk(
+            key=self.sign_with or self.ak_key,
+            public=self.ak,
+            clock=self.clock_info(),
+            firmware_version=self.firmware_version,
+        )
 
     # --- location key (agent.location.LocationKeyTpm, DigestSigner) -----------------------------
 
@@ -208,7 +285,7 @@ class SoftwareTpm:
 
     def sign_digest(self, key_handle: int, digest: bytes) -> bytes:
         """TPM2_Sign of a SHA-256 digest with a location key: ECDSA TPMT_SIGNATURE."""
-        if len(digest) != _DIGEST_SIZES["sha256"]:
+        if len(digest) != PcrBank.SHA256.digest_size:
             raise ValueError("sign_digest takes a 32-byte SHA-256 digest")
         key = self._location_key(key_handle)[0]
         der = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
@@ -236,8 +313,8 @@ class SoftwareTpm:
         """Nothing to release (present for ``agent.evidence.QuotingTpm``)."""
 
 
-def _zero_pcrs() -> dict[str, list[bytes]]:
-    return {bank: [bytes(size)] * PCR_COUNT for bank, size in _DIGEST_SIZES.items()}
+def _zero_pcrs() -> dict[PcrBank, list[bytes]]:
+    return {bank: [bytes(bank.digest_size)] * PCR_COUNT for bank in ACTIVE_BANKS}
 
 
 def split_tpm2b(data: bytes) -> tuple[bytes, bytes]:

@@ -6,10 +6,6 @@ token sessions. Fresh rounds in the API run through the same simulators.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,36 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
-from werkzeug.serving import make_server
 
 from agent.tpm_device import DEFAULT_AK_HANDLE, TpmQuote
 from agent.workload.verifier_client import TokenRequest, VerifierTokenClient
 from geoattest.access.keys import Role
-from geoattest.jose import compact_json, encode_jws, es256_sign, public_jwk, thumbprint
+from geoattest.pcr_banks import PcrBank
 from geoattest.settings import Settings, load_settings
-from geoattest.wire import QuoteWire
-from geoattest.wire_tokens import TOKEN_REQUEST_TYP, PublicJwk, token_session_qualifying_data
 from tests.support.access import issue_api_key
 from tests.support.agent_simulator import AgentSimulator
 from tests.support.identity_trust import unused_identity_trust
 from tests.support.runner_stack import RunnerStack, runner_stack
+from tests.support.served_app import served
 from verifier.app import close_app, create_app
 from verifier.tokens.verify import TrustedKeys
 
-__all__ = [
-    "BASH",
-    "SimQuoter",
-    "TokenStack",
-    "open_session",
-    "order",
-    "session_body",
-    "signed_request",
-    "token_stack",
-]
-
-BASH = hashlib.sha256(b"bash").digest()  # the executable the simulators' policy allows
+__all__ = ["SimQuoter", "TokenStack", "token_stack"]
 
 
 @dataclass
@@ -56,7 +38,7 @@ class SimQuoter:
     sim: AgentSimulator
     quotes: int = 0
 
-    def quote(self, nonce: bytes, pcrs: Mapping[str, Sequence[int]]) -> TpmQuote:
+    def quote(self, nonce: bytes, pcrs: Mapping[PcrBank, Sequence[int]]) -> TpmQuote:
         self.quotes += 1
         return self.sim.tpm.quote(nonce, pcrs, ak_handle=DEFAULT_AK_HANDLE)
 
@@ -89,6 +71,8 @@ class TokenStack:
 
 def order(agent: AgentSimulator, **fields: Any) -> TokenRequest:  # noqa: ANN401  # any field
     """A token request for /usr/bin/bash (which the simulators' policy allows) by default."""
+    import hashlib
+
     values: dict[str, Any] = {
         "workload_sha256": hashlib.sha256(b"bash").digest(),
         "workload_path": None,
@@ -97,62 +81,6 @@ def order(agent: AgentSimulator, **fields: Any) -> TokenRequest:  # noqa: ANN401
     }
     values.update(fields)
     return TokenRequest(**values)
-
-
-def open_session(
-    url: str, agent_id: str, sim: AgentSimulator
-) -> tuple[str, ec.EllipticCurvePrivateKey]:
-    """Open a token session by hand (what the agent's client does): its id and key."""
-    challenge = requests.post(
-        f"{url}/v1/token-sessions/challenge", json={"agent_id": agent_id}, timeout=10
-    ).json()
-    key = ec.generate_private_key(ec.SECP256R1())
-    nonce = token_session_qualifying_data(
-        agent_id, bytes.fromhex(challenge["challenge"]), thumbprint(key.public_key())
-    )
-    quoted = sim.tpm.quote(nonce, challenge["pcrs"])
-    response = requests.post(
-        f"{url}/v1/token-sessions",
-        json=session_body(agent_id, challenge["challenge"], key, quoted),
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["session_id"]), key
-
-
-def session_body(
-    agent_id: str, challenge: str, key: ec.EllipticCurvePrivateKey, quoted: TpmQuote
-) -> dict[str, object]:
-    """The body of ``POST /v1/token-sessions`` for ``quoted`` (over the session's challenge)."""
-    return {
-        "agent_id": agent_id,
-        "challenge": challenge,
-        "public_jwk": PublicJwk.model_validate(public_jwk(key.public_key())).model_dump(),
-        "quote": QuoteWire(attest=quoted.attest, signature=quoted.signature).model_dump(
-            mode="json"
-        ),
-        "pcrs": {
-            bank: {str(i): v.hex() for i, v in values.items()}
-            for bank, values in quoted.pcrs.items()
-        },
-    }
-
-
-def signed_request(
-    agent_id: str, session_id: str, key: ec.EllipticCurvePrivateKey, **fields: object
-) -> str:
-    """A token request (a PoR for bash, audience ``svc``) signed by the session key."""
-    claims: dict[str, object] = {
-        "agent_id": agent_id,
-        "type": "por",
-        "audience": "svc",
-        "workload": {"sha256": BASH.hex()},
-        "iat": int(time.time()),
-        "jti": secrets.token_urlsafe(16),
-    }
-    claims.update(fields)
-    header = {"alg": "ES256", "typ": TOKEN_REQUEST_TYP, "kid": session_id}
-    return encode_jws(header, compact_json(claims), lambda data: es256_sign(key, data))
 
 
 @contextmanager
@@ -176,19 +104,14 @@ def token_stack(
             **settings,
         )
         app = create_app(config, evidence_source=runner.source)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
         try:
-            yield TokenStack(
-                runner=runner,
-                url=f"http://127.0.0.1:{server.server_port}",
-                app=app,
-                settings=config,
-                admin_key=issue_api_key(config.database_url, Role.ADMIN),
-            )
+            with served(app, "verifier-api") as url:
+                yield TokenStack(
+                    runner=runner,
+                    url=url,
+                    app=app,
+                    settings=config,
+                    admin_key=issue_api_key(config.database_url, Role.ADMIN),
+                )
         finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
             close_app(app)

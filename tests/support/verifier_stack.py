@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +14,16 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from geoattest.access.keys import Role
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings, load_settings
 from geoattest.tls_material import ensure_verifier_client_tls
 from tests.support.access import bearer, issue_api_key
-from tests.support.registrar_server import RunningRegistrar
+from tests.support.redis_server import running_redis
+from tests.support.registrar_server import RunningRegistrar, running_registrar, trust_dir_with
+from tests.support.served_app import served
+from tests.support.service_process import verifier_celery
 from verifier.app import close_app, create_app
 
 
@@ -133,21 +131,15 @@ def verifier_settings(
 def running_verifier(settings: Settings, workdir: Path) -> Iterator[RunningVerifier]:
     """The API in a thread and a Celery worker (+beat) subprocess, stopped at the end."""
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="verifier-api", daemon=True)
-    thread.start()
     try:
-        with _celery_worker(settings, workdir):
+        with served(app, "verifier-api") as url, _celery_worker(settings, workdir):
             yield RunningVerifier(
-                url=f"http://127.0.0.1:{server.server_port}",
+                url=url,
                 settings=settings,
                 client_ca=settings.verifier_tls_dir / "client-ca.pem",
                 api_key=issue_api_key(settings.database_url, Role.ADMIN, "tests-admin"),
             )
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
         close_app(app)
 
 
@@ -166,36 +158,43 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def _celery_worker(settings: Settings, workdir: Path) -> Iterator[None]:
-    log_path = workdir / "celery-worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "geoattest", "verifier", "worker", "--beat",
-             "--concurrency", "2"],
-            env=settings_environment(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )  # fmt: skip
+    """A Celery worker with beat in one process, stopped (SIGTERM, then SIGKILL) at the end."""
+    worker = verifier_celery(
+        "celery-worker",
+        ["worker", "--beat", "--concurrency", "2"],
+        settings_environment(settings),
+        workdir,
+    )
+    worker.start()
     try:
-        _wait_for(lambda: b"ready." in log_path.read_bytes(), process, log_path, "worker ready")
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        worker.stop()
 
 
-def _wait_for(
-    condition: Callable[[], bool], process: subprocess.Popen[bytes], log: Path, what: str
-) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if process.poll() is not None:
-            pytest.fail(f"celery worker exited ({process.returncode}): {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    pytest.fail(f"no {what} in 60 s: {log.read_text()[-3000:]}")
+@dataclass(frozen=True)
+class ServiceStack:
+    """A registrar and a verifier (API, worker and beat) on one Redis, for real agents."""
+
+    registrar: RunningRegistrar
+    verifier: RunningVerifier
+
+
+@contextmanager
+def service_stack(
+    work: Path,
+    trusted: Sequence[Path],
+    *,
+    policies: Mapping[str, Mapping[str, object]] | None = None,
+    **extra: Any,  # noqa: ANN401  # any Settings field
+) -> Iterator[ServiceStack]:
+    """redis-server, a registrar trusting the EK CA certificates ``trusted`` and a verifier
+    (``verifier_settings`` plus ``extra``) with ``policies`` stored; all stopped at the end."""
+    trust_dir = trust_dir_with(work / "ek-ca", trusted)
+    with running_redis(work) as redis_url, running_registrar(work, trust_dir) as registrar:
+        settings = verifier_settings(work, redis_url, registrar, **extra)
+        with running_verifier(settings, work) as verifier:
+            for name, document in (policies or {}).items():
+                response = verifier.put_policy(name, document)
+                assert response.status_code == 200, response.text
+            yield ServiceStack(registrar=registrar, verifier=verifier)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from allowlists.boot import pcr_index
 from geoattest.errors import EvidenceMalformed
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import EvidenceResponse
 from verifier.core.round import RoundEvidence
 
 
 def parse_evidence(response: EvidenceResponse, nonce: bytes) -> RoundEvidence:
     """``EvidenceMalformed`` for values the schema lets through but that are not evidence."""
-    pcrs: dict[str, dict[int, bytes]] = {}
+    pcrs: dict[PcrBank, dict[int, bytes]] = {}
     for bank, values in response.pcrs.items():
         pcrs[bank] = {}
         for index_text, hex_value in values.items():

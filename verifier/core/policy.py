@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from allowlists.boot import BootPolicy, parse_boot_policy
 from allowlists.ima.policy import RuntimePolicy, runtime_policy_from_mapping
 from geoattest.errors import PolicyInvalid
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import PolicyDocument
 from geofence import ZoneSet
 from verifier.core.canonical import canonical_json
@@ -27,7 +28,7 @@ class AttestationPolicy:
     version: int
     boot: BootPolicy
     runtime: RuntimePolicy | None  # None: the IMA log is not checked
-    ima_banks: tuple[str, ...]
+    ima_banks: tuple[PcrBank, ...]
     location: LocationRoundPolicy | None = None  # None: no Proof-of-Geofencing required
     # Replay the TCG boot event log; it must reproduce the quoted PCRs 0-7 (``boot_log_pcr_…``).
     boot_log_replay: bool = False
@@ -35,18 +36,18 @@ class AttestationPolicy:
     max_age: dt.timedelta | None = None
     digest: bytes = b""  # SHA-256 of the canonical document (``canonical_document``)
 
-    def pcr_selection(self) -> dict[str, list[int]]:
+    def pcr_selection(self) -> dict[PcrBank, list[int]]:
         """What the verifier asks the agent to quote: golden PCRs, PCR 10 for IMA replay, and
         PCRs 0-7 for boot log replay (in the golden banks, sha256 when none is pinned)."""
         selection = {bank: set(indices) for bank, indices in self.boot.selection().items()}
         if self.boot_log_replay:
-            for bank in list(selection) or ["sha256"]:
+            for bank in list(selection) or [PcrBank.SHA256]:
                 selection.setdefault(bank, set()).update(BOOT_LOG_PCRS)
         if self.runtime is not None:
             for bank in self.ima_banks:
                 selection.setdefault(bank, set()).add(IMA_PCR)
         if not selection:  # nothing pinned: still quote PCR 0 to prove liveness and identity
-            selection["sha256"] = {0}
+            selection[PcrBank.SHA256] = {0}
         return {bank: sorted(indices) for bank, indices in selection.items()}
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from allowlists.ima.replay import ImaState
 from geoattest.errors import EvidenceMalformed
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import render_line
 from geofence import GnssReceiver, SourceKind
 from geofence.receiver import IDENTITY_SEPARATOR
@@ -389,7 +390,7 @@ def _evidence_from(e: dict[str, Any]) -> RoundEvidence:
         attest=_unb64(e["attest"]),
         signature=_unb64(e["signature"]),
         pcrs={
-            str(bank): {int(i): bytes.fromhex(v) for i, v in values.items()}
+            PcrBank(bank): {int(i): bytes.fromhex(v) for i, v in values.items()}
             for bank, values in e.get("pcrs", {}).items()
         },
         ima_offset=int(e["ima"]["offset"]),
@@ -413,7 +414,7 @@ def _context_from(c: dict[str, Any]) -> RecordContext:
     if "ima" in c:
         ima = ImaState(
             entries_verified=int(c["ima"]["entries"]),
-            pcr10={str(k): bytes.fromhex(v) for k, v in c["ima"]["pcr10"].items()},
+            pcr10={PcrBank(k): bytes.fromhex(v) for k, v in c["ima"]["pcr10"].items()},
         )
     return RecordContext(
         clock=clock,

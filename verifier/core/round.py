@@ -35,15 +35,16 @@ from geoattest.errors import (
     LocationMissing,
     PcrSelectionMismatch,
 )
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import quote_qualifying_data
 from geofence import GnssReceiver, decode_evidence
 from geofence.nearby import DecidedAt
 from tpm import (
-    Alg,
     ClockInfo,
     ClockProgress,
     QuoteResult,
     TpmPublic,
+    bank_alg,
     check_clock_progress,
     parse_event_log,
     replay_event_log,
@@ -70,14 +71,14 @@ class RoundMemory:
     def ima_offset(self) -> int:
         return self.ima.entries_verified if self.ima is not None else 0
 
-    def ima_for(self, banks: Sequence[str]) -> ImaState | None:
+    def ima_for(self, banks: Sequence[PcrBank]) -> ImaState | None:
         """The IMA memory, if it tracks exactly ``banks``: after a policy changes its banks the
         log is replayed again from entry 0 rather than compared across banks."""
         if self.ima is None or set(self.ima.pcr10) != set(banks):
             return None
         return self.ima
 
-    def ima_offset_for(self, banks: Sequence[str]) -> int:
+    def ima_offset_for(self, banks: Sequence[PcrBank]) -> int:
         ima = self.ima_for(banks)
         return ima.entries_verified if ima is not None else 0
 
@@ -89,7 +90,7 @@ class RoundEvidence:
     nonce: bytes
     attest: bytes
     signature: bytes
-    pcrs: Mapping[str, Mapping[int, bytes]]  # bank name → PCR index → value
+    pcrs: Mapping[PcrBank, Mapping[int, bytes]]  # bank → PCR index → value
     ima_offset: int
     # One string per entry: the kernel's bytes decoded with surrogateescape (lossless; the
     # template data is rebuilt from ``line.encode("utf-8", "surrogateescape")``).
@@ -237,7 +238,7 @@ class _Round:
                     attest=evidence.attest,
                     signature=evidence.signature,
                     nonce=quote_qualifying_data(evidence.nonce, evidence.location),
-                    pcr_values={Alg[bank.upper()]: v for bank, v in evidence.pcrs.items()},
+                    pcr_values={bank_alg(bank): v for bank, v in evidence.pcrs.items()},
                 )
             )
 
@@ -374,7 +375,7 @@ class _Round:
 def _replay_ima(
     evidence: RoundEvidence,
     runtime: RuntimePolicy,
-    banks: Sequence[str],
+    banks: Sequence[PcrBank],
     ima: ImaState | None,
 ) -> tuple[ImaState, int]:
     state = ima or ImaState.initial(banks)
@@ -398,9 +399,10 @@ def _replay_ima(
     return result.state, result.consumed
 
 
-def _check_boot_log(evidence: RoundEvidence, selection: Mapping[str, Sequence[int]]) -> None:
+def _check_boot_log(evidence: RoundEvidence, selection: Mapping[PcrBank, Sequence[int]]) -> None:
     """The boot event log must replay to every quoted PCR 0-7 of ``selection`` in the banks
-    the log carries (PCRs no event extends keep their start value)."""
+    the log carries (PCRs no event extends keep their start value). The log names its banks as
+    strings (it may carry hashes that are no ``PcrBank``); a ``PcrBank`` is such a string."""
     if evidence.boot_log is None:
         raise BootLogMissing("the policy replays the boot event log; the agent sent none")
     log = parse_event_log(evidence.boot_log)
@@ -433,7 +435,7 @@ def _check_boot_log(evidence: RoundEvidence, selection: Mapping[str, Sequence[in
 
 
 def _check_selection(
-    reported: Mapping[str, Mapping[int, bytes]], wanted: Mapping[str, Sequence[int]]
+    reported: Mapping[PcrBank, Mapping[int, bytes]], wanted: Mapping[PcrBank, Sequence[int]]
 ) -> None:
     for bank, indices in wanted.items():
         missing = sorted(set(indices) - set(reported.get(bank, {})))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import redis
 
 from allowlists.ima.replay import ImaState
+from geoattest.pcr_banks import PcrBank
 from tpm import ClockInfo
 from verifier.core.round import RoundMemory
 from verifier.core.states import AgentState
@@ -403,7 +404,9 @@ def _decode_status(raw: bytes | str) -> LiveStatus:
     if body["ima"] is not None:
         ima = ImaState(
             entries_verified=body["ima"]["entries"],
-            pcr10={bank: bytes.fromhex(value) for bank, value in body["ima"]["pcr10"].items()},
+            pcr10={
+                PcrBank(bank): bytes.fromhex(value) for bank, value in body["ima"]["pcr10"].items()
+            },
         )
     track = tuple(base64.b64decode(item) for item in body.get("location_track", ()))
     return LiveStatus(

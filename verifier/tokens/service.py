@@ -41,6 +41,7 @@ from geoattest.errors import (
     TokenSessionUnknown,
 )
 from geoattest.jose import ES256, compact_json, encode_jws, es256_valid, parse_jws
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire_tokens import (
     PROOF_WINDOW,
     TOKEN_REQUEST_TYP,
@@ -138,7 +139,7 @@ class TokenService:
 
     def challenge(self, agent_id: str) -> TokenChallengeView:
         snapshot = self._attested(agent_id)
-        selection = snapshot.policy.pcr_selection() if snapshot.policy else {"sha256": [0]}
+        selection = snapshot.policy.pcr_selection() if snapshot.policy else {PcrBank.SHA256: [0]}
         bank = next(iter(selection))
         challenge, expires = self._sessions.challenge(agent_id)
         return TokenChallengeView(

@@ -36,11 +36,11 @@ from geoattest.errors import (
     GeoattestError,
     TokenChallengeUnknown,
     TokenSessionRefused,
-    TpmFormatError,
 )
 from geoattest.jose import jwk_public_key, public_jwk, thumbprint
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire_tokens import TokenSessionRequest, token_session_qualifying_data
-from tpm import Alg, ClockInfo, TpmPublic, verify_quote
+from tpm import Alg, ClockInfo, TpmPublic, bank_alg, verify_quote
 
 __all__ = ["CHALLENGE_TTL", "Session", "TokenSessions"]
 
@@ -186,11 +186,8 @@ class TokenSessions:
             self._cache.pop(agent_id, None)
 
 
-def _pcr_values(pcrs: Mapping[str, Mapping[str, str]]) -> dict[Alg, dict[int, bytes]]:
-    try:
-        return {
-            Alg[bank.upper()]: {int(index): bytes.fromhex(value) for index, value in values.items()}
-            for bank, values in pcrs.items()
-        }
-    except KeyError as e:
-        raise TpmFormatError(f"unknown PCR bank {e}") from e
+def _pcr_values(pcrs: Mapping[PcrBank, Mapping[str, str]]) -> dict[Alg, dict[int, bytes]]:
+    return {
+        bank_alg(bank): {int(index): bytes.fromhex(value) for index, value in values.items()}
+        for bank, values in pcrs.items()
+    }

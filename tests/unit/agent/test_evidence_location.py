@@ -11,6 +11,7 @@ import tpm
 from agent.gnss import FileReplaySource, GpsdSource, SerialSource
 from agent.location import LocationProvider
 from geoattest.errors import ConfigurationError, GnssUnavailable, NonceMismatch
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import (
     EvidenceRequest,
     EvidenceResponse,
@@ -24,7 +25,7 @@ from tests.support.agent_simulator import AgentSimulator
 from tests.support.software_pki import make_ca
 from tpm import Alg
 
-PCRS = {"sha256": [0, 7, 10]}
+PCRS = {PcrBank.SHA256: [0, 7, 10]}
 
 
 @pytest.fixture
@@ -40,7 +41,9 @@ def _fed(lines: list[bytes]) -> LocationProvider:
 
 
 def _quote(sim: AgentSimulator, answer: EvidenceResponse, extra_data: bytes) -> None:
-    values = {Alg.SHA256: {int(i): bytes.fromhex(v) for i, v in answer.pcrs["sha256"].items()}}
+    values = {
+        Alg.SHA256: {int(i): bytes.fromhex(v) for i, v in answer.pcrs[PcrBank.SHA256].items()}
+    }
     tpm.verify_quote(
         ak=sim.tpm.ak,
         attest=answer.quote.attest,

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from allowlists.certs import EkCertificate, load_certificate, load_certificates
 from geoattest.errors import EkUntrusted
+from tests.support.software_pki import make_cert, multi_valued_name, non_der_copy
 from tests.unit.allowlists.conftest import leaf_bytes, store_cert
-from tests.unit.allowlists.pki import make_cert, multi_valued_name, non_der_copy
 
 NUVOTON_LEAF = "nuvoton_ek_leaf_nonDER.der"
 NUVOTON_SHA256 = "933cdb174526b0b63216e5bdbd65a18c3f2ce3584a91ac2bbfa27cb526f932a0"

@@ -22,8 +22,8 @@ from allowlists.ek_trust import (
     validate_ek_certificate,
 )
 from geoattest.errors import EkUntrusted, PolicyInvalid
+from tests.support.software_pki import NOW, Issued, ec_key, make_cert
 from tests.unit.allowlists.conftest import leaf_bytes, store_cert
-from tests.unit.allowlists.pki import NOW, Issued, ec_key, make_cert
 
 IN_2026 = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -19,14 +19,15 @@ from geoattest.errors import (
     QuoteSignatureInvalid,
     TpmFormatError,
 )
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import EvidenceRequest, EvidenceResponse, quote_qualifying_data
 from tests.support.agent_simulator import AgentSimulator, Malformed
 from tests.support.software_pki import SoftwareCa, make_ca
 from tests.support.software_tpm import software_activate
 from tpm import Alg
 
-PCRS = {"sha1": [10], "sha256": [0, 1, 2, 3, 4, 5, 6, 7, 10]}
-ALGS = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
+PCRS = {PcrBank.SHA1: [10], PcrBank.SHA256: [0, 1, 2, 3, 4, 5, 6, 7, 10]}
+ALGS = {PcrBank.SHA1: Alg.SHA1, PcrBank.SHA256: Alg.SHA256}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def _verify(sim: AgentSimulator, nonce: bytes, evidence: EvidenceResponse) -> tp
     )
 
 
-def _replay(lines: list[str], bank: str) -> bytes:
+def _replay(lines: list[str], bank: PcrBank) -> bytes:
     """PCR 10 from ima-ng lines (re-encoding each entry from its path and digest)."""
     pcr = bytes(hashlib.new(bank).digest_size)
     for line in lines:
@@ -74,7 +75,7 @@ def test_honest_evidence_verifies_and_replays(sim: AgentSimulator) -> None:
     nonce, first = _ask(sim)
     result = _verify(sim, nonce, first)
     assert first.ima.lines[0].endswith(" boot_aggregate")
-    for bank in ("sha1", "sha256"):
+    for bank in (PcrBank.SHA1, PcrBank.SHA256):
         assert _replay(first.ima.lines, bank).hex() == first.pcrs[bank]["10"]
     sim.measure("/usr/bin/tool", content=b"tool")
     nonce, second = _ask(sim, offset=1)
@@ -82,7 +83,8 @@ def test_honest_evidence_verifies_and_replays(sim: AgentSimulator) -> None:
     assert second.ima.offset == 1
     assert second.ima.lines == [sim.entries[1].line]
     assert (
-        _replay(first.ima.lines + second.ima.lines, "sha256").hex() == second.pcrs["sha256"]["10"]
+        _replay(first.ima.lines + second.ima.lines, PcrBank.SHA256).hex()
+        == second.pcrs[PcrBank.SHA256]["10"]
     )
     assert (
         tpm.check_clock_progress(result.clock_info, later.clock_info) is tpm.ClockProgress.SAME_BOOT
@@ -98,7 +100,7 @@ def test_every_simulator_of_a_platform_boots_to_the_same_pcrs(ca: SoftwareCa) ->
 def test_tampered_pcr_fails_the_digest(sim: AgentSimulator) -> None:
     nonce, evidence = _ask(sim)
     doc = evidence.model_dump()
-    doc["pcrs"]["sha256"]["10"] = "00" * 32
+    doc["pcrs"][PcrBank.SHA256]["10"] = "00" * 32
     with pytest.raises(PcrDigestMismatch):
         _verify(sim, nonce, EvidenceResponse.model_validate(doc))
 
@@ -108,11 +110,11 @@ def test_pcr_knob_and_extend_without_log_break_the_replay(sim: AgentSimulator) -
     nonce, evidence = _ask(sim)
     _verify(sim, nonce, evidence)  # the quote is genuine...
     assert (
-        _replay(evidence.ima.lines, "sha256").hex() != evidence.pcrs["sha256"]["10"]
+        _replay(evidence.ima.lines, PcrBank.SHA256).hex() != evidence.pcrs[PcrBank.SHA256]["10"]
     )  # ...the log is not
-    sim.pcrs["sha256"][10] = bytes(32)
+    sim.pcrs[PcrBank.SHA256][10] = bytes(32)
     _, evidence = _ask(sim)
-    assert evidence.pcrs["sha256"]["10"] == "00" * 32
+    assert evidence.pcrs[PcrBank.SHA256]["10"] == "00" * 32
 
 
 def test_replay_next_answers_an_old_quote_once(sim: AgentSimulator) -> None:
@@ -143,7 +145,7 @@ def test_reboot_moves_reset_count_and_restarts_the_log(sim: AgentSimulator) -> N
     assert tpm.check_clock_progress(first.clock_info, second.clock_info) is tpm.ClockProgress.REBOOT
     assert after.ima.offset == 0  # the verifier's offset is past the new log
     assert len(after.ima.lines) == 1
-    assert after.pcrs["sha256"]["0"] == before.pcrs["sha256"]["0"]
+    assert after.pcrs[PcrBank.SHA256]["0"] == before.pcrs[PcrBank.SHA256]["0"]
     with pytest.raises(ClockNotMonotonic):
         tpm.check_clock_progress(second.clock_info, first.clock_info)
 
@@ -153,7 +155,7 @@ def test_log_attacks(sim: AgentSimulator) -> None:
         sim.measure(f"/bin/{n}", content=bytes([n]))
     sim.rewrite_line(2, digest=bytes(32))
     _, evidence = _ask(sim)
-    assert _replay(evidence.ima.lines, "sha256").hex() != evidence.pcrs["sha256"]["10"]
+    assert _replay(evidence.ima.lines, PcrBank.SHA256).hex() != evidence.pcrs[PcrBank.SHA256]["10"]
     sim.truncate_log(2)
     _, evidence = _ask(sim, offset=3)
     assert evidence.ima.offset == 0

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from geoattest.errors import CertifyInvalid
-from tests.unit.tpm.softak import SoftwareAk
+from tests.support.software_tpm import SoftwareAk
 from tpm import Alg, CertifyInfo, location_key_public, verify_certify
 
 LOCATION_KEY = location_key_public(ec.generate_private_key(ec.SECP256R1()).public_key())

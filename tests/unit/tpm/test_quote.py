@@ -17,7 +17,7 @@ from geoattest.errors import (
     QuoteSignatureInvalid,
     TpmFormatError,
 )
-from tests.unit.tpm.softak import SoftwareAk
+from tests.support.software_tpm import SoftwareAk
 from tests.unit.tpm.vectors import QuoteVector, deluxe_vectors
 from tpm import (
     Alg,

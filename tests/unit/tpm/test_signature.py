@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from geoattest.errors import QuoteSignatureInvalid, TpmFormatError
-from tests.unit.tpm.softak import SoftwareAk
+from tests.support.software_tpm import SoftwareAk
 from tests.unit.tpm.vectors import QuoteVector
 from tpm import (
     Alg,

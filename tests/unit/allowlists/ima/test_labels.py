@@ -19,13 +19,14 @@ from allowlists.ima.template import (
     parse_entry,
 )
 from geoattest.errors import ImaEntryNotAllowed, ImaLogInvalid
+from geoattest.pcr_banks import PcrBank
 
-BANKS = ("sha1", "sha256")
+BANKS = (PcrBank.SHA1, PcrBank.SHA256)
 EVIL = hashlib.sha256(b"evil payload").digest()
 SIGNATURE = bytes.fromhex("030204f3452d23") + bytes(range(64))  # an IMA v2 signature's shape
 
 
-def pcr10(lines: Sequence[str]) -> dict[str, bytes]:
+def pcr10(lines: Sequence[str]) -> dict[PcrBank, bytes]:
     values = {bank: bytes(hashlib.new(bank).digest_size) for bank in BANKS}
     for line in lines:
         entry = parse_entry(line)

@@ -18,6 +18,7 @@ from geoattest.errors import (
     ImaLogRewound,
     ImaPcrMismatch,
 )
+from geoattest.pcr_banks import PcrBank
 from tests.unit.allowlists.ima.ima_vectors import (
     RUST_LOG,
     RUST_LOG_PCR10_SHA1,
@@ -32,10 +33,10 @@ ALLOW_ALL = RuntimePolicy(
     ignored_keyrings=frozenset({"*"}),
     allow_violations=True,
 )
-BOTH = ("sha1", "sha256")
+BOTH = (PcrBank.SHA1, PcrBank.SHA256)
 
 
-def expected_pcr10(lines: Sequence[str], banks: Sequence[str] = BOTH) -> dict[str, bytes]:
+def expected_pcr10(lines: Sequence[str], banks: Sequence[PcrBank] = BOTH) -> dict[PcrBank, bytes]:
     """Reference replay through the full parser (independent of the fast path)."""
     values = {bank: bytes(hashlib.new(bank).digest_size) for bank in banks}
     for number, line in enumerate(lines, start=1):
@@ -65,13 +66,13 @@ def rust_policy(rust_lines: list[str]) -> RuntimePolicy:
 def test_real_log_from_zero_reproduces_the_derived_pcr10(
     rust_lines: list[str], rust_policy: RuntimePolicy
 ) -> None:
-    quoted = {"sha1": bytes.fromhex(RUST_LOG_PCR10_SHA1)}
+    quoted = {PcrBank.SHA1: bytes.fromhex(RUST_LOG_PCR10_SHA1)}
     result = replay_and_check(
-        rust_lines, state=ImaState.initial(["sha1"]), quoted_pcr10=quoted, policy=rust_policy
+        rust_lines, state=ImaState.initial([PcrBank.SHA1]), quoted_pcr10=quoted, policy=rust_policy
     )
     assert (result.consumed, result.remaining) == (826, 0)
     assert result.state.entries_verified == 826
-    assert result.state.pcr10["sha1"].hex() == RUST_LOG_PCR10_SHA1
+    assert result.state.pcr10[PcrBank.SHA1].hex() == RUST_LOG_PCR10_SHA1
 
 
 def test_real_log_in_both_banks(rust_lines: list[str], rust_policy: RuntimePolicy) -> None:
@@ -109,7 +110,7 @@ def test_quoting_only_one_bank_still_tracks_the_other(rust_lines: list[str]) -> 
     result = replay_and_check(
         rust_lines,
         state=ImaState.initial(),
-        quoted_pcr10={"sha256": final["sha256"]},
+        quoted_pcr10={PcrBank.SHA256: final[PcrBank.SHA256]},
         policy=ALLOW_ALL,
     )
     assert dict(result.state.pcr10) == final
@@ -240,8 +241,8 @@ def test_mismatch_report_mentions_an_uncovered_policy_violation() -> None:
         replay_and_check(forged, state=ImaState.initial(), quoted_pcr10=quoted, policy=policy)
 
 
-@pytest.mark.parametrize("banks", [("sha256",), ("sha1",), BOTH])
-def test_tampered_digest_is_detected(banks: tuple[str, ...]) -> None:
+@pytest.mark.parametrize("banks", [(PcrBank.SHA256,), (PcrBank.SHA1,), BOTH])
+def test_tampered_digest_is_detected(banks: tuple[PcrBank, ...]) -> None:
     lines, _ = synthetic_log(6)
     quoted = expected_pcr10(lines, banks)
     swapped = encode_entry(path="/usr/bin/tool2", digest=hashlib.sha256(b"3").digest()).line
@@ -257,13 +258,13 @@ def test_tampered_digest_is_detected(banks: tuple[str, ...]) -> None:
 
 def test_sha1_template_hash_checked_even_when_only_sha256_is_quoted() -> None:
     lines, policy = synthetic_log(3)
-    quoted = expected_pcr10(lines, ["sha256"])
+    quoted = expected_pcr10(lines, [PcrBank.SHA256])
     parts = lines[1].split(" ")
     parts[1] = "1" * 40  # data intact, so the sha256 bank alone would still match
     lines[1] = " ".join(parts)
     with pytest.raises(ImaLogInvalid, match="line 2: template hash mismatch"):
         replay_and_check(
-            lines, state=ImaState.initial(["sha256"]), quoted_pcr10=quoted, policy=policy
+            lines, state=ImaState.initial([PcrBank.SHA256]), quoted_pcr10=quoted, policy=policy
         )
 
 
@@ -297,7 +298,7 @@ def test_violations_extend_all_ones_and_need_policy() -> None:
 def test_slow_path_lines_replay_like_fast_ones() -> None:
     digest = hashlib.sha256(b"u").digest()
     upper = encode_entry(path="/usr/bin/u", digest=digest).line.upper().replace("IMA-NG", "ima-ng")
-    upper = upper.replace("/USR/BIN/U", "/usr/bin/u").replace("SHA256", "sha256")
+    upper = upper.replace("/USR/BIN/U", "/usr/bin/u").replace("SHA256", PcrBank.SHA256)
     odd = encode_entry(path="/opt/na\udcffme with space", digest=digest).line
     assert odd.endswith(" /opt/na\udcffme_with_space")  # the kernel writes a space as "_"
     lines = [upper, odd]
@@ -312,14 +313,14 @@ def test_untracked_bank_is_a_caller_error() -> None:
     with pytest.raises(ValueError, match="not tracked"):
         replay_and_check(
             [],
-            state=ImaState.initial(["sha1"]),
-            quoted_pcr10={"sha256": bytes(32)},
+            state=ImaState.initial([PcrBank.SHA1]),
+            quoted_pcr10={PcrBank.SHA256: bytes(32)},
             policy=ALLOW_ALL,
         )
     with pytest.raises(ValueError, match="unsupported PCR bank"):
-        ImaState.initial(["md5"])
+        ImaState.initial(["md5"])  # type: ignore[list-item]  # a raw string past the type checker is refused at run time too
     with pytest.raises(ValueError, match="32 bytes"):
-        ImaState(pcr10={"sha256": bytes(20)})
+        ImaState(pcr10={PcrBank.SHA256: bytes(20)})
 
 
 def test_check_not_rewound() -> None:

@@ -16,6 +16,7 @@ from allowlists.ima.template import (
     template_hash,
 )
 from geoattest.errors import ImaLogInvalid
+from geoattest.pcr_banks import PcrBank
 from tests.unit.allowlists.ima.ima_vectors import (
     RUST_LOG,
     RUST_LOG_PCR10_SHA1,
@@ -28,7 +29,7 @@ def sha1_replay(lines: list[str]) -> str:
     pcr = bytes(20)
     for number, line in enumerate(lines, start=1):
         entry = parse_entry(line, number)
-        pcr = hashlib.sha1(pcr + entry.extend_value("sha1")).digest()  # noqa: S324 - PCR bank
+        pcr = hashlib.sha1(pcr + entry.extend_value(PcrBank.SHA1)).digest()  # noqa: S324 - PCR bank
     return pcr.hex()
 
 
@@ -108,17 +109,17 @@ def test_violation_entries_extend_all_ones() -> None:
     line[1] = "0" * 40
     entry = parse_entry(" ".join(line))
     assert entry.is_violation
-    assert entry.extend_value("sha1") == b"\xff" * 20
-    assert entry.extend_value("sha256") == b"\xff" * 32
-    assert template_hash(entry.template_data, "sha256") != b"\xff" * 32
+    assert entry.extend_value(PcrBank.SHA1) == b"\xff" * 20
+    assert entry.extend_value(PcrBank.SHA256) == b"\xff" * 32
+    assert template_hash(entry.template_data, PcrBank.SHA256) != b"\xff" * 32
 
 
 def test_template_hash_per_bank() -> None:
     data = build_template_data(template="ima-ng", path="/bin/true", digest=bytes(32))
-    assert template_hash(data, "sha256") == hashlib.sha256(data).digest()
-    assert template_hash(data, "sha384") == hashlib.sha384(data).digest()
+    assert template_hash(data, PcrBank.SHA256) == hashlib.sha256(data).digest()
+    assert template_hash(data, PcrBank.SHA384) == hashlib.sha384(data).digest()
     with pytest.raises(ValueError, match="unsupported PCR bank"):
-        template_hash(data, "md5")
+        template_hash(data, "md5")  # type: ignore[arg-type]  # a raw string past the type checker is refused at run time too
 
 
 @pytest.mark.parametrize(
@@ -154,7 +155,7 @@ def test_legacy_ima_template() -> None:
     assert len(encoded.template_data) == 20 + LEGACY_NAME_SIZE
     entry = parse_entry(encoded.line)
     assert (entry.template, entry.digest_alg, entry.path) == ("ima", "sha1", "/init")
-    with pytest.raises(ValueError, match="sha1"):
+    with pytest.raises(ValueError, match=PcrBank.SHA1):
         encode_entry(template="ima", path="/init", digest=bytes(32))
 
 

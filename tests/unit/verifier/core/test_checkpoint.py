@@ -6,11 +6,9 @@ import base64
 import datetime as dt
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from geoattest.errors import SignatureInvalid
+from tests.support.software_pki import JwsKey
 from verifier.core.checkpoint import (
     Checkpoint,
     decode_checkpoint,
@@ -18,26 +16,11 @@ from verifier.core.checkpoint import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from verifier.core.jwk import thumbprint
 from verifier.core.jws import b64url, sign_compact, unb64url
 from verifier.core.merkle import leaf_hash
 
 AT = dt.datetime(2026, 12, 1, 10, 0, 5, tzinfo=dt.UTC)
 ROOT = leaf_hash(b"root")
-
-
-class _Key:
-    def __init__(self) -> None:
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        self.kid = thumbprint(self.private.public_key())
-
-    def sign(self, data: bytes) -> bytes:
-        r, s = decode_dss_signature(self.private.sign(data, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-    @property
-    def keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
-        return {self.kid: self.private.public_key()}
 
 
 def _checkpoint(size: int = 20852163) -> Checkpoint:
@@ -67,7 +50,7 @@ def test_bodies_not_in_canonical_form_are_refused(body: bytes) -> None:
 
 
 def test_a_signed_checkpoint_verifies_with_the_log_key() -> None:
-    key = _Key()
+    key = JwsKey()
     signed = sign_checkpoint(_checkpoint(), key)
     again = verify_checkpoint(signed.jws, key.keys, origin="geoattest/log/0123abcd")
     assert again.checkpoint == _checkpoint()
@@ -75,27 +58,27 @@ def test_a_signed_checkpoint_verifies_with_the_log_key() -> None:
 
 
 def test_a_checkpoint_signed_by_another_key_is_refused() -> None:
-    key, other = _Key(), _Key()
+    key, other = JwsKey(), JwsKey()
     with pytest.raises(SignatureInvalid, match="not one of the given keys"):
         verify_checkpoint(sign_checkpoint(_checkpoint(), other).jws, key.keys)
 
 
 def test_a_checkpoint_of_another_log_is_refused() -> None:
-    key = _Key()
+    key = JwsKey()
     signed = sign_checkpoint(_checkpoint(), key)
     with pytest.raises(SignatureInvalid, match="of log"):
         verify_checkpoint(signed.jws, key.keys, origin="geoattest/log/other")
 
 
 def test_a_manifest_signature_cannot_pass_as_a_checkpoint() -> None:
-    key = _Key()
+    key = JwsKey()
     token = sign_compact(encode_checkpoint(_checkpoint()), typ="geoattest-manifest+jws", signer=key)
     with pytest.raises(SignatureInvalid, match="typ"):
         verify_checkpoint(token, key.keys)
 
 
 def test_a_grown_size_under_the_old_signature_is_refused() -> None:
-    key = _Key()
+    key = JwsKey()
     header, payload, signature = sign_checkpoint(_checkpoint(5), key).jws.split(".")
     body = unb64url(payload, "payload").replace(b"\n5\n", b"\n6\n")
     with pytest.raises(SignatureInvalid, match="does not verify"):

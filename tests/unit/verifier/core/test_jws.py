@@ -11,38 +11,23 @@ from collections.abc import Mapping
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives import serialization
 
 from geoattest.errors import SignatureInvalid
-from verifier.core.jwk import parse_public_keys, public_jwk, thumbprint
+from tests.support.software_pki import JwsKey
+from verifier.core.jwk import parse_public_keys, public_jwk
 from verifier.core.jws import b64url, sign_compact, verify_compact
 
 TYP = "geoattest-test+jws"
 
 
-class _Key:
-    def __init__(self) -> None:
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        self.kid = thumbprint(self.private.public_key())
-
-    def sign(self, data: bytes) -> bytes:
-        r, s = decode_dss_signature(self.private.sign(data, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-    @property
-    def keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
-        return {self.kid: self.private.public_key()}
-
-
-def _forge(header: Mapping[str, object], payload: bytes, key: _Key) -> str:
+def _forge(header: Mapping[str, object], payload: bytes, key: JwsKey) -> str:
     signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(payload)}"
     return f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
 
 
 def test_a_signed_payload_verifies_and_comes_back_unchanged() -> None:
-    key = _Key()
+    key = JwsKey()
     token = sign_compact(b"payload\n", typ=TYP, signer=key)
     verified = verify_compact(token, typ=TYP, keys=key.keys)
     assert verified.payload == b"payload\n"
@@ -50,7 +35,7 @@ def test_a_signed_payload_verifies_and_comes_back_unchanged() -> None:
 
 
 def test_pyjwt_verifies_our_jws_with_the_published_key() -> None:
-    key = _Key()
+    key = JwsKey()
     token = sign_compact(b"checkpoint body", typ=TYP, signer=key)
     pem = key.private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -60,14 +45,14 @@ def test_pyjwt_verifies_our_jws_with_the_published_key() -> None:
 
 
 def test_a_changed_payload_is_refused() -> None:
-    key = _Key()
+    key = JwsKey()
     header, _, signature = sign_compact(b"size 5", typ=TYP, signer=key).split(".")
     with pytest.raises(SignatureInvalid, match="does not verify"):
         verify_compact(f"{header}.{b64url(b'size 6')}.{signature}", typ=TYP, keys=key.keys)
 
 
 def test_a_signature_by_another_key_is_refused_whatever_kid_it_names() -> None:
-    key, other = _Key(), _Key()
+    key, other = JwsKey(), JwsKey()
     token = sign_compact(b"x", typ=TYP, signer=other)
     with pytest.raises(SignatureInvalid, match="not one of the given keys"):
         verify_compact(token, typ=TYP, keys=key.keys)
@@ -77,14 +62,14 @@ def test_a_signature_by_another_key_is_refused_whatever_kid_it_names() -> None:
 
 
 def test_alg_none_is_refused() -> None:
-    key = _Key()
+    key = JwsKey()
     header = b64url(json.dumps({"alg": "none", "kid": key.kid, "typ": TYP}).encode())
     with pytest.raises(SignatureInvalid, match="only ES256"):
         verify_compact(f"{header}.{b64url(b'x')}.", typ=TYP, keys=key.keys)
 
 
 def test_hs256_with_the_public_key_as_secret_is_refused() -> None:
-    key = _Key()
+    key = JwsKey()
     secret = json.dumps(public_jwk(key.private.public_key())).encode()
     header = b64url(json.dumps({"alg": "HS256", "kid": key.kid, "typ": TYP}).encode())
     signing_input = f"{header}.{b64url(b'x')}"
@@ -94,7 +79,7 @@ def test_hs256_with_the_public_key_as_secret_is_refused() -> None:
 
 
 def test_another_typ_is_refused() -> None:
-    key = _Key()
+    key = JwsKey()
     token = sign_compact(b"x", typ="geoattest-manifest+jws", signer=key)
     with pytest.raises(SignatureInvalid, match="typ"):
         verify_compact(token, typ=TYP, keys=key.keys)
@@ -102,7 +87,7 @@ def test_another_typ_is_refused() -> None:
 
 @pytest.mark.parametrize("member", ["jwk", "jku", "x5c", "x5u"])
 def test_a_jws_that_names_its_own_key_is_refused(member: str) -> None:
-    attacker = _Key()
+    attacker = JwsKey()
     header = {"alg": "ES256", "kid": attacker.kid, "typ": TYP, member: "attacker's key"}
     # Even when the caller (wrongly) holds the attacker's key too.
     with pytest.raises(SignatureInvalid, match="names its own key"):
@@ -110,7 +95,7 @@ def test_a_jws_that_names_its_own_key_is_refused(member: str) -> None:
 
 
 def test_critical_members_are_refused() -> None:
-    key = _Key()
+    key = JwsKey()
     header = {"alg": "ES256", "kid": key.kid, "typ": TYP, "crit": ["exp"], "exp": 1}
     with pytest.raises(SignatureInvalid, match="critical"):
         verify_compact(_forge(header, b"x", key), typ=TYP, keys=key.keys)
@@ -126,7 +111,7 @@ def test_critical_members_are_refused() -> None:
     ],
 )
 def test_malformed_compact_forms_are_refused(mangle: object) -> None:
-    key = _Key()
+    key = JwsKey()
     token = sign_compact(b"x", typ=TYP, signer=key)
     assert callable(mangle)
     with pytest.raises(SignatureInvalid):
@@ -134,7 +119,7 @@ def test_malformed_compact_forms_are_refused(mangle: object) -> None:
 
 
 def test_key_files_give_keys_by_their_own_thumbprint() -> None:
-    key = _Key()
+    key = JwsKey()
     public = key.private.public_key()
     jwk = {**public_jwk(public), "kid": "whatever the file says"}
     pem = public.public_bytes(
@@ -145,7 +130,7 @@ def test_key_files_give_keys_by_their_own_thumbprint() -> None:
 
 
 def test_key_files_that_are_no_public_p256_key_are_refused() -> None:
-    key = _Key()
+    key = JwsKey()
     private_jwk = {**public_jwk(key.private.public_key()), "d": b64url(b"\x01" * 32)}
     rsa_like = {"kty": "RSA", "n": "AQAB", "e": "AQAB"}
     bad_point = {**public_jwk(key.private.public_key()), "y": base64.urlsafe_b64encode(b"\0" * 32)}

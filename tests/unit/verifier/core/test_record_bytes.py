@@ -7,6 +7,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from allowlists.ima.replay import ImaState
+from geoattest.pcr_banks import PcrBank
 from tpm import ClockInfo
 from verifier.core.reasons import Reason
 from verifier.core.record import (
@@ -55,7 +56,10 @@ def fixed_record() -> EvidenceRecord:
             nonce=bytes(range(32, 64)),
             attest=b"\xffTCG" + bytes(range(60)),
             signature=bytes(range(72)),
-            pcrs={"sha256": {0: bytes(32), 10: b"\x11" * 32}, "sha1": {10: b"\x22" * 20}},
+            pcrs={
+                PcrBank.SHA256: {0: bytes(32), 10: b"\x11" * 32},
+                PcrBank.SHA1: {10: b"\x22" * 20},
+            },
             ima_offset=5,
             ima_lines=(
                 "10 " + "ab" * 20 + " ima-ng sha256:" + "cd" * 32 + " /usr/bin/zé",
@@ -69,7 +73,7 @@ def fixed_record() -> EvidenceRecord:
         boot_log_sha256=hashlib.sha256(b"boot log").digest(),
         context=RecordContext(
             clock=ClockInfo(clock=1_000_655, reset_count=2, restart_count=1, safe=True),
-            ima=ImaState(entries_verified=5, pcr10={"sha256": b"\x33" * 32}),
+            ima=ImaState(entries_verified=5, pcr10={PcrBank.SHA256: b"\x33" * 32}),
             track_sha256=hashlib.sha256(b"track").digest(),
             track_length=3,
         ),

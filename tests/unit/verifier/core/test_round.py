@@ -13,8 +13,9 @@ import pytest
 from allowlists.boot import BootPolicy
 from allowlists.ima.policy import RuntimePolicy
 from allowlists.ima.template import encode_entry, template_hash
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import quote_qualifying_data
-from tests.unit.tpm.softak import SoftwareAk
+from tests.support.software_tpm import SoftwareAk
 from tpm import Alg, ClockInfo
 from verifier.core.policy import AttestationPolicy
 from verifier.core.round import (
@@ -44,8 +45,8 @@ class SoftwareNode:
     def measure(self, path: str, content: bytes) -> None:
         entry = encode_entry(path=path, digest=hashlib.sha256(content).digest())
         self.log.append(entry.line)
-        self.extend(template_hash(entry.template_data, "sha256"))
-        sha1 = template_hash(entry.template_data, "sha1")
+        self.extend(template_hash(entry.template_data, PcrBank.SHA256))
+        sha1 = template_hash(entry.template_data, PcrBank.SHA1)
         self.pcr10_sha1 = hashlib.sha1(self.pcr10_sha1 + sha1).digest()  # noqa: S324  # sha1 bank
 
     def extend(self, digest: bytes) -> None:
@@ -71,7 +72,10 @@ class SoftwareNode:
             nonce=nonce,
             attest=attest,
             signature=signature,
-            pcrs={"sha256": {0: self.pcr0, 10: self.pcr10}, "sha1": {10: self.pcr10_sha1}},
+            pcrs={
+                PcrBank.SHA256: {0: self.pcr0, 10: self.pcr10},
+                PcrBank.SHA1: {10: self.pcr10_sha1},
+            },
             ima_offset=offset,
             ima_lines=self.log[offset:],
         )
@@ -87,9 +91,9 @@ def _policy(node: SoftwareNode, allowed: dict[str, bytes]) -> AttestationPolicy:
     return AttestationPolicy(
         name="p",
         version=1,
-        boot=BootPolicy(golden={"sha256": {0: GOLDEN_PCR0}}),
+        boot=BootPolicy(golden={PcrBank.SHA256: {0: GOLDEN_PCR0}}),
         runtime=runtime,
-        ima_banks=("sha256",),
+        ima_banks=(PcrBank.SHA256,),
     )
 
 
@@ -182,7 +186,9 @@ def test_quote_by_another_ak_fails(node: SoftwareNode) -> None:
 def test_pcr_values_that_do_not_match_the_quote_fail(node: SoftwareNode) -> None:
     policy = _policy(node, ALLOWED)
     evidence = node.answer(os.urandom(32), 0)
-    lying = replace(evidence, pcrs={**evidence.pcrs, "sha256": {0: GOLDEN_PCR0, 10: bytes(32)}})
+    lying = replace(
+        evidence, pcrs={**evidence.pcrs, PcrBank.SHA256: {0: GOLDEN_PCR0, 10: bytes(32)}}
+    )
     result = _check(lying, node, policy)
     assert result.reason == "pcr_digest_mismatch"
 
@@ -244,7 +250,7 @@ def test_quote_without_the_pcrs_the_policy_needs_fails(node: SoftwareNode) -> No
         nonce=nonce,
         attest=attest,
         signature=signature,
-        pcrs={"sha256": {10: node.pcr10}},
+        pcrs={PcrBank.SHA256: {10: node.pcr10}},
         ima_offset=0,
         ima_lines=node.log,
     )
@@ -265,7 +271,7 @@ def test_changing_the_policys_ima_banks_replays_from_entry_zero(node: SoftwareNo
     sha256_policy = _policy(node, ALLOWED)
     memory = _round(node, sha256_policy, RoundMemory()).memory
     assert memory.ima_offset() == 1
-    both_banks = replace(sha256_policy, ima_banks=("sha1", "sha256"))
+    both_banks = replace(sha256_policy, ima_banks=(PcrBank.SHA1, PcrBank.SHA256))
     assert memory.ima_offset_for(both_banks.ima_banks) == 0
     node.measure("/usr/bin/sshd", b"sshd")
     # The memory tracks sha256 only: the log is replayed again, from entry 0, in both banks.

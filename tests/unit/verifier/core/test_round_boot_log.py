@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from allowlists.boot import BootPolicy
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import (
     EvidenceResponse,
     ImaWire,
@@ -20,7 +21,7 @@ from geoattest.wire import (
     quote_qualifying_data,
 )
 from tests.paths import vector
-from tests.unit.tpm.softak import SoftwareAk
+from tests.support.software_tpm import SoftwareAk
 from tpm import Alg, EventLog, encode_event_log, parse_event_log, replay_event_log
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy, policy_from_document
@@ -30,7 +31,7 @@ from verifier.core.states import Outcome
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 AGILE = vector("keylime/uefi_eventlog/binary_bios_measurements").read_bytes()
 SECUREBOOT = vector("keylime/uefi_eventlog/binary_bios_measurements-secureboot").read_bytes()
-BANKS = {"sha1": Alg.SHA1, "sha256": Alg.SHA256}
+BANKS = {PcrBank.SHA1: Alg.SHA1, PcrBank.SHA256: Alg.SHA256}
 BOOT_PCRS = range(8)
 
 
@@ -53,7 +54,7 @@ class BootedNode:
         hash_name = "sha1" if bank == "sha1" else "sha256"
         self.pcrs[bank][index] = hashlib.new(hash_name, self.pcrs[bank][index] + digest).digest()
 
-    def answer(self, nonce: bytes, selection: dict[str, list[int]]) -> RoundEvidence:
+    def answer(self, nonce: bytes, selection: dict[PcrBank, list[int]]) -> RoundEvidence:
         quoted = {bank: {i: self.pcrs[bank][i] for i in pcrs} for bank, pcrs in selection.items()}
         attest, signature = self.ak.quote(
             quote_qualifying_data(nonce, None),
@@ -70,13 +71,13 @@ class BootedNode:
         )
 
 
-def _policy(*, golden: dict[str, dict[int, bytes]] | None = None) -> AttestationPolicy:
+def _policy(*, golden: dict[PcrBank, dict[int, bytes]] | None = None) -> AttestationPolicy:
     return AttestationPolicy(
         name="p",
         version=1,
         boot=BootPolicy(golden=golden or {}),
         runtime=None,
-        ima_banks=("sha256",),
+        ima_banks=(PcrBank.SHA256,),
         boot_log_replay=True,
     )
 
@@ -97,7 +98,9 @@ def _edited(log: bytes, pcr: int, digest: bytes) -> bytes:
     parsed = parse_event_log(log)
     index = max(i for i, e in enumerate(parsed.events) if e.pcr == pcr)
     events = list(parsed.events)
-    events[index] = replace(events[index], digests={**events[index].digests, "sha256": digest})
+    events[index] = replace(
+        events[index], digests={**events[index].digests, PcrBank.SHA256: digest}
+    )
     return encode_event_log(replace(parsed, events=tuple(events)))
 
 
@@ -108,21 +111,21 @@ def test_node_whose_pcrs_are_the_replay_of_its_log_passes(log: bytes) -> None:
 
 
 def test_policy_asks_for_pcrs_0_to_7_in_the_golden_banks_or_sha256() -> None:
-    assert _policy().pcr_selection() == {"sha256": list(BOOT_PCRS)}
-    golden = {"sha1": {0: bytes(20)}, "sha256": {9: bytes(32)}}
+    assert _policy().pcr_selection() == {PcrBank.SHA256: list(BOOT_PCRS)}
+    golden = {PcrBank.SHA1: {0: bytes(20)}, PcrBank.SHA256: {9: bytes(32)}}
     assert _policy(golden=golden).pcr_selection() == {
-        "sha1": [*BOOT_PCRS],
-        "sha256": [*BOOT_PCRS, 9],
+        PcrBank.SHA1: [*BOOT_PCRS],
+        PcrBank.SHA256: [*BOOT_PCRS, 9],
     }
     plain = replace(_policy(), boot_log_replay=False)
-    assert plain.pcr_selection() == {"sha256": [0]}
+    assert plain.pcr_selection() == {PcrBank.SHA256: [0]}
 
 
 def test_both_banks_are_checked_when_both_are_quoted() -> None:
     node = BootedNode(AGILE)
-    golden = {"sha1": {0: node.pcrs["sha1"][0]}}
+    golden = {PcrBank.SHA1: {0: node.pcrs[PcrBank.SHA1][0]}}
     assert _round(node, _policy(golden=golden)).outcome is Outcome.PASSED
-    node.extend("sha1", 5, os.urandom(20))
+    node.extend(PcrBank.SHA1, 5, os.urandom(20))
     result = _round(node, _policy(golden=golden))
     assert result.reason == "boot_log_pcr_mismatch"
     assert result.details["bank"] == "sha1"
@@ -135,7 +138,7 @@ def test_log_edited_after_boot_fails_naming_the_pcr_and_both_values() -> None:
     result = _round(node, _policy())
     assert result.outcome is Outcome.INTEGRITY_FAILURE
     assert result.reason == "boot_log_pcr_mismatch"
-    quoted = node.pcrs["sha256"][4].hex()
+    quoted = node.pcrs[PcrBank.SHA256][4].hex()
     assert "sha256 PCR 4" in result.message
     assert quoted in result.message
     assert result.details["actual"] == quoted
@@ -184,7 +187,7 @@ def test_malformed_log_fails_as_invalid(bad: bytes) -> None:
 def test_log_without_any_quoted_bank_is_invalid() -> None:
     node = BootedNode(AGILE)
     node.boot_log = SECUREBOOT  # sha256 only; this policy quotes sha1 only
-    policy = _policy(golden={"sha1": {0: node.pcrs["sha1"][0]}})
+    policy = _policy(golden={PcrBank.SHA1: {0: node.pcrs[PcrBank.SHA1][0]}})
     evidence = node.answer(os.urandom(32), policy.pcr_selection())
     result = verify_round(
         evidence, ak=node.ak.public, policy=policy, previous=RoundMemory(), now=NOW

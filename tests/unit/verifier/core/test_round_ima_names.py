@@ -18,6 +18,7 @@ import pytest
 from allowlists.boot import BootPolicy
 from allowlists.ima.policy import RuntimePolicy
 from geoattest.errors import EvidenceMalformed
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import EvidenceResponse, ImaWire, QuoteWire
 from tests.unit.verifier.core.test_round import GOLDEN_PCR0, NOW, SoftwareNode
 from verifier.core.evidence import parse_evidence
@@ -44,9 +45,9 @@ def _policy() -> AttestationPolicy:
     return AttestationPolicy(
         name="names",
         version=1,
-        boot=BootPolicy(golden={"sha256": {0: GOLDEN_PCR0}}),
+        boot=BootPolicy(golden={PcrBank.SHA256: {0: GOLDEN_PCR0}}),
         runtime=runtime,
-        ima_banks=("sha256",),
+        ima_banks=(PcrBank.SHA256,),
     )
 
 

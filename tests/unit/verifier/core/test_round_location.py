@@ -7,6 +7,7 @@ import datetime as dt
 import os
 from dataclasses import replace
 
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import quote_qualifying_data
 from geofence import (
     Fix,
@@ -50,7 +51,7 @@ def _answer(
         nonce=nonce,
         attest=attest,
         signature=quote_signature,
-        pcrs={"sha256": values},
+        pcrs={PcrBank.SHA256: values},
         ima_offset=0,
         ima_lines=node.log,
         location=evidence if send_location else None,
@@ -186,7 +187,7 @@ def _geofenced_round(
         nonce=nonce,
         attest=attest,
         signature=quote_signature,
-        pcrs={"sha256": values},
+        pcrs={PcrBank.SHA256: values},
         ima_offset=memory.ima_offset_for(policy.ima_banks),
         ima_lines=node.log[memory.ima_offset_for(policy.ima_banks) :],
         location=evidence,

@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 
 from geoattest.errors import LocationEvidenceInvalid, PolicyInvalid
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import quote_qualifying_data
 from geofence import (
     Fix,
@@ -219,7 +220,7 @@ def _recorded(rule: ReceiverRule, fix: Fix, enrolled: GnssReceiver) -> EvidenceR
         nonce=nonce,
         attest=attest,
         signature=quote_signature,
-        pcrs={"sha256": values},
+        pcrs={PcrBank.SHA256: values},
         ima_offset=0,
         ima_lines=node.log,
         location=evidence,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from geoattest.jose import compact_json, encode_jws, es256_sign, public_jwk, thumbprint
+from geoattest.pcr_banks import PcrBank
 from geoattest.wire import quote_qualifying_data
 from geofence import LocationEvidence, SourceKind, encode_evidence
 from tests.unit.verifier.core.test_location import SoftKey, countries, novato
@@ -80,7 +81,7 @@ def passed_round(*, geo: bool, source: SourceKind = SourceKind.SERIAL) -> Passed
             nonce=nonce,
             attest=attest,
             signature=signature,
-            pcrs={"sha256": values},
+            pcrs={PcrBank.SHA256: values},
             ima_offset=0,
             ima_lines=node.log,
             location=signed,
