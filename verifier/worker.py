@@ -65,8 +65,11 @@ WEBHOOK_TASK = "geoattest.verifier.deliver_webhook"
 
 # Celery logs every task received, succeeded (and sent by beat, or discarded once expired) at
 # info. Four dispatch ticks a second and a batch per few agents per interval made ~12 MB an hour
-# of worker log at rest; these routine tasks' lines become debug. Webhook lines stay at info.
-ROUTINE_TASKS = frozenset({DISPATCH_TASK, RECONCILE_TASK, WATCHDOG_TASK, COMPACT_TASK, BATCH_TASK})
+# of worker log at rest; these routine tasks' lines become debug (the periodic checkpoint too:
+# its tree grows with every kept record). Webhook lines stay at info.
+ROUTINE_TASKS = frozenset(
+    {DISPATCH_TASK, RECONCILE_TASK, WATCHDOG_TASK, COMPACT_TASK, BATCH_TASK, CHECKPOINT_TASK}
+)
 _CELERY_TASK_LOGGERS = (
     "celery.app.trace", "celery.worker.strategy", "celery.worker.request", "celery.beat",
 )  # fmt: skip
@@ -333,8 +336,8 @@ def sequence_and_sign(log_store: TransparencyLog, keys: Keyring, now: dt.datetim
     while log_store.sequence(now):
         pass
     signed = log_store.sign(keys.active(), now)
-    if signed is not None:
-        log.info(
+    if signed is not None:  # routine (a kept record every few minutes per agent): debug
+        log.debug(
             "checkpoint signed: size %d, root %s…, key %s",
             signed.checkpoint.size,
             signed.checkpoint.root.hex()[:16],

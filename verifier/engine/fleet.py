@@ -85,7 +85,10 @@ def load_fleet(
         except ValueError as e:  # a stored receiver no version of us wrote: never guessed at
             log.error("agent %s: stored GNSS receiver unusable: %s", agent_id, e)
             config.broken_agents[agent_id] = "the stored GNSS receiver does not parse"
-    log.info(
+    # A process's first load is start-up (each pool process makes one whenever it first runs a
+    # batch, at rest too): debug; a load because an operator changed something: info.
+    log.log(
+        logging.DEBUG if previous is None or previous.version < 0 else logging.INFO,
         "fleet configuration v%d: %d agents, %d policies (%d unusable)",
         version,
         len(config.targets),
