@@ -21,9 +21,15 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from geoattest.errors import ConfigurationError, DependencyUnavailable
 from verifier.storage.redis_target import RedisTarget
+
+# A probe asks once: redis-py retries a ConnectionError with backoff, and it counts a refused
+# AUTH as one, so a protected server would cost three backed-off attempts (about 3 s) each.
+_ASK_ONCE = Retry(NoBackoff(), 0)
 
 
 def check_redis_requires_auth(
@@ -73,7 +79,9 @@ def _check_sentinels(target: RedisTarget) -> None:
 def _serves_anonymous(host: str, port: int, what: str) -> bool:
     """Whether the server at ``host:port`` answers PING without credentials. A Sentinel that
     none answers is skipped (another may); ``DependencyUnavailable`` for a primary."""
-    client = redis.Redis(host=host, port=port, socket_timeout=3, socket_connect_timeout=3)
+    client = redis.Redis(
+        host=host, port=port, socket_timeout=3, socket_connect_timeout=3, retry=_ASK_ONCE
+    )
     try:
         client.ping()
     except redis.AuthenticationError:
@@ -101,7 +109,9 @@ def _check_url(url: str) -> None:
     if parts.port:
         netloc += f":{parts.port}"
     anonymous = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    client = redis.Redis.from_url(anonymous, socket_timeout=3, socket_connect_timeout=3)
+    client = redis.Redis.from_url(
+        anonymous, socket_timeout=3, socket_connect_timeout=3, retry=_ASK_ONCE
+    )
     try:
         client.ping()
     except redis.AuthenticationError:
