@@ -15,6 +15,7 @@ from allowlists.ima.policy import RuntimePolicy
 from allowlists.ima.template import encode_entry, template_hash
 from geoattest.pcr_banks import PcrBank
 from geoattest.wire import quote_qualifying_data
+from geofence import decode_evidence
 from tests.support.software_tpm import SoftwareAk
 from tpm import Alg, ClockInfo
 from verifier.core.policy import AttestationPolicy
@@ -78,6 +79,28 @@ class SoftwareNode:
             },
             ima_offset=offset,
             ima_lines=self.log[offset:],
+        )
+
+    def geofenced_answer(
+        self, location: bytes, location_signature: bytes, offset: int = 0
+    ) -> RoundEvidence:
+        """An answer whose quote binds the signed ``location`` evidence (its nonce is the
+        round's), over the SHA-256 bank only, as a geofenced agent sends it."""
+        nonce = decode_evidence(location).nonce
+        self.tick()
+        values = {0: self.pcr0, 10: self.pcr10}
+        attest, signature = self.ak.quote(
+            quote_qualifying_data(nonce, location), {Alg.SHA256: values}
+        )
+        return RoundEvidence(
+            nonce=nonce,
+            attest=attest,
+            signature=signature,
+            pcrs={PcrBank.SHA256: values},
+            ima_offset=offset,
+            ima_lines=self.log[offset:],
+            location=location,
+            location_signature=location_signature,
         )
 
 

@@ -15,7 +15,6 @@ from geofence import (
     LocationEvidence,
     LocationPolicy,
     SourceKind,
-    decode_evidence,
     encode_evidence,
 )
 from tests.unit.geofence.captures import fixes
@@ -177,22 +176,8 @@ def _geofenced_round(
 ) -> RoundResult:
     """A round whose location evidence is ``evidence`` as given (signed here by ``key``);
     ``receiver``: the enrolled GNSS receiver."""
-    nonce = decode_evidence(evidence).nonce
-    node.tick()
-    values = {0: node.pcr0, 10: node.pcr10}
-    attest, quote_signature = node.ak.quote(
-        quote_qualifying_data(nonce, evidence), {Alg.SHA256: values}
-    )
-    answer = RoundEvidence(
-        nonce=nonce,
-        attest=attest,
-        signature=quote_signature,
-        pcrs={PcrBank.SHA256: values},
-        ima_offset=memory.ima_offset_for(policy.ima_banks),
-        ima_lines=node.log[memory.ima_offset_for(policy.ima_banks) :],
-        location=evidence,
-        location_signature=key.sign(evidence),
-    )
+    offset = memory.ima_offset_for(policy.ima_banks)
+    answer = node.geofenced_answer(evidence, key.sign(evidence), offset)
     return verify_round(
         answer,
         ak=node.ak.public,

@@ -14,8 +14,6 @@ from dataclasses import replace
 import pytest
 
 from geoattest.errors import LocationEvidenceInvalid, PolicyInvalid
-from geoattest.pcr_banks import PcrBank
-from geoattest.wire import quote_qualifying_data
 from geofence import (
     Fix,
     GnssReceiver,
@@ -23,13 +21,11 @@ from geofence import (
     LocationPolicy,
     ReceiverIdentity,
     SourceKind,
-    decode_evidence,
     encode_evidence,
 )
 from tests.unit.verifier.core.test_location import SoftKey, countries, novato
 from tests.unit.verifier.core.test_round import ALLOWED, SoftwareNode, _policy
 from tests.unit.verifier.core.test_round_location import _geofenced_round
-from tpm import Alg
 from verifier.core.location import (
     LocationRoundPolicy,
     check_location,
@@ -42,7 +38,6 @@ from verifier.core.record import EvidenceRecord, decode_record, encode_record
 from verifier.core.reverify import reverify_record
 from verifier.core.round import (
     Check,
-    RoundEvidence,
     RoundMemory,
     RoundResult,
     Verdict,
@@ -210,22 +205,7 @@ def _recorded(rule: ReceiverRule, fix: Fix, enrolled: GnssReceiver) -> EvidenceR
     node, key = SoftwareNode(), SoftKey.new()
     policy = replace(_policy_with(node, rule), digest=bytes(32))
     evidence = _evidence(fix)
-    nonce = decode_evidence(evidence).nonce
-    node.tick()
-    values = {0: node.pcr0, 10: node.pcr10}
-    attest, quote_signature = node.ak.quote(
-        quote_qualifying_data(nonce, evidence), {Alg.SHA256: values}
-    )
-    answer = RoundEvidence(
-        nonce=nonce,
-        attest=attest,
-        signature=quote_signature,
-        pcrs={PcrBank.SHA256: values},
-        ima_offset=0,
-        ima_lines=node.log,
-        location=evidence,
-        location_signature=key.sign(evidence),
-    )
+    answer = node.geofenced_answer(evidence, key.sign(evidence))
     assert fix.utc is not None
     judged_at = fix.utc + dt.timedelta(seconds=1)
     result = verify_round(

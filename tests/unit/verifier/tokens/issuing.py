@@ -12,15 +12,12 @@ from dataclasses import dataclass, replace
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from geoattest.jose import compact_json, encode_jws, es256_sign, public_jwk, thumbprint
-from geoattest.pcr_banks import PcrBank
-from geoattest.wire import quote_qualifying_data
 from geofence import LocationEvidence, SourceKind, encode_evidence
 from tests.unit.verifier.core.test_location import SoftKey, countries, novato
 from tests.unit.verifier.core.test_round import ALLOWED, SoftwareNode, _policy
 from tests.unit.verifier.core.test_round_location import _geofenced
-from tpm import Alg
 from verifier.core.record import GENESIS, EvidenceRecord, encode_record, record_digest
-from verifier.core.round import RoundEvidence, RoundMemory, verify_round
+from verifier.core.round import RoundMemory, verify_round
 from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.states import AgentState, Outcome
 from verifier.tokens.claims import (
@@ -72,21 +69,7 @@ def passed_round(*, geo: bool, source: SourceKind = SourceKind.SERIAL) -> Passed
         thresholds = replace(policy.location.thresholds, accepted_sources=accepted)
         policy = replace(policy, location=replace(policy.location, thresholds=thresholds))
         signed = encode_evidence(LocationEvidence.from_fix(fix, nonce=nonce, source=source))
-        node.tick()
-        values = {0: node.pcr0, 10: node.pcr10}
-        attest, signature = node.ak.quote(
-            quote_qualifying_data(nonce, signed), {Alg.SHA256: values}
-        )
-        evidence = RoundEvidence(
-            nonce=nonce,
-            attest=attest,
-            signature=signature,
-            pcrs={PcrBank.SHA256: values},
-            ima_offset=0,
-            ima_lines=node.log,
-            location=signed,
-            location_signature=key.sign(signed),
-        )
+        evidence = node.geofenced_answer(signed, key.sign(signed))
         location_key = key.public
     result = verify_round(
         evidence,
