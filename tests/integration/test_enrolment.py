@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,13 @@ from geoattest.errors import (
     NotFound,
 )
 from geoattest.registrar_client import RegistrarClient
-from geoattest.wire import EnrolRequest, activation_proof, enrolment_body, enrolment_digest
+from geoattest.wire import (
+    EnrolRequest,
+    JsonValue,
+    activation_proof,
+    enrolment_body,
+    enrolment_digest,
+)
 from registrar.evidence import ek_key_fingerprint
 from tests.support import MakeSwtpm
 from tests.support.access import bearer
@@ -300,20 +307,33 @@ def test_newer_agents_field_is_ignored_but_bound_by_the_proof(
     same request with that field altered on its way does not."""
     with TpmDevice(swtpm.tcti) as device:
         sent = {**enrolment_body(_enrol_request(device, "newer")), "antenna_model": "ANN-MB"}
-        proof_for_sent = {}
-        for name, body in (("altered", {**sent, "antenna_model": "spoofer"}), ("sent", sent)):
-            response = registrar.post("/v1/agents", body)
-            assert response.status_code == 201, response.text
-            challenge = response.json()["challenge"]
-            secret = device.activate_credential(
-                base64.b64decode(challenge["credential_blob"]),
-                base64.b64decode(challenge["encrypted_secret"]),
-            )
-            proof_for_sent[name] = activation_proof(secret, enrolment_digest(sent))
+        altered = {**sent, "antenna_model": "spoofer"}
+        proof_for_sent = _proofs_over(sent, {"altered": altered, "sent": sent}, device, registrar)
     with pytest.raises(ActivationFailed, match="does not match"):
         # the proof for the altered enrolment's secret, over what the agent sent
         client.activate("newer", proof_for_sent["altered"])
     assert client.activate("newer", proof_for_sent["sent"]).state == "active"
+
+
+def _proofs_over(
+    sent: Mapping[str, JsonValue],
+    posted: Mapping[str, Mapping[str, JsonValue]],
+    device: TpmDevice,
+    registrar: RunningRegistrar,
+) -> dict[str, bytes]:
+    """Post each enrolment of ``posted`` in turn and, for each one's challenge, the activation
+    proof the agent makes over the enrolment it ``sent`` (what an on-path change cannot alter)."""
+    proofs = {}
+    for name, body in posted.items():
+        response = registrar.post("/v1/agents", body)
+        assert response.status_code == 201, response.text
+        challenge = response.json()["challenge"]
+        secret = device.activate_credential(
+            base64.b64decode(challenge["credential_blob"]),
+            base64.b64decode(challenge["encrypted_secret"]),
+        )
+        proofs[name] = activation_proof(secret, enrolment_digest(sent))
+    return proofs
 
 
 @pytest.mark.parametrize(
@@ -369,16 +389,8 @@ def test_the_enrolled_gnss_receiver_is_bound_by_the_proof(
     swapped = {**receiver, "texts": ["HW UBX-G70xx 00070000"]}
     with TpmDevice(swtpm.tcti) as device:
         sent = {**enrolment_body(_enrol_request(device, "rcv")), "gnss_receiver": receiver}
-        proofs = {}
-        for name, body in (("altered", {**sent, "gnss_receiver": swapped}), ("sent", sent)):
-            response = registrar.post("/v1/agents", body)
-            assert response.status_code == 201, response.text
-            challenge = response.json()["challenge"]
-            secret = device.activate_credential(
-                base64.b64decode(challenge["credential_blob"]),
-                base64.b64decode(challenge["encrypted_secret"]),
-            )
-            proofs[name] = activation_proof(secret, enrolment_digest(sent))
+        altered = {**sent, "gnss_receiver": swapped}
+        proofs = _proofs_over(sent, {"altered": altered, "sent": sent}, device, registrar)
     with pytest.raises(ActivationFailed, match="does not match"):
         client.activate("rcv", proofs["altered"])
     view = client.activate("rcv", proofs["sent"])
