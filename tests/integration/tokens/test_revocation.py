@@ -23,6 +23,7 @@ from tests.support.token_requests import (
 )
 from tests.support.token_stack import TokenStack, order
 from verifier.engine.runtime import lease_defaults_of
+from verifier.storage.records import StoredRecord
 from verifier.storage.tokens import TokenDraft
 from verifier.tokens.snapshot import Snapshots
 from verifier.tokens.status import read_status
@@ -65,27 +66,10 @@ def test_the_ledger_keeps_no_token_of_an_agent_whose_trust_ended(stack: TokenSta
     ledger = stack.app.extensions["geoattest.token_ledger"]
     record = stack.runner.records.latest_passed(agent_id)
     assert record is not None
-    now = dt.datetime.now(dt.UTC)
-
-    def draft() -> TokenDraft:
-        return TokenDraft(
-            jti=secrets.token_urlsafe(16),
-            agent_id=agent_id,
-            type="por",
-            audience="svc",
-            workload_sha256=BASH,
-            issued_at=now,
-            expires_at=now + dt.timedelta(seconds=5),
-            record_seq=record.record.seq,
-            record_ended_at=record.record.ended_at,
-            max_age=dt.timedelta(seconds=30),
-            token="x",  # noqa: S106  # not a secret
-        )
-
-    assert ledger.store(draft())
+    assert ledger.store(_draft(agent_id, record))
     sim.measure("/tmp/miner", content=b"not allowed")
     stack.attest(agent_id)
-    late = draft()
+    late = _draft(agent_id, record)
     assert not ledger.store(late)
     assert ledger.get(late.jti) is None
 
@@ -100,20 +84,7 @@ def test_the_ledger_keeps_no_token_built_on_a_round_a_newer_one_superseded(
     old = stack.runner.records.latest_passed(agent_id)
     assert old is not None
     stack.attest(agent_id)  # a newer round passes
-    now = dt.datetime.now(dt.UTC)
-    draft = TokenDraft(
-        jti=secrets.token_urlsafe(16),
-        agent_id=agent_id,
-        type="por",
-        audience="svc",
-        workload_sha256=BASH,
-        issued_at=now,
-        expires_at=now + dt.timedelta(seconds=5),
-        record_seq=old.record.seq,
-        record_ended_at=old.record.ended_at,
-        max_age=dt.timedelta(seconds=30),
-        token="x",  # noqa: S106  # not a secret
-    )
+    draft = _draft(agent_id, old)
     assert not ledger.store(draft)
     assert ledger.get(draft.jti) is None
 
@@ -161,3 +132,21 @@ def test_a_cached_snapshot_is_never_served_past_its_lease(stack: TokenStack) -> 
     late = snapshots.of(agent_id)
     assert late is not cached
     assert not late.lease.attested
+
+
+def _draft(agent_id: str, passed: StoredRecord) -> TokenDraft:
+    """A PoR token for ``agent_id`` built on the round of ``passed``, as the service drafts it."""
+    now = dt.datetime.now(dt.UTC)
+    return TokenDraft(
+        jti=secrets.token_urlsafe(16),
+        agent_id=agent_id,
+        type="por",
+        audience="svc",
+        workload_sha256=BASH,
+        issued_at=now,
+        expires_at=now + dt.timedelta(seconds=5),
+        record_seq=passed.record.seq,
+        record_ended_at=passed.record.ended_at,
+        max_age=dt.timedelta(seconds=30),
+        token="x",  # noqa: S106  # not a secret
+    )
