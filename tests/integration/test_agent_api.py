@@ -12,7 +12,6 @@ import os
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,118 +21,59 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client.parser import text_string_to_metric_families
 
 import tpm
-from agent.evidence import EvidenceService
-from agent.ima_source import ImaLogSource
-from agent.tls import ensure_server_identity, server_ssl_context
-from agent.tpm_device import DEFAULT_AK_HANDLE, TpmDevice
+from agent.tls import ensure_server_identity
+from agent.tpm_device import TpmDevice
 from geoattest.dev.ima_emulator import IMA_PCR, ImaEmulator
 from geoattest.dev.swtpm import SwtpmInstance, free_port_pair
 from geoattest.errors import AgentCertificateMismatch
 from geoattest.pcr_banks import PcrBank
 from geoattest.tls_material import (
-    ClientTlsFiles,
     create_client_ca,
     ensure_verifier_client_tls,
     issue_client_certificate,
     write_certified_key,
 )
-from geoattest.wire import EvidenceRequest, EvidenceResponse, quote_qualifying_data
-from tests.support.agent_server import serving_agent
-from tests.support.agent_simulator import make_simulators
-from tests.support.fleet_server import enrol_fleet, fleet_tls, serve_fleet
-from tests.support.registrar_server import RunningRegistrar, running_registrar
+from geoattest.wire import EvidenceRequest, EvidenceResponse
+from tests.support.evidence_agent import (
+    PCRS,
+    RunningAgent,
+    ask_evidence,
+    running_agent,
+    verify_evidence,
+)
 from tests.support.service_process import ServiceProcess
-from tests.support.software_pki import SoftwareCa, make_ca
-from tpm import Alg
 from verifier.engine.fetch import AgentClient, ClientIdentity
 
 pytestmark = pytest.mark.swtpm
 
-PCRS = {PcrBank.SHA256: [0, 1, 2, 3, 4, 5, 6, 7, IMA_PCR]}  # swtpm_setup activates sha256 only
-BANK_ALGS = {PcrBank.SHA1: Alg.SHA1, PcrBank.SHA256: Alg.SHA256}
 _ONE_PCR = b'{"nonce": "' + b"ab" * 16 + b'", "pcrs": {"sha256": [10]}'  # an object left open
-
-
-@dataclass(frozen=True, slots=True)
-class RunningAgent:
-    url: str
-    server_cert: Path
-    client: ClientTlsFiles
-    ak: tpm.TpmPublic
-    ima: ImaEmulator
-
-    def session(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # else REQUESTS_CA_BUNDLE silently replaces session.verify
-        session.cert = (str(self.client.client_cert), str(self.client.client_key))
-        session.verify = str(self.server_cert)  # the pinned, self-signed certificate
-        return session
 
 
 @pytest.fixture
 def agent(swtpm: SwtpmInstance, tmp_path: Path) -> Iterator[RunningAgent]:
-    with TpmDevice(swtpm.tcti) as device:
-        ak = tpm.parse_tpm2b_public(device.ensure_ak())
-    ima = ImaEmulator(swtpm.tcti, tmp_path / "ascii_runtime_measurements")
-    ima.boot_aggregate()
-    client = ensure_verifier_client_tls(tmp_path / "verifier")
-    identity = ensure_server_identity(tmp_path / "agent", "agent-under-test", "127.0.0.1")
-    context = server_ssl_context(identity.cert_path, identity.key_path, client.ca_cert)
-    service = EvidenceService(
-        lambda: TpmDevice(swtpm.tcti),
-        ImaLogSource(ima.log_path),
-        ak_handle=DEFAULT_AK_HANDLE,
-        hold_connection=False,
-    )
-    with serving_agent(service, context) as url:
-        yield RunningAgent(url=url, server_cert=identity.cert_path, client=client, ak=ak, ima=ima)
-
-
-def _ask(
-    session: requests.Session, agent: RunningAgent, offset: int = 0
-) -> tuple[bytes, EvidenceResponse]:
-    nonce = os.urandom(20)
-    body = EvidenceRequest(nonce=nonce.hex(), pcrs=PCRS, ima_offset=offset)
-    answer = session.post(f"{agent.url}/v1/evidence", json=body.model_dump(), timeout=10)
-    assert answer.status_code == 200, answer.text
-    return nonce, EvidenceResponse.model_validate_json(answer.content)
-
-
-def _verify(
-    agent: RunningAgent | tpm.TpmPublic, nonce: bytes, evidence: EvidenceResponse
-) -> tpm.QuoteResult:
-    values = {
-        BANK_ALGS[bank]: {int(i): bytes.fromhex(v) for i, v in pcrs.items()}
-        for bank, pcrs in evidence.pcrs.items()
-    }
-    return tpm.verify_quote(
-        ak=agent.ak if isinstance(agent, RunningAgent) else agent,
-        attest=evidence.quote.attest,
-        signature=evidence.quote.signature,
-        nonce=quote_qualifying_data(nonce, None),
-        pcr_values=values,
-    )
+    with running_agent(swtpm, tmp_path) as running:
+        yield running
 
 
 def test_evidence_verifies_and_ima_lines_come_from_the_offset(agent: RunningAgent) -> None:
     with agent.session() as session:
-        nonce, first = _ask(session, agent)
-        result = _verify(agent, nonce, first)
+        nonce, first = ask_evidence(session, agent)
+        result = verify_evidence(agent, nonce, first)
         assert first.ima.offset == 0
         assert first.ima.lines == agent.ima.lines()
         assert first.ima.lines[0].endswith(" boot_aggregate")
 
         agent.ima.measure("/usr/bin/first", b"first binary")
         agent.ima.measure("/usr/bin/second", b"second binary")
-        nonce, second = _ask(session, agent, offset=1)
-        later = _verify(agent, nonce, second)
+        nonce, second = ask_evidence(session, agent, offset=1)
+        later = verify_evidence(agent, nonce, second)
         assert later.clock_info.clock >= result.clock_info.clock
         assert second.ima.offset == 1
         assert second.ima.lines == [e.line for e in agent.ima.entries[1:]]
         assert second.pcrs[PcrBank.SHA256][str(IMA_PCR)] != first.pcrs[PcrBank.SHA256][str(IMA_PCR)]
 
-        nonce, caught_up = _ask(session, agent, offset=3)
-        _verify(agent, nonce, caught_up)
+        nonce, caught_up = ask_evidence(session, agent, offset=3)
+        verify_evidence(agent, nonce, caught_up)
         assert (caught_up.ima.offset, caught_up.ima.lines) == (3, [])
 
 
@@ -141,7 +81,7 @@ def test_pcr10_is_the_replay_of_the_returned_log(agent: RunningAgent) -> None:
     """The emulator extends what it logs: replaying the lines reproduces the quoted PCR 10."""
     agent.ima.measure("/etc/hosts", b"127.0.0.1 localhost\n")
     with agent.session() as session:
-        _, evidence = _ask(session, agent)
+        _, evidence = ask_evidence(session, agent)
     pcr10 = bytes(32)
     for entry in agent.ima.entries:
         assert entry.line in evidence.ima.lines
@@ -151,7 +91,7 @@ def test_pcr10_is_the_replay_of_the_returned_log(agent: RunningAgent) -> None:
 
 def test_offset_past_the_end_returns_the_whole_log(agent: RunningAgent) -> None:
     with agent.session() as session:
-        _, evidence = _ask(session, agent, offset=50)
+        _, evidence = ask_evidence(session, agent, offset=50)
     assert evidence.ima.offset == 0
     assert evidence.ima.lines == agent.ima.lines()
 
@@ -269,7 +209,7 @@ def test_metrics_count_answers_by_result_over_the_same_mtls(agent: RunningAgent)
     with agent.session() as session:
         before = scrape(session)
         agent.ima.measure("/usr/bin/counted", b"counted binary")
-        _ask(session, agent)
+        ask_evidence(session, agent)
         bad = session.post(f"{agent.url}/v1/evidence", data=b"{}", timeout=10,
                            headers={"Content-Type": "application/json"})  # fmt: skip
         assert bad.status_code == 400
@@ -307,80 +247,12 @@ def test_tpm_down_is_503_and_the_agent_recovers(agent: RunningAgent, swtpm: Swtp
         assert down.status_code == 503
         assert down.json()["error"]["code"] == "tpm_unavailable"
         swtpm.start()
-        nonce, evidence = _ask(session, agent)
-    _verify(agent, nonce, evidence)
+        nonce, evidence = ask_evidence(session, agent)
+    verify_evidence(agent, nonce, evidence)
 
 
 def _connect(host: str, port: int) -> socket.socket:
     return socket.create_connection((host, port), timeout=10)
-
-
-# --- the simulated fleet: same protocol, software TPMs, one port ------------------------------
-
-
-@pytest.fixture
-def software_ca() -> SoftwareCa:
-    return make_ca()
-
-
-@pytest.fixture
-def sim_registrar(tmp_path: Path, software_ca: SoftwareCa) -> Iterator[RunningRegistrar]:
-    trust = tmp_path / "ek-ca"
-    trust.mkdir()
-    (trust / "sim-root.pem").write_bytes(software_ca.pem)
-    with running_registrar(tmp_path, trust) as running:
-        yield running
-
-
-def test_fleet_enrols_and_serves_verifiable_evidence_over_mtls(
-    tmp_path: Path, software_ca: SoftwareCa, sim_registrar: RunningRegistrar
-) -> None:
-    sims = make_simulators(3, software_ca)
-    tls = fleet_tls(tmp_path / "fleet-tls")
-    with serve_fleet(sims, ssl_context=tls.server_context) as fleet:
-        views = enrol_fleet(sim_registrar.url, sims, fleet)
-        assert [v.state for v in views] == ["active"] * 3
-        with requests.Session() as session:
-            session.trust_env = False
-            session.verify = str(tls.server_cert)
-            session.cert = (str(tls.client.client_cert), str(tls.client.client_key))
-            for sim, view in zip(sims, views, strict=True):
-                nonce = os.urandom(20)
-                body = EvidenceRequest(nonce=nonce.hex(), pcrs=PCRS).model_dump()
-                url = fleet.agent_url(sim.agent_id) + "/v1/evidence"
-                answer = session.post(url, json=body, timeout=10)
-                assert answer.status_code == 200, answer.text
-                evidence = EvidenceResponse.model_validate_json(answer.content)
-                assert view.ak_public is not None
-                ak = tpm.parse_tpm2b_public(view.ak_public)
-                _verify(ak, nonce, evidence)
-            unknown = session.post(fleet.agent_url("nobody") + "/v1/evidence", json={}, timeout=10)
-            assert unknown.status_code == 404
-            fleet.offline.add(sims[0].agent_id)
-            with pytest.raises(requests.exceptions.ConnectionError):
-                session.post(
-                    fleet.agent_url(sims[0].agent_id) + "/v1/evidence", json=body, timeout=10
-                )
-        with pytest.raises(requests.exceptions.ConnectionError):  # no client certificate
-            requests.get(
-                fleet.agent_url(sims[1].agent_id) + "/v1/healthz",
-                verify=str(tls.server_cert),
-                timeout=10,
-            )
-
-
-def test_fleet_registers_its_path_routed_urls_and_pin(
-    tmp_path: Path, software_ca: SoftwareCa, sim_registrar: RunningRegistrar
-) -> None:
-    sims = make_simulators(2, software_ca)
-    tls = fleet_tls(tmp_path / "fleet-tls")
-    with serve_fleet(sims, ssl_context=tls.server_context) as fleet:
-        views = enrol_fleet(
-            sim_registrar.url, sims, fleet, tls_certificate=tls.server_certificate_der
-        )
-    for sim, view in zip(sims, views, strict=True):
-        assert view.agent_url == f"{fleet.base_url}/agents/{sim.agent_id}"
-        assert view.tls_certificate == tls.server_certificate_der
 
 
 def test_cli_serve_answers_over_mtls(swtpm: SwtpmInstance, tmp_path: Path) -> None:
@@ -407,8 +279,8 @@ def test_cli_serve_answers_over_mtls(swtpm: SwtpmInstance, tmp_path: Path) -> No
     process.start()
     try:
         with running.session() as session:
-            nonce, evidence = _ask(session, running)
-        _verify(running, nonce, evidence)
+            nonce, evidence = ask_evidence(session, running)
+        verify_evidence(running, nonce, evidence)
         assert evidence.ima.lines == ima.lines()
     finally:
         process.stop()
