@@ -39,10 +39,12 @@ from geoattest.dev.fleet_keys import ensure_api_key
 from geoattest.dev.ima_emulator import ImaEmulator
 from geoattest.dev.procs import (
     GEOATTEST,
+    ProcessSpec,
     free_port,
     geoattest_env,
     http_ok,
     managed_process,
+    managed_processes,
     port_accepts,
     redis_server,
 )
@@ -158,23 +160,25 @@ def local_fleet(
             }
         )
         verifier_url = f"http://127.0.0.1:{verifier_port}"
-        stack.enter_context(
-            managed_process(
-                "verifier API",
-                [*GEOATTEST, "verifier", "serve"],
-                log_path=logs / "verifier.log",
-                ready=http_ok(f"{verifier_url}/v1/healthz"),
-                env=verifier_env,
-            )
-        )
         worker_log = logs / "verifier-worker.log"
         stack.enter_context(
-            managed_process(
-                "verifier worker",
-                [*GEOATTEST, "verifier", "worker", "--beat", "--concurrency", "1"],
-                log_path=worker_log,
-                ready=lambda: b" ready." in worker_log.read_bytes(),
-                env=verifier_env,
+            managed_processes(
+                [
+                    ProcessSpec(
+                        "verifier API",
+                        [*GEOATTEST, "verifier", "serve"],
+                        log_path=logs / "verifier.log",
+                        ready=http_ok(f"{verifier_url}/v1/healthz"),
+                        env=verifier_env,
+                    ),
+                    ProcessSpec(
+                        "verifier worker",
+                        [*GEOATTEST, "verifier", "worker", "--beat", "--concurrency", "1"],
+                        log_path=worker_log,
+                        ready=lambda: b" ready." in worker_log.read_bytes(),
+                        env=verifier_env,
+                    ),
+                ]
             )
         )
         fleet = Fleet(
@@ -187,10 +191,16 @@ def local_fleet(
             started_at=started_at,
         )
         _step(5, f"{len(agent_ids)} agent(s): swtpm, IMA log, evidence API over mTLS")
-        for index, agent_id in enumerate(agent_ids):
-            fleet.agents[agent_id] = _start_agent(
-                stack, state_dir, ca, agent_id, tls.ca_cert, site_of(index), verifier_url
+        nodes = [
+            _prepare_agent(stack, state_dir, ca, agent_id, site_of(index))
+            for index, agent_id in enumerate(agent_ids)
+        ]
+        stack.enter_context(
+            managed_processes(
+                [_agent_process(node, logs, tls.ca_cert, verifier_url) for node in nodes]
             )
+        )
+        fleet.agents.update((node.agent_id, node) for node in nodes)
         _write_fleet_file(fleet)
         yield fleet
 
@@ -260,15 +270,11 @@ def demo_track(site: str) -> Path:
     return DEMO_DIR / "tracks" / f"{site}.nmea"
 
 
-def _start_agent(
-    stack: ExitStack,
-    state_dir: Path,
-    ca: SwtpmCa,
-    agent_id: str,
-    client_ca: Path,
-    site: str,
-    verifier_url: str,
+def _prepare_agent(
+    stack: ExitStack, state_dir: Path, ca: SwtpmCa, agent_id: str, site: str
 ) -> AgentNode:
+    """An agent's swtpm (started), IMA log (a new boot), TLS identity and GNSS track, ready for
+    its process."""
     tpm_dir = state_dir / "tpm" / agent_id
     if SwtpmInstance.is_manufactured(tpm_dir):
         swtpm = SwtpmInstance(tpm_dir)
@@ -284,7 +290,6 @@ def _start_agent(
         real = Path(executable).resolve()
         if real.is_file():
             ima.measure(str(real), real.read_bytes())
-    port = free_port()
     agent_dir = state_dir / "agent" / agent_id
     ensure_server_identity(agent_dir, agent_id, "127.0.0.1", renew=True)
     track = state_dir / "gnss" / f"{agent_id}.nmea"
@@ -292,29 +297,31 @@ def _start_agent(
     shutil.copyfile(demo_track(site), track)  # each run starts at its site (a teleport undone)
     socket = state_dir / "run" / f"{agent_id}.sock"
     socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stack.enter_context(
-        managed_process(
-            f"agent {agent_id}",
-            [*GEOATTEST, "agent", "serve", "--tcti", swtpm.tcti, "--agent-id", agent_id,
-             "--host", "127.0.0.1", "--port", str(port), "--ima-log", str(ima.log_path),
-             "--verifier-ca", str(client_ca), "--state-dir", str(agent_dir),
-             "--gnss", f"file:{track}?live", "--verifier", verifier_url,
-             "--workload-socket", str(socket)],
-            log_path=state_dir / "logs" / f"agent-{agent_id}.log",
-            ready=lambda: port_accepts(port),
-            env=geoattest_env({}),
-        ),
-    )  # fmt: skip
     return AgentNode(
         agent_id=agent_id,
         swtpm=swtpm,
         ima=ima,
         state_dir=agent_dir,
-        url=f"https://127.0.0.1:{port}",
+        url=f"https://127.0.0.1:{free_port()}",
         site=site,
         track=track,
         workload_socket=socket,
     )
+
+
+def _agent_process(node: AgentNode, logs: Path, client_ca: Path, verifier_url: str) -> ProcessSpec:
+    port = int(node.url.rsplit(":", 1)[1])
+    return ProcessSpec(
+        f"agent {node.agent_id}",
+        [*GEOATTEST, "agent", "serve", "--tcti", node.swtpm.tcti, "--agent-id", node.agent_id,
+         "--host", "127.0.0.1", "--port", str(port), "--ima-log", str(node.ima.log_path),
+         "--verifier-ca", str(client_ca), "--state-dir", str(node.state_dir),
+         "--gnss", f"file:{node.track}?live", "--verifier", verifier_url,
+         "--workload-socket", str(node.workload_socket)],
+        log_path=logs / f"agent-{node.agent_id}.log",
+        ready=lambda: port_accepts(port),
+        env=geoattest_env({}),
+    )  # fmt: skip
 
 
 def _recover_lockout(agent_id: str, swtpm: SwtpmInstance) -> None:

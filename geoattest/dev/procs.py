@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -54,6 +55,17 @@ def geoattest_env(values: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A child process of the fleet: what it runs, where it logs and when it is ready."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    ready: Callable[[], bool]
+    env: Mapping[str, str] | None = None
+
+
 @contextmanager
 def managed_process(
     name: str,
@@ -67,23 +79,49 @@ def managed_process(
 
     Raises ``ConfigurationError`` (naming the log) when it exits or is not ready in time.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603  # our own argv, no shell
-            list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env else None
-        )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not ready():
-            if process.poll() is not None:
-                raise ConfigurationError(f"{name} exited with {process.returncode}; see {log_path}")
-            if time.monotonic() > deadline:
-                limit = f"{READY_TIMEOUT_SECONDS:.0f} s"
-                raise ConfigurationError(f"{name} not ready in {limit}; see {log_path}")
-            time.sleep(0.1)
+    with managed_processes([ProcessSpec(name, argv, log_path, ready, env)]) as (process,):
         yield process
+
+
+@contextmanager
+def managed_processes(specs: Sequence[ProcessSpec]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start every process of ``specs`` at once, then wait until each is ready (their start-up
+    overlaps: most of it is Python importing); stop them in reverse order when the block ends.
+
+    Raises ``ConfigurationError`` (naming the log) when one exits or is not ready in time.
+    """
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for spec in specs:
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with spec.log_path.open("ab") as log:
+                processes.append(
+                    subprocess.Popen(  # noqa: S603  # our own argv, no shell
+                        list(spec.argv),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=dict(spec.env) if spec.env else None,
+                    )
+                )
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        for spec, process in zip(specs, processes, strict=True):
+            _await_ready(spec, process, deadline)
+        yield processes
     finally:
-        _stop(process)
+        for process in reversed(processes):
+            _stop(process)
+
+
+def _await_ready(spec: ProcessSpec, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while not spec.ready():
+        if process.poll() is not None:
+            raise ConfigurationError(
+                f"{spec.name} exited with {process.returncode}; see {spec.log_path}"
+            )
+        if time.monotonic() > deadline:
+            limit = f"{READY_TIMEOUT_SECONDS:.0f} s"
+            raise ConfigurationError(f"{spec.name} not ready in {limit}; see {spec.log_path}")
+        time.sleep(0.05)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
