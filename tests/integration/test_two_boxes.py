@@ -25,7 +25,6 @@ import itertools
 import os
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -48,6 +47,7 @@ INTERVAL = 1.5
 AGENT_TIMEOUT = 1.0
 LEASE = 2 * INTERVAL + AGENT_TIMEOUT + 1.0  # the default lease (verifier.core.lease)
 HELD = 0.7  # answers held this long at the kill: rounds in flight, within the fetch deadline
+IN_FLIGHT = AGENTS // 2  # rounds in flight at the kill (some of them box A's)
 
 
 @dataclass
@@ -138,13 +138,13 @@ def _kill_box_a_mid_round(boxes: Boxes) -> tuple[dt.datetime, set[str]]:
     """Hold every answer, SIGKILL box A's worker, pool and beat while rounds are in flight;
     the kill time and the round ids (lock tokens) of box A's rounds that died in flight."""
     stack = boxes.stack
-    in_flight = threading.Event()
-    stack.server.on_evidence = lambda _agent_id: in_flight.set()
     stack.server.delay.update(dict.fromkeys(stack.active, HELD))
     try:
-        assert in_flight.wait(10), "no round in flight"
-        time.sleep(HELD / 2)
-        held = _lock_tokens(boxes.redis)
+        # Rounds hold their agent's lock while their answer is held: kill when several are.
+        deadline = time.monotonic() + 10
+        while len(held := _lock_tokens(boxes.redis)) < IN_FLIGHT:
+            assert time.monotonic() < deadline, "no rounds in flight"
+            time.sleep(0.02)
         children = stack.worker.children()
         stack.worker.kill()
         stack.beat.kill()
@@ -152,7 +152,6 @@ def _kill_box_a_mid_round(boxes: Boxes) -> tuple[dt.datetime, set[str]]:
             os.kill(pid, signal.SIGKILL)
         killed_at = dt.datetime.now(dt.UTC)
     finally:
-        stack.server.on_evidence = None
         stack.server.delay.clear()
     time.sleep(1.0)  # box B's rounds that were in flight have recorded
     recorded = {
