@@ -207,6 +207,13 @@ class Settings(BaseSettings):
         description="How long a passed round vouches for an agent when its policy does not say "
         "(default: 2 x round interval + agent timeout + 1 s).",
     )
+    takeover_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long a round lock or a dispatch claim left by a dead worker blocks "
+        "its agent before another worker (or box) takes it (default: agent timeout + 1 s; "
+        "docs/adr/0020-several-verifier-boxes.md).",
+    )
     record_sample_seconds: float = Field(
         default=300.0, gt=0, description="One passed round per agent kept in full this often."
     )

@@ -10,10 +10,11 @@ Scale design: beat does not schedule one task per agent. Every ``DISPATCH_PERIOD
 enqueues them in batches of ``BATCH_SIZE``; a worker runs a batch's rounds concurrently on a
 thread pool, each under its agent's lock with an HTTP timeout, so one slow agent never blocks a
 worker. Tasks are idempotent and acknowledged on receipt: a claimed agent whose round never ran
-(its batch lost with a killed worker) becomes due again after the claim horizon (the default
-lease, ``claim_horizon``); a round that finds the agent locked by a killed worker makes it due
-again when that lock expires, and a batch carries its claim time, so an agent claimed twice (a
-slow queue) is judged once.
+(its batch lost with a killed worker) becomes due again after the claim horizon (the takeover,
+``claim_horizon``, well inside the lease); a round that finds the agent locked by a killed
+worker makes it due again when that lock expires, and a batch carries its claim time, so an
+agent claimed twice (a slow queue) is judged once. Several boxes run their own beat on one
+Redis: a claim is atomic, so each due agent goes to one dispatch (ADR 20).
 
 The periodic tasks (dispatch four times a second, watchdog, reconcile, compaction) and the round
 batches log at debug, and so do Celery's own per-task lines about them (``quiet_tick_logs``): a
@@ -32,12 +33,18 @@ from concurrent.futures import wait
 import redis
 from celery import Celery
 
-from geoattest.errors import DependencyUnavailable
+from geoattest.errors import Conflict, DependencyUnavailable
 from geoattest.settings import Settings
 from verifier.core.reasons import Reason
 from verifier.core.states import POLLED_STATES
 from verifier.engine.runner import RoundTarget
-from verifier.engine.runtime import VerifierRuntime, lease_defaults_of, runtime_for
+from verifier.engine.runtime import (
+    VerifierRuntime,
+    lease_defaults_of,
+    runtime_for,
+    takeover_fits_lease,
+    takeover_of,
+)
 from verifier.engine.watchdog import Watchdog
 from verifier.notify.webhooks import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
 from verifier.signing.keyring import Keyring
@@ -189,6 +196,14 @@ def create_celery(settings: Settings) -> Celery:
         return runtime_for(settings, enqueue_delivery)
 
     horizon = claim_horizon(settings)
+    if not takeover_fits_lease(settings, DISPATCH_PERIOD):
+        log.warning(
+            "takeover %.1f s does not fit the %.1f s lease after a %.1f s interval: agents of a "
+            "killed worker will read stale before another worker judges them (ADR 20)",
+            takeover_of(settings),
+            lease_defaults_of(settings).max_age.total_seconds(),
+            settings.round_interval_seconds,
+        )
 
     @app.task(name=DISPATCH_TASK, ignore_result=True)
     def dispatch() -> int:
@@ -275,11 +290,14 @@ def require_redis(target: RedisTarget | str) -> None:
 
 
 def claim_horizon(settings: Settings) -> float:
-    """How long a dispatched agent stays claimed: the default lease. A batch lost with a killed
-    worker is dispatched again by then (its agents' rounds find the dead worker's locks and
-    retry when they expire), and a batch that waited longer in the queue still runs: rounds
-    skip an agent that a newer claim already ran (``RoundRunner.run``'s ``claimed_at``)."""
-    return lease_defaults_of(settings).max_age.total_seconds()
+    """How long a dispatched agent stays claimed: the takeover (``takeover_of``, the round
+    lock's lifetime too). A batch lost with a killed worker (or box) is dispatched again by
+    then, within the lease (ADR 20), and its agents' rounds find the dead worker's locks lapsed
+    or retry when they lapse. A batch that waited longer in the queue is claimed again and
+    still runs: rounds skip an agent that a newer claim already ran (``RoundRunner.run``'s
+    ``claimed_at``), so a backlog costs a lock round trip per agent claimed twice, never a
+    second verdict."""
+    return takeover_of(settings)
 
 
 def run_batch(
@@ -360,8 +378,11 @@ def sequence_and_sign(log_store: TransparencyLog, keys: Keyring, now: dt.datetim
     """Sequence every queued log entry and sign a checkpoint if the tree grew; the tree size.
     Creates the log keyring (an active and a next key) on first use."""
     keys.ensure(now)
-    while log_store.sequence(now):
-        pass
+    try:
+        while log_store.sequence(now):
+            pass
+    except Conflict:  # another box's checkpoint task sequenced them: sign what is there
+        log.debug("log entries sequenced by another checkpoint task meanwhile")
     signed = log_store.sign(keys.active(), now)
     if signed is not None:  # routine (a kept record every few minutes per agent): debug
         log.debug(
@@ -376,9 +397,13 @@ def sequence_and_sign(log_store: TransparencyLog, keys: Keyring, now: dt.datetim
 def compact_records(runtime: VerifierRuntime) -> int:
     settings = runtime.settings
     now = dt.datetime.now(dt.UTC)
-    folded = runtime.records.fold(
-        now=now, hot_window=dt.timedelta(seconds=settings.record_hot_window_seconds)
-    )
+    try:
+        folded = runtime.records.fold(
+            now=now, hot_window=dt.timedelta(seconds=settings.record_hot_window_seconds)
+        )
+    except Conflict:  # another box's compaction is folding them: the next run goes on
+        log.info("evidence records being folded by another compaction; skipped this run")
+        folded = 0
     expired = runtime.records.expire(
         now=now, retention=dt.timedelta(days=settings.record_retention_days)
     )

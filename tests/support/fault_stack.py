@@ -248,10 +248,12 @@ def fault_stack(
     spare: int = 0,
     extra_trust: Sequence[Path] = (),
     redis_settings: Mapping[str, object] | None = None,
+    extra_settings: Mapping[str, object] | None = None,
 ) -> Iterator[FaultStack]:
     """Start everything; ``agents`` simulated agents admitted and attested, ``spare`` more
     enrolled at the registrar only. ``redis_settings``: how the verifier reaches a Redis the
-    caller runs (Sentinel); by default the stack starts its own redis-server."""
+    caller runs (Sentinel); by default the stack starts its own redis-server.
+    ``extra_settings``: any other settings (the cadence, ``verifier_id``)."""
     ca = make_ca()
     trust_dir = trust_dir_with(work / "ek-ca", extra_trust)
     (trust_dir / "sim-ca.pem").write_bytes(ca.pem)
@@ -277,7 +279,7 @@ def fault_stack(
             database_url=database_url, verifier_port=free_port(),
             webhook_urls=(webhooks.served.url + "/hook",),
             webhook_secret=secrets.token_urlsafe(32),  # webhooks are always signed
-            **(redis_settings or {}),
+            **(redis_settings or {}), **(extra_settings or {}),
         )  # fmt: skip
         admin = issue_api_key(database_url, Role.ADMIN, "faults-admin")  # migrates first
         env = settings_environment(settings)

@@ -108,9 +108,15 @@ def verifier_settings(
     **extra: Any,  # noqa: ANN401  # any Settings field
 ) -> Settings:
     """Test settings: fast rounds (0.5 s), short timeouts, the verifier's client TLS in place;
-    the database a SQLite file in ``workdir`` unless ``database_url`` is given."""
+    the database a SQLite file in ``workdir`` unless ``database_url`` is given. ``extra``
+    overrides any of these (the cadence too)."""
     tls_dir = tls_dir or workdir / "verifier-tls"
     ensure_verifier_client_tls(tls_dir)
+    cadence: dict[str, Any] = {
+        "round_interval_seconds": 0.5,
+        "agent_timeout_seconds": 2.0,
+        "unreachable_backoff_max_seconds": 2.0,
+    }
     return load_settings(
         database_url=database_url or f"sqlite:///{workdir / 'verifier.sqlite'}",
         redis_url=redis_url,
@@ -120,10 +126,7 @@ def verifier_settings(
         ek_ca_dir=registrar.trust_dir,
         verifier_tls_dir=tls_dir,
         verifier_keys_dir=workdir / "verifier-keys",
-        round_interval_seconds=0.5,
-        agent_timeout_seconds=2.0,
-        unreachable_backoff_max_seconds=2.0,
-        **extra,
+        **(cadence | extra),
     )
 
 

@@ -37,10 +37,32 @@ from verifier.zones_file import load_zones_with_digest
 ROUND_THREADS = 16
 
 
+TAKEOVER_MARGIN_SECONDS = 1.0  # judging and confirming after the fetch deadline
+
+
+def takeover_of(settings: Settings) -> float:
+    """How long a dead worker's round lock or dispatch claim keeps its agent from the others:
+    ``takeover_seconds``, or the fetch deadline plus a second (a live round confirms its lock
+    within that, ``RoundRunner._commit``). It must fit in the lease after one interval, or a
+    killed box's agents go ``stale`` before a survivor judges them (ADR 20)."""
+    if settings.takeover_seconds is not None:
+        return settings.takeover_seconds
+    return settings.agent_timeout_seconds + TAKEOVER_MARGIN_SECONDS
+
+
+def takeover_fits_lease(settings: Settings, dispatch_period: float) -> bool:
+    """Whether an agent orphaned by a dead worker is judged again before its lease ends: its
+    claim (one interval after its last pass) lapses after the takeover, the next dispatch picks
+    it up, and its round still needs about a second."""
+    lease = lease_defaults_of(settings).max_age.total_seconds()
+    needed = settings.round_interval_seconds + takeover_of(settings) + dispatch_period
+    return needed + TAKEOVER_MARGIN_SECONDS <= lease
+
+
 def cadence_of(settings: Settings) -> Cadence:
     return Cadence(
         interval=settings.round_interval_seconds,
-        lock_ttl=settings.agent_timeout_seconds * 2 + 5,
+        lock_ttl=takeover_of(settings),
         backoff_max=settings.unreachable_backoff_max_seconds,
         sample_every=dt.timedelta(seconds=settings.record_sample_seconds),
     )

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from geoattest.db import as_utc, transaction
-from geoattest.errors import NotFound
+from geoattest.errors import Conflict, NotFound
 from verifier.core.log_entry import FoldEntry
 from verifier.core.record import EvidenceRecord, decode_record
 from verifier.storage.log import enqueue
@@ -174,7 +174,9 @@ class RecordStore:
         A run is folded once it is *closed*: the record after it is kept (so the run is the
         whole gap between two kept records), or none follows and its last record is older than
         two hot windows (an agent that stopped). A fold is never extended afterwards: it goes
-        into the transparency log as it is made, in the same transaction."""
+        into the transparency log as it is made, in the same transaction. Raises ``Conflict``
+        (that batch unchanged) when another compaction deleted the rows first: two boxes'
+        beats may start one each (ADR 20), and a run must not be folded twice."""
         cutoff = now - hot_window
         abandoned = now - 2 * hot_window
         folded = 0
@@ -204,7 +206,9 @@ class RecordStore:
                 ids = [row.id for run in done for row in run]
                 for start in range(0, len(ids), _DELETE_CHUNK):
                     chunk = ids[start : start + _DELETE_CHUNK]
-                    session.execute(delete(RecordRow).where(RecordRow.id.in_(chunk)))
+                    gone = session.execute(delete(RecordRow).where(RecordRow.id.in_(chunk)))
+                    if gone.rowcount != len(chunk):  # type: ignore[attr-defined]  # CursorResult
+                        raise Conflict("another compaction folded these records meanwhile")
                 folded += len(ids)
 
     def expire(self, *, now: dt.datetime, retention: dt.timedelta) -> int:

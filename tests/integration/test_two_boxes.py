@@ -1,0 +1,207 @@
+"""Two verifier boxes on one Redis and one PostgreSQL share a fleet, and one of them dies.
+
+Each box is a Celery worker and its own beat (``geoattest verifier worker|beat`` processes with
+their own ``verifier_id``), as ADR 20 deploys them; simulated agents answer over mTLS. Box A's
+worker, its pool and its beat are SIGKILLed while rounds are in flight (their round locks held,
+their agents claimed). Then, within the lease:
+
+- every agent keeps being judged: no gap between two passed rounds of an agent exceeds the lease
+  (so nobody reads ``stale``, the watchdog records nothing), and every agent has a passed round
+  judged by box B after the kill, those killed mid-round included;
+- no agent is judged twice at once: an agent's records never overlap in time, and their chain
+  is intact (consecutive seqs, each naming the digest of the one before);
+- no false failure: no event to ``failed``, no webhook.
+
+The takeover (``takeover_seconds``, the round lock's and the dispatch claim's lifetime) is what
+makes this hold: with the lock and claim lifetimes the verifier had before (2 x agent timeout +
+5 s, and the lease), the agents killed mid-round read ``stale`` before box B may take them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import itertools
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.fault_stack import FaultStack, fault_stack
+from tests.support.postgres_server import PostgresServer
+from tests.support.service_process import ServiceProcess, verifier_celery
+from tests.support.verifier_stack import settings_environment
+from verifier.core.record import decode_record
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.redis]
+
+AGENTS = 8
+INTERVAL = 1.5
+AGENT_TIMEOUT = 1.0
+LEASE = 2 * INTERVAL + AGENT_TIMEOUT + 1.0  # the default lease (verifier.core.lease)
+HELD = 0.7  # answers held this long at the kill: rounds in flight, within the fetch deadline
+IN_FLIGHT = AGENTS // 2  # rounds in flight at the kill (some of them box A's)
+
+
+@dataclass
+class Boxes:
+    stack: FaultStack  # box A: the stack's own worker and beat
+    worker_b: ServiceProcess
+    beat_b: ServiceProcess
+    redis: redis.Redis
+
+
+@pytest.fixture(scope="module")
+def boxes(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer
+) -> Iterator[Boxes]:
+    work = tmp_path_factory.mktemp("two-boxes")
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_server.database())
+        registrar_url = stack.enter_context(postgres_server.database())
+        running = stack.enter_context(
+            fault_stack(
+                work, database="postgresql", database_url=url,
+                registrar_database_url=registrar_url, agents=AGENTS,
+                extra_settings={
+                    "round_interval_seconds": INTERVAL, "agent_timeout_seconds": AGENT_TIMEOUT,
+                    "verifier_id": "box-a",
+                },
+            )
+        )  # fmt: skip
+        # Box B: the same settings but its name, and its own directory for beat's schedule file
+        # (on another host it would be another disk; the client certificate is the same).
+        box_b = work / "box-b"
+        shutil.copytree(running.verifier.settings.verifier_tls_dir, box_b / "tls")
+        env = settings_environment(running.verifier.settings) | {
+            "GEOATTEST_VERIFIER_ID": "box-b",
+            "GEOATTEST_VERIFIER_TLS_DIR": str(box_b / "tls"),
+        }
+        worker_b = verifier_celery("worker-b", ["worker", "--concurrency", "2"], env, work)
+        beat_b = verifier_celery("beat-b", ["beat"], env, work)
+        for process in (worker_b, beat_b):
+            process.start()
+            stack.callback(process.stop)
+        client = redis.Redis.from_url(running.redis.url)
+        stack.callback(client.close)
+        yield Boxes(stack=running, worker_b=worker_b, beat_b=beat_b, redis=client)
+
+
+def test_killing_one_box_moves_its_agents_to_the_other_within_the_lease(boxes: Boxes) -> None:
+    stack = boxes.stack
+    started = dt.datetime.now(dt.UTC)
+    _wait_until_both_boxes_judge(stack, started)
+    killed_at, orphaned = _kill_box_a_mid_round(boxes)
+    time.sleep(LEASE + 2 * INTERVAL)  # every orphan's lease would have run out by now
+    ended = dt.datetime.now(dt.UTC)
+
+    for agent_id in stack.active:
+        records = _records(stack, agent_id, started)
+        _assert_no_overlap(agent_id, records)
+        passed = [r for r in records if r["kind"] == "round" and r["outcome"] == "passed"]
+        _assert_no_lease_gap(agent_id, passed, started, ended)
+        after = [r for r in passed if _at(r["started_at"]) > killed_at]
+        assert after, f"{agent_id}: no passed round after the kill (dropped)"
+        assert {_judged_by(stack, agent_id, r) for r in after} == {"box-b"}, agent_id
+        watchdog = [r for r in records if r["kind"] == "watchdog"]
+        assert not watchdog, (agent_id, watchdog)  # nobody was recorded stale
+    # The kill did orphan rounds (their locks and claims held by the dead box), and they were
+    # taken over: the test exercised the takeover, not only a box that was idle.
+    assert orphaned, "no round of box A was in flight at the kill"
+    stack.check_records({agent_id: 1 for agent_id in stack.active})
+    stack.check_no_false_failure()
+    print(f"two boxes: {len(orphaned)} round(s) killed in flight, all agents judged by box B")
+
+
+def _wait_until_both_boxes_judge(stack: FaultStack, since: dt.datetime) -> None:
+    """Until both boxes have judged some agent's round (they share the fleet)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        seen = set()
+        for agent_id in stack.active[:4]:
+            for record in _records(stack, agent_id, since)[-3:]:
+                seen.add(_judged_by(stack, agent_id, record))
+        if seen >= {"box-a", "box-b"}:
+            return
+        time.sleep(INTERVAL)
+    pytest.fail("the two boxes did not both judge rounds within 30 s")
+
+
+def _kill_box_a_mid_round(boxes: Boxes) -> tuple[dt.datetime, set[str]]:
+    """Hold every answer, SIGKILL box A's worker, pool and beat while rounds are in flight;
+    the kill time and the round ids (lock tokens) of box A's rounds that died in flight."""
+    stack = boxes.stack
+    stack.server.delay.update(dict.fromkeys(stack.active, HELD))
+    try:
+        # Rounds hold their agent's lock while their answer is held: kill when several are.
+        deadline = time.monotonic() + 10
+        while len(held := _lock_tokens(boxes.redis)) < IN_FLIGHT:
+            assert time.monotonic() < deadline, "no rounds in flight"
+            time.sleep(0.02)
+        children = stack.worker.children()
+        stack.worker.kill()
+        stack.beat.kill()
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        killed_at = dt.datetime.now(dt.UTC)
+    finally:
+        stack.server.delay.clear()
+    time.sleep(1.0)  # box B's rounds that were in flight have recorded
+    recorded = {
+        str(r["round_id"])
+        for agent_id in stack.active
+        for r in _records(stack, agent_id, killed_at - dt.timedelta(seconds=5))
+    }
+    return killed_at, {token for token in held if token not in recorded}
+
+
+def _lock_tokens(client: redis.Redis) -> set[str]:
+    keys = list(client.scan_iter(match="geoattest:lock:*"))
+    values = client.mget(keys) if keys else []
+    return {v.decode() if isinstance(v, bytes) else str(v) for v in values if v is not None}
+
+
+def _assert_no_overlap(agent_id: str, records: list[dict[str, Any]]) -> None:
+    rounds = sorted((r for r in records if r["kind"] == "round"), key=lambda r: r["seq"])
+    for before, after in itertools.pairwise(rounds):
+        assert _at(after["started_at"]) >= _at(before["ended_at"]), (agent_id, before, after)
+
+
+def _assert_no_lease_gap(
+    agent_id: str, passed: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
+) -> None:
+    """No moment in [since, until] when the agent's last passed round was older than the
+    lease (what every reader would show ``stale``)."""
+    ends = [since, *sorted(_at(r["ended_at"]) for r in passed), until]
+    for before, after in itertools.pairwise(ends):
+        gap = (after - before).total_seconds()
+        assert gap <= LEASE, f"{agent_id}: {gap:.2f} s without a passed round (lease {LEASE} s)"
+
+
+def _records(stack: FaultStack, agent_id: str, since: dt.datetime) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor: int | None = 0
+    while cursor is not None:
+        page = stack.verifier.get(
+            f"/v1/agents/{agent_id}/rounds", params={"after_seq": cursor, "limit": 1000}
+        ).json()
+        found.extend(page["items"])
+        cursor = page["next_after_seq"]
+    return [r for r in found if r.get("kind") != "fold" and _at(r["ended_at"]) >= since]
+
+
+def _judged_by(stack: FaultStack, agent_id: str, record: dict[str, Any]) -> str:
+    answer = stack.verifier.get(f"/v1/agents/{agent_id}/rounds/{record['round_id']}")
+    answer.raise_for_status()
+    return decode_record(base64.b64decode(answer.json()["canonical"])).verifier_id
+
+
+def _at(value: object) -> dt.datetime:
+    return dt.datetime.fromisoformat(str(value))
