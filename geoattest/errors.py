@@ -217,6 +217,29 @@ class JoseMalformed(RequestError):
     code = "jose_malformed"
 
 
+class PushChallengeUnknown(RequestError):
+    """A push post names a challenge not issued to this agent, already used, or expired (a
+    replayed or late post, or another agent's nonce)."""
+
+    code = "push_challenge_unknown"
+    http_status = 403
+
+
+class PushCertificateRefused(RequestError):
+    """The client certificate of a push call is not the one registered for the agent it names,
+    or the agent is not a push agent of this verifier."""
+
+    code = "push_certificate_refused"
+    http_status = 403
+
+
+class PushChallengeRateLimited(RequestError):
+    """A push agent asked for more challenges than ``push_challenges_per_minute``."""
+
+    code = "push_challenge_rate_limited"
+    http_status = 429
+
+
 # --- tokens: what the verifier's token service refuses ------------------------------------------
 
 
