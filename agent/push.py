@@ -53,7 +53,8 @@ class PushClient:
         self._timeout = timeout
         self._http = requests.Session()
         self._http.cert = (str(client_cert[0]), str(client_cert[1]))
-        self._http.verify = str(verifier_ca)
+        # Per request: a session's ``verify`` loses to REQUESTS_CA_BUNDLE in the environment.
+        self._verify = str(verifier_ca)
 
     def challenge(self) -> PushChallengeView:
         body = PushChallengeRequest(agent_id=self._agent_id).model_dump_json()
@@ -95,6 +96,7 @@ class PushClient:
                 data=body.encode(),
                 headers={"Content-Type": "application/json"},
                 timeout=self._timeout,
+                verify=self._verify,
             )
         except requests.RequestException as e:
             raise VerifierUnreachable(
