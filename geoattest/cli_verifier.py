@@ -79,33 +79,6 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
         )
 
 
-@verifier.command("push-serve")
-@click.option("--host", "push_host", help="Address of the push listener (default 127.0.0.1).")
-@click.option("--port", "push_port", type=PORT, help="Port (default 8894).")
-@click.option("--db", "database_url", help="SQLAlchemy database URL.")
-@click.option("--redis", "redis_url", help="Redis URL (default redis://127.0.0.1:6379/0).")
-@click.option(
-    "--tls-dir",
-    "verifier_tls_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The verifier's TLS directory (its client CA issues the listener's certificate).",
-)
-@click.pass_context
-@reports_errors
-def push_serve(ctx: click.Context, /, **flags: object) -> None:
-    """Serve the push listener (mTLS) for agents nobody can reach, until interrupted (ADR 19)."""
-    settings = build_settings(ctx, **flags)
-    from verifier.push_listener import make_push_server
-
-    with listening("the push listener", settings.push_host, settings.push_port):
-        listener = make_push_server(settings)
-    log.info("push listener on %s", listener.url)
-    try:
-        listener.server.serve_forever()
-    finally:
-        listener.close()
-
-
 def _serve_processes(settings: Settings, processes: int) -> None:
     """The API from ``processes`` forked processes: migrations and key rings are made once,
     here, before any fork (so children never race to create them)."""
