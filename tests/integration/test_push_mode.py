@@ -153,7 +153,9 @@ def test_replayed_post_is_refused(push: Push, nodes: Callable[[str], Node]) -> N
     client = _client(push, node)
     body = _post_body(client, node, client.challenge())
     assert _raw_post(client, body).status_code == 200
-    client.challenge()  # a new challenge is outstanding; the old one is still used up
+    replay = _raw_post(client, body)
+    assert (replay.status_code, _code(replay)) == (403, "push_challenge_unknown")
+    client.challenge()  # a newer challenge outstanding changes nothing: the old one is used up
     replay = _raw_post(client, body)
     assert (replay.status_code, _code(replay)) == (403, "push_challenge_unknown")
     assert push.stack.verifier.status(node.agent_id)["records"] == 1
