@@ -14,16 +14,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from agent.push import PushClient
 from geoattest.dev.procs import free_port
 from geoattest.dev.swtpm import SwtpmCa
+from geoattest.errors import PushChallengeRateLimited
 from geoattest.tls_material import self_signed_server_certificate, write_certified_key
 from geoattest.wire_push import PushChallengeView, PushEvidencePost
 from tests.support import MakeSwtpm
 from tests.support.swtpm_agent import Node, sha256_of, start_node, swtpm_node_policy
 from tests.support.verifier_stack import ServiceStack, service_stack
+from verifier.engine.push import PushChallenges
 from verifier.push_serve import build_push_server
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.redis, pytest.mark.slow]
@@ -253,4 +256,17 @@ def test_pull_and_push_agents_in_one_fleet_and_a_tampered_push_agent_fails(
     )
     assert push.stack.verifier.status(pushed.agent_id)["state"] == "failed"
     assert push.stack.verifier.status(pull.agent_id)["state"] == "attested"
+    client.close()
+
+
+def test_challenges_are_rate_limited_per_agent(push: Push) -> None:
+    client = redis.Redis.from_url(push.stack.verifier.settings.redis_url)
+    challenges = PushChallenges(client, lifetime=5.0, per_minute=3, clock=lambda: 6_000_000.0)
+    for _ in range(3):
+        challenges.issue("rate-limited-agent")
+    with pytest.raises(PushChallengeRateLimited):
+        challenges.issue("rate-limited-agent")
+    challenges.issue("another-agent")  # the limit is each agent's own
+    keys = client.keys("geoattest:push-challenge:rate-limited-agent*")
+    assert len(keys) == 1  # one outstanding challenge per agent, however many were asked for
     client.close()
