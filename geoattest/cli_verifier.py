@@ -132,6 +132,30 @@ def _child_status(error: BaseException) -> int:
     return EXIT_BUG
 
 
+@verifier.command("push-serve")
+@click.option("--host", "push_host", help="Address of the push listener (default 127.0.0.1).")
+@click.option("--port", "push_port", type=PORT, help="Port (default 8894).")
+@click.option("--db", "database_url", help="SQLAlchemy database URL.")
+@click.option("--redis", "redis_url", help="Redis URL.")
+@click.option(
+    "--tls-dir",
+    "verifier_tls_dir",
+    type=click.Path(path_type=Path),
+    help="Directory with the verifier's client CA (it issues the listener's certificate).",
+)
+@click.pass_context
+@reports_errors
+def push_serve(ctx: click.Context, /, **flags: object) -> None:
+    """Serve the push listener (mTLS): push agents ask for challenges and post evidence (ADR 19).
+
+    Only agents added with mode push, presenting their registered certificate, are served."""
+    settings = build_settings(ctx, **flags)
+    from verifier.push_serve import serve_push
+
+    with listening("the push listener", settings.push_host, settings.push_port):
+        serve_push(settings)
+
+
 @verifier.command("worker")
 @click.option("--db", "database_url", help="SQLAlchemy database URL.")
 @click.option("--redis", "redis_url", help="Redis URL.")

@@ -217,6 +217,37 @@ class JoseMalformed(RequestError):
     code = "jose_malformed"
 
 
+class PushChallengeUnknown(RequestError):
+    """A push post names a challenge not issued to this agent, already used, or expired (a
+    replayed or late post, or another agent's nonce)."""
+
+    code = "push_challenge_unknown"
+    http_status = 403
+
+
+class PushCertificateRefused(RequestError):
+    """The client certificate of a push call is not the one registered for the agent it names,
+    or the agent is not a push agent of this verifier."""
+
+    code = "push_certificate_refused"
+    http_status = 403
+
+
+class PushChallengeRateLimited(RequestError):
+    """A push agent asked for more challenges than ``push_challenges_per_minute``."""
+
+    code = "push_challenge_rate_limited"
+    http_status = 429
+
+
+class PushRoundNotRun(RequestError):
+    """A push post was not judged: the agent is paused or failed (an operator resumes it), or
+    another round held it for longer than the post may wait (ask for a new challenge)."""
+
+    code = "push_round_not_run"
+    http_status = 409
+
+
 # --- tokens: what the verifier's token service refuses ------------------------------------------
 
 
@@ -653,6 +684,17 @@ class VerifierUnreachable(ReachabilityError):
     """The verifier (token service, JWKS, status document) could not be reached."""
 
     code = "verifier_unreachable"
+
+
+class PushRefused(ReachabilityError):
+    """A push agent's call was refused by the verifier's push listener (``peer_code`` keeps the
+    listener's error code); the agent retries at its next round, the lease decides the rest."""
+
+    code = "push_refused"
+
+    def __init__(self, message: str, peer_code: str | None = None) -> None:
+        super().__init__(message)
+        self.peer_code = peer_code
 
 
 class DependencyUnavailable(ReachabilityError):

@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     token_status_poll_seconds: float = Field(
         default=2.0, gt=0, description="How often the agent reads the revocation status."
     )
+    verifier_push_url: str | None = Field(
+        default=None,
+        description="The verifier's push listener (https://host:port); set, 'agent push' posts "
+        "evidence there with the agent's registered certificate (ADR 19).",
+    )
+    push_interval_seconds: float = Field(
+        default=2.0, gt=0, description="Seconds between a push agent's rounds."
+    )
 
     # --- verifier -----------------------------------------------------------------------------
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -269,6 +277,15 @@ class Settings(BaseSettings):
     token_status_seconds: float = Field(
         default=10.0, gt=0, description="Validity of the signed revocation status document."
     )
+    # Push mode (ADR 19): agents nobody can reach post their evidence to this mTLS listener.
+    push_host: str = Field(default="127.0.0.1", description="Address of the push listener.")
+    push_port: int = Field(default=8894, ge=1, le=65535)
+    push_challenge_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Lifetime of a push agent's challenge."
+    )
+    push_challenges_per_minute: int = Field(
+        default=30, ge=1, description="Challenges one push agent may ask for per minute."
+    )
 
     # --- key service (relying party: attestation-gated release of model keys) ---------------
     keys_host: str = "127.0.0.1"
@@ -325,7 +342,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("registrar_url", "verifier_url", "keys_url", "agent_url")
+    @field_validator("registrar_url", "verifier_url", "keys_url", "agent_url", "verifier_push_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return value if value is None else _checked_url(value, ("http", "https"))

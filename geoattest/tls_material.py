@@ -110,11 +110,57 @@ def self_signed_server_certificate(
     certificate = (
         _base_builder(name, name, key.public_key(), now, SERVER_CERT_DAYS)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # clientAuth too: a push agent presents this same registered certificate (ADR 19).
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .add_extension(x509.SubjectAlternativeName(subject_alt_names(hosts)), critical=False)
         .sign(key, hashes.SHA256())
     )
     return CertifiedKey(key, certificate)
+
+
+def issue_server_certificate(ca: CertifiedKey, hosts: Sequence[str]) -> CertifiedKey:
+    """A TLS server certificate for ``hosts`` issued by ``ca`` (the verifier's push listener,
+    which agents verify with the CA they already trust: ``verifier_client_ca``)."""
+    now = datetime.now(UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "geoattest verifier push")])
+    certificate = (
+        _base_builder(subject, ca.certificate.subject, key.public_key(), now, SERVER_CERT_DAYS)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(signing=True, cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(subject_alt_names(hosts)), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return CertifiedKey(key, certificate)
+
+
+def ensure_push_server_tls(directory: Path, hosts: Sequence[str]) -> tuple[Path, Path]:
+    """(certificate, key) of the push listener in ``directory`` (``push.pem``,
+    ``push-key.pem``), issued by the verifier's client CA for ``hosts``; an existing one is kept
+    while its SAN covers ``hosts``."""
+    files = ensure_verifier_client_tls(directory)
+    cert, key = directory / "push.pem", directory / "push-key.pem"
+    if cert.is_file() and key.is_file():
+        san = load_certified_key(cert, key).certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+        present = {str(v) for v in san.value.get_values_for_type(x509.IPAddress)}
+        present |= set(san.value.get_values_for_type(x509.DNSName))
+        if set(hosts) <= present:
+            return cert, key
+    ca = load_certified_key(files.ca_cert, directory / "client-ca-key.pem")
+    write_certified_key(issue_server_certificate(ca, hosts), cert, key)
+    return cert, key
 
 
 def create_client_ca(

@@ -14,7 +14,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Self, TypeAlias
+from typing import Annotated, Literal, Self, TypeAlias
 
 import rfc8785
 from pydantic import (
@@ -487,6 +487,7 @@ class PolicySummaryView(_Wire):
 
 class AddAgentRequest(_OperatorInput):
     policy: PolicyName
+    mode: Literal["pull", "push"] = "pull"  # push: the agent posts its evidence (ADR 19)
 
 
 class AgentStatusView(_Wire):
@@ -509,6 +510,7 @@ class AgentStatusView(_Wire):
     lease_max_age_seconds: float
     ima_entries_verified: int | None = None
     records: int = 0  # evidence records so far (the seq of the newest)
+    mode: str = "pull"  # pull: the verifier fetches evidence; push: the agent posts it
 
 
 class EventView(_Wire):

@@ -34,7 +34,7 @@ from verifier.core.reasons import Reason
 from verifier.core.record import RecordKind
 from verifier.core.round import RoundMemory
 from verifier.core.round_record import RecordOrigin, action_record
-from verifier.core.states import AgentState
+from verifier.core.states import AgentMode, AgentState
 from verifier.engine.fetch import parse_agent_url
 from verifier.notify.revocations import EventPublisher
 from verifier.storage.hot_state import HotState, LiveStatus
@@ -144,8 +144,11 @@ class Operations:
         self._store.delete_policy(name, audit=self._audit())
         self._hot.bump_config_version()
 
-    def add_agent(self, agent_id: str, policy_name: str) -> VerifiedAgentView:
-        """Take an enrolled, active agent under verification; its first round is due at once."""
+    def add_agent(
+        self, agent_id: str, policy_name: str, mode: AgentMode = AgentMode.PULL
+    ) -> VerifiedAgentView:
+        """Take an enrolled, active agent under verification; a pull agent's first round is due
+        at once, a push agent's runs when it posts (ADR 19)."""
         identity = self._active_identity(agent_id)
         target = AgentTarget(
             agent_id=agent_id,
@@ -157,11 +160,13 @@ class Operations:
             state=AgentState.REGISTERED,
             ek_certificate_sha256=identity.ek_certificate_sha256,
             gnss_receiver=identity.gnss_receiver,
+            mode=mode,
         )
         self._store.add_agent(target, self._now(), audit=self._audit())
         self._hot.store(agent_id, LiveStatus(state=AgentState.REGISTERED, memory=RoundMemory()))
         self._hot.bump_config_version()
-        self._hot.schedule(agent_id, self._clock())
+        if mode is AgentMode.PULL:
+            self._hot.schedule(agent_id, self._clock())
         return self._store.get_agent(agent_id)
 
     def refresh(self, agent_id: str) -> VerifiedAgentView:

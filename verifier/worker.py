@@ -36,7 +36,7 @@ from celery import Celery
 from geoattest.errors import Conflict, DependencyUnavailable
 from geoattest.settings import Settings
 from verifier.core.reasons import Reason
-from verifier.core.states import POLLED_STATES
+from verifier.core.states import POLLED_STATES, AgentMode
 from verifier.engine.runner import RoundTarget
 from verifier.engine.runtime import (
     VerifierRuntime,
@@ -225,7 +225,7 @@ def create_celery(settings: Settings) -> Celery:
         polled = [
             agent_id
             for agent_id, target in rt.fleet().targets.items()
-            if target.state in POLLED_STATES
+            if target.state in POLLED_STATES and target.mode is AgentMode.PULL
         ]
         added = rt.hot.schedule_missing(polled, time.time())
         if added:
@@ -309,7 +309,7 @@ def run_batch(
     futures = []
     for agent_id in agent_ids:
         target = fleet.targets.get(agent_id)
-        if target is None:  # removed since it was claimed
+        if target is None or target.mode is AgentMode.PUSH:  # removed, or it posts (ADR 19)
             runtime.hot.unschedule(agent_id)
             continue
         policy = fleet.policies.get(target.policy_name)

@@ -20,6 +20,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class AgentMode(StrEnum):
+    """Who opens the connection of a round: the verifier (``pull``) or the agent (``push``)."""
+
+    PULL = "pull"
+    PUSH = "push"
+
+
 class AgentState(StrEnum):
     REGISTERED = "registered"
     ATTESTING = "attesting"

@@ -125,6 +125,7 @@ class RoundRunner:
         nonce: bytes | None = None,
         lock_wait: float = 0.0,
         claimed_at: float | None = None,
+        source: EvidenceSource | None = None,
     ) -> RoundReport | None:
         """One round; ``None`` when another writer holds the agent's lock (for longer than
         ``lock_wait`` seconds), when it is not polled, or when a round already ran since
@@ -159,7 +160,7 @@ class RoundRunner:
             return None
         with bound(agent_id=agent_id, round_id=token[:12]):
             try:
-                return self._locked(round_target, token, fence, loaded, nonce)
+                return self._locked(round_target, token, fence, loaded, nonce, source)
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 log.warning("round abandoned: Redis unavailable (%s)", e)  # a fault, not a bug
                 self._fault(agent_id, Reason.ROUND_CRASHED, "Redis unavailable during the round")
@@ -177,6 +178,7 @@ class RoundRunner:
         fence: int,
         loaded: LiveStatus | None,
         nonce: bytes | None = None,
+        source: EvidenceSource | None = None,
     ) -> RoundReport | None:
         agent_id = rt.target.agent_id
         status = loaded or LiveStatus(state=rt.target.state, memory=RoundMemory())
@@ -185,7 +187,7 @@ class RoundRunner:
             return None
         started = self._clock()
         judged = judge(
-            source=self._source,
+            source=source or self._source,
             agent_url=rt.target.agent_url,
             tls_certificate=rt.target.tls_certificate,
             ak=rt.ak,
@@ -234,7 +236,7 @@ class RoundRunner:
             state=new_state, memory=memory, last_round_at=ended, unreachable_streak=streak
         )
         due = None
-        if new_state in POLLED_STATES:
+        if new_state in POLLED_STATES and source is None:
             due = self._cadence.next_due(ended, result.outcome, streak)
         if result.outcome is Outcome.VERIFIER_FAULT and result.reason is not None:
             self._hot.mark_fault(agent_id, result.reason, result.message)

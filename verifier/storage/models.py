@@ -66,6 +66,8 @@ class VerifiedAgent(Base):
     # SHA-256 of the EK certificate as the registrar holds it (tokens name it); None for agents
     # added before it was recorded, until their next ``refresh``.
     ek_certificate_sha256: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # ``pull``: the scheduler fetches its evidence; ``push``: it posts evidence (ADR 19).
+    mode: Mapped[str] = mapped_column(String(8), default="pull", server_default="pull")
 
 
 class RecordRow(Base):

@@ -23,7 +23,7 @@ from geoattest.wire import PolicyDocument
 from verifier.core.events import AgentEvent
 from verifier.core.log_entry import AuditAction, AuditEntry
 from verifier.core.reasons import Reason
-from verifier.core.states import AgentState
+from verifier.core.states import AgentMode, AgentState
 from verifier.storage.documents import DocumentKind, remember, tpm_name
 from verifier.storage.log import enqueue
 from verifier.storage.models import (
@@ -51,6 +51,7 @@ class AgentTarget:
     location_key_public: bytes | None = None
     ek_certificate_sha256: bytes | None = None
     gnss_receiver: bytes | None = None  # canonical JSON of the enrolled receiver
+    mode: AgentMode = AgentMode.PULL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,6 +247,7 @@ class VerifierStore:
                     location_key_public=target.location_key_public,
                     ek_certificate_sha256=target.ek_certificate_sha256,
                     gnss_receiver=target.gnss_receiver,
+                    mode=target.mode.value,
                     state=target.state,
                     state_since=now,
                     added_at=now,
@@ -286,6 +288,7 @@ class VerifierStore:
                     state=AgentState(record.state),
                     location_key_public=record.location_key_public,
                     gnss_receiver=record.gnss_receiver,
+                    mode=AgentMode(record.mode or AgentMode.PULL),
                 )
                 for record in session.scalars(select(VerifiedAgent))
             }
@@ -410,6 +413,7 @@ class VerifiedAgentView:
     ima_entries_verified: int | None
     records: int  # seq of the newest evidence record
     ek_certificate_sha256: bytes | None = None
+    mode: AgentMode = AgentMode.PULL
 
     @classmethod
     def of(cls, record: VerifiedAgent) -> VerifiedAgentView:
@@ -426,6 +430,7 @@ class VerifiedAgentView:
             ima_entries_verified=record.ima_entries_verified,
             records=record.chain_seq,
             ek_certificate_sha256=record.ek_certificate_sha256,
+            mode=AgentMode(record.mode or AgentMode.PULL),
         )
 
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 
 from geoattest.errors import AgentNotAttested, FreshRoundBusy, FreshRoundFailed
-from verifier.core.states import AgentState, Outcome
+from verifier.core.states import AgentMode, AgentState, Outcome
 from verifier.engine.runner import RoundTarget
 from verifier.engine.runtime import VerifierRuntime
 from verifier.storage.verdicts import Committed
@@ -50,6 +50,8 @@ class FreshRounds:
         target = fleet.targets.get(agent_id)
         if target is None:
             raise AgentNotAttested(f"agent {agent_id!r} is not under verification")
+        if target.mode is AgentMode.PUSH:  # nobody can reach it: its own posts are its rounds
+            raise AgentNotAttested(f"agent {agent_id!r} pushes its evidence: no fresh rounds")
         policy, ak = fleet.policies.get(target.policy_name), fleet.aks.get(agent_id)
         if policy is None or ak is None:
             raise AgentNotAttested(f"agent {agent_id!r} cannot be judged now (policy or keys)")

@@ -36,6 +36,7 @@ from geoattest.wire import (
     is_policy_name,
 )
 from verifier.core.reasons import Reason
+from verifier.core.states import AgentMode
 from verifier.engine.status import AgentStatus, StatusReader
 from verifier.operations import Operations
 from verifier.storage.records import FoldSummary, RecordStore, RecordSummary
@@ -129,7 +130,7 @@ def delete_policy(name: str) -> tuple[str, int]:
 )
 def add_agent(agent_id: str) -> tuple[Response, int]:
     body = parse_body(AddAgentRequest)
-    _ops().add_agent(agent_id, body.policy)
+    _ops().add_agent(agent_id, body.policy, AgentMode(body.mode))
     return jsonify(status_view(_status().one(agent_id, _now()))), 201
 
 
@@ -277,6 +278,7 @@ def status_view(status: AgentStatus) -> dict[str, object]:
         lease_max_age_seconds=status.max_age.total_seconds(),
         ima_entries_verified=view.ima_entries_verified,
         records=view.records,
+        mode=view.mode.value,
     ).model_dump(mode="json")
 
 
