@@ -225,7 +225,7 @@ def _wait_until(condition: object, timeout: float = 10.0) -> None:
 
 def test_the_verifier_refuses_an_open_sentinel(tmp_path: Path) -> None:
     """An open Sentinel lets anyone fail the verifier over to a Redis of their own."""
-    with sentinel_group(tmp_path / "redis") as group:
+    with sentinel_group(tmp_path / "redis", for_failover=False) as group:
         binary = require_sentinel()
         port = free_port()
         home = ensure_private_dir(tmp_path / "open-sentinel")
@@ -262,7 +262,7 @@ def test_the_verifier_refuses_an_open_sentinel(tmp_path: Path) -> None:
 
 
 def test_the_verifier_refuses_an_open_primary_behind_protected_sentinels(tmp_path: Path) -> None:
-    with sentinel_group(tmp_path / "redis") as group:
+    with sentinel_group(tmp_path / "redis", for_failover=False) as group:
         primary = group.client(group.primary)
         primary.config_set("requirepass", "")
         primary.close()
