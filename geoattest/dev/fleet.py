@@ -31,6 +31,7 @@ from typing import Any
 import requests
 
 from agent.enrolment import ApiEndpoint, enrol
+from agent.gnss.identify import identify_configured
 from agent.tls import ensure_server_identity
 from agent.tpm_device import DEFAULT_LOCATION_KEY_HANDLE, TpmDevice
 from geoattest.access.keys import Role
@@ -206,7 +207,8 @@ def local_fleet(
 
 
 def enrol_all(fleet: Fleet) -> list[AgentView]:
-    """Enrol every agent (EK chain, AK activation, API address and certificate); idempotent."""
+    """Enrol every agent (EK chain, AK activation, API address and certificate, the location key
+    and the GNSS receiver it reads, as ``agent enrol --gnss`` does); idempotent."""
     client = RegistrarClient(fleet.registrar_url)
     views = []
     try:
@@ -221,6 +223,9 @@ def enrol_all(fleet: Fleet) -> list[AgentView]:
                         node.agent_id,
                         endpoint=_fixed(endpoint),
                         location_key_handle=DEFAULT_LOCATION_KEY_HANDLE,
+                        # the replayed track unpaced: the same receiver as `serve` reads live
+                        # (file source, no banner), found at once instead of after a fix's pace
+                        gnss_receiver=identify_configured(f"file:{node.track}"),
                     )
                 )
     finally:

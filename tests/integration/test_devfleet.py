@@ -71,6 +71,11 @@ def test_local_fleet_attests_its_agents_and_a_second_run_reuses_the_state(tmp_pa
     assert first.stdout.count("state:                   active") == 2
     assert re.search(r"^edge-01\s+attested\s+\d+", first.stdout, re.MULTILINE)
     assert re.search(r"^edge-02\s+attested\s+\d+", first.stdout, re.MULTILINE)
+    # each agent enrolled the receiver it reads, as ``agent enrol --gnss`` does (issue 14)
+    receivers = re.findall(r"^GNSS receiver:\s+file (\S+): unidentified$", first.stdout, re.M)
+    assert receivers == [
+        str(state_dir.resolve() / "gnss" / f"{a}.nmea") for a in ("edge-01", "edge-02")
+    ]
     ak_names = re.findall(r"AK name:\s+([0-9a-f]+)", first.stdout)
     assert len(set(ak_names)) == 2
 
