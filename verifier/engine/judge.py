@@ -60,13 +60,7 @@ def judge(
     receiver, which the location check compares with the round's; ``zone_hints`` the agent's
     last full zone decisions (``RoundResult.zone_hints``, a cache)."""
     nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
-    request = EvidenceRequest(
-        nonce=nonce.hex(),
-        pcrs=policy.pcr_selection(),
-        ima_offset=memory.ima_offset_for(policy.ima_banks),
-        include_location=policy.location is not None,
-        include_boot_log=policy.boot_log_replay,
-    )
+    request = round_request(policy, memory, nonce)
     try:
         evidence = parse_evidence(source.fetch_evidence(agent_url, tls_certificate, request), nonce)
     except ReachabilityError as e:
@@ -104,6 +98,17 @@ def judge(
     if result.outcome is Outcome.INTEGRITY_FAILURE:
         log.warning("integrity failure %s: %s", result.reason, printable(result.message))
     return Judged(result=result, evidence=evidence, judged_at=judged_at)
+
+
+def round_request(policy: AttestationPolicy, memory: RoundMemory, nonce: bytes) -> EvidenceRequest:
+    """What a round asks the agent for: the same for a pull round and a push challenge."""
+    return EvidenceRequest(
+        nonce=nonce.hex(),
+        pcrs=policy.pcr_selection(),
+        ima_offset=memory.ima_offset_for(policy.ima_banks),
+        include_location=policy.location is not None,
+        include_boot_log=policy.boot_log_replay,
+    )
 
 
 def _reachability_reason(code: str) -> Reason:
