@@ -69,8 +69,15 @@ class PushClient:
         return PushVerdictView.model_validate_json(self._call("/v1/push/evidence", body))
 
     def round(self) -> PushVerdictView:
-        """One push round: challenge, quote, post."""
-        return self.post(self.challenge())
+        """One push round: challenge, quote, post; once more at once when the verifier says
+        the challenge went stale (a round of ours committed after it was issued)."""
+        try:
+            return self.post(self.challenge())
+        except PushRefused as e:
+            if e.peer_code != "push_challenge_stale":
+                raise
+            log.info("push challenge went stale; asking for a new one")
+            return self.post(self.challenge())
 
     def run(self, interval: float, stop: threading.Event) -> None:
         """Push a round every ``interval`` seconds until ``stop`` is set; failures are logged."""

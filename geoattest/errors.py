@@ -202,6 +202,13 @@ class AgentNotActive(Conflict):
     code = "agent_not_active"
 
 
+class AgentCertificateInvalid(Conflict):
+    """The TLS certificate an agent registered cannot be pinned (``geoattest.pinned_certificate``:
+    not a self-signed leaf, a CA certificate, or not a certificate); it re-enrols with its own."""
+
+    code = "agent_certificate_invalid"
+
+
 class AgentAlreadyVerified(Conflict):
     code = "agent_already_verified"
 
@@ -238,6 +245,15 @@ class PushChallengeRateLimited(RequestError):
 
     code = "push_challenge_rate_limited"
     http_status = 429
+
+
+class PushChallengeStale(RequestError):
+    """A push post answers a challenge whose round has moved on: another round of the agent
+    committed (a new IMA offset) or its policy changed since it was issued. Nothing was judged;
+    the challenge is used up and the agent asks for a new one."""
+
+    code = "push_challenge_stale"
+    http_status = 409
 
 
 class PushRoundNotRun(RequestError):

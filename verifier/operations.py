@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from geoattest.errors import (
+    AgentCertificateInvalid,
     AgentNotActive,
     AgentUrlInvalid,
     Conflict,
 )
+from geoattest.pinned_certificate import CertificateNotPinnable, pinnable_certificate
 from geoattest.registrar_client import RegistrarClient
 from geoattest.wire import PolicyDocument
 from geofence import ZoneSet
@@ -110,6 +112,12 @@ class Operations:
             parse_agent_url(checked.agent_url)
         except AgentUrlInvalid as e:
             raise AgentNotActive(f"agent {agent_id!r}: {e.message}") from e
+        try:  # it becomes a trust anchor, for pull rounds and the push listener alike
+            pinnable_certificate(checked.tls_certificate)
+        except CertificateNotPinnable as e:
+            raise AgentCertificateInvalid(
+                f"agent {agent_id!r} registered a TLS certificate that cannot be pinned: {e}"
+            ) from e
         return ActiveIdentity(
             ak_public=checked.ak_public,
             agent_url=checked.agent_url,

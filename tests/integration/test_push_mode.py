@@ -8,6 +8,8 @@ their record counts (one per post, none more) show.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,11 +19,18 @@ import pytest
 import redis
 import requests
 
+from agent.enrolment import ApiEndpoint
 from agent.push import PushClient
 from geoattest.dev.procs import free_port
 from geoattest.dev.swtpm import SwtpmCa
-from geoattest.errors import PushChallengeRateLimited
-from geoattest.tls_material import self_signed_server_certificate, write_certified_key
+from geoattest.errors import PushChallengeRateLimited, PushRefused
+from geoattest.pcr_banks import PcrBank
+from geoattest.tls_material import (
+    create_client_ca,
+    self_signed_server_certificate,
+    write_certified_key,
+)
+from geoattest.wire import EvidenceRequest
 from geoattest.wire_push import PushChallengeView, PushEvidencePost
 from tests.support import MakeSwtpm
 from tests.support.swtpm_agent import Node, sha256_of, start_node, swtpm_node_policy
@@ -262,11 +271,124 @@ def test_pull_and_push_agents_in_one_fleet_and_a_tampered_push_agent_fails(
 def test_challenges_are_rate_limited_per_agent(push: Push) -> None:
     client = redis.Redis.from_url(push.stack.verifier.settings.redis_url)
     challenges = PushChallenges(client, lifetime=5.0, per_minute=3, clock=lambda: 6_000_000.0)
+
+    def asks(nonce: bytes) -> EvidenceRequest:
+        return EvidenceRequest(nonce=nonce.hex(), pcrs={PcrBank.SHA256: [10]})
+
     for _ in range(3):
-        challenges.issue("rate-limited-agent")
+        challenges.issue("rate-limited-agent", asks)
     with pytest.raises(PushChallengeRateLimited):
-        challenges.issue("rate-limited-agent")
-    challenges.issue("another-agent")  # the limit is each agent's own
+        challenges.issue("rate-limited-agent", asks)
+    challenges.issue("another-agent", asks)  # the limit is each agent's own
     keys = client.keys("geoattest:push-challenge:rate-limited-agent*")
     assert len(keys) == 1  # one outstanding challenge per agent, however many were asked for
+    client.close()
+
+
+def test_a_failed_push_agent_gets_no_challenge(push: Push, nodes: Callable[[str], Node]) -> None:
+    node = nodes("push")
+    client = _client(push, node)
+    node.ima.measure("/tmp/.hidden/miner", b"not in any policy")
+    assert client.round().state == "failed"
+    with pytest.raises(PushRefused) as refused:
+        client.challenge()  # no round would run: nothing to hand out a nonce for
+    assert refused.value.peer_code == "push_round_not_run"
+    client.close()
+
+
+def test_an_agent_that_registered_a_ca_certificate_is_not_taken(
+    push: Push, make_swtpm: MakeSwtpm, tmp_path: Path
+) -> None:
+    agent_id = "registered-a-ca"
+    node = start_node(
+        make_swtpm(),
+        tmp_path / "ca-node",
+        agent_id,
+        client_ca=push.stack.verifier.client_ca,
+        registrar=push.stack.registrar,
+    )
+    registrar = push.stack.registrar.client()
+    try:
+        ca = create_client_ca("anything this CA signs would be the agent").certificate_der
+        node.enrol(registrar, ApiEndpoint(url=f"https://127.0.0.1:{node.port}", tls_certificate=ca))
+        for mode in ("push", "pull"):  # either way it would become a trust anchor
+            answer = push.stack.verifier.request(
+                "POST", f"/v1/agents/{agent_id}", json={"policy": "swtpm-edge", "mode": mode}
+            )
+            assert (answer.status_code, _code(answer)) == (409, "agent_certificate_invalid")
+    finally:
+        node.stop_api()
+        push.stack.verifier.forget(registrar, [agent_id])
+        registrar.close()
+
+
+def _tls_to_listener(push: Push, node: Node) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=push.stack.verifier.client_ca)
+    context.load_cert_chain(node.state_dir / "server.pem", node.state_dir / "server-key.pem")
+    port = int(push.url.rsplit(":", 1)[1])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_a_post_without_a_challenge_is_refused_before_its_body_is_read(
+    push: Push, nodes: Callable[[str], Node]
+) -> None:
+    node = nodes("push")
+    with _tls_to_listener(push, node) as tls:
+        tls.sendall(
+            b"POST /v1/push/evidence HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 16000000\r\n\r\n{"  # announces 16 MB, sends one byte
+        )
+        answer = b""
+        while b"push_challenge_unknown" not in answer:  # a recv timeout (5 s) fails the test
+            chunk = tls.recv(4096)  # answered now: the listener never waits for that body
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:80]
+
+
+def test_a_post_with_a_wrong_nonce_uses_up_the_challenge(
+    push: Push, nodes: Callable[[str], Node]
+) -> None:
+    node = nodes("push")
+    client = _client(push, node)
+    challenge = client.challenge()
+    body = _post_body(client, node, challenge)
+    wrong = body.replace(challenge.request.nonce, "ab" * 32)
+    refused = _raw_post(client, wrong)
+    assert (refused.status_code, _code(refused)) == (403, "push_challenge_unknown")
+    # Every body read costs a (rate-limited) challenge, so the right nonce now comes too late.
+    late = _raw_post(client, body)
+    assert (late.status_code, _code(late)) == (403, "push_challenge_unknown")
+    assert push.stack.verifier.status(node.agent_id)["records"] == 0
+    client.close()
+
+
+def test_a_challenge_whose_round_moved_on_is_stale_not_a_failure(
+    push: Push, nodes: Callable[[str], Node]
+) -> None:
+    """An agent whose post is slow asks again; the second challenge is issued while the first
+    round still runs, from the IMA offset before it. Judged after that round committed, it
+    would look like a rewound IMA log and fail an honest agent."""
+    node = nodes("push")
+    client = _client(push, node)
+    assert client.round().state == "attested"
+    node.ima.measure("/usr/bin/bash", b"bash")  # an allowed entry: the first post moves the offset
+    first = _post_body(client, node, client.challenge())
+    hot = redis.Redis.from_url(push.stack.verifier.settings.redis_url)
+    hot.set(f"geoattest:lock:{node.agent_id}", "held-by-a-slow-round", px=10_000)
+    answers: list[requests.Response] = []
+    posting = threading.Thread(target=lambda: answers.append(_raw_post(client, first)))
+    posting.start()  # it waits for the lock
+    time.sleep(0.5)
+    second = client.challenge()  # issued while the first round has not committed
+    hot.delete(f"geoattest:lock:{node.agent_id}")
+    posting.join(timeout=15)
+    assert answers[0].status_code == 200
+    assert answers[0].json()["outcome"] == "passed"
+    stale = _raw_post(client, _post_body(client, node, second))
+    assert (stale.status_code, _code(stale)) == (409, "push_challenge_stale")
+    assert push.stack.verifier.status(node.agent_id)["state"] == "attested"
+    assert client.round().outcome == "passed"  # a new challenge asks from the new offset
+    hot.close()
     client.close()

@@ -7,7 +7,10 @@ the posted evidence as its ``EvidenceSource``. What push adds is checked here, b
 - the caller is the agent it names: the client certificate of the mTLS connection is the one
   registered for that agent, and the agent is a push agent (``PushCertificateRefused``);
 - the challenge was issued to this agent, is used once, and has not expired
-  (``PushChallenges.consume``; ``PushChallengeUnknown`` otherwise).
+  (``PushChallenges.take``; ``PushChallengeUnknown`` otherwise), and the round still asks what
+  the challenge asked (``PushChallengeStale`` otherwise: another round moved the IMA offset on).
+
+Both are checked before an evidence body is read.
 
 Push agents are never scheduled; the watchdog ends their lease like any agent's when posts stop.
 """
@@ -27,33 +30,35 @@ import redis
 
 from geoattest.errors import (
     AgentNotAttested,
+    AgentProtocolMismatch,
     PushCertificateRefused,
     PushChallengeRateLimited,
+    PushChallengeStale,
     PushChallengeUnknown,
     PushRoundNotRun,
 )
 from geoattest.wire import EvidenceRequest, EvidenceResponse
 from geoattest.wire_push import PushChallengeView, PushEvidencePost, PushVerdictView
-from verifier.core.states import AgentMode
+from verifier.core.round import RoundMemory
+from verifier.core.states import POLLED_STATES, AgentMode
+from verifier.engine.judge import round_request
 from verifier.engine.runner import RoundRunner, RoundTarget
 from verifier.engine.runtime import VerifierRuntime
 
-__all__ = ["PostedEvidence", "PushChallenges", "PushRounds"]
+__all__ = ["Challenge", "PostedEvidence", "PushChallenges", "PushRounds", "asks_digest"]
 
 log = logging.getLogger(__name__)
 
 CHALLENGE_BYTES = 32
 KEY_SLACK_SECONDS = 5.0  # the key outlives the challenge: expiry is checked, not only evicted
 
-# Compare-and-delete: the challenge is consumed only by the post that names it, atomically, so
-# two posts racing with one challenge cannot both pass, and a wrong guess leaves it standing.
-_CONSUME_LUA = """
+# Get-and-delete: any post of the agent uses up its outstanding challenge, right nonce or
+# wrong, before its body is read; so two posts racing with one challenge cannot both pass, and
+# every evidence body the listener parses costs its sender a (rate-limited) challenge.
+_TAKE_LUA = """
 local stored = redis.call('GET', KEYS[1])
-if not stored then return false end
-local sep = string.find(stored, '|', 1, true)
-if not sep or string.sub(stored, 1, sep - 1) ~= ARGV[1] then return false end
-redis.call('DEL', KEYS[1])
-return string.sub(stored, sep + 1)
+if stored then redis.call('DEL', KEYS[1]) end
+return stored
 """
 
 
@@ -63,6 +68,30 @@ def _challenge_key(agent_id: str) -> str:
 
 def _rate_key(agent_id: str, minute: int) -> str:
     return f"geoattest:push-rate:{agent_id}:{minute}"
+
+
+def asks_digest(request: EvidenceRequest) -> str:
+    """What a round asks for apart from its nonce (PCRs, IMA offset, location, boot log), as a
+    digest: a push round runs only when it still asks what the challenge asked."""
+    asked = request.model_dump_json(exclude={"nonce"})
+    return hashlib.sha256(asked.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """An issued challenge as stored: its nonce, expiry (unix time) and ``asks_digest``."""
+
+    nonce: bytes
+    expires: float
+    asks: str
+
+    def stored(self) -> str:
+        return f"{self.nonce.hex()}|{self.expires!r}|{self.asks}"
+
+    @classmethod
+    def parse(cls, stored: str) -> Challenge:
+        nonce, expires, asks = stored.split("|")
+        return cls(nonce=bytes.fromhex(nonce), expires=float(expires), asks=asks)
 
 
 class PushChallenges:
@@ -81,10 +110,13 @@ class PushChallenges:
         self._lifetime = lifetime
         self._per_minute = per_minute
         self._clock = clock
-        self._consume = client.register_script(_CONSUME_LUA)
+        self._take = client.register_script(_TAKE_LUA)
 
-    def issue(self, agent_id: str) -> tuple[bytes, float]:
-        """A fresh challenge for ``agent_id`` and when it expires (unix time).
+    def issue(
+        self, agent_id: str, asks: Callable[[bytes], EvidenceRequest]
+    ) -> tuple[EvidenceRequest, float]:
+        """A fresh challenge for ``agent_id``: the request ``asks`` makes of its nonce, and when
+        it expires (unix time).
 
         Raises ``PushChallengeRateLimited`` past ``per_minute`` challenges this minute."""
         now = self._clock()
@@ -98,36 +130,46 @@ class PushChallenges:
                 f"agent {agent_id!r} asked for over {self._per_minute} challenges this minute"
             )
         nonce = secrets.token_bytes(CHALLENGE_BYTES)
-        expires = now + self._lifetime
+        request = asks(nonce)
+        challenge = Challenge(nonce=nonce, expires=now + self._lifetime, asks=asks_digest(request))
         ttl_ms = int((self._lifetime + KEY_SLACK_SECONDS) * 1000)
-        self._redis.set(_challenge_key(agent_id), f"{nonce.hex()}|{expires!r}", px=ttl_ms)
-        return nonce, expires
+        self._redis.set(_challenge_key(agent_id), challenge.stored(), px=ttl_ms)
+        return request, challenge.expires
 
-    def consume(self, agent_id: str, nonce_hex: str) -> bytes:
-        """Use ``agent_id``'s challenge ``nonce_hex`` (once); returns its bytes.
+    def take(self, agent_id: str) -> Challenge:
+        """Use up ``agent_id``'s outstanding challenge (whatever the post then says).
 
-        Raises ``PushChallengeUnknown`` when it is not this agent's outstanding challenge (never
-        issued, issued to another agent, already used, replaced by a newer one) or expired."""
-        stored = self._consume(keys=[_challenge_key(agent_id)], args=[nonce_hex.lower()])
+        Raises ``PushChallengeUnknown`` when it has none (never issued, already used) or it
+        expired."""
+        stored = self._take(keys=[_challenge_key(agent_id)])
         if stored is None:
             raise PushChallengeUnknown(
-                "no such challenge for this agent (never issued to it, already used, or replaced)"
+                "no outstanding challenge for this agent (never issued, or already used)"
             )
-        expires = float(stored.decode() if isinstance(stored, bytes) else stored)
-        if self._clock() > expires:
+        challenge = Challenge.parse(stored.decode() if isinstance(stored, bytes) else stored)
+        if self._clock() > challenge.expires:
             raise PushChallengeUnknown("the challenge expired before the evidence was posted")
-        return bytes.fromhex(nonce_hex)
+        return challenge
 
 
 @dataclass(frozen=True, slots=True)
 class PostedEvidence:
-    """The ``EvidenceSource`` of a push round: the evidence the agent posted."""
+    """The ``EvidenceSource`` of a push round: the evidence the agent posted, for the request
+    its challenge asked (``asks``). The runner builds the round's request under the agent's
+    lock; when a round of the same agent committed since the challenge was issued, that request
+    asks from another IMA offset than the agent answered, and judging would fail an honest agent
+    (``ImaLogRewound``): the round is a protocol fault instead, never a verdict on the agent."""
 
     evidence: EvidenceResponse
+    asks: str
 
     def fetch_evidence(
         self, agent_url: str, tls_certificate: bytes, request: EvidenceRequest
     ) -> EvidenceResponse:
+        if not hmac.compare_digest(asks_digest(request), self.asks):
+            raise AgentProtocolMismatch(
+                "the round moved on since this push challenge was issued; ask for a new one"
+            )
         return self.evidence
 
 
@@ -144,47 +186,92 @@ class PushRounds:
         self._runtime = runtime
         self._challenges = challenges
         self._lock_wait = lock_wait
+        self._by_certificate: tuple[int, dict[bytes, str]] = (-1, {})
+
+    def agent_of(self, presented: bytes | None) -> str:
+        """The push agent whose registered certificate the caller presented.
+
+        Raises ``PushCertificateRefused`` (no certificate, or none of a push agent's)."""
+        fleet = self._runtime().fleet()
+        version, index = self._by_certificate
+        if version != fleet.version:
+            index = {
+                hashlib.sha256(t.tls_certificate).digest(): t.agent_id
+                for t in fleet.targets.values()
+                if t.mode is AgentMode.PUSH
+            }
+            self._by_certificate = (fleet.version, index)
+        agent_id = index.get(hashlib.sha256(presented).digest()) if presented else None
+        if agent_id is None:
+            log.warning("push call refused: not a push agent's registered certificate")
+            raise PushCertificateRefused(
+                "the client certificate is not one registered for a push agent"
+            )
+        return agent_id
 
     def challenge(self, agent_id: str, presented: bytes | None) -> PushChallengeView:
         """Issue the agent's next challenge with what its round must quote.
 
-        Raises ``PushCertificateRefused``, ``AgentNotAttested`` (policy or keys unusable) and
+        Raises ``PushCertificateRefused``, ``AgentNotAttested`` (policy or keys unusable),
+        ``PushRoundNotRun`` (paused or failed: no round would run) and
         ``PushChallengeRateLimited``."""
         runtime = self._runtime()
         round_target = self._round_target(runtime, agent_id, presented)
-        nonce, expires = self._challenges.issue(agent_id)
         live = runtime.hot.load(agent_id)
-        policy = round_target.policy
-        offset = live.memory.ima_offset_for(policy.ima_banks) if live is not None else 0
-        request = EvidenceRequest(
-            nonce=nonce.hex(),
-            pcrs=policy.pcr_selection(),
-            ima_offset=offset,
-            include_location=policy.location is not None,
-            include_boot_log=policy.boot_log_replay,
+        state = live.state if live is not None else round_target.target.state
+        if state not in POLLED_STATES:
+            raise PushRoundNotRun(f"agent {agent_id!r} is {state.value}: no round runs for it")
+        memory = live.memory if live is not None else RoundMemory()
+        request, expires = self._challenges.issue(
+            agent_id, lambda nonce: round_request(round_target.policy, memory, nonce)
         )
         return PushChallengeView(
             request=request, expires_at=dt.datetime.fromtimestamp(expires, dt.UTC)
         )
 
-    def post(self, post: PushEvidencePost, presented: bytes | None) -> PushVerdictView:
-        """Judge and record the posted evidence as a round over the consumed challenge.
+    def post(
+        self, presented: bytes | None, read: Callable[[], PushEvidencePost]
+    ) -> PushVerdictView:
+        """Judge and record the posted evidence as a round over the agent's challenge.
 
-        Raises ``PushCertificateRefused``, ``PushChallengeUnknown``, ``AgentNotAttested`` and
-        ``PushRoundNotRun`` (paused or failed agent, or its lock held too long)."""
+        The caller and its challenge are checked before ``read`` parses the body: a peer
+        without a push agent's certificate, or without an outstanding challenge, never has its
+        body read. Raises ``PushCertificateRefused``, ``PushChallengeUnknown``,
+        ``PushChallengeStale``, ``AgentNotAttested`` and ``PushRoundNotRun`` (paused or failed
+        agent, or its lock held too long)."""
+        agent_id = self.agent_of(presented)
+        challenge = self._challenges.take(agent_id)
+        post = read()
+        if post.agent_id != agent_id:
+            raise PushCertificateRefused(
+                f"the client certificate is not the one registered for push agent {post.agent_id!r}"
+            )
+        if not hmac.compare_digest(post.nonce.lower(), challenge.nonce.hex()):
+            raise PushChallengeUnknown(
+                "not this agent's outstanding challenge (another agent's, or replaced); "
+                "the challenge is used up"
+            )
         runtime = self._runtime()
-        round_target = self._round_target(runtime, post.agent_id, presented)
-        nonce = self._challenges.consume(post.agent_id, post.nonce)
+        round_target = self._round_target(runtime, agent_id, presented)
+        live = runtime.hot.load(agent_id)
+        memory = live.memory if live is not None else RoundMemory()
+        if asks_digest(round_request(round_target.policy, memory, challenge.nonce)) != (
+            challenge.asks
+        ):
+            raise PushChallengeStale(
+                f"agent {agent_id!r}: a round committed or the policy changed since the "
+                "challenge was issued; ask for a new one"
+            )
         runner: RoundRunner = runtime.runner
         report = runner.run(
             round_target,
-            nonce=nonce,
+            nonce=challenge.nonce,
             lock_wait=self._lock_wait,
-            source=PostedEvidence(post.evidence),
+            source=PostedEvidence(post.evidence, challenge.asks),
         )
         if report is None:
             raise PushRoundNotRun(
-                f"agent {post.agent_id!r} was not judged (paused or failed, or another round "
+                f"agent {agent_id!r} was not judged (paused or failed, or another round "
                 f"held it for over {self._lock_wait:.1f} s)"
             )
         result = report.result
@@ -192,7 +279,7 @@ class PushRounds:
         state = committed.record.to_state.value if committed is not None else "unchanged"
         reason = report.fault or result.reason
         return PushVerdictView(
-            agent_id=post.agent_id,
+            agent_id=agent_id,
             outcome=result.outcome.value,
             state=state,
             reason=reason.value if reason is not None else None,

@@ -15,11 +15,13 @@ the trust store current at that moment.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,16 +29,21 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
+from geoattest.pinned_certificate import CertificateNotPinnable, pinnable_certificate
+from geoattest.tls_material import fingerprint
+from geoattest.untrusted import printable
 from verifier.core.states import AgentMode
 from verifier.engine.fleet import FleetConfig
 from verifier.web.push_api import PEER_CERTIFICATE
 
-__all__ = ["PushServer", "PushTrust"]
+__all__ = ["PushServer", "PushTrust", "make_push_server", "trust_anchor"]
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 IDLE_TIMEOUT_SECONDS = 60.0  # an agent keeps its connection between challenge and post
+REQUEST_DEADLINE_SECONDS = 30.0  # headers and body of one request, in all (a 16 MiB post fits)
+MAX_CONNECTIONS = 256  # threads at once; a push agent holds one connection
 
 
 class PushTrust:
@@ -67,16 +74,60 @@ class PushTrust:
 
     def _build(self, registered: set[bytes]) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # TLS 1.3 only: our agents speak it, and it has no renegotiation to abuse.
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.options |= ssl.OP_NO_RENEGOTIATION
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_cert_chain(self._cert_file, self._key_file)
-        if registered:  # DER, concatenated: every registered certificate is its own anchor
-            context.load_verify_locations(cadata=b"".join(sorted(registered)))
+        for der in sorted(registered):  # every registered certificate is its own anchor
+            trust_anchor(context, der)
         return context
+
+
+def trust_anchor(context: ssl.SSLContext, der: bytes) -> bool:
+    """Add one registered certificate to ``context``'s trust store when it can be pinned.
+
+    One at a time, so that one stored certificate that is not a self-signed leaf (a record
+    written before enrolment checked them, or a database edited by hand) only locks out its own
+    agent: loaded together, a certificate that does not parse would empty the whole store, and
+    a CA certificate would vouch for every certificate it signs."""
+    try:
+        pinnable_certificate(der)
+        context.load_verify_locations(cadata=der)
+    except (CertificateNotPinnable, ssl.SSLError) as e:
+        log.warning(
+            "push trust store: registered certificate %s left out: %s", fingerprint(der)[:16], e
+        )
+        return False
+    return True
 
 
 class _Handler(WSGIRequestHandler):
     timeout = IDLE_TIMEOUT_SECONDS
+    _deadline: threading.Timer | None = None
+
+    def parse_request(self) -> bool:
+        # The request line is in: from here the headers and body must arrive within the
+        # request deadline, however slowly a peer drips them (the idle timeout is per recv).
+        server: PushServer = self.server  # type: ignore[assignment]
+        self._deadline = threading.Timer(server.request_deadline, self._cut_off)
+        self._deadline.daemon = True
+        self._deadline.start()
+        return bool(super().parse_request())
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+    def _cut_off(self) -> None:
+        log.info("push request from %s cut off: over its deadline", self.client_address[0])
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)  # unblocks the recv
 
     def make_environ(self) -> dict[str, Any]:
         environ = super().make_environ()
@@ -86,16 +137,54 @@ class _Handler(WSGIRequestHandler):
         return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("%s %s -> %s", self.command, self.path, code)
+        log.debug("%s %s -> %s", printable(self.command, 16), printable(self.path, 200), code)
 
 
 class PushServer(ThreadedWSGIServer):
-    """werkzeug's threaded WSGI server; TLS per connection with the current ``PushTrust``."""
+    """werkzeug's threaded WSGI server with TLS per connection (the current ``PushTrust``), at
+    most ``max_connections`` at once: beyond that a new connection is closed at once rather than
+    given a thread, so a flood of peers that never finish a handshake cannot exhaust memory."""
 
-    def __init__(self, host: str, port: int, app: Flask, trust: PushTrust) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        app: Flask,
+        trust: PushTrust,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        request_deadline: float = REQUEST_DEADLINE_SECONDS,
+    ) -> None:
         super().__init__(host, port, app, handler=_Handler)
+        self.request_deadline = request_deadline
         self._trust = trust
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._refused_at = 0.0
         self.ssl_context = trust.context()  # werkzeug reads it for wsgi.url_scheme
+
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[str, int]
+    ) -> None:
+        if not self._slots.acquire(blocking=False):
+            now = time.monotonic()
+            if now - self._refused_at > 10.0:  # one line per 10 s, not one per connection
+                self._refused_at = now
+                log.warning("push listener full: closing new connections")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[str, int]
+    ) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def finish_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[str, int]
@@ -107,13 +196,13 @@ class PushServer(ThreadedWSGIServer):
             tls = self._trust.context().wrap_socket(
                 request, server_side=True, do_handshake_on_connect=False
             )
-        except (ssl.SSLError, OSError) as e:
-            log.info("push connection from %s dropped: %s", client_address[0], e)
+        except Exception:  # no trust store, no connection; the listener itself stays up
+            log.exception("push connection from %s dropped: no TLS context", client_address[0])
             return
         try:
             tls.do_handshake()
-        except (ssl.SSLError, OSError) as e:
-            log.info("push TLS handshake with %s refused: %s", client_address[0], e)
+        except (ssl.SSLError, OSError) as e:  # anyone can try: debug, not a line per attempt
+            log.debug("push TLS handshake with %s refused: %s", client_address[0], e)
             tls.close()
             return
         presented = tls.getpeercert(binary_form=True) or b""
@@ -125,6 +214,21 @@ class PushServer(ThreadedWSGIServer):
             tls.close()
 
 
-def make_push_server(app: Flask, trust: PushTrust, host: str, port: int) -> PushServer:
+def make_push_server(
+    app: Flask,
+    trust: PushTrust,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    request_deadline: float = REQUEST_DEADLINE_SECONDS,
+) -> PushServer:
     """Bind the push listener on ``host:port`` (0 for a free port); call ``serve_forever``."""
-    return PushServer(host, port, app, trust)
+    return PushServer(
+        host,
+        port,
+        app,
+        trust,
+        max_connections=max_connections,
+        request_deadline=request_deadline,
+    )

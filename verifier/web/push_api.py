@@ -29,6 +29,7 @@ __all__ = ["PEER_CERTIFICATE", "create_push_app"]
 
 PEER_CERTIFICATE = "geoattest.peer_certificate"  # DER of the mTLS client certificate
 ROUNDS = "geoattest.push_rounds"
+CHALLENGE_BODY_BYTES = 4096  # an agent id in JSON; evidence posts may be MAX_EVIDENCE_BYTES
 
 blueprint = Blueprint("push", __name__)
 
@@ -51,8 +52,11 @@ def _peer() -> bytes | None:
     answer=PushChallengeView,
 )
 def challenge() -> Response:
+    rounds = _rounds()
+    rounds.agent_of(_peer())  # no body is read for a caller that is no push agent
+    request.max_content_length = CHALLENGE_BODY_BYTES
     body = parse_body(PushChallengeRequest)
-    view = _rounds().challenge(body.agent_id, _peer())
+    view = rounds.challenge(body.agent_id, _peer())
     return jsonify(view.model_dump(mode="json", exclude_defaults=True))
 
 
@@ -64,7 +68,7 @@ def challenge() -> Response:
     answer=PushVerdictView,
 )
 def evidence() -> Response:
-    view = _rounds().post(parse_body(PushEvidencePost), _peer())
+    view = _rounds().post(_peer(), lambda: parse_body(PushEvidencePost))
     return jsonify(view.model_dump(mode="json"))
 
 

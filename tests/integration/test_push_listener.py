@@ -1,0 +1,151 @@
+"""The push listener's own defences (ADR 19), on real TLS over loopback and no other service:
+which registered certificates its trust store takes, how many connections it gives a thread,
+and how long one request may take.
+
+The listener serves a small Flask app here (its round engine is tested in test_push_mode.py);
+the fleet is a ``FleetConfig`` built in the test.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask, request
+
+from geoattest.tls_material import (
+    create_client_ca,
+    ensure_push_server_tls,
+    issue_client_certificate,
+    self_signed_server_certificate,
+    write_certified_key,
+)
+from verifier.core.states import AgentMode, AgentState
+from verifier.engine.fleet import FleetConfig
+from verifier.engine.push_server import PushServer, PushTrust, make_push_server
+from verifier.storage.sql import AgentTarget
+
+AGENT = self_signed_server_certificate("push-agent", ["127.0.0.1"])
+
+
+def _target(agent_id: str, certificate: bytes) -> AgentTarget:
+    return AgentTarget(
+        agent_id=agent_id,
+        policy_name="p",
+        ak_public=b"",
+        agent_url="https://127.0.0.1:1",
+        tls_certificate=certificate,
+        state=AgentState.ATTESTED,
+        mode=AgentMode.PUSH,
+    )
+
+
+def _fleet(*certificates: bytes) -> FleetConfig:
+    return FleetConfig(
+        version=1, targets={f"a{i}": _target(f"a{i}", c) for i, c in enumerate(certificates)}
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("push-tls")
+    ensure_push_server_tls(directory, ["127.0.0.1"])
+    write_certified_key(AGENT, directory / "agent.pem", directory / "agent-key.pem")
+    return directory
+
+
+def _trust(tls_dir: Path, fleet: FleetConfig) -> PushTrust:
+    return PushTrust(tls_dir / "push.pem", tls_dir / "push-key.pem", lambda: fleet)
+
+
+def test_trust_store_holds_only_pinnable_registered_certificates(tls_dir: Path) -> None:
+    ca = create_client_ca("an agent that registered a CA").certificate_der
+    foreign_issued = issue_client_certificate(create_client_ca()).certificate_der
+    fleet = _fleet(b"not a certificate", ca, foreign_issued, AGENT.certificate_der)
+    stats = _trust(tls_dir, fleet).context().cert_store_stats()
+    # One bad record locks out its own agent only; a CA would vouch for all it signs.
+    assert (stats["x509"], stats["x509_ca"]) == (1, 0)
+
+
+class Listener:
+    def __init__(self, server: PushServer, tls_dir: Path) -> None:
+        self.server = server
+        self.port = server.server_port
+        self.tls_dir = tls_dir
+
+    def connect(self) -> ssl.SSLSocket:
+        """An mTLS connection with the registered agent certificate."""
+        context = ssl.create_default_context(cafile=self.tls_dir / "client-ca.pem")
+        context.load_cert_chain(self.tls_dir / "agent.pem", self.tls_dir / "agent-key.pem")
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+@pytest.fixture
+def listener(tls_dir: Path) -> Iterator[Listener]:
+    app = Flask("push-listener-test")
+
+    @app.post("/echo")
+    def echo() -> str:
+        return str(len(request.get_data()))
+
+    trust = _trust(tls_dir, _fleet(AGENT.certificate_der))
+    server = make_push_server(app, trust, "127.0.0.1", 0, max_connections=2, request_deadline=1.5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Listener(server, tls_dir)
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _echo(tls: ssl.SSLSocket, body: bytes) -> bytes:
+    head = f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    tls.sendall(head.encode() + body)
+    answer = b""
+    while chunk := tls.recv(4096):  # the listener closes after its answer
+        answer += chunk
+    return answer
+
+
+def test_registered_agent_is_served(listener: Listener) -> None:
+    with listener.connect() as tls:
+        assert tls.version() == "TLSv1.3"
+        assert _echo(tls, b"12345").endswith(b"5")
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(listener: Listener) -> None:
+    # Two peers that never start a handshake hold both threads (for the handshake timeout).
+    idle = [socket.create_connection(("127.0.0.1", listener.port), timeout=5) for _ in range(2)]
+    time.sleep(0.3)
+    third = socket.create_connection(("127.0.0.1", listener.port), timeout=3)
+    started = time.monotonic()
+    assert third.recv(1) == b""  # closed by the listener, not left waiting for a thread
+    assert time.monotonic() - started < 2.0
+    third.close()
+    for sock in idle:
+        sock.close()
+    time.sleep(0.3)  # their threads end: the listener serves again
+    with listener.connect() as tls:
+        assert _echo(tls, b"x").endswith(b"1")
+
+
+def test_a_request_that_trickles_is_cut_off_at_its_deadline(listener: Listener) -> None:
+    with listener.connect() as tls:
+        tls.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < 6.0:  # one byte per 0.2 s: every recv is fresh
+            try:
+                tls.sendall(b"a")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+        assert closed, "the listener kept reading a request past its deadline"
+        assert time.monotonic() - started < 1.5 + 2.0
