@@ -22,7 +22,8 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from flask import Flask
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
@@ -47,6 +48,7 @@ from geoattest.settings import Settings
 __all__ = [
     "AgentServer",
     "RunningWorkloadApi",
+    "agent_services",
     "agent_url",
     "create_app",
     "location_provider",
@@ -148,6 +150,24 @@ def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: s
         )
     identity = ensure_server_identity(settings.agent_state_dir, agent_id, settings.agent_host)
     context = server_ssl_context(identity.cert_path, identity.key_path, settings.verifier_client_ca)
+    with agent_services(settings, open_device, agent_id) as service:
+        server = make_agent_server(
+            create_app(service), context, settings.agent_host, settings.agent_port
+        )
+        log.info("agent %s serving evidence on %s", agent_id, agent_url(settings))
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+
+@contextmanager
+def agent_services(
+    settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: str
+) -> Iterator[EvidenceService]:
+    """The evidence service of a running agent, with what runs beside it: the GNSS reader
+    (``gnss_source``) and the workload API (``workload_socket``); all stopped when the block
+    ends. Pull (``serve``) and push (``agent push``) agents run the same ones."""
     location = location_provider(settings)
     service = EvidenceService(
         open_device,
@@ -159,18 +179,11 @@ def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: s
     )
     workload = None
     try:
-        server = make_agent_server(
-            create_app(service), context, settings.agent_host, settings.agent_port
-        )
         if location is not None:
             location.start()
             log.info("reading GNSS from %s", settings.gnss_source)
         workload = start_workload_api(settings, service, agent_id)
-        log.info("agent %s serving evidence on %s", agent_id, agent_url(settings))
-        try:
-            server.serve_forever()
-        finally:
-            server.server_close()
+        yield service
     finally:
         if workload is not None:
             workload.stop()
