@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from agent.evidence import EvidenceService
-from geoattest.errors import GeoattestError, PushRefused, VerifierUnreachable
+from geoattest.errors import GeoattestError, GnssUnavailable, PushRefused, VerifierUnreachable
 from geoattest.peer_errors import transport_problem
 from geoattest.untrusted import error_code, printable
 from geoattest.wire_push import (
@@ -62,7 +62,16 @@ class PushClient:
 
     def post(self, challenge: PushChallengeView) -> PushVerdictView:
         """Quote for ``challenge`` and post the evidence; the verifier's verdict."""
-        evidence = self._service.collect(challenge.request)
+        request = challenge.request
+        try:
+            evidence = self._service.collect(request)
+        except GnssUnavailable as e:
+            if not request.include_location:
+                raise
+            # As a pull agent's refusal does: the verifier judges the round without location
+            # (``location_missing`` under a geofencing policy), rather than never hearing of it.
+            log.warning("posting evidence without location: %s", e.message)
+            evidence = self._service.collect(request.model_copy(update={"include_location": False}))
         body = PushEvidencePost(
             agent_id=self._agent_id, nonce=challenge.request.nonce, evidence=evidence
         ).model_dump_json(exclude_defaults=True)

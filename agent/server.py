@@ -53,6 +53,7 @@ __all__ = [
     "create_app",
     "location_provider",
     "make_agent_server",
+    "push_forever",
     "serve",
     "start_workload_api",
 ]
@@ -159,6 +160,37 @@ def serve(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: s
             server.serve_forever()
         finally:
             server.server_close()
+
+
+def push_forever(settings: Settings, open_device: Callable[[], QuotingTpm], agent_id: str) -> None:
+    """Push rounds to ``verifier_push_url`` until interrupted (ADR 19), with the GNSS reader and
+    workload API of a pull agent; the registered certificate is the client certificate.
+
+    Raises ConfigurationError without ``verifier_push_url`` or ``verifier_client_ca``."""
+    from agent.push import PushClient
+
+    if settings.verifier_push_url is None or settings.verifier_client_ca is None:
+        raise ConfigurationError(
+            "push needs --push-url (GEOATTEST_VERIFIER_PUSH_URL) and --verifier-ca "
+            "(GEOATTEST_VERIFIER_CLIENT_CA)"
+        )
+    identity = ensure_server_identity(settings.agent_state_dir, agent_id, settings.agent_host)
+    stop = threading.Event()
+    with agent_services(settings, open_device, agent_id) as service:
+        client = PushClient(
+            settings.verifier_push_url,
+            agent_id,
+            service,
+            client_cert=(identity.cert_path, identity.key_path),
+            verifier_ca=settings.verifier_client_ca,
+            timeout=settings.http_timeout_seconds,
+        )
+        log.info("agent %s pushing evidence to %s", agent_id, settings.verifier_push_url)
+        try:
+            client.run(settings.push_interval_seconds, stop)
+        finally:
+            stop.set()
+            client.close()
 
 
 @contextmanager

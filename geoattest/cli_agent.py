@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -13,7 +14,6 @@ from agent.gnss.identify import identify_configured
 from agent.registrar_client import RegistrarClient
 from geoattest.cli import build_settings, listening, reports_errors
 from geoattest.cli_types import PORT
-from geoattest.errors import ConfigurationError
 from geoattest.settings import Settings
 from geoattest.wire import AgentView
 
@@ -132,49 +132,28 @@ def serve(ctx: click.Context, /, **flags: object) -> None:
 )
 @click.option("--state-dir", "agent_state_dir", type=_DIR, help="Where the agent TLS key lives.")
 @click.option("--push-url", "verifier_push_url", help="The verifier's push listener.")
+@click.option("--gnss", "gnss_source", help=_GNSS_HELP + " Default: no location evidence.")
+@click.option("--verifier", "verifier_url", help="The verifier's API (tokens for workloads).")
+@click.option(
+    "--workload-socket", "workload_socket", type=_FILE, help="Unix socket of the workload API."
+)
 @click.pass_context
 @reports_errors
 def push(ctx: click.Context, /, **flags: object) -> None:
     """Push evidence to the verifier's push listener until interrupted (ADR 19): for nodes
-    nobody can reach. Uses the certificate registered by ``agent enrol``."""
-    import threading
-
-    from agent.evidence import BootLogFile, EvidenceService
-    from agent.ima_source import ImaLogSource
-    from agent.push import PushClient
-    from agent.tls import ensure_server_identity
+    nobody can reach. Uses the certificate registered by ``agent enrol``; --gnss and
+    --workload-socket work as for ``agent serve``."""
+    from agent.server import push_forever  # needs libtss2 only here
     from agent.tpm_device import TpmDevice
 
     settings = build_settings(ctx, **flags)
-    if settings.verifier_push_url is None or settings.verifier_client_ca is None:
-        raise ConfigurationError(
-            "push needs --push-url (GEOATTEST_VERIFIER_PUSH_URL) and --verifier-ca "
-            "(GEOATTEST_VERIFIER_CLIENT_CA)"
-        )
     agent_id = settings.agent_id or _agent_id_from_tpm(settings)
-    identity = ensure_server_identity(settings.agent_state_dir, agent_id, settings.agent_host)
-    service = EvidenceService(
-        lambda: TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm),
-        ImaLogSource(settings.ima_log_path),
-        ak_handle=settings.ak_handle,
-        boot_log=BootLogFile(settings.boot_log_path),
-    )
-    client = PushClient(
-        settings.verifier_push_url,
-        agent_id,
-        service,
-        client_cert=(identity.cert_path, identity.key_path),
-        verifier_ca=settings.verifier_client_ca,
-        timeout=settings.http_timeout_seconds,
-    )
-    stop = threading.Event()
-    try:
-        client.run(settings.push_interval_seconds, stop)
-    except KeyboardInterrupt:
-        stop.set()
-    finally:
-        client.close()
-        service.close()
+
+    def open_device() -> TpmDevice:
+        return TpmDevice(settings.tcti, ek_algorithm=settings.ek_algorithm)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        push_forever(settings, open_device, agent_id)
 
 
 def _agent_id_from_tpm(settings: Settings) -> str:
