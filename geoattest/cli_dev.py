@@ -64,6 +64,15 @@ def dev() -> None:
     help="Verifier API port (another free port is used if this one is taken).",
 )
 @click.option(
+    "--push-agents",
+    "push_count",
+    type=click.IntRange(0, 49),
+    default=1,
+    show_default=True,
+    help="How many agents push their evidence (ADR 19: nobody connects to them) instead of "
+    "serving it: the last ones on an inside site, never the first.",
+)
+@click.option(
     "--once", is_flag=True, help="Stop after the agents are attested, instead of serving."
 )
 @click.pass_context
@@ -75,6 +84,7 @@ def fleet(
     agent_count: int,
     registrar_port: int,
     verifier_port: int,
+    push_count: int,
     once: bool,
 ) -> None:
     """Run a local fleet: registrar, verifier, agents on swtpm; enrol and attest them.
@@ -82,7 +92,7 @@ def fleet(
     The table shows only what this run verified (an agent is ``waiting`` until a round of this
     run ends); while the fleet serves, every change of an agent's state is printed.
     """
-    from geoattest.dev.fleet import admit_all, enrol_all, local_fleet
+    from geoattest.dev.fleet import admit_all, enrol_all, local_fleet, push_agents_of
     from geoattest.dev.procs import free_port, port_accepts
 
     build_settings(ctx)
@@ -91,8 +101,13 @@ def fleet(
         name: free_port() if port_accepts(port) else port
         for name, port in (("registrar", registrar_port), ("verifier", verifier_port))
     }
+    pushing = push_agents_of(agent_ids, push_count)
     with local_fleet(
-        state_dir, agent_ids, registrar_port=ports["registrar"], verifier_port=ports["verifier"]
+        state_dir,
+        agent_ids,
+        registrar_port=ports["registrar"],
+        verifier_port=ports["verifier"],
+        push_agents=pushing,
     ) as running:
         click.echo(f"\nenrolling {len(agent_ids)} agent(s) with {running.registrar_url}")
         for view in enrol_all(running):
@@ -108,6 +123,11 @@ def fleet(
         _check_settled(lines, on_border, state_dir)
         click.echo(f"\nregistrar {running.registrar_url}/v1/agents · verifier "
                    f"{running.verifier_url}/v1/agents · logs {state_dir}/logs")  # fmt: skip
+        for agent_id in sorted(pushing):
+            click.echo(
+                f"{agent_id} pushes: it asks {running.push_url} for a challenge and posts its "
+                "evidence over mTLS; nobody connects to it (ADR 19)"
+            )
         for agent_id in sorted(on_border):
             click.echo(
                 f"{agent_id} walks the border of the demo zone berlin: its accuracy disc crosses "

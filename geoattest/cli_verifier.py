@@ -150,8 +150,12 @@ def push_serve(ctx: click.Context, /, **flags: object) -> None:
 
     Only agents added with mode push, presenting their registered certificate, are served."""
     settings = build_settings(ctx, **flags)
+    from geoattest.db import make_engine, migrate
     from verifier.push_serve import serve_push
 
+    engine = make_engine(settings.database_url)
+    migrate(engine)  # as ``verifier serve``: it may be the first service of the database up
+    engine.dispose()
     with listening("the push listener", settings.push_host, settings.push_port):
         serve_push(settings)
 

@@ -75,6 +75,7 @@ class AgentNode:
     site: str  # the demo track it replays (``geoattest.dev.demo_geo``)
     track: Path  # the live replay's file: tampering rewrites it
     workload_socket: Path
+    pushes: bool = False  # a push agent (ADR 19): it posts to the push listener, nobody polls it
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ class Fleet:
     verifier_api_key: str
     worker_metrics_url: str
     started_at: datetime  # only rounds that ended after this belong to this run
+    push_url: str  # the verifier's push listener (mTLS)
     agents: dict[str, AgentNode] = field(default_factory=dict)
 
     def verifier(self, method: str, path: str, **kwargs: Any) -> requests.Response:  # noqa: ANN401
@@ -101,9 +103,15 @@ class Fleet:
 
 @contextmanager
 def local_fleet(
-    state_dir: Path, agent_ids: list[str], *, registrar_port: int, verifier_port: int
+    state_dir: Path,
+    agent_ids: list[str],
+    *,
+    registrar_port: int,
+    verifier_port: int,
+    push_agents: frozenset[str] = frozenset(),
 ) -> Iterator[Fleet]:
-    """Start every part; stop them all (in reverse) when the block ends."""
+    """Start every part; stop them all (in reverse) when the block ends. ``push_agents`` run
+    ``agent push`` (ADR 19) instead of serving their evidence API."""
     state_dir = state_dir.resolve()
     logs = state_dir / "logs"
     started_at = datetime.now(UTC)
@@ -136,9 +144,10 @@ def local_fleet(
                 env=geoattest_env({}),
             )
         )
-        worker_metrics_port = free_port()
+        worker_metrics_port, push_port = free_port(), free_port()
         _step(4, f"verifier API on 127.0.0.1:{verifier_port}, Celery worker with beat "
-                 f"(metrics on 127.0.0.1:{worker_metrics_port})")  # fmt: skip
+                 f"(metrics on 127.0.0.1:{worker_metrics_port}), push listener on "
+                 f"127.0.0.1:{push_port}")  # fmt: skip
         tls = ensure_verifier_client_tls(state_dir / "verifier-tls")
         registrar_db, verifier_db = _sqlite(state_dir, "registrar"), _sqlite(state_dir, "verifier")
         reader_key = ensure_api_key(state_dir, registrar_db, "verifier", Role.VIEWER)
@@ -158,6 +167,7 @@ def local_fleet(
                 "GEOATTEST_ZONES_FILE": str(DEMO_DIR / "zones.geojson"),
                 "GEOATTEST_WORKER_METRICS_PORT": str(worker_metrics_port),
                 "GEOATTEST_WORKER_METRICS_DIR": str(state_dir / "worker-metrics"),
+                "GEOATTEST_PUSH_PORT": str(push_port),
             }
         )
         verifier_url = f"http://127.0.0.1:{verifier_port}"
@@ -182,6 +192,15 @@ def local_fleet(
                 ]
             )
         )
+        stack.enter_context(  # after the API: it migrated the database this one reads
+            managed_process(
+                "verifier push listener",
+                [*GEOATTEST, "verifier", "push-serve"],
+                log_path=logs / "verifier-push.log",
+                ready=lambda: port_accepts(push_port),
+                env=verifier_env,
+            )
+        )
         fleet = Fleet(
             state_dir=state_dir,
             registrar_url=registrar_url,
@@ -190,16 +209,18 @@ def local_fleet(
             verifier_api_key=ensure_api_key(state_dir, verifier_db, "operator", Role.ADMIN),
             worker_metrics_url=f"http://127.0.0.1:{worker_metrics_port}/metrics",
             started_at=started_at,
+            push_url=f"https://127.0.0.1:{push_port}",
         )
-        _step(5, f"{len(agent_ids)} agent(s): swtpm, IMA log, evidence API over mTLS")
+        pushing = f", {len(push_agents)} pushing evidence" if push_agents else ""
+        _step(5, f"{len(agent_ids)} agent(s): swtpm, IMA log, evidence API over mTLS{pushing}")
         nodes = [
-            _prepare_agent(stack, state_dir, ca, agent_id, site_of(index))
+            _prepare_agent(
+                stack, state_dir, ca, agent_id, site_of(index), pushes=agent_id in push_agents
+            )
             for index, agent_id in enumerate(agent_ids)
         ]
         stack.enter_context(
-            managed_processes(
-                [_agent_process(node, logs, tls.ca_cert, verifier_url) for node in nodes]
-            )
+            managed_processes([_agent_process(node, logs, tls.ca_cert, fleet) for node in nodes])
         )
         fleet.agents.update((node.agent_id, node) for node in nodes)
         _write_fleet_file(fleet)
@@ -238,13 +259,24 @@ def admit_all(fleet: Fleet) -> None:
     verification (an agent known from an earlier run is refreshed and re-admitted)."""
     response = fleet.verifier("PUT", f"/v1/policies/{POLICY_NAME}", json=_policy(fleet))
     response.raise_for_status()
-    for agent_id in fleet.agents:
-        added = fleet.verifier("POST", f"/v1/agents/{agent_id}", json={"policy": POLICY_NAME})
+    for agent_id, node in fleet.agents.items():
+        mode = "push" if node.pushes else "pull"
+        body = {"policy": POLICY_NAME, "mode": mode}
+        added = fleet.verifier("POST", f"/v1/agents/{agent_id}", json=body)
+        if added.status_code == 409 and _mode_of(fleet, agent_id) != mode:
+            # An earlier run had it in the other mode (--push-agents changed): add it anew.
+            fleet.verifier("DELETE", f"/v1/agents/{agent_id}").raise_for_status()
+            added = fleet.verifier("POST", f"/v1/agents/{agent_id}", json=body)
         if added.status_code == 409:  # known from an earlier run: new address, start it over
             for action in ("refresh", "readmit", "resume"):
                 fleet.verifier("POST", f"/v1/agents/{agent_id}/{action}")
         elif not added.ok:
             raise ConfigurationError(f"verifier refused {agent_id}: {added.text}")
+
+
+def _mode_of(fleet: Fleet, agent_id: str) -> str | None:
+    known = fleet.verifier_get(f"/v1/agents/{agent_id}")
+    return str(known.json().get("mode", "pull")) if known.ok else None
 
 
 def measure_on(state_dir: Path, agent_id: str, path: Path) -> str:
@@ -262,6 +294,17 @@ def measure_on(state_dir: Path, agent_id: str, path: Path) -> str:
     return entry.line
 
 
+def push_agents_of(agent_ids: list[str], count: int) -> frozenset[str]:
+    """The ``count`` agents that push: the last ones on an inside site, never the first agent
+    (the one the quickstart fetches a token from) nor one on a zone border."""
+    candidates = [
+        agent_id
+        for index, agent_id in enumerate(agent_ids)
+        if index > 0 and site_of(index) != "border"
+    ]
+    return frozenset(candidates[len(candidates) - count :] if count > 0 else ())
+
+
 def site_of(index: int) -> str:
     """The demo site of the fleet's ``index``-th agent: the five of ``AGENT_SITES`` (the fifth on
     a zone border), then the four inside sites again."""
@@ -276,7 +319,7 @@ def demo_track(site: str) -> Path:
 
 
 def _prepare_agent(
-    stack: ExitStack, state_dir: Path, ca: SwtpmCa, agent_id: str, site: str
+    stack: ExitStack, state_dir: Path, ca: SwtpmCa, agent_id: str, site: str, *, pushes: bool
 ) -> AgentNode:
     """An agent's swtpm (started), IMA log (a new boot), TLS identity and GNSS track, ready for
     its process."""
@@ -311,22 +354,34 @@ def _prepare_agent(
         site=site,
         track=track,
         workload_socket=socket,
+        pushes=pushes,
     )
 
 
-def _agent_process(node: AgentNode, logs: Path, client_ca: Path, verifier_url: str) -> ProcessSpec:
+def _agent_process(node: AgentNode, logs: Path, client_ca: Path, fleet: Fleet) -> ProcessSpec:
     port = int(node.url.rsplit(":", 1)[1])
+    # fmt: off
+    common = ["--tcti", node.swtpm.tcti, "--agent-id", node.agent_id, "--host", "127.0.0.1",
+              "--ima-log", str(node.ima.log_path), "--verifier-ca", str(client_ca),
+              "--state-dir", str(node.state_dir), "--gnss", f"file:{node.track}?live",
+              "--verifier", fleet.verifier_url, "--workload-socket", str(node.workload_socket)]
+    # fmt: on
+    log_path = logs / f"agent-{node.agent_id}.log"
+    if node.pushes:  # nobody connects to it: ready once its first post went out
+        return ProcessSpec(
+            f"agent {node.agent_id} (push)",
+            [*GEOATTEST, "agent", "push", *common, "--push-url", fleet.push_url],
+            log_path=log_path,
+            ready=lambda: b"pushing evidence" in log_path.read_bytes(),
+            env=geoattest_env({}),
+        )
     return ProcessSpec(
         f"agent {node.agent_id}",
-        [*GEOATTEST, "agent", "serve", "--tcti", node.swtpm.tcti, "--agent-id", node.agent_id,
-         "--host", "127.0.0.1", "--port", str(port), "--ima-log", str(node.ima.log_path),
-         "--verifier-ca", str(client_ca), "--state-dir", str(node.state_dir),
-         "--gnss", f"file:{node.track}?live", "--verifier", verifier_url,
-         "--workload-socket", str(node.workload_socket)],
-        log_path=logs / f"agent-{node.agent_id}.log",
+        [*GEOATTEST, "agent", "serve", *common, "--port", str(port)],
+        log_path=log_path,
         ready=lambda: port_accepts(port),
         env=geoattest_env({}),
-    )  # fmt: skip
+    )
 
 
 def _recover_lockout(agent_id: str, swtpm: SwtpmInstance) -> None:
@@ -380,6 +435,7 @@ def _write_fleet_file(fleet: Fleet) -> None:
                 "tcti": node.swtpm.tcti,
                 "ima_log": str(node.ima.log_path),
                 "url": node.url,
+                "mode": "push" if node.pushes else "pull",
                 "site": node.site,
                 "track": str(node.track),
                 "workload_socket": str(node.workload_socket),

@@ -211,6 +211,9 @@ def test_the_quickstart_fleet_shows_each_tamper_the_border_and_a_token(tmp_path:
             return body
 
         assert "uncertain" in str(status("edge-05")["message"])
+        # edge-04 pushes (ADR 19): attested from its own posts, tampered with like the others
+        assert status("edge-04")["mode"] == "push"
+        assert "edge-04 pushes: it asks https://127.0.0.1:" in text
         token_line = re.search(r"^a token:\s+(geoattest token get .*)$", text, re.M)
         assert token_line, text
         got = subprocess.run(
