@@ -280,6 +280,11 @@ class Settings(BaseSettings):
     # Push mode (ADR 19): agents nobody can reach post their evidence to this mTLS listener.
     push_host: str = Field(default="127.0.0.1", description="Address of the push listener.")
     push_port: int = Field(default=8894, ge=1, le=65535)
+    push_names: tuple[str, ...] = Field(
+        default=(),
+        description="Host names and addresses agents dial for the push listener: its "
+        "certificate's SAN (default: push_host, which is no name when it is 0.0.0.0).",
+    )
     push_challenge_seconds: float = Field(
         default=30.0, gt=0, le=600, description="Lifetime of a push agent's challenge."
     )

@@ -27,9 +27,11 @@ def build_push_server(
 ) -> tuple[PushServer, VerifierRuntime]:
     """The bound (not yet serving) push listener and the round engine behind it.
 
-    The listener's certificate is issued for ``push_host`` by the verifier's client CA in
+    The listener's certificate is issued for ``push_names`` (default ``push_host``) by the
+    verifier's client CA in
     ``verifier_tls_dir`` (made there, with the CA, if missing)."""
-    cert, key = ensure_push_server_tls(settings.verifier_tls_dir, [settings.push_host])
+    names = list(settings.push_names) or [settings.push_host]
+    cert, key = ensure_push_server_tls(settings.verifier_tls_dir, names)
     runtime = VerifierRuntime(settings, enqueue_delivery or _webhook_sender(settings))
     challenges = PushChallenges(
         runtime.hot_client,

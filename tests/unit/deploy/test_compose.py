@@ -23,7 +23,10 @@ from tests.paths import REPO_ROOT, vector
 DEPLOY = REPO_ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 GEOATTEST_IMAGE = "geoattest:local"
-EXPECTED = {"redis", "postgresql", "registrar", "verifier-api", "worker", "beat", "swtpm", "agent"}
+EXPECTED = {
+    *("redis", "postgresql", "registrar", "verifier-api", "worker", "beat", "verifier-push"),
+    *("swtpm", "agent"),
+}
 
 
 def _compose() -> dict[str, Any]:
@@ -79,7 +82,9 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
 
 def test_the_file_runs_the_whole_deployment() -> None:
     assert set(_services()) == EXPECTED
-    assert {"registrar", "verifier-api", "worker", "beat", "swtpm", "agent"} == set(_ours())
+    assert {"registrar", "verifier-api", "worker", "beat", "verifier-push", "swtpm", "agent"} == (
+        set(_ours())
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED - {"redis", "postgresql"}))
@@ -145,6 +150,9 @@ def test_our_services_keep_the_units_hardening() -> None:
     for name in ("redis", "postgresql"):  # their own images' users; published nowhere
         assert "ports" not in _services()[name], name
     for name, service in _ours().items():
+        if name == "verifier-push":  # mTLS: it checks client certificates itself, no proxy
+            assert service.get("ports") == ["8894:8894"]
+            continue
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)  # a TLS proxy fronts them
 
@@ -153,7 +161,7 @@ def test_redis_demands_a_password_and_the_verifier_reads_it_from_a_file() -> Non
     redis = _services()["redis"]
     assert redis["command"][:2] == ["redis-server", "/run/secrets/redis_conf"]
     assert "NOAUTH" in redis["healthcheck"]["test"][-1]
-    for name in ("verifier-api", "worker", "beat"):
+    for name in ("verifier-api", "worker", "beat", "verifier-push"):
         env = _environment(_ours()[name])
         secret_file = env["GEOATTEST_REDIS_PASSWORD_FILE"]
         assert secret_file == "/run/secrets/redis_password", name  # noqa: S105  # a path
