@@ -8,6 +8,7 @@ the fleet is a ``FleetConfig`` built in the test.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
 import threading
@@ -94,6 +95,10 @@ def listener(tls_dir: Path) -> Iterator[Listener]:
     def echo() -> str:
         return str(len(request.get_data()))
 
+    @app.post("/refuse")
+    def refuse() -> tuple[str, int]:
+        return "refused before the body", 403  # as the push routes do for a stranger
+
     trust = _trust(tls_dir, _fleet(AGENT.certificate_der))
     server = make_push_server(app, trust, "127.0.0.1", 0, max_connections=2, request_deadline=1.5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -105,18 +110,37 @@ def listener(tls_dir: Path) -> Iterator[Listener]:
 
 
 def _echo(tls: ssl.SSLSocket, body: bytes) -> bytes:
+    """One request on ``tls``; the answer's body (read by its length: the connection stays)."""
     head = f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
     tls.sendall(head.encode() + body)
-    answer = b""
-    while chunk := tls.recv(4096):  # the listener closes after its answer
-        answer += chunk
-    return answer
+    answer = http.client.HTTPResponse(tls)  # type: ignore[arg-type,unused-ignore]  # it calls makefile
+    answer.begin()
+    assert not answer.will_close, answer.getheaders()
+    return answer.read()
 
 
-def test_registered_agent_is_served(listener: Listener) -> None:
+def test_a_registered_agent_is_served_on_one_kept_alive_connection(listener: Listener) -> None:
     with listener.connect() as tls:
         assert tls.version() == "TLSv1.3"
-        assert _echo(tls, b"12345").endswith(b"5")
+        # Challenge and post of a round, and the next round, on one handshake.
+        assert [_echo(tls, b"x" * n) for n in (5, 1200, 0)] == [b"5", b"1200", b"0"]
+
+
+def test_an_answer_given_before_the_body_was_read_closes_the_connection(
+    listener: Listener,
+) -> None:
+    """The rest of an unread body must never be taken for the next request."""
+    with listener.connect() as tls:
+        tls.sendall(
+            b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+            + b"GET /echo HTTP/1.1\r\n\r\n"
+            + b"-" * 75  # smuggled into the unread body
+        )
+        answer = http.client.HTTPResponse(tls)  # type: ignore[arg-type,unused-ignore]
+        answer.begin()
+        assert (answer.status, answer.will_close) == (403, True)
+        answer.read()
+        assert tls.recv(4096) == b""  # no second answer: the connection closed
 
 
 def test_connections_beyond_the_cap_are_closed_at_once(listener: Listener) -> None:
@@ -132,7 +156,7 @@ def test_connections_beyond_the_cap_are_closed_at_once(listener: Listener) -> No
         sock.close()
     time.sleep(0.3)  # their threads end: the listener serves again
     with listener.connect() as tls:
-        assert _echo(tls, b"x").endswith(b"1")
+        assert _echo(tls, b"x") == b"1"
 
 
 def test_a_request_that_trickles_is_cut_off_at_its_deadline(listener: Listener) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import socket
 import ssl
@@ -41,9 +42,9 @@ __all__ = ["PushServer", "PushTrust", "make_push_server", "trust_anchor"]
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
-IDLE_TIMEOUT_SECONDS = 60.0  # an agent keeps its connection between challenge and post
+IDLE_TIMEOUT_SECONDS = 15.0  # a kept-alive connection between requests (and rounds)
 REQUEST_DEADLINE_SECONDS = 30.0  # headers and body of one request, in all (a 16 MiB post fits)
-MAX_CONNECTIONS = 256  # threads at once; a push agent holds one connection
+MAX_CONNECTIONS = 1024  # threads at once; a push agent keeps one connection between rounds
 
 
 class PushTrust:
@@ -102,9 +103,70 @@ def trust_anchor(context: ssl.SSLContext, der: bytes) -> bool:
     return True
 
 
+class _RequestReader:
+    """The connection's read side for one request after another (HTTP/1.1 keep-alive).
+
+    werkzeug closes every connection, because after an answer it reads whatever the peer sent
+    next (the rest of an unread body, so that the peer sees the answer rather than a reset)
+    and would eat the next request. This reader counts the body bytes the application read,
+    and once an answer is kept alive it reads nothing more (``hold``) until the next request
+    starts (``release``): werkzeug's drain then finds nothing, and the next request line stays
+    buffered for the next ``handle_one_request``."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        self._raw = raw
+        self._held = False
+        self.body_read = 0
+
+    def start_body(self) -> None:
+        self.body_read = 0
+
+    def hold(self) -> None:
+        self._held = True
+
+    def release(self) -> None:
+        self._held = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self._held:
+            return b""
+        data = self._raw.read(size)
+        self.body_read += len(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        if self._held:
+            return 0
+        count = self._raw.readinto(buffer)
+        self.body_read += count
+        return count
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._held:
+            return b""
+        data = self._raw.readline(size)
+        self.body_read += len(data)
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+
 class _Handler(WSGIRequestHandler):
     timeout = IDLE_TIMEOUT_SECONDS
+    # Headers and body go out as separate writes: with Nagle the body waits for the peer's
+    # delayed ACK (~40 ms a request on a kept-alive connection).
+    disable_nagle_algorithm = True
     _deadline: threading.Timer | None = None
+    rfile: Any
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _RequestReader(self.rfile)
 
     def parse_request(self) -> bool:
         # The request line is in: from here the headers and body must arrive within the
@@ -113,15 +175,38 @@ class _Handler(WSGIRequestHandler):
         self._deadline = threading.Timer(server.request_deadline, self._cut_off)
         self._deadline.daemon = True
         self._deadline.start()
-        return bool(super().parse_request())
+        parsed = bool(super().parse_request())
+        self.rfile.start_body()
+        return parsed
 
     def handle_one_request(self) -> None:
+        self.rfile.release()
         try:
             super().handle_one_request()
         finally:
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
+
+    def send_header(self, keyword: str, value: str) -> None:
+        # werkzeug sends "Connection: close" with every answer; keep the connection instead
+        # when the next request can be read cleanly: the body was read whole, and neither side
+        # asked to close. Two TLS handshakes per push round cost more than judging it.
+        if keyword.lower() == "connection" and value.lower() == "close" and self._keeps_alive():
+            self.rfile.hold()
+            return
+        super().send_header(keyword, value)
+
+    def _keeps_alive(self) -> bool:
+        if self.close_connection or self.request_version != "HTTP/1.1":
+            return False
+        if "Transfer-Encoding" in self.headers:
+            return False
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return False
+        return bool(self.rfile.body_read == length)
 
     def _cut_off(self) -> None:
         log.info("push request from %s cut off: over its deadline", self.client_address[0])
