@@ -56,9 +56,10 @@ from bench._fleet_stats import (
     percentile,
     round_figures,
 )
+from bench._verifier_settings import ek_trust_dir, verifier_settings
 from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process
-from geoattest.settings import Settings, load_settings
+from geoattest.settings import Settings
 from tests.support.access import bearer, issue_api_key
 from tests.support.postgres_server import running_postgres
 from tests.support.redis_server import running_redis
@@ -125,9 +126,7 @@ def fleet_stack(
     work: Path, *, workers: int, interval: float, database: str = "sqlite"
 ) -> Iterator[Stack]:
     ca = make_ca()
-    trust = work / "ek-ca"
-    trust.mkdir()
-    (trust / "ca.pem").write_bytes(ca.pem)
+    trust = ek_trust_dir(work, ca)
     key_pem = ca.key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -141,17 +140,13 @@ def fleet_stack(
         fleet = FleetProcess(FleetSpec(key_pem, ca.pem, work / "tls", registrar.url))
         try:
             port = free_port()
-            settings = load_settings(
-                database_url=database_url,
+            settings = verifier_settings(
+                work,
+                registrar,
                 redis_url=redis_url,
-                registrar_url=registrar.url,
-                registrar_api_key=registrar.reader_key,
-                registrar_signing_key=registrar.signing_key,
-                ek_ca_dir=registrar.trust_dir,
-                verifier_tls_dir=work / "tls" / "verifier",
-                verifier_keys_dir=work / "keys",
-                verifier_port=port,
-                round_interval_seconds=interval,
+                database_url=database_url,
+                port=port,
+                interval=interval,
             )
             env = settings_environment(settings)
             api_url = f"http://127.0.0.1:{port}"

@@ -44,10 +44,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.enrolment import ApiEndpoint, enrol
 from bench._fleet_process import BASELINE_FILES
 from bench._fleet_stats import cpu_by_label, cpu_snapshot, load_average, percentile
+from bench._verifier_settings import ek_trust_dir, verifier_settings
 from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process, port_accepts
 from geoattest.registrar_client import RegistrarClient
-from geoattest.settings import Settings, load_settings
+from geoattest.settings import Settings
 from geoattest.tls_material import self_signed_server_certificate, write_certified_key
 from geoattest.wire_push import PushChallengeView, PushEvidencePost, PushVerdictView
 from tests.support.access import bearer, issue_api_key
@@ -89,23 +90,17 @@ class Stack:
 @contextmanager
 def push_stack(work: Path, *, interval: float) -> Iterator[Stack]:
     ca = make_ca()
-    trust = work / "ek-ca"
-    trust.mkdir()
-    (trust / "ca.pem").write_bytes(ca.pem)
+    trust = ek_trust_dir(work, ca)
     with running_redis(work) as redis_url, running_registrar(work, trust) as registrar:
         port, push_port = free_port(), free_port()
-        settings = load_settings(
-            database_url=f"sqlite:///{work / 'verifier.sqlite'}",
+        settings = verifier_settings(
+            work,
+            registrar,
             redis_url=redis_url,
-            registrar_url=registrar.url,
-            registrar_api_key=registrar.reader_key,
-            registrar_signing_key=registrar.signing_key,
-            ek_ca_dir=registrar.trust_dir,
-            verifier_tls_dir=work / "tls" / "verifier",
-            verifier_keys_dir=work / "keys",
-            verifier_port=port,
+            database_url=f"sqlite:///{work / 'verifier.sqlite'}",
+            port=port,
+            interval=interval,
             push_port=push_port,
-            round_interval_seconds=interval,
             push_challenges_per_minute=max(30, int(120 / interval)),
         )
         env = settings_environment(settings)

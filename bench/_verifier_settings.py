@@ -1,0 +1,47 @@
+"""What the fleet benchmarks' verifier processes share: the EK trust store of the simulated
+fleet's CA and the verifier's settings on the benchmark's registrar, Redis and database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from geoattest.settings import Settings, load_settings
+from tests.support.registrar_server import RunningRegistrar
+from tests.support.software_pki import SoftwareCa
+
+__all__ = ["ek_trust_dir", "verifier_settings"]
+
+
+def ek_trust_dir(work: Path, ca: SoftwareCa) -> Path:
+    """``work/ek-ca`` holding the simulated TPMs' manufacturer CA."""
+    trust = work / "ek-ca"
+    trust.mkdir()
+    (trust / "ca.pem").write_bytes(ca.pem)
+    return trust
+
+
+def verifier_settings(
+    work: Path,
+    registrar: RunningRegistrar,
+    *,
+    redis_url: str,
+    database_url: str,
+    port: int,
+    interval: float,
+    **extra: Any,  # noqa: ANN401  # more settings, as load_settings takes them
+) -> Settings:
+    """The verifier's settings: TLS and keys under ``work``, the API on ``port``."""
+    return load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        registrar_url=registrar.url,
+        registrar_api_key=registrar.reader_key,
+        registrar_signing_key=registrar.signing_key,
+        ek_ca_dir=registrar.trust_dir,
+        verifier_tls_dir=work / "tls" / "verifier",
+        verifier_keys_dir=work / "keys",
+        verifier_port=port,
+        round_interval_seconds=interval,
+        **extra,
+    )
