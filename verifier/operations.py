@@ -127,6 +127,20 @@ class Operations:
             gnss_receiver=checked.gnss_receiver,
         )
 
+    def _refuse_shared_push_certificate(self, agent_id: str, certificate: bytes) -> None:
+        """A push agent is known by its certificate alone (the listener maps a certificate to
+        one agent before it reads a body), so no two push agents may share one."""
+        for other in self._store.targets().values():
+            if (
+                other.agent_id != agent_id
+                and other.mode is AgentMode.PUSH
+                and other.tls_certificate == certificate
+            ):
+                raise AgentCertificateInvalid(
+                    f"agent {agent_id!r} registered the TLS certificate of push agent "
+                    f"{other.agent_id!r}: a push agent needs its own"
+                )
+
     def put_policy(self, name: str, document: PolicyDocument) -> PolicySummary:
         """Validate (``PolicyInvalid`` names the problem) and store; takes effect next round.
 
@@ -158,6 +172,8 @@ class Operations:
         """Take an enrolled, active agent under verification; a pull agent's first round is due
         at once, a push agent's runs when it posts (ADR 19)."""
         identity = self._active_identity(agent_id)
+        if mode is AgentMode.PUSH:
+            self._refuse_shared_push_certificate(agent_id, identity.tls_certificate)
         target = AgentTarget(
             agent_id=agent_id,
             policy_name=policy_name,
@@ -183,6 +199,8 @@ class Operations:
         AK starts the agent over, as a new identity must."""
         current = self._store.get_agent(agent_id)
         identity = self._active_identity(agent_id)
+        if current.mode is AgentMode.PUSH:
+            self._refuse_shared_push_certificate(agent_id, identity.tls_certificate)
         changed_ak = self._store.update_identity(
             agent_id,
             ak_public=identity.ak_public,

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from agent.enrolment import ApiEndpoint
 from agent.push import PushClient
@@ -392,3 +394,39 @@ def test_a_challenge_whose_round_moved_on_is_stale_not_a_failure(
     assert client.round().outcome == "passed"  # a new challenge asks from the new offset
     hot.close()
     client.close()
+
+
+def test_a_push_agent_with_another_push_agents_certificate_is_not_taken(
+    push: Push, nodes: Callable[[str], Node], make_swtpm: MakeSwtpm, tmp_path: Path
+) -> None:
+    """The listener knows a push agent by its certificate alone: sharing one (a key copied
+    between nodes) would leave one of them unable to post, or speaking as the other."""
+    first = nodes("push")
+    agent_id = "copied-a-push-key"
+    node = start_node(
+        make_swtpm(),
+        tmp_path / "copy-node",
+        agent_id,
+        client_ca=push.stack.verifier.client_ca,
+        registrar=push.stack.registrar,
+    )
+    registrar = push.stack.registrar.client()
+    try:
+        pem = (first.state_dir / "server.pem").read_bytes()
+        copied = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+        url = f"https://127.0.0.1:{node.port}"
+        node.enrol(registrar, ApiEndpoint(url=url, tls_certificate=copied))
+        answer = push.stack.verifier.request(
+            "POST", f"/v1/agents/{agent_id}", json={"policy": "swtpm-edge", "mode": "push"}
+        )
+        assert (answer.status_code, _code(answer)) == (409, "agent_certificate_invalid")
+        assert first.agent_id in answer.json()["error"]["message"]
+        pulled = push.stack.verifier.request(  # a pull agent's certificate is only its server's
+            "POST", f"/v1/agents/{agent_id}", json={"policy": "swtpm-edge", "mode": "pull"}
+        )
+        assert pulled.status_code == 201, pulled.text
+        assert _client(push, first).round().outcome == "passed"  # the first one still posts
+    finally:
+        node.stop_api()
+        push.stack.verifier.forget(registrar, [agent_id])
+        registrar.close()
