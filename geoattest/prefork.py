@@ -35,6 +35,7 @@ RESPAWN_DELAY_SECONDS = 1.0
 BACKLOG = 1024
 
 WsgiApp = Callable[..., Any]
+Serve = Callable[[Any, socket.socket], None]  # serves what ``make_app`` made on the socket
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -53,11 +54,14 @@ def serve_processes(
     ident: str,
     exit_status: Callable[[BaseException], int],
     on_exit: Callable[[int], None] = lambda _pid: None,
+    serve: Serve | None = None,
 ) -> int:
     """Serve ``make_app()`` from ``processes`` children on ``sock`` until signalled (module
     docstring). Returns 0 after a signal, or the exit status of a child that failed to start.
     ``exit_status`` maps what a child raised to its exit status; ``on_exit`` is told each
-    child's pid when it has exited."""
+    child's pid when it has exited. ``serve`` runs in each child on what ``make_app`` made
+    (default: waitress with ``threads``, a WSGI app)."""
+    serve = serve or _waitress(threads, ident)
     children: dict[int, int] = {}  # pid -> slot
     stopping = False
 
@@ -70,7 +74,7 @@ def serve_processes(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for slot in range(processes):
-            pid, started = _spawn(make_app, sock, threads, ident, exit_status)
+            pid, started = _spawn(make_app, sock, serve, exit_status)
             if not started:
                 status = _status(os.waitpid(pid, 0)[1])
                 on_exit(pid)
@@ -91,7 +95,7 @@ def serve_processes(
             time.sleep(RESPAWN_DELAY_SECONDS)
             if stopping:
                 continue
-            new, _ = _spawn(make_app, sock, threads, ident, exit_status)
+            new, _ = _spawn(make_app, sock, serve, exit_status)
             children[new] = slot_of
         return 0
     finally:
@@ -99,11 +103,17 @@ def serve_processes(
             signal.signal(signum, handler)
 
 
+def _waitress(threads: int, ident: str) -> Serve:
+    def serve(app: WsgiApp, sock: socket.socket) -> None:
+        waitress.serve(app, sockets=[sock], threads=threads, ident=ident)
+
+    return serve
+
+
 def _spawn(
     make_app: Callable[[], WsgiApp],
     sock: socket.socket,
-    threads: int,
-    ident: str,
+    serve: Serve,
     exit_status: Callable[[BaseException], int],
 ) -> tuple[int, bool]:
     """Fork one child; returns its pid and whether it built its app (it said so on a pipe)."""
@@ -111,7 +121,7 @@ def _spawn(
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(ready_read)
-        _child(make_app, sock, threads, ident, exit_status, ready_write)
+        _child(make_app, sock, serve, exit_status, ready_write)
     os.close(ready_write)
     with os.fdopen(ready_read, "rb") as ready:
         started = ready.read(1) == b"1"
@@ -121,8 +131,7 @@ def _spawn(
 def _child(
     make_app: Callable[[], WsgiApp],
     sock: socket.socket,
-    threads: int,
-    ident: str,
+    serve: Serve,
     exit_status: Callable[[BaseException], int],
     ready_fd: int,
 ) -> None:
@@ -133,7 +142,7 @@ def _child(
         app = make_app()
         os.write(ready_fd, b"1")
         os.close(ready_fd)
-        waitress.serve(app, sockets=[sock], threads=threads, ident=ident)
+        serve(app, sock)
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else 1
     except BaseException as e:  # the outermost boundary of the child: reported, then its status
