@@ -88,7 +88,7 @@ class Stack:
 
 
 @contextmanager
-def push_stack(work: Path, *, interval: float) -> Iterator[Stack]:
+def push_stack(work: Path, *, interval: float, processes: int = 1) -> Iterator[Stack]:
     ca = make_ca()
     trust = ek_trust_dir(work, ca)
     with running_redis(work) as redis_url, running_registrar(work, trust) as registrar:
@@ -101,6 +101,7 @@ def push_stack(work: Path, *, interval: float) -> Iterator[Stack]:
             port=port,
             interval=interval,
             push_port=push_port,
+            push_processes=processes,
             push_challenges_per_minute=max(30, int(120 / interval)),
         )
         env = settings_environment(settings)
@@ -334,13 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="measurement window, s")
     parser.add_argument("--interval", type=float, default=2.0, help="push interval, s")
     parser.add_argument("--threads", type=int, default=16, help="driver threads")
+    parser.add_argument("--processes", type=int, default=1, help="push listener processes")
     parser.add_argument("--sweep", action="store_true", help=f"N over {SWEEP} until >1%% late")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="geoattest-bench-push-"))
     steps = SWEEP if args.sweep else (args.agents,)
     try:
-        with push_stack(work, interval=args.interval) as stack:
+        with push_stack(work, interval=args.interval, processes=args.processes) as stack:
             for total in steps:
                 step = run_step(stack, total, args)
                 print(report(step, args.interval), flush=True)

@@ -128,7 +128,7 @@ def _child_status(error: BaseException) -> int:
             fail(error)
         except SystemExit as e:
             return e.code if isinstance(e.code, int) else EXIT_BUG
-    log.error("verifier API process failed", exc_info=error)
+    log.error("verifier process failed", exc_info=error)
     return EXIT_BUG
 
 
@@ -142,6 +142,12 @@ def _child_status(error: BaseException) -> int:
     "verifier_tls_dir",
     type=click.Path(path_type=Path),
     help="Directory with the verifier's client CA (it issues the listener's certificate).",
+)
+@click.option(
+    "--processes",
+    "push_processes",
+    type=click.IntRange(1, 64),
+    help="Processes serving the listener on its port (default 1; see docs/deploy.md).",
 )
 @click.pass_context
 @reports_errors
@@ -157,7 +163,9 @@ def push_serve(ctx: click.Context, /, **flags: object) -> None:
     migrate(engine)  # as ``verifier serve``: it may be the first service of the database up
     engine.dispose()
     with listening("the push listener", settings.push_host, settings.push_port):
-        serve_push(settings)
+        status = serve_push(settings, exit_status=_child_status)
+    if status:
+        sys.exit(status)
 
 
 @verifier.command("worker")

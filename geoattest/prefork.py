@@ -46,7 +46,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve_processes(
-    make_app: Callable[[], WsgiApp],
+    make_app: Callable[[], Any],
     sock: socket.socket,
     *,
     processes: int,
@@ -111,7 +111,7 @@ def _waitress(threads: int, ident: str) -> Serve:
 
 
 def _spawn(
-    make_app: Callable[[], WsgiApp],
+    make_app: Callable[[], Any],
     sock: socket.socket,
     serve: Serve,
     exit_status: Callable[[BaseException], int],
@@ -129,7 +129,7 @@ def _spawn(
 
 
 def _child(
-    make_app: Callable[[], WsgiApp],
+    make_app: Callable[[], Any],
     sock: socket.socket,
     serve: Serve,
     exit_status: Callable[[BaseException], int],

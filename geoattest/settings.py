@@ -280,6 +280,13 @@ class Settings(BaseSettings):
     # Push mode (ADR 19): agents nobody can reach post their evidence to this mTLS listener.
     push_host: str = Field(default="127.0.0.1", description="Address of the push listener.")
     push_port: int = Field(default=8894, ge=1, le=65535)
+    push_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes of the push listener on its port (verifier push-serve "
+        "--processes): one process's threads share a GIL (docs/benchmarks.md, Push mode).",
+    )
     push_names: tuple[str, ...] = Field(
         default=(),
         description="Host names and addresses agents dial for the push listener: its "

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from agent.enrolment import ApiEndpoint
 from agent.push import PushClient
-from geoattest.dev.procs import free_port
+from geoattest.dev.procs import GEOATTEST, free_port, managed_process, port_accepts
 from geoattest.dev.swtpm import SwtpmCa
 from geoattest.errors import PushChallengeRateLimited, PushRefused
 from geoattest.pcr_banks import PcrBank
@@ -36,7 +36,7 @@ from geoattest.wire import EvidenceRequest
 from geoattest.wire_push import PushChallengeView, PushEvidencePost
 from tests.support import MakeSwtpm
 from tests.support.swtpm_agent import Node, sha256_of, start_node, swtpm_node_policy
-from tests.support.verifier_stack import ServiceStack, service_stack
+from tests.support.verifier_stack import ServiceStack, service_stack, settings_environment
 from verifier.engine.push import PushChallenges
 from verifier.push_serve import build_push_server
 
@@ -430,3 +430,52 @@ def test_a_push_agent_with_another_push_agents_certificate_is_not_taken(
         node.stop_api()
         push.stack.verifier.forget(registrar, [agent_id])
         registrar.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_the_listener_serves_from_several_processes_on_one_port(
+    push: Push, nodes: Callable[[str], Node], tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = push.stack.verifier.settings.model_copy(
+        update={"push_port": port, "push_processes": 2}
+    )
+    node = nodes("push")
+    with managed_process(
+        "push listener, 2 processes",
+        [*GEOATTEST, "verifier", "push-serve"],
+        log_path=tmp_path / "push.log",
+        ready=lambda: port_accepts(port),
+        env=settings_environment(settings),
+    ) as listener:
+        deadline = time.monotonic() + 20  # children start one after another
+        while len(_children(listener.pid)) < 2:
+            assert time.monotonic() < deadline, _children(listener.pid)
+            time.sleep(0.1)
+        clients = [
+            PushClient(
+                f"https://127.0.0.1:{port}",
+                node.agent_id,
+                node.services[0],
+                client_cert=(node.state_dir / "server.pem", node.state_dir / "server-key.pem"),
+                verifier_ca=push.stack.verifier.client_ca,
+                timeout=10.0,
+            )
+            for _ in range(4)  # four connections: the kernel spreads them over the processes
+        ]
+        verdicts = [client.round() for client in clients for _ in range(2)]
+        assert [v.outcome for v in verdicts] == ["passed"] * 8
+        assert [v.record_seq for v in verdicts] == list(range(1, 9))  # one chain, no fork
+        for client in clients:
+            client.close()

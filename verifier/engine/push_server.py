@@ -239,8 +239,12 @@ class PushServer(ThreadedWSGIServer):
         *,
         max_connections: int = MAX_CONNECTIONS,
         request_deadline: float = REQUEST_DEADLINE_SECONDS,
+        sock: socket.socket | None = None,
     ) -> None:
-        super().__init__(host, port, app, handler=_Handler)
+        """``sock``: a bound, listening socket to serve (shared by forked processes) instead of
+        binding ``host:port``."""
+        fd = sock.fileno() if sock is not None else None
+        super().__init__(host, port, app, handler=_Handler, fd=fd)
         self.request_deadline = request_deadline
         self._trust = trust
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -307,8 +311,10 @@ def make_push_server(
     *,
     max_connections: int = MAX_CONNECTIONS,
     request_deadline: float = REQUEST_DEADLINE_SECONDS,
+    sock: socket.socket | None = None,
 ) -> PushServer:
-    """Bind the push listener on ``host:port`` (0 for a free port); call ``serve_forever``."""
+    """Bind the push listener on ``host:port`` (0 for a free port), or serve ``sock``; call
+    ``serve_forever``."""
     return PushServer(
         host,
         port,
@@ -316,4 +322,5 @@ def make_push_server(
         trust,
         max_connections=max_connections,
         request_deadline=request_deadline,
+        sock=sock,
     )
