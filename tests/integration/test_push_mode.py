@@ -13,6 +13,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from agent.enrolment import ApiEndpoint
 from agent.push import PushClient
 from geoattest.dev.procs import GEOATTEST, free_port, managed_process, port_accepts
-from geoattest.dev.swtpm import SwtpmCa
+from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from geoattest.errors import PushChallengeRateLimited, PushRefused
 from geoattest.pcr_banks import PcrBank
 from geoattest.tls_material import (
@@ -302,26 +303,40 @@ def test_an_agent_that_registered_a_ca_certificate_is_not_taken(
     push: Push, make_swtpm: MakeSwtpm, tmp_path: Path
 ) -> None:
     agent_id = "registered-a-ca"
+    ca = create_client_ca("anything this CA signs would be the agent").certificate_der
+    with _enrolled_with(push, make_swtpm(), tmp_path / "ca-node", agent_id, ca):
+        for mode in ("push", "pull"):  # either way it would become a trust anchor
+            answer = _add(push, agent_id, mode)
+            assert (answer.status_code, _code(answer)) == (409, "agent_certificate_invalid")
+
+
+@contextmanager
+def _enrolled_with(
+    push: Push, swtpm: SwtpmInstance, workdir: Path, agent_id: str, certificate: bytes
+) -> Iterator[Node]:
+    """A node enrolled (again) with ``certificate`` as its TLS certificate, forgotten after."""
     node = start_node(
-        make_swtpm(),
-        tmp_path / "ca-node",
+        swtpm,
+        workdir,
         agent_id,
         client_ca=push.stack.verifier.client_ca,
         registrar=push.stack.registrar,
     )
     registrar = push.stack.registrar.client()
     try:
-        ca = create_client_ca("anything this CA signs would be the agent").certificate_der
-        node.enrol(registrar, ApiEndpoint(url=f"https://127.0.0.1:{node.port}", tls_certificate=ca))
-        for mode in ("push", "pull"):  # either way it would become a trust anchor
-            answer = push.stack.verifier.request(
-                "POST", f"/v1/agents/{agent_id}", json={"policy": "swtpm-edge", "mode": mode}
-            )
-            assert (answer.status_code, _code(answer)) == (409, "agent_certificate_invalid")
+        url = f"https://127.0.0.1:{node.port}"
+        node.enrol(registrar, ApiEndpoint(url=url, tls_certificate=certificate))
+        yield node
     finally:
         node.stop_api()
         push.stack.verifier.forget(registrar, [agent_id])
         registrar.close()
+
+
+def _add(push: Push, agent_id: str, mode: str) -> requests.Response:
+    return push.stack.verifier.request(
+        "POST", f"/v1/agents/{agent_id}", json={"policy": "swtpm-edge", "mode": mode}
+    )
 
 
 def _tls_to_listener(push: Push, node: Node) -> ssl.SSLSocket:
@@ -403,33 +418,15 @@ def test_a_push_agent_with_another_push_agents_certificate_is_not_taken(
     between nodes) would leave one of them unable to post, or speaking as the other."""
     first = nodes("push")
     agent_id = "copied-a-push-key"
-    node = start_node(
-        make_swtpm(),
-        tmp_path / "copy-node",
-        agent_id,
-        client_ca=push.stack.verifier.client_ca,
-        registrar=push.stack.registrar,
-    )
-    registrar = push.stack.registrar.client()
-    try:
-        pem = (first.state_dir / "server.pem").read_bytes()
-        copied = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-        url = f"https://127.0.0.1:{node.port}"
-        node.enrol(registrar, ApiEndpoint(url=url, tls_certificate=copied))
-        answer = push.stack.verifier.request(
-            "POST", f"/v1/agents/{agent_id}", json={"policy": "swtpm-edge", "mode": "push"}
-        )
+    pem = (first.state_dir / "server.pem").read_bytes()
+    copied = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    with _enrolled_with(push, make_swtpm(), tmp_path / "copy-node", agent_id, copied):
+        answer = _add(push, agent_id, "push")
         assert (answer.status_code, _code(answer)) == (409, "agent_certificate_invalid")
         assert first.agent_id in answer.json()["error"]["message"]
-        pulled = push.stack.verifier.request(  # a pull agent's certificate is only its server's
-            "POST", f"/v1/agents/{agent_id}", json={"policy": "swtpm-edge", "mode": "pull"}
-        )
+        pulled = _add(push, agent_id, "pull")  # a pull agent's certificate is only its server's
         assert pulled.status_code == 201, pulled.text
         assert _client(push, first).round().outcome == "passed"  # the first one still posts
-    finally:
-        node.stop_api()
-        push.stack.verifier.forget(registrar, [agent_id])
-        registrar.close()
 
 
 def _children(pid: int) -> list[int]:
