@@ -31,6 +31,8 @@ def pinnable_certificate(der: bytes) -> x509.Certificate:
         certificate = x509.load_der_x509_certificate(der)
     except ValueError as e:
         raise CertificateNotPinnable("not a DER X.509 certificate") from e
+    if certificate.version is not x509.Version.v3:  # OpenSSL takes a self-signed v1 for a CA
+        raise CertificateNotPinnable("it is not an X.509 v3 certificate")
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     except x509.ExtensionNotFound:
@@ -40,6 +42,13 @@ def pinnable_certificate(der: bytes) -> x509.Certificate:
     else:
         if constraints.value.ca:
             raise CertificateNotPinnable("it is a CA certificate, not an agent's own leaf")
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        pass
+    else:  # OpenSSL takes a certificate that may sign certificates or CRLs for an issuer
+        if usage.key_cert_sign or usage.crl_sign:
+            raise CertificateNotPinnable("its key usage lets it sign certificates, as a CA's")
     if certificate.issuer != certificate.subject:
         raise CertificateNotPinnable("it is not self-signed (issuer differs from subject)")
     try:
@@ -47,9 +56,9 @@ def pinnable_certificate(der: bytes) -> x509.Certificate:
     except (InvalidSignature, ValueError, TypeError) as e:
         raise CertificateNotPinnable("its self-signature does not verify") from e
     try:
-        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        extended = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return certificate
-    if ExtendedKeyUsageOID.SERVER_AUTH not in usage:
+    if ExtendedKeyUsageOID.SERVER_AUTH not in extended:
         raise CertificateNotPinnable("its extended key usage does not allow TLS server use")
     return certificate

@@ -100,7 +100,9 @@ def listener(tls_dir: Path) -> Iterator[Listener]:
         return "refused before the body", 403  # as the push routes do for a stranger
 
     trust = _trust(tls_dir, _fleet(AGENT.certificate_der))
-    server = make_push_server(app, trust, "127.0.0.1", 0, max_connections=2, request_deadline=1.5)
+    server = make_push_server(
+        app, trust, "127.0.0.1", 0, max_connections=2, request_deadline=1.5, idle_timeout=1.0
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield Listener(server, tls_dir)
@@ -173,3 +175,65 @@ def test_a_request_that_trickles_is_cut_off_at_its_deadline(listener: Listener) 
             time.sleep(0.2)
         assert closed, "the listener kept reading a request past its deadline"
         assert time.monotonic() - started < 1.5 + 2.0
+
+
+def _trickle(tls: ssl.SSLSocket, data: bytes, every: float, within: float) -> float | None:
+    """Send ``data`` a byte every ``every`` s; when the listener cut the connection, after how
+    many seconds (None: all of it went out within ``within`` s)."""
+    started = time.monotonic()
+    for byte in data:
+        try:
+            tls.sendall(bytes([byte]))
+        except OSError:
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            break
+        time.sleep(every)
+    return None
+
+
+def test_a_request_line_that_trickles_is_cut_off(listener: Listener) -> None:
+    with listener.connect() as tls:
+        cut = _trickle(tls, b"POST /echo HTTP/1.1\r\n" * 4, every=0.2, within=8.0)
+    assert cut is not None, "the listener kept reading a request line past idle + deadline"
+    assert cut < 1.0 + 1.5 + 2.0
+
+
+def test_a_slow_body_gets_the_time_its_length_takes(listener: Listener) -> None:
+    body = b"x" * (200 * 1024)  # 3.1 s at 64 KiB/s: the 1.5 s deadline alone would cut it
+    with listener.connect() as tls:
+        tls.sendall(
+            f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for start in range(0, len(body), len(body) // 10):
+            tls.sendall(body[start : start + len(body) // 10])
+            time.sleep(0.25)  # 2.5 s in all
+        answer = http.client.HTTPResponse(tls)  # type: ignore[arg-type,unused-ignore]
+        answer.begin()
+        assert answer.read() == str(len(body)).encode()
+
+
+def test_a_body_framed_by_two_lengths_closes_the_connection(listener: Listener) -> None:
+    """werkzeug reads the last Content-Length: a peer must not frame a second request with
+    the first one."""
+    smuggled = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    with listener.connect() as tls:
+        tls.sendall(
+            b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+            + f"Content-Length: {len(smuggled)}\r\n\r\n".encode()
+            + smuggled
+        )
+        answer = http.client.HTTPResponse(tls)  # type: ignore[arg-type,unused-ignore]
+        answer.begin()
+        assert (answer.status, answer.will_close) == (403, True)
+        answer.read()
+        assert tls.recv(4096) == b""  # the smuggled request was never answered
+
+
+def test_a_request_line_that_does_not_parse_is_answered(listener: Listener) -> None:
+    with listener.connect() as tls:
+        tls.sendall(b"POST /echo HTTP/1.1 and more\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(4096):  # http.server answers a line it cannot parse, and closes
+            answer += chunk
+    assert b"Error code: 400" in answer, answer

@@ -24,6 +24,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 IDLE_TIMEOUT_SECONDS = 15.0  # a kept-alive connection between requests (and rounds)
-REQUEST_DEADLINE_SECONDS = 30.0  # headers and body of one request, in all (a 16 MiB post fits)
+REQUEST_DEADLINE_SECONDS = 30.0  # headers and body of one request, plus the body's upload time
+MIN_UPLOAD_BYTES_PER_SECOND = 64 * 1024  # the slowest uplink a body is given time for
 MAX_CONNECTIONS = 1024  # threads at once; a push agent keeps one connection between rounds
 
 
@@ -166,27 +168,47 @@ class _Handler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.connection.settimeout(self._push_server.idle_timeout)
         self.rfile = _RequestReader(self.rfile)
 
-    def parse_request(self) -> bool:
-        # The request line is in: from here the headers and body must arrive within the
-        # request deadline, however slowly a peer drips them (the idle timeout is per recv).
+    @property
+    def _push_server(self) -> PushServer:
         server: PushServer = self.server  # type: ignore[assignment]
-        self._deadline = threading.Timer(server.request_deadline, self._cut_off)
-        self._deadline.daemon = True
-        self._deadline.start()
-        parsed = bool(super().parse_request())
-        self.rfile.start_body()
-        return parsed
+        return server
 
     def handle_one_request(self) -> None:
         self.rfile.release()
+        server = self._push_server
+        # The request line may wait for the idle timeout, but not drip in for ever (the idle
+        # timeout is per recv: one byte now and then would keep it waiting).
+        self._arm(server.idle_timeout + server.request_deadline)
         try:
             super().handle_one_request()
         finally:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+            self._arm(None)
+
+    def parse_request(self) -> bool:
+        # The request line is in: the headers must follow within the request deadline, and
+        # the body within it plus what its length takes at ``MIN_UPLOAD_BYTES_PER_SECOND``
+        # (a first round's whole IMA log over a slow uplink), however slowly a peer drips.
+        server = self._push_server
+        self._arm(server.request_deadline)
+        parsed = bool(super().parse_request())
+        if parsed:
+            length = _content_length(self.headers) or 0
+            self._arm(server.request_deadline + length / MIN_UPLOAD_BYTES_PER_SECOND)
+        self.rfile.start_body()
+        return parsed
+
+    def _arm(self, seconds: float | None) -> None:
+        """Replace the running deadline with one ``seconds`` from now (None: no deadline)."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if seconds is not None:
+            self._deadline = threading.Timer(seconds, self._cut_off)
+            self._deadline.daemon = True
+            self._deadline.start()
 
     def send_header(self, keyword: str, value: str) -> None:
         # werkzeug sends "Connection: close" with every answer; keep the connection instead
@@ -198,15 +220,13 @@ class _Handler(WSGIRequestHandler):
         super().send_header(keyword, value)
 
     def _keeps_alive(self) -> bool:
-        if self.close_connection or self.request_version != "HTTP/1.1":
+        headers = getattr(self, "headers", None)  # absent when the request line did not parse
+        if headers is None or self.close_connection or self.request_version != "HTTP/1.1":
             return False
-        if "Transfer-Encoding" in self.headers:
+        if "Transfer-Encoding" in headers:
             return False
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return False
-        return bool(self.rfile.body_read == length)
+        length = _content_length(headers)
+        return length is not None and self.rfile.body_read == length
 
     def _cut_off(self) -> None:
         log.info("push request from %s cut off: over its deadline", self.client_address[0])
@@ -222,7 +242,19 @@ class _Handler(WSGIRequestHandler):
         return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("%s %s -> %s", printable(self.command, 16), printable(self.path, 200), code)
+        path = getattr(self, "path", None) or self.requestline  # absent when it did not parse
+        log.debug("%s %s -> %s", printable(self.command, 16), printable(path, 200), code)
+
+
+def _content_length(headers: Message) -> int | None:
+    """The request's body length: 0 without the header; None when it cannot be trusted to
+    frame the next request (not a plain number, or given twice: werkzeug reads the last one)."""
+    given = headers.get_all("Content-Length") or []
+    if not given:
+        return 0
+    if len(given) > 1 or not given[0].strip().isdigit():
+        return None
+    return int(given[0])
 
 
 class PushServer(ThreadedWSGIServer):
@@ -239,6 +271,7 @@ class PushServer(ThreadedWSGIServer):
         *,
         max_connections: int = MAX_CONNECTIONS,
         request_deadline: float = REQUEST_DEADLINE_SECONDS,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
         sock: socket.socket | None = None,
     ) -> None:
         """``sock``: a bound, listening socket to serve (shared by forked processes) instead of
@@ -246,6 +279,7 @@ class PushServer(ThreadedWSGIServer):
         fd = sock.fileno() if sock is not None else None
         super().__init__(host, port, app, handler=_Handler, fd=fd)
         self.request_deadline = request_deadline
+        self.idle_timeout = idle_timeout
         self._trust = trust
         self._slots = threading.BoundedSemaphore(max_connections)
         self._refused_at = 0.0
@@ -311,6 +345,7 @@ def make_push_server(
     *,
     max_connections: int = MAX_CONNECTIONS,
     request_deadline: float = REQUEST_DEADLINE_SECONDS,
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     sock: socket.socket | None = None,
 ) -> PushServer:
     """Bind the push listener on ``host:port`` (0 for a free port), or serve ``sock``; call
@@ -322,5 +357,6 @@ def make_push_server(
         trust,
         max_connections=max_connections,
         request_deadline=request_deadline,
+        idle_timeout=idle_timeout,
         sock=sock,
     )

@@ -16,6 +16,21 @@ from geoattest.tls_material import (
     issue_client_certificate,
     self_signed_server_certificate,
 )
+from tests.paths import vector
+
+
+def _key_usage(*, cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _self_signed(
@@ -54,8 +69,20 @@ def test_an_agents_own_certificate_is_pinnable() -> None:
             _self_signed(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])),
             "TLS server use",
         ),
+        (_self_signed(_key_usage(cert_sign=True)), "sign certificates"),
+        (_self_signed(_key_usage(crl_sign=True)), "sign certificates"),
+        (vector("x509/self-signed-v1.der").read_bytes(), "not an X.509 v3"),
     ],
-    ids=["garbage", "ca", "issued-by-another", "forged-self-signature", "not-for-tls"],
+    ids=[
+        "garbage",
+        "ca",
+        "issued-by-another",
+        "forged-self-signature",
+        "not-for-tls",
+        "may-sign-certificates",
+        "may-sign-crls",
+        "v1",
+    ],
 )
 def test_what_cannot_be_pinned_is_refused_with_its_reason(der: bytes, why: str) -> None:
     with pytest.raises(CertificateNotPinnable, match=why):
