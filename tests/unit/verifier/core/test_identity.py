@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import tpm
@@ -23,6 +24,7 @@ from geoattest.identity_statement import (
     sign_statement,
     statement_body,
 )
+from geoattest.tls_material import self_signed_server_certificate
 from geoattest.wire import AgentView, location_key_qualifying_data
 from tests.support.software_pki import SoftwareCa, make_ca
 from tests.support.software_tpm import SoftwareTpm
@@ -30,6 +32,10 @@ from tpm import ObjectAttributes
 from verifier.core.identity import IdentityTrust, check_identity, facts_of
 
 NOW = dt.datetime.now(dt.UTC)
+# A real self-signed agent certificate: the verifier refuses to pin anything else (ADR 19).
+AGENT_CERTIFICATE = self_signed_server_certificate("edge", ["10.0.0.7"]).certificate.public_bytes(
+    serialization.Encoding.DER
+)
 
 
 class Registrar:
@@ -65,7 +71,7 @@ class Registrar:
             "enrolled_at": NOW,
             "activated_at": NOW,
             "agent_url": "https://10.0.0.7:9002",
-            "tls_certificate": b"server certificate",
+            "tls_certificate": AGENT_CERTIFICATE,
             "location_key_public": location,
             "location_key_certify_attest": attest,
             "location_key_certify_signature": signature,
