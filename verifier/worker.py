@@ -149,7 +149,8 @@ def create_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         # The CLI checks Redis before it starts the worker (a clear error, exit 3); once
         # running, a lost broker connection is retried for ever with Celery's backoff (each
-        # attempt logged), and every task in flight is redelivered (acks_late).
+        # attempt logged); a batch in flight is not redelivered (acks on receipt, above) but
+        # claimed again after its claim horizon.
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
         broker_connection_max_retries=None,
