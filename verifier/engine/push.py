@@ -38,9 +38,15 @@ from geoattest.errors import (
     PushRoundNotRun,
 )
 from geoattest.wire import EvidenceRequest, EvidenceResponse
-from geoattest.wire_push import PushChallengeView, PushEvidencePost, PushVerdictView
+from geoattest.wire_push import (
+    PushChallengeRequest,
+    PushChallengeView,
+    PushEvidencePost,
+    PushVerdictView,
+)
 from verifier.core.round import RoundMemory
 from verifier.core.states import POLLED_STATES, AgentMode
+from verifier.engine.fleet import FleetConfig
 from verifier.engine.judge import round_request
 from verifier.engine.runner import RoundRunner, RoundTarget
 from verifier.engine.runtime import VerifierRuntime
@@ -188,11 +194,10 @@ class PushRounds:
         self._lock_wait = lock_wait
         self._by_certificate: tuple[int, dict[bytes, str]] = (-1, {})
 
-    def agent_of(self, presented: bytes | None) -> str:
+    def _caller(self, fleet: FleetConfig, presented: bytes | None) -> str:
         """The push agent whose registered certificate the caller presented.
 
         Raises ``PushCertificateRefused`` (no certificate, or none of a push agent's)."""
-        fleet = self._runtime().fleet()
         version, index = self._by_certificate
         if version != fleet.version:
             index = {
@@ -209,14 +214,26 @@ class PushRounds:
             )
         return agent_id
 
-    def challenge(self, agent_id: str, presented: bytes | None) -> PushChallengeView:
-        """Issue the agent's next challenge with what its round must quote.
+    def challenge(
+        self, presented: bytes | None, read: Callable[[], PushChallengeRequest]
+    ) -> PushChallengeView:
+        """Issue the caller's next challenge with what its round must quote.
 
+        The caller is checked before ``read`` parses the body, and the body must name the
+        caller. One fleet snapshot serves the whole request (each is a Redis round trip).
         Raises ``PushCertificateRefused``, ``AgentNotAttested`` (policy or keys unusable),
         ``PushRoundNotRun`` (paused or failed: no round would run) and
         ``PushChallengeRateLimited``."""
         runtime = self._runtime()
-        round_target = self._round_target(runtime, agent_id, presented)
+        fleet = runtime.fleet()
+        agent_id = self._caller(fleet, presented)
+        asked = read()
+        if asked.agent_id != agent_id:
+            raise PushCertificateRefused(
+                f"the client certificate is not the one registered for push agent "
+                f"{asked.agent_id!r}"
+            )
+        round_target = self._round_target(fleet, agent_id, presented)
         live = runtime.hot.load(agent_id)
         state = live.state if live is not None else round_target.target.state
         if state not in POLLED_STATES:
@@ -239,7 +256,11 @@ class PushRounds:
         body read. Raises ``PushCertificateRefused``, ``PushChallengeUnknown``,
         ``PushChallengeStale``, ``AgentNotAttested`` and ``PushRoundNotRun`` (paused or failed
         agent, or its lock held too long)."""
-        agent_id = self.agent_of(presented)
+        runtime = self._runtime()
+        # Taken before the body is read and used for the whole round, as a pull round uses the
+        # snapshot of its dispatch: a change an operator makes meanwhile applies to the next.
+        fleet = runtime.fleet()
+        agent_id = self._caller(fleet, presented)
         challenge = self._challenges.take(agent_id)
         post = read()
         if post.agent_id != agent_id:
@@ -251,8 +272,7 @@ class PushRounds:
                 "not this agent's outstanding challenge (another agent's, or replaced); "
                 "the challenge is used up"
             )
-        runtime = self._runtime()
-        round_target = self._round_target(runtime, agent_id, presented)
+        round_target = self._round_target(fleet, agent_id, presented)
         live = runtime.hot.load(agent_id)
         memory = live.memory if live is not None else RoundMemory()
         if asks_digest(round_request(round_target.policy, memory, challenge.nonce)) != (
@@ -288,10 +308,7 @@ class PushRounds:
         )
 
     @staticmethod
-    def _round_target(
-        runtime: VerifierRuntime, agent_id: str, presented: bytes | None
-    ) -> RoundTarget:
-        fleet = runtime.fleet()
+    def _round_target(fleet: FleetConfig, agent_id: str, presented: bytes | None) -> RoundTarget:
         target = fleet.targets.get(agent_id)
         registered = target.tls_certificate if target is not None else b""
         if (

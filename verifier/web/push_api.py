@@ -52,11 +52,9 @@ def _peer() -> bytes | None:
     answer=PushChallengeView,
 )
 def challenge() -> Response:
-    rounds = _rounds()
-    rounds.agent_of(_peer())  # no body is read for a caller that is no push agent
     request.max_content_length = CHALLENGE_BODY_BYTES
-    body = parse_body(PushChallengeRequest)
-    view = rounds.challenge(body.agent_id, _peer())
+    # No body is read for a caller that is no push agent.
+    view = _rounds().challenge(_peer(), lambda: parse_body(PushChallengeRequest))
     return jsonify(view.model_dump(mode="json", exclude_defaults=True))
 
 
