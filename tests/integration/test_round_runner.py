@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -310,4 +310,56 @@ def test_two_drafts_of_one_agent_in_one_group_commit_as_two_linked_records(
     results = verdicts.commit([draft(7), draft(9)])
     assert [type(r) for r in results] == [Committed, Committed]
     assert stack.store.get_agent(agent_id).records == 2
+    assert _chain_intact(stack, agent_id) == 2
+
+
+def test_of_two_writers_with_one_fence_the_later_commit_is_refused_not_an_error(
+    stack: RunnerStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Sentinel failover can hand one fence to two rounds (the increment never replicated).
+    Both read the same chain position; the second to write finds the row moved on and must be
+    refused (``fence``), even though the row now holds its own fence and sequence number. Before
+    the fix it took the other's update for its own, inserted a duplicate sequence number and
+    failed the whole group commit (seen in a parallel CI run of test_redis_failover)."""
+    import datetime as dt
+
+    from sqlalchemy import Connection
+
+    from geoattest.db import make_engine
+    from verifier.core.round_record import RecordOrigin, action_record
+    from verifier.storage import verdicts as verdicts_module
+    from verifier.storage.verdict_rows import Chain, read_chain
+    from verifier.storage.verdicts import Committed, Refused, VerdictDraft, VerdictStore
+
+    agent_id = _first(stack)
+    _attested(stack, agent_id)
+
+    def draft(round_id: str) -> VerdictDraft:
+        record = action_record(
+            agent_id=agent_id,
+            round_id=round_id,
+            at=dt.datetime.now(dt.UTC),
+            kind=RecordKind.OPERATOR,
+            origin=RecordOrigin(verifier_id="t"),
+            reason=Reason.OPERATOR_PAUSED,
+        )
+        return VerdictDraft(record=record, fence=10**6, decide=lambda state: state)  # steady
+
+    first = VerdictStore(stack.store._sessions.kw["bind"])
+    second = VerdictStore(make_engine(f"sqlite:///{stack.database}"))  # another worker's pool
+    raced: list[object] = []
+
+    def read_then_lose_the_race(connection: Connection, agent_ids: Sequence[str]) -> Chain:
+        chain = read_chain(connection, agent_ids)
+        if not raced:  # the other writer commits between this read and this write
+            raced.append("racing")
+            raced[0] = second.commit([draft("second")])[0]
+        return chain
+
+    monkeypatch.setattr(verdicts_module, "read_chain", read_then_lose_the_race)
+    refused = first.commit([draft("first")])[0]
+    assert isinstance(raced[0], Committed)
+    assert isinstance(refused, Refused), refused
+    assert refused.why == "fence"
+    assert stack.store.get_agent(agent_id).records == 2  # the attested round's and the winner's
     assert _chain_intact(stack, agent_id) == 2

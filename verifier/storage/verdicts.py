@@ -313,13 +313,19 @@ class VerdictStore:
                 lost.add(record.agent_id)
         steady = [p.row for p in pending if not p.transition]
         if steady and steady_updates(connection, steady) != len(steady):
+            # The head (this record's digest) tells whose update the row holds: after a
+            # Sentinel failover two writers can share a fence and a sequence number.
             current = {
-                agent_id: (fence, seq)
-                for agent_id, (seq, _, _, fence, _) in read_chain(
+                agent_id: (fence, seq, bytes(head or b""))
+                for agent_id, (seq, head, _, fence, _) in read_chain(
                     connection, [u.agent_id for u in steady]
                 ).items()
             }
-            lost |= {u.agent_id for u in steady if current.get(u.agent_id) != (u.fence, u.new_seq)}
+            lost |= {
+                u.agent_id
+                for u in steady
+                if current.get(u.agent_id) != (u.fence, u.new_seq, bytes(u.head))
+            }
         return lost
 
     def _finish(
