@@ -86,18 +86,19 @@ def test_local_fleet_attests_its_agents_and_a_second_run_reuses_the_state(tmp_pa
     assert re.search(r"^edge-01\s+attested", second.stdout, re.MULTILINE)
 
 
-def test_the_same_state_starts_and_stops_ten_times(tmp_path: Path) -> None:
+def test_the_same_state_starts_and_stops_again_and_again(tmp_path: Path) -> None:
     """Every run enrols and attests anew, and its table shows a round of that run. No run needed
-    the lockout reset: the TPM was shut down in order each time (the DA counter stays 0)."""
+    the lockout reset: the TPM was shut down in order each time (the DA counter stays 0 after
+    every run). Four runs: one more than the unclean stops that put swtpm in lockout (3)."""
     state_dir = tmp_path / "quickstart"
-    for run in range(10):
+    for run in range(4):
         started = datetime.now().astimezone().replace(microsecond=0)
         done = _run_once(state_dir, agents=1)
         assert done.returncode == 0, f"run {run + 1}:\n{done.stdout}{done.stderr}"
         assert "state:                   active" in done.stdout, done.stdout
         assert _last_round(done.stdout, "edge-01", started) >= started, done.stdout
         assert "DA lockout" not in done.stdout + done.stderr
-    assert _da_state(state_dir, "edge-01").failed_tries == 0
+        assert _da_state(state_dir, "edge-01").failed_tries == 0, f"run {run + 1}"
 
 
 def test_a_tpm_left_in_lockout_is_reset_and_the_fleet_attests(tmp_path: Path) -> None:
