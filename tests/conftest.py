@@ -22,6 +22,14 @@ from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance
 from tests.support import MakeSwtpm, SwtpmTemplates, require_swtpm, swtpm_factory
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a ``slow`` test run first, each file's tests kept together in their order.
+    ``deploy/test`` hands whole files to parallel workers in this order (``--dist loadfile``):
+    a long file handed out last would run alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within stays
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("swtpm") is not None:
         require_swtpm()

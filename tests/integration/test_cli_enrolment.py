@@ -17,7 +17,7 @@ from geoattest.dev.swtpm import SwtpmCa, SwtpmInstance, free_port_pair
 from tests.support.registrar_server import trust_dir_with
 from tests.support.service_process import ServiceProcess
 
-pytestmark = pytest.mark.swtpm
+pytestmark = [pytest.mark.swtpm, pytest.mark.slow]
 
 GEOATTEST = [sys.executable, "-m", "geoattest"]
 

@@ -32,7 +32,7 @@ from tests.support.access import bearer
 from tests.support.registrar_server import RunningRegistrar, running_registrar
 from tests.support.service_apps import verifier_app
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 # Per operation, valid and invalid (schemathesis' negative mode): bounded, so the run stays short.
 EXAMPLES = 40

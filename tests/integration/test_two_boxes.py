@@ -40,7 +40,7 @@ from tests.support.service_process import ServiceProcess, verifier_celery
 from tests.support.verifier_stack import settings_environment
 from verifier.core.record import decode_record
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.redis]
+pytestmark = [pytest.mark.postgresql, pytest.mark.redis, pytest.mark.slow]
 
 AGENTS = 8
 INTERVAL = 1.5
