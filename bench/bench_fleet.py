@@ -56,6 +56,7 @@ from bench._fleet_stats import (
     percentile,
     round_figures,
 )
+from bench._service_counters import service_counters
 from bench._verifier_settings import ek_trust_dir, verifier_settings
 from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process
@@ -84,6 +85,7 @@ class Stack:
     hot: HotState
     pids: dict[str, int]
     agents: list[str]
+    redis_url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ class StepResult:
     tamper_latencies: list[float]
     tamper_missed: int
     setup_seconds: dict[str, float]
+    services: str  # Redis commands and database writes per round
 
 
 def _child_pid(parent: int, name: str) -> int:
@@ -177,6 +180,7 @@ def fleet_stack(
                             BENCH: os.getpid(),
                         },
                         agents=[],
+                        redis_url=redis_url,
                     )
                     client.close()
         finally:
@@ -285,9 +289,11 @@ def run_step(stack: Stack, total: int, args: argparse.Namespace) -> StepResult:
 
     load_before = load_average()
     cpu_before, busy_before = cpu_snapshot(stack.pids, own_only=[BENCH]), machine_busy()
+    counters_before = service_counters(stack.redis_url, stack.settings.database_url)
     start = stack.fleet.mark()
     time.sleep(args.duration)
     end = time.time()
+    counters_after = service_counters(stack.redis_url, stack.settings.database_url)
     cpu_after, busy_after = cpu_snapshot(stack.pids, own_only=[BENCH]), machine_busy()
     load_after = load_average()
     times = stack.fleet.times()
@@ -309,6 +315,7 @@ def run_step(stack: Stack, total: int, args: argparse.Namespace) -> StepResult:
         tamper_latencies=latencies,
         tamper_missed=missed,
         setup_seconds=setup,
+        services=counters_before.per_round(counters_after, figures.rounds),
     )
 
 
@@ -322,6 +329,7 @@ def report(step: StepResult, interval: float) -> str:
         "  CPU (cores): "
         + ", ".join(f"{label} {cores:.2f}" for label, cores in sorted(step.cpu.items()))
         + f"; whole machine {step.machine_cores:.2f} of {os.cpu_count()}",
+        f"  {step.services}",
         f"  load average {step.load_before} -> {step.load_after}; setup "
         + ", ".join(f"{k} {v:.0f} s" for k, v in step.setup_seconds.items()),
     ]
@@ -402,6 +410,7 @@ def _as_json(step: StepResult) -> dict[str, object]:
         "tamper_latencies": step.tamper_latencies,
         "tamper_missed": step.tamper_missed,
         "setup_seconds": step.setup_seconds,
+        "services_per_round": step.services,
     }
 
 

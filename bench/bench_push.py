@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.enrolment import ApiEndpoint, enrol
 from bench._fleet_process import BASELINE_FILES
 from bench._fleet_stats import cpu_by_label, cpu_snapshot, load_average, percentile
+from bench._service_counters import service_counters
 from bench._verifier_settings import ek_trust_dir, verifier_settings
 from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process, port_accepts
@@ -84,6 +85,7 @@ class Stack:
     ca: SoftwareCa
     work: Path
     pids: dict[str, int]
+    redis_url: str
     agents: list[PushAgent] = field(default_factory=list)
 
 
@@ -122,6 +124,7 @@ def push_stack(work: Path, *, interval: float, processes: int = 1) -> Iterator[S
                 ca=ca,
                 work=work,
                 pids={LISTENER: listener.pid, "verifier API": api.pid},
+                redis_url=redis_url,
             )
 
 
@@ -258,6 +261,7 @@ class StepResult:
     listener_cpu_per_round: float
     ecdsa_verify: float
     load: str
+    services: str  # Redis commands (and database writes) per round
 
 
 def raw_ecdsa_verify_seconds(iterations: int = 2000) -> float:
@@ -285,9 +289,11 @@ def run_step(stack: Stack, total: int, args: argparse.Namespace) -> StepResult:
         agent.refused = 0
     ecdsa = raw_ecdsa_verify_seconds()
     before = cpu_snapshot(stack.pids)
+    counters_before = service_counters(stack.redis_url, stack.settings.database_url)
     started = time.time()
     drive(stack, args.interval, started + args.duration, args.threads)
     seconds = time.time() - started
+    counters_after = service_counters(stack.redis_url, stack.settings.database_url)
     cpu = cpu_by_label(before, cpu_snapshot(stack.pids), seconds)
     rounds = sum(len(a.passed_at) for a in stack.agents)
     gaps = [
@@ -310,6 +316,7 @@ def run_step(stack: Stack, total: int, args: argparse.Namespace) -> StepResult:
         listener_cpu_per_round=listener_cpu,
         ecdsa_verify=ecdsa,
         load=load_average(),
+        services=counters_before.per_round(counters_after, rounds),
     )
 
 
@@ -325,7 +332,7 @@ def report(step: StepResult, interval: float) -> str:
         f"{step.listener_cpu_per_round / step.ecdsa_verify:.1f}x one raw ECDSA P-256 verify "
         f"({1000 * step.ecdsa_verify:.3f} ms, same run); CPU (cores): "
         + ", ".join(f"{label} {cores:.2f}" for label, cores in sorted(step.cpu.items()))
-        + f"; load {step.load}"
+        + f"; load {step.load}\n  {step.services}"
     )
 
 
