@@ -68,6 +68,18 @@ return stored
 """
 
 
+# Count the challenge against the agent's minute and store it, in one round trip: a caller
+# past its limit stores nothing (its outstanding challenge, if any, stays).
+_ISSUE_LUA = """
+local issued = redis.call('INCR', KEYS[1])
+if issued == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if issued > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+return 1
+"""
+RATE_KEY_SECONDS = 120  # a minute's counter outlives its minute
+
+
 def _challenge_key(agent_id: str) -> str:
     return f"geoattest:push-challenge:{agent_id}"
 
@@ -117,6 +129,7 @@ class PushChallenges:
         self._per_minute = per_minute
         self._clock = clock
         self._take = client.register_script(_TAKE_LUA)
+        self._issue = client.register_script(_ISSUE_LUA)
 
     def issue(
         self, agent_id: str, asks: Callable[[bytes], EvidenceRequest]
@@ -126,20 +139,18 @@ class PushChallenges:
 
         Raises ``PushChallengeRateLimited`` past ``per_minute`` challenges this minute."""
         now = self._clock()
-        rate_key = _rate_key(agent_id, int(now // 60))
-        pipe = self._redis.pipeline()
-        pipe.incr(rate_key)
-        pipe.expire(rate_key, 120)
-        issued = int(pipe.execute()[0])
-        if issued > self._per_minute:
-            raise PushChallengeRateLimited(
-                f"agent {agent_id!r} asked for over {self._per_minute} challenges this minute"
-            )
         nonce = secrets.token_bytes(CHALLENGE_BYTES)
         request = asks(nonce)
         challenge = Challenge(nonce=nonce, expires=now + self._lifetime, asks=asks_digest(request))
         ttl_ms = int((self._lifetime + KEY_SLACK_SECONDS) * 1000)
-        self._redis.set(_challenge_key(agent_id), challenge.stored(), px=ttl_ms)
+        stored = self._issue(
+            keys=[_rate_key(agent_id, int(now // 60)), _challenge_key(agent_id)],
+            args=[RATE_KEY_SECONDS, self._per_minute, challenge.stored(), ttl_ms],
+        )
+        if not stored:
+            raise PushChallengeRateLimited(
+                f"agent {agent_id!r} asked for over {self._per_minute} challenges this minute"
+            )
         return request, challenge.expires
 
     def take(self, agent_id: str) -> Challenge:
