@@ -1,16 +1,22 @@
 """What the fleet benchmarks' verifier processes share: the EK trust store of the simulated
-fleet's CA and the verifier's settings on the benchmark's registrar, Redis and database."""
+fleet's CA, the verifier's settings on the benchmark's registrar, Redis and database, and
+adding the enrolled agents to it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from geoattest.settings import Settings, load_settings
+from tests.support.access import bearer
 from tests.support.registrar_server import RunningRegistrar
 from tests.support.software_pki import SoftwareCa
 
-__all__ = ["ek_trust_dir", "verifier_settings"]
+__all__ = ["add_agents", "ek_trust_dir", "verifier_settings"]
 
 
 def ek_trust_dir(work: Path, ca: SoftwareCa) -> Path:
@@ -45,3 +51,22 @@ def verifier_settings(
         round_interval_seconds=interval,
         **extra,
     )
+
+
+def add_agents(
+    api_url: str, api_key: str, agent_ids: Sequence[str], *, policy: str, mode: str = "pull"
+) -> None:
+    """``POST /v1/agents/<id>`` for each enrolled agent, four at a time."""
+
+    def add(agent_id: str) -> None:
+        response = requests.post(
+            f"{api_url}/v1/agents/{agent_id}",
+            json={"policy": policy, "mode": mode},
+            headers=bearer(api_key),
+            timeout=60,
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"adding {agent_id}: {response.status_code} {response.text}")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(add, agent_ids))

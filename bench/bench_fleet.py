@@ -33,7 +33,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,7 +56,7 @@ from bench._fleet_stats import (
     round_figures,
 )
 from bench._service_counters import service_counters
-from bench._verifier_settings import ek_trust_dir, verifier_settings
+from bench._verifier_settings import add_agents, ek_trust_dir, verifier_settings
 from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process
 from geoattest.settings import Settings
@@ -187,21 +186,6 @@ def fleet_stack(
             fleet.stop()
 
 
-def _add_agents(stack: Stack, agent_ids: Sequence[str]) -> None:
-    def add(agent_id: str) -> None:
-        response = requests.post(
-            f"{stack.api_url}/v1/agents/{agent_id}",
-            json={"policy": POLICY},
-            headers=bearer(stack.api_key),
-            timeout=60,
-        )
-        if response.status_code != 201:
-            raise RuntimeError(f"adding {agent_id}: {response.status_code} {response.text}")
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(add, agent_ids))
-
-
 def _states(stack: Stack, agent_ids: Sequence[str]) -> dict[str, AgentState]:
     statuses = stack.hot.load_many(agent_ids)
     return {agent_id: status.state for agent_id, status in statuses.items()}
@@ -278,7 +262,7 @@ def run_step(stack: Stack, total: int, args: argparse.Namespace) -> StepResult:
         )
         response.raise_for_status()
     mark = time.perf_counter()
-    _add_agents(stack, new_ids)
+    add_agents(stack.api_url, stack.api_key, new_ids, policy=POLICY)
     setup["add"] = time.perf_counter() - mark
     stack.agents.extend(new_ids)
     mark = time.perf_counter()

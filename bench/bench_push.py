@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from agent.enrolment import ApiEndpoint, enrol
 from bench._fleet_process import BASELINE_FILES
 from bench._fleet_stats import cpu_by_label, cpu_snapshot, load_average, percentile
 from bench._service_counters import service_counters
-from bench._verifier_settings import ek_trust_dir, verifier_settings
+from bench._verifier_settings import add_agents, ek_trust_dir, verifier_settings
 from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process, port_accepts
 from geoattest.registrar_client import RegistrarClient
@@ -157,19 +156,8 @@ def grow(stack: Stack, total: int) -> None:
             policy = policy_document(new[0].sim)
             requests.put(f"{stack.api_url}/v1/policies/{POLICY}", json=policy,
                          headers=bearer(stack.api_key), timeout=30).raise_for_status()  # fmt: skip
-
-        def add(agent: PushAgent) -> None:
-            answer = requests.post(
-                f"{stack.api_url}/v1/agents/{agent.sim.agent_id}",
-                json={"policy": POLICY, "mode": "push"},
-                headers=bearer(stack.api_key),
-                timeout=60,
-            )
-            if answer.status_code != 201:
-                raise RuntimeError(f"adding {agent.sim.agent_id}: {answer.text}")
-
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(add, new))
+        ids = [agent.sim.agent_id for agent in new]
+        add_agents(stack.api_url, stack.api_key, ids, policy=POLICY, mode="push")
         stack.agents.extend(new)
     finally:
         registrar.close()
