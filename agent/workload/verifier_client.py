@@ -107,6 +107,7 @@ class VerifierTokenClient:
         self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
         self._keys_fetched = 0.0
         self._keys_lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
 
     # --- tokens ---------------------------------------------------------------------------------
 
@@ -237,11 +238,22 @@ class VerifierTokenClient:
     def _key(self, kid: str) -> ec.EllipticCurvePublicKey:
         with self._keys_lock:
             key = self._keys.get(kid)
+        if key is not None:
+            return key
+        # One fetch at a time, and a caller that waited for one reads what it brought: the status
+        # poll and a token request both meet a new kid at once, and the second must not take the
+        # first's rate limit for "not in the JWKS".
+        with self._fetch_lock:
+            with self._keys_lock:
+                key = self._keys.get(kid)
             if key is not None:
                 return key
             if self._clock() - self._keys_fetched < JWKS_MIN_INTERVAL:
                 raise JoseMalformed(f"kid {kid[:40]!r} is not in the verifier's JWKS")
             self._keys_fetched = self._clock()
+            return self._fetch_key(kid)
+
+    def _fetch_key(self, kid: str) -> ec.EllipticCurvePublicKey:
         try:
             response = self._http.get(f"{self._base}/.well-known/jwks.json", timeout=self._timeout)
             items = response.json()["keys"]
