@@ -47,7 +47,7 @@ class ServiceCounters:
             commits = (later.database_commits - self.database_commits) / n  # reads roll back
             rows = (later.database_rows - self.database_rows) / n
             line += f", PostgreSQL {commits:.2f} commits and {rows:.1f} rows written"
-        return line + " per round (all clients)"
+        return line + " per round (all clients; the calls Lua scripts make included)"
 
 
 def service_counters(redis_url: str, database_url: str) -> ServiceCounters:
