@@ -25,13 +25,13 @@ Any standard JOSE library verifies the same signature from the JWKS alone (docs/
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic_core import from_json
 
 from geoattest.errors import JoseMalformed
 from geoattest.jose import ES256, b64url_decode, es256_valid, json_object, jwk_public_key, parse_jws
@@ -238,7 +238,10 @@ def _verify(token: str, keys: TrustedKeys, expected: Expected, now: dt.datetime)
     if not es256_valid(public, jws.signing_input, jws.signature):
         raise _Refuse(RejectReason.BAD_SIGNATURE, f"signature does not verify with key {kid}")
     try:
-        claims = json.loads(jws.payload)
+        # pydantic-core's parser (jiter), not json.loads: half the time for a 2 KB payload, which
+        # is a quarter of what this function adds to the raw signature check (ADR 21). It is
+        # stricter, not looser: a lone surrogate escape or nesting past 200 levels is refused.
+        claims = from_json(jws.payload)
     except (ValueError, RecursionError) as e:
         raise _Refuse(RejectReason.MALFORMED, f"payload is not JSON: {e}") from e
     if not isinstance(claims, dict):

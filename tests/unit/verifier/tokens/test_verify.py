@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from geoattest.jose import b64url, b64url_decode, compact_json, public_jwk
+from geoattest.jose import b64url, b64url_decode, compact_json, encode_jws, public_jwk
 from tests.unit.verifier.tokens.issuing import (
     AUDIENCE,
     ISSUER,
@@ -282,6 +282,28 @@ def test_garbage_is_malformed_never_an_exception(signer: Signer, token: str) -> 
         token, signer.trusted(), Expected(audience=AUDIENCE), dt.datetime.now(dt.UTC)
     )
     assert _reason(verdict) in (RejectReason.MALFORMED, RejectReason.WRONG_ALG)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b'["an", "array"]',
+        b'{"eat_profile": "x"} trailing',
+        b"\xff\xfe",  # not UTF-8
+        b'{"sub": "\\ud800"}',  # a lone surrogate escape
+        b"[" * 500 + b"]" * 500,  # nesting no claim set has
+    ],
+    ids=["text", "array", "trailing", "not-utf8", "lone-surrogate", "deep"],
+)
+def test_a_signed_payload_that_is_not_a_json_object_is_malformed(
+    pog: Passed, signer: Signer, payload: bytes
+) -> None:
+    """Signed by the trusted key, so only the payload's parse stands between it and the claims."""
+    claims = claims_for(pog)
+    header = {"alg": "ES256", "typ": "pog+jwt", "kid": signer.kid}
+    token = encode_jws(header, payload, signer.sign_raw)
+    assert _reason(_check(token, signer, claims)) is RejectReason.MALFORMED
 
 
 def test_the_status_document_round_trips_and_is_not_a_token(pog: Passed, signer: Signer) -> None:
