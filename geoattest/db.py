@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from geoattest.private_files import check_private, create_private_file, ensure_private_dir
+from geoattest.wal_checkpoints import checkpoint_in_background
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,16 @@ class Base(DeclarativeBase):
 SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, background_checkpoints: bool = False) -> Engine:
     """An engine for ``url``; for SQLite, enable WAL and FKs, and create a missing database file
     owner-only (0600, in directories created 0700) before SQLite opens it, so that it is never
     readable by others (SQLite gives its -wal and -shm files the database file's mode); for
     PostgreSQL, sessions in UTC. SQLAlchemy's default pool: up to 5 connections kept and 10 more
-    on demand per engine (one engine per process)."""
+    on demand per engine (one engine per process).
+
+    ``background_checkpoints`` (long-running services; SQLite files only): WAL checkpoints run
+    on a thread of their own instead of inside the commit that fills the log
+    (``geoattest.wal_checkpoints``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         # The server's own time zone would otherwise show in every timestamp read back. Options
@@ -61,6 +66,8 @@ def make_engine(url: str) -> Engine:
         create_private_file(path)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     event.listen(engine, "connect", _sqlite_pragmas)
+    if background_checkpoints and path is not None:
+        checkpoint_in_background(engine, path)
     return engine
 
 

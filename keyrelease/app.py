@@ -52,7 +52,7 @@ class _Parts:
 
 
 def create_app(settings: Settings) -> Flask:
-    engine = make_engine(settings.keys_database_url)
+    engine = make_engine(settings.keys_database_url, background_checkpoints=True)
     check_private_database(settings.keys_database_url)
     migrate(engine)
     trust = VerifierTrust(settings.verifier_url, status_refresh=settings.round_interval_seconds)

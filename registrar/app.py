@@ -33,7 +33,8 @@ def create_app(settings: Settings) -> Flask:
     (``geoattest.private_files``; both are created owner-only on first start)."""
     trust = load_trust_policy(settings)
     checker = ProofChecker.load(settings.registrar_state_dir)
-    engine = make_engine(settings.database_url)  # creates a missing SQLite file 0600
+    # creates a missing SQLite file 0600
+    engine = make_engine(settings.database_url, background_checkpoints=True)
     check_private_database(settings.database_url)  # and refuses an existing one left wider
     migrate(engine)
     app = Flask("geoattest.registrar", static_folder=None)

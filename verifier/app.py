@@ -81,7 +81,7 @@ def create_app(settings: Settings, *, evidence_source: EvidenceSource | None = N
     nonce) fetch evidence; the mTLS agent client when None."""
     target = redis_target(settings)
     check_redis_requires_auth(target, allow_unauthenticated=settings.redis_allow_unauthenticated)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, background_checkpoints=True)
     check_private_database(settings.database_url)
     migrate(engine)
     sessions = session_factory(engine)

@@ -95,7 +95,7 @@ class VerifierRuntime:
     ) -> None:
         self.settings = settings
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.engine = make_engine(settings.database_url)
+        self.engine = make_engine(settings.database_url, background_checkpoints=True)
         check_private_database(settings.database_url)
         self.sessions = session_factory(self.engine)
         self.store = VerifierStore(self.sessions)
