@@ -60,6 +60,7 @@ __all__ = ["SessionQuoter", "TokenRequest", "VerifierTokenClient"]
 log = logging.getLogger(__name__)
 
 JWKS_MIN_INTERVAL = 1.0
+JWKS_MAX_BYTES = 64 * 1024  # a few keys are a few KB
 _TOKEN_TYPS = frozenset({"por+jwt", "pog+jwt"})
 
 
@@ -105,7 +106,8 @@ class VerifierTokenClient:
         self._session: _Session | None = None
         self._session_lock = threading.Lock()
         self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
-        self._keys_fetched = 0.0
+        self._keys_fetched = 0.0  # when the last fetch ended
+        self._keys_failure: VerifierUnreachable | JoseMalformed | None = None  # the last fetch's
         self._keys_lock = threading.Lock()
         self._fetch_lock = threading.Lock()
 
@@ -240,31 +242,67 @@ class VerifierTokenClient:
             key = self._keys.get(kid)
         if key is not None:
             return key
-        # One fetch at a time, and a caller that waited for one reads what it brought: the status
-        # poll and a token request both meet a new kid at once, and the second must not take the
-        # first's rate limit for "not in the JWKS".
+        # One fetch at a time, and a caller that waited through one takes its outcome (the key,
+        # its absence, or its failure) instead of fetching again: the status poll and a token
+        # request meet a new kid together, and waiters must neither read the first one's rate
+        # limit as "not in the JWKS" nor queue up behind a slow verifier one fetch each. The
+        # interval counts from the end of a fetch, so every caller that waited is within it.
         with self._fetch_lock:
             with self._keys_lock:
                 key = self._keys.get(kid)
+                recent = self._clock() - self._keys_fetched < JWKS_MIN_INTERVAL
+                failure = self._keys_failure
             if key is not None:
                 return key
-            if self._clock() - self._keys_fetched < JWKS_MIN_INTERVAL:
+            if recent:
+                if failure is not None:  # a copy: one exception object raised in one thread
+                    raise type(failure)(failure.message)
                 raise JoseMalformed(f"kid {kid[:40]!r} is not in the verifier's JWKS")
-            self._keys_fetched = self._clock()
-            return self._fetch_key(kid)
-
-    def _fetch_key(self, kid: str) -> ec.EllipticCurvePublicKey:
-        try:
-            response = self._http.get(f"{self._base}/.well-known/jwks.json", timeout=self._timeout)
-            items = response.json()["keys"]
-        except (requests.RequestException, ValueError, KeyError, TypeError) as e:
-            raise VerifierUnreachable(f"verifier JWKS at {self._base}: {e}") from e
-        keys = {str(item["kid"]): jwk_public_key(item) for item in items if "kid" in item}
-        with self._keys_lock:
-            self._keys = keys
+            try:
+                keys = self._fetch_keys()
+            except (VerifierUnreachable, JoseMalformed) as e:
+                self._fetched(None, e)
+                raise
+            self._fetched(keys, None)
         if kid not in keys:
             raise JoseMalformed(f"kid {kid[:40]!r} is not in the verifier's JWKS")
         return keys[kid]
+
+    def _fetched(
+        self,
+        keys: dict[str, ec.EllipticCurvePublicKey] | None,
+        failure: VerifierUnreachable | JoseMalformed | None,
+    ) -> None:
+        with self._keys_lock:
+            if keys is not None:
+                self._keys = keys
+            self._keys_failure = failure
+            self._keys_fetched = self._clock()
+
+    def _fetch_keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
+        """The verifier's JWKS, read within one ``timeout`` in all and at most
+        ``JWKS_MAX_BYTES`` (a verifier that trickles cannot hold the fetch lock for long)."""
+        url = f"{self._base}/.well-known/jwks.json"
+        deadline = time.monotonic() + self._timeout
+        try:
+            with self._http.get(url, timeout=self._timeout, stream=True) as response:
+                body = bytearray()
+                # read1: what has arrived (up to 4 KB), not a wait for a full 4 KB
+                while chunk := response.raw.read1(4096, decode_content=True):
+                    body += chunk
+                    if len(body) > JWKS_MAX_BYTES:
+                        raise VerifierUnreachable(f"verifier JWKS at {self._base} is too large")
+                    if time.monotonic() > deadline:
+                        raise VerifierUnreachable(
+                            f"verifier JWKS at {self._base} not read within {self._timeout} s"
+                        )
+            items = json.loads(bytes(body))["keys"]
+        except (requests.RequestException, ValueError, KeyError, TypeError) as e:
+            raise VerifierUnreachable(f"verifier JWKS at {self._base}: {e}") from e
+        try:
+            return {str(item["kid"]): jwk_public_key(item) for item in items if "kid" in item}
+        except (KeyError, TypeError) as e:  # a bad key itself stays JoseMalformed
+            raise VerifierUnreachable(f"verifier JWKS at {self._base}: {e!r}") from e
 
 
 def _refusal(answer: object, status: int) -> GeoattestError:

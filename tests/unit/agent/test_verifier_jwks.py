@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.tpm_device import TpmQuote
 from agent.workload.verifier_client import VerifierTokenClient
-from geoattest.errors import JoseMalformed
+from geoattest.errors import JoseMalformed, VerifierUnreachable
 from geoattest.jose import encode_jws, es256_sign, public_jwk, thumbprint
 from geoattest.pcr_banks import PcrBank
 
@@ -28,6 +28,9 @@ class _Jwks:
             {"keys": [{**public_jwk(key.public_key()), "kid": thumbprint(key.public_key())}]}
         ).encode()
         self.fetches = 0
+        self.status = 200
+        self.delay = SLOW_ANSWER_SECONDS
+        self.drip_seconds = 0.0  # > 0: the body one byte at a time, this far apart
 
 
 @pytest.fixture
@@ -42,12 +45,19 @@ def jwks(signer: ec.EllipticCurvePrivateKey) -> Iterator[tuple[str, _Jwks]]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # http.server's naming
             published.fetches += 1
-            time.sleep(SLOW_ANSWER_SECONDS)  # long enough for the second caller to arrive
-            self.send_response(200)
+            time.sleep(published.delay)  # long enough for the other callers to arrive
+            body = published.body if published.status == 200 else b"<html>down</html>"
+            self.send_response(published.status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(published.body)))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(published.body)
+            if not published.drip_seconds:
+                self.wfile.write(body)
+                return
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(published.drip_seconds)
 
         def log_message(self, *_: object) -> None:
             pass
@@ -74,29 +84,63 @@ def _token(signer: ec.EllipticCurvePrivateKey) -> str:
     return encode_jws(header, b'{"sub": "edge-01"}', lambda data: es256_sign(signer, data))
 
 
-def test_two_callers_meeting_a_new_kid_at_once_both_get_it_from_one_fetch(
-    jwks: tuple[str, _Jwks], signer: ec.EllipticCurvePrivateKey
-) -> None:
-    url, published = jwks
-    client = VerifierTokenClient(url, "edge-01", _NoQuotes())
-    token = _token(signer)
+def _check_together(client: VerifierTokenClient, token: str, callers: int) -> list[object]:
+    """``callers`` threads check ``token`` at once, each arriving while the first one fetches."""
     outcomes: list[object] = []
 
     def check() -> None:
         try:
             outcomes.append(client.check_token(token))
-        except JoseMalformed as e:
+        except (JoseMalformed, VerifierUnreachable) as e:
             outcomes.append(e)
 
-    callers = [threading.Thread(target=check) for _ in range(2)]
-    for caller in callers:
-        caller.start()
-        time.sleep(SLOW_ANSWER_SECONDS / 5)  # the second arrives while the first one's fetch runs
-    for caller in callers:
-        caller.join(timeout=10)
+    threads = [threading.Thread(target=check) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+        time.sleep(SLOW_ANSWER_SECONDS / (2 * callers))
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
+
+
+def test_two_callers_meeting_a_new_kid_at_once_both_get_it_from_one_fetch(
+    jwks: tuple[str, _Jwks], signer: ec.EllipticCurvePrivateKey
+) -> None:
+    url, published = jwks
+    client = VerifierTokenClient(url, "edge-01", _NoQuotes())
+    outcomes = _check_together(client, _token(signer), callers=2)
     client.close()
     assert outcomes == [{"sub": "edge-01"}, {"sub": "edge-01"}]
     assert published.fetches == 1
+
+
+def test_callers_that_waited_through_a_failed_fetch_share_its_failure(
+    jwks: tuple[str, _Jwks], signer: ec.EllipticCurvePrivateKey
+) -> None:
+    """Not "not in the JWKS" (the verifier said nothing of the kid), and not one fetch each."""
+    url, published = jwks
+    published.status = 503
+    published.delay = 1.5  # longer than the fetch interval: the waiters are still within it
+    client = VerifierTokenClient(url, "edge-01", _NoQuotes())
+    outcomes = _check_together(client, _token(signer), callers=3)
+    client.close()
+    assert len(outcomes) == 3
+    assert all(isinstance(outcome, VerifierUnreachable) for outcome in outcomes), outcomes
+    assert published.fetches == 1
+
+
+def test_a_verifier_that_trickles_its_jwks_is_given_up_on_within_the_timeout(
+    jwks: tuple[str, _Jwks], signer: ec.EllipticCurvePrivateKey
+) -> None:
+    """Each byte comes well within the read timeout; the whole body never would."""
+    url, published = jwks
+    published.drip_seconds = 0.2  # ~40 s for the body
+    client = VerifierTokenClient(url, "edge-01", _NoQuotes(), timeout=1.5)
+    started = time.monotonic()
+    with pytest.raises(VerifierUnreachable, match="not read within"):
+        client.check_token(_token(signer))
+    assert time.monotonic() - started < 4.0
+    client.close()
 
 
 def test_an_unknown_kid_right_after_a_fetch_is_refused_without_another(
