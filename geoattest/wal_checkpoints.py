@@ -11,9 +11,11 @@ or a reader; the thread's SQLite calls run without the interpreter lock. The eng
 connections keep an automatic checkpoint as a backstop (``BACKSTOP_PAGES``), which fires only
 when the thread falls that far behind or is gone, so the log cannot grow without bound.
 
-One thread per engine and process: it starts on the engine's first connection in a process
-(so a forked child that inherits an engine starts its own), and stops when the engine is
-disposed or garbage-collected.
+One thread per engine and process: it starts on the engine's first connection in a process,
+and stops when the engine is disposed or garbage-collected. Services make their engines after
+they fork (the pre-forked API's children, Celery's pool processes each build their own), as
+SQLite asks. Should a child inherit one anyway, a fork waits for a checkpoint in progress (so no
+SQLite lock is copied mid-call) and the child starts a thread of its own on its first connection.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sqlite3
 import threading
 import weakref
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, event
 
@@ -37,6 +40,8 @@ CHECKPOINT_SECONDS = 0.25
 BACKSTOP_PAGES = 10_000
 BUSY_TIMEOUT_SECONDS = 5.0
 
+_LIVE: weakref.WeakSet[WalCheckpointer] = weakref.WeakSet()
+
 
 class WalCheckpointer:
     """Checkpoints the WAL of the SQLite database at ``path`` from a thread (module docstring)."""
@@ -49,6 +54,8 @@ class WalCheckpointer:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._failing = False
+        self._calling = threading.Lock()  # held around each SQLite call; a fork waits for it
+        _LIVE.add(self)
 
     def ensure_running(self) -> None:
         """Start the thread in this process unless it runs already (idempotent, fork-aware)."""
@@ -79,12 +86,19 @@ class WalCheckpointer:
         """One PASSIVE checkpoint; a failure is logged once until one succeeds again (the
         backstop still checkpoints meanwhile), never raised into the thread."""
         try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            with self._calling:
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as e:
-            if not self._failing:
-                log.warning("background WAL checkpoint of %s failed: %s", self.path, e)
-            self._failing = True
+            self._failed("background WAL checkpoint", e)
             return
+        self._succeeded()
+
+    def _failed(self, what: str, error: Exception) -> None:
+        if not self._failing:
+            log.warning("%s of %s failed: %s (logged once until it works)", what, self.path, error)
+        self._failing = True
+
+    def _succeeded(self) -> None:
         if self._failing:
             log.info("background WAL checkpoints of %s work again", self.path)
         self._failing = False
@@ -103,17 +117,19 @@ class WalCheckpointer:
                 connection.close()
 
     def _connect(self) -> sqlite3.Connection | None:
-        if not self.path.exists():  # never create the file here (its mode is make_engine's)
-            return None
+        # mode=rw: never create the file (its owner-only mode is make_engine's to set)
+        uri = f"file:{quote(str(self.path.absolute()))}?mode=rw"
         try:
-            return sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                isolation_level=None,
-                check_same_thread=True,
-            )
+            with self._calling:
+                return sqlite3.connect(
+                    uri,
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_SECONDS,
+                    isolation_level=None,
+                    check_same_thread=True,
+                )
         except sqlite3.Error as e:
-            log.warning("background WAL checkpoints of %s cannot connect: %s", self.path, e)
+            self._failed("connecting for background WAL checkpoints", e)
             return None
 
 
@@ -132,3 +148,21 @@ def checkpoint_in_background(engine: Engine, path: Path) -> WalCheckpointer:
     event.listen(engine, "engine_disposed", lambda _engine: checkpointer.stop())
     weakref.finalize(engine, checkpointer.stop)
     return checkpointer
+
+
+_HELD_FOR_FORK: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    for checkpointer in list(_LIVE):
+        lock = checkpointer._calling  # this module's own fork hook
+        lock.acquire()
+        _HELD_FOR_FORK.append(lock)
+
+
+def _after_fork() -> None:
+    while _HELD_FOR_FORK:
+        _HELD_FOR_FORK.pop().release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)

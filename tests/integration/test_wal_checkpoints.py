@@ -5,14 +5,21 @@ and starts again in a forked child (Celery's pool processes, the pre-forked API)
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 from geoattest.db import make_engine
-from geoattest.wal_checkpoints import BACKSTOP_PAGES, CHECKPOINT_SECONDS, checkpoint_in_background
+from geoattest.wal_checkpoints import (
+    BACKSTOP_PAGES,
+    CHECKPOINT_SECONDS,
+    WalCheckpointer,
+    checkpoint_in_background,
+)
 
 ROWS = 300  # ~300 pages: below SQLite's automatic checkpoint (1,000) and our backstop
 ROW_BYTES = 4000
@@ -99,3 +106,28 @@ def test_a_forked_child_checkpoints_with_a_thread_of_its_own(tmp_path: Path) -> 
     os.close(parent_stopped)
     os.close(tell_child)
     assert os.waitstatus_to_exitcode(raw) == 0
+
+
+def test_the_thread_never_creates_a_missing_database_file(tmp_path: Path) -> None:
+    """Its mode is make_engine's to set (owner-only); SQLite would create it with the umask's."""
+    path = tmp_path / "gone.sqlite"
+    checkpointer = WalCheckpointer(path, every=0.02)
+    checkpointer.ensure_running()
+    time.sleep(0.3)
+    checkpointer.stop()
+    assert not path.exists()
+
+
+def test_a_failure_to_connect_is_logged_once_not_every_pass(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "a-directory"
+    path.mkdir()
+    checkpointer = WalCheckpointer(path, every=0.02)
+    with caplog.at_level(logging.WARNING, logger="geoattest.wal_checkpoints"):
+        checkpointer.ensure_running()
+        time.sleep(0.5)  # ~25 passes
+        checkpointer.stop()
+    warnings = [r for r in caplog.records if r.name == "geoattest.wal_checkpoints"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "logged once" in warnings[0].getMessage()
