@@ -25,6 +25,7 @@ Any standard JOSE library verifies the same signature from the JWKS alone (docs/
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -449,6 +450,8 @@ def _number(body: Mapping[str, object], name: str) -> float:
     value = body.get(name)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise _malformed(f"claim {name} must be a number")
+    if not math.isfinite(value):  # JSON parsers take NaN and Infinity; no coordinate is either
+        raise _malformed(f"claim {name} must be a finite number")
     return float(value)
 
 

@@ -355,3 +355,17 @@ def test_a_pog_token_whose_decision_is_not_inside_is_refused(pog: Passed, signer
     body["submods"]["geo"]["geoattest.geo"]["decision"] = "uncertain"
     token = signer.sign({"alg": "ES256", "typ": "pog+jwt", "kid": signer.kid}, body)
     assert _reason(_check(token, signer, claims)) is RejectReason.NOT_POG
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_coordinate_that_is_not_a_finite_number_is_malformed(
+    pog: Passed, signer: Signer, value: float
+) -> None:
+    claims = claims_for(pog)
+    body = json.loads(json.dumps(claims.body))
+    body["submods"]["geo"]["location"]["latitude"] = value  # json.dumps writes NaN, Infinity
+    token = signer.sign({"alg": "ES256", "typ": "pog+jwt", "kid": signer.kid}, body)
+    verdict = _check(token, signer, claims)
+    assert isinstance(verdict, VerifiedToken)  # the lazy geo view is where coordinates are read
+    with pytest.raises(ValueError, match="latitude must be a finite number"):
+        _ = verdict.geo
