@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 0.25
 # 10x SQLite's default: the thread keeps the log far below it (a busy token API writes about
-# ~7,000 pages a second, ADR 22), so it is a backstop, not a schedule.
+# 7,000 pages a second, an estimate in ADR 22), so it is a backstop, not a schedule.
 BACKSTOP_PAGES = 10_000
 BUSY_TIMEOUT_SECONDS = 5.0
 
