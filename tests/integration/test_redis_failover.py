@@ -187,14 +187,15 @@ def test_a_lock_lost_in_the_failover_lets_only_one_of_two_rounds_commit(tmp_path
             engine = make_engine(f"sqlite:///{stack.database}")  # the second worker's own pool
             committer = GroupCommitter(VerdictStore(engine, ()))
             second = _runner_on(stack, promoted, committer)
-            stack.source.stall[agent_id] = 1.0
+            gate = threading.Event()  # the first round fetches, then waits for the second
+            stack.source.gates[agent_id] = gate
             first: list[RoundReport | None] = []
             thread = threading.Thread(target=lambda: first.append(stack.round(agent_id)))
             thread.start()
-            _wait_until(lambda: old.exists(f"geoattest:lock:{agent_id}") == 1)
+            _wait_until(lambda: agent_id not in stack.source.gates)  # its fetch is waiting
             fence_old = int(old.get(f"geoattest:fence:{agent_id}") or 0)
-            stack.source.stall.pop(agent_id)
             later = second.run(stack.target(agent_id))  # judges while the first still does
+            gate.set()
             assert int(promoted.get(f"geoattest:fence:{agent_id}") or 0) == fence_old
             thread.join()
             assert later is not None

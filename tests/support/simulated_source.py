@@ -37,6 +37,9 @@ class SimulatedSource:
         self.sims: dict[str, Answering] = {sim_url(sim.agent_id): sim for sim in sims}
         self.offline: set[str] = set()  # agent ids that do not answer
         self.stall: dict[str, float] = {}  # agent id -> seconds to wait before answering
+        # agent id -> an event the next fetch (only) waits for: a test that must order two
+        # rounds releases the first when it wants, whatever the load
+        self.gates: dict[str, threading.Event] = {}
         self.crash: set[str] = set()  # agent ids whose fetch raises an unexpected error
         self.requests: list[tuple[str, EvidenceRequest]] = []
         self._lock = threading.Lock()
@@ -53,6 +56,10 @@ class SimulatedSource:
             raise AgentUnreachable(f"agent at {agent_url} unreachable: connection refused")
         if sim.agent_id in self.stall:
             time.sleep(self.stall[sim.agent_id])
+        with self._lock:
+            gate = self.gates.pop(sim.agent_id, None)
+        if gate is not None and not gate.wait(timeout=60):
+            raise AgentUnreachable(f"agent at {agent_url}: its test gate was never opened")
         status, body = sim.answer(request.model_dump_json(exclude_defaults=True).encode())
         return evidence_from_answer(
             agent_url, status, body, asked_location=request.include_location
