@@ -46,7 +46,7 @@ from bench._fleet_stats import cpu_by_label, cpu_snapshot, load_average, percent
 from bench._service_counters import service_counters
 from bench._verifier_settings import add_agents, ek_trust_dir, verifier_settings
 from geoattest.access.keys import Role
-from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process, port_accepts
+from geoattest.dev.procs import GEOATTEST, free_ports, http_ok, managed_process, port_accepts
 from geoattest.registrar_client import RegistrarClient
 from geoattest.settings import Settings
 from geoattest.tls_material import self_signed_server_certificate, write_certified_key
@@ -93,7 +93,7 @@ def push_stack(work: Path, *, interval: float, processes: int = 1) -> Iterator[S
     ca = make_ca()
     trust = ek_trust_dir(work, ca)
     with running_redis(work) as redis_url, running_registrar(work, trust) as registrar:
-        port, push_port = free_port(), free_port()
+        port, push_port = free_ports(2)
         settings = verifier_settings(
             work,
             registrar,

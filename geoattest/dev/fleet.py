@@ -42,6 +42,7 @@ from geoattest.dev.procs import (
     GEOATTEST,
     ProcessSpec,
     free_port,
+    free_ports,
     geoattest_env,
     http_ok,
     managed_process,
@@ -144,7 +145,7 @@ def local_fleet(
                 env=geoattest_env({}),
             )
         )
-        worker_metrics_port, push_port = free_port(), free_port()
+        worker_metrics_port, push_port = free_ports(2)
         _step(4, f"verifier API on 127.0.0.1:{verifier_port}, Celery worker with beat "
                  f"(metrics on 127.0.0.1:{worker_metrics_port}), push listener on "
                  f"127.0.0.1:{push_port}")  # fmt: skip
