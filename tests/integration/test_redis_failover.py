@@ -187,15 +187,14 @@ def test_a_lock_lost_in_the_failover_lets_only_one_of_two_rounds_commit(tmp_path
             engine = make_engine(f"sqlite:///{stack.database}")  # the second worker's own pool
             committer = GroupCommitter(VerdictStore(engine, ()))
             second = _runner_on(stack, promoted, committer)
-            gate = threading.Event()  # the first round fetches, then waits for the second
-            stack.source.gates[agent_id] = gate
+            hold = stack.source.hold(agent_id)  # the first round fetches, then waits
             first: list[RoundReport | None] = []
             thread = threading.Thread(target=lambda: first.append(stack.round(agent_id)))
             thread.start()
-            _wait_until(lambda: agent_id not in stack.source.gates)  # its fetch is waiting
+            hold.wait_taken()
             fence_old = int(old.get(f"geoattest:fence:{agent_id}") or 0)
             later = second.run(stack.target(agent_id))  # judges while the first still does
-            gate.set()
+            hold.release()
             assert int(promoted.get(f"geoattest:fence:{agent_id}") or 0) == fence_old
             thread.join()
             assert later is not None
@@ -211,14 +210,6 @@ def test_a_lock_lost_in_the_failover_lets_only_one_of_two_rounds_commit(tmp_path
             engine.dispose()
             old.close()
             promoted.close()
-
-
-def _wait_until(condition: object, timeout: float = 10.0) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 # --- refusing an open Sentinel ----------------------------------------------------------------

@@ -98,18 +98,14 @@ def test_an_older_writer_cannot_commit_over_a_newer_one(tmp_path: Path, redis_ur
     with runner_stack(tmp_path, redis_url, lock_ttl=0.3) as stack:
         agent_id = _first(stack)
         _attested(stack, agent_id)
-        gate = threading.Event()  # the stalled round fetches, then waits for the newer one
-        stack.source.gates[agent_id] = gate
+        hold = stack.source.hold(agent_id)  # the stalled round fetches, then waits
         stalled: list[object] = []
         thread = threading.Thread(target=lambda: stalled.append(stack.round(agent_id)))
         thread.start()
-        deadline = time.monotonic() + 10
-        while agent_id in stack.source.gates:  # until its fetch waits
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        hold.wait_taken()
         time.sleep(0.45)  # the stalled round's lock has expired: a newer round takes the agent
         newer = stack.round(agent_id)
-        gate.set()
+        hold.release()
         thread.join()
         assert newer is not None
         assert newer.committed is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from geoattest.errors import AgentUnreachable
@@ -32,17 +33,38 @@ def sim_url(agent_id: str) -> str:
     return f"https://{agent_id}.sim.invalid:9002"
 
 
+@dataclass(frozen=True, slots=True)
+class FetchHold:
+    """An agent's next fetch, held (``SimulatedSource.hold``) until ``release``."""
+
+    taken: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def wait_taken(self, timeout: float = 10.0) -> None:
+        """Until the fetch waits here (its round holds the agent's lock by then)."""
+        assert self.taken.wait(timeout), f"no fetch reached its hold in {timeout} s"
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class SimulatedSource:
     def __init__(self, sims: Iterable[AgentSimulator]) -> None:
         self.sims: dict[str, Answering] = {sim_url(sim.agent_id): sim for sim in sims}
         self.offline: set[str] = set()  # agent ids that do not answer
         self.stall: dict[str, float] = {}  # agent id -> seconds to wait before answering
-        # agent id -> an event the next fetch (only) waits for: a test that must order two
-        # rounds releases the first when it wants, whatever the load
-        self.gates: dict[str, threading.Event] = {}
+        self._holds: dict[str, FetchHold] = {}  # agent id -> what its next fetch waits for
         self.crash: set[str] = set()  # agent ids whose fetch raises an unexpected error
         self.requests: list[tuple[str, EvidenceRequest]] = []
         self._lock = threading.Lock()
+
+    def hold(self, agent_id: str) -> FetchHold:
+        """Make the agent's next fetch (only) wait until released: a test that must order two
+        rounds releases the first when it wants, whatever the load."""
+        hold = FetchHold()
+        with self._lock:
+            self._holds[agent_id] = hold
+        return hold
 
     def fetch_evidence(
         self, agent_url: str, tls_certificate: bytes, request: EvidenceRequest
@@ -57,9 +79,11 @@ class SimulatedSource:
         if sim.agent_id in self.stall:
             time.sleep(self.stall[sim.agent_id])
         with self._lock:
-            gate = self.gates.pop(sim.agent_id, None)
-        if gate is not None and not gate.wait(timeout=60):
-            raise AgentUnreachable(f"agent at {agent_url}: its test gate was never opened")
+            hold = self._holds.pop(sim.agent_id, None)
+        if hold is not None:
+            hold.taken.set()
+            if not hold.released.wait(timeout=60):
+                raise AgentUnreachable(f"agent at {agent_url}: its test hold was never released")
         status, body = sim.answer(request.model_dump_json(exclude_defaults=True).encode())
         return evidence_from_answer(
             agent_url, status, body, asked_location=request.include_location
