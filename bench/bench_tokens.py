@@ -2,10 +2,11 @@
 throughput against raw ES256, and fresh-on-demand tokens against a plain round.
 
     .venv/bin/python bench/bench_tokens.py [--part issue|cached|verify|fresh|all]
-        [--agents 8] [--clients 8] [--seconds 10]
+        [--agents 8] [--clients 8] [--seconds 10] [--database sqlite|postgresql]
+        [--servers 1] [--processes N]
 
 - **issue**: ``geoattest verifier serve`` (waitress) in its own process on a real SQLite file
-  and redis-server; ``--agents`` simulated agents attested by the production round runner and
+  (or a throwaway PostgreSQL cluster's database) and redis-server; ``--agents`` simulated agents attested by the production round runner and
   holding TPM-bound token sessions; ``--clients`` client threads (keep-alive, one session each,
   each request a fresh ES256-signed JWS) post ``POST /v1/tokens`` for ``--seconds``. Latency is
   client-observed (request sent to token received); every token is stored in
@@ -50,6 +51,7 @@ from agent.workload.peer import ExecutableHasher
 from agent.workload.server import make_workload_server
 from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import VerifierTokenClient
+from bench.bench_fleet import verifier_database
 from geoattest.dev.procs import free_port
 from geoattest.jose import (
     b64url,
@@ -124,7 +126,7 @@ def api_process(
     """``geoattest verifier serve`` on the runner's database and Redis (a process of its own)."""
     port = free_port()
     settings = load_settings(
-        database_url=f"sqlite:///{runner.database}",
+        database_url=runner.database_url,
         redis_url=redis_url,
         registrar_url="http://127.0.0.1:9",
         verifier_keys_dir=workdir / "keys",
@@ -379,13 +381,22 @@ def main() -> None:
         "--processes", type=int, default=None, help="processes per API server (default: serve's)"
     )
     parser.add_argument("--fresh-count", type=int, default=300)
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite",
+        help="the verifier's database (postgresql: a throwaway cluster on a free port)",
+    )  # fmt: skip
     args = parser.parse_args()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
         work = Path(tmp)
         with running_redis(work) as redis_url:
             if args.part in ("issue", "cached", "verify", "all"):
-                with runner_stack(work / "issue", redis_url, agents=args.agents) as runner:
+                with (
+                    verifier_database(work, args.database) as database_url,
+                    runner_stack(
+                        work / "issue", redis_url, agents=args.agents, database_url=database_url
+                    ) as runner,
+                ):
                     _long_lease(runner)
                     _attest_all(runner)
                     with api_processes(

@@ -1,5 +1,6 @@
 """The round engine in-process: ``RoundRunner`` over a ``SimulatedSource``, a real Redis and a
-real SQLite file, with the production store, group committer and watchdog.
+real SQLite file (or a given PostgreSQL database), with the production store, group committer
+and watchdog.
 
 Tests drive rounds one by one (``stack.round(agent_id)``) and look at what was committed, so the
 runner's every branch (stale lock, fence, backoff, faults, repair) is reachable without Celery.
@@ -36,6 +37,7 @@ from verifier.storage.sql import AgentTarget, VerifierStore
 from verifier.storage.verdicts import Committed, VerdictStore
 
 POLICY = "edge"
+SQLITE = "sqlite:///"
 ALLOWED = {"/usr/bin/bash": b"bash"}
 
 
@@ -49,8 +51,15 @@ class RunnerStack:
     runner: RoundRunner
     watchdog: Watchdog
     cadence: Cadence
-    database: Path
+    database_url: str
     published: list[Committed] = field(default_factory=list)
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file (a stack on PostgreSQL has none)."""
+        if not self.database_url.startswith(SQLITE):
+            raise ValueError(f"not a SQLite stack: {self.database_url}")
+        return Path(self.database_url.removeprefix(SQLITE))
 
     def fleet(self) -> FleetConfig:
         return load_fleet(self.store, None, self.hot.config_version())
@@ -82,11 +91,13 @@ def runner_stack(
     commit_timeout: float = 5.0,
     max_age: float = 30.0,
     publish_events: bool = False,
+    database_url: str | None = None,
 ) -> Iterator[RunnerStack]:
     """``publish_events``: also publish committed transitions on the Redis channels, as the
-    worker does (the token service listens to them)."""
-    database = workdir / "verifier.sqlite"
-    engine = make_engine(f"sqlite:///{database}")
+    worker does (the token service listens to them). ``database_url``: an empty database to
+    use instead of a SQLite file in ``workdir`` (a PostgreSQL one, say)."""
+    database_url = database_url or f"{SQLITE}{workdir / 'verifier.sqlite'}"
+    engine = make_engine(database_url)
     migrate(engine)
     sessions = session_factory(engine)
     store = VerifierStore(sessions)
@@ -150,7 +161,7 @@ def runner_stack(
             runner=runner,
             watchdog=watchdog,
             cadence=cadence,
-            database=database,
+            database_url=database_url,
             published=published,
         )
     finally:
