@@ -17,7 +17,6 @@ The figures of each case go to ``$GEOATTEST_FAULT_FIGURES`` (JSON lines) when it
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -36,6 +35,7 @@ import requests
 
 from geoattest.dev.swtpm import SwtpmCa
 from tests.support import SwtpmTemplates, swtpm_factory
+from tests.support.fault_figures import record_figures
 from tests.support.fault_stack import (
     SWTPM_ALLOWED,
     FaultStack,
@@ -124,7 +124,7 @@ def _survived(
     stack.check_no_false_failure()
     worst_rounds = max(r.rounds for r in recoveries)
     worst_seconds = max(r.seconds for r in recoveries)
-    _record_figures(
+    record_figures(
         {
             "fault": fault,
             "database": stack.database,
@@ -139,14 +139,6 @@ def _survived(
     assert worst_rounds <= max_rounds, recoveries
     assert worst_seconds <= max_seconds, recoveries
     return recoveries
-
-
-def _record_figures(figures: dict[str, object]) -> None:
-    print(json.dumps(figures))
-    target = os.environ.get("GEOATTEST_FAULT_FIGURES")
-    if target:
-        with Path(target).open("a", encoding="utf-8") as out:
-            out.write(json.dumps(figures) + "\n")
 
 
 # --- Redis ------------------------------------------------------------------------------------

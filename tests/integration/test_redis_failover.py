@@ -18,8 +18,6 @@ Figures go to ``$GEOATTEST_FAULT_FIGURES`` like the other fault cases (``docs/re
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 import threading
 import time
@@ -37,6 +35,7 @@ from geoattest.dev.swtpm import SwtpmCa
 from geoattest.errors import ConfigurationError
 from geoattest.private_files import create_private_file, ensure_private_dir
 from tests.support import SwtpmTemplates, swtpm_factory
+from tests.support.fault_figures import record_figures
 from tests.support.fault_stack import FaultStack, Outage, admit_swtpm_node, fault_stack
 from tests.support.lease_watcher import LeaseWatcher
 from tests.support.redis_sentinel import MASTER, SentinelGroup, require_sentinel, sentinel_group
@@ -120,7 +119,7 @@ def test_the_primary_sigkilled_mid_run_and_the_verifier_follows_the_promotion(
     new_primary.close()
     worst_rounds = max(r.rounds for r in recoveries)
     worst_seconds = max(r.seconds for r in recoveries)
-    _record_figures(
+    record_figures(
         {
             "fault": "redis primary SIGKILLed, Sentinel failover",
             "database": stack.database,
@@ -135,14 +134,6 @@ def test_the_primary_sigkilled_mid_run_and_the_verifier_follows_the_promotion(
     )
     assert worst_rounds <= MAX_ROUNDS, recoveries
     assert worst_seconds <= MAX_SECONDS, recoveries
-
-
-def _record_figures(figures: dict[str, object]) -> None:
-    print(json.dumps(figures))
-    target = os.environ.get("GEOATTEST_FAULT_FIGURES")
-    if target:
-        with Path(target).open("a", encoding="utf-8") as out:
-            out.write(json.dumps(figures) + "\n")
 
 
 # --- the window of asynchronous replication ---------------------------------------------------
