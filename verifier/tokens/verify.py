@@ -25,18 +25,27 @@ Any standard JOSE library verifies the same signature from the JWKS alone (docs/
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic_core import from_json
 
 from geoattest.errors import JoseMalformed
-from geoattest.jose import ES256, b64url_decode, es256_valid, json_object, jwk_public_key, parse_jws
+from geoattest.jose import ES256, b64url_decode, es256_valid, parse_jws
 from verifier.tokens.claims import PROFILES, EarStatus, TokenType, WorkloadMeasure
+from verifier.tokens.json_claims import (
+    as_object,
+    as_str,
+    claim_int,
+    claim_number,
+    claim_object,
+    claim_str,
+    is_whole,
+    utc_time,
+)
+from verifier.tokens.trusted_keys import TrustedKeys
 
 __all__ = [
     "Expected",
@@ -75,39 +84,6 @@ class RejectReason(StrEnum):
     WRONG_WORKLOAD = "wrong_workload"
     WRONG_KEY = "wrong_key"
     WEAK_TIER = "weak_tier"
-
-
-@dataclass(frozen=True, slots=True)
-class TrustedKeys:
-    """The verifier's published token keys, by ``kid`` (from its JWKS)."""
-
-    keys: Mapping[str, ec.EllipticCurvePublicKey]
-
-    @classmethod
-    def from_jwks(cls, jwks: bytes | Mapping[str, object]) -> TrustedKeys:
-        """Every ES256 P-256 signing key of a JWKS (``{"keys": [...]}``), by ``kid``.
-
-        ``JoseMalformed`` for a document that is not a JWKS, a key without ``kid``, or a
-        ``kid`` given twice. Keys meant for another algorithm or use are left out."""
-        body = json_object(jwks, "JWKS") if isinstance(jwks, bytes) else jwks
-        items = body.get("keys")
-        if not isinstance(items, list):
-            raise JoseMalformed("a JWKS is an object with a 'keys' list")
-        keys: dict[str, ec.EllipticCurvePublicKey] = {}
-        for item in items:
-            if not isinstance(item, dict):
-                raise JoseMalformed("a JWKS key is a JSON object")
-            if item.get("alg", ES256) != ES256 or item.get("use", "sig") != "sig":
-                continue
-            if item.get("kty") != "EC" or item.get("crv") != "P-256":
-                continue
-            kid = item.get("kid")
-            if not isinstance(kid, str) or not kid:
-                raise JoseMalformed("a JWKS key has no kid")
-            if kid in keys:
-                raise JoseMalformed(f"kid {kid[:60]!r} appears twice in the JWKS")
-            keys[kid] = jwk_public_key(item)
-        return cls(keys=keys)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,25 +145,29 @@ class VerifiedToken:
 
     @property
     def record_digest(self) -> str:
-        return _as_str(_obj(self.claims, "geoattest.record").get("digest"), "digest")
+        return as_str(claim_object(self.claims, "geoattest.record").get("digest"), "digest")
 
     @property
     def policy(self) -> str:
         """``<name>@<version>`` of the policy the host was judged by."""
-        host = _obj(_obj(_obj(self.claims, "submods"), "host"), "geoattest.host")
-        policy = _obj(host, "policy")
-        return f"{_str(policy, 'name')}@{_int(policy, 'version')}"
+        host = claim_object(
+            claim_object(claim_object(self.claims, "submods"), "host"), "geoattest.host"
+        )
+        policy = claim_object(host, "policy")
+        return f"{claim_str(policy, 'name')}@{claim_int(policy, 'version')}"
 
     @property
     def workload_measured_by(self) -> WorkloadMeasure:
-        workload = _obj(_obj(_obj(self.claims, "submods"), "workload"), "geoattest.workload")
-        return WorkloadMeasure(_str(workload, "measured_by"))
+        workload = claim_object(
+            claim_object(claim_object(self.claims, "submods"), "workload"), "geoattest.workload"
+        )
+        return WorkloadMeasure(claim_str(workload, "measured_by"))
 
     @property
     def geo(self) -> GeoView | None:
         if self.type is not TokenType.POG:
             return None
-        return _geo(_obj(_obj(self.claims, "submods"), "geo"), self.submods["geo"])
+        return _geo(claim_object(claim_object(self.claims, "submods"), "geo"), self.submods["geo"])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,7 +247,7 @@ def _check_time_and_audience(view: VerifiedToken, expected: Expected, now: dt.da
     nbf = view.claims["nbf"]
     assert isinstance(nbf, int)  # noqa: S101  # checked by _read_claims
     if nbf > (now + expected.leeway).timestamp():
-        raise _Refuse(RejectReason.NOT_YET_VALID, f"not valid before {_time(nbf).isoformat()}")
+        raise _Refuse(RejectReason.NOT_YET_VALID, f"not valid before {utc_time(nbf).isoformat()}")
     if expected.max_age is not None and now - view.issued_at > expected.max_age:
         raise _Refuse(
             RejectReason.TOO_OLD,
@@ -359,7 +339,7 @@ def _read_claims(claims: dict[str, Any], kind: TokenType, kid: str) -> VerifiedT
     ):
         raise _Refuse(RejectReason.MALFORMED, "iss, sub, jti, agent_id and cnf.jkt are strings")
     iat, nbf, exp, seq = numbers
-    if not (_whole(iat) and _whole(nbf) and _whole(exp) and _whole(seq)):
+    if not (is_whole(iat) and is_whole(nbf) and is_whole(exp) and is_whole(seq)):
         raise _Refuse(RejectReason.MALFORMED, "iat, nbf, exp and seq are whole numbers")
     return VerifiedToken(
         type=kind,
@@ -367,8 +347,8 @@ def _read_claims(claims: dict[str, Any], kind: TokenType, kid: str) -> VerifiedT
         issuer=iss,
         subject=sub,
         audience=aud,
-        issued_at=_time(iat),
-        expires_at=_time(exp),
+        issued_at=utc_time(iat),
+        expires_at=utc_time(exp),
         jti=jti,
         nonce=nonce,
         cnf_jkt=cnf_jkt,
@@ -386,74 +366,27 @@ _TIERS = {tier.value: tier for tier in EarStatus}
 _RANKS = {tier: tier.rank for tier in EarStatus}
 
 
-def _whole(value: object) -> bool:
-    """An int (not a bool) in ``0 .. 2**40``: seconds, or a record's seq."""
-    return type(value) is int and 0 <= value < 2**40
-
-
 def _geo(submod: dict[str, object], tier: EarStatus) -> GeoView:
-    details = _obj(submod, "geoattest.geo")
-    zone = _obj(details, "zone")
-    decision = _str(details, "decision")
+    details = claim_object(submod, "geoattest.geo")
+    zone = claim_object(details, "zone")
+    decision = claim_str(details, "decision")
     if decision != "inside":
         raise _Refuse(RejectReason.NOT_POG, f"zone decision is {decision!r}, not inside")
     location = submod.get("location")
-    point = _as_obj(location, "location") if location is not None else None
+    point = as_object(location, "location") if location is not None else None
     distance = details.get("distance_m")
     return GeoView(
-        zone_id=_str(zone, "id"),
-        zone_name=_str(zone, "name"),
-        zone_version=_int(zone, "version"),
-        polygon_sha256=_str(zone, "polygon_sha256"),
+        zone_id=claim_str(zone, "id"),
+        zone_name=claim_str(zone, "name"),
+        zone_version=claim_int(zone, "version"),
+        polygon_sha256=claim_str(zone, "polygon_sha256"),
         decision=decision,
-        distance_m=None if distance is None else _number(details, "distance_m"),
-        latitude=None if point is None else _number(point, "latitude"),
-        longitude=None if point is None else _number(point, "longitude"),
-        accuracy_m=None if point is None or "accuracy" not in point else _number(point, "accuracy"),
-        fix_at=_time(_int(details, "fix_at")),
+        distance_m=None if distance is None else claim_number(details, "distance_m"),
+        latitude=None if point is None else claim_number(point, "latitude"),
+        longitude=None if point is None else claim_number(point, "longitude"),
+        accuracy_m=None
+        if point is None or "accuracy" not in point
+        else claim_number(point, "accuracy"),
+        fix_at=utc_time(claim_int(details, "fix_at")),
         status=tier,
     )
-
-
-def _malformed(what: str) -> ValueError:
-    return ValueError(what)
-
-
-def _obj(body: Mapping[str, object], name: str) -> dict[str, object]:
-    return _as_obj(body.get(name), name)
-
-
-def _as_obj(value: object, name: str) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise _malformed(f"claim {name} must be a JSON object")
-    return value
-
-
-def _str(body: Mapping[str, object], name: str) -> str:
-    return _as_str(body.get(name), name)
-
-
-def _as_str(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise _malformed(f"claim {name} must be a string")
-    return value
-
-
-def _int(body: Mapping[str, object], name: str) -> int:
-    value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
-        raise _malformed(f"claim {name} must be a whole number of seconds (or a count)")
-    return value
-
-
-def _number(body: Mapping[str, object], name: str) -> float:
-    value = body.get(name)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _malformed(f"claim {name} must be a number")
-    if not math.isfinite(value):  # JSON parsers take NaN and Infinity; no coordinate is either
-        raise _malformed(f"claim {name} must be a finite number")
-    return float(value)
-
-
-def _time(seconds: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC)
