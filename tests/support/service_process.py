@@ -85,12 +85,15 @@ class ServiceProcess:
         self.process = None
 
     def children(self) -> list[int]:
-        """Pids of the direct children (a Celery worker's pool processes)."""
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(pid) for pid in text.split()]
+        """Pids of the direct children (a Celery worker's pool processes), whichever of its
+        threads forked them (billiard's supervisor thread forks the replacements)."""
+        pids: set[int] = set()
+        for task in Path(f"/proc/{self.pid}/task").glob("*"):
+            try:
+                pids.update(int(pid) for pid in (task / "children").read_text().split())
+            except OSError:
+                continue
+        return sorted(pids)
 
     def tail(self, size: int = 3000) -> str:
         return self._log_since(max(0, self.log_size() - size)).decode(errors="replace")
