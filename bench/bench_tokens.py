@@ -6,11 +6,12 @@ throughput against raw ES256, and fresh-on-demand tokens against a plain round.
         [--servers 1] [--processes N]
 
 - **issue**: ``geoattest verifier serve`` (waitress) in its own process on a real SQLite file
-  (or a throwaway PostgreSQL cluster's database) and redis-server; ``--agents`` simulated agents attested by the production round runner and
-  holding TPM-bound token sessions; ``--clients`` client threads (keep-alive, one session each,
-  each request a fresh ES256-signed JWS) post ``POST /v1/tokens`` for ``--seconds``. Latency is
-  client-observed (request sent to token received); every token is stored in
-  ``verifier_tokens`` before it is answered. Nearest-rank percentiles.
+  (or a throwaway PostgreSQL cluster's database) and redis-server; ``--agents`` simulated
+  agents attested by the production round runner and holding TPM-bound token sessions;
+  ``--clients`` client threads (keep-alive, one session each, each request a fresh ES256-signed
+  JWS) post ``POST /v1/tokens`` for ``--seconds``. Latency is client-observed (request sent to
+  token received); every token is stored in ``verifier_tokens`` before it is answered.
+  Nearest-rank percentiles.
 - **cached**: the agent's workload API on a Unix socket (in this process, its verifier client on
   the API above), asked ``--seconds`` long by a separate process (a keep-alive client) for the same
   token: every answer is a cache hit, with the caller identified and checked per request.
