@@ -157,19 +157,8 @@ def _kill_box_a_with_rounds_in_flight(
         boxes.stack.worker.start()
         boxes.stack.beat.start()
         settled = dt.datetime.now(dt.UTC)
-        _wait_until_every_agent_passed(boxes.stack, settled)
+        boxes.stack.measure_recovery(settled, timeout=30)  # every agent passed since
     return settled, killed_at, orphaned
-
-
-def _wait_until_every_agent_passed(stack: FaultStack, since: dt.datetime) -> None:
-    deadline = time.monotonic() + 30
-    for agent_id in stack.active:
-        while not any(
-            r["kind"] == "round" and r["outcome"] == "passed"
-            for r in _records(stack, agent_id, since)
-        ):
-            assert time.monotonic() < deadline, f"{agent_id}: no passed round after box A's restart"
-            time.sleep(0.1)
 
 
 def _wait_until_both_boxes_judge(stack: FaultStack, since: dt.datetime) -> None:
