@@ -50,6 +50,7 @@ LEASE = 2 * INTERVAL + AGENT_TIMEOUT + 1.0  # the default lease (verifier.core.l
 HELD = 0.7  # answers held this long at the kill: rounds in flight, within the fetch deadline
 LOCK_PREFIX = "geoattest:lock:"
 IN_FLIGHT = AGENTS // 2  # rounds in flight at the kill (some of them box A's)
+KILL_ATTEMPTS = 5  # kills until one orphans a round of box A's (restarted between them)
 
 
 @dataclass
@@ -149,10 +150,10 @@ def _kill_box_a_with_rounds_in_flight(
     row inside one lease. When the last attempt began, its kill's time, and its orphans
     (round id: agent id)."""
     settled = started
-    for _ in range(3):
+    for attempt in range(KILL_ATTEMPTS):
         _wait_until_both_boxes_judge(boxes.stack, settled)
         killed_at, orphaned = _kill_box_a_mid_round(boxes)
-        if orphaned:
+        if orphaned or attempt == KILL_ATTEMPTS - 1:  # box A stays dead after the last kill
             break
         boxes.stack.worker.start()
         boxes.stack.beat.start()
