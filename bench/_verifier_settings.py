@@ -1,11 +1,12 @@
 """What the fleet benchmarks' verifier processes share: the EK trust store of the simulated
-fleet's CA, the verifier's settings on the benchmark's registrar, Redis and database, and
-adding the enrolled agents to it."""
+fleet's CA, the verifier's database (a SQLite file or a throwaway PostgreSQL one), its settings
+on the benchmark's registrar, Redis and database, and adding the enrolled agents to it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import requests
 
 from geoattest.settings import Settings, load_settings
 from tests.support.access import bearer
+from tests.support.postgres_server import running_postgres
 from tests.support.registrar_server import RunningRegistrar
 from tests.support.software_pki import SoftwareCa
 
@@ -70,3 +72,13 @@ def add_agents(
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(add, agent_ids))
+
+
+@contextmanager
+def verifier_database(work: Path, kind: str) -> Iterator[str]:
+    """The verifier's database URL: a SQLite file, or a throwaway PostgreSQL cluster's."""
+    if kind == "sqlite":
+        yield f"sqlite:///{work / 'verifier.sqlite'}"
+        return
+    with running_postgres() as server, server.database() as url:
+        yield url

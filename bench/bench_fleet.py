@@ -56,12 +56,11 @@ from bench._fleet_stats import (
     round_figures,
 )
 from bench._service_counters import service_counters
-from bench._verifier_settings import add_agents, ek_trust_dir, verifier_settings
+from bench._verifier_settings import add_agents, ek_trust_dir, verifier_database, verifier_settings
 from geoattest.access.keys import Role
 from geoattest.dev.procs import GEOATTEST, free_port, http_ok, managed_process
 from geoattest.settings import Settings
 from tests.support.access import bearer, issue_api_key
-from tests.support.postgres_server import running_postgres
 from tests.support.redis_server import running_redis
 from tests.support.registrar_server import running_registrar
 from tests.support.software_pki import make_ca
@@ -111,16 +110,6 @@ def _child_pid(parent: int, name: str) -> int:
             if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent and name in stat:
                 return int(entry)
     raise RuntimeError(f"no {name} child process")
-
-
-@contextmanager
-def verifier_database(work: Path, kind: str) -> Iterator[str]:
-    """The verifier's database URL: a SQLite file, or a throwaway PostgreSQL cluster's."""
-    if kind == "sqlite":
-        yield f"sqlite:///{work / 'verifier.sqlite'}"
-        return
-    with running_postgres() as server, server.database() as url:
-        yield url
 
 
 @contextmanager

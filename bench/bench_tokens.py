@@ -52,7 +52,7 @@ from agent.workload.peer import ExecutableHasher
 from agent.workload.server import make_workload_server
 from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import VerifierTokenClient
-from bench.bench_fleet import verifier_database
+from bench._verifier_settings import verifier_database
 from geoattest.dev.procs import free_port
 from geoattest.jose import (
     b64url,
