@@ -91,6 +91,22 @@ class RoundReport:
     fault: Reason | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Judged:
+    """A round judged under its lock, its verdict drafted and not yet committed."""
+
+    rt: RoundTarget
+    token: str
+    fence: int
+    status: LiveStatus  # the agent's hot state the round started from
+    evidence: RoundEvidence | None
+    result: RoundResult
+    record: EvidenceRecord
+    started: float
+    ended: float
+    pinned: bool  # a round from a given source (a push): the schedule is not its to set
+
+
 class RoundRunner:
     """Runs rounds; safe to call from several threads (state is per agent, under its lock)."""
 
@@ -180,6 +196,21 @@ class RoundRunner:
         nonce: bytes | None = None,
         source: EvidenceSource | None = None,
     ) -> RoundReport | None:
+        judged = self._judge(rt, token, fence, loaded, nonce, source)
+        if judged is None:
+            return None
+        return self._finish(judged, self._commit(judged))
+
+    def _judge(
+        self,
+        rt: RoundTarget,
+        token: str,
+        fence: int,
+        loaded: LiveStatus | None,
+        nonce: bytes | None,
+        source: EvidenceSource | None,
+    ) -> _Judged | None:
+        """Judge the round and draft its verdict; None (lock released) for an agent not polled."""
         agent_id = rt.target.agent_id
         status = loaded or LiveStatus(state=rt.target.state, memory=RoundMemory())
         if status.state not in POLLED_STATES:
@@ -217,15 +248,31 @@ class RoundRunner:
             result=result,
             receiver=rt.receiver,
         )
-        committed = self._commit(rt, token, fence, record, result)
+        return _Judged(
+            rt=rt,
+            token=token,
+            fence=fence,
+            status=status,
+            evidence=judged.evidence,
+            result=result,
+            record=record,
+            started=started,
+            ended=ended,
+            pinned=source is not None,
+        )
+
+    def _finish(self, j: _Judged, committed: CommitResult | None) -> RoundReport:
+        """After the commit: count, log, move the hot state on and release the lock, publish."""
+        agent_id = j.rt.target.agent_id
+        result, status, ended = j.result, j.status, j.ended
         if committed is None:
-            _count(result, ended - started, fault=Reason.RECORD_FAILED)
+            _count(result, ended - j.started, fault=Reason.RECORD_FAILED)
             return RoundReport(result=result, committed=None, fault=Reason.RECORD_FAILED)
         if isinstance(committed, Refused):
-            self._repair(agent_id, token, committed, ended, status)
-            _count(result, ended - started, fault=Reason.LOCK_LOST)
+            self._repair(agent_id, j.token, committed, ended, status)
+            _count(result, ended - j.started, fault=Reason.LOCK_LOST)
             return RoundReport(result=result, committed=None, fault=Reason.LOCK_LOST)
-        _count(result, ended - started)
+        _count(result, ended - j.started)
         new_state = committed.record.to_state
         _log_outcome(committed.record, result)
         passed = result.outcome is Outcome.PASSED
@@ -236,14 +283,14 @@ class RoundRunner:
             state=new_state, memory=memory, last_round_at=ended, unreachable_streak=streak
         )
         due = None
-        if new_state in POLLED_STATES and source is None:
+        if new_state in POLLED_STATES and not j.pinned:
             due = self._cadence.next_due(ended, result.outcome, streak)
         if result.outcome is Outcome.VERIFIER_FAULT and result.reason is not None:
             self._hot.mark_fault(agent_id, result.reason, result.message)
-        if not self._hot.finish_round(agent_id, token, new_status, due, clear_fault=passed):
+        if not self._hot.finish_round(agent_id, j.token, new_status, due, clear_fault=passed):
             log.warning("lock expired while the verdict committed; the verdict stands")
-        if passed and judged.evidence is not None:
-            self._remember_measured(rt, judged.evidence, result)
+        if passed and j.evidence is not None:
+            self._remember_measured(j.rt, j.evidence, result)
         self._publish(committed)
         return RoundReport(result=result, committed=committed)
 
@@ -262,14 +309,8 @@ class RoundRunner:
         except Exception:  # a short set only weakens tokens' workload tier, never the verdict
             log.exception("could not record the measured files of a passed round")
 
-    def _commit(
-        self,
-        rt: RoundTarget,
-        token: str,
-        fence: int,
-        record: EvidenceRecord,
-        result: RoundResult,
-    ) -> CommitResult | None:
+    def _commit(self, j: _Judged) -> CommitResult | None:
+        rt, token, fence, record, result = j.rt, j.token, j.fence, j.record, j.result
         agent_id = rt.target.agent_id
         margin = self._cadence.commit_timeout + 5.0
         if not self._hot.confirm_lock(agent_id, token, margin):
