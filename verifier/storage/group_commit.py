@@ -14,6 +14,11 @@ caller waits for its own result at most ``timeout``; its draft is committed (dur
 The hand-off is a plain lock per draft rather than a ``concurrent.futures.Future``: a Future's
 condition variable is pure Python, and at one per round its notify and wait were a tenth of
 the recording cost.
+
+``submit`` hands a draft on without waiting at all: the writer calls the caller's ``then`` with
+the result (or the error) once the draft's group committed. A worker's scheduled rounds finish
+that way (``RoundRunner.start``), so no round thread blocks on a commit and wakes again: that
+wait and the convoy of blocked threads were about half of what recording cost a round (ADR 23).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
@@ -46,12 +51,20 @@ class BatchStore(Protocol[D_contra, R_co]):
 
 
 class _Slot(Generic[D, R]):
-    """One draft on its way: the writer fills in ``result`` or ``error`` and releases ``done``."""
+    """One draft on its way: the writer fills in ``result`` or ``error`` and releases ``done``,
+    or, for a submitted draft, calls ``then`` with either."""
 
-    __slots__ = ("done", "draft", "error", "has_result", "result", "state")
+    __slots__ = ("deadline", "done", "draft", "error", "has_result", "result", "state", "then")
 
-    def __init__(self, draft: D) -> None:
+    def __init__(
+        self,
+        draft: D,
+        then: Callable[[R | BaseException], None] | None = None,
+        deadline: float = 0.0,
+    ) -> None:
         self.draft = draft
+        self.then = then
+        self.deadline = deadline  # a submitted draft not taken by then is never committed
         self.done = threading.Lock()
         self.done.acquire()  # held until the writer has an answer
         self.state = _WAITING
@@ -78,6 +91,10 @@ class GroupCommitter(Generic[D, R]):
         self._linger = linger
         self._queue: queue.SimpleQueue[_Slot[D, R] | None] = queue.SimpleQueue()
         self._claim = threading.Lock()  # guards each slot's ``state``
+        self._counts = threading.Lock()  # guards the two counters below and ``_closed``
+        self._submitted = 0
+        self._answered = 0
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -101,8 +118,39 @@ class GroupCommitter(Generic[D, R]):
             return slot.answer()
         raise TimeoutError("the draft's transaction did not finish in time")
 
+    def submit(
+        self, draft: D, then: Callable[[R | BaseException], None], *, timeout: float
+    ) -> None:
+        """Hand ``draft`` on and return at once. The writer thread calls ``then`` exactly once:
+        with the result after the draft's group committed, with the database's error, or with
+        ``TimeoutError`` when the draft was still queued ``timeout`` seconds after this call
+        (then it was never committed). After ``close`` it is called at once, on this thread,
+        with ``RuntimeError``. ``then`` runs on the writer: it must be short and not raise."""
+        with self._counts:
+            closed = self._closed
+            if not closed:
+                self._submitted += 1
+                self._queue.put(_Slot(draft, then, time.monotonic() + timeout))
+        if closed:
+            then(RuntimeError("the committer is closed"))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every submitted draft has been answered; False if some were not within
+        ``timeout`` seconds (benchmarks and tests: a worker never needs to wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._counts:
+                if self._answered == self._submitted:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.0005)
+
     def close(self) -> None:
-        self._queue.put(None)
+        """Commit what is queued, answer it, and stop the writer."""
+        with self._counts:
+            self._closed = True
+            self._queue.put(None)
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
@@ -135,10 +183,21 @@ class GroupCommitter(Generic[D, R]):
     def _commit(self, group: Sequence[_Slot[D, R]]) -> None:
         # Drafts withdrawn by a caller that stopped waiting are dropped; the others can no
         # longer be withdrawn from here on.
+        now = time.monotonic()
+        expired: list[_Slot[D, R]] = []
         with self._claim:
-            taken = [slot for slot in group if slot.state == _WAITING]
-            for slot in taken:
-                slot.state = _TAKEN
+            taken = []
+            for slot in group:
+                if slot.state != _WAITING:
+                    continue
+                if slot.then is not None and now > slot.deadline:
+                    slot.state = _WITHDRAWN
+                    expired.append(slot)
+                else:
+                    slot.state = _TAKEN
+                    taken.append(slot)
+        for slot in expired:
+            self._answer(slot, TimeoutError("the draft was not committed in time (withdrawn)"))
         if not taken:
             return
         try:
@@ -146,10 +205,24 @@ class GroupCommitter(Generic[D, R]):
         except Exception as e:  # the database failed: every draft of the group learns it
             log.warning("group commit of %d draft(s) failed: %s", len(taken), e)
             for slot in taken:
-                slot.error = e
-                slot.done.release()
+                self._answer(slot, e)
             return
         for slot, result in zip(taken, results, strict=True):
-            slot.result = result
-            slot.has_result = True
+            self._answer(slot, result)
+
+    def _answer(self, slot: _Slot[D, R], outcome: R | BaseException) -> None:
+        then = slot.then
+        if then is None:  # a caller of ``commit`` is waiting
+            if isinstance(outcome, BaseException):
+                slot.error = outcome
+            else:
+                slot.result = outcome
+                slot.has_result = True
             slot.done.release()
+            return
+        try:
+            then(outcome)
+        except Exception:  # a broken callback must not stop the writer
+            log.exception("a committed draft's follow-up failed")
+        with self._counts:
+            self._answered += 1

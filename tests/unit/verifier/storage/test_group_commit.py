@@ -1,4 +1,5 @@
-"""Group commit's hand-off: groups, withdrawal on timeout, errors reaching every waiter.
+"""Group commit's hand-off: groups, withdrawal on timeout, errors reaching every waiter, and
+drafts submitted without waiting (answered on the writer).
 
 The store here is a stand-in for ``VerdictStore`` that records the groups it is given (the SQL
 side is tested on real SQLite and PostgreSQL in the integration suites)."""
@@ -6,7 +7,8 @@ side is tested on real SQLite and PostgreSQL in the integration suites)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -95,3 +97,112 @@ def test_a_database_error_reaches_every_round_of_the_group() -> None:
                     future.result()
     finally:
         committer.close()
+
+
+class _Answers:
+    """Collects what ``submit``'s follow-up was called with, from the writer thread."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, CommitResult | BaseException] = {}
+        self.threads: set[str] = set()
+
+    def then(self, agent_id: str) -> Callable[[CommitResult | BaseException], None]:
+        def answer(outcome: CommitResult | BaseException) -> None:
+            self.got[agent_id] = outcome
+            self.threads.add(threading.current_thread().name)
+
+        return answer
+
+
+def test_submitted_drafts_are_committed_and_answered_on_the_writer_without_waiting() -> None:
+    store = _Store()
+    answers = _Answers()
+    committer = GroupCommitter(store, name="the-writer")
+    try:
+        for n in range(30):
+            committer.submit(_draft(str(n)), answers.then(str(n)), timeout=5)
+        assert committer.wait_idle(5)
+    finally:
+        committer.close()
+    assert answers.got == {str(n): Refused(why="missing", stored_fence=n) for n in range(30)}
+    assert answers.threads == {"the-writer"}
+    assert sorted(int(a) for group in store.groups for a in group) == list(range(30))
+
+
+def test_a_submitted_draft_still_queued_after_its_timeout_is_never_committed() -> None:
+    store = _Store()
+    store.release.clear()  # the writer is stuck in a first transaction
+    answers = _Answers()
+    committer = GroupCommitter(store)
+    try:
+        committer.submit(_draft("1"), answers.then("1"), timeout=10)
+        assert store.entered.wait(5)
+        committer.submit(_draft("2"), answers.then("2"), timeout=0.05)
+        committer.submit(_draft("3"), answers.then("3"), timeout=10)
+        time.sleep(0.2)  # "2" is past its deadline before the writer can take it
+        store.release.set()
+        assert committer.wait_idle(5)
+    finally:
+        committer.close()
+    late = answers.got["2"]
+    assert isinstance(late, TimeoutError)
+    assert "withdrawn" in str(late)
+    assert answers.got["3"] == Refused(why="missing", stored_fence=3)
+    assert all("2" not in group for group in store.groups)
+
+
+def test_a_database_error_reaches_every_submitted_draft_and_the_writer_goes_on() -> None:
+    store = _Store()
+    store.error = RuntimeError("database is locked")
+    answers = _Answers()
+    committer = GroupCommitter(store)
+    try:
+        for n in range(3):
+            committer.submit(_draft(str(n)), answers.then(str(n)), timeout=5)
+        assert committer.wait_idle(5)
+        store.error = None
+        committer.submit(_draft("7"), answers.then("7"), timeout=5)
+        assert committer.wait_idle(5)
+    finally:
+        committer.close()
+    assert all(isinstance(answers.got[str(n)], RuntimeError) for n in range(3))
+    assert answers.got["7"] == Refused(why="missing", stored_fence=7)
+
+
+def test_a_follow_up_that_raises_does_not_stop_the_writer() -> None:
+    store = _Store()
+    answers = _Answers()
+
+    def broken(_outcome: CommitResult | BaseException) -> None:
+        raise ValueError("a bug in the follow-up")
+
+    committer = GroupCommitter(store)
+    try:
+        committer.submit(_draft("1"), broken, timeout=5)
+        committer.submit(_draft("2"), answers.then("2"), timeout=5)
+        assert committer.wait_idle(5)
+    finally:
+        committer.close()
+    assert answers.got["2"] == Refused(why="missing", stored_fence=2)
+
+
+def test_close_answers_what_is_queued_and_refuses_what_comes_after() -> None:
+    store = _Store()
+    store.release.clear()
+    answers = _Answers()
+    committer = GroupCommitter(store)
+    committer.submit(_draft("1"), answers.then("1"), timeout=10)
+    assert store.entered.wait(5)
+    committer.submit(_draft("2"), answers.then("2"), timeout=10)
+    closing = threading.Thread(target=committer.close)
+    closing.start()
+    store.release.set()
+    closing.join(10)
+    assert answers.got == {
+        "1": Refused(why="missing", stored_fence=1),
+        "2": Refused(why="missing", stored_fence=2),
+    }
+    committer.submit(_draft("3"), answers.then("3"), timeout=10)
+    after = answers.got["3"]
+    assert isinstance(after, RuntimeError)
+    assert "closed" in str(after)
