@@ -327,9 +327,12 @@ def run_batch(
             location_key=fleet.location_keys.get(agent_id),
             receiver=fleet.receivers.get(agent_id),
         )
-        futures.append(runtime.pool.submit(runtime.runner.run, round_target, claimed_at=claimed_at))
-    # Rounds end by themselves (fetch and commit deadlines); this bound only keeps a batch task
-    # from hanging on a bug. Rounds still running go on in the pool and finish under their lock.
+        futures.append(
+            runtime.pool.submit(runtime.runner.start, round_target, claimed_at=claimed_at)
+        )
+    # Rounds end by themselves (fetch deadlines; their verdicts commit and finish on the
+    # committer's writer, ADR 23); this bound only keeps a batch task from hanging on a bug.
+    # Rounds still running go on in the pool and finish under their lock.
     done, pending = wait(futures, timeout=runtime.settings.agent_timeout_seconds * 2 + 20)
     if pending:
         log.error("%d round(s) of a batch still running after the batch deadline", len(pending))

@@ -34,7 +34,7 @@ from verifier.storage.hot_state import HotState
 from verifier.storage.records import RecordStore
 from verifier.storage.runtime_digests import RuntimeDigests
 from verifier.storage.sql import AgentTarget, VerifierStore
-from verifier.storage.verdicts import Committed, VerdictStore
+from verifier.storage.verdicts import CommitResult, Committed, VerdictDraft, VerdictStore
 
 POLICY = "edge"
 SQLITE = "sqlite:///"
@@ -49,6 +49,7 @@ class RunnerStack:
     records: RecordStore
     hot: HotState
     runner: RoundRunner
+    committer: GroupCommitter[VerdictDraft, CommitResult]
     watchdog: Watchdog
     cadence: Cadence
     database_url: str
@@ -159,6 +160,7 @@ def runner_stack(
             records=RecordStore(sessions),
             hot=hot,
             runner=runner,
+            committer=committer,
             watchdog=watchdog,
             cadence=cadence,
             database_url=database_url,

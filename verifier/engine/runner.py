@@ -16,10 +16,12 @@ lock token (``HotState.finish_round``), and repaired from SQL when SQL refused a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -64,9 +66,21 @@ class Cadence:
 
 
 class Committer(Protocol):
-    """Commits a verdict (``GroupCommitter`` in production)."""
+    """Commits verdicts (``GroupCommitter`` in production)."""
 
-    def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult: ...
+    def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult:
+        """Commit and wait; raises when it could not."""
+        ...
+
+    def submit(
+        self,
+        draft: VerdictDraft,
+        then: Callable[[CommitResult | BaseException], None],
+        *,
+        timeout: float,
+    ) -> None:
+        """Commit without waiting: ``then`` is called once with the result or the error."""
+        ...
 
 
 # Tells the world about a committed verdict (revocation channel, webhooks): ``EventPublisher``.
@@ -143,13 +157,61 @@ class RoundRunner:
         claimed_at: float | None = None,
         source: EvidenceSource | None = None,
     ) -> RoundReport | None:
-        """One round; ``None`` when another writer holds the agent's lock (for longer than
-        ``lock_wait`` seconds), when it is not polled, or when a round already ran since
-        ``claimed_at`` (the dispatch that enqueued this one: a batch redelivered or claimed twice
-        runs each agent once). ``nonce``: the round's nonce, when the caller binds one (a fresh
-        round for a relying party); random otherwise."""
+        """One round, waiting for its verdict to commit; ``None`` when another writer holds the
+        agent's lock (for longer than ``lock_wait`` seconds), when it is not polled, or when a
+        round already ran since ``claimed_at`` (the dispatch that enqueued this one: a batch
+        redelivered or claimed twice runs each agent once). ``nonce``: the round's nonce, when
+        the caller binds one (a fresh round for a relying party); random otherwise."""
         agent_id = round_target.target.agent_id
         token = uuid.uuid4().hex
+        locked = self._lock(agent_id, token, lock_wait, nonce, claimed_at)
+        if locked is None:
+            return None
+        with self._boundary(agent_id, token):
+            return self._locked(round_target, token, *locked, nonce, source)
+        return None
+
+    def start(self, round_target: RoundTarget, *, claimed_at: float | None = None) -> bool:
+        """A scheduled round that does not wait for its verdict: judged on this thread, then
+        committed with its group and finished (hot state, lock, publication) on the committer's
+        writer thread (ADR 23). True when a round was judged and handed on; False as ``run``
+        returns ``None``. The lock is held until the writer finishes the round, so the agent's
+        next round cannot start before this one's verdict is committed."""
+        agent_id = round_target.target.agent_id
+        token = uuid.uuid4().hex
+        locked = self._lock(agent_id, token, 0.0, None, claimed_at)
+        if locked is None:
+            return False
+        with self._boundary(agent_id, token):
+            judged = self._judge(round_target, token, *locked, None, None)
+            if judged is None:
+                return False
+            draft = self._draft(judged)
+            if isinstance(draft, Refused):
+                self._finish(judged, draft)
+            else:
+                self._committer.submit(
+                    draft,
+                    functools.partial(self._after_commit, judged),
+                    timeout=self._cadence.commit_timeout,
+                )
+            return True
+        return False
+
+    def _after_commit(self, judged: _Judged, outcome: CommitResult | BaseException) -> None:
+        """``start``'s round once its verdict committed or failed to (on the writer thread)."""
+        with self._boundary(judged.rt.target.agent_id, judged.token):
+            self._finish(judged, self._settle(judged, outcome))
+
+    def _lock(
+        self,
+        agent_id: str,
+        token: str,
+        lock_wait: float,
+        nonce: bytes | None,
+        claimed_at: float | None,
+    ) -> tuple[int, LiveStatus | None] | None:
+        """The agent's lock (its fence) and hot state, or None: see ``run``."""
         deadline = time.monotonic() + lock_wait
         try:
             while True:
@@ -174,18 +236,21 @@ class RoundRunner:
         ):
             self._hot.unlock(agent_id, token)  # it ran meanwhile and rescheduled itself
             return None
+        return fence, loaded
+
+    @contextmanager
+    def _boundary(self, agent_id: str, token: str) -> Iterator[None]:
+        """The outermost boundary of a round: whatever escapes it is named, never silent."""
         with bound(agent_id=agent_id, round_id=token[:12]):
             try:
-                return self._locked(round_target, token, fence, loaded, nonce, source)
+                yield
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 log.warning("round abandoned: Redis unavailable (%s)", e)  # a fault, not a bug
                 self._fault(agent_id, Reason.ROUND_CRASHED, "Redis unavailable during the round")
-                return None
-            except Exception:  # the outermost boundary of a round: named, never silent
+            except Exception:
                 log.exception("round crashed")
                 self._fault(agent_id, Reason.ROUND_CRASHED, "the round crashed (verifier log)")
                 self._hot.unlock(agent_id, token)
-                return None
 
     def _locked(
         self,
@@ -310,10 +375,23 @@ class RoundRunner:
             log.exception("could not record the measured files of a passed round")
 
     def _commit(self, j: _Judged) -> CommitResult | None:
-        rt, token, fence, record, result = j.rt, j.token, j.fence, j.record, j.result
+        draft = self._draft(j)
+        if isinstance(draft, Refused):
+            return draft
+        try:
+            outcome: CommitResult | BaseException = self._committer.commit(
+                draft, timeout=self._cadence.commit_timeout
+            )
+        except Exception as e:  # database down, locked, or slower than the timeout
+            outcome = e
+        return self._settle(j, outcome)
+
+    def _draft(self, j: _Judged) -> VerdictDraft | Refused:
+        """The verdict to commit, or a refusal when the round outlived its lock."""
+        rt, result = j.rt, j.result
         agent_id = rt.target.agent_id
         margin = self._cadence.commit_timeout + 5.0
-        if not self._hot.confirm_lock(agent_id, token, margin):
+        if not self._hot.confirm_lock(agent_id, j.token, margin):
             log.warning("round outlived its lock; its result was discarded")
             self._fault(agent_id, Reason.LOCK_LOST, "a round outlived its lock")
             return Refused(why="fence")
@@ -324,9 +402,9 @@ class RoundRunner:
                 return None  # paused or failed since this round started: not ours to move
             return next_state(stored, outcome)
 
-        draft = VerdictDraft(
-            record=record,
-            fence=fence,
+        return VerdictDraft(
+            record=j.record,
+            fence=j.fence,
             decide=decide,
             passed=outcome is Outcome.PASSED,
             ima_entries_verified=(
@@ -337,14 +415,17 @@ class RoundRunner:
             sample_every=self._cadence.sample_every,
             notice=result.notice if outcome is Outcome.PASSED else None,
         )
-        try:
-            return self._committer.commit(draft, timeout=self._cadence.commit_timeout)
-        except Exception as e:  # database down, locked, or slower than the timeout
-            log.warning("the verdict could not be recorded: %s", e)
-            self._fault(agent_id, Reason.RECORD_FAILED, f"the verdict could not be recorded: {e}")
-            # Nothing was recorded, so nothing moves: retry at the normal cadence.
-            self._hot.finish_round(agent_id, token, None, self._clock() + self._cadence.interval)
-            return None
+
+    def _settle(self, j: _Judged, outcome: CommitResult | BaseException) -> CommitResult | None:
+        """The commit's result, or None (a fault marked, the round rescheduled) if it failed."""
+        if not isinstance(outcome, BaseException):
+            return outcome
+        agent_id = j.rt.target.agent_id
+        log.warning("the verdict could not be recorded: %s", outcome)
+        self._fault(agent_id, Reason.RECORD_FAILED, f"the verdict could not be recorded: {outcome}")
+        # Nothing was recorded, so nothing moves: retry at the normal cadence.
+        self._hot.finish_round(agent_id, j.token, None, self._clock() + self._cadence.interval)
+        return None
 
     def _repair(
         self, agent_id: str, token: str, refused: Refused, now: float, status: LiveStatus
