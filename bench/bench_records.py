@@ -28,10 +28,10 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -54,7 +54,8 @@ from verifier.core.record import GENESIS, EvidenceRecord, encode_record
 from verifier.core.round import RoundMemory, verify_round
 from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.states import AgentState, Outcome, next_state
-from verifier.engine.runner import RoundRunner
+from verifier.engine.runner import Committer, RoundRunner, RoundTarget
+from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.records import RecordStore
 from verifier.storage.verdicts import CommitResult, Committed, VerdictDraft, VerdictStore
 
@@ -186,43 +187,102 @@ def _commit(
             stored.append(len(zlib.compress(encoded, 6)))
 
 
+def _unrecorded(draft: VerdictDraft) -> Committed:
+    record = replace(draft.record, seq=1, prev=GENESIS, to_state=AgentState.ATTESTED)
+    return Committed(record=record, digest=GENESIS, kept=False, event=None)
+
+
 class NullCommitter:
-    """Records nothing: what a round costs without its evidence record."""
+    """Records nothing, on the round's own thread: what a round costs without its evidence
+    record on the cheapest path (nothing handed to another thread)."""
 
     def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult:
-        record = replace(draft.record, seq=1, prev=GENESIS, to_state=AgentState.ATTESTED)
-        return Committed(record=record, digest=GENESIS, kept=False, event=None)
+        return _unrecorded(draft)
+
+    def submit(
+        self,
+        draft: VerdictDraft,
+        then: Callable[[CommitResult | BaseException], None],
+        *,
+        timeout: float,
+    ) -> None:
+        then(_unrecorded(draft))
+
+    def wait_idle(self, timeout: float) -> bool:
+        return True
 
 
-def cpu_per_round(stack: RunnerStack, rounds: int) -> dict[str, float]:
-    """Rounds as a worker process runs them: batches of 25 on 16 threads (``run_batch``)."""
-    agent_ids = list(stack.sims)
-    targets = [stack.target(agent_id) for agent_id in agent_ids]
-    pool = ThreadPoolExecutor(16)
-    list(pool.map(stack.runner.run, targets))  # first rounds: registered -> attested
-    recording = stack.runner
-    not_recording = replace_committer(stack, NullCommitter())
-    on: list[float] = []
-    off: list[float] = []
-    for _ in range(5):
-        for runner, sink in ((recording, on), (not_recording, off)):
-            began = time.process_time()
-            for start in range(0, rounds, len(targets)):
-                batch = targets[: min(len(targets), rounds - start)]
-                list(pool.map(runner.run, batch))
-            sink.append((time.process_time() - began) / rounds)
-    pool.shutdown()
-    agent_cost = _simulator_cpu(stack, rounds)
-    best_on, best_off = min(on) - agent_cost, min(off) - agent_cost
+class NullStore:
+    """A verdict store that records nothing, behind the production group committer: the same
+    engine as recording (hand-off to the writer, finishing there), less the recording."""
+
+    def commit(self, drafts: Sequence[VerdictDraft]) -> list[CommitResult]:
+        return [_unrecorded(draft) for draft in drafts]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of running the rounds: its runner, and whether rounds wait for their commit
+    (``run``, the pre-ADR 23 worker) or hand it on (``start``, ``run_batch`` today)."""
+
+    runner: RoundRunner
+    committer: NullCommitter | GroupCommitter[VerdictDraft, CommitResult]
+    waits: bool
+
+    def run(self, pool: ThreadPoolExecutor, batch: list[RoundTarget]) -> None:
+        if self.waits:
+            list(pool.map(self.runner.run, batch))
+            return
+        list(pool.map(self.runner.start, batch))
+        if not self.committer.wait_idle(60):
+            raise RuntimeError("rounds handed on were not finished within 60 s")
+
+
+MODES = {
+    "recording": "recording, rounds hand their verdicts on (start: the worker's path)",
+    "recording_waiting": "recording, rounds wait for their commit (run: before ADR 23)",
+    "not_recording": "not recording, nothing handed on (NullCommitter inline): the baseline",
+    "not_recording_handed_on": "not recording, handed on to the writer (NullStore)",
+}
+
+
+def modes_of(stack: RunnerStack) -> dict[str, Mode]:
+    committer = stack.committer
+    null_group: GroupCommitter[VerdictDraft, CommitResult] = GroupCommitter(NullStore())
+    null = NullCommitter()
     return {
-        "verifier_cpu_ms_recording": best_on * 1000,
-        "verifier_cpu_ms_not_recording": best_off * 1000,
-        "recording_share": (best_on - best_off) / best_off,
-        "simulated_agent_cpu_ms": agent_cost * 1000,
+        "recording": Mode(stack.runner, committer, waits=False),
+        "recording_waiting": Mode(stack.runner, committer, waits=True),
+        "not_recording": Mode(replace_committer(stack, null), null, waits=True),
+        "not_recording_handed_on": Mode(
+            replace_committer(stack, null_group), null_group, waits=False
+        ),
     }
 
 
-def replace_committer(stack: RunnerStack, committer: NullCommitter) -> RoundRunner:
+def cpu_per_round(stack: RunnerStack, rounds: int) -> dict[str, float]:
+    """Rounds as a worker process runs them: batches of 25 on 16 threads (``run_batch``), each
+    mode of ``MODES`` in turn, five times; the best of each, the simulator's CPU taken off."""
+    targets = [stack.target(agent_id) for agent_id in stack.sims]
+    pool = ThreadPoolExecutor(16)
+    list(pool.map(stack.runner.run, targets))  # first rounds: registered -> attested
+    modes = modes_of(stack)
+    spent: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(5):
+        for name, mode in modes.items():
+            began = time.process_time()
+            for start in range(0, rounds, len(targets)):
+                mode.run(pool, targets[: min(len(targets), rounds - start)])
+            spent[name].append((time.process_time() - began) / rounds)
+    pool.shutdown()
+    agent_cost = _simulator_cpu(stack, rounds)
+    best = {name: (min(values) - agent_cost) * 1000 for name, values in spent.items()}
+    return {f"{name}_ms": value for name, value in best.items()} | {
+        "simulated_agent_cpu_ms": agent_cost * 1000
+    }
+
+
+def replace_committer(stack: RunnerStack, committer: Committer) -> RoundRunner:
     runner = stack.runner
     return RoundRunner(
         hot=runner._hot,  # the same parts, another committer
@@ -290,12 +350,17 @@ def _print_size(size: dict[str, float]) -> None:
 
 
 def _print_cpu(cpu: dict[str, float]) -> None:
-    print(
-        f"verifier CPU per round: {cpu['verifier_cpu_ms_not_recording']:.3f} ms without "
-        f"recording, {cpu['verifier_cpu_ms_recording']:.3f} ms with: recording adds "
-        f"{cpu['recording_share'] * 100:.1f} % "
-        f"(simulated agent, taken off both: {cpu['simulated_agent_cpu_ms']:.3f} ms)"
-    )
+    agent = cpu["simulated_agent_cpu_ms"]
+    print(f"verifier CPU per round (the simulated agent's {agent:.3f} ms taken off):")
+    for name, label in MODES.items():
+        print(f"  {cpu[name + '_ms']:.3f} ms  {label}")
+    for name, against in (
+        ("recording", "not_recording"),
+        ("recording", "not_recording_handed_on"),
+        ("recording_waiting", "not_recording"),
+    ):
+        extra = cpu[name + "_ms"] - cpu[against + "_ms"]
+        print(f"recording adds {extra / cpu[against + '_ms'] * 100:5.1f} % ({name} vs {against})")
 
 
 if __name__ == "__main__":
