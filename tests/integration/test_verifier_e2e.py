@@ -213,7 +213,7 @@ def test_an_answer_that_is_not_evidence_is_a_protocol_fault(stack: Stack, how: M
 
 
 def test_failure_publishes_revocation_and_calls_the_signed_webhook(stack: Stack) -> None:
-    subscriber = redis.Redis.from_url(stack.redis_url).pubsub()  # type: ignore[no-untyped-call]  # redis-py leaves pubsub() untyped
+    subscriber = redis.Redis.from_url(stack.redis_url).pubsub()  # type: ignore[no-untyped-call, unused-ignore]  # redis-py < 8 leaves pubsub() untyped
     subscriber.subscribe("geoattest:revocations")
     sim = _attested_agent(stack)
     sim.measure("/tmp/dropper", content=b"x")

@@ -59,7 +59,7 @@ def _check_sentinels(target: RedisTarget) -> None:
             )
     sentinel = target.sentinel(socket_timeout=3, connect_timeout=3)
     try:
-        host, port = sentinel.discover_master(target.master)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        host, port = sentinel.discover_master(target.master)  # type: ignore[no-untyped-call, unused-ignore]  # redis-py < 8 leaves it unannotated
     except redis.RedisError as e:  # MasterNotFoundError included
         raise DependencyUnavailable(
             f"no Sentinel of {target.describe()} names a primary: {e}"

@@ -59,14 +59,18 @@ class RedisTarget:
 
     def sentinel(self, *, socket_timeout: float, connect_timeout: float) -> Sentinel:
         """A Sentinel client (asks the Sentinels; its ``master_for`` makes clients)."""
-        common = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
-        return Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves Sentinel unannotated
+        return Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # redis-py < 8 leaves Sentinel unannotated
             list(self.sentinels),
-            sentinel_kwargs={**common, "password": self.sentinel_password},
+            sentinel_kwargs={
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": connect_timeout,
+                "password": self.sentinel_password,
+            },
             password=self.password or urlsplit(self.url).password,  # the file, else the URL's
             username=urlsplit(self.url).username,
             db=self.db,
-            **common,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
         )
 
     def client(
@@ -80,7 +84,7 @@ class RedisTarget:
         every failover."""
         if self.uses_sentinel:
             sentinel = self.sentinel(socket_timeout=socket_timeout, connect_timeout=connect_timeout)
-            client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]  # redis-py < 8 leaves it unannotated
                 self.master, health_check_interval=health_check_interval
             )
             return client

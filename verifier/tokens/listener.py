@@ -59,7 +59,7 @@ class RevocationListener:
                 self._stop.wait(self._retry)
 
     def _listen(self) -> None:
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]  # redis-py < 8 leaves it unannotated
         try:
             pubsub.subscribe(REVOCATION_CHANNEL)
             self._ready.set()

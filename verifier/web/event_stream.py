@@ -61,7 +61,7 @@ def event_stream(
 ) -> Iterator[str]:
     """The text/event-stream body (see the module docstring); ends on a Redis fault too (the
     client reconnects and resumes from its last id)."""
-    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]  # redis-py < 8 leaves it unannotated
     try:
         pubsub.subscribe(EVENTS_CHANNEL)
         yield f"retry: {RETRY_MS}\nevent: ready\ndata: {{}}\n\n"
