@@ -7,6 +7,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${GEOATTEST_VENV:-$REPO_ROOT/.venv}"
 PYTHON="${GEOATTEST_PYTHON:-python3}"
+# The versions CI last passed with (see its header); the project's own ranges stay in pyproject.
+CONSTRAINTS="$REPO_ROOT/deploy/constraints.txt"
 
 APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc
@@ -51,14 +53,14 @@ install_python_project() {
     "$PYTHON" -m venv "$VENV"
   fi
   stamp="$VENV/.geoattest-install"
-  want="$extras $(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  want="$extras $(cat "$REPO_ROOT/pyproject.toml" "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     say "python packages up to date ($VENV)"
     return
   fi
   say "installing geoattest${extras:+[$extras]} into $VENV (first time takes a few minutes: tpm2-pytss compiles)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$REPO_ROOT${extras:+[$extras]}"
+  "$VENV/bin/python" -m pip install --quiet -c "$CONSTRAINTS" -e "$REPO_ROOT${extras:+[$extras]}"
   echo "$want" > "$stamp"
 }
 
