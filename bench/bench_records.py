@@ -54,7 +54,8 @@ from verifier.core.record import GENESIS, EvidenceRecord, encode_record
 from verifier.core.round import RoundMemory, verify_round
 from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.states import AgentState, Outcome, next_state
-from verifier.engine.runner import Committer, RoundRunner, RoundTarget
+from verifier.engine.committer import Committer
+from verifier.engine.runner import RoundRunner, RoundTarget
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.records import RecordStore
 from verifier.storage.verdicts import CommitResult, Committed, VerdictDraft, VerdictStore

@@ -42,7 +42,8 @@ from tests.support.redis_sentinel import MASTER, SentinelGroup, require_sentinel
 from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core.reasons import Reason
 from verifier.core.round_record import RecordOrigin
-from verifier.engine.runner import Committer, RoundReport, RoundRunner
+from verifier.engine.committer import Committer
+from verifier.engine.runner import RoundReport, RoundRunner
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.hot_state import HotState
 from verifier.storage.redis_auth import check_redis_requires_auth

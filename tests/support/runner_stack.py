@@ -25,8 +25,9 @@ from tests.support.software_pki import make_ca
 from verifier.core.policy import canonical_document, document_digest
 from verifier.core.round_record import RecordOrigin
 from verifier.core.states import AgentState
+from verifier.engine.cadence import Cadence
 from verifier.engine.fleet import FleetConfig, LeaseDefaults, load_fleet
-from verifier.engine.runner import Cadence, RoundReport, RoundRunner, RoundTarget
+from verifier.engine.runner import RoundReport, RoundRunner, RoundTarget
 from verifier.engine.watchdog import Watchdog
 from verifier.notify.revocations import EventPublisher
 from verifier.storage.group_commit import GroupCommitter

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import redis
 
@@ -37,6 +36,8 @@ from verifier.core.record import EvidenceRecord
 from verifier.core.round import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state
+from verifier.engine.cadence import Cadence
+from verifier.engine.committer import Committer, Publisher
 from verifier.engine.fetch import EvidenceSource
 from verifier.engine.judge import judge
 from verifier.engine.zone_hints import ZoneHintCache
@@ -47,44 +48,6 @@ from verifier.storage.sql import AgentTarget
 from verifier.storage.verdicts import CommitResult, Committed, Refused, VerdictDraft
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cadence:
-    interval: float  # seconds between rounds of a healthy agent
-    lock_ttl: float  # a crashed worker's lock expires after this
-    backoff_max: float  # longest wait between retries of an unreachable agent
-    commit_timeout: float = 10.0  # longest a round waits for its verdict to commit
-    sample_every: dt.timedelta = dt.timedelta(minutes=5)  # one round per agent kept in full
-
-    def next_due(self, now: float, outcome: Outcome, unreachable_streak: int) -> float:
-        if outcome is Outcome.REBOOTED:
-            return now  # re-attest the new boot at once, from IMA entry 0
-        if outcome is Outcome.UNREACHABLE:
-            return now + min(self.interval * 2.0 ** min(unreachable_streak, 16), self.backoff_max)
-        return now + self.interval
-
-
-class Committer(Protocol):
-    """Commits verdicts (``GroupCommitter`` in production)."""
-
-    def commit(self, draft: VerdictDraft, *, timeout: float) -> CommitResult:
-        """Commit and wait; raises when it could not."""
-        ...
-
-    def submit(
-        self,
-        draft: VerdictDraft,
-        then: Callable[[CommitResult | BaseException], None],
-        *,
-        timeout: float,
-    ) -> None:
-        """Commit without waiting: ``then`` is called once with the result or the error."""
-        ...
-
-
-# Tells the world about a committed verdict (revocation channel, webhooks): ``EventPublisher``.
-Publisher = Callable[[Committed], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from geoattest.db import check_private_database, make_engine, session_factory
 from geoattest.settings import Settings
 from verifier.core.round_record import RecordOrigin
+from verifier.engine.cadence import Cadence
 from verifier.engine.fetch import AgentClient, ClientIdentity, EvidenceSource
 from verifier.engine.fleet import FleetConfig, LeaseDefaults, load_fleet
-from verifier.engine.runner import Cadence, RoundRunner
+from verifier.engine.runner import RoundRunner
 from verifier.notify.revocations import EventPublisher
 from verifier.notify.webhooks import WebhookSender
 from verifier.signing.keyring import KeyPurpose, Keyring

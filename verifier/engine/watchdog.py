@@ -22,8 +22,8 @@ from verifier.core.record import RecordKind
 from verifier.core.round import RoundMemory
 from verifier.core.round_record import RecordOrigin, action_record
 from verifier.core.states import AgentState
+from verifier.engine.committer import Committer, Publisher
 from verifier.engine.fleet import FleetConfig, LeaseDefaults
-from verifier.engine.runner import Committer, Publisher
 from verifier.storage.hot_state import HotState, LiveStatus
 from verifier.storage.sql import VerifierStore
 from verifier.storage.verdicts import Committed, VerdictDraft
