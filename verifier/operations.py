@@ -39,14 +39,10 @@ from verifier.core.round_record import RecordOrigin, action_record
 from verifier.core.states import AgentMode, AgentState
 from verifier.engine.fetch import parse_agent_url
 from verifier.notify.revocations import EventPublisher
+from verifier.storage.config_changes import Audit
 from verifier.storage.hot_state import HotState, LiveStatus
-from verifier.storage.sql import (
-    AgentTarget,
-    Audit,
-    PolicySummary,
-    VerifiedAgentView,
-    VerifierStore,
-)
+from verifier.storage.policies import PolicySummary
+from verifier.storage.sql import AgentTarget, VerifiedAgentView, VerifierStore
 from verifier.storage.verdicts import Committed, Refused, VerdictDraft, VerdictStore
 
 

@@ -15,9 +15,9 @@ from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core import merkle
 from verifier.core.log_entry import FoldEntry, RecordEntry, decode_entry
 from verifier.core.states import Outcome
+from verifier.storage.config_changes import Audit
 from verifier.storage.log import TransparencyLog
 from verifier.storage.records import FoldSummary, RecordSummary
-from verifier.storage.sql import Audit
 
 pytestmark = pytest.mark.redis
 

@@ -19,7 +19,8 @@ from tpm import TpmPublic, parse_tpm2b_public
 from verifier.core.identity import enrolled_receiver
 from verifier.core.lease import default_max_age
 from verifier.core.policy import AttestationPolicy, document_digest, policy_from_document
-from verifier.storage.sql import AgentTarget, PolicyHead, VerifierStore
+from verifier.storage.policies import PolicyHead
+from verifier.storage.sql import AgentTarget, VerifierStore
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The verifier's SQL tables as typed values: policies, agents under verification, events.
+"""The verifier's SQL tables as typed values: agents under verification and their events, and
+(through ``PolicyTables``, ``verifier.storage.policies``) the policies.
 
 Verdicts (records, state, lease) are written by ``verifier.storage.verdicts`` only; this module
 reads them and writes the configuration (policies, the agents' identities). A change made with
@@ -14,18 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, LargeBinary, cast, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from geoattest.db import as_utc, transaction
-from geoattest.errors import AgentAlreadyVerified, NotFound, PolicyInUse
-from geoattest.wire import PolicyDocument
+from geoattest.errors import AgentAlreadyVerified, NotFound
 from verifier.core.events import AgentEvent
-from verifier.core.log_entry import AuditAction, AuditEntry
+from verifier.core.log_entry import AuditAction
 from verifier.core.reasons import Reason
 from verifier.core.states import AgentMode, AgentState
+from verifier.storage.config_changes import Audit, log_change
 from verifier.storage.documents import DocumentKind, remember, tpm_name
-from verifier.storage.log import enqueue
 from verifier.storage.models import (
     EventRecord,
     PolicyRecord,
@@ -33,6 +33,7 @@ from verifier.storage.models import (
     RecordRow,
     VerifiedAgent,
 )
+from verifier.storage.policies import PolicyTables
 from verifier.storage.tokens import revoke_unexpired
 
 log = logging.getLogger(__name__)
@@ -54,176 +55,8 @@ class AgentTarget:
     mode: AgentMode = AgentMode.PULL
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Audit:
-    """Who changes the configuration, and when: the change is logged as an ``AuditEntry``."""
-
-    actor: str
-    at: datetime
-
-
-def _audit(
-    session: Session,
-    audit: Audit | None,
-    action: AuditAction,
-    subject: str,
-    *,
-    agent_id: str | None = None,
-    **details: str,
-) -> None:
-    if audit is None:
-        return
-    entry = AuditEntry(
-        action=action,
-        at=audit.at,
-        actor=audit.actor,
-        subject=subject,
-        agent_id=agent_id,
-        details=details,
-    )
-    enqueue(session, [entry], audit.at)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredPolicy:
-    name: str
-    version: int
-    updated_at: datetime
-    document: PolicyDocument
-    canonical: bytes  # the stored RFC 8785 bytes the digest covers
-    digest: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicyHead:
-    """What identifies a stored policy's document without reading it."""
-
-    version: int
-    digest: bytes | None  # None on rows from before digests were kept
-    size_bytes: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicySummary:
-    """A stored policy without its document."""
-
-    name: str
-    version: int
-    updated_at: datetime
-    digest: bytes
-    size_bytes: int  # of the canonical document
-
-
-class VerifierStore:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-
-    # --- policies ---------------------------------------------------------------------------
-
-    def put_policy(
-        self,
-        name: str,
-        canonical: bytes,
-        digest: bytes,
-        now: datetime,
-        *,
-        max_age_seconds: float | None = None,
-        audit: Audit | None = None,
-    ) -> PolicySummary:
-        """Store a validated policy as its canonical bytes (``canonical_document``)."""
-        with transaction(self._sessions) as session:
-            record = session.get(PolicyRecord, name)
-            if record is None:
-                record = PolicyRecord(name=name, version=0)
-                session.add(record)
-            record.version += 1
-            record.document = canonical.decode("utf-8")
-            record.sha256 = digest
-            record.max_age_seconds = max_age_seconds
-            record.updated_at = now
-            remember(session, DocumentKind.POLICY, canonical, now, name)
-            _audit(
-                session,
-                audit,
-                AuditAction.POLICY_PUT,
-                name,
-                version=str(record.version),
-                sha256=digest.hex(),
-            )
-            return PolicySummary(
-                name=name,
-                version=record.version,
-                updated_at=as_utc(now),
-                digest=digest,
-                size_bytes=len(canonical),
-            )
-
-    def get_policy(self, name: str) -> StoredPolicy:
-        with transaction(self._sessions) as session:
-            record = session.get(PolicyRecord, name)
-            if record is None:
-                raise NotFound(f"no policy {name!r}")
-            return _policy(record)
-
-    def policy_max_ages(self) -> dict[str, float | None]:
-        """Each policy's lease setting (seconds; None: the verifier's default), without loading
-        the documents (a whole-system runtime policy is tens of MB)."""
-        with transaction(self._sessions) as session:
-            rows = session.execute(select(PolicyRecord.name, PolicyRecord.max_age_seconds))
-            return {name: max_age for name, max_age in rows}
-
-    def policy_summaries(self) -> list[PolicySummary]:
-        """Every policy by name, without parsing (or, on PostgreSQL, fetching) the documents."""
-        with transaction(self._sessions) as session:
-            size = _utf8_length(session, PolicyRecord.document)
-            rows = session.execute(
-                select(
-                    PolicyRecord.name,
-                    PolicyRecord.version,
-                    PolicyRecord.updated_at,
-                    PolicyRecord.sha256,
-                    size,
-                ).order_by(PolicyRecord.name)
-            )
-            return [
-                PolicySummary(
-                    name=name,
-                    version=version,
-                    updated_at=as_utc(updated_at),
-                    digest=digest or b"",
-                    size_bytes=int(length or 0),
-                )
-                for name, version, updated_at, digest, length in rows
-            ]
-
-    def policy_heads(self) -> dict[str, PolicyHead]:
-        """Each policy's version, digest and size, without the documents: what a worker
-        compares to decide which policies to parse again."""
-        with transaction(self._sessions) as session:
-            size = _utf8_length(session, PolicyRecord.document)
-            rows = session.execute(
-                select(PolicyRecord.name, PolicyRecord.version, PolicyRecord.sha256, size)
-            )
-            return {
-                name: PolicyHead(version=version, digest=digest, size_bytes=size_bytes)
-                for name, version, digest, size_bytes in rows
-            }
-
-    def list_policies(self) -> list[StoredPolicy]:
-        with transaction(self._sessions) as session:
-            records = session.scalars(select(PolicyRecord).order_by(PolicyRecord.name))
-            return [_policy(record) for record in records]
-
-    def delete_policy(self, name: str, *, audit: Audit | None = None) -> None:
-        with transaction(self._sessions) as session:
-            record = session.get(PolicyRecord, name)
-            if record is None:
-                raise NotFound(f"no policy {name!r}")
-            users = session.scalar(select(func.count()).where(VerifiedAgent.policy_name == name))
-            if users:
-                raise PolicyInUse(f"policy {name!r} is used by {users} agent(s)")
-            session.delete(record)
-            _audit(session, audit, AuditAction.POLICY_DELETED, name, version=str(record.version))
+class VerifierStore(PolicyTables):
+    """The verifier's configuration tables: policies (``PolicyTables``), agents, events."""
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -256,7 +89,7 @@ class VerifierStore:
                     chain_head=head,
                 )
             )
-            _audit(
+            log_change(
                 session,
                 audit,
                 AuditAction.AGENT_ADDED,
@@ -322,7 +155,7 @@ class VerifierStore:
             _remember_keys(
                 session, audit.at if audit else datetime.now(UTC), ak_public, location_key_public
             )
-            _audit(
+            log_change(
                 session,
                 audit,
                 AuditAction.AGENT_REFRESHED,
@@ -339,7 +172,7 @@ class VerifierStore:
             if session.get(PolicyRecord, policy_name) is None:
                 raise NotFound(f"no policy {policy_name!r}")
             _agent(session, agent_id).policy_name = policy_name
-            _audit(
+            log_change(
                 session,
                 audit,
                 AuditAction.AGENT_POLICY_SET,
@@ -354,7 +187,7 @@ class VerifierStore:
         """Stop verifying the agent; its tokens still valid at ``now`` are revoked with it."""
         with transaction(self._sessions) as session:
             record = _agent(session, agent_id)
-            _audit(
+            log_change(
                 session,
                 audit,
                 AuditAction.AGENT_REMOVED,
@@ -489,22 +322,3 @@ def _agent(session: Session, agent_id: str) -> VerifiedAgent:
     if record is None:
         raise NotFound(f"agent {agent_id!r} is not under verification")
     return record
-
-
-def _utf8_length(session: Session, column: InstrumentedAttribute[str]) -> ColumnElement[int]:
-    """The length in bytes of a text column's UTF-8 (``length`` counts characters)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.octet_length(column)
-    return func.length(cast(column, LargeBinary))  # SQLite: a BLOB's length is in bytes
-
-
-def _policy(record: PolicyRecord) -> StoredPolicy:
-    canonical = record.document.encode("utf-8")
-    return StoredPolicy(
-        name=record.name,
-        version=record.version,
-        updated_at=as_utc(record.updated_at),
-        document=PolicyDocument.model_validate_json(canonical),
-        canonical=canonical,
-        digest=record.sha256 or hashlib.sha256(canonical).digest(),
-    )

@@ -39,8 +39,9 @@ from verifier.core.reasons import Reason
 from verifier.core.states import AgentMode
 from verifier.engine.status import AgentStatus, StatusReader
 from verifier.operations import Operations
+from verifier.storage.policies import PolicySummary, StoredPolicy
 from verifier.storage.records import FoldSummary, RecordStore, RecordSummary
-from verifier.storage.sql import PolicySummary, StoredPolicy, VerifierStore
+from verifier.storage.sql import VerifierStore
 
 blueprint = Blueprint("verifier", __name__, url_prefix="/v1")
 POLICY_LIMIT_CONFIG = "GEOATTEST_POLICY_UPLOAD_MAX_BYTES"  # settings.policy_upload_max_bytes
