@@ -34,7 +34,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     update,
 )
 
@@ -52,8 +51,8 @@ from verifier.core.states import AgentState, Outcome
 from verifier.metrics import RECORD_BYTES
 from verifier.storage import verdict_rows
 from verifier.storage.log import enqueue
-from verifier.storage.models import EventRecord, VerifiedAgent, WebhookDelivery
-from verifier.storage.tokens import revoke_unexpired
+from verifier.storage.models import VerifiedAgent
+from verifier.storage.verdict_events import notice_event, transition_event
 from verifier.storage.verdict_rows import (
     Chain,
     RowUpdate,
@@ -344,9 +343,9 @@ class VerdictStore:
         event: AgentEvent | None = None
         deliveries: tuple[int, ...] = ()
         if result.transition:
-            event, deliveries = self._event(connection, record)
+            event, deliveries = transition_event(connection, record, self._webhook_urls)
         elif result.notice is not None:  # no transition, no revocation, no webhook
-            event = self._notice(connection, record, result.notice)
+            event = notice_event(connection, record, result.notice)
         return Committed(
             record=record,
             digest=result.digest,
@@ -354,69 +353,3 @@ class VerdictStore:
             event=event,
             deliveries=deliveries,
         )
-
-    def _notice(self, connection: Connection, record: EvidenceRecord, notice: Notice) -> AgentEvent:
-        """A notice event: the record's state on both sides, the notice's reason and words."""
-        noted = replace(
-            record, reason=notice.reason, message=notice.message, details=notice.details
-        )
-        event_id = self._insert_event(connection, noted)
-        return _agent_event(event_id, noted)
-
-    def _insert_event(self, connection: Connection, record: EvidenceRecord) -> int:
-        return int(
-            connection.execute(
-                insert(EventRecord)
-                .values(
-                    agent_id=record.agent_id,
-                    at=record.ended_at,
-                    from_state=record.from_state.value,
-                    to_state=record.to_state.value,
-                    reason=record.reason.value if record.reason else None,
-                    message=record.message or None,
-                    details=json.dumps(dict(record.details)) if record.details else None,
-                    round_id=record.round_id,
-                    record_seq=record.seq,
-                )
-                .returning(EventRecord.id)
-            ).scalar_one()
-        )
-
-    def _event(
-        self, connection: Connection, record: EvidenceRecord
-    ) -> tuple[AgentEvent, tuple[int, ...]]:
-        event = _agent_event(self._insert_event(connection, record), record)
-        if event.ends_trust:  # tokens out for this agent are revoked with the verdict
-            revoke_unexpired(connection, record.agent_id, record.ended_at)
-        deliveries: tuple[int, ...] = ()
-        if record.to_state is AgentState.FAILED and self._webhook_urls:
-            deliveries = tuple(
-                connection.execute(
-                    insert(WebhookDelivery)
-                    .values(
-                        event_id=event.id,
-                        url=url,
-                        status="pending",
-                        attempts=0,
-                        updated_at=record.ended_at,
-                    )
-                    .returning(WebhookDelivery.id)
-                ).scalar_one()
-                for url in self._webhook_urls
-            )
-        return event, deliveries
-
-
-def _agent_event(event_id: int, record: EvidenceRecord) -> AgentEvent:
-    return AgentEvent(
-        id=event_id,
-        agent_id=record.agent_id,
-        at=record.ended_at,
-        from_state=record.from_state,
-        to_state=record.to_state,
-        reason=record.reason,
-        message=record.message or None,
-        details=record.details,
-        round_id=record.round_id,
-        record_seq=record.seq,
-    )
