@@ -56,13 +56,10 @@ def test_started_rounds_are_committed_finished_and_rescheduled(stack: RunnerStac
     assert stack.round(next(iter(stack.sims))) is not None  # every lock was released
 
 
-def test_the_lock_is_held_until_the_verdict_is_committed(
-    stack: RunnerStack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    agent_id = next(iter(stack.sims))
-    assert stack.round(agent_id) is not None
-    records = stack.store.get_agent(agent_id).records
-    release, entered = threading.Event(), threading.Event()
+def _hold_commits(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make every group commit wait (for up to 10 s) until the second event is set; the first
+    is set once the writer is inside a commit."""
+    entered, release = threading.Event(), threading.Event()
     commit = VerdictStore.commit
 
     def held(self: VerdictStore, drafts: Sequence[VerdictDraft]) -> list[CommitResult]:
@@ -71,6 +68,16 @@ def test_the_lock_is_held_until_the_verdict_is_committed(
         return commit(self, drafts)
 
     monkeypatch.setattr(VerdictStore, "commit", held)
+    return entered, release
+
+
+def test_the_lock_is_held_until_the_verdict_is_committed(
+    stack: RunnerStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent_id = next(iter(stack.sims))
+    assert stack.round(agent_id) is not None
+    records = stack.store.get_agent(agent_id).records
+    entered, release = _hold_commits(monkeypatch)
     assert stack.runner.start(stack.target(agent_id))  # returns with its verdict in flight
     assert entered.wait(5)
     assert stack.runner.start(stack.target(agent_id)) is False  # the agent is still locked
@@ -115,15 +122,7 @@ def test_a_started_verdict_that_waited_past_its_timeout_is_withdrawn(
         for agent_id in (first, second):
             assert stack.round(agent_id) is not None
         records = stack.store.get_agent(second).records
-        release, entered = threading.Event(), threading.Event()
-        commit = VerdictStore.commit
-
-        def held(self: VerdictStore, drafts: Sequence[VerdictDraft]) -> list[CommitResult]:
-            entered.set()
-            release.wait(10)
-            return commit(self, drafts)
-
-        monkeypatch.setattr(VerdictStore, "commit", held)
+        entered, release = _hold_commits(monkeypatch)
         assert stack.runner.start(stack.target(first))
         assert entered.wait(5)  # the writer is stuck in the first agent's transaction
         assert stack.runner.start(stack.target(second))
