@@ -14,8 +14,8 @@ from geoattest.jose import b64url_decode
 from geoattest.token_sources import load_jwks, load_status
 from geoattest.wire_tokens import WorkloadTokenRequest
 from geoattest.workload_client import request_token
-from verifier.tokens.claims import EarStatus, TokenType
 from verifier.tokens.verify import Expected, Rejected, VerifiedToken, verify_token
+from verifier.tokens.vocabulary import EarStatus, TokenType
 
 _SOCKET = click.Path(dir_okay=False, path_type=Path)
 

@@ -49,8 +49,8 @@ from geoattest.jose import (
     thumbprint,
 )
 from keyrelease.keystore import ModelKey
-from verifier.tokens.claims import EarStatus, TokenType
 from verifier.tokens.verify import Expected, Rejected, TrustedKeys, VerifiedToken, verify_token
+from verifier.tokens.vocabulary import EarStatus, TokenType
 
 __all__ = ["POP_TYP", "Release", "Releaser", "Trust", "make_proof", "release_path"]
 

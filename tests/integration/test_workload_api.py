@@ -32,8 +32,8 @@ from tests.support.programs import Program, program
 from tests.support.runner_stack import ALLOWED, POLICY
 from tests.support.token_stack import SimQuoter, TokenStack, token_stack
 from verifier.core.policy import canonical_document, document_digest
-from verifier.tokens.claims import EarStatus, WorkloadMeasure
 from verifier.tokens.verify import Expected, VerifiedToken, verify_token
+from verifier.tokens.vocabulary import EarStatus, WorkloadMeasure
 
 pytestmark = [pytest.mark.redis]
 

@@ -65,9 +65,7 @@ from verifier.tokens.claims import (
     HostFacts,
     IssuerFacts,
     TokenOrder,
-    TokenType,
     WorkloadFacts,
-    WorkloadMeasure,
     build_claims,
     spiffe_subject,
     token_header,
@@ -75,6 +73,7 @@ from verifier.tokens.claims import (
 from verifier.tokens.fresh import FreshRounds
 from verifier.tokens.sessions import TokenSessions
 from verifier.tokens.snapshot import AgentSnapshot, Snapshots
+from verifier.tokens.vocabulary import TokenType, WorkloadMeasure
 
 __all__ = ["TokenConfig", "TokenService"]
 

@@ -34,7 +34,6 @@ from pydantic_core import from_json
 
 from geoattest.errors import JoseMalformed
 from geoattest.jose import ES256, b64url_decode, es256_valid, parse_jws
-from verifier.tokens.claims import PROFILES, EarStatus, TokenType, WorkloadMeasure
 from verifier.tokens.json_claims import (
     as_object,
     as_str,
@@ -46,6 +45,7 @@ from verifier.tokens.json_claims import (
     utc_time,
 )
 from verifier.tokens.trusted_keys import TrustedKeys
+from verifier.tokens.vocabulary import PROFILES, EarStatus, TokenType, WorkloadMeasure
 
 __all__ = [
     "Expected",

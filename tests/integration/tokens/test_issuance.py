@@ -27,8 +27,8 @@ from tests.support.token_requests import (
     signed_request,
 )
 from tests.support.token_stack import TokenStack, order
-from verifier.tokens.claims import EarStatus, WorkloadMeasure
 from verifier.tokens.verify import Rejected, RejectReason, VerifiedToken
+from verifier.tokens.vocabulary import EarStatus, WorkloadMeasure
 
 pytestmark = [pytest.mark.redis]
 

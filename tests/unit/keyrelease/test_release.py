@@ -24,8 +24,9 @@ from tests.unit.verifier.tokens.issuing import (
     issue,
     passed_round,
 )
-from verifier.tokens.claims import TokenClaims, TokenType, WorkloadMeasure
+from verifier.tokens.claims import TokenClaims
 from verifier.tokens.verify import TrustedKeys
+from verifier.tokens.vocabulary import TokenType, WorkloadMeasure
 
 AUDIENCE = "model-keys"  # what tests.unit.verifier.tokens.issuing issues for
 

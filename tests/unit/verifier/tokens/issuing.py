@@ -26,15 +26,14 @@ from verifier.tokens.claims import (
     IssuerFacts,
     TokenClaims,
     TokenOrder,
-    TokenType,
     WorkloadFacts,
-    WorkloadMeasure,
     build_claims,
     spiffe_subject,
     token_header,
 )
 from verifier.tokens.snapshot import zone_facts
 from verifier.tokens.verify import TrustedKeys
+from verifier.tokens.vocabulary import TokenType, WorkloadMeasure
 
 ISSUER = "https://verifier.test"
 AUDIENCE = "model-keys"

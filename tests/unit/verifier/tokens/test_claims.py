@@ -15,7 +15,7 @@ from tests.unit.verifier.tokens.issuing import MAX_AGE, claims_for, passed_round
 from tpm import parse_tpms_attest
 from verifier.core.round import Check, CheckResult, Verdict
 from verifier.core.states import Outcome
-from verifier.tokens.claims import EarStatus, TokenType, WorkloadMeasure
+from verifier.tokens.vocabulary import EarStatus, TokenType, WorkloadMeasure
 
 
 def _submods(body: dict[str, object]) -> dict[str, dict[str, object]]:

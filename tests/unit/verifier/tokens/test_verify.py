@@ -23,7 +23,7 @@ from tests.unit.verifier.tokens.issuing import (
     issue,
     passed_round,
 )
-from verifier.tokens.claims import EarStatus, TokenClaims, TokenType, WorkloadMeasure
+from verifier.tokens.claims import TokenClaims
 from verifier.tokens.status import read_status, sign_status
 from verifier.tokens.verify import (
     Expected,
@@ -33,6 +33,7 @@ from verifier.tokens.verify import (
     VerifiedToken,
     verify_token,
 )
+from verifier.tokens.vocabulary import EarStatus, TokenType, WorkloadMeasure
 
 
 @pytest.fixture(scope="module")
