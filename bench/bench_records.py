@@ -51,8 +51,9 @@ from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy
 from verifier.core.record import GENESIS, EvidenceRecord, encode_record
-from verifier.core.round import RoundMemory, verify_round
+from verifier.core.round import verify_round
 from verifier.core.round_record import RecordOrigin, round_record
+from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentState, Outcome, next_state
 from verifier.engine.committer import Committer
 from verifier.engine.runner import RoundRunner, RoundTarget

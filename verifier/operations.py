@@ -34,8 +34,8 @@ from verifier.core.policy import (
 )
 from verifier.core.reasons import Reason
 from verifier.core.record import RecordKind
-from verifier.core.round import RoundMemory
 from verifier.core.round_record import RecordOrigin, action_record
+from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentMode, AgentState
 from verifier.engine.fetch import parse_agent_url
 from verifier.notify.revocations import EventPublisher

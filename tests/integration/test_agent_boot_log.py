@@ -28,7 +28,8 @@ from tests.support.agent_simulator import MemoryMeasurementList
 from tpm import EventType
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy
-from verifier.core.round import RoundMemory, RoundResult, verify_round
+from verifier.core.round import verify_round
+from verifier.core.round_types import RoundMemory, RoundResult
 from verifier.core.states import Outcome
 
 pytestmark = pytest.mark.swtpm

@@ -10,7 +10,7 @@ import redis
 from allowlists.ima.replay import ImaState
 from geoattest.pcr_banks import PcrBank
 from tpm import ClockInfo
-from verifier.core.round import RoundMemory
+from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentState
 from verifier.storage.hot_state import HotState, LiveStatus
 

@@ -37,8 +37,9 @@ from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy
 from verifier.core.record import decode_record, encode_record
 from verifier.core.reverify import reverify_record
-from verifier.core.round import RoundMemory, RoundResult, verify_round
+from verifier.core.round import verify_round
 from verifier.core.round_record import RecordOrigin, round_record
+from verifier.core.round_types import RoundMemory, RoundResult
 from verifier.core.states import Outcome
 from verifier.engine.fetch import AgentClient, ClientIdentity
 

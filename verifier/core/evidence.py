@@ -6,7 +6,7 @@ from allowlists.boot import pcr_index
 from geoattest.errors import EvidenceMalformed
 from geoattest.pcr_banks import PcrBank
 from geoattest.wire import EvidenceResponse
-from verifier.core.round import RoundEvidence
+from verifier.core.round_types import RoundEvidence
 
 
 def parse_evidence(response: EvidenceResponse, nonce: bytes) -> RoundEvidence:

@@ -41,7 +41,7 @@ from geofence.receiver import IDENTITY_SEPARATOR
 from tpm import ClockInfo
 from verifier.core.canonical import canonical_json, plain_canonical_json
 from verifier.core.reasons import Reason
-from verifier.core.round import Check, CheckResult, RoundEvidence, Verdict
+from verifier.core.round_types import Check, CheckResult, RoundEvidence, Verdict
 from verifier.core.states import AgentState, Outcome
 
 RECORD_TYPE = "geoattest.evidence-record"

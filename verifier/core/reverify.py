@@ -22,7 +22,8 @@ from tpm import TpmPublic
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
 from verifier.core.record import EvidenceRecord, RecordKind, track_digest
-from verifier.core.round import Check, RoundMemory, RoundResult, Verdict, verify_round
+from verifier.core.round import verify_round
+from verifier.core.round_types import Check, RoundMemory, RoundResult, Verdict
 
 # Plausibility reasons that depend on the previous fixes (geofence.plausibility).
 TRACK_REASONS = frozenset(

@@ -26,7 +26,7 @@ from verifier.core.record import (
     RecordKind,
     track_digest,
 )
-from verifier.core.round import RoundEvidence, RoundMemory, RoundResult
+from verifier.core.round_types import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.states import AgentState
 
 MAX_MESSAGE_CHARS = 1000

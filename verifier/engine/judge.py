@@ -24,7 +24,8 @@ from tpm import TpmPublic
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason, reason_of_code
-from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_round
+from verifier.core.round import verify_round
+from verifier.core.round_types import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.states import Outcome
 from verifier.engine.fetch import EvidenceSource
 from verifier.metrics import FETCH_ERRORS

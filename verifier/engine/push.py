@@ -44,7 +44,7 @@ from geoattest.wire_push import (
     PushEvidencePost,
     PushVerdictView,
 )
-from verifier.core.round import RoundMemory
+from verifier.core.round_types import RoundMemory
 from verifier.core.states import POLLED_STATES, AgentMode
 from verifier.engine.fleet import FleetConfig
 from verifier.engine.judge import round_request

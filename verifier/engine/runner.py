@@ -33,8 +33,8 @@ from verifier.core.measured import measured_files
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
 from verifier.core.record import EvidenceRecord
-from verifier.core.round import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.round_record import RecordOrigin, round_record
+from verifier.core.round_types import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state
 from verifier.engine.cadence import Cadence
 from verifier.engine.committer import Committer, Publisher

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from verifier.core.reasons import Reason
 from verifier.core.record import RecordKind
-from verifier.core.round import RoundMemory
 from verifier.core.round_record import RecordOrigin, action_record
+from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentState
 from verifier.engine.committer import Committer, Publisher
 from verifier.engine.fleet import FleetConfig, LeaseDefaults

@@ -20,7 +20,8 @@ from verifier.core.record import (
     track_digest,
 )
 from verifier.core.reverify import reverify_record
-from verifier.core.round import LOCATION_TRACK_LENGTH, Check, Verdict
+from verifier.core.round import LOCATION_TRACK_LENGTH
+from verifier.core.round_types import Check, Verdict
 from verifier.core.states import Outcome
 from verifier.export.agent_checks import (
     MEMORY_RESETS,

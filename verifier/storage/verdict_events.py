@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert
 
 from verifier.core.events import AgentEvent
 from verifier.core.record import EvidenceRecord
-from verifier.core.round import Notice
+from verifier.core.round_types import Notice
 from verifier.core.states import AgentState
 from verifier.storage.models import EventRecord, WebhookDelivery
 from verifier.storage.tokens import revoke_unexpired

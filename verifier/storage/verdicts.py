@@ -46,7 +46,7 @@ from verifier.core.record import (
     encode_record,
     record_digest,
 )
-from verifier.core.round import Notice
+from verifier.core.round_types import Notice
 from verifier.core.states import AgentState, Outcome
 from verifier.metrics import RECORD_BYTES
 from verifier.storage import verdict_rows

@@ -11,7 +11,7 @@ from tests.unit.geofence.test_evidence import sample
 from verifier.core.position import position_of
 from verifier.core.reasons import Reason
 from verifier.core.record import GENESIS, EvidenceRecord, LocationSummary, RecordKind
-from verifier.core.round import Check, CheckResult, RoundEvidence, Verdict
+from verifier.core.round_types import Check, CheckResult, RoundEvidence, Verdict
 from verifier.core.states import AgentState, Outcome
 
 AT = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)

@@ -27,8 +27,9 @@ from verifier.core.record import (
     record_digest,
 )
 from verifier.core.reverify import reverify_record
-from verifier.core.round import RoundMemory, verify_round
+from verifier.core.round import verify_round
 from verifier.core.round_record import RecordOrigin, round_record
+from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentState, Outcome
 
 ORIGIN = RecordOrigin(verifier_id="verifier-test")

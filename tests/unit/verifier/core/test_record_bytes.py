@@ -19,7 +19,7 @@ from verifier.core.record import (
     decode_record,
     encode_record,
 )
-from verifier.core.round import Check, CheckResult, RoundEvidence, Verdict
+from verifier.core.round_types import Check, CheckResult, RoundEvidence, Verdict
 from verifier.core.states import AgentState, Outcome
 
 AT = datetime(2026, 12, 2, 4, 1, 2, 345678, tzinfo=UTC)

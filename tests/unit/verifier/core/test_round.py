@@ -19,14 +19,8 @@ from geofence import decode_evidence
 from tests.support.software_tpm import SoftwareAk
 from tpm import Alg, ClockInfo
 from verifier.core.policy import AttestationPolicy
-from verifier.core.round import (
-    Check,
-    RoundEvidence,
-    RoundMemory,
-    RoundResult,
-    Verdict,
-    verify_round,
-)
+from verifier.core.round import verify_round
+from verifier.core.round_types import Check, RoundEvidence, RoundMemory, RoundResult, Verdict
 from verifier.core.states import Outcome
 
 GOLDEN_PCR0 = hashlib.sha256(b"firmware v1").digest()

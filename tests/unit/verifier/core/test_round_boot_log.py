@@ -25,7 +25,8 @@ from tests.support.software_tpm import SoftwareAk
 from tpm import Alg, EventLog, encode_event_log, parse_event_log, replay_event_log
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy, policy_from_document
-from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_round
+from verifier.core.round import verify_round
+from verifier.core.round_types import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.states import Outcome
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -23,7 +23,8 @@ from tests.unit.verifier.core.test_round import ALLOWED, SoftwareNode, _policy
 from tpm import Alg, TpmPublic
 from verifier.core.location import LocationRoundPolicy
 from verifier.core.policy import AttestationPolicy
-from verifier.core.round import RoundEvidence, RoundMemory, RoundResult, verify_round
+from verifier.core.round import verify_round
+from verifier.core.round_types import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.states import Outcome
 
 

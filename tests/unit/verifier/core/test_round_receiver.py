@@ -36,14 +36,9 @@ from verifier.core.reasons import Reason
 from verifier.core.receiver import ReceiverRule
 from verifier.core.record import EvidenceRecord, decode_record, encode_record
 from verifier.core.reverify import reverify_record
-from verifier.core.round import (
-    Check,
-    RoundMemory,
-    RoundResult,
-    Verdict,
-    verify_round,
-)
+from verifier.core.round import verify_round
 from verifier.core.round_record import RecordOrigin, round_record
+from verifier.core.round_types import Check, RoundMemory, RoundResult, Verdict
 
 ENROLLED = ("u-blox AG - www.u-blox.com", "HW UBX-M80xx 00080000", "PROTVER 15.00")
 SWAPPED = ("u-blox AG - www.u-blox.com", "HW UBX-G70xx 00070000", "PROTVER 14.00")

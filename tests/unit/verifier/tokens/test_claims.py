@@ -13,7 +13,7 @@ from geoattest.errors import AgentNotAttested, TokenLocationUnavailable
 from geofence import SourceKind, decode_evidence
 from tests.unit.verifier.tokens.issuing import MAX_AGE, claims_for, passed_round
 from tpm import parse_tpms_attest
-from verifier.core.round import Check, CheckResult, Verdict
+from verifier.core.round_types import Check, CheckResult, Verdict
 from verifier.core.states import Outcome
 from verifier.tokens.vocabulary import EarStatus, TokenType, WorkloadMeasure
 
