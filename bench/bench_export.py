@@ -64,7 +64,8 @@ from verifier.core.policy import (
     document_digest,
     policy_from_document,
 )
-from verifier.core.record import GENESIS, EvidenceRecord, encode_record, record_digest
+from verifier.core.record import GENESIS, encode_record, record_digest
+from verifier.core.record_types import EvidenceRecord
 from verifier.core.states import AgentState
 from verifier.engine.runtime import log_keyring
 from verifier.export.archive import read_bundle

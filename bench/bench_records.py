@@ -50,7 +50,8 @@ from tests.support.redis_server import running_redis
 from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core.evidence import parse_evidence
 from verifier.core.policy import AttestationPolicy
-from verifier.core.record import GENESIS, EvidenceRecord, encode_record
+from verifier.core.record import GENESIS, encode_record
+from verifier.core.record_types import EvidenceRecord
 from verifier.core.round import verify_round
 from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.round_types import RoundMemory

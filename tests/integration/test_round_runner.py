@@ -15,7 +15,7 @@ import pytest
 from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core.chain import FoldLink, RecordLink, check_chain
 from verifier.core.reasons import Reason
-from verifier.core.record import RecordKind
+from verifier.core.record_types import RecordKind
 from verifier.core.reverify import reverify_record
 from verifier.core.states import AgentState, Outcome
 from verifier.storage.records import FoldSummary

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from geoattest.errors import GeoattestError
 from geofence.evidence import decode_evidence
 from verifier.core.reasons import Reason
-from verifier.core.record import EvidenceRecord
+from verifier.core.record_types import EvidenceRecord
 from verifier.core.round_types import Check, Verdict
 
 # The location evidence itself was not authenticated: its coordinates prove nothing.

@@ -27,9 +27,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Sequence
 from typing import Any
 
 from allowlists.ima.replay import ImaState
@@ -41,6 +39,13 @@ from geofence.receiver import IDENTITY_SEPARATOR
 from tpm import ClockInfo
 from verifier.core.canonical import canonical_json, plain_canonical_json
 from verifier.core.reasons import Reason
+from verifier.core.record_types import (
+    EvidenceRecord,
+    LocationSummary,
+    PolicyRef,
+    RecordContext,
+    RecordKind,
+)
 from verifier.core.round_types import Check, CheckResult, RoundEvidence, Verdict
 from verifier.core.states import AgentState, Outcome
 
@@ -49,76 +54,6 @@ RECORD_VERSION = 1
 GENESIS = bytes(32)  # the ``prev`` of an agent's first record
 _DIGEST_PREFIX = b"geoattest-record-v1\x00"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-class RecordKind(StrEnum):
-    ROUND = "round"  # a round of attestation: evidence and verdicts
-    OPERATOR = "operator"  # pause, resume, re-admit, refresh by an operator
-    WATCHDOG = "watchdog"  # the lease ran out with no verdict: stale
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicyRef:
-    name: str
-    version: int
-    sha256: bytes  # of the policy's canonical document
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordContext:
-    """The memory a round was judged against, so that the record re-verifies on its own.
-
-    The location track is not copied (it is the location evidence of the previous rounds, in
-    their records): ``track_sha256`` is SHA-256 over the concatenated SHA-256 of each.
-    ``receiver`` is the GNSS receiver the agent enrolled, which the round compared the evidence's
-    with (JSON ``{"source", "identity"}``; absent when none was enrolled or location not checked).
-    """
-
-    clock: ClockInfo | None
-    ima: ImaState | None
-    track_sha256: bytes
-    track_length: int
-    receiver: GnssReceiver | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LocationSummary:
-    """The zone decision of a round's authenticated fix, kept whether the location check passed
-    or not (``inside``; ``outside`` / ``uncertain``; or the decision of an implausible fix)."""
-
-    decision: str
-    zone_id: str
-    distance_m: float
-    accuracy_m: float | None = None  # the fix's horizontal accuracy (None in older records)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EvidenceRecord:
-    agent_id: str
-    seq: int  # 1, 2, … per agent, no gaps
-    kind: RecordKind
-    round_id: str
-    started_at: dt.datetime
-    ended_at: dt.datetime
-    prev: bytes  # digest of the agent's previous record (GENESIS for the first)
-    verifier_id: str
-    from_state: AgentState
-    to_state: AgentState
-    reason: Reason | None = None
-    message: str = ""
-    details: Mapping[str, str] = field(default_factory=dict)
-    # --- rounds only ------------------------------------------------------------------------
-    outcome: Outcome | None = None
-    judged_at: dt.datetime | None = None  # the ``now`` the checks ran with
-    policy: PolicyRef | None = None
-    zones_sha256: bytes | None = None
-    ak_name: bytes | None = None
-    location_key_name: bytes | None = None
-    evidence: RoundEvidence | None = None  # as received (``None``: the agent sent none)
-    boot_log_sha256: bytes | None = None  # the boot log itself is not kept
-    context: RecordContext | None = None
-    checks: tuple[CheckResult, ...] = ()
-    location: LocationSummary | None = None
 
 
 def track_digest(track: Sequence[bytes]) -> bytes:

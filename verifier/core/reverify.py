@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 from tpm import TpmPublic
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
-from verifier.core.record import EvidenceRecord, RecordKind, track_digest
+from verifier.core.record import track_digest
+from verifier.core.record_types import EvidenceRecord, RecordKind
 from verifier.core.round import verify_round
 from verifier.core.round_types import Check, RoundMemory, RoundResult, Verdict
 

@@ -17,14 +17,13 @@ from geofence import GnssReceiver
 from tpm import TpmPublic
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
-from verifier.core.record import (
-    GENESIS,
+from verifier.core.record import GENESIS, track_digest
+from verifier.core.record_types import (
     EvidenceRecord,
     LocationSummary,
     PolicyRef,
     RecordContext,
     RecordKind,
-    track_digest,
 )
 from verifier.core.round_types import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.states import AgentState

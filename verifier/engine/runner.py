@@ -32,7 +32,7 @@ from tpm import TpmPublic
 from verifier.core.measured import measured_files
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
-from verifier.core.record import EvidenceRecord
+from verifier.core.record_types import EvidenceRecord
 from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.round_types import RoundEvidence, RoundMemory, RoundResult
 from verifier.core.states import POLLED_STATES, AgentState, Outcome, next_state

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 from verifier.core.reasons import Reason
-from verifier.core.record import RecordKind
+from verifier.core.record_types import RecordKind
 from verifier.core.round_record import RecordOrigin, action_record
 from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentState

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from verifier.core.reasons import Reason
-from verifier.core.record import EvidenceRecord
+from verifier.core.record_types import EvidenceRecord
 from verifier.export.results import Identity, Link
 
 MEMORY_RESETS = frozenset({Reason.OPERATOR_READMITTED, Reason.AK_CHANGED})

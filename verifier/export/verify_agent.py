@@ -37,10 +37,7 @@ from verifier.core.checkpoint import Checkpoint
 from verifier.core.log_entry import FoldEntry, LogEntry, RecordEntry, TokenEntry, decode_entry
 from verifier.core.merkle import leaf_hash, verify_inclusion
 from verifier.core.policy import AttestationPolicy
-from verifier.core.record import (
-    decode_record,
-    record_digest,
-)
+from verifier.core.record import decode_record, record_digest
 from verifier.export import layout
 from verifier.export.agent_checks import AgentChecks, FullRecord
 from verifier.export.results import Link, LinkKind

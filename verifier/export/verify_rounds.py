@@ -14,11 +14,8 @@ from geoattest.errors import (
 )
 from geofence import ZoneDecision, decode_evidence
 from verifier.core.policy import AttestationPolicy
-from verifier.core.record import (
-    EvidenceRecord,
-    RecordKind,
-    track_digest,
-)
+from verifier.core.record import track_digest
+from verifier.core.record_types import EvidenceRecord, RecordKind
 from verifier.core.reverify import reverify_record
 from verifier.core.round import LOCATION_TRACK_LENGTH
 from verifier.core.round_types import Check, Verdict

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from geoattest.db import as_utc, transaction
 from geoattest.errors import NotFound
 from verifier.core.events import AgentEvent
-from verifier.core.record import EvidenceRecord, decode_record
+from verifier.core.record import decode_record
+from verifier.core.record_types import EvidenceRecord
 from verifier.storage.models import EventRecord, RecordRow, TokenRow, VerifiedAgent
 from verifier.storage.records import stored_body
 from verifier.storage.sql import event_of

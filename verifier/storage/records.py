@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from geoattest.db import as_utc, transaction
 from geoattest.errors import Conflict, NotFound
 from verifier.core.log_entry import FoldEntry
-from verifier.core.record import EvidenceRecord, decode_record
+from verifier.core.record import decode_record
+from verifier.core.record_types import EvidenceRecord
 from verifier.storage.log import enqueue
 from verifier.storage.models import RecordFold, RecordRow
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from sqlalchemy import Connection, insert
 
 from verifier.core.events import AgentEvent
-from verifier.core.record import EvidenceRecord
+from verifier.core.record_types import EvidenceRecord
 from verifier.core.round_types import Notice
 from verifier.core.states import AgentState
 from verifier.storage.models import EventRecord, WebhookDelivery

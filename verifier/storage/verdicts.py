@@ -39,13 +39,8 @@ from sqlalchemy import (
 
 from verifier.core.events import AgentEvent
 from verifier.core.log_entry import RecordEntry
-from verifier.core.record import (
-    GENESIS,
-    EvidenceRecord,
-    RecordKind,
-    encode_record,
-    record_digest,
-)
+from verifier.core.record import GENESIS, encode_record, record_digest
+from verifier.core.record_types import EvidenceRecord, RecordKind
 from verifier.core.round_types import Notice
 from verifier.core.states import AgentState, Outcome
 from verifier.metrics import RECORD_BYTES

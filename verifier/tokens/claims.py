@@ -34,7 +34,7 @@ from geoattest.errors import (
 from geoattest.jose import b64url
 from geofence import LocationEvidence, SourceKind, decode_evidence
 from tpm import ClockInfo, parse_tpms_attest
-from verifier.core.record import EvidenceRecord, PolicyRef, RecordKind
+from verifier.core.record_types import EvidenceRecord, PolicyRef, RecordKind
 from verifier.core.round_types import Check, Verdict
 from verifier.core.states import Outcome
 from verifier.tokens.vocabulary import EarStatus, TokenType, Trust, WorkloadMeasure

@@ -55,7 +55,7 @@ from geoattest.wire_tokens import (
 )
 from tpm import ClockInfo, parse_tpms_attest
 from verifier.core.measured import MeasuredFile, approval
-from verifier.core.record import EvidenceRecord
+from verifier.core.record_types import EvidenceRecord
 from verifier.metrics import TOKENS_ISSUED, TOKENS_REFUSED
 from verifier.signing.keyring import Keyring
 from verifier.storage.runtime_digests import RuntimeDigests

@@ -25,7 +25,7 @@ from geofence import Zone, ZoneSet
 from tpm import TpmPublic
 from verifier.core.lease import Lease, derive_lease
 from verifier.core.policy import AttestationPolicy
-from verifier.core.record import EvidenceRecord
+from verifier.core.record_types import EvidenceRecord
 from verifier.engine.fleet import FleetConfig, LeaseDefaults, load_fleet
 from verifier.storage.hot_state import HotState
 from verifier.storage.records import RecordStore

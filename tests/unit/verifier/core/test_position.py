@@ -10,7 +10,8 @@ from geofence.evidence import encode_evidence
 from tests.unit.geofence.test_evidence import sample
 from verifier.core.position import position_of
 from verifier.core.reasons import Reason
-from verifier.core.record import GENESIS, EvidenceRecord, LocationSummary, RecordKind
+from verifier.core.record import GENESIS
+from verifier.core.record_types import EvidenceRecord, LocationSummary, RecordKind
 from verifier.core.round_types import Check, CheckResult, RoundEvidence, Verdict
 from verifier.core.states import AgentState, Outcome
 

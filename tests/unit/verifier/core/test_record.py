@@ -18,14 +18,8 @@ from geoattest.errors import EvidenceMalformed
 from tests.unit.verifier.core.test_round import ALLOWED, NOW, SoftwareNode, _policy
 from verifier.core.chain import FoldLink, Link, RecordLink, check_chain
 from verifier.core.policy import AttestationPolicy
-from verifier.core.record import (
-    GENESIS,
-    EvidenceRecord,
-    LocationSummary,
-    decode_record,
-    encode_record,
-    record_digest,
-)
+from verifier.core.record import GENESIS, decode_record, encode_record, record_digest
+from verifier.core.record_types import EvidenceRecord, LocationSummary
 from verifier.core.reverify import reverify_record
 from verifier.core.round import verify_round
 from verifier.core.round_record import RecordOrigin, round_record

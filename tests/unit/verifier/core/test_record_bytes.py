@@ -10,14 +10,13 @@ from allowlists.ima.replay import ImaState
 from geoattest.pcr_banks import PcrBank
 from tpm import ClockInfo
 from verifier.core.reasons import Reason
-from verifier.core.record import (
+from verifier.core.record import decode_record, encode_record
+from verifier.core.record_types import (
     EvidenceRecord,
     LocationSummary,
     PolicyRef,
     RecordContext,
     RecordKind,
-    decode_record,
-    encode_record,
 )
 from verifier.core.round_types import Check, CheckResult, RoundEvidence, Verdict
 from verifier.core.states import AgentState, Outcome

@@ -34,7 +34,8 @@ from verifier.core.location import (
 from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
 from verifier.core.receiver import ReceiverRule
-from verifier.core.record import EvidenceRecord, decode_record, encode_record
+from verifier.core.record import decode_record, encode_record
+from verifier.core.record_types import EvidenceRecord
 from verifier.core.reverify import reverify_record
 from verifier.core.round import verify_round
 from verifier.core.round_record import RecordOrigin, round_record

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from verifier.core.reasons import Reason
-from verifier.core.record import RecordKind
+from verifier.core.record_types import RecordKind
 from verifier.core.round_record import RecordOrigin, action_record
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.verdicts import CommitResult, Refused, VerdictDraft, VerdictStore

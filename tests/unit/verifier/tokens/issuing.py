@@ -16,7 +16,8 @@ from geofence import LocationEvidence, SourceKind, encode_evidence
 from tests.unit.verifier.core.test_location import SoftKey, countries, novato
 from tests.unit.verifier.core.test_round import ALLOWED, SoftwareNode, _policy
 from tests.unit.verifier.core.test_round_location import _geofenced
-from verifier.core.record import GENESIS, EvidenceRecord, encode_record, record_digest
+from verifier.core.record import GENESIS, encode_record, record_digest
+from verifier.core.record_types import EvidenceRecord
 from verifier.core.round import verify_round
 from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.round_types import RoundMemory
