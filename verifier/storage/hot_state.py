@@ -29,6 +29,17 @@ from geoattest.pcr_banks import PcrBank
 from tpm import ClockInfo
 from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentState
+from verifier.storage.hot_state_scripts import (
+    CLAIM_DUE_LUA,
+    CONFIRM_LUA,
+    FINISH_ROUND_LUA,
+    LOCK_AND_LOAD_LUA,
+    RAISE_FENCE_LUA,
+    RETRY_WHEN_UNLOCKED_LUA,
+    STORE_AND_UNLOCK_LUA,
+    TAKE_LOCK_LUA,
+    UNLOCK_LUA,
+)
 from verifier.storage.redis_target import RedisTarget
 
 SCHEDULE_KEY = "geoattest:schedule"
@@ -113,7 +124,7 @@ class HotState:
     def claim_due(self, now: float, until: float, limit: int) -> list[str]:
         """Atomically take up to ``limit`` agents due at ``now``, pushing them to ``until`` so no
         other dispatcher takes them again before their round reschedules them."""
-        claimed: list[str] = self._redis.eval(_CLAIM_DUE_LUA, 1, SCHEDULE_KEY, now, until, limit)
+        claimed: list[str] = self._redis.eval(CLAIM_DUE_LUA, 1, SCHEDULE_KEY, now, until, limit)
         return [agent.decode() if isinstance(agent, bytes) else agent for agent in claimed]
 
     def due_of(self, agent_id: str) -> float | None:
@@ -132,7 +143,7 @@ class HotState:
     def take_lock(self, agent_id: str, token: str, ttl_seconds: float) -> int | None:
         """The agent's lock and a fresh fencing token, or ``None`` when someone holds it."""
         keys = (_lock_key(agent_id), _fence_key(agent_id))
-        fence = self._redis.eval(_TAKE_LOCK_LUA, len(keys), *keys, token, int(ttl_seconds * 1000))
+        fence = self._redis.eval(TAKE_LOCK_LUA, len(keys), *keys, token, int(ttl_seconds * 1000))
         return int(fence) if fence else None
 
     def retry_when_unlocked(self, agent_id: str, now: float) -> float | None:
@@ -140,24 +151,24 @@ class HotState:
         earlier only (a running round reschedules it itself when it ends; a lock left by a
         killed worker would otherwise keep the agent at its claim horizon). Returns the new due
         time, or ``None`` when the lock is already gone or the agent is not scheduled."""
-        due = self._redis.eval(_RETRY_WHEN_UNLOCKED_LUA, 2, _lock_key(agent_id), SCHEDULE_KEY,
+        due = self._redis.eval(RETRY_WHEN_UNLOCKED_LUA, 2, _lock_key(agent_id), SCHEDULE_KEY,
                                agent_id, repr(now))  # fmt: skip
         return None if due is None else float(due)
 
     def unlock(self, agent_id: str, token: str) -> None:
-        self._redis.eval(_UNLOCK_LUA, 1, _lock_key(agent_id), token)
+        self._redis.eval(UNLOCK_LUA, 1, _lock_key(agent_id), token)
 
     def confirm_lock(self, agent_id: str, token: str, ttl_seconds: float) -> bool:
         """Whether ``token`` still holds the lock; if so it is extended to ``ttl_seconds`` (a
         writer confirms just before it commits, so its lock outlives the commit)."""
         return bool(
-            self._redis.eval(_CONFIRM_LUA, 1, _lock_key(agent_id), token, int(ttl_seconds * 1000))
+            self._redis.eval(CONFIRM_LUA, 1, _lock_key(agent_id), token, int(ttl_seconds * 1000))
         )
 
     def raise_fence(self, agent_id: str, at_least: int) -> int:
         """Lift the fencing counter above ``at_least`` (SQL stored it; Redis forgot) and return
         a fresh token from it, for the lock holder's retry."""
-        return int(self._redis.eval(_RAISE_FENCE_LUA, 1, _fence_key(agent_id), at_least))
+        return int(self._redis.eval(RAISE_FENCE_LUA, 1, _fence_key(agent_id), at_least))
 
     # --- a round's two round trips ------------------------------------------------------------
     # A round used five sequential Redis calls (lock, load, store, schedule, unlock); under load
@@ -170,7 +181,7 @@ class HotState:
         cached status (meaningless unless locked)."""
         keys = (_lock_key(agent_id), _fence_key(agent_id), _memory_key(agent_id))
         fence, raw = self._redis.eval(
-            _LOCK_AND_LOAD_LUA, len(keys), *keys, token, int(ttl_seconds * 1000)
+            LOCK_AND_LOAD_LUA, len(keys), *keys, token, int(ttl_seconds * 1000)
         )
         if not fence:
             return None, None
@@ -198,14 +209,14 @@ class HotState:
             agent_id,
             "1" if clear_fault else "",
         )
-        return bool(self._redis.eval(_FINISH_ROUND_LUA, len(keys), *keys, *args))
+        return bool(self._redis.eval(FINISH_ROUND_LUA, len(keys), *keys, *args))
 
     def store_and_unlock(self, agent_id: str, token: str, status: LiveStatus) -> bool:
         """Store ``status`` and release the lock, only while ``token`` holds it; the schedule is
         left as it is (an operator or the watchdog moved the agent, rounds go on)."""
         keys = (_lock_key(agent_id), _memory_key(agent_id))
         return bool(
-            self._redis.eval(_STORE_AND_UNLOCK_LUA, len(keys), *keys, token, _encode_status(status))
+            self._redis.eval(STORE_AND_UNLOCK_LUA, len(keys), *keys, token, _encode_status(status))
         )
 
     def holds_lock(self, agent_id: str, token: str) -> bool:
@@ -304,70 +315,6 @@ class HotState:
         if ends_trust:
             pipe.publish(REVOCATION_CHANNEL, message)
         pipe.execute()
-
-
-_TAKE_LOCK_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
-  return redis.call('INCR', KEYS[2])
-end
-return 0
-"""
-
-_LOCK_AND_LOAD_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
-  return {redis.call('INCR', KEYS[2]), redis.call('GET', KEYS[3])}
-end
-return {0, false}
-"""
-
-_CONFIRM_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-end
-return 0
-"""
-
-_RAISE_FENCE_LUA = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return redis.call('INCR', KEYS[1])
-"""
-
-_CLAIM_DUE_LUA = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, agent in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], agent) end
-return due
-"""
-
-_FINISH_ROUND_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
-if ARGV[3] == '' then redis.call('ZREM', KEYS[3], ARGV[4])
-else redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('DEL', KEYS[4]) end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-_STORE_AND_UNLOCK_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-_RETRY_WHEN_UNLOCKED_LUA = """
-local left = redis.call('PTTL', KEYS[1])
-if left <= 0 then return false end
-local due = tonumber(ARGV[2]) + left / 1000.0
-if redis.call('ZADD', KEYS[2], 'XX', 'LT', 'CH', due, ARGV[1]) == 1 then return tostring(due) end
-return false
-"""
-
-_UNLOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def _encode_status(status: LiveStatus) -> str:
