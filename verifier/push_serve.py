@@ -105,7 +105,8 @@ def _webhook_sender(settings: Settings) -> Callable[[int], None]:
     built: list[Celery] = []
 
     def send(delivery_id: int) -> None:
-        from verifier.worker import WEBHOOK_TASK, create_celery
+        from verifier.task_names import WEBHOOK_TASK
+        from verifier.worker import create_celery
 
         with lock:
             if not built:

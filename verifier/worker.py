@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import wait
 
 import redis
@@ -46,10 +46,21 @@ from verifier.engine.runtime import (
     takeover_of,
 )
 from verifier.engine.watchdog import Watchdog
+from verifier.kombu_restore import survive_restore_without_connection
 from verifier.notify.webhooks import MAX_DELIVERY_ATTEMPTS, WebhookDeliveryFailed
 from verifier.signing.keyring import Keyring
 from verifier.storage.log import TransparencyLog
 from verifier.storage.redis_target import RedisTarget, redis_target
+from verifier.task_names import (
+    BATCH_TASK,
+    CHECKPOINT_TASK,
+    COMPACT_TASK,
+    DISPATCH_TASK,
+    RECONCILE_TASK,
+    WATCHDOG_TASK,
+    WEBHOOK_TASK,
+)
+from verifier.worker_logs import quiet_tick_logs
 
 log = logging.getLogger(__name__)
 
@@ -61,74 +72,6 @@ CLAIM_EXPIRY = 120.0  # a batch older than this is dropped unrun: its agents wer
 RECONCILE_PERIOD = 5.0
 WATCHDOG_PERIOD = 1.0
 COMPACT_PERIOD = 60.0
-DISPATCH_TASK = "geoattest.verifier.dispatch"
-RECONCILE_TASK = "geoattest.verifier.reconcile"
-WATCHDOG_TASK = "geoattest.verifier.watchdog"
-COMPACT_TASK = "geoattest.verifier.compact"
-CHECKPOINT_TASK = "geoattest.verifier.checkpoint"
-BATCH_TASK = "geoattest.verifier.attest_batch"
-WEBHOOK_TASK = "geoattest.verifier.deliver_webhook"
-
-
-# Celery logs every task received, succeeded (and sent by beat, or discarded once expired) at
-# info. Four dispatch ticks a second and a batch per few agents per interval made ~12 MB an hour
-# of worker log at rest; these routine tasks' lines become debug (the periodic checkpoint too:
-# its tree grows with every kept record). Webhook lines stay at info.
-ROUTINE_TASKS = frozenset(
-    {DISPATCH_TASK, RECONCILE_TASK, WATCHDOG_TASK, COMPACT_TASK, BATCH_TASK, CHECKPOINT_TASK}
-)
-_CELERY_TASK_LOGGERS = (
-    "celery.app.trace", "celery.worker.strategy", "celery.worker.request", "celery.beat",
-)  # fmt: skip
-
-
-class _RoutineLinesToDebug(logging.Filter):
-    """Re-levels Celery's info lines about ``ROUTINE_TASKS`` to debug (kept only when the root
-    logger is at DEBUG); warnings and errors, and every other line, pass unchanged."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.INFO:
-            return True
-        args = record.args
-        values = args.values() if isinstance(args, Mapping) else (args or ())
-        if not any(isinstance(value, str) and value in ROUTINE_TASKS for value in values):
-            return True
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.getLogger().isEnabledFor(logging.DEBUG)
-
-
-def quiet_tick_logs() -> None:
-    """Install ``_RoutineLinesToDebug`` on Celery's task loggers (once per process)."""
-    for name in _CELERY_TASK_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RoutineLinesToDebug) for f in logger.filters):
-            logger.addFilter(_RoutineLinesToDebug())
-
-
-def survive_restore_without_connection() -> None:
-    """Keep the worker alive through kombu's restore of unacked messages at a lost connection.
-
-    When Redis goes away, Celery closes the channel, and kombu's Redis ``QoS.restore_unacked``
-    asks the channel for a client through a connection that is already gone: AttributeError
-    (``'NoneType' object has no attribute 'hostname'``, kombu 5.x), which Celery takes as
-    unrecoverable, and the worker exits (the fault suite saw it after a Redis restart). Nothing
-    needs restoring here: a batch lost with its message is claimed again after the claim
-    horizon. So that failure is logged and skipped; any other error still propagates."""
-    from kombu.transport import redis as kombu_redis
-
-    original = kombu_redis.QoS.restore_unacked
-    if getattr(original, "geoattest_guarded", False):
-        return
-
-    def restore_unacked(self: kombu_redis.QoS, client: object = None) -> None:
-        try:
-            original(self, client)
-        except AttributeError as e:
-            log.warning("unacked broker messages not restored (connection gone: %s)", e)
-
-    restore_unacked.geoattest_guarded = True  # type: ignore[attr-defined]  # idempotence mark
-    restore_unacked.kombu_original = original  # type: ignore[attr-defined]  # for its test
-    kombu_redis.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]
 
 
 def create_celery(settings: Settings) -> Celery:

@@ -120,7 +120,8 @@ def _lazy_runtime(
 
 def _webhook_sender(settings: Settings) -> Callable[[int], None]:
     """Queue a webhook delivery for the workers (a fresh round that fails the agent)."""
-    from verifier.worker import WEBHOOK_TASK, create_celery
+    from verifier.task_names import WEBHOOK_TASK
+    from verifier.worker import create_celery
 
     celery = create_celery(settings)
 

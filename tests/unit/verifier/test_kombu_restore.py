@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 from kombu.transport import redis as kombu_redis
 
-from verifier.worker import survive_restore_without_connection
+from verifier.kombu_restore import survive_restore_without_connection
 
 
 class _GoneChannel:

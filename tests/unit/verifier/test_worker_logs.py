@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from verifier.worker import BATCH_TASK, DISPATCH_TASK, WEBHOOK_TASK, quiet_tick_logs
+from verifier.task_names import BATCH_TASK, DISPATCH_TASK, WEBHOOK_TASK
+from verifier.worker_logs import quiet_tick_logs
 
 
 @pytest.fixture
