@@ -19,6 +19,11 @@ the recording cost.
 the result (or the error) once the draft's group committed. A worker's scheduled rounds finish
 that way (``RoundRunner.start``), so no round thread blocks on a commit and wakes again: that
 wait and the convoy of blocked threads were about half of what recording cost a round (ADR 23).
+Since only a writer that is free would withdraw a submitted draft past its deadline, a reaper
+thread does it too: a writer stuck in a transaction (or in a follow-up) does not leave the
+drafts queued behind it unanswered. A writer killed by an error that is not an ``Exception``
+answers its group and everything queued with that error, and the committer refuses what comes
+after, so no submitted draft is ever left without an answer.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MAX_GROUP = 256
 LINGER = 0.002  # seconds a busy writer waits for more drafts before it commits a group
+REAP_EVERY = 0.25  # seconds between the reaper's passes over drafts submitted without waiting
 
 D = TypeVar("D")
 R = TypeVar("R")
@@ -54,7 +61,17 @@ class _Slot(Generic[D, R]):
     """One draft on its way: the writer fills in ``result`` or ``error`` and releases ``done``,
     or, for a submitted draft, calls ``then`` with either."""
 
-    __slots__ = ("deadline", "done", "draft", "error", "has_result", "result", "state", "then")
+    __slots__ = (
+        "answered",
+        "deadline",
+        "done",
+        "draft",
+        "error",
+        "has_result",
+        "result",
+        "state",
+        "then",
+    )
 
     def __init__(
         self,
@@ -71,6 +88,7 @@ class _Slot(Generic[D, R]):
         self.result: R | None = None
         self.has_result = False
         self.error: BaseException | None = None
+        self.answered = False  # set (under the committer's claim lock) by whoever answers it
 
     def answer(self) -> R:
         if self.error is not None:
@@ -95,8 +113,13 @@ class GroupCommitter(Generic[D, R]):
         self._submitted = 0
         self._answered = 0
         self._closed = False
+        # Submitted drafts in submission order, for the reaper (it drops the answered ones).
+        self._in_flight: deque[_Slot[D, R]] = deque()
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        self._reaper = threading.Thread(target=self._reap_loop, name=f"{name}-reaper", daemon=True)
+        self._reaper.start()
 
     def commit(self, draft: D, *, timeout: float) -> R:
         """Submit and wait; raises the database's error, or ``TimeoutError``.
@@ -107,7 +130,10 @@ class GroupCommitter(Generic[D, R]):
         stays linked either way: ``VerdictStore.commit`` chains or fences every draft it is
         given; a token committed that late is stored but never handed out)."""
         slot: _Slot[D, R] = _Slot(draft)
-        self._queue.put(slot)
+        with self._counts:
+            if self._closed:
+                raise RuntimeError("the committer is closed (or its writer stopped)")
+            self._queue.put(slot)
         if slot.done.acquire(timeout=timeout):
             return slot.answer()
         with self._claim:
@@ -125,14 +151,17 @@ class GroupCommitter(Generic[D, R]):
         with the result after the draft's group committed, with the database's error, or with
         ``TimeoutError`` when the draft was still queued ``timeout`` seconds after this call
         (then it was never committed). After ``close`` it is called at once, on this thread,
-        with ``RuntimeError``. ``then`` runs on the writer: it must be short and not raise."""
+        with ``RuntimeError``. ``then`` runs on the writer (or, for a draft withdrawn while the
+        writer is busy, on the reaper): it must be short and not raise."""
         with self._counts:
             closed = self._closed
             if not closed:
                 self._submitted += 1
-                self._queue.put(_Slot(draft, then, time.monotonic() + timeout))
+                slot: _Slot[D, R] = _Slot(draft, then, time.monotonic() + timeout)
+                self._in_flight.append(slot)
+                self._queue.put(slot)
         if closed:
-            then(RuntimeError("the committer is closed"))
+            then(RuntimeError("the committer is closed (or its writer stopped)"))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every submitted draft has been answered; False if some were not within
@@ -152,21 +181,68 @@ class GroupCommitter(Generic[D, R]):
             self._closed = True
             self._queue.put(None)
         self._thread.join(timeout=10)
+        self._stopped.set()
+        self._reaper.join(timeout=10)
 
     def _loop(self) -> None:
         busy = False
+        group: list[_Slot[D, R]] = []
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                group = [item]
+                if self._linger > 0 and (busy or not self._queue.empty()):
+                    time.sleep(self._linger)  # let the other drafts in flight catch up
+                stop = self._drain(group)
+                busy = len(group) > 1
+                self._commit(group)
+                if stop:
+                    return
+        except BaseException as e:  # not an Exception (those are answered in _commit): we end
+            log.critical("the group committer's writer stopped: %r", e, exc_info=True)
+            self._stop_answering(group, e)
+
+    def _stop_answering(self, group: Sequence[_Slot[D, R]], error: BaseException) -> None:
+        """The writer is dying: refuse new drafts, and answer its group and the queue."""
+        with self._counts:
+            self._closed = True
+        left = list(group)
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            group = [item]
-            if self._linger > 0 and (busy or not self._queue.empty()):
-                time.sleep(self._linger)  # let the other drafts in flight catch up
-            stop = self._drain(group)
-            busy = len(group) > 1
-            self._commit(group)
-            if stop:
-                return
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is not None:
+                left.append(more)
+        stopped = RuntimeError(f"the committer's writer stopped: {error!r}")
+        for slot in left:
+            self._answer(slot, stopped)
+
+    def _reap_loop(self) -> None:
+        while not self._stopped.wait(REAP_EVERY):
+            try:
+                self._reap(time.monotonic())
+            except Exception:  # keep reaping: a broken pass must not end the thread
+                log.exception("the group committer's reaper failed a pass")
+
+    def _reap(self, now: float) -> None:
+        """Withdraw and answer submitted drafts still queued past their deadline, in submission
+        order (a draft behind one that is still in time waits for the next pass, or for the
+        writer, which withdraws it too)."""
+        expired: list[_Slot[D, R]] = []
+        with self._claim:
+            while self._in_flight:
+                slot = self._in_flight[0]
+                if slot.state == _WAITING:
+                    if now <= slot.deadline:
+                        break
+                    slot.state = _WITHDRAWN
+                    expired.append(slot)
+                self._in_flight.popleft()
+        for slot in expired:
+            self._answer(slot, TimeoutError("the draft was not committed in time (withdrawn)"))
 
     def _drain(self, group: list[_Slot[D, R]]) -> bool:
         """Add what is waiting to ``group``; True when ``close`` was called."""
@@ -211,6 +287,10 @@ class GroupCommitter(Generic[D, R]):
             self._answer(slot, result)
 
     def _answer(self, slot: _Slot[D, R], outcome: R | BaseException) -> None:
+        with self._claim:  # the writer, the reaper and a dying writer may all reach a slot
+            if slot.answered:
+                return
+            slot.answered = True
         then = slot.then
         if then is None:  # a caller of ``commit`` is waiting
             if isinstance(outcome, BaseException):

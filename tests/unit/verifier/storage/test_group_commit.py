@@ -41,7 +41,7 @@ class _Store(VerdictStore):
         self.release = threading.Event()
         self.release.set()
         self.entered = threading.Event()
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
 
     def commit(self, drafts: Sequence[VerdictDraft]) -> list[CommitResult]:
         self.entered.set()
@@ -206,3 +206,57 @@ def test_close_answers_what_is_queued_and_refuses_what_comes_after() -> None:
     after = answers.got["3"]
     assert isinstance(after, RuntimeError)
     assert "closed" in str(after)
+
+
+def test_a_draft_queued_behind_a_stuck_writer_is_answered_at_its_deadline() -> None:
+    """The writer hangs in a transaction (a database that never answers): the drafts queued
+    behind it are withdrawn and answered by the reaper when their time is up, not when (or if)
+    the writer comes back."""
+    store = _Store()
+    store.release.clear()
+    answers = _Answers()
+    committer = GroupCommitter(store)
+    try:
+        committer.submit(_draft("1"), answers.then("1"), timeout=10)
+        assert store.entered.wait(5)
+        committer.submit(_draft("2"), answers.then("2"), timeout=0.1)
+        deadline = time.monotonic() + 5
+        while "2" not in answers.got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        late = answers.got.get("2")
+        assert isinstance(late, TimeoutError), "the stuck writer's queue was never answered"
+        assert "1" not in answers.got  # the writer is still stuck
+    finally:
+        store.release.set()
+        committer.close()
+    assert all("2" not in group for group in store.groups)
+
+
+class _WriterKilled(BaseException):
+    """What no ``except Exception`` catches (an eventlet timeout, a ``SystemExit``)."""
+
+
+def test_a_writer_killed_by_a_base_exception_answers_everything_and_refuses_more() -> None:
+    store = _Store()
+    store.release.clear()
+    store.error = _WriterKilled()
+    answers = _Answers()
+    committer = GroupCommitter(store)
+    try:
+        committer.submit(_draft("1"), answers.then("1"), timeout=10)
+        assert store.entered.wait(5)
+        committer.submit(_draft("2"), answers.then("2"), timeout=10)  # queued behind it
+        store.release.set()  # the writer dies in the first group
+        committer._thread.join(5)
+        assert not committer._thread.is_alive()
+        committer.submit(_draft("3"), answers.then("3"), timeout=10)  # after its death
+        assert committer.wait_idle(2)
+        with pytest.raises(RuntimeError, match="closed"):
+            committer.commit(_draft("4"), timeout=1)
+    finally:
+        committer.close()
+    for agent_id in ("1", "2", "3"):
+        answer = answers.got[agent_id]
+        assert isinstance(answer, RuntimeError), agent_id
+    assert "writer stopped" in str(answers.got["1"])
+    assert "writer stopped" in str(answers.got["2"])
