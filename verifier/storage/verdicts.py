@@ -176,10 +176,24 @@ def _passes(drafts: Sequence[VerdictDraft]) -> list[list[int]]:
     return passes
 
 
+# The longest a verdict's transaction may run on PostgreSQL (a row lock held elsewhere, a server
+# that stalls) before it fails and its rounds are marked ``record_failed``: the bound SQLite's
+# busy timeout gives (``geoattest.db``). The group committer's writer waits for it; without a
+# bound, one stuck transaction would hold up every later verdict of the process (ADR 23).
+STATEMENT_TIMEOUT_SECONDS = 30.0
+
+
 class VerdictStore:
-    def __init__(self, engine: Engine, webhook_urls: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        webhook_urls: Sequence[str] = (),
+        *,
+        statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
+    ) -> None:
         self._engine = engine
         self._webhook_urls = tuple(webhook_urls)
+        self._statement_timeout_ms = max(1, round(statement_timeout * 1000))
 
     def commit(self, drafts: Sequence[VerdictDraft]) -> list[CommitResult]:
         """Commit ``drafts`` in one transaction (the group commit of a worker process); each is
@@ -193,6 +207,10 @@ class VerdictStore:
         results: list[CommitResult | None] = [None] * len(drafts)
         written = 0
         with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # for this transaction only
+                connection.exec_driver_sql(
+                    f"SET LOCAL statement_timeout = {self._statement_timeout_ms}"
+                )
             for indexes in _passes(drafts):
                 done, size = self._commit_pass(connection, [drafts[i] for i in indexes])
                 written += size
