@@ -36,4 +36,7 @@ class EventPublisher:
         except Exception:  # subscribers re-read state; the commit is what counts
             log.exception("could not publish event %d", event.id)
         for delivery_id in committed.deliveries:
-            self._enqueue(delivery_id)
+            try:
+                self._enqueue(delivery_id)
+            except Exception:  # the broker is down: the verdict stands, the others still go
+                log.exception("could not enqueue webhook delivery %d (left pending)", delivery_id)
