@@ -44,7 +44,7 @@ TAKEOVER_MARGIN_SECONDS = 1.0  # judging and confirming after the fetch deadline
 def takeover_of(settings: Settings) -> float:
     """How long a dead worker's round lock or dispatch claim keeps its agent from the others:
     ``takeover_seconds``, or the fetch deadline plus a second (a live round confirms its lock
-    within that, ``RoundRunner._commit``). It must fit in the lease after one interval, or a
+    within that, ``RoundRunner._draft``). It must fit in the lease after one interval, or a
     killed box's agents go ``stale`` before a survivor judges them (ADR 20)."""
     if settings.takeover_seconds is not None:
         return settings.takeover_seconds
