@@ -164,7 +164,8 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=RECONCILE_TASK, ignore_result=True)
     def reconcile() -> int:
-        """Schedule polled agents the Redis schedule lacks (Redis restarted, entry lost)."""
+        """Schedule polled agents the Redis schedule lacks (Redis restarted, entry lost), and
+        send webhook deliveries whose enqueue after their commit failed."""
         rt = runtime()
         polled = [
             agent_id
@@ -174,6 +175,11 @@ def create_celery(settings: Settings) -> Celery:
         added = rt.hot.schedule_missing(polled, time.time())
         if added:
             log.warning("re-scheduled %d agent(s) missing from the Redis schedule", added)
+        unsent = rt.webhooks.claim_unsent(dt.datetime.now(dt.UTC))
+        for delivery_id in unsent:  # their enqueue after the commit failed
+            deliver_webhook.delay(delivery_id)
+        if unsent:
+            log.warning("re-enqueued %d webhook delivery(ies) never attempted", len(unsent))
         return added
 
     @app.task(name=WATCHDOG_TASK, ignore_result=True)

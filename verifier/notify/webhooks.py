@@ -17,9 +17,10 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import requests
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from geoattest.db import transaction
@@ -31,6 +32,9 @@ from verifier.storage.sql import event_of
 log = logging.getLogger(__name__)
 
 MAX_DELIVERY_ATTEMPTS = 8
+# A delivery written with its verdict (the outbox) is enqueued right after the commit; one still
+# unattempted this long after is taken as never enqueued (the broker was down) and sent again.
+UNSENT_AFTER = timedelta(seconds=60)
 MAX_SKEW_SECONDS = 300
 SIGNATURE_HEADER = "X-Geoattest-Signature"
 TIMESTAMP_HEADER = "X-Geoattest-Timestamp"
@@ -73,6 +77,30 @@ class WebhookSender:
         self._sessions = sessions
         self._secret = secret
         self._timeout = timeout
+
+    def claim_unsent(self, now: datetime, *, limit: int = 100) -> list[int]:
+        """Deliveries never attempted ``UNSENT_AFTER`` after they were written (their enqueue
+        after the commit failed), each claimed by moving its ``updated_at`` to ``now``, so that
+        of several boxes sweeping at once one sends it. At least once: a delivery still waiting
+        in a queue that long may be sent twice; the body carries the event id."""
+        cutoff = now - UNSENT_AFTER
+        unsent = (
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.attempts == 0,
+            WebhookDelivery.updated_at < cutoff,
+        )
+        oldest = select(WebhookDelivery.id).where(*unsent).order_by(WebhookDelivery.id)
+        # One statement: a sweeper that updates a row after another did finds the condition
+        # false on the new row (PostgreSQL re-checks it; SQLite has one writer at a time).
+        with transaction(self._sessions) as session:
+            claimed = session.scalars(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(oldest.limit(limit).scalar_subquery()), *unsent)
+                .values(updated_at=now)
+                .returning(WebhookDelivery.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        return sorted(claimed)
 
     def deliver(self, delivery_id: int) -> None:
         with transaction(self._sessions) as session:
