@@ -57,7 +57,8 @@ from verifier.core.round_record import RecordOrigin, round_record
 from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentState, Outcome, next_state
 from verifier.engine.committer import Committer
-from verifier.engine.runner import RoundRunner, RoundTarget
+from verifier.engine.round_target import RoundTarget
+from verifier.engine.runner import RoundRunner
 from verifier.storage.group_commit import GroupCommitter
 from verifier.storage.records import RecordStore
 from verifier.storage.verdicts import CommitResult, Committed, VerdictDraft, VerdictStore

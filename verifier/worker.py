@@ -37,7 +37,7 @@ from geoattest.errors import Conflict, DependencyUnavailable
 from geoattest.settings import Settings
 from verifier.core.reasons import Reason
 from verifier.core.states import POLLED_STATES, AgentMode
-from verifier.engine.runner import RoundTarget
+from verifier.engine.round_target import RoundTarget
 from verifier.engine.runtime import (
     VerifierRuntime,
     lease_defaults_of,

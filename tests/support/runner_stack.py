@@ -27,7 +27,8 @@ from verifier.core.round_record import RecordOrigin
 from verifier.core.states import AgentState
 from verifier.engine.cadence import Cadence
 from verifier.engine.fleet import FleetConfig, LeaseDefaults, load_fleet
-from verifier.engine.runner import RoundReport, RoundRunner, RoundTarget
+from verifier.engine.round_target import RoundTarget
+from verifier.engine.runner import RoundReport, RoundRunner
 from verifier.engine.watchdog import Watchdog
 from verifier.notify.revocations import EventPublisher
 from verifier.storage.group_commit import GroupCommitter

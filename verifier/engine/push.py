@@ -48,7 +48,8 @@ from verifier.core.round_types import RoundMemory
 from verifier.core.states import POLLED_STATES, AgentMode
 from verifier.engine.fleet import FleetConfig
 from verifier.engine.judge import round_request
-from verifier.engine.runner import RoundRunner, RoundTarget
+from verifier.engine.round_target import RoundTarget
+from verifier.engine.runner import RoundRunner
 from verifier.engine.runtime import VerifierRuntime
 
 __all__ = ["Challenge", "PostedEvidence", "PushChallenges", "PushRounds", "asks_digest"]

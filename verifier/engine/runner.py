@@ -27,10 +27,7 @@ from dataclasses import dataclass, replace
 import redis
 
 from geoattest.log import bound
-from geofence import GnssReceiver
-from tpm import TpmPublic
 from verifier.core.measured import measured_files
-from verifier.core.policy import AttestationPolicy
 from verifier.core.reasons import Reason
 from verifier.core.record_types import EvidenceRecord
 from verifier.core.round_record import RecordOrigin, round_record
@@ -40,25 +37,14 @@ from verifier.engine.cadence import Cadence
 from verifier.engine.committer import Committer, Publisher
 from verifier.engine.fetch import EvidenceSource
 from verifier.engine.judge import judge
+from verifier.engine.round_outcome import count_round, log_outcome
+from verifier.engine.round_target import RoundTarget
 from verifier.engine.zone_hints import ZoneHintCache
-from verifier.metrics import ROUND_SECONDS, ROUNDS
 from verifier.storage.hot_state import HotState, LiveStatus
 from verifier.storage.runtime_digests import RuntimeDigests
-from verifier.storage.sql import AgentTarget
 from verifier.storage.verdicts import CommitResult, Committed, Refused, VerdictDraft
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RoundTarget:
-    """Everything one round needs, from the worker's cached fleet configuration."""
-
-    target: AgentTarget
-    ak: TpmPublic
-    policy: AttestationPolicy
-    location_key: TpmPublic | None = None
-    receiver: GnssReceiver | None = None  # the GNSS receiver enrolled at the registrar
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -294,15 +280,15 @@ class RoundRunner:
         agent_id = j.rt.target.agent_id
         result, status, ended = j.result, j.status, j.ended
         if committed is None:
-            _count(result, ended - j.started, fault=Reason.RECORD_FAILED)
+            count_round(result, ended - j.started, fault=Reason.RECORD_FAILED)
             return RoundReport(result=result, committed=None, fault=Reason.RECORD_FAILED)
         if isinstance(committed, Refused):
             self._repair(agent_id, j.token, committed, ended, status)
-            _count(result, ended - j.started, fault=Reason.LOCK_LOST)
+            count_round(result, ended - j.started, fault=Reason.LOCK_LOST)
             return RoundReport(result=result, committed=None, fault=Reason.LOCK_LOST)
-        _count(result, ended - j.started)
+        count_round(result, ended - j.started)
         new_state = committed.record.to_state
-        _log_outcome(committed.record, result)
+        log_outcome(committed.record, result)
         passed = result.outcome is Outcome.PASSED
         streak = status.unreachable_streak + 1 if result.outcome is Outcome.UNREACHABLE else 0
         # A verifier fault keeps the memory the round started from; any verdict moves it on.
@@ -413,26 +399,6 @@ class RoundRunner:
             log.warning("could not record the fault %s: Redis unavailable", reason)
         except Exception:
             log.exception("could not record the fault %s", reason)
-
-
-def _count(result: RoundResult, seconds: float, *, fault: Reason | None = None) -> None:
-    """A round in the metrics: its verdict, or the verifier fault that kept it from being
-    recorded (then the verdict did not count: nothing was committed)."""
-    outcome = Outcome.VERIFIER_FAULT if fault is not None else result.outcome
-    reason = fault or result.reason
-    ROUNDS.labels(outcome.value, reason.value if reason is not None else "").inc()
-    ROUND_SECONDS.labels(outcome.value).observe(max(seconds, 0.0))
-
-
-def _log_outcome(record: EvidenceRecord, result: RoundResult) -> None:
-    """One info line when a round changes the agent's state; every other round at debug (a
-    fleet at rest writes nothing at info)."""
-    why = result.reason.value if result.reason is not None else result.outcome.value
-    if record.from_state is not record.to_state:
-        log.info("agent %s: %s -> %s (%s)", record.agent_id, record.from_state.value,
-                 record.to_state.value, why)  # fmt: skip
-    else:
-        log.debug("agent %s: %s (%s)", record.agent_id, record.to_state.value, why)
 
 
 def _utc(timestamp: float) -> dt.datetime:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from geoattest.errors import AgentNotAttested, FreshRoundBusy, FreshRoundFailed
 from verifier.core.states import AgentMode, AgentState, Outcome
-from verifier.engine.runner import RoundTarget
+from verifier.engine.round_target import RoundTarget
 from verifier.engine.runtime import VerifierRuntime
 from verifier.storage.verdicts import Committed
 
