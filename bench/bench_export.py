@@ -70,7 +70,8 @@ from verifier.core.states import AgentState
 from verifier.engine.runtime import log_keyring
 from verifier.export.archive import read_bundle
 from verifier.export.verify import Trust, verify_bundle
-from verifier.storage.log import TransparencyLog, entry_row
+from verifier.storage.log import TransparencyLog
+from verifier.storage.log_queue import entry_row
 from verifier.storage.models import LogEntryRow, RecordFold, RecordRow
 from verifier.storage.records import RecordStore
 from verifier.storage.sql import AgentTarget, VerifierStore

@@ -21,7 +21,8 @@ from tests.support.log_keys import log_keyring
 from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core import merkle
 from verifier.signing.keyring import Keyring
-from verifier.storage.log import TransparencyLog, entry_bytes
+from verifier.storage.log import TransparencyLog
+from verifier.storage.log_queue import entry_bytes
 from verifier.storage.models import CheckpointRow, LogEntryRow, RecordFold, RecordRow
 
 pytestmark = pytest.mark.redis

@@ -26,7 +26,7 @@ from verifier.core.checkpoint import SignedCheckpoint, verify_checkpoint
 from verifier.core.log_audit import StoredLeaf, audit_entries
 from verifier.core.log_entry import FoldEntry, RecordEntry, decode_entry
 from verifier.core.record import record_digest
-from verifier.storage.log import entry_bytes
+from verifier.storage.log_queue import entry_bytes
 from verifier.storage.models import CheckpointRow, LogEntryRow, RecordFold, RecordRow
 from verifier.storage.records import stored_body
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from verifier.core.log_entry import AuditAction, AuditEntry
-from verifier.storage.log import enqueue
+from verifier.storage.log_queue import enqueue
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

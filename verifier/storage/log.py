@@ -1,10 +1,9 @@
 """The transparency log at rest: entries queued by the transactions that make them, sequenced
 into an RFC 6962 tree, perfect nodes stored as they complete, checkpoints signed and kept.
 
-- *Queue.* ``enqueue`` writes entries (``idx`` None) inside the caller's transaction: a kept
-  record and its entry commit together (``verifier.storage.verdicts``), so do a fold and its
-  entry, an operator's change and its audit entry. Nothing on a round's hot path waits for the
-  tree.
+- *Queue* (``verifier.storage.log_queue``): entries written inside the caller's transaction, so
+  a kept record and its entry commit together (``verifier.storage.verdicts``), so do a fold and
+  its entry, an operator's change and its audit entry.
 - *Sequencer.* ``sequence`` gives queued entries their leaf index in queue order, stores every
   perfect subtree that completes (``verifier_log_nodes``) and the new size and root, in one
   transaction guarded on the size it read: two sequencers cannot both extend the tree.
@@ -19,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,15 +35,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from geoattest.db import as_utc
 from geoattest.errors import ConfigurationError, Conflict, LogProofInvalid, NotFound
 from verifier.core import merkle
 from verifier.core.checkpoint import Checkpoint, SignedCheckpoint, check_origin, sign_checkpoint
 from verifier.core.jws import Signer
-from verifier.core.log_entry import FoldEntry, LogEntry, RecordEntry, encode_entry, entry_kind
+from verifier.core.log_entry import LogEntry
 from verifier.core.merkle import NodeId
+from verifier.storage.log_queue import enqueue, entry_bytes
 from verifier.storage.models import CheckpointRow, LogEntryRow, LogNode, LogState
 
 log = logging.getLogger(__name__)
@@ -75,40 +73,6 @@ class StoredEntry:
     entry: bytes
     leaf_hash: bytes
     queued_at: dt.datetime
-
-
-def entry_row(entry: LogEntry, queued_at: dt.datetime) -> dict[str, object]:
-    """The queue row of ``entry`` (for ``insert(LogEntryRow)`` in the caller's transaction)."""
-    data = encode_entry(entry)
-    kind = entry_kind(entry)
-    ref_seq = None
-    if isinstance(entry, RecordEntry):
-        ref_seq = entry.seq
-    elif isinstance(entry, FoldEntry):
-        ref_seq = entry.first_seq
-    return {
-        "idx": None,
-        "kind": kind.value,
-        "agent_id": entry.agent_id,
-        "ref_seq": ref_seq,
-        "entry": zlib.compress(data, 9),  # small JSON: a third smaller (ADR 10 has the bytes)
-        "leaf_hash": merkle.leaf_hash(data),
-        "queued_at": queued_at,
-    }
-
-
-def entry_bytes(stored: bytes) -> bytes:
-    """An entry's canonical bytes from its stored column (zlib; canonical JSON starts with
-    ``{``, a zlib stream never does)."""
-    return stored if stored[:1] == b"{" else zlib.decompress(stored)
-
-
-def enqueue(
-    target: Connection | Session, entries: Sequence[LogEntry], queued_at: dt.datetime
-) -> None:
-    """Queue ``entries`` in the caller's transaction (they commit, or not, with it)."""
-    if entries:
-        target.execute(insert(_ENTRIES), [entry_row(e, queued_at) for e in entries])
 
 
 class TransparencyLog:

@@ -27,7 +27,7 @@ from geoattest.errors import Conflict, NotFound
 from verifier.core.log_entry import FoldEntry
 from verifier.core.record import decode_record
 from verifier.core.record_types import EvidenceRecord
-from verifier.storage.log import enqueue
+from verifier.storage.log_queue import enqueue
 from verifier.storage.models import RecordFold, RecordRow
 
 FOLD_BATCH = 20_000  # records folded per transaction

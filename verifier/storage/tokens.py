@@ -34,7 +34,7 @@ from geoattest.db import as_utc
 from verifier.core.log_entry import TokenEntry
 from verifier.core.states import AgentState
 from verifier.storage.group_commit import GroupCommitter
-from verifier.storage.log import enqueue
+from verifier.storage.log_queue import enqueue
 from verifier.storage.models import TokenRow
 
 log = logging.getLogger(__name__)

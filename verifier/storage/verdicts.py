@@ -45,7 +45,7 @@ from verifier.core.round_types import Notice
 from verifier.core.states import AgentState, Outcome
 from verifier.metrics import RECORD_BYTES
 from verifier.storage import verdict_rows
-from verifier.storage.log import enqueue
+from verifier.storage.log_queue import enqueue
 from verifier.storage.models import VerifiedAgent
 from verifier.storage.verdict_events import notice_event, transition_event
 from verifier.storage.verdict_rows import (
