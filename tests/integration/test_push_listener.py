@@ -2,7 +2,7 @@
 which registered certificates its trust store takes, how many connections it gives a thread,
 and how long one request may take.
 
-The listener serves a small Flask app here (its round engine is tested in test_push_mode.py);
+The listener serves a small Flask app here (its round engine is tested in push/test_push_mode.py);
 the fleet is a ``FleetConfig`` built in the test.
 """
 
