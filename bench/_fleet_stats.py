@@ -79,10 +79,11 @@ def round_figures(
     )
 
 
-def percentile(ordered: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of sorted values (NaN when empty)."""
-    if not ordered:
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values``, sorted or not (NaN when empty)."""
+    if not values:
         return math.nan
+    ordered = sorted(values)  # linear when they already are
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 

@@ -26,19 +26,16 @@ throughput against raw ES256, and fresh-on-demand tokens against a plain round.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import http.client
 import json
-import math
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,30 +49,22 @@ from agent.workload.peer import ExecutableHasher
 from agent.workload.server import make_workload_server
 from agent.workload.tokens import WorkloadTokens
 from agent.workload.verifier_client import VerifierTokenClient
+from bench._fleet_stats import percentile
+from bench._token_api import api_processes
 from bench._verifier_settings import verifier_database
-from geoattest.dev.procs import free_port
 from geoattest.jose import (
     b64url,
     es256_valid,
     parse_jws,
 )
-from geoattest.settings import load_settings
 from geoattest.wire import PolicyDocument
 from tests.support.agent_simulator import policy_document
-from tests.support.identity_trust import unused_identity_trust
 from tests.support.redis_server import running_redis
 from tests.support.runner_stack import ALLOWED, POLICY, RunnerStack, runner_stack
-from tests.support.service_process import verifier_api
 from tests.support.token_requests import BASH, open_session, signed_request
 from tests.support.token_stack import SimQuoter, order, token_stack
-from tests.support.verifier_stack import settings_environment
 from verifier.core.policy import canonical_document, document_digest
 from verifier.tokens.verify import Expected, TrustedKeys, VerifiedToken, verify_token
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def _ms(values: Sequence[float]) -> str:
@@ -101,48 +90,6 @@ def _attest_all(runner: RunnerStack) -> None:
         report = runner.round(agent_id)
         assert report is not None
         assert report.committed is not None
-
-
-@contextmanager
-def api_processes(
-    runner: RunnerStack, workdir: Path, redis_url: str, count: int, processes: int | None
-) -> Iterator[list[str]]:
-    """``count`` API servers on the same database, Redis and keys (as behind a balancer), each
-    of ``processes`` processes (None: the serve command's default, one per core)."""
-    with contextlib.ExitStack() as stack:
-        yield [
-            stack.enter_context(api_process(runner, workdir, redis_url, i, processes))
-            for i in range(count)
-        ]
-
-
-@contextmanager
-def api_process(
-    runner: RunnerStack,
-    workdir: Path,
-    redis_url: str,
-    index: int = 0,
-    processes: int | None = None,
-) -> Iterator[str]:
-    """``geoattest verifier serve`` on the runner's database and Redis (a process of its own)."""
-    port = free_port()
-    settings = load_settings(
-        database_url=runner.database_url,
-        redis_url=redis_url,
-        registrar_url="http://127.0.0.1:9",
-        verifier_keys_dir=workdir / "keys",
-        verifier_tls_dir=workdir / "tls",
-        verifier_port=port,
-        log_level="WARNING",
-        verifier_processes=processes,
-        **unused_identity_trust(workdir),
-    )
-    api = verifier_api(settings_environment(settings), workdir, port, name=f"api-{index}")
-    api.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        api.stop()
 
 
 def bench_issue(
