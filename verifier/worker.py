@@ -164,8 +164,7 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=RECONCILE_TASK, ignore_result=True)
     def reconcile() -> int:
-        """Schedule polled agents the Redis schedule lacks (Redis restarted, entry lost), and
-        send webhook deliveries whose enqueue after their commit failed."""
+        """Schedule polled agents the Redis schedule lacks (Redis restarted, entry lost)."""
         rt = runtime()
         polled = [
             agent_id
@@ -175,11 +174,6 @@ def create_celery(settings: Settings) -> Celery:
         added = rt.hot.schedule_missing(polled, time.time())
         if added:
             log.warning("re-scheduled %d agent(s) missing from the Redis schedule", added)
-        unsent = rt.webhooks.claim_unsent(dt.datetime.now(dt.UTC))
-        for delivery_id in unsent:  # their enqueue after the commit failed
-            deliver_webhook.delay(delivery_id)
-        if unsent:
-            log.warning("re-enqueued %d webhook delivery(ies) never attempted", len(unsent))
         return added
 
     @app.task(name=WATCHDOG_TASK, ignore_result=True)
@@ -192,8 +186,16 @@ def create_celery(settings: Settings) -> Celery:
 
     @app.task(name=COMPACT_TASK, ignore_result=True)
     def compact() -> int:
-        """Fold records past the hot window and delete expired ones; returns how many."""
-        return compact_records(runtime())
+        """Fold records past the hot window and delete expired ones; returns how many. Also
+        sends webhook deliveries whose enqueue after their commit failed (housekeeping on the
+        same minute's cadence: a delivery counts as unsent only after ``UNSENT_AFTER``)."""
+        rt = runtime()
+        unsent = rt.webhooks.claim_unsent(dt.datetime.now(dt.UTC))
+        for delivery_id in unsent:
+            deliver_webhook.delay(delivery_id)
+        if unsent:
+            log.warning("re-enqueued %d webhook delivery(ies) never attempted", len(unsent))
+        return compact_records(rt)
 
     @app.task(name=CHECKPOINT_TASK, ignore_result=True)
     def checkpoint() -> int:
