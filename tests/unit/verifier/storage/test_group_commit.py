@@ -54,6 +54,8 @@ class _Store(VerdictStore):
 
 def test_each_round_gets_its_own_result_and_busy_rounds_share_groups() -> None:
     store = _Store()
+    store.release.clear()  # the first transaction waits while the other rounds arrive
+    threading.Timer(0.3, store.release.set).start()
     committer = GroupCommitter(store)
     try:
         with ThreadPoolExecutor(8) as pool:
