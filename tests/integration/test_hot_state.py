@@ -145,27 +145,3 @@ def test_wait_for_lock_waits_for_the_running_round(redis_url: str) -> None:
     assert hot.take_lock("a", "round", ttl_seconds=0.2)
     assert hot.wait_for_lock("a", "operator", ttl_seconds=5, wait=0.05) is None
     assert hot.wait_for_lock("a", "operator", ttl_seconds=5, wait=2.0)
-
-
-def test_a_locked_agent_is_due_again_when_its_lock_lapses_or_at_once_if_gone(
-    redis_url: str,
-) -> None:
-    """A round that found the agent locked pulls its due time to the lock's end; if the lock
-    lapsed between that round's attempt and this call (a killed worker's lock expiring just
-    then), the agent is due at once, not left at its claim horizon (a lease gap of one horizon
-    on the surviving box, seen in test_two_boxes)."""
-    hot = _hot(redis_url)
-    hot.schedule("retry-held", due=1_000.0)  # claimed until 1000
-    assert hot.take_lock("retry-held", "a-dead-worker", ttl_seconds=5)
-    due = hot.retry_when_unlocked("retry-held", now=100.0)
-    assert due is not None
-    assert 104.0 < due <= 105.0
-    assert hot.due_of("retry-held") == due
-    hot.schedule("retry-gone", due=1_000.0)  # its lock already lapsed
-    assert hot.retry_when_unlocked("retry-gone", now=100.0) == 100.0
-    assert hot.due_of("retry-gone") == 100.0
-    hot.schedule("retry-soon", due=50.0)  # already due earlier: only ever pulled earlier
-    assert hot.retry_when_unlocked("retry-soon", now=100.0) is None
-    assert hot.due_of("retry-soon") == 50.0
-    assert hot.retry_when_unlocked("retry-unscheduled", now=100.0) is None  # removed meanwhile
-    assert hot.due_of("retry-unscheduled") is None

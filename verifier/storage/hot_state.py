@@ -149,10 +149,8 @@ class HotState:
     def retry_when_unlocked(self, agent_id: str, now: float) -> float | None:
         """A round found the agent locked: make it due again when the lock expires, pulling it
         earlier only (a running round reschedules it itself when it ends; a lock left by a
-        killed worker would otherwise keep the agent at its claim horizon). A lock that lapsed
-        since the round tried it makes the agent due at ``now``. Returns the new due time, or
-        ``None`` when nothing was pulled earlier (the agent is due sooner already, or is not
-        scheduled)."""
+        killed worker would otherwise keep the agent at its claim horizon). Returns the new due
+        time, or ``None`` when the lock is already gone or the agent is not scheduled."""
         due = self._redis.eval(RETRY_WHEN_UNLOCKED_LUA, 2, _lock_key(agent_id), SCHEDULE_KEY,
                                agent_id, repr(now))  # fmt: skip
         return None if due is None else float(due)

@@ -54,8 +54,7 @@ return 1
 
 RETRY_WHEN_UNLOCKED_LUA = """
 local left = redis.call('PTTL', KEYS[1])
-if left == -1 then return false end
-if left < 0 then left = 0 end
+if left <= 0 then return false end
 local due = tonumber(ARGV[2]) + left / 1000.0
 if redis.call('ZADD', KEYS[2], 'XX', 'LT', 'CH', due, ARGV[1]) == 1 then return tostring(due) end
 return false
