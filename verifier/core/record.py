@@ -105,7 +105,10 @@ def decode_record(data: bytes) -> EvidenceRecord:
 
 
 def _time(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime(_TIME_FORMAT)
+    # ``_TIME_FORMAT``'s text (for years from 1000), by ``isoformat``: half the time of
+    # ``strftime``, four times a record.
+    utc = value if value.tzinfo is dt.UTC else value.astimezone(dt.UTC)
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _parse_time(value: str) -> dt.datetime:

@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from geoattest.wire import JsonValue
-from verifier.core.canonical import canonical_json
+from verifier.core.canonical import canonical_json, plain_canonical_json
 
 # Keys from the whole of Unicode, weighted towards the characters where code-point order and
 # UTF-16 order part (U+E000-U+FFFF against astral ones); floats of every size (ECMAScript's
@@ -63,3 +63,43 @@ def test_a_policy_sized_document_takes_the_fast_path() -> None:
     runtime: JsonValue = {"digests": digests, "excludes": []}
     document: JsonValue = {"runtime_policy": runtime, "max_age_seconds": 30.5}
     assert canonical_json(document) == rfc8785.dumps(document)
+
+
+# What ``plain_canonical_json``'s callers build: any text (controls, U+2028, astral characters)
+# in values, ASCII keys, integers within 2**53, and the str/int subclasses builders pass through
+# (enum members, and subclasses the C encoder would refuse without the hook).
+class _Name(str):
+    pass
+
+
+class _Count(int):
+    pass
+
+
+_plain_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.text(alphabet=st.characters(exclude_categories=["Cs"]))
+    | st.builds(_Name, st.text(max_size=3))
+    | st.builds(_Count, st.integers(0, 99))
+)
+_plain_values = st.recursive(
+    _plain_scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127)), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@given(_plain_values)
+@example({"b": '\x1f\u2028\x7f"\\\U0001f600', "a": [_Name("x"), _Count(3), True, None]})
+def test_the_plain_encoder_is_rfc8785(value: JsonValue) -> None:
+    assert plain_canonical_json(value) == rfc8785.dumps(value)
+
+
+def test_the_plain_encoder_refuses_what_is_not_json() -> None:
+    with pytest.raises(TypeError, match="object is not a JSON value"):
+        plain_canonical_json({"a": object()})  # type: ignore[dict-item]

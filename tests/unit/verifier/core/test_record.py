@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import rfc8785
@@ -85,6 +85,16 @@ def test_a_record_round_trips_through_its_canonical_bytes(node: SoftwareNode) ->
     assert encoded.startswith(b'{"agent_id":"edge-1"')  # RFC 8785: keys sorted, no whitespace
     assert record.evidence is not None
     assert record.evidence.ima_lines == tuple(node.log)
+
+
+@pytest.mark.parametrize("offset_hours", [0, 2, -5])
+def test_times_are_written_in_utc_with_microseconds(offset_hours: int) -> None:
+    local = timezone(timedelta(hours=offset_hours))
+    started = datetime(2026, 12, 4, 23, 30, 0, 5, tzinfo=local)
+    record = replace(_base_record(), started_at=started)
+    body = json.loads(encode_record(record))
+    assert body["started_at"] == started.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert decode_record(encode_record(record)).started_at == started
 
 
 def test_only_the_canonical_form_decodes(node: SoftwareNode) -> None:
