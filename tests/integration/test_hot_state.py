@@ -12,7 +12,7 @@ from geoattest.pcr_banks import PcrBank
 from tpm import ClockInfo
 from verifier.core.round_types import RoundMemory
 from verifier.core.states import AgentState
-from verifier.storage.hot_state import HotState, LiveStatus
+from verifier.storage.hot_state import SCHEDULE_KEY, HotState, LiveStatus
 
 pytestmark = pytest.mark.redis
 
@@ -56,6 +56,30 @@ def test_every_lock_taken_hands_out_a_larger_fence(redis_url: str) -> None:
     assert fences == sorted(set(fences))
     assert operator > fences[-1]
     assert hot.take_lock("b", "other-agent", ttl_seconds=5) == 1  # counters are per agent
+
+
+def test_a_failed_lock_with_a_time_makes_the_agent_due_when_the_lock_expires(
+    redis_url: str,
+) -> None:
+    """A scheduled round that finds the agent locked leaves it due at the lock's expiry, in the
+    same step as the failed try (so a lock that lapses meanwhile cannot leave the agent at its
+    claim horizon); earlier only, and never for an agent that is not scheduled."""
+    hot = _hot(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    assert hot.take_lock("a", "dead-worker", ttl_seconds=3)
+    hot.schedule("a", due=1000.0)  # its claim horizon
+    assert hot.lock_and_load("a", "round", ttl_seconds=5) == (None, None)
+    assert client.zscore(SCHEDULE_KEY, "a") == 1000.0  # a plain try moves nothing
+    assert hot.lock_and_load("a", "round", ttl_seconds=5, retry_from=100.0) == (None, None)
+    due = client.zscore(SCHEDULE_KEY, "a")
+    assert due is not None
+    assert 102.9 <= due <= 103.0  # now + the lock's time left
+    hot.schedule("a", due=101.0)  # due sooner already: not pushed later
+    hot.lock_and_load("a", "round", ttl_seconds=5, retry_from=100.0)
+    assert client.zscore(SCHEDULE_KEY, "a") == 101.0
+    assert hot.take_lock("b", "dead-worker", ttl_seconds=3)
+    hot.lock_and_load("b", "round", ttl_seconds=5, retry_from=100.0)
+    assert client.zscore(SCHEDULE_KEY, "b") is None  # not scheduled: stays so
 
 
 def test_raise_fence_lifts_a_counter_that_redis_forgot(redis_url: str) -> None:

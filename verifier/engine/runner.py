@@ -164,12 +164,15 @@ class RoundRunner:
         deadline = time.monotonic() + lock_wait
         try:
             while True:
-                fence, loaded = self._hot.lock_and_load(agent_id, token, self._cadence.lock_ttl)
+                last = time.monotonic() >= deadline
+                # A scheduled round's last try leaves the agent due when the lock expires.
+                retry_from = self._clock() if last and nonce is None else None
+                fence, loaded = self._hot.lock_and_load(
+                    agent_id, token, self._cadence.lock_ttl, retry_from=retry_from
+                )
                 if fence is not None:
                     break
-                if time.monotonic() >= deadline:
-                    if nonce is None:  # a scheduled round: due again when the lock expires
-                        self._hot.retry_when_unlocked(agent_id, self._clock())
+                if last:
                     return None
                 time.sleep(0.002)
         except (redis.ConnectionError, redis.TimeoutError) as e:

@@ -35,7 +35,6 @@ from verifier.storage.hot_state_scripts import (
     FINISH_ROUND_LUA,
     LOCK_AND_LOAD_LUA,
     RAISE_FENCE_LUA,
-    RETRY_WHEN_UNLOCKED_LUA,
     STORE_AND_UNLOCK_LUA,
     TAKE_LOCK_LUA,
     UNLOCK_LUA,
@@ -146,15 +145,6 @@ class HotState:
         fence = self._redis.eval(TAKE_LOCK_LUA, len(keys), *keys, token, int(ttl_seconds * 1000))
         return int(fence) if fence else None
 
-    def retry_when_unlocked(self, agent_id: str, now: float) -> float | None:
-        """A round found the agent locked: make it due again when the lock expires, pulling it
-        earlier only (a running round reschedules it itself when it ends; a lock left by a
-        killed worker would otherwise keep the agent at its claim horizon). Returns the new due
-        time, or ``None`` when the lock is already gone or the agent is not scheduled."""
-        due = self._redis.eval(RETRY_WHEN_UNLOCKED_LUA, 2, _lock_key(agent_id), SCHEDULE_KEY,
-                               agent_id, repr(now))  # fmt: skip
-        return None if due is None else float(due)
-
     def unlock(self, agent_id: str, token: str) -> None:
         self._redis.eval(UNLOCK_LUA, 1, _lock_key(agent_id), token)
 
@@ -175,14 +165,17 @@ class HotState:
     # every one of them waits for the worker's GIL again, so they are scripted into two.
 
     def lock_and_load(
-        self, agent_id: str, token: str, ttl_seconds: float
+        self, agent_id: str, token: str, ttl_seconds: float, *, retry_from: float | None = None
     ) -> tuple[int | None, LiveStatus | None]:
         """``take_lock`` and ``load`` in one round trip: the fence (``None``: not locked) and the
-        cached status (meaningless unless locked)."""
-        keys = (_lock_key(agent_id), _fence_key(agent_id), _memory_key(agent_id))
-        fence, raw = self._redis.eval(
-            LOCK_AND_LOAD_LUA, len(keys), *keys, token, int(ttl_seconds * 1000)
-        )
+        cached status (meaningless unless locked). With ``retry_from`` (now, on the schedule's
+        clock), a lock held by another makes the agent due again when it expires, pulled
+        earlier only: a running round reschedules the agent itself when it ends, and a lock
+        left by a killed worker would otherwise keep it at its claim horizon."""
+        keys = (_lock_key(agent_id), _fence_key(agent_id), _memory_key(agent_id), SCHEDULE_KEY)
+        retry = "" if retry_from is None else repr(retry_from)
+        fence, raw = self._redis.eval(LOCK_AND_LOAD_LUA, len(keys), *keys,
+                                      token, int(ttl_seconds * 1000), retry, agent_id)  # fmt: skip
         if not fence:
             return None, None
         return int(fence), None if not raw else _decode_status(raw)

@@ -9,9 +9,18 @@ end
 return 0
 """
 
+# Given a time (ARGV[3]), a lock held by another makes the agent (ARGV[4]) due when that lock
+# expires, pulled earlier only: asked in the same step, the lock cannot lapse in between (asked
+# after, a lock that lapsed left the agent at its claim horizon).
 LOCK_AND_LOAD_LUA = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
   return {redis.call('INCR', KEYS[2]), redis.call('GET', KEYS[3])}
+end
+if ARGV[3] ~= '' then
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then
+    redis.call('ZADD', KEYS[4], 'XX', 'LT', tonumber(ARGV[3]) + left / 1000.0, ARGV[4])
+  end
 end
 return {0, false}
 """
