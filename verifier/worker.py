@@ -35,6 +35,7 @@ from celery import Celery
 
 from geoattest.errors import Conflict, DependencyUnavailable
 from geoattest.settings import Settings
+from verifier.broker_retry import PromptAMQP
 from verifier.core.reasons import Reason
 from verifier.core.states import POLLED_STATES, AgentMode
 from verifier.engine.round_target import RoundTarget
@@ -81,7 +82,7 @@ def create_celery(settings: Settings) -> Celery:
     quiet_tick_logs()
     survive_restore_without_connection()
     broker, sentinel_options = redis_target(settings).celery_broker()
-    app = Celery("geoattest-verifier", broker=broker)
+    app = Celery("geoattest-verifier", broker=broker, amqp=PromptAMQP)
     app.conf.update(
         # Acknowledged on receipt: kombu's Redis transport crashes the whole worker when a late
         # ack meets a channel closed by a Redis restart (the fault suite saw it), and late acks
