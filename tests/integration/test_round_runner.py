@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.support.runner_stack import RunnerStack, runner_stack
 from verifier.core.chain import FoldLink, RecordLink, check_chain
@@ -18,6 +19,7 @@ from verifier.core.reasons import Reason
 from verifier.core.record_types import RecordKind
 from verifier.core.reverify import reverify_record
 from verifier.core.states import AgentState, Outcome
+from verifier.storage.hot_state import SCHEDULE_KEY
 from verifier.storage.records import FoldSummary
 
 pytestmark = pytest.mark.redis
@@ -90,6 +92,24 @@ def test_a_round_that_outlived_its_lock_commits_nothing(tmp_path: Path, redis_ur
         assert after.records == before.records
         assert after.last_passed_at == before.last_passed_at  # the lease was not renewed
         assert stack.hot.faults([agent_id])[agent_id][0] == "lock_lost"
+
+
+def test_a_scheduled_round_that_finds_the_agent_locked_leaves_it_due_at_the_lock_s_expiry(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A killed worker's lock would otherwise keep the agent at its claim horizon: the round
+    that finds it pulls the agent's next round to the lock's expiry (never later)."""
+    with runner_stack(tmp_path, redis_url) as stack:
+        agent_id = _first(stack)
+        _attested(stack, agent_id)
+        assert stack.hot.take_lock(agent_id, "killed-worker", ttl_seconds=2.0)
+        horizon = time.time() + 60
+        stack.hot.schedule(agent_id, due=horizon)
+        before = time.time()
+        assert stack.round(agent_id) is None  # locked: not started
+        due = redis.Redis.from_url(redis_url).zscore(SCHEDULE_KEY, agent_id)
+        assert due is not None
+        assert before + 1.5 <= due <= time.time() + 2.0
 
 
 def test_an_older_writer_cannot_commit_over_a_newer_one(tmp_path: Path, redis_url: str) -> None:
