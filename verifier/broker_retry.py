@@ -46,6 +46,7 @@ class PromptlyReconnecting(Connection):
 
 
 class PromptAMQP(AMQP):
-    """``Celery(amqp=PromptAMQP)``: every connection the app opens retries promptly."""
+    """``Celery(amqp=PromptAMQP)``: the consumer's and beat's reconnection (the public
+    ``ensure_connection``) retries promptly; publishing keeps ``task_publish_retry_policy``."""
 
     Connection = PromptlyReconnecting

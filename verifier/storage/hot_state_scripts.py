@@ -61,14 +61,6 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-RETRY_WHEN_UNLOCKED_LUA = """
-local left = redis.call('PTTL', KEYS[1])
-if left <= 0 then return false end
-local due = tonumber(ARGV[2]) + left / 1000.0
-if redis.call('ZADD', KEYS[2], 'XX', 'LT', 'CH', due, ARGV[1]) == 1 then return tostring(due) end
-return false
-"""
-
 UNLOCK_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
