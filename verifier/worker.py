@@ -93,8 +93,8 @@ def create_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         # The CLI checks Redis before it starts the worker (a clear error, exit 3); once
         # running, a lost broker connection is retried for ever (max_retries None), every
-        # 0.5-1 s (``verifier.broker_retry``; each attempt logged); a batch in flight is not redelivered (acks on receipt, above) but
-        # claimed again after its claim horizon.
+        # 0.5-1 s (``verifier.broker_retry``; each attempt logged); a batch in flight is not
+        # redelivered (acks on receipt, above) but claimed again after its claim horizon.
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
         broker_connection_max_retries=None,
