@@ -10,8 +10,7 @@ is cheap. Celery logs each failed attempt (one line a second during an outage).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Self
+from typing import Any, Self
 
 from celery.app.amqp import AMQP
 from kombu import Connection
@@ -22,27 +21,12 @@ RETRY_MAX = 1.0
 
 
 class PromptlyReconnecting(Connection):
-    def ensure_connection(  # Celery's consumer passes the first two and the callback only
-        self,
-        errback: Callable[[Exception, float], None] | None = None,
-        max_retries: int | None = None,
-        interval_start: float = RETRY_FIRST,
-        interval_step: float = RETRY_STEP,
-        interval_max: float = RETRY_MAX,
-        callback: Callable[[], None] | None = None,
-        reraise_as_library_errors: bool = True,
-        timeout: int | None = None,
-    ) -> Self:
-        return super().ensure_connection(
-            errback,
-            max_retries,  # type: ignore[arg-type]  # None retries for ever (the stubs omit it)
-            interval_start,  # type: ignore[arg-type]  # kombu sleeps floats (the stubs say int)
-            interval_step,  # type: ignore[arg-type]
-            interval_max,  # type: ignore[arg-type]
-            callback,
-            reraise_as_library_errors,
-            timeout,
-        )
+    def ensure_connection(self, *args: Any, **kwargs: Any) -> Self:  # noqa: ANN401  # kombu's own arguments
+        # Only the intervals' defaults change; whatever kombu's signature is, the rest passes.
+        kwargs.setdefault("interval_start", RETRY_FIRST)
+        kwargs.setdefault("interval_step", RETRY_STEP)
+        kwargs.setdefault("interval_max", RETRY_MAX)
+        return super().ensure_connection(*args, **kwargs)
 
 
 class PromptAMQP(AMQP):
